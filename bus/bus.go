@@ -1,0 +1,159 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Message is what travels on a bus. Data is opaque to the bus (Skein puts
+// msgpack envelopes in it, see pkg/wire). Header carries small string
+// metadata such as trace context; keys are case-sensitive.
+type Message struct {
+	// Subject is the topic the message was published on (streams and
+	// broadcasts) or the queue's routing key (queues). Set by the bus on
+	// received messages.
+	Subject string
+	// Key groups queue messages (Skein uses the job id) so that a bus that
+	// supports it can purge one job's pending tasks (see Purger).
+	Key    string
+	Header map[string]string
+	Data   []byte
+	// ID, when set on a published message, lets a bus that supports it
+	// drop a duplicate publish of the same ID within its deduplication
+	// window (JetStream's Nats-Msg-Id). Optional.
+	ID string
+	// Time is when the bus stored the message; set on received stream
+	// messages.
+	Time time.Time
+}
+
+// Delivery is one message taken from a Queue. Exactly one of Ack, Nak or
+// Term settles it; later calls return ErrSettled. InProgress may be called
+// any number of times before that. All methods are safe for concurrent use.
+type Delivery interface {
+	Message() Message
+	// Attempt is 1 for the first delivery and counts redeliveries.
+	Attempt() int
+	// Ack removes the message from the queue. It returns after the broker
+	// has confirmed the ack where the protocol allows it.
+	Ack(ctx context.Context) error
+	// Nak returns the message to the queue for redelivery after delay.
+	Nak(ctx context.Context, delay time.Duration) error
+	// InProgress extends the lease: the message is not redelivered while
+	// the consumer keeps calling it within the queue's lease.
+	InProgress(ctx context.Context) error
+	// Term removes the message without redelivery (poison). A bus with a
+	// dead-letter queue moves it there with reason.
+	Term(ctx context.Context, reason string) error
+}
+
+// QueueOptions configure a consumer of a work queue.
+type QueueOptions struct {
+	// Prefetch bounds the number of unsettled deliveries held by this
+	// consumer. Zero means 1.
+	Prefetch int
+	// Lease is how long a delivery may stay unsettled without InProgress
+	// before the bus redelivers it to another consumer. Zero means the
+	// bus default (30s). All consumers of a queue must use the same lease.
+	Lease time.Duration
+	// MaxAttempts bounds deliveries of one message; a message delivered
+	// more often is handed to the consumer one last time with Attempt() >
+	// MaxAttempts so that it can report and Term it. Zero means 5.
+	MaxAttempts int
+}
+
+// Queue is a durable work queue with competing consumers: each message is
+// delivered to one consumer at a time and redelivered when its lease runs
+// out unsettled (consumer crashed or lost its connection).
+type Queue interface {
+	// Enqueue stores msgs on the named queue and returns once the broker
+	// has confirmed every one of them (or the first error).
+	Enqueue(ctx context.Context, queue string, msgs ...Message) error
+	// Consume delivers the queue's messages on the returned channel until
+	// ctx is done or the bus is closed; the channel is always closed then.
+	// Deliveries not settled when the channel closes are redelivered.
+	Consume(ctx context.Context, queue string, opts QueueOptions) (<-chan Delivery, error)
+}
+
+// SubscribeOptions choose where a stream subscription starts.
+type SubscribeOptions struct {
+	// Since replays messages stored at or after this time before live
+	// ones. Zero means only messages published after Subscribe returns.
+	Since time.Time
+}
+
+// Stream is a durable, replayable log of events addressed by dotted
+// subjects. Messages on one subject are delivered in publish order.
+type Stream interface {
+	// Publish stores msg on subject and returns once it is durable.
+	Publish(ctx context.Context, subject string, msg Message) error
+	// Subscribe delivers messages whose subject matches pattern ("*" one
+	// token, ">" one or more trailing tokens) on the returned channel,
+	// which is closed when ctx is done or the bus is closed. A slow reader
+	// slows delivery; nothing is dropped.
+	Subscribe(ctx context.Context, pattern string, opts SubscribeOptions) (<-chan Message, error)
+}
+
+// Broadcast is fire-and-forget fan-out to whoever listens now (progress,
+// cancel notices). Nothing is stored.
+type Broadcast interface {
+	Notify(ctx context.Context, subject string, data []byte) error
+	// Listen delivers matching messages until ctx is done; messages that
+	// arrive while the reader is slow may be dropped.
+	Listen(ctx context.Context, pattern string) (<-chan Message, error)
+}
+
+// Handler answers one request.
+type Handler func(ctx context.Context, req Message) ([]byte, error)
+
+// RPC is request/reply. Handlers registered on the same subject by several
+// processes share the load: each request goes to one of them.
+type RPC interface {
+	// Request sends data to subject and waits for the reply until ctx is
+	// done. It returns ErrNoResponders when nobody serves subject.
+	Request(ctx context.Context, subject string, data []byte) ([]byte, error)
+	// Serve calls h for every request on subject until ctx is done. An
+	// error returned by h reaches the requester as a *RemoteError.
+	Serve(ctx context.Context, subject string, h Handler) error
+}
+
+// Bus is everything Skein needs from a message broker. Implementations are
+// safe for concurrent use.
+type Bus interface {
+	Queue
+	Stream
+	Broadcast
+	RPC
+	// Close releases the connection; channels handed out are closed.
+	Close() error
+}
+
+// Purger is implemented by buses that can drop one key's pending messages
+// from a queue (used to cancel a job's queued tasks).
+type Purger interface {
+	Purge(ctx context.Context, queue, key string) error
+}
+
+// Limits is implemented by buses that know their largest message.
+type Limits interface {
+	MaxMessageSize() int
+}
+
+var (
+	// ErrSettled is returned when a delivery is settled twice.
+	ErrSettled = errors.New("bus: delivery already settled")
+	// ErrNoResponders is returned by Request when nobody serves a subject.
+	ErrNoResponders = errors.New("bus: no responders")
+	// ErrClosed is returned by calls on a closed bus.
+	ErrClosed = errors.New("bus: closed")
+	// ErrTooLarge is returned when a message exceeds the bus' limit.
+	ErrTooLarge = errors.New("bus: message too large")
+	// ErrUnreachable is returned when the broker cannot be reached.
+	ErrUnreachable = errors.New("bus: broker unreachable")
+)
+
+// RemoteError is a handler's error carried back to a requester.
+type RemoteError struct{ Msg string }
+
+func (e *RemoteError) Error() string { return e.Msg }

@@ -1,0 +1,228 @@
+package wire
+
+// JobKind is the operation a job performs.
+type JobKind string
+
+const (
+	JobCall      JobKind = "call"
+	JobMap       JobKind = "map"
+	JobMapReduce JobKind = "mapreduce"
+)
+
+// ReduceMode chooses when a map-reduce job's reducer starts.
+type ReduceMode string
+
+const (
+	// ReduceStreaming starts the reducer on the first map result and feeds
+	// it every result as it lands (the default).
+	ReduceStreaming ReduceMode = "streaming"
+	// ReduceBarrier starts the reducer only after every map is done.
+	ReduceBarrier ReduceMode = "barrier"
+)
+
+// JobSpec is what a client submits. It mirrors the seeds' operator
+// parameters; durations are in milliseconds, memory in MiB.
+type JobSpec struct {
+	ID   string  `msgpack:"id"`
+	Kind JobKind `msgpack:"kind"`
+	Pool string  `msgpack:"pool,omitempty"`
+
+	Function string `msgpack:"fn"`
+	// Data is the call's keyword arguments (call jobs).
+	Data Value `msgpack:"data,omitempty"`
+	// Iterdata is a JSON list; one task per element (map jobs).
+	Iterdata    Value `msgpack:"iter,omitempty"`
+	ExtraParams Value `msgpack:"extra,omitempty"`
+
+	ChunkSize int64 `msgpack:"chunk_size,omitempty"`
+	ChunkN    int   `msgpack:"chunk_n,omitempty"`
+
+	ReduceFunction      string     `msgpack:"reduce_fn,omitempty"`
+	ReduceMode          ReduceMode `msgpack:"reduce_mode,omitempty"`
+	ReducerOnePerObject bool       `msgpack:"reducer_one_per_object,omitempty"`
+	ReducerWaitLocal    bool       `msgpack:"reducer_wait_local,omitempty"`
+
+	TimeoutMS           int64 `msgpack:"timeout_ms,omitempty"`      // whole job
+	TaskTimeoutMS       int64 `msgpack:"task_timeout_ms,omitempty"` // one attempt
+	RuntimeMemory       int   `msgpack:"mem,omitempty"`
+	MapRuntimeMemory    int   `msgpack:"map_mem,omitempty"`
+	ReduceRuntimeMemory int   `msgpack:"reduce_mem,omitempty"`
+	InvokePoolThreads   int   `msgpack:"pool_threads,omitempty"`
+	Retries             int   `msgpack:"retries"`
+	RemoteInvocation    bool  `msgpack:"remote_invocation,omitempty"`
+
+	Env            map[string]string `msgpack:"env,omitempty"`
+	IncludeModules []string          `msgpack:"include,omitempty"`
+	ExcludeModules []string          `msgpack:"exclude,omitempty"`
+	// Modules is the storage key of the packed include_modules archive.
+	Modules string `msgpack:"modules,omitempty"`
+	Clean   bool   `msgpack:"clean,omitempty"`
+
+	// Monitor is "events" (default) or "poll" (the storage-polling
+	// baseline).
+	Monitor        string `msgpack:"monitor,omitempty"`
+	PollIntervalMS int64  `msgpack:"poll_ms,omitempty"`
+
+	// Trace carries the submitter's trace context (W3C traceparent).
+	Trace map[string]string `msgpack:"trace,omitempty"`
+
+	SubmittedAt int64 `msgpack:"submitted"` // unix nanoseconds
+}
+
+// TaskKind tells a runtime what a task is.
+type TaskKind string
+
+const (
+	TaskCall   TaskKind = "call"
+	TaskMap    TaskKind = "map"
+	TaskReduce TaskKind = "reduce"
+)
+
+// Object describes the slice of a storage object a task reads (set by the
+// partitioner). The byte range [Start, End) is already aligned on lines.
+type Object struct {
+	URL   string `msgpack:"url" json:"url"`
+	Store string `msgpack:"store" json:"store"` // "local", "cos", "s3", "http"
+	Bucket string `msgpack:"bucket" json:"bucket"`
+	Key    string `msgpack:"key" json:"key"`
+	Part   int    `msgpack:"part" json:"part"`
+	Parts  int    `msgpack:"parts" json:"parts"`
+	Start  int64  `msgpack:"start" json:"start"`
+	End    int64  `msgpack:"end" json:"end"`
+	Size   int64  `msgpack:"size" json:"size"`
+	// Group is the index of the input object within the job (for
+	// reducer_one_per_object).
+	Group int `msgpack:"group" json:"group"`
+}
+
+// Task is one unit of work on a pool's queue.
+type Task struct {
+	Job     string   `msgpack:"job"`
+	Index   int      `msgpack:"i"` // map: iterdata position; reduce: group
+	Attempt int      `msgpack:"a"` // coordinator-level attempt, from 1
+	Kind    TaskKind `msgpack:"kind"`
+
+	Function string `msgpack:"fn"`
+	// Args are positional arguments (a scalar iterdata element is the
+	// first); Kwargs are keyword arguments (an object element, data, and
+	// extra_params merged in).
+	Args   []Value          `msgpack:"args,omitempty"`
+	Kwargs map[string]Value `msgpack:"kwargs,omitempty"`
+	// InputRef names a storage object holding {"args":…,"kwargs":…} when
+	// the input is too large to ride on the bus.
+	InputRef string  `msgpack:"input_ref,omitempty"`
+	Obj      *Object `msgpack:"obj,omitempty"`
+
+	// Reduce tasks: how many inputs to expect (0 until known) and whether
+	// the reducer wants input order.
+	Deadline  int64             `msgpack:"deadline,omitempty"` // unix ns; 0 = none
+	TimeoutMS int64             `msgpack:"timeout_ms,omitempty"`
+	MemoryMB  int               `msgpack:"mem,omitempty"`
+	Env       map[string]string `msgpack:"env,omitempty"`
+	Modules   string            `msgpack:"modules,omitempty"`
+	Queued    int64             `msgpack:"queued"` // unix ns
+	Monitor   string            `msgpack:"monitor,omitempty"`
+	Trace     map[string]string `msgpack:"trace,omitempty"`
+}
+
+// EventType is a task's state change.
+type EventType string
+
+const (
+	EventStarted EventType = "started"
+	EventDone    EventType = "done"
+	EventFailed  EventType = "failed"
+)
+
+// ErrorKind classifies a task failure.
+type ErrorKind string
+
+const (
+	ErrUser      ErrorKind = "error"       // the function returned or raised an error
+	ErrPanic     ErrorKind = "panic"       // a Go function panicked
+	ErrTimeout   ErrorKind = "timeout"     // the attempt ran past its deadline
+	ErrOOM       ErrorKind = "oom"         // the attempt exceeded runtime_memory
+	ErrUnknownFn ErrorKind = "unknown_function"
+	ErrBadInput  ErrorKind = "bad_input"   // arguments do not fit the function
+	ErrLost      ErrorKind = "lost"        // redelivered past the bus' limit
+	ErrCancelled ErrorKind = "cancelled"
+	ErrInternal  ErrorKind = "internal"    // the runtime itself failed
+)
+
+// TaskError describes a failed attempt.
+type TaskError struct {
+	Kind      ErrorKind `msgpack:"kind" json:"kind"`
+	Type      string    `msgpack:"type,omitempty" json:"type,omitempty"` // e.g. a Python exception class
+	Message   string    `msgpack:"msg" json:"message"`
+	Stack     string    `msgpack:"stack,omitempty" json:"stack,omitempty"`
+	Retryable bool      `msgpack:"retryable" json:"retryable"`
+}
+
+func (e *TaskError) Error() string {
+	if e.Type != "" {
+		return string(e.Kind) + ": " + e.Type + ": " + e.Message
+	}
+	return string(e.Kind) + ": " + e.Message
+}
+
+// Event reports a task attempt's progress. Timestamps are unix ns.
+type Event struct {
+	Job      string    `msgpack:"job"`
+	Task     int       `msgpack:"i"`
+	Kind     TaskKind  `msgpack:"kind"`
+	Attempt  int       `msgpack:"a"`
+	Delivery int       `msgpack:"d,omitempty"` // bus delivery count
+	Type     EventType `msgpack:"t"`
+	Worker   string    `msgpack:"w"`
+
+	Queued   int64 `msgpack:"q,omitempty"`
+	Started  int64 `msgpack:"s,omitempty"`
+	Finished int64 `msgpack:"f,omitempty"`
+	PeakKB   int64 `msgpack:"mem,omitempty"`
+
+	Result    Value      `msgpack:"r,omitempty"`
+	ResultRef string     `msgpack:"rref,omitempty"`
+	Error     *TaskError `msgpack:"err,omitempty"`
+	Log       string     `msgpack:"log,omitempty"` // captured output, bounded
+	Trace     map[string]string `msgpack:"trace,omitempty"`
+}
+
+// JobState is a job's lifecycle state.
+type JobState string
+
+const (
+	StatePending   JobState = "pending"
+	StateRunning   JobState = "running"
+	StateDone      JobState = "done"
+	StateFailed    JobState = "failed"
+	StateCancelled JobState = "cancelled"
+	StateTimedOut  JobState = "timed_out"
+)
+
+// Terminal reports whether s is a final state.
+func (s JobState) Terminal() bool {
+	return s == StateDone || s == StateFailed || s == StateCancelled || s == StateTimedOut
+}
+
+// JobStatus is the answer to a status query and the body of progress
+// notices.
+type JobStatus struct {
+	ID        string     `msgpack:"id" json:"id"`
+	State     JobState   `msgpack:"state" json:"state"`
+	Kind      JobKind    `msgpack:"kind" json:"kind"`
+	Total     int        `msgpack:"total" json:"total"`
+	Done      int        `msgpack:"done" json:"done"`
+	Failed    int        `msgpack:"failed" json:"failed"`
+	Running   int        `msgpack:"running" json:"running"`
+	Retried   int        `msgpack:"retried" json:"retried"`
+	Submitted int64      `msgpack:"submitted" json:"submitted"`
+	Ended     int64      `msgpack:"ended,omitempty" json:"ended,omitempty"`
+	Error     *TaskError `msgpack:"err,omitempty" json:"error,omitempty"`
+	// FailedTask is the index of the task whose failure ended the job.
+	FailedTask int `msgpack:"failed_task,omitempty" json:"failed_task,omitempty"`
+}
+
+// End is a job's terminal record on the job log.
+type End struct {
+	Status JobStatus `msgpack:"status"`
+}
