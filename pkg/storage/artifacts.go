@@ -94,41 +94,43 @@ func (a *Artifacts) Put(ctx context.Context, job, name string, data []byte) (str
 }
 
 // PutReader stores size bytes from r as artifact name of job and returns
-// its reference. r must be an io.Seeker for the bucket-creating retry;
-// other readers are not retried.
+// its reference.
 func (a *Artifacts) PutReader(ctx context.Context, job, name string, r io.Reader, size int64) (string, error) {
 	key, err := a.key(job, name)
 	if err != nil {
 		return "", err
 	}
-	err = a.store.Put(ctx, a.base.Bucket, key, r, size)
-	if errors.Is(err, ErrNoBucket) && a.create {
-		if s, ok := r.(io.Seeker); ok {
-			if merr := a.makeBucket(ctx); merr != nil {
-				return "", merr
-			}
-			if _, serr := s.Seek(0, io.SeekStart); serr == nil {
-				err = a.store.Put(ctx, a.base.Bucket, key, r, size)
-			}
-		}
+	if err := a.ensureBucket(ctx); err != nil {
+		return "", err
 	}
-	if err != nil {
+	if err := a.store.Put(ctx, a.base.Bucket, key, r, size); err != nil {
 		return "", err
 	}
 	return a.base.Object(key).String(), nil
 }
 
-func (a *Artifacts) makeBucket(ctx context.Context) error {
+// ensureBucket creates the bucket on first use when configured to. It
+// probes with a listing that matches nothing rather than retrying a failed
+// Put: an HTTP client may still be reading the first body when the
+// server's early "no such bucket" answer arrives.
+func (a *Artifacts) ensureBucket(ctx context.Context) error {
+	if !a.create {
+		return nil
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.created {
 		return nil
 	}
-	bm, ok := a.store.(BucketMaker)
-	if !ok {
-		return opErr("make-bucket", a.base.String(), ErrUnsupported)
+	_, err := a.store.List(ctx, a.base.Bucket, a.base.Key+".skein-probe/")
+	if errors.Is(err, ErrNoBucket) {
+		bm, ok := a.store.(BucketMaker)
+		if !ok {
+			return opErr("make-bucket", a.base.String(), ErrUnsupported)
+		}
+		err = bm.MakeBucket(ctx, a.base.Bucket)
 	}
-	if err := bm.MakeBucket(ctx, a.base.Bucket); err != nil {
+	if err != nil {
 		return err
 	}
 	a.created = true

@@ -111,7 +111,9 @@ func (c *COS) mapErr(ctx context.Context, op, bucket, key string, err error) err
 	case code == s3.ErrCodeNoSuchKey:
 		return opErr(op, u, ErrNotFound)
 	case code == "InvalidAccessKeyId" || code == "SignatureDoesNotMatch" || code == "AccessDenied" ||
-		code == "InvalidToken" || code == "ExpiredToken" || strings.HasPrefix(code, "IbmApiKey") || status == http.StatusForbidden:
+		code == "InvalidToken" || code == "ExpiredToken" || strings.HasPrefix(code, "IbmApiKey") ||
+		strings.HasSuffix(code, "UserNotFound") || // versitygw: unknown access key (with a 404)
+		status == http.StatusForbidden:
 		return opErr(op, u, detailed(ErrAccessDenied, detail))
 	case status == http.StatusNotFound:
 		return opErr(op, u, ErrNotFound)
@@ -124,12 +126,15 @@ func (c *COS) mapErr(ctx context.Context, op, bucket, key string, err error) err
 	return opErr(op, u, errors.New(detail))
 }
 
-// bucketMissing tells a missing bucket from a missing key after a 404
-// without a body (HEAD requests).
-func (c *COS) bucketMissing(ctx context.Context, bucket string) bool {
-	_, err := c.client.HeadBucketWithContext(ctx, &s3.HeadBucketInput{Bucket: aws.String(bucket)})
-	var rf awserr.RequestFailure
-	return errors.As(err, &rf) && rf.StatusCode() == http.StatusNotFound
+// probe404 explains a 404 without a body (HEAD requests carry no error
+// code): a one-key listing of the bucket tells a missing bucket or bad
+// credentials from a missing key.
+func (c *COS) probe404(ctx context.Context, op, bucket, key string) error {
+	_, err := c.client.ListObjectsV2WithContext(ctx, &s3.ListObjectsV2Input{Bucket: aws.String(bucket), MaxKeys: aws.Int64(1), Prefix: aws.String(key)})
+	if err != nil {
+		return c.mapErr(ctx, op, bucket, key, err)
+	}
+	return opErr(op, c.url(bucket, key), ErrNotFound)
 }
 
 // Get implements Store.
@@ -190,8 +195,8 @@ func (c *COS) Head(ctx context.Context, bucket, key string) (Info, error) {
 	out, err := c.client.HeadObjectWithContext(ctx, &s3.HeadObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
 	if err != nil {
 		var rf awserr.RequestFailure
-		if errors.As(err, &rf) && rf.StatusCode() == http.StatusNotFound && c.bucketMissing(ctx, bucket) {
-			return Info{}, opErr("head", c.url(bucket, key), ErrNoBucket)
+		if errors.As(err, &rf) && rf.StatusCode() == http.StatusNotFound {
+			return Info{}, c.probe404(ctx, "head", bucket, key)
 		}
 		return Info{}, c.mapErr(ctx, "head", bucket, key, err)
 	}
