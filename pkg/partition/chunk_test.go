@@ -134,3 +134,20 @@ func FuzzChunks(f *testing.F) {
 		checkChunks(t, data, readChunks(t, l, "bkt", "fuzz", data, opt, int64(window)+1))
 	})
 }
+
+// TestChunkPicture checks the example drawn in doc.go and docs/storage.md.
+func TestChunkPicture(t *testing.T) {
+	l := newLocal(t)
+	data := []byte("the quick\nbrown fox jumps over\ndog\n")
+	l.Put(context.Background(), "bkt", "pic", bytes.NewReader(data), int64(len(data)))
+	got := readChunks(t, l, "bkt", "pic", data, Options{ChunkSize: 8}, firstWindow)
+	want := []string{"the quick\n", "brown fox jumps over\n", "", "dog\n", ""}
+	if len(got) != len(want) {
+		t.Fatalf("%d chunks: %q", len(got), got)
+	}
+	for i := range want {
+		if string(got[i]) != want[i] {
+			t.Errorf("part %d = %q, want %q", i, got[i], want[i])
+		}
+	}
+}

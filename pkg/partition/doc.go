@@ -18,12 +18,13 @@
 // aligns it while reading. A chunk reads the lines that start inside its
 // range, each to its end, however far past End that is:
 //
-//	object:  |the quick\n|brown fox jumps over\n|dog\n|
-//	ranges:  [0 ----- 8)[8 ----- 16)[16 ---- 24)[24 - 34)
-//	chunk 0: "the quick\n"                    (line starts at 0)
-//	chunk 1: "brown fox jumps over\n"         (starts at 10, runs past 16)
-//	chunk 2: ""                               (no line starts in [16,24))
-//	chunk 3: "dog\n"                          (starts at 31)
+//	object:  the quick\nbrown fox jumps over\ndog\n
+//	chunk_size 8 gives [0,8) [8,16) [16,24) [24,32) [32,35):
+//	part 0 [0,8)    "the quick\n"              the line starting at 0
+//	part 1 [8,16)   "brown fox jumps over\n"   starts at 10, read on past 16
+//	part 2 [16,24)  ""                         no line starts here
+//	part 3 [24,32)  "dog\n"                    starts at 31
+//	part 4 [32,35)  ""
 //
 // So every line is read by exactly one chunk, and the concatenation of all
 // chunks is the object.
