@@ -218,7 +218,7 @@ func TestWordCountLocal(t *testing.T) {
 func TestWordCountS3(t *testing.T) {
 	r, s, bucket := s3Env(t)
 	dir := t.TempDir()
-	bigData := genText(3<<20, 200_000, 3)
+	bigData := genText(2<<20, 200_000, 3)
 	smallData := genText(1000, 300, 4)
 	ctx := context.Background()
 	for k, d := range map[string][]byte{"text/big.txt": bigData, "text/small.txt": smallData} {
