@@ -78,8 +78,12 @@ const (
 	TaskReduce TaskKind = "reduce"
 )
 
-// Object describes the slice of a storage object a task reads (set by the
-// partitioner). The byte range [Start, End) is already aligned on lines.
+// Object describes the slice of a storage object a task reads (set by
+// pkg/partition.Expand). [Start, End) is the chunk's nominal byte range,
+// not aligned: partition.OpenChunk reads the lines that start in it, each
+// to its end (past End if need be), so every line of the object is read
+// by exactly one chunk. URL is the object's own URL; Store is "local",
+// "cos", "s3" or "http" (for http and https).
 type Object struct {
 	URL    string `msgpack:"url" json:"url"`
 	Store  string `msgpack:"store" json:"store"` // "local", "cos", "s3", "http"
