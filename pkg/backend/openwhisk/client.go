@@ -444,7 +444,7 @@ func retryAfter(h string) time.Duration {
 	} else if t, err := http.ParseTime(h); err == nil {
 		d = time.Until(t)
 	}
-	if d < 0 {
+	if d <= 0 {
 		return 0
 	}
 	// jitter so that many waiting requests do not return at once
@@ -464,9 +464,11 @@ func sleep(ctx context.Context, d time.Duration) error {
 }
 
 // limiter is a token bucket whose rate adapts to 429s: unlimited (or the
-// configured cap) until the first 429, then halved on every 429 (starting
-// from the success rate seen in the last second) and raised by 2% on
-// every success, back to unlimited when it passes the cap (or 10,000/s).
+// configured cap) until the first 429; then each 429 halves the rate
+// (starting from the success rate seen lately), at most once per
+// cutEvery so that a burst of 429s from one overload counts once, never
+// below minRate; every success raises it by 5% + 1/s, back to unlimited
+// (or the cap) when it passes the cap (or 10,000/s).
 type limiter struct {
 	mu      sync.Mutex
 	max     float64 // configured cap; 0 = none
@@ -475,7 +477,13 @@ type limiter struct {
 	winFrom time.Time
 	winOK   int
 	lastOK  float64 // successes per second in the last full window
+	cutAt   time.Time
 }
+
+const (
+	minRate  = 20.0
+	cutEvery = 250 * time.Millisecond
+)
 
 func newLimiter(max float64) *limiter {
 	return &limiter{max: max, rate: max, winFrom: time.Now()}
@@ -509,7 +517,7 @@ func (l *limiter) ok() {
 		l.winFrom, l.winOK = now, 0
 	}
 	if l.rate > 0 {
-		l.rate *= 1.02
+		l.rate = l.rate*1.05 + 1
 		ceiling := l.max
 		if ceiling == 0 {
 			ceiling = 10000
@@ -523,14 +531,19 @@ func (l *limiter) ok() {
 func (l *limiter) throttled() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	now := time.Now()
+	if now.Sub(l.cutAt) < cutEvery {
+		return
+	}
+	l.cutAt = now
 	r := l.rate
 	if r == 0 {
 		r = l.lastOK
-		if el := time.Since(l.winFrom).Seconds(); el > 0.05 && float64(l.winOK)/el > r {
+		if el := now.Sub(l.winFrom).Seconds(); el > 0.05 && float64(l.winOK)/el > r {
 			r = float64(l.winOK) / el
 		}
 	}
-	l.rate = max(r/2, 1)
+	l.rate = max(r/2, minRate)
 }
 
 // current returns the limiter's rate (0 = unlimited); for tests.
