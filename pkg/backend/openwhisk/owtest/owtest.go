@@ -590,7 +590,7 @@ func (c *Controller) activate(a *action, id string, params map[string]any, apiKe
 			"activationId": id, "namespace": c.cfg.Namespace, "name": a.name, "version": a.body["version"],
 			"subject": c.cfg.Namespace, "start": start.UnixMilli(), "end": end.UnixMilli(),
 			"duration": end.Sub(start).Milliseconds(), "statusCode": statusCode, "logs": []string{},
-			"response": map[string]any{"status": status, "statusCode": statusCode, "success": statusCode == 0, "result": result},
+			"response":    map[string]any{"status": status, "statusCode": statusCode, "success": statusCode == 0, "result": result},
 			"annotations": []any{map[string]any{"key": "path", "value": c.cfg.Namespace + "/" + a.name}},
 		}
 	}

@@ -19,7 +19,10 @@ import (
 
 type tlog struct{ t testing.TB }
 
-func (w tlog) Write(p []byte) (int, error) { w.t.Log(strings.TrimRight(string(p), "\n")); return len(p), nil }
+func (w tlog) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
 
 var (
 	buildOnce sync.Once
