@@ -40,7 +40,7 @@ func get(m any, path ...string) any {
 }
 
 func str(v any) string { s, _ := v.(string); return s }
-func list(v any) []any  { l, _ := v.([]any); return l }
+func list(v any) []any { l, _ := v.([]any); return l }
 
 var dns1123 = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
 
