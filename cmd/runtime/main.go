@@ -1,6 +1,7 @@
 // Command runtime is Skein's function runtime: a worker that pulls tasks
-// from a pool's queue, runs them, and reports their events on the bus.
-// See docs/cli.md.
+// from a pool's queue, runs them, and reports their events on the bus;
+// "runtime action" serves the same as an OpenWhisk action. See
+// docs/cli.md and docs/backends.md.
 package main
 
 import (
@@ -11,7 +12,9 @@ import (
 )
 
 func main() {
-	os.Exit(cli.Runtime(context.Background(), os.Args[1:], cli.Env{
-		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv, Signals: true,
-	}, cli.ServiceHooks{}))
+	env := cli.Env{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv, Signals: true}
+	if len(os.Args) > 1 && os.Args[1] == "action" {
+		os.Exit(cli.RuntimeAction(context.Background(), os.Args[2:], env, cli.ServiceHooks{}))
+	}
+	os.Exit(cli.Runtime(context.Background(), os.Args[1:], env, cli.ServiceHooks{}))
 }

@@ -62,7 +62,9 @@ func coordinatorMain(ctx context.Context, args []string, env Env, hooks ServiceH
 		busURL, listen, dir, pool string
 		lf                        LogFlags
 		retention                 time.Duration
+		bf                        backendFlags
 	)
+	bf.register(fs)
 	fs.StringVar(&busURL, "bus", "", "bus URL (env SKEIN_BUS)")
 	fs.StringVar(&listen, "embedded-listen", "", "run an embedded NATS server listening on this host:port and use it (for a one-machine install)")
 	fs.StringVar(&dir, "embedded-dir", "", "JetStream directory of the embedded server (default: a temporary one)")
@@ -89,6 +91,7 @@ func coordinatorMain(ctx context.Context, args []string, env Env, hooks ServiceH
 	ctx, stop := serviceContext(ctx, env)
 	defer stop()
 	var b bus.Bus
+	var connect func(context.Context) (bus.Bus, error) // another connection, for local workers
 	switch {
 	case listen != "" && busURL != "":
 		return usagef("give --bus or --embedded-listen, not both")
@@ -99,6 +102,10 @@ func coordinatorMain(ctx context.Context, args []string, env Env, hooks ServiceH
 		}
 		defer srv.Shutdown()
 		log.Info("embedded NATS server listening", "url", srv.ClientURL())
+		busURL = srv.ClientURL()
+		connect = func(ctx context.Context) (bus.Bus, error) {
+			return srv.Connect(ctx, natsbus.Options{Name: "skein-runtime", Logger: log})
+		}
 		nb, err := srv.Connect(ctx, natsbus.Options{Name: "skein-coordinator", Logger: log})
 		if err != nil {
 			return err
@@ -107,6 +114,9 @@ func coordinatorMain(ctx context.Context, args []string, env Env, hooks ServiceH
 	case busURL != "":
 		if b, err = dial.Open(ctx, busURL, dial.Options{Name: "skein-coordinator", Logger: log}); err != nil {
 			return err
+		}
+		connect = func(ctx context.Context) (bus.Bus, error) {
+			return dial.Open(ctx, busURL, dial.Options{Name: "skein-runtime", Logger: log})
 		}
 	default:
 		return usagef("--bus (or SKEIN_BUS) or --embedded-listen is required")
@@ -118,6 +128,12 @@ func coordinatorMain(ctx context.Context, args []string, env Env, hooks ServiceH
 			return err
 		}
 	}
+	be, err := bf.openBackend(ctx, env, pool, busURL, connect, log)
+	if err != nil {
+		return err
+	}
+	defer be.Close()
+	useBackend(&cfg, be, log)
 	c, err := coordinator.New(b, cfg)
 	if err != nil {
 		return usagef("%v", err)
@@ -126,7 +142,7 @@ func coordinatorMain(ctx context.Context, args []string, env Env, hooks ServiceH
 	if err := c.Serve(ctx); err != nil {
 		return err
 	}
-	log.Info("coordinator serving", "bus", dial.Redact(busURL), "pool", pool)
+	log.Info("coordinator serving", "bus", dial.Redact(busURL), "pool", pool, "backend", bf.kind)
 	<-ctx.Done()
 	log.Info("coordinator stopping")
 	return nil

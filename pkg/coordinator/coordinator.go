@@ -87,6 +87,12 @@ type Hooks struct {
 	// Ended is called once when a job reaches a terminal state (cleanup
 	// of artifacts).
 	Ended func(ctx context.Context, spec *wire.JobSpec, st wire.JobStatus)
+	// Published is called after tasks of the job went on its pool's
+	// queue: once with the map (or call) tasks when publishing ends, then
+	// with 1 for every task enqueued later (retry, reducer). A compute
+	// backend uses it to make runtimes exist (backend.Backend.Dispatch).
+	// It runs on the publishing goroutine; an error fails the job.
+	Published func(ctx context.Context, spec *wire.JobSpec, tasks int) error
 }
 
 // ErrUnknownJob is returned for a job id the coordinator does not hold.

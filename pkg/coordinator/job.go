@@ -259,6 +259,9 @@ func (j *job) publishAll() {
 			return
 		}
 	}
+	if j.n > 0 {
+		j.published(j.n)
+	}
 	if j.spec.Kind == wire.JobMapReduce && j.n == 0 {
 		j.requestEnd("", nil, 0) // wakes the loop to start the reducer of an empty map
 	}
@@ -422,6 +425,21 @@ func (j *job) enqueue(t *wire.Task) {
 	}
 	if err != nil && j.ctx.Err() == nil {
 		j.requestEnd(wire.StateFailed, &wire.TaskError{Kind: wire.ErrInternal, Message: fmt.Sprintf("re-publishing task %d: %v", t.Index, err)}, t.Index)
+		return
+	}
+	if err == nil {
+		j.published(1)
+	}
+}
+
+// published tells the Published hook that tasks went on the queue.
+func (j *job) published(tasks int) {
+	h := j.c.cfg.Hooks.Published
+	if h == nil {
+		return
+	}
+	if err := h(j.ctx, j.spec, tasks); err != nil && j.ctx.Err() == nil {
+		j.requestEnd(wire.StateFailed, &wire.TaskError{Kind: wire.ErrInternal, Message: fmt.Sprintf("compute backend: %v", err)}, -1)
 	}
 }
 
