@@ -382,9 +382,12 @@ func (b *Bus) Consume(ctx context.Context, queue string, o bus.QueueOptions) (<-
 		defer b.wg.Done()
 		select {
 		case <-ctx.Done():
+			// Hand back what was pulled but not delivered (below), so
+			// that another consumer gets it now, not after the lease.
+			it.Drain()
 		case <-b.closed:
+			it.Stop()
 		}
-		it.Stop()
 	}()
 	go func() {
 		defer b.wg.Done()
@@ -398,6 +401,10 @@ func (b *Bus) Consume(ctx context.Context, queue string, o bus.QueueOptions) (<-
 				b.log.Warn("natsbus: pull", "queue", queue, "err", err)
 				continue
 			}
+			if ctx.Err() != nil {
+				_ = m.Nak()
+				continue
+			}
 			d := &delivery{m: m, attempt: 1}
 			if md, err := m.Metadata(); err == nil {
 				d.attempt = int(md.NumDelivered)
@@ -405,7 +412,7 @@ func (b *Bus) Consume(ctx context.Context, queue string, o bus.QueueOptions) (<-
 			select {
 			case out <- d:
 			case <-ctx.Done():
-				return
+				_ = m.Nak()
 			case <-b.closed:
 				return
 			}
@@ -526,9 +533,12 @@ func (b *Bus) Subscribe(ctx context.Context, pattern string, o bus.SubscribeOpti
 		defer b.wg.Done()
 		select {
 		case <-ctx.Done():
+			// Hand back what was pulled but not delivered (below), so
+			// that another consumer gets it now, not after the lease.
+			it.Drain()
 		case <-b.closed:
+			it.Stop()
 		}
-		it.Stop()
 	}()
 	go func() {
 		defer b.wg.Done()

@@ -52,6 +52,7 @@ func (f *backendFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.owIdle, "ow-idle", time.Duration(d.IdleMS)*time.Millisecond, "openwhisk: an activation returns after the queue was empty this long")
 	fs.IntVar(&f.ow.PoolThreads, "ow-pool-threads", d.PoolThreads, "openwhisk: concurrent invocations when a job does not set invoke_pool_threads")
 	fs.Float64Var(&f.ow.RateLimit, "ow-rate", 0, "openwhisk: invocations per second at most (0: adapt to the controller's 429s)")
+	fs.IntVar(&f.ow.MaxAttempts, "ow-max-attempts", d.MaxAttempts, "openwhisk: tries of one request on 429, 5xx or network errors before the job fails")
 }
 
 // openBackend builds the compute backend the flags name. connect opens a
@@ -87,7 +88,7 @@ func (f *backendFlags) openBackend(ctx context.Context, env Env, pool, busURL st
 	case "openwhisk":
 		cfg := f.ow
 		def := openwhisk.DefaultConfig()
-		cfg.Kind, cfg.Concurrency, cfg.MaxAttempts, cfg.RetryBase, cfg.RetryMax = def.Kind, def.Concurrency, def.MaxAttempts, def.RetryBase, def.RetryMax
+		cfg.Kind, cfg.Concurrency, cfg.RetryBase, cfg.RetryMax = def.Kind, def.Concurrency, def.RetryBase, def.RetryMax
 		cfg.IdleMS = f.owIdle.Milliseconds()
 		cfg.Logger = log
 		if cfg.APIHost == "" {

@@ -2,7 +2,6 @@ package openwhisk
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"os"
@@ -14,9 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/skeinrun/skein/pkg/backend"
 	"github.com/skeinrun/skein/pkg/backend/openwhisk/owtest"
 )
@@ -61,6 +57,9 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	if binPath != "" {
 		os.RemoveAll(filepath.Dir(binPath))
+	}
+	if progsDir != "" {
+		os.RemoveAll(progsDir)
 	}
 	os.Exit(code)
 }
@@ -266,136 +265,3 @@ func TestReauthRedeployAndBlocking(t *testing.T) {
 	}
 }
 
-// startNATS runs an in-process NATS server with JetStream and the
-// streams the test action uses.
-func startNATS(t *testing.T) (string, jetstream.JetStream) {
-	t.Helper()
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats server not ready")
-	}
-	t.Cleanup(s.Shutdown)
-	nc, err := nats.Connect(s.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: "TASKS", Subjects: []string{"tasks.>"}, Retention: jetstream.WorkQueuePolicy}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: "RESULTS", Subjects: []string{"results.>"}}); err != nil {
-		t.Fatal(err)
-	}
-	return s.ClientURL(), js
-}
-
-// TestMap500 is the end-to-end run: 500 tasks on a NATS work queue,
-// dispatched through the openwhisk backend against the fake controller,
-// whose activations run the action binary as subprocesses driven over the
-// action proxy protocol; results come back on the bus only.
-func TestMap500(t *testing.T) {
-	const N, batch = 500, 10
-	natsURL, js := startNATS(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	for i := range N {
-		body, _ := json.Marshal(map[string]any{"job": "job500", "i": i, "x": i})
-		if _, err := js.Publish(ctx, "tasks.default", body); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ctl := startController(t, owtest.Config{APIKey: "u:k1", MaxContainers: 6, MaxInFlight: 12, RetryAfter: "0.02"})
-	rk := &rotatingKey{key: "u:k1"}
-	cfg := baseConfig(t, ctl, rk.get)
-	cfg.Batch = batch
-	cfg.IdleMS = 300
-	cfg.PoolThreads = 16
-	cfg.Env = map[string]string{"SKEIN_BUS_URL": natsURL}
-	b, err := New(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	// The key is rotated before the first request: one 401 and a refresh.
-	ctl.RotateKey("u:k2")
-	rk.set("u:k2")
-	// And the controller throttles three requests on demand, on top of its
-	// in-flight limit of 12 (16 pool threads exceed it).
-	ctl.Throttle(3)
-	start := time.Now()
-	if err := b.Dispatch(ctx, backend.Job{ID: "job500", Pool: "default", Tasks: N}); err != nil {
-		t.Fatalf("dispatch: %v", err)
-	}
-	dispatched := time.Since(start)
-
-	// Results arrive on the bus.
-	cons, err := js.OrderedConsumer(ctx, "RESULTS", jetstream.OrderedConsumerConfig{FilterSubjects: []string{"results.job500"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	seen := make(map[int]int)
-	acts := map[string]bool{}
-	for len(seen) < N {
-		msg, err := cons.Next(jetstream.FetchMaxWait(20 * time.Second))
-		if err != nil {
-			t.Fatalf("after %d results: %v (controller %+v)", len(seen), err, ctl.Stats())
-		}
-		var r struct {
-			I   int     `json:"i"`
-			Y   float64 `json:"y"`
-			Act string  `json:"act"`
-		}
-		if err := json.Unmarshal(msg.Data(), &r); err != nil {
-			t.Fatal(err)
-		}
-		if r.Y != float64(r.I*r.I) {
-			t.Fatalf("task %d: y = %v, want %d", r.I, r.Y, r.I*r.I)
-		}
-		seen[r.I]++
-		acts[r.Act] = true
-	}
-	for i := range N {
-		if seen[i] != 1 {
-			t.Fatalf("task %d has %d results", i, seen[i])
-		}
-	}
-	if err := ctl.Wait(ctx); err != nil {
-		t.Fatal(err)
-	}
-	elapsed := time.Since(start)
-
-	st, cst := b.Stats(), ctl.Stats()
-	t.Logf("dispatch %v, all results %v; client %+v; controller %+v; %d activations ran tasks", dispatched, elapsed, st, cst, len(acts))
-	if st.Invocations != N/batch || cst.Invocations != N/batch || cst.Activations != N/batch {
-		t.Fatalf("invocations: client %d, controller accepted %d, finished %d; want %d", st.Invocations, cst.Invocations, cst.Activations, N/batch)
-	}
-	if st.Reauths != 1 || cst.Unauthorized != 1 {
-		t.Fatalf("401 handling: client reauths %d, controller 401s %d; want 1 and 1", st.Reauths, cst.Unauthorized)
-	}
-	if cst.Throttled < 3 || st.Throttled != cst.Throttled {
-		t.Fatalf("429 handling: client saw %d, controller sent %d (want >= 3 and equal)", st.Throttled, cst.Throttled)
-	}
-	if cst.MaxInFlightAt > 12 {
-		t.Fatalf("in flight reached %d past the limit 12", cst.MaxInFlightAt)
-	}
-	if cst.Failed != 0 {
-		t.Fatalf("%d activations failed", cst.Failed)
-	}
-	// The activation summaries add up to the tasks run.
-	total := 0.0
-	for _, r := range ctl.Records() {
-		total += r["response"].(map[string]any)["result"].(map[string]any)["tasks"].(float64)
-	}
-	if total != N {
-		t.Fatalf("activation summaries count %v tasks, want %d", total, N)
-	}
-}

@@ -10,8 +10,10 @@
 // makes the activation fail; "echo" returns it with the SKEIN_TEST_SECRET
 // env; "sleep_ms" sleeps.
 //
-// It exists until the real runtime binary serves action mode; the lead
-// replaces it with cmd/runtime in action mode.
+// The end-to-end test (TestMap500) runs the real runtime program in
+// action mode ("runtime action"); this stand-in remains for the
+// protocol-level tests and the invocation-rate benchmark, which need an
+// action that echoes, fails or sleeps on request.
 package main
 
 import (
