@@ -264,4 +264,3 @@ func TestReauthRedeployAndBlocking(t *testing.T) {
 		t.Fatalf("dispatch after close: %v", err)
 	}
 }
-
