@@ -1,0 +1,104 @@
+package coordinator_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/skeinrun/skein/bus/natsbus"
+	"github.com/skeinrun/skein/pkg/coordinator"
+	"github.com/skeinrun/skein/pkg/runtime"
+	"github.com/skeinrun/skein/pkg/wire"
+)
+
+type tlog struct{ t testing.TB }
+
+func (w tlog) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// TestPublishedHook checks when the coordinator calls Hooks.Published:
+// once with the map tasks after publishing, once more per re-published
+// task (a retry), and that a hook error fails the job.
+func TestPublishedHook(t *testing.T) {
+	log := slog.New(slog.NewTextHandler(tlog{t}, nil))
+	srv, err := natsbus.StartEmbedded(natsbus.EmbeddedConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cb, err := srv.Connect(ctx, natsbus.Options{Name: "coord", Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cb.Close()
+	rb, err := srv.Connect(ctx, natsbus.Options{Name: "rt", Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rb.Close()
+
+	var mu sync.Mutex
+	calls := map[string][]int{}
+	hook := func(ctx context.Context, spec *wire.JobSpec, tasks int) error {
+		mu.Lock()
+		calls[spec.ID] = append(calls[spec.ID], tasks)
+		mu.Unlock()
+		if spec.Function == "noop" {
+			return errors.New("no runtime for you")
+		}
+		return nil
+	}
+	co, err := coordinator.New(cb, coordinator.Config{Logger: log, Hooks: coordinator.Hooks{Published: hook}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer co.Close()
+	rt, err := runtime.New(rb, runtime.Config{Slots: 2, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, rstop := context.WithCancel(ctx)
+	defer rstop()
+	go func() { _, _ = rt.Run(rctx) }()
+
+	submit := func(spec *wire.JobSpec) (string, wire.JobStatus) {
+		t.Helper()
+		id, err := co.Submit(ctx, spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := co.Wait(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id, st
+	}
+	mapID, st := submit(&wire.JobSpec{Kind: wire.JobMap, Function: "add", Iterdata: wire.Value(`[1,2,3,4,5]`), ExtraParams: wire.Value(`{"y":1}`)})
+	if st.State != wire.StateDone {
+		t.Fatalf("map: %+v", st)
+	}
+	failID, st := submit(&wire.JobSpec{Kind: wire.JobCall, Function: "fail", Data: wire.Value(`{}`), Retries: 1})
+	if st.State != wire.StateFailed || st.Retried != 1 {
+		t.Fatalf("failing call with one retry: %+v", st)
+	}
+	hookID, st := submit(&wire.JobSpec{Kind: wire.JobMap, Function: "noop", Iterdata: wire.Value(`[1,2]`)})
+	if st.State != wire.StateFailed || st.Error == nil || !strings.Contains(st.Error.Message, "compute backend: no runtime for you") {
+		t.Fatalf("job whose backend failed: %+v (error %v)", st, st.Error)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for id, want := range map[string]string{mapID: "[5]", failID: "[1 1]", hookID: "[2]"} {
+		if got := fmt.Sprint(calls[id]); got != want {
+			t.Errorf("job %s: Published called with %s, want %s", id, got, want)
+		}
+	}
+}
