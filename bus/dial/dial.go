@@ -37,7 +37,11 @@ func openNATS(ctx context.Context, raw string, o Options) (bus.Bus, error) {
 	if err != nil {
 		return nil, err
 	}
-	return natsbus.Connect(ctx, urls, natsbus.Options{Name: o.Name, Logger: o.Logger, ConnectTimeout: o.ConnectTimeout, Prefix: prefix})
+	urls, replicas, err := splitReplicas(urls)
+	if err != nil {
+		return nil, err
+	}
+	return natsbus.Connect(ctx, urls, natsbus.Options{Name: o.Name, Logger: o.Logger, ConnectTimeout: o.ConnectTimeout, Prefix: prefix, Replicas: replicas})
 }
 
 // splitNamespace takes the "?ns=NAME" query off every URL of a list: a
