@@ -35,6 +35,8 @@
 //
 // # Wiring
 //
-// cmd/runtime calls Serve(ctx, Addr(), exec, logger) where exec runs the
-// runtime in drain mode with the params (bus URL, pool, max_tasks, ...).
+// "runtime action" (pkg/cli.RuntimeAction) calls Serve(ctx, Addr(), exec,
+// logger) where exec drains up to max_tasks tasks of the params' pool
+// with pkg/runtime on the bus named by SKEIN_BUS_URL (see
+// docs/backends.md).
 package action

@@ -7,8 +7,8 @@
 //
 // # Implementations
 //
-//   - local (written with the coordinator): worker goroutines or processes
-//     on this machine, sized by --workers.
+//   - local (package backend/local): a runtime inside the coordinator's
+//     process, sized by --workers; Dispatch only checks the job.
 //   - workers (this package, [Workers]): runtimes started elsewhere (a
 //     Kubernetes Deployment scaled by KEDA on queue depth, Code Engine,
 //     VMs) connect to the bus and pull; Dispatch does nothing.
@@ -18,12 +18,13 @@
 //
 // # Contract
 //
-// Dispatch is called by the coordinator after the job's tasks are on the
-// queue (or while they are being published: a runtime that finds the
-// queue empty waits a short idle time before it gives up). It may be called
-// again for the same job with the number of tasks still pending (retries,
-// tasks lost with a runtime); each call means "make sure runtimes exist to
-// pull about Tasks more tasks". Implementations are safe for concurrent
-// use: Dispatch may run for several jobs at once, and Close may be called
-// while a Dispatch is running (that Dispatch then returns ErrClosed).
+// The coordinator program (pkg/cli) calls Dispatch from the coordinator's
+// Hooks.Published: once when all of a job's tasks are on the queue, then
+// with Tasks 1 for each task enqueued later (a retry, a reducer); each
+// call means "make sure runtimes exist to pull about Tasks more tasks". A
+// Dispatch error fails the job. Tasks lost with a runtime are redelivered
+// by the bus but not dispatched again. Implementations are safe for
+// concurrent use: Dispatch may run for several jobs at once, and Close may
+// be called while a Dispatch is running (that Dispatch then returns
+// ErrClosed).
 package backend
