@@ -452,4 +452,7 @@ def test_provider_is_discovered():
 
     pm = ProvidersManager()
     assert "apache-airflow-providers-skein" in pm.providers
-    assert "skein" in pm.hooks
+    info = pm.providers["apache-airflow-providers-skein"].data
+    assert info["connection-types"] == [
+        {"hook-class-name": "skein_provider.hooks.skein.SkeinHook", "connection-type": "skein"}
+    ]
