@@ -17,6 +17,9 @@ import (
 	"github.com/skeinrun/skein/bus"
 )
 
+// ErrBadURL reports a server URL that cannot be used.
+var ErrBadURL = errors.New("bad bus URL")
+
 // Options configure a connection.
 type Options struct {
 	// Prefix starts every subject and stream name, so that several Skein
@@ -164,20 +167,20 @@ func Connect(ctx context.Context, urls string, opts Options) (*Bus, error) {
 
 func checkURLs(urls string) error {
 	if strings.TrimSpace(urls) == "" {
-		return errors.New("natsbus: empty server URL")
+		return fmt.Errorf("%w: natsbus: empty server URL", ErrBadURL)
 	}
 	for _, u := range strings.Split(urls, ",") {
 		pu, err := url.Parse(strings.TrimSpace(u))
 		if err != nil {
-			return fmt.Errorf("natsbus: bad server URL %q: %v", redact(u), err)
+			return fmt.Errorf("%w: natsbus: bad server URL %q: %v", ErrBadURL, redact(u), err)
 		}
 		switch pu.Scheme {
 		case "nats", "tls", "ws", "wss":
 		default:
-			return fmt.Errorf("natsbus: server URL %q: scheme must be nats, tls, ws or wss", redact(u))
+			return fmt.Errorf("%w: natsbus: server URL %q: scheme must be nats, tls, ws or wss", ErrBadURL, redact(u))
 		}
 		if pu.Host == "" {
-			return fmt.Errorf("natsbus: server URL %q has no host", redact(u))
+			return fmt.Errorf("%w: natsbus: server URL %q has no host", ErrBadURL, redact(u))
 		}
 	}
 	return nil

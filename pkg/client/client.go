@@ -57,6 +57,15 @@ func (c *Client) call(ctx context.Context, subject string, req *wire.Request) (*
 		return nil, err
 	}
 	out, err := c.b.Request(ctx, subject, data)
+	// A coordinator that is starting or restarting: retry briefly.
+	for wait := 50 * time.Millisecond; errors.Is(err, bus.ErrNoResponders) && wait < 2*time.Second; wait *= 2 {
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		out, err = c.b.Request(ctx, subject, data)
+	}
 	if err != nil {
 		if errors.Is(err, bus.ErrNoResponders) {
 			return nil, fmt.Errorf("%w (start one with `coordinator --bus …`)", ErrNoCoordinator)

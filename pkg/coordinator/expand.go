@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 
 	"github.com/skeinrun/skein/pkg/fn"
@@ -161,46 +162,45 @@ func JSONError(v []byte) error {
 	if err == nil {
 		if dec.More() {
 			off := dec.InputOffset()
-			return fmt.Errorf("unexpected data after the JSON value at %s", position(v, off))
+			return fmt.Errorf("malformed JSON at %s", position(v, off+1, "unexpected data after the JSON value"))
 		}
 		return nil
 	}
 	var se *json.SyntaxError
 	if errors.As(err, &se) {
-		return fmt.Errorf("malformed JSON at %s: %v", position(v, se.Offset), se)
+		return fmt.Errorf("malformed JSON at %s", position(v, se.Offset, se.Error()))
 	}
-	var te *json.UnmarshalTypeError
-	if errors.As(err, &te) {
-		return fmt.Errorf("malformed JSON at %s: %v", position(v, te.Offset), te)
+	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+		return fmt.Errorf("malformed JSON at %s", position(v, int64(len(v))+1, "unexpected end of input"))
 	}
 	return fmt.Errorf("malformed JSON: %v", err)
 }
 
-// position renders a byte offset as line:column with a caret excerpt.
-func position(v []byte, off int64) string {
-	if off > int64(len(v)) {
-		off = int64(len(v))
+// position renders a byte offset as line:column, the message, and a caret
+// under the offending character.
+func position(v []byte, off int64, msg string) string {
+	// off counts the offending character: it sits at index off-1.
+	at := int(off) - 1
+	if at < 0 {
+		at = 0
 	}
-	line, col := 1, 1
-	lineStart := 0
-	for i := 0; i < int(off); i++ {
+	if at > len(v) {
+		at = len(v)
+	}
+	line, lineStart := 1, 0
+	for i := 0; i < at; i++ {
 		if v[i] == '\n' {
 			line++
-			col = 1
 			lineStart = i + 1
-		} else {
-			col++
 		}
 	}
+	col := at - lineStart + 1
 	end := bytes.IndexByte(v[lineStart:], '\n')
 	if end < 0 {
 		end = len(v) - lineStart
 	}
 	text := string(v[lineStart : lineStart+end])
-	caret := int(off) - lineStart - 1
-	if caret < 0 {
-		caret = 0
-	}
+	caret := at - lineStart
 	if len(text) > 80 {
 		from := caret - 40
 		if from < 0 {
@@ -213,7 +213,7 @@ func position(v []byte, off int64) string {
 		text = text[from:to]
 		caret -= from
 	}
-	return fmt.Sprintf("line %d, column %d (byte %d):\n    %s\n    %s^", line, col, off, text, strings.Repeat(" ", caret))
+	return fmt.Sprintf("line %d, column %d (byte %d): %s\n    %s\n    %s^", line, col, at, msg, text, strings.Repeat(" ", caret))
 }
 
 // Input is one task's arguments.

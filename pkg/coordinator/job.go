@@ -491,19 +491,11 @@ func (j *job) finish(state wire.JobState, e *wire.TaskError, task int) {
 	if h := j.c.cfg.Hooks.Ended; h != nil {
 		h(bctx, j.spec, st)
 	}
-	lvl := "info"
-	if state != wire.StateDone {
-		lvl = "warn"
-	}
 	args := []any{"job", j.id, "state", state, "tasks", st.Total, "elapsed", time.Duration(st.Ended - st.Submitted)}
 	if e != nil {
 		args = append(args, "error", e.Error())
 	}
-	if lvl == "info" {
-		j.c.log.Info("job ended", args...)
-	} else {
-		j.c.log.Warn("job ended", args...)
-	}
+	j.c.log.Info("job ended", args...)
 	close(j.done)
 	j.cancel()
 }

@@ -56,7 +56,7 @@ type Config struct {
 	Finish func(ctx context.Context, t *wire.Task, ev *wire.Event) error
 	// Resolve loads a value stored by reference (reducer inputs).
 	Resolve func(ctx context.Context, ref string) (wire.Value, error)
-	Logger *slog.Logger
+	Logger  *slog.Logger
 }
 
 // DefaultConfig returns the defaults.
