@@ -188,3 +188,49 @@ def bus_connection(skein_bus, monkeypatch):
 
     monkeypatch.setenv("AIRFLOW_CONN_SKEIN_DEFAULT", json.dumps({"conn_type": "skein", "host": skein_bus}))
     return skein_bus
+
+
+_CAPS = {}
+
+
+def _probe(submit: str, name: str) -> tuple[bool, str]:
+    """Whether the built submit runs Python functions ("py") or the wordcount built-in ("wordcount")."""
+    if name == "py":
+        argv = [submit, "call", "--function", "py:my_functions:add", "--data", '{"x": 1, "y": 3}',
+                "--include-modules", os.path.join(EXAMPLES, "my_functions.py")]
+        want = "4"
+    else:
+        books = os.path.join(EXAMPLES, "data", "books")
+        argv = [submit, "mapreduce", "--function", "wordcount", "--iterdata", f'["local://{books}/"]',
+                "--chunk-n", "2", "--reduce-function", "sum"]
+        want = "1500"
+    env = {k: v for k, v in os.environ.items() if k != "SKEIN_BUS"}
+    r = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120)
+    return r.returncode == 0 and r.stdout.strip() == want, (r.stderr.strip() or r.stdout.strip())[-500:]
+
+
+def require_capability(submit: str, name: str) -> None:
+    """Fail (CI) or skip (elsewhere) when the built binaries lack a capability that
+    other branches bring (the Python host; the wordcount built-in and local:/// storage).
+    Under CI a capability listed in SKEIN_AIRFLOW_PENDING (comma-separated) is skipped
+    with its reason instead: scripts/tests/airflow.sh lists what main does not have yet."""
+    if name not in _CAPS:
+        _CAPS[name] = _probe(submit, name)
+    ok, why = _CAPS[name]
+    if ok:
+        return
+    msg = f"the built submit cannot run the {name!r} capability yet: {why}"
+    pending = {p.strip() for p in os.environ.get("SKEIN_AIRFLOW_PENDING", "").split(",") if p.strip()}
+    if CI and name not in pending:
+        pytest.fail(msg + " (under CI nothing may be skipped)")
+    pytest.skip(msg)
+
+
+@pytest.fixture
+def python_functions(submit_bin):
+    require_capability(submit_bin, "py")
+
+
+@pytest.fixture
+def wordcount_builtin(submit_bin):
+    require_capability(submit_bin, "wordcount")

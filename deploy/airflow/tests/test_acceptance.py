@@ -32,27 +32,27 @@ def _embedded(monkeypatch, submit_bin):
     monkeypatch.setenv("SKEIN_SUBMIT", submit_bin)
 
 
-def test_call_async_example_returns_4_then_8(airflow_db):
+def test_call_async_example_returns_4_then_8(airflow_db, python_functions):
     dr = example_dag("example_skein_call_async").test()
     assert ti_states(dr) == {"add_task_1": "success", "add_task_2": "success"}
     assert xcom(dr, "add_task_1") == 4
     assert xcom(dr, "add_task_2") == 8
 
 
-def test_map_example_returns_2_3_4_and_maps_an_upstream_list(airflow_db):
+def test_map_example_returns_2_3_4_and_maps_an_upstream_list(airflow_db, python_functions):
     dr = example_dag("example_skein_map").test()
     assert ti_states(dr) == {"map_task": "success", "gen_list": "success", "map_from_task": "success"}
     assert xcom(dr, "map_task") == [2, 3, 4]
     assert xcom(dr, "map_from_task") == [11, 21, 31]
 
 
-def test_mapreduce_example_returns_24(airflow_db):
+def test_mapreduce_example_returns_24(airflow_db, python_functions):
     dr = example_dag("example_skein_mapreduce").test()
     assert xcom(dr, "mapreduce_task") == 24
     assert xcom(dr, "mapreduce_builtins") == 24
 
 
-def test_wordcount_over_objects(airflow_db):
+def test_wordcount_over_objects(airflow_db, wordcount_builtin):
     books = os.path.join(EXAMPLES, "data", "books")
     want = 0
     for f in os.listdir(books):
@@ -63,7 +63,7 @@ def test_wordcount_over_objects(airflow_db):
     assert xcom(dr, "wordcount") == want == 1500
 
 
-def test_a_raising_function_fails_the_task_with_the_remote_traceback(airflow_db, capfd):
+def test_a_raising_function_fails_the_task_with_the_remote_traceback(airflow_db, python_functions, capfd):
     dr = dag_file("acceptance_dags.py", "acceptance_remote_error").test()
     assert ti_states(dr) == {"boom_map": "failed"}
     out, err = capfd.readouterr()
@@ -72,7 +72,7 @@ def test_a_raising_function_fails_the_task_with_the_remote_traceback(airflow_db,
     assert "Traceback" in log and "ValueError: boom: cannot handle" in log
 
 
-def test_a_timeout_fails_the_task_with_a_timeout_message(airflow_db, capfd):
+def test_a_timeout_fails_the_task_with_a_timeout_message(airflow_db, python_functions, capfd):
     start = time.monotonic()
     dr = dag_file("acceptance_dags.py", "acceptance_timeout").test()
     took = time.monotonic() - start
@@ -82,9 +82,9 @@ def test_a_timeout_fails_the_task_with_a_timeout_message(airflow_db, capfd):
     assert took < 25, f"the 2 s timeout took {took:.0f} s to fail the task"
 
 
-def test_deferrable_task_is_deferred_while_its_job_runs(airflow_db, bus_connection, monkeypatch, submit_bin):
+def run_deferrable(dag, monkeypatch, bus, submit_bin):
     """dag.test() runs the trigger in line: record the task runner's states and,
-    while the trigger waits, ask the bus whether the job is still running."""
+    while the trigger waits, ask the bus for the job's status."""
     import airflow.sdk.definitions.dag as dagmod
     import airflow.sdk.execution_time.supervisor as sup
 
@@ -94,12 +94,12 @@ def test_deferrable_task_is_deferred_while_its_job_runs(airflow_db, bus_connecti
 
     def spy_run(ti, task):
         res = real_run(ti=ti, task=task)
-        states.append((ti.task_id, str(res.ti.state)))
+        states.append((ti.task_id, str(getattr(res.ti.state, "value", res.ti.state))))
         return res
 
     def spy_trigger(trigger, task_sdk_ti):
         status = subprocess.run([submit_bin, "status", trigger.job_id], capture_output=True, text=True,
-                                env={**os.environ, "SKEIN_BUS": bus_connection})
+                                env={**os.environ, "SKEIN_BUS": bus})
         t0 = time.monotonic()
         event = real_trigger(trigger, task_sdk_ti)
         during.append((task_sdk_ti.task_id, trigger.job_id, status.returncode, status.stdout.strip(),
@@ -108,7 +108,7 @@ def test_deferrable_task_is_deferred_while_its_job_runs(airflow_db, bus_connecti
 
     monkeypatch.setattr(sup, "run_task_in_process", spy_run)
     monkeypatch.setattr(dagmod, "_run_inline_trigger", spy_trigger)
-    dr = example_dag("example_skein_deferrable").test()
+    dr = dag.test()
     assert ti_states(dr) == {"slow_add_deferred": "success", "submit_no_wait": "success", "wait_for_job": "success"}
     assert xcom(dr, "slow_add_deferred") == 5
     job_id = xcom(dr, "submit_no_wait")
@@ -117,10 +117,47 @@ def test_deferrable_task_is_deferred_while_its_job_runs(airflow_db, bus_connecti
     # The deferrable task went through the deferred state, then succeeded.
     slow = [s for t, s in states if t == "slow_add_deferred"]
     assert slow == ["deferred", "success"], states
-    # While deferred, its job was running: status answered and the trigger waited
-    # for the 3 s function rather than returning at once.
+    # While deferred, its job was running: status answered with a running job, and
+    # the trigger waited for the 3 s function rather than returning at once.
     (rec,) = [d for d in during if d[0] == "slow_add_deferred"]
     assert rec[2] == 0, rec
-    assert "succe" not in rec[3].lower() and "done" not in rec[3].lower(), rec
+    assert "running" in rec[3].lower() or "pending" in rec[3].lower() or "queued" in rec[3].lower(), rec
     assert rec[4] > 1.0, rec
     assert xcom(dr, "slow_add_deferred", key="skein_job_id") == rec[1]
+
+
+def test_deferrable_example(airflow_db, python_functions, bus_connection, monkeypatch, submit_bin):
+    run_deferrable(example_dag("example_skein_deferrable"), monkeypatch, bus_connection, submit_bin)
+
+
+def test_deferrable_builtins(airflow_db, bus_connection, monkeypatch, submit_bin):
+    run_deferrable(dag_file("acceptance_dags.py", "acceptance_builtin_deferrable"), monkeypatch, bus_connection,
+                   submit_bin)
+
+
+def test_builtins_give_the_examples_results(airflow_db):
+    dr = dag_file("acceptance_dags.py", "acceptance_builtins").test()
+    assert set(ti_states(dr).values()) == {"success"}, ti_states(dr)
+    assert xcom(dr, "add_task_1") == 4
+    assert xcom(dr, "add_task_2") == 8
+    assert xcom(dr, "map_task") == [2, 3, 4]
+    assert xcom(dr, "map_from_task") == [11, 21, 31]
+    assert xcom(dr, "mapreduce_task") == 24
+
+
+def test_a_failing_builtin_fails_the_task_with_the_remote_error(airflow_db, capfd):
+    dr = dag_file("acceptance_dags.py", "acceptance_builtin_fail").test()
+    assert ti_states(dr) == {"fail_map": "failed"}
+    out, err = capfd.readouterr()
+    log = task_log(dr, "fail_map") + out + err
+    assert "the Skein job failed (exit 3)" in log and "no luck" in log
+
+
+def test_a_builtin_timeout_fails_the_task_with_a_timeout_message(airflow_db, capfd):
+    start = time.monotonic()
+    dr = dag_file("acceptance_dags.py", "acceptance_builtin_timeout").test()
+    took = time.monotonic() - start
+    assert ti_states(dr) == {"too_slow": "failed"}
+    out, err = capfd.readouterr()
+    assert "the Skein job timed out (exit 4)" in task_log(dr, "too_slow") + out + err
+    assert took < 25, f"the 2 s timeout took {took:.0f} s to fail the task"
