@@ -58,19 +58,19 @@ type Env struct {
 
 // Options is everything a submit invocation decided.
 type Options struct {
-	Spec     wire.JobSpec
-	Bus      string
-	Config   string
-	Workers  int
-	NoWait   bool
-	NoFetch  bool
+	Spec    wire.JobSpec
+	Bus     string
+	Config  string
+	Workers int
+	NoWait  bool
+	NoFetch bool
 	// StatusFile receives the job's final status as JSON (stats for
 	// scripts and benchmarks).
 	StatusFile string
-	Quiet    bool
-	Logging  LogFlags
-	Embedded *embedded.Config
-	Client   *client.Client
+	Quiet      bool
+	Logging    LogFlags
+	Embedded   *embedded.Config
+	Client     *client.Client
 }
 
 const submitUsage = `usage: submit <command> [flags]

@@ -327,7 +327,8 @@ func (r *Runtime) execute(parent context.Context, slot int, d bus.Delivery, t *w
 	r.running.Store(rt, struct{}{})
 
 	var logBuf boundedBuffer
-	result, err := r.call(ctx, slot, t, &logBuf)
+	var arrivals []int64
+	result, err := r.call(ctx, slot, t, &logBuf, &arrivals)
 	finished := time.Now()
 	r.running.Delete(rt)
 	rt.mu.Lock()
@@ -341,6 +342,7 @@ func (r *Runtime) execute(parent context.Context, slot int, d bus.Delivery, t *w
 	ev := r.event(t, d, wire.EventDone)
 	ev.Started, ev.Finished = started.UnixNano(), finished.UnixNano()
 	ev.Log = logBuf.String()
+	ev.Arrivals = arrivals
 	if err != nil {
 		ev.Type = wire.EventFailed
 		ev.Error = fn.Classify(err)
@@ -532,14 +534,14 @@ func (r *Runtime) publishStarted(ctx context.Context, t *wire.Task, d bus.Delive
 
 // call resolves the task's function and runs it, turning panics into
 // errors.
-func (r *Runtime) call(ctx context.Context, slot int, t *wire.Task, logw *boundedBuffer) (res wire.Value, err error) {
+func (r *Runtime) call(ctx context.Context, slot int, t *wire.Task, logw *boundedBuffer, arrivals *[]int64) (res wire.Value, err error) {
 	if t.Kind == wire.TaskReduce {
 		defer func() {
 			if p := recover(); p != nil {
 				err = &wire.TaskError{Kind: wire.ErrPanic, Message: fmt.Sprint(p), Stack: string(debug.Stack()), Retryable: true}
 			}
 		}()
-		return r.reducer.Reduce(ctx, t, slot, logw)
+		return r.reducer.Reduce(ctx, t, slot, logw, arrivals)
 	}
 	ref, err := fn.ParseRef(t.Function)
 	if err != nil {
