@@ -105,12 +105,31 @@ func New(cfg Config) (*Host, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pyhost: python interpreter %q: %w", cfg.Python, err)
 	}
+	py = realExecutable(py)
 	script, err := writeScript(cfg.ScriptDir)
 	if err != nil {
 		return nil, err
 	}
 	return &Host{cfg: cfg, python: py, script: script, log: cfg.Logger, slots: make(map[int]*slot)}, nil
 }
+
+// realExecutable asks the interpreter for sys.executable, so that a
+// wrapper script on PATH (a pyenv or asdf shim, which can cost 100 ms and
+// more per start) is paid once, not at every interpreter (re)start.
+func realExecutable(py string) string {
+	out, err := exec.Command(py, "-c", "import sys; print(sys.executable)").Output()
+	if err != nil {
+		return py
+	}
+	exe := strings.TrimSpace(string(out))
+	if st, err := os.Stat(exe); err != nil || st.IsDir() || !filepath.IsAbs(exe) {
+		return py
+	}
+	return exe
+}
+
+// Executable returns the interpreter the host starts.
+func (h *Host) Executable() string { return h.python }
 
 // writeScript writes host.py under dir, named by its content hash, with
 // an atomic rename so that concurrent runtimes never see half a file.
