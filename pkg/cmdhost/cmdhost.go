@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -133,7 +134,17 @@ func (h *Host) Call(ctx context.Context, c *fn.Call) (wire.Value, error) {
 	if c.MemoryMB < 0 {
 		return nil, &wire.TaskError{Kind: wire.ErrBadInput, Message: fmt.Sprintf("cmd:%s: negative memory limit %d MB", c.Ref, c.MemoryMB)}
 	}
-	exe, err := exec.LookPath(cmdSpec.Argv[0])
+	// Shipped modules are the working directory, so that cmd:./tool.sh
+	// runs a script shipped with --include-modules.
+	dir := h.cfg.Dir
+	if c.ModulesDir != "" {
+		dir = c.ModulesDir
+	}
+	exe := cmdSpec.Argv[0]
+	if strings.Contains(exe, "/") && !filepath.IsAbs(exe) && dir != "" {
+		exe = filepath.Join(dir, exe)
+	}
+	exe, err = exec.LookPath(exe)
 	if err != nil {
 		return nil, &wire.TaskError{Kind: wire.ErrUnknownFn, Message: fmt.Sprintf("cmd:%s: %v", c.Ref, err)}
 	}
@@ -152,8 +163,11 @@ func (h *Host) Call(ctx context.Context, c *fn.Call) (wire.Value, error) {
 		argv = append([]string{h.cfg.Shell, "-c", `ulimit -v "$0" && exec "$@"`, strconv.Itoa(c.MemoryMB * 1024)}, argv...)
 	}
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	cmd.Dir = h.cfg.Dir
+	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), h.cfg.Env...)
+	if c.ModulesDir != "" {
+		cmd.Env = append(cmd.Env, "SKEIN_MODULES="+c.ModulesDir)
+	}
 	for k, v := range c.Env {
 		if k == "" || strings.ContainsAny(k, "=\x00") {
 			return nil, &wire.TaskError{Kind: wire.ErrBadInput, Message: fmt.Sprintf("cmd:%s: bad environment variable name %q", c.Ref, k)}

@@ -217,6 +217,14 @@ func TestInputAndOutput(t *testing.T) {
 			t.Errorf("stderr in the log = %q, want %q", log.String(), "note\n")
 		}
 	}
+	// A script shipped with the job's modules runs from there.
+	mods := t.TempDir()
+	if err := os.WriteFile(filepath.Join(mods, "tool.sh"), []byte("#!/bin/sh\necho \"[\\\"$(basename \"$PWD\")\\\", $#]\"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := mustRun(t, h, &fn.Call{Ref: "./tool.sh a b", ModulesDir: mods}), fmt.Sprintf(`["%s",2]`, filepath.Base(mods)); got != want {
+		t.Errorf("shipped script = %s, want %s", got, want)
+	}
 	_, err := run(t, h, &fn.Call{Ref: "@json echo not json"})
 	if te := wantKind(t, err, wire.ErrUser); te.Type != "OutputError" {
 		t.Errorf("@json with text output: %+v", te)

@@ -16,6 +16,9 @@
 // cmd:wc -w over chunks counts the words of each), the chunk's metadata is
 // in $SKEIN_OBJ (the wire.Object as JSON) and the arguments are in
 // $SKEIN_INPUT (when under 64 KiB). Call.Env is added to the environment.
+// With Call.ModulesDir set (the job's unpacked include_modules), the
+// command runs there and a relative executable (cmd:./tool.sh) is found
+// there; $SKEIN_MODULES names the directory.
 //
 // # Output
 //

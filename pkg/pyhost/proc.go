@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -36,7 +35,6 @@ type proc struct {
 	out        *output
 	exited     chan struct{} // closed when the child is reaped
 	waitErr    error
-	killed     atomic.Bool // we sent the kill
 	modulesDir string
 	memMB      int
 	idle       io.Writer
@@ -142,7 +140,6 @@ func (p *proc) do(ctx context.Context, f func() error) error {
 }
 
 func (p *proc) kill() {
-	p.killed.Store(true)
 	_ = syscall.Kill(-p.pid, syscall.SIGKILL)
 }
 
