@@ -21,6 +21,8 @@ import (
 
 const (
 	maxFrame = 1 << 30
+	// maxRead caps one chunk frame (host.py asks for READ_CHUNK).
+	maxRead = 1 << 20
 	// syncWait bounds the wait for a call's output after its reply.
 	syncWait = 2 * time.Second
 )
@@ -241,7 +243,7 @@ func (p *proc) call(ctx context.Context, c *fn.Call) (res wire.Value, err error,
 		if err := p.writeFrame(frame); err != nil {
 			return fmt.Errorf("sending the call: %w", err)
 		}
-		buf := make([]byte, 0, 64<<10)
+		var buf []byte // allocated at the first read of the chunk
 		for {
 			b, err := p.readFrame()
 			if err != nil {
@@ -256,7 +258,10 @@ func (p *proc) call(ctx context.Context, c *fn.Call) (res wire.Value, err error,
 			}
 			// The function reads its chunk: send up to n bytes, or an
 			// empty frame at the end.
-			n := min(max(rep.N, 1), cap(buf))
+			if buf == nil {
+				buf = make([]byte, maxRead)
+			}
+			n := min(max(rep.N, 1), maxRead)
 			var m int
 			if body != nil && bodyErr == nil {
 				m, err = io.ReadFull(body, buf[:n])
