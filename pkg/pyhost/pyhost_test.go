@@ -439,3 +439,25 @@ func BenchmarkNoop(b *testing.B) {
 		}
 	}
 }
+
+func TestClose(t *testing.T) {
+	h, dir := newHost(t), modules(t)
+	var pids []int
+	for s := 0; s < 2; s++ {
+		var pid int
+		if err := json.Unmarshal([]byte(mustCall(t, h, &fn.Call{Ref: "funcs:pid", Slot: s, ModulesDir: dir})), &pid); err != nil {
+			t.Fatal(err)
+		}
+		pids = append(pids, pid)
+	}
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, pid := range pids {
+		if processAlive(pid) == nil {
+			t.Errorf("interpreter %d still running after Close", pid)
+		}
+	}
+	_, err := h.Call(context.Background(), &fn.Call{Ref: "funcs:pid", ModulesDir: dir})
+	taskErr(t, err, wire.ErrInternal)
+}
