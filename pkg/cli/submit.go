@@ -377,6 +377,14 @@ func runJob(ctx context.Context, kind wire.JobKind, args []string, env Env) erro
 	}
 	var c *client.Client
 	if o.Bus == "" {
+		if o.Embedded.Runtime.Hosts == nil {
+			hosts, closeHosts, err := stockHosts(env.Getenv, log)
+			if err != nil {
+				return err
+			}
+			defer closeHosts()
+			o.Embedded.Runtime.Hosts = hosts
+		}
 		cl, err := embedded.Start(ctx, *o.Embedded)
 		if err != nil {
 			return err
