@@ -150,7 +150,9 @@ func TestWatchRealFiles(t *testing.T) {
 	}
 }
 
-func itoa(i int) string { return StatusKey("", "x", i)[len("x/status/") : len(StatusKey("", "x", i))-len(".json")] }
+func itoa(i int) string {
+	return StatusKey("", "x", i)[len("x/status/") : len(StatusKey("", "x", i))-len(".json")]
+}
 
 func TestWatchStopsOnContext(t *testing.T) {
 	m, err := New(DirStore{Root: t.TempDir()}, Config{Bucket: "b", Interval: 10 * time.Millisecond}, testLogger(t))
