@@ -119,6 +119,7 @@ type Reporter struct {
 	lastState wire.JobState
 	sawFail   bool
 	samples   []sample
+	cur       sample // the latest snapshot
 	finished  bool
 	lines     int
 	err       error
@@ -205,14 +206,12 @@ func (r *Reporter) observe(now time.Time, s wire.JobStatus) {
 	if r.start.IsZero() {
 		r.start = now
 	}
-	fin := s.Done + s.Failed
-	n := len(r.samples)
-	if n > 0 && now.Sub(r.samples[n-1].at) < r.cfg.Window/20 {
-		r.samples[n-1].finished = fin // coalesce bursts
-	} else {
-		r.samples = append(r.samples, sample{now, fin})
+	r.cur = sample{now, s.Done + s.Failed}
+	// Keep a sample every Window/20, and one at or before the window's
+	// start.
+	if n := len(r.samples); n == 0 || now.Sub(r.samples[n-1].at) >= r.cfg.Window/20 {
+		r.samples = append(r.samples, r.cur)
 	}
-	// Keep one sample at or before the window's start.
 	cut := 0
 	for cut+1 < len(r.samples) && now.Sub(r.samples[cut+1].at) >= r.cfg.Window {
 		cut++
@@ -222,17 +221,18 @@ func (r *Reporter) observe(now time.Time, s wire.JobStatus) {
 	}
 }
 
-// rate is finished tasks per second, or 0 when unknown.
+// rate is finished tasks per second from the oldest kept sample to the
+// latest snapshot, or 0 when unknown.
 func (r *Reporter) rate(now time.Time) float64 {
-	if len(r.samples) < 2 {
+	if len(r.samples) == 0 {
 		return 0
 	}
-	first, last := r.samples[0], r.samples[len(r.samples)-1]
-	dt := last.at.Sub(first.at).Seconds()
+	first := r.samples[0]
+	dt := r.cur.at.Sub(first.at).Seconds()
 	if dt < 0.2 {
 		return 0
 	}
-	return float64(last.finished-first.finished) / dt
+	return float64(r.cur.finished-first.finished) / dt
 }
 
 func (r *Reporter) draw(now time.Time, s wire.JobStatus, final bool) {
