@@ -27,6 +27,9 @@
 // # Storage
 //
 // The package defines the few storage calls it needs (Lister, Putter,
-// Getter); DirStore implements them on a local directory for tests and the
-// local benchmark. Keys are slash-separated; a bucket is a top-level name.
+// Getter, together Store). FromStore adapts any pkg/storage Store (the
+// local directory store, COS, S3); DirStore is a dependency-free directory
+// implementation. Keys are slash-separated; a bucket is a top-level name.
+// The tests run the same watch test over DirStore, storage's local store
+// and versitygw.
 package pollmon

@@ -22,9 +22,9 @@ func testLogger(t *testing.T) *slog.Logger {
 	return slog.New(slog.NewTextHandler(tlogWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
-// recordingStore is a DirStore that records when each List call started.
+// recordingStore records when each List call started.
 type recordingStore struct {
-	DirStore
+	Store
 	mu     sync.Mutex
 	starts []time.Time
 }
@@ -33,22 +33,28 @@ func (r *recordingStore) List(ctx context.Context, bucket, prefix string) ([]str
 	r.mu.Lock()
 	r.starts = append(r.starts, time.Now())
 	r.mu.Unlock()
-	return r.DirStore.List(ctx, bucket, prefix)
+	return r.Store.List(ctx, bucket, prefix)
 }
 
 // TestWatchRealFiles runs writers that finish tasks at random times over
 // about half a second and a Monitor polling the directory every 50 ms.
 func TestWatchRealFiles(t *testing.T) {
+	testWatch(t, func(t *testing.T) (Store, string) { return DirStore{Root: t.TempDir()}, "b" })
+}
+
+// testWatch runs the watch test over the stores newStore makes.
+func testWatch(t *testing.T, newStore func(t *testing.T) (Store, string)) {
 	for _, read := range []bool{false, true} {
 		name := "list-only"
 		if read {
 			name = "read-status"
 		}
 		t.Run(name, func(t *testing.T) {
-			store := &recordingStore{DirStore: DirStore{Root: t.TempDir()}}
+			inner, bucket := newStore(t)
+			store := &recordingStore{Store: inner}
 			const total = 100
 			interval := 50 * time.Millisecond
-			cfg := Config{Bucket: "b", Prefix: "skein/jobs", Interval: interval, ReadStatus: read}
+			cfg := Config{Bucket: bucket, Prefix: "skein/jobs", Interval: interval, ReadStatus: read}
 			m, err := New(store, cfg, testLogger(t))
 			if err != nil {
 				t.Fatal(err)
@@ -57,7 +63,7 @@ func TestWatchRealFiles(t *testing.T) {
 			defer cancel()
 
 			// A status object of another job must not count.
-			if err := WriteStatus(ctx, store, "b", "skein/jobs", Status{Job: "other", Task: 0, State: "done"}); err != nil {
+			if err := WriteStatus(ctx, store, bucket, "skein/jobs", Status{Job: "other", Task: 0, State: "done"}); err != nil {
 				t.Fatal(err)
 			}
 			written := make([]time.Time, total) // just before each Put
@@ -74,7 +80,7 @@ func TestWatchRealFiles(t *testing.T) {
 						now := time.Now()
 						written[i] = now
 						st := Status{Job: "j1", Task: i, Attempt: 1, State: "done", Worker: "w", Finished: now.UnixNano()}
-						if err := WriteStatus(ctx, store, "b", "skein/jobs", st); err != nil {
+						if err := WriteStatus(ctx, store, bucket, "skein/jobs", st); err != nil {
 							t.Error(err)
 						}
 						putDone[i] = time.Now()
