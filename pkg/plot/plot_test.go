@@ -302,9 +302,42 @@ func TestChromium(t *testing.T) {
 		}
 	}
 
-	// The plot itself, as a user sees it.
+	// The plot itself, as a user sees it, and the same job drawn compactly
+	// (one path per state, as for very large jobs): both must show the
+	// bars.
 	shot := filepath.Join(dir, "plot.png")
-	runChromium(t, chromium, dir, "--screenshot="+shot, "--window-size=1100,1250", "--hide-scrollbars", "file://"+plotPath)
+	green, orange := screenshot(t, chromium, dir, plotPath, shot)
+	if green < 20000 || orange < 20 {
+		t.Errorf("screenshot shows %d done-green and %d retried-orange pixels: bars are not drawn", green, orange)
+	}
+	in.MaxElements = -1
+	buf.Reset()
+	if err := Write(&buf, in); err != nil {
+		t.Fatal(err)
+	}
+	compactPath := filepath.Join(dir, "compact.html")
+	if err := os.WriteFile(compactPath, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cg, co := screenshot(t, chromium, dir, compactPath, filepath.Join(dir, "compact.png"))
+	if cg < green/2 || co < 20 {
+		t.Errorf("compact plot shows %d green and %d orange pixels (element plot: %d, %d)", cg, co, green, orange)
+	}
+	if keep := os.Getenv("SKEIN_PLOT_KEEP"); keep != "" {
+		for _, p := range []string{plotPath, shot} {
+			data, _ := os.ReadFile(p)
+			if err := os.WriteFile(filepath.Join(keep, filepath.Base(p)), data, 0o644); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+}
+
+// screenshot renders page to a PNG and counts the pixels in the done
+// (green) and retried (orange) colours.
+func screenshot(t *testing.T, chromium, dir, page, shot string) (green, orange int) {
+	t.Helper()
+	runChromium(t, chromium, dir, "--screenshot="+shot, "--window-size=1100,1250", "--hide-scrollbars", "file://"+page)
 	f, err := os.Open(shot)
 	if err != nil {
 		t.Fatalf("no screenshot: %v", err)
@@ -314,7 +347,6 @@ func TestChromium(t *testing.T) {
 	if err != nil {
 		t.Fatalf("screenshot: %v", err)
 	}
-	var green, orange int
 	b := img.Bounds()
 	for y := b.Min.Y; y < b.Max.Y; y++ {
 		for x := b.Min.X; x < b.Max.X; x++ {
@@ -328,18 +360,8 @@ func TestChromium(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("screenshot %v: %d green, %d orange pixels", b.Size(), green, orange)
-	if green < 20000 || orange < 20 {
-		t.Errorf("screenshot shows %d done-green and %d retried-orange pixels: bars are not drawn", green, orange)
-	}
-	if keep := os.Getenv("SKEIN_PLOT_KEEP"); keep != "" {
-		for _, p := range []string{plotPath, shot} {
-			data, _ := os.ReadFile(p)
-			if err := os.WriteFile(filepath.Join(keep, filepath.Base(p)), data, 0o644); err != nil {
-				t.Error(err)
-			}
-		}
-	}
+	t.Logf("%s %v: %d green, %d orange pixels", filepath.Base(shot), b.Size(), green, orange)
+	return green, orange
 }
 
 func runChromium(t *testing.T, bin, dir string, args ...string) (stdout, logs string) {
@@ -365,4 +387,43 @@ func tail(s string, n int) string {
 		return s
 	}
 	return "…" + s[len(s)-n:]
+}
+
+// FuzzWrite feeds events built from arbitrary bytes (events come from
+// runtimes: outside input): Write must not fail or panic, and the page must
+// stay one well-formed document whose every bar has a state class.
+func FuzzWrite(f *testing.F) {
+	f.Add([]byte{1, 2, 3, 4, 5, 6, 7, 8, 9}, int64(0), 3)
+	f.Add([]byte("\xff\x00\x10<script>&"), int64(-5), 0)
+	f.Fuzz(func(t *testing.T, data []byte, submitted int64, total int) {
+		if total < 0 || total > 1000 {
+			total = 0
+		}
+		var evs []wire.Event
+		for i := 0; i+5 <= len(data) && len(evs) < 200; i += 5 {
+			d := data[i : i+5]
+			ev := wire.Event{Job: "j", Task: int(d[0]) - 8, Attempt: int(d[1] % 4), Kind: []wire.TaskKind{"", wire.TaskMap, wire.TaskReduce, "x"}[d[1]>>6],
+				Type:   []wire.EventType{wire.EventStarted, wire.EventDone, wire.EventFailed, "bogus"}[d[2]%4],
+				Queued: int64(d[3]) * 1e6, Started: int64(d[3]+d[4]) * 1e6, Finished: int64(d[4]) * 3e6, Worker: string(d[2:4])}
+			if d[2]&0x80 != 0 {
+				ev.Error = &wire.TaskError{Message: string(d)}
+			}
+			evs = append(evs, ev)
+		}
+		var buf bytes.Buffer
+		in := Input{Status: wire.JobStatus{ID: "j", Total: total, Submitted: submitted}, Events: evs, ReducerInputs: []int64{submitted, 5e6}}
+		if len(data)%2 == 1 {
+			in.MaxElements = -1
+		}
+		if err := Write(&buf, in); err != nil {
+			t.Fatal(err)
+		}
+		page := buf.String()
+		if strings.Count(page, "<svg") != strings.Count(page, "</svg>") || !strings.HasSuffix(page, "</html>\n") || strings.Contains(page, "<script") {
+			t.Fatalf("malformed page:\n%s", page)
+		}
+		if strings.Contains(page, "NaN") || strings.Contains(page, "Inf") {
+			t.Fatalf("page holds NaN or Inf coordinates")
+		}
+	})
 }
