@@ -183,6 +183,7 @@ func TestWriteElements(t *testing.T) {
 }
 
 func TestWriteCompactLargeJob(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("100,000 tasks")
 	}
@@ -255,6 +256,7 @@ const checkScript = `<script>
 // TestChromium opens a 1,000-task plot in headless Chromium, checks the
 // rendered DOM, and takes a screenshot whose pixels must show the bars.
 func TestChromium(t *testing.T) {
+	t.Parallel()
 	chromium := testenv.Require(t, "SKEIN_TEST_CHROMIUM")
 	dir := t.TempDir()
 	in := synthJob(1000, 4)
