@@ -199,6 +199,11 @@ type Event struct {
 	Trace     map[string]string `msgpack:"trace,omitempty"`
 }
 
+// Events is a batch of events of one job, published as one message.
+type Events struct {
+	Events []Event `msgpack:"evs"`
+}
+
 // JobState is a job's lifecycle state.
 type JobState string
 
