@@ -51,6 +51,7 @@ type job struct {
 	rAttempt      []uint8
 	rResults      []wire.Value
 	mapsDone      int
+	feeds         chan wire.Feed
 
 	mu      sync.Mutex
 	status  wire.JobStatus
@@ -166,6 +167,11 @@ func (j *job) start() error {
 		return fmt.Errorf("subscribe to job events: %w", err)
 	}
 	j.events = ev
+	if j.spec.Kind == wire.JobMapReduce {
+		j.feeds = make(chan wire.Feed, 64)
+		j.c.wg.Add(1)
+		go func() { defer j.c.wg.Done(); j.feeder() }()
+	}
 	j.c.wg.Add(2)
 	go func() { defer j.c.wg.Done(); j.publishAll() }()
 	go func() { defer j.c.wg.Done(); j.run() }()
