@@ -22,6 +22,7 @@ import (
 	"github.com/skeinrun/skein/pkg/client"
 	"github.com/skeinrun/skein/pkg/coordinator"
 	"github.com/skeinrun/skein/pkg/embedded"
+	"github.com/skeinrun/skein/pkg/runtime"
 	"github.com/skeinrun/skein/pkg/wire"
 )
 
@@ -58,16 +59,19 @@ type Env struct {
 
 // Options is everything a submit invocation decided.
 type Options struct {
-	Spec     wire.JobSpec
-	Bus      string
-	Config   string
-	Workers  int
-	NoWait   bool
-	NoFetch  bool
-	Quiet    bool
-	Logging  LogFlags
-	Embedded *embedded.Config
-	Client   *client.Client
+	Spec    wire.JobSpec
+	Bus     string
+	Config  string
+	Workers int
+	NoWait  bool
+	NoFetch bool
+	// StatusFile receives the job's final status as JSON (stats for
+	// scripts and benchmarks).
+	StatusFile string
+	Quiet      bool
+	Logging    LogFlags
+	Embedded   *embedded.Config
+	Client     *client.Client
 }
 
 const submitUsage = `usage: submit <command> [flags]
@@ -299,6 +303,7 @@ func runJob(ctx context.Context, kind wire.JobKind, args []string, env Env) erro
 	fs.IntVar(&s.RuntimeMemory, "runtime-memory", 0, "memory limit of each task, MiB (0: none)")
 	fs.IntVar(&s.Retries, "retries", 0, "retries of a failed task")
 	fs.BoolVar(&o.NoWait, "no-wait", false, "print the job id and exit (wait_for_result=False)")
+	fs.StringVar(&o.StatusFile, "status-file", "", "write the job's final status (counts, timings, completion latency) as JSON to this file")
 	fs.BoolVar(&o.NoFetch, "no-fetch", false, "wait for the job but do not fetch its result; print its status (fetch_result=False)")
 	fs.Var(envs, "env", "KEY=VALUE set in the functions' environment (repeatable)")
 	fs.Var(&include, "include-modules", "Python modules or paths to ship with the job (repeatable, comma-separated)")
@@ -373,6 +378,14 @@ func runJob(ctx context.Context, kind wire.JobKind, args []string, env Env) erro
 	}
 	var c *client.Client
 	if o.Bus == "" {
+		if o.Embedded.Runtime.Hosts == nil {
+			hosts, closeHosts, err := stockHosts(env.Getenv, log)
+			if err != nil {
+				return err
+			}
+			defer closeHosts()
+			o.Embedded.Runtime.Hosts = hosts
+		}
 		cl, err := embedded.Start(ctx, *o.Embedded)
 		if err != nil {
 			return err
@@ -399,6 +412,27 @@ func runJob(ctx context.Context, kind wire.JobKind, args []string, env Env) erro
 	if o.NoWait {
 		return printJSON(env.Stdout, id)
 	}
+	if s.ReducerWaitLocal {
+		// reducer_wait_local: this process runs the job's reducers, still
+		// streaming: they come on a queue of their own.
+		hosts, closeHosts, err := stockHosts(env.Getenv, log)
+		if err != nil {
+			return err
+		}
+		defer closeHosts()
+		rcfg := runtime.Config{Pool: wire.LocalReducePool(id), Slots: 1, Logger: log, Hosts: hosts, WorkerID: "submit-local-reducer", Transient: true}
+		if o.Embedded != nil {
+			rcfg.Prepare, rcfg.Finish, rcfg.Resolve = o.Embedded.Runtime.Prepare, o.Embedded.Runtime.Finish, o.Embedded.Runtime.Resolve
+		}
+		rt, err := runtime.New(c.Bus(), rcfg)
+		if err != nil {
+			return err
+		}
+		rctx, stopLocal := context.WithCancel(ctx)
+		localDone := make(chan struct{})
+		go func() { defer close(localDone); _, _ = rt.Run(rctx) }()
+		defer func() { stopLocal(); <-localDone }()
+	}
 	if env.Signals {
 		sig := make(chan os.Signal, 1)
 		signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
@@ -417,6 +451,12 @@ func runJob(ctx context.Context, kind wire.JobKind, args []string, env Env) erro
 	st, err := waitWithProgress(ctx, c, id, s, o, env)
 	if err != nil {
 		return err
+	}
+	if o.StatusFile != "" {
+		b, _ := json.Marshal(st)
+		if err := os.WriteFile(o.StatusFile, append(b, '\n'), 0o644); err != nil {
+			return fmt.Errorf("--status-file: %w", err)
+		}
 	}
 	if st.State != wire.StateDone {
 		return &client.JobError{Status: st}

@@ -51,6 +51,7 @@ type job struct {
 	rAttempt      []uint8
 	rResults      []wire.Value
 	mapsDone      int
+	feeds         chan wire.Feed
 
 	mu      sync.Mutex
 	status  wire.JobStatus
@@ -166,6 +167,11 @@ func (j *job) start() error {
 		return fmt.Errorf("subscribe to job events: %w", err)
 	}
 	j.events = ev
+	if j.spec.Kind == wire.JobMapReduce {
+		j.feeds = make(chan wire.Feed, 64)
+		j.c.wg.Add(1)
+		go func() { defer j.c.wg.Done(); j.feeder() }()
+	}
 	j.c.wg.Add(2)
 	go func() { defer j.c.wg.Done(); j.publishAll() }()
 	go func() { defer j.c.wg.Done(); j.run() }()
@@ -298,7 +304,7 @@ func (j *job) run() {
 				j.finish(wire.StateFailed, &wire.TaskError{Kind: wire.ErrInternal, Message: "event subscription closed"}, -1)
 				return
 			}
-			j.onEvent(m)
+			j.onMessage(m)
 			if j.spec.Kind == wire.JobMapReduce {
 				j.flushFeeds(len(j.events) == 0)
 			}
@@ -342,12 +348,46 @@ func (j *job) isDone() bool {
 	return j.status.Done == j.status.Total && j.status.State == wire.StateRunning
 }
 
-func (j *job) onEvent(m bus.Message) {
-	var ev wire.Event
-	if err := wire.Decode(m.Data, wire.KindEvent, &ev); err != nil {
-		j.c.log.Warn("ignoring malformed event", "job", j.id, "err", err)
+// onMessage handles one message of the job's event subject: a batch of
+// events (or a single one).
+func (j *job) onMessage(m bus.Message) {
+	evs, err := DecodeEvents(m.Data)
+	if err != nil {
+		j.c.log.Warn("ignoring malformed event message", "job", j.id, "err", err)
 		return
 	}
+	for i := range evs {
+		if j.snapshot().State.Terminal() {
+			return
+		}
+		j.onEvent(evs[i])
+	}
+}
+
+// DecodeEvents decodes an event message: a batch or a single event.
+func DecodeEvents(data []byte) ([]wire.Event, error) {
+	kind, err := wire.Peek(data)
+	if err != nil {
+		return nil, err
+	}
+	switch kind {
+	case wire.KindEvents:
+		var b wire.Events
+		if err := wire.Decode(data, wire.KindEvents, &b); err != nil {
+			return nil, err
+		}
+		return b.Events, nil
+	case wire.KindEvent:
+		var ev wire.Event
+		if err := wire.Decode(data, wire.KindEvent, &ev); err != nil {
+			return nil, err
+		}
+		return []wire.Event{ev}, nil
+	}
+	return nil, fmt.Errorf("%w: a %q message on an event subject", wire.ErrMalformed, kind)
+}
+
+func (j *job) onEvent(ev wire.Event) {
 	if ev.Job != j.id {
 		return
 	}
@@ -420,8 +460,12 @@ func (j *job) onEvent(m bus.Message) {
 
 func (j *job) enqueue(t *wire.Task) {
 	m, err := j.encodeTask(t)
+	pool := j.spec.Pool
+	if t.Kind == wire.TaskReduce && j.spec.ReducerWaitLocal {
+		pool = wire.LocalReducePool(j.id)
+	}
 	if err == nil {
-		err = j.c.bus.Enqueue(j.ctx, j.spec.Pool, m)
+		err = j.c.bus.Enqueue(j.ctx, pool, m)
 	}
 	if err != nil && j.ctx.Err() == nil {
 		j.requestEnd(wire.StateFailed, &wire.TaskError{Kind: wire.ErrInternal, Message: fmt.Sprintf("re-publishing task %d: %v", t.Index, err)}, t.Index)
