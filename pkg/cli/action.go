@@ -78,6 +78,12 @@ func runtimeActionMain(ctx context.Context, args []string, env Env, hooks Servic
 	if getenv == nil {
 		getenv = os.Getenv
 	}
+	hosts, closeHosts, err := stockHosts(getenv, log)
+	if err != nil {
+		return err
+	}
+	defer closeHosts()
+	base.Hosts = hosts
 	ex := &actionExec{base: base, hook: hooks.Runtime, log: log, getenv: getenv}
 	defer ex.close()
 	ctx, stop := serviceContext(ctx, env)

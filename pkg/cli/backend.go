@@ -74,17 +74,23 @@ func (f *backendFlags) openBackend(ctx context.Context, env Env, pool, busURL st
 		if err != nil {
 			return nil, err
 		}
+		hosts, closeHosts, err := stockHosts(getenv, log)
+		if err != nil {
+			_ = b.Close()
+			return nil, err
+		}
 		cfg := runtime.DefaultConfig()
-		cfg.Pool, cfg.Slots, cfg.Logger = pool, f.workers, log
+		cfg.Pool, cfg.Slots, cfg.Hosts, cfg.Logger = pool, f.workers, hosts, log
 		if cfg.Slots == 0 {
 			cfg.Slots = defaultWorkers()
 		}
 		l, err := local.Start(b, cfg)
 		if err != nil {
+			closeHosts()
 			_ = b.Close()
 			return nil, usagef("%v", err)
 		}
-		return &closeBoth{Backend: l, bus: b}, nil
+		return &closeBoth{Backend: l, bus: b, hosts: closeHosts}, nil
 	case "openwhisk":
 		cfg := f.ow
 		def := openwhisk.DefaultConfig()
@@ -139,14 +145,18 @@ func owCredentials(getenv func(string) string) (openwhisk.CredentialsFunc, error
 	return nil, fmt.Errorf("--backend openwhisk needs the API key in %s or %s", EnvOWAPIKey, EnvOWAPIKeyFile)
 }
 
-// closeBoth closes the local backend, then its bus connection.
+// closeBoth closes the local backend, then its function hosts and its
+// bus connection.
 type closeBoth struct {
 	backend.Backend
-	bus bus.Bus
+	bus   bus.Bus
+	hosts func()
 }
 
 func (c *closeBoth) Close() error {
-	return errors.Join(c.Backend.Close(), c.bus.Close())
+	err := c.Backend.Close()
+	c.hosts()
+	return errors.Join(err, c.bus.Close())
 }
 
 // dispatchHook is the coordinator's Published hook that calls be: the

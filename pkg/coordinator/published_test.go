@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -16,18 +15,11 @@ import (
 	"github.com/skeinrun/skein/pkg/wire"
 )
 
-type tlog struct{ t testing.TB }
-
-func (w tlog) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
-
 // TestPublishedHook checks when the coordinator calls Hooks.Published:
 // once with the map tasks after publishing, once more per re-published
 // task (a retry), and that a hook error fails the job.
 func TestPublishedHook(t *testing.T) {
-	log := slog.New(slog.NewTextHandler(tlog{t}, nil))
+	log := logger(t)
 	srv, err := natsbus.StartEmbedded(natsbus.EmbeddedConfig{})
 	if err != nil {
 		t.Fatal(err)
