@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"sync"
 	"time"
@@ -272,10 +273,28 @@ func (p *Path) Prepare(ctx context.Context, t *wire.Task, c *fn.Call) error {
 		if err != nil {
 			return storageFailure("opening "+storage.Redact(t.Obj.URL), err)
 		}
-		c.Obj = &fn.Object{Object: *t.Obj, Body: body}
+		c.Obj = &fn.Object{Object: *t.Obj, Body: &chunkBody{rc: body}}
 	}
 	return nil
 }
+
+// chunkBody classifies the storage errors met while reading a chunk (the
+// chunk is opened lazily: a missing object shows on the first Read), so
+// that a function passing them on fails as a storage failure would.
+type chunkBody struct{ rc io.ReadCloser }
+
+func (b *chunkBody) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	if err != nil && err != io.EOF {
+		var te *wire.TaskError
+		if errors.As(storageFailure("", err), &te) && !te.Retryable {
+			err = fn.BadInput(err)
+		}
+	}
+	return n, err
+}
+
+func (b *chunkBody) Close() error { return b.rc.Close() }
 
 // storageFailure classifies a storage error of a task: what will not
 // change on a retry (no such object or bucket, access denied, a bad
