@@ -116,3 +116,6 @@ func (e *Embedded) cleanup() {
 		_ = os.RemoveAll(e.dir)
 	}
 }
+
+// Server is the embedded server (benchmarks connect to it directly).
+func (e *Embedded) Server() *server.Server { return e.srv }

@@ -184,6 +184,12 @@ func runtimeMain(ctx context.Context, args []string, env Env, hooks ServiceHooks
 		return err
 	}
 	defer b.Close()
+	hosts, closeHosts, err := stockHosts(env.Getenv, log)
+	if err != nil {
+		return err
+	}
+	defer closeHosts()
+	cfg.Hosts = hosts
 	if hooks.Runtime != nil {
 		if err := hooks.Runtime(ctx, &cfg); err != nil {
 			return err

@@ -58,16 +58,19 @@ type Env struct {
 
 // Options is everything a submit invocation decided.
 type Options struct {
-	Spec     wire.JobSpec
-	Bus      string
-	Config   string
-	Workers  int
-	NoWait   bool
-	NoFetch  bool
-	Quiet    bool
-	Logging  LogFlags
-	Embedded *embedded.Config
-	Client   *client.Client
+	Spec    wire.JobSpec
+	Bus     string
+	Config  string
+	Workers int
+	NoWait  bool
+	NoFetch bool
+	// StatusFile receives the job's final status as JSON (stats for
+	// scripts and benchmarks).
+	StatusFile string
+	Quiet      bool
+	Logging    LogFlags
+	Embedded   *embedded.Config
+	Client     *client.Client
 	// Cleanup, when set, removes a job's stored artifacts; it is called
 	// for --clean jobs once their result was fetched (or not wanted).
 	Cleanup func(ctx context.Context, job string) error
@@ -302,6 +305,7 @@ func runJob(ctx context.Context, kind wire.JobKind, args []string, env Env) erro
 	fs.IntVar(&s.RuntimeMemory, "runtime-memory", 0, "memory limit of each task, MiB (0: none)")
 	fs.IntVar(&s.Retries, "retries", 0, "retries of a failed task")
 	fs.BoolVar(&o.NoWait, "no-wait", false, "print the job id and exit (wait_for_result=False)")
+	fs.StringVar(&o.StatusFile, "status-file", "", "write the job's final status (counts, timings, completion latency) as JSON to this file")
 	fs.BoolVar(&o.NoFetch, "no-fetch", false, "wait for the job but do not fetch its result; print its status (fetch_result=False)")
 	fs.Var(envs, "env", "KEY=VALUE set in the functions' environment (repeatable)")
 	fs.Var(&include, "include-modules", "Python modules or paths to ship with the job (repeatable, comma-separated)")
@@ -379,6 +383,14 @@ func runJob(ctx context.Context, kind wire.JobKind, args []string, env Env) erro
 	}
 	var c *client.Client
 	if o.Bus == "" {
+		if o.Embedded.Runtime.Hosts == nil {
+			hosts, closeHosts, err := stockHosts(env.Getenv, log)
+			if err != nil {
+				return err
+			}
+			defer closeHosts()
+			o.Embedded.Runtime.Hosts = hosts
+		}
 		cl, err := embedded.Start(ctx, *o.Embedded)
 		if err != nil {
 			return err
@@ -423,6 +435,12 @@ func runJob(ctx context.Context, kind wire.JobKind, args []string, env Env) erro
 	st, err := waitWithProgress(ctx, c, id, s, o, env)
 	if err != nil {
 		return err
+	}
+	if o.StatusFile != "" {
+		b, _ := json.Marshal(st)
+		if err := os.WriteFile(o.StatusFile, append(b, '\n'), 0o644); err != nil {
+			return fmt.Errorf("--status-file: %w", err)
+		}
 	}
 	if st.State != wire.StateDone {
 		return &client.JobError{Status: st}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/skeinrun/skein/bus"
+	"github.com/skeinrun/skein/pkg/coordinator"
 	"github.com/skeinrun/skein/pkg/wire"
 )
 
@@ -323,9 +324,8 @@ func (c *Client) Events(ctx context.Context, id string) ([]wire.Event, wire.JobS
 			if !ok {
 				return evs, st, ctx.Err()
 			}
-			var ev wire.Event
-			if wire.Decode(m.Data, wire.KindEvent, &ev) == nil {
-				evs = append(evs, ev)
+			if batch, err := coordinator.DecodeEvents(m.Data); err == nil {
+				evs = append(evs, batch...)
 			}
 			if st.Ended > 0 && m.Time.UnixNano() >= st.Ended {
 				return evs, st, nil

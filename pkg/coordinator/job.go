@@ -300,7 +300,7 @@ func (j *job) run() {
 				j.finish(wire.StateFailed, &wire.TaskError{Kind: wire.ErrInternal, Message: "event subscription closed"}, -1)
 				return
 			}
-			j.onEvent(m)
+			j.onMessage(m)
 			if j.spec.Kind == wire.JobMapReduce {
 				j.flushFeeds(len(j.events) == 0)
 			}
@@ -344,12 +344,46 @@ func (j *job) isDone() bool {
 	return j.status.Done == j.status.Total && j.status.State == wire.StateRunning
 }
 
-func (j *job) onEvent(m bus.Message) {
-	var ev wire.Event
-	if err := wire.Decode(m.Data, wire.KindEvent, &ev); err != nil {
-		j.c.log.Warn("ignoring malformed event", "job", j.id, "err", err)
+// onMessage handles one message of the job's event subject: a batch of
+// events (or a single one).
+func (j *job) onMessage(m bus.Message) {
+	evs, err := DecodeEvents(m.Data)
+	if err != nil {
+		j.c.log.Warn("ignoring malformed event message", "job", j.id, "err", err)
 		return
 	}
+	for i := range evs {
+		if j.snapshot().State.Terminal() {
+			return
+		}
+		j.onEvent(evs[i])
+	}
+}
+
+// DecodeEvents decodes an event message: a batch or a single event.
+func DecodeEvents(data []byte) ([]wire.Event, error) {
+	kind, err := wire.Peek(data)
+	if err != nil {
+		return nil, err
+	}
+	switch kind {
+	case wire.KindEvents:
+		var b wire.Events
+		if err := wire.Decode(data, wire.KindEvents, &b); err != nil {
+			return nil, err
+		}
+		return b.Events, nil
+	case wire.KindEvent:
+		var ev wire.Event
+		if err := wire.Decode(data, wire.KindEvent, &ev); err != nil {
+			return nil, err
+		}
+		return []wire.Event{ev}, nil
+	}
+	return nil, fmt.Errorf("%w: a %q message on an event subject", wire.ErrMalformed, kind)
+}
+
+func (j *job) onEvent(ev wire.Event) {
 	if ev.Job != j.id {
 		return
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
@@ -29,7 +30,7 @@ type Reducer struct {
 }
 
 // Reduce runs reduce task t to its result.
-func (rd *Reducer) Reduce(ctx context.Context, t *wire.Task, slot int, logw *boundedBuffer) (wire.Value, error) {
+func (rd *Reducer) Reduce(ctx context.Context, t *wire.Task, slot int, logw io.Writer, arrivals *[]int64) (wire.Value, error) {
 	ref, err := fn.ParseRef(t.Function)
 	if err != nil {
 		return nil, &wire.TaskError{Kind: wire.ErrUnknownFn, Message: "reduce function: " + err.Error()}
@@ -56,7 +57,7 @@ func (rd *Reducer) Reduce(ctx context.Context, t *wire.Task, slot int, logw *bou
 	in := make(chan fn.Result, 256)
 	errc := make(chan error, 1)
 	go func() {
-		errc <- rd.read(ctx, t, feed, in, ordered)
+		errc <- rd.read(ctx, t, feed, in, ordered, arrivals)
 		close(in)
 	}()
 
@@ -133,7 +134,7 @@ func (rd *Reducer) Reduce(ctx context.Context, t *wire.Task, slot int, logw *bou
 }
 
 // read delivers each distinct input of the group once, then returns.
-func (rd *Reducer) read(ctx context.Context, t *wire.Task, feed <-chan bus.Message, in chan<- fn.Result, ordered bool) error {
+func (rd *Reducer) read(ctx context.Context, t *wire.Task, feed <-chan bus.Message, in chan<- fn.Result, ordered bool, arrivals *[]int64) error {
 	seen := make([]bool, t.Expect)
 	got := 0
 	count := t.Expect
@@ -195,8 +196,12 @@ func (rd *Reducer) read(ctx context.Context, t *wire.Task, feed <-chan bus.Messa
 					return &wire.TaskError{Kind: wire.ErrInternal, Message: "loading a map result: " + err.Error(), Retryable: true}
 				}
 			}
+			now := time.Now()
+			if arrivals != nil {
+				*arrivals = append(*arrivals, now.UnixNano())
+			}
 			if rd.OnInput != nil {
-				rd.OnInput(it.Index, time.Now())
+				rd.OnInput(it.Index, now)
 			}
 			r := fn.Result{Index: it.Index, Value: v, Obj: it.Obj}
 			if !ordered {

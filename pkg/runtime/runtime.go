@@ -131,11 +131,20 @@ type Runtime struct {
 	pending   sync.WaitGroup // event publications and reducers in flight
 	reducer   *Reducer
 	reducers  chan struct{} // bounds concurrent reducers
+	outcomes  chan outcome  // finished attempts for the publishers
 }
 
 type runningTask struct {
-	job    string
-	cancel context.CancelFunc
+	job     string
+	cancel  context.CancelFunc
+	task    *wire.Task
+	d       bus.Delivery
+	started time.Time
+
+	mu        sync.Mutex // guards the fields below
+	finished  bool
+	announced bool
+	renewed   time.Time
 }
 
 // New builds a runtime on b.
@@ -145,9 +154,13 @@ func New(b bus.Bus, cfg Config) (*Runtime, error) {
 	}
 	cfg.setDefaults()
 	r := &Runtime{bus: b, cfg: cfg, log: cfg.Logger.With("worker", cfg.WorkerID), reducers: make(chan struct{}, 64)}
+	r.outcomes = make(chan outcome, 4*cfg.Prefetch+64)
 	r.reducer = &Reducer{Bus: b, Registry: cfg.Registry, Hosts: cfg.Hosts, Resolve: cfg.Resolve}
 	return r, nil
 }
+
+// publishers is how many goroutines publish events at once.
+const publishers = 8
 
 // Summary tells what a Run did.
 type Summary struct {
@@ -162,6 +175,16 @@ func (r *Runtime) Run(ctx context.Context) (Summary, error) {
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
 	go r.listenCancels(ctx)
+	go r.heartbeat(ctx)
+	var pubs sync.WaitGroup
+	for i := 0; i < publishers; i++ {
+		pubs.Add(1)
+		go func() { defer pubs.Done(); r.publisher() }()
+	}
+	defer func() {
+		close(r.outcomes)
+		pubs.Wait()
+	}()
 	deliveries, err := r.bus.Consume(ctx, r.cfg.Pool, bus.QueueOptions{
 		Prefetch:    r.cfg.Prefetch,
 		Lease:       r.cfg.Lease,
@@ -300,45 +323,18 @@ func (r *Runtime) execute(parent context.Context, slot int, d bus.Delivery, t *w
 		ctx, c2 = context.WithTimeout(ctx, time.Duration(t.TimeoutMS)*time.Millisecond)
 		defer c2()
 	}
-	rt := &runningTask{job: t.Job, cancel: cancel}
-	r.running.Store(rt, struct{}{})
-	defer r.running.Delete(rt)
-
 	started := time.Now()
-	// Keep the lease and announce long tasks.
-	stopBeat := make(chan struct{})
-	beatDone := make(chan struct{})
-	go func() {
-		defer close(beatDone)
-		var startedTimer <-chan time.Time
-		if r.cfg.StartedAfter < 0 {
-			r.publishStarted(parent, t, d, started)
-		} else {
-			tm := time.NewTimer(r.cfg.StartedAfter)
-			defer tm.Stop()
-			startedTimer = tm.C
-		}
-		tick := time.NewTicker(r.cfg.Lease / 3)
-		defer tick.Stop()
-		for {
-			select {
-			case <-stopBeat:
-				return
-			case <-startedTimer:
-				r.publishStarted(parent, t, d, started)
-			case <-tick.C:
-				if err := d.InProgress(parent); err != nil && !errors.Is(err, bus.ErrSettled) {
-					r.log.Warn("runtime: lease renewal failed", "job", t.Job, "task", t.Index, "err", err)
-				}
-			}
-		}
-	}()
+	rt := &runningTask{job: t.Job, cancel: cancel, task: t, d: d, started: started}
+	r.running.Store(rt, struct{}{})
 
 	var logBuf boundedBuffer
-	result, err := r.call(ctx, slot, t, &logBuf)
+	var arrivals []int64
+	result, err := r.call(ctx, slot, t, &logBuf, &arrivals)
 	finished := time.Now()
-	close(stopBeat)
-	<-beatDone
+	r.running.Delete(rt)
+	rt.mu.Lock()
+	rt.finished = true
+	rt.mu.Unlock()
 
 	if parent.Err() != nil && errors.Is(err, context.Canceled) {
 		// The runtime is stopping: leave the task to be redelivered.
@@ -347,6 +343,7 @@ func (r *Runtime) execute(parent context.Context, slot int, d bus.Delivery, t *w
 	ev := r.event(t, d, wire.EventDone)
 	ev.Started, ev.Finished = started.UnixNano(), finished.UnixNano()
 	ev.Log = logBuf.String()
+	ev.Arrivals = arrivals
 	if err != nil {
 		ev.Type = wire.EventFailed
 		ev.Error = fn.Classify(err)
@@ -362,53 +359,159 @@ func (r *Runtime) execute(parent context.Context, slot int, d bus.Delivery, t *w
 	r.settle(parent, d, t, ev, false)
 }
 
-// settle publishes ev and then acks the delivery: a task is acked only
-// once its outcome is safe on the bus. Publication runs off the slot so
-// that the next task can start.
-func (r *Runtime) settle(ctx context.Context, d bus.Delivery, t *wire.Task, ev *wire.Event, term bool) {
-	r.pending.Add(1)
-	go func() {
-		defer r.pending.Done()
-		bctx := context.WithoutCancel(ctx)
-		if r.cfg.Finish != nil && ev.Type == wire.EventDone {
-			if err := r.cfg.Finish(bctx, t, ev); err != nil {
-				ev.Type, ev.Result = wire.EventFailed, nil
-				ev.Error = &wire.TaskError{Kind: wire.ErrInternal, Message: "storing the result: " + err.Error(), Retryable: true}
-			}
-		}
-		data, err := wire.Encode(wire.KindEvent, ev)
-		if err == nil {
-			err = r.publish(bctx, t, data)
-		}
-		if errors.Is(err, bus.ErrTooLarge) && ev.Type == wire.EventDone {
-			ev.Type, ev.Result = wire.EventFailed, nil
-			ev.Error = &wire.TaskError{Kind: wire.ErrUser, Message: "result too large for the bus; configure storage so large results travel by reference"}
-			if data, err = wire.Encode(wire.KindEvent, ev); err == nil {
-				err = r.publish(bctx, t, data)
-			}
-		}
-		if err != nil {
-			// Not safe: leave the task to be redelivered.
-			r.log.Error("runtime: publishing event failed; task will be redelivered", "job", t.Job, "task", t.Index, "err", err)
-			_ = d.Nak(bctx, time.Second)
+// heartbeat is the runtime's one timer loop: it renews the lease of tasks
+// running longer than a third of it, and announces (a "started" event)
+// tasks still running after StartedAfter. Short tasks cost no timer.
+func (r *Runtime) heartbeat(ctx context.Context) {
+	every := r.cfg.StartedAfter
+	if every <= 0 || every > r.cfg.Lease/3 {
+		every = r.cfg.Lease / 3
+	}
+	if every > 10*time.Millisecond {
+		every = every / 2
+	}
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
 			return
+		case now := <-tick.C:
+			r.running.Range(func(k, _ any) bool {
+				rt := k.(*runningTask)
+				age := now.Sub(rt.started)
+				rt.mu.Lock()
+				if rt.finished {
+					rt.mu.Unlock()
+					return true
+				}
+				if !rt.announced && (r.cfg.StartedAfter < 0 || age >= r.cfg.StartedAfter) {
+					rt.announced = true
+					r.publishStarted(ctx, rt.task, rt.d, rt.started)
+				}
+				if now.Sub(rt.renewed) >= r.cfg.Lease/3 && age >= r.cfg.Lease/3 {
+					rt.renewed = now
+					if err := rt.d.InProgress(ctx); err != nil && !errors.Is(err, bus.ErrSettled) {
+						r.log.Warn("runtime: lease renewal failed", "job", rt.job, "task", rt.task.Index, "err", err)
+					}
+				}
+				rt.mu.Unlock()
+				return true
+			})
 		}
-		if term {
-			err = d.Term(bctx, "delivered too often")
-		} else {
-			err = d.Ack(bctx)
-		}
-		if err != nil {
-			r.log.Warn("runtime: settling task", "job", t.Job, "task", t.Index, "err", err)
-		}
-	}()
+	}
 }
 
-func (r *Runtime) publish(ctx context.Context, t *wire.Task, data []byte) error {
+// outcome is a finished attempt waiting to be published and settled.
+type outcome struct {
+	d    bus.Delivery
+	t    *wire.Task
+	ev   *wire.Event
+	term bool
+}
+
+// settle hands ev to the publishers; the delivery is acked only once the
+// event is safe on the bus.
+func (r *Runtime) settle(ctx context.Context, d bus.Delivery, t *wire.Task, ev *wire.Event, term bool) {
+	r.pending.Add(1)
+	r.outcomes <- outcome{d: d, t: t, ev: ev, term: term}
+}
+
+// publisher takes outcomes, batches those already waiting per job into
+// one event message, publishes it, then acks the deliveries. Batching
+// only takes what is there: an isolated task waits for nothing.
+func (r *Runtime) publisher() {
+	const maxBatch = 128
+	batch := make([]outcome, 0, maxBatch)
+	for o := range r.outcomes {
+		batch = append(batch[:0], o)
+	drain:
+		for len(batch) < maxBatch {
+			select {
+			case o2, ok := <-r.outcomes:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, o2)
+			default:
+				break drain
+			}
+		}
+		r.publishBatch(batch)
+	}
+}
+
+func (r *Runtime) publishBatch(batch []outcome) {
+	bctx := context.Background()
+	// Group by job, keeping order.
+	byJob := make(map[string][]outcome, 1)
+	var jobs []string
+	for _, o := range batch {
+		if r.cfg.Finish != nil && o.ev.Type == wire.EventDone {
+			if err := r.cfg.Finish(bctx, o.t, o.ev); err != nil {
+				o.ev.Type, o.ev.Result = wire.EventFailed, nil
+				o.ev.Error = &wire.TaskError{Kind: wire.ErrInternal, Message: "storing the result: " + err.Error(), Retryable: true}
+			}
+		}
+		if _, ok := byJob[o.t.Job]; !ok {
+			jobs = append(jobs, o.t.Job)
+		}
+		byJob[o.t.Job] = append(byJob[o.t.Job], o)
+	}
+	for _, job := range jobs {
+		r.publishGroup(bctx, job, byJob[job])
+	}
+}
+
+func (r *Runtime) publishGroup(ctx context.Context, job string, group []outcome) {
+	evs := make([]wire.Event, len(group))
+	for i, o := range group {
+		evs[i] = *o.ev
+	}
+	data, err := wire.Encode(wire.KindEvents, wire.Events{Events: evs})
+	if err == nil {
+		err = r.publish(ctx, job, data)
+	}
+	if errors.Is(err, bus.ErrTooLarge) {
+		if len(group) > 1 {
+			half := len(group) / 2
+			r.publishGroup(ctx, job, group[:half])
+			r.publishGroup(ctx, job, group[half:])
+			return
+		}
+		o := group[0]
+		if o.ev.Type == wire.EventDone {
+			o.ev.Type, o.ev.Result = wire.EventFailed, nil
+			o.ev.Error = &wire.TaskError{Kind: wire.ErrUser, Message: "result too large for the bus; configure storage so that large results travel by reference"}
+			r.publishGroup(ctx, job, group)
+			return
+		}
+	}
+	for _, o := range group {
+		if err != nil {
+			// Not safe: leave the task to be redelivered.
+			r.log.Error("runtime: publishing event failed; task will be redelivered", "job", job, "task", o.t.Index, "err", err)
+			_ = o.d.Nak(ctx, time.Second)
+		} else {
+			var serr error
+			if o.term {
+				serr = o.d.Term(ctx, "delivered too often")
+			} else {
+				serr = o.d.Ack(ctx)
+			}
+			if serr != nil {
+				r.log.Warn("runtime: settling task", "job", job, "task", o.t.Index, "err", serr)
+			}
+		}
+		r.pending.Done()
+	}
+}
+
+func (r *Runtime) publish(ctx context.Context, job string, data []byte) error {
 	var err error
 	for i := 0; i < 5; i++ {
 		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err = r.bus.Publish(pctx, EventSubject(t.Job), bus.Message{Data: data})
+		err = r.bus.Publish(pctx, EventSubject(job), bus.Message{Data: data})
 		cancel()
 		if err == nil || errors.Is(err, bus.ErrTooLarge) {
 			return err
@@ -421,7 +524,7 @@ func (r *Runtime) publish(ctx context.Context, t *wire.Task, data []byte) error 
 func (r *Runtime) publishStarted(ctx context.Context, t *wire.Task, d bus.Delivery, started time.Time) {
 	ev := r.event(t, d, wire.EventStarted)
 	ev.Started = started.UnixNano()
-	data, err := wire.Encode(wire.KindEvent, ev)
+	data, err := wire.Encode(wire.KindEvents, wire.Events{Events: []wire.Event{*ev}})
 	if err == nil {
 		err = r.bus.Publish(ctx, EventSubject(t.Job), bus.Message{Data: data})
 	}
@@ -432,14 +535,14 @@ func (r *Runtime) publishStarted(ctx context.Context, t *wire.Task, d bus.Delive
 
 // call resolves the task's function and runs it, turning panics into
 // errors.
-func (r *Runtime) call(ctx context.Context, slot int, t *wire.Task, logw *boundedBuffer) (res wire.Value, err error) {
+func (r *Runtime) call(ctx context.Context, slot int, t *wire.Task, logw *boundedBuffer, arrivals *[]int64) (res wire.Value, err error) {
 	if t.Kind == wire.TaskReduce {
 		defer func() {
 			if p := recover(); p != nil {
 				err = &wire.TaskError{Kind: wire.ErrPanic, Message: fmt.Sprint(p), Stack: string(debug.Stack()), Retryable: true}
 			}
 		}()
-		return r.reducer.Reduce(ctx, t, slot, logw)
+		return r.reducer.Reduce(ctx, t, slot, logw, arrivals)
 	}
 	ref, err := fn.ParseRef(t.Function)
 	if err != nil {

@@ -192,11 +192,19 @@ type Event struct {
 	Finished int64 `msgpack:"f,omitempty"`
 	PeakKB   int64 `msgpack:"mem,omitempty"`
 
-	Result    Value             `msgpack:"r,omitempty"`
-	ResultRef string            `msgpack:"rref,omitempty"`
-	Error     *TaskError        `msgpack:"err,omitempty"`
-	Log       string            `msgpack:"log,omitempty"` // captured output, bounded
-	Trace     map[string]string `msgpack:"trace,omitempty"`
+	Result    Value      `msgpack:"r,omitempty"`
+	ResultRef string     `msgpack:"rref,omitempty"`
+	Error     *TaskError `msgpack:"err,omitempty"`
+	Log       string     `msgpack:"log,omitempty"` // captured output, bounded
+	// Arrivals (reduce events) are when each distinct input reached the
+	// reducer, unix ns, in arrival order.
+	Arrivals []int64           `msgpack:"arr,omitempty"`
+	Trace    map[string]string `msgpack:"trace,omitempty"`
+}
+
+// Events is a batch of events of one job, published as one message.
+type Events struct {
+	Events []Event `msgpack:"evs"`
 }
 
 // JobState is a job's lifecycle state.
