@@ -334,7 +334,7 @@ func (b *Bus) consumer(ctx context.Context, queue string, o bus.QueueOptions) (j
 		return c, nil
 	}
 	name := "q-" + queue
-	c, err := b.js.CreateOrUpdateConsumer(ctx, b.tasksStream, jetstream.ConsumerConfig{
+	cc := jetstream.ConsumerConfig{
 		Durable:       name,
 		Description:   "Skein workers of queue " + queue,
 		FilterSubject: b.opts.Prefix + ".task." + queue + ".>",
@@ -344,7 +344,11 @@ func (b *Bus) consumer(ctx context.Context, queue string, o bus.QueueOptions) (j
 		MaxAckPending: 1 << 20,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		Replicas:      b.opts.Replicas,
-	})
+	}
+	if o.Transient {
+		cc.InactiveThreshold = 5 * time.Minute
+	}
+	c, err := b.js.CreateOrUpdateConsumer(ctx, b.tasksStream, cc)
 	if err != nil {
 		return nil, fmt.Errorf("natsbus: consumer for queue %s: %w", queue, err)
 	}

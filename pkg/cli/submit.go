@@ -22,6 +22,7 @@ import (
 	"github.com/skeinrun/skein/pkg/client"
 	"github.com/skeinrun/skein/pkg/coordinator"
 	"github.com/skeinrun/skein/pkg/embedded"
+	"github.com/skeinrun/skein/pkg/runtime"
 	"github.com/skeinrun/skein/pkg/wire"
 )
 
@@ -416,6 +417,27 @@ func runJob(ctx context.Context, kind wire.JobKind, args []string, env Env) erro
 	}
 	if o.NoWait {
 		return printJSON(env.Stdout, id)
+	}
+	if s.ReducerWaitLocal {
+		// reducer_wait_local: this process runs the job's reducers, still
+		// streaming: they come on a queue of their own.
+		hosts, closeHosts, err := stockHosts(env.Getenv, log)
+		if err != nil {
+			return err
+		}
+		defer closeHosts()
+		rcfg := runtime.Config{Pool: wire.LocalReducePool(id), Slots: 1, Logger: log, Hosts: hosts, WorkerID: "submit-local-reducer", Transient: true}
+		if o.Embedded != nil {
+			rcfg.Prepare, rcfg.Finish, rcfg.Resolve = o.Embedded.Runtime.Prepare, o.Embedded.Runtime.Finish, o.Embedded.Runtime.Resolve
+		}
+		rt, err := runtime.New(c.Bus(), rcfg)
+		if err != nil {
+			return err
+		}
+		rctx, stopLocal := context.WithCancel(ctx)
+		localDone := make(chan struct{})
+		go func() { defer close(localDone); _, _ = rt.Run(rctx) }()
+		defer func() { stopLocal(); <-localDone }()
 	}
 	if env.Signals {
 		sig := make(chan os.Signal, 1)

@@ -456,8 +456,12 @@ func (j *job) onEvent(ev wire.Event) {
 
 func (j *job) enqueue(t *wire.Task) {
 	m, err := j.encodeTask(t)
+	pool := j.spec.Pool
+	if t.Kind == wire.TaskReduce && j.spec.ReducerWaitLocal {
+		pool = wire.LocalReducePool(j.id)
+	}
 	if err == nil {
-		err = j.c.bus.Enqueue(j.ctx, j.spec.Pool, m)
+		err = j.c.bus.Enqueue(j.ctx, pool, m)
 	}
 	if err != nil && j.ctx.Err() == nil {
 		j.requestEnd(wire.StateFailed, &wire.TaskError{Kind: wire.ErrInternal, Message: fmt.Sprintf("re-publishing task %d: %v", t.Index, err)}, t.Index)

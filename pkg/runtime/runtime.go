@@ -40,6 +40,8 @@ type Config struct {
 	// running after this long, so that short tasks cost one event. Zero
 	// means 20ms; negative means always.
 	StartedAfter time.Duration
+	// Transient marks a pool that serves one job (see bus.QueueOptions).
+	Transient bool
 	// MaxTasks stops the runtime after this many tasks (0 = no limit);
 	// Idle stops it after this long without a task (0 = never). Used by
 	// one-shot and action modes.
@@ -189,6 +191,7 @@ func (r *Runtime) Run(ctx context.Context) (Summary, error) {
 		Prefetch:    r.cfg.Prefetch,
 		Lease:       r.cfg.Lease,
 		MaxAttempts: r.cfg.MaxAttempts,
+		Transient:   r.cfg.Transient,
 	})
 	if err != nil {
 		return Summary{}, fmt.Errorf("runtime: consume pool %s: %w", r.cfg.Pool, err)
