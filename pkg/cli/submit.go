@@ -72,6 +72,9 @@ type Options struct {
 	Logging    LogFlags
 	Embedded   *embedded.Config
 	Client     *client.Client
+	// Cleanup, when set, removes a job's stored artifacts; it is called
+	// for --clean jobs once their result was fetched (or not wanted).
+	Cleanup func(ctx context.Context, job string) error
 }
 
 const submitUsage = `usage: submit <command> [flags]
@@ -327,6 +330,9 @@ func runJob(ctx context.Context, kind wire.JobKind, args []string, env Env) erro
 	if strings.TrimSpace(s.Function) == "" {
 		return usagef("--function is required")
 	}
+	if err := explicitZero(fs); err != nil {
+		return err
+	}
 	s.ReduceMode = wire.ReduceMode(reduceMode)
 	s.TimeoutMS, s.TaskTimeoutMS = timeout.Milliseconds(), taskTimeout.Milliseconds()
 	if len(envs) > 0 {
@@ -462,13 +468,38 @@ func runJob(ctx context.Context, kind wire.JobKind, args []string, env Env) erro
 		return &client.JobError{Status: st}
 	}
 	if o.NoFetch {
+		cleanup(ctx, o, id, env)
 		return printJSON(env.Stdout, st)
 	}
 	res, err := c.Result(ctx, id)
 	if err != nil {
 		return err
 	}
+	cleanup(ctx, o, id, env)
 	return printRaw(env.Stdout, res)
+}
+
+// explicitZero rejects --chunk-size 0 and --chunk-n 0 given on the
+// command line (unset flags are 0 too, and mean "no chunking").
+func explicitZero(fs *flag.FlagSet) error {
+	var err error
+	fs.Visit(func(f *flag.Flag) {
+		if (f.Name == "chunk-size" || f.Name == "chunk-n") && f.Value.String() == "0" && err == nil {
+			err = usagef("--%s 0: must be a positive number (leave the flag out for no chunking)", f.Name)
+		}
+	})
+	return err
+}
+
+// cleanup removes the artifacts of a --clean job after its result was
+// fetched; a failure is a warning (the result is already safe).
+func cleanup(ctx context.Context, o *Options, id string, env Env) {
+	if !o.Spec.Clean || o.Cleanup == nil {
+		return
+	}
+	if err := o.Cleanup(ctx, id); err != nil {
+		fmt.Fprintf(env.Stderr, "submit: warning: removing job %s's artifacts: %v\n", id, err)
+	}
 }
 
 func waitWithProgress(ctx context.Context, c *client.Client, id string, s *wire.JobSpec, o *Options, env Env) (wire.JobStatus, error) {

@@ -104,6 +104,11 @@ func newJob(ctx context.Context, c *Coordinator, spec *wire.JobSpec) (*job, erro
 			}
 		}
 	}
+	if h := c.cfg.Hooks.Spill; h != nil {
+		if err := h(ctx, spec, j.inputs); err != nil {
+			return nil, fmt.Errorf("storing large task inputs: %w", err)
+		}
+	}
 	j.n = len(j.inputs)
 	if spec.TimeoutMS > 0 {
 		j.deadline = time.Unix(0, spec.SubmittedAt).Add(time.Duration(spec.TimeoutMS) * time.Millisecond)
@@ -195,7 +200,7 @@ func (j *job) task(i int, attempt int) *wire.Task {
 	}
 	t := &wire.Task{
 		Job: j.id, Index: i, Attempt: attempt, Kind: kind, Function: j.spec.Function,
-		Args: j.inputs[i].Args, Kwargs: j.inputs[i].Kwargs,
+		Args: j.inputs[i].Args, Kwargs: j.inputs[i].Kwargs, InputRef: j.inputs[i].Ref,
 		TimeoutMS: j.spec.TaskTimeoutMS, MemoryMB: j.memory(kind), Env: j.spec.Env,
 		Modules: j.spec.Modules, Queued: time.Now().UnixNano(), Monitor: j.spec.Monitor, Trace: j.spec.Trace,
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"runtime/debug"
@@ -554,6 +555,11 @@ func (r *Runtime) call(ctx context.Context, slot int, t *wire.Task, logw *bounde
 	if r.cfg.Prepare != nil {
 		if err := r.cfg.Prepare(ctx, t, c); err != nil {
 			return nil, err
+		}
+	}
+	if c.Obj != nil {
+		if cl, ok := c.Obj.Body.(io.Closer); ok {
+			defer cl.Close()
 		}
 	}
 	defer func() {
