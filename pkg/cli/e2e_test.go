@@ -87,7 +87,14 @@ func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return 
 
 func start(t *testing.T, name string, args ...string) *proc {
 	t.Helper()
+	return startEnv(t, nil, name, args...)
+}
+
+// startEnv starts a program with extra environment variables.
+func startEnv(t *testing.T, env []string, name string, args ...string) *proc {
+	t.Helper()
 	p := &proc{cmd: exec.Command(filepath.Join(binDir, name), args...), out: &syncBuffer{}}
+	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", name, err)
@@ -111,7 +118,12 @@ func start(t *testing.T, name string, args ...string) *proc {
 
 // cluster starts a coordinator and n runtimes on busURL.
 func cluster(t *testing.T, busURL string, runtimes int, runtimeArgs ...string) []*proc {
-	co := start(t, "coordinator", "--bus", busURL, "--log-level", "debug")
+	return clusterEnv(t, busURL, runtimes, nil, runtimeArgs...)
+}
+
+// clusterEnv is cluster with extra environment variables for every process.
+func clusterEnv(t *testing.T, busURL string, runtimes int, env []string, runtimeArgs ...string) []*proc {
+	co := startEnv(t, env, "coordinator", "--bus", busURL, "--log-level", "debug")
 	deadline := time.Now().Add(10 * time.Second)
 	for !strings.Contains(co.out.String(), "coordinator serving") {
 		if time.Now().After(deadline) {
@@ -122,7 +134,7 @@ func cluster(t *testing.T, busURL string, runtimes int, runtimeArgs ...string) [
 	var rts []*proc
 	for i := 0; i < runtimes; i++ {
 		args := append([]string{"--bus", busURL, "--slots", "2", "--worker-id", fmt.Sprintf("rt%d", i), "--log-level", "debug"}, runtimeArgs...)
-		rts = append(rts, start(t, "runtime", args...))
+		rts = append(rts, startEnv(t, env, "runtime", args...))
 	}
 	return rts
 }
@@ -130,9 +142,16 @@ func cluster(t *testing.T, busURL string, runtimes int, runtimeArgs ...string) [
 // submit runs the submit program and returns stdout, stderr, exit code.
 func submit(t *testing.T, args ...string) (string, string, int) {
 	t.Helper()
+	return submitEnv(t, nil, args...)
+}
+
+// submitEnv is submit with extra environment variables.
+func submitEnv(t *testing.T, env []string, args ...string) (string, string, int) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "submit"), args...)
+	cmd.Env = append(os.Environ(), env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()

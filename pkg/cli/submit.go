@@ -65,6 +65,9 @@ type Options struct {
 	Workers int
 	NoWait  bool
 	NoFetch bool
+	// ConfigureRuntime, when set, completes the config of any runtime this
+	// process runs (storage hooks of reducer_wait_local reducers).
+	ConfigureRuntime func(*runtime.Config)
 	// StatusFile receives the job's final status as JSON (stats for
 	// scripts and benchmarks).
 	StatusFile string
@@ -427,8 +430,8 @@ func runJob(ctx context.Context, kind wire.JobKind, args []string, env Env) erro
 		}
 		defer closeHosts()
 		rcfg := runtime.Config{Pool: wire.LocalReducePool(id), Slots: 1, Logger: log, Hosts: hosts, WorkerID: "submit-local-reducer", Transient: true}
-		if o.Embedded != nil {
-			rcfg.Prepare, rcfg.Finish, rcfg.Resolve = o.Embedded.Runtime.Prepare, o.Embedded.Runtime.Finish, o.Embedded.Runtime.Resolve
+		if o.ConfigureRuntime != nil {
+			o.ConfigureRuntime(&rcfg)
 		}
 		rt, err := runtime.New(c.Bus(), rcfg)
 		if err != nil {

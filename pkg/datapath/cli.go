@@ -42,10 +42,14 @@ func Extend(ctx context.Context, o *cli.Options) error {
 	if err != nil {
 		return err
 	}
+	if err := p.ShipModules(ctx, &o.Spec); err != nil {
+		return err
+	}
 	if o.Embedded != nil {
 		p.WireCoordinator(&o.Embedded.Coordinator)
 		p.ConfigureRuntime(&o.Embedded.Runtime)
 	}
+	o.ConfigureRuntime = p.ConfigureRuntime
 	if o.Client == nil {
 		o.Client = &client.Client{} // carries Resolve to the client submit builds
 	}

@@ -28,6 +28,8 @@ type Path struct {
 	// MaxItems bounds the tasks one job's storage elements may expand to
 	// (0: partition.DefaultMaxItems).
 	MaxItems int
+
+	moduleCache string // where shipped modules are unpacked
 }
 
 // New returns a Path reading inputs through res and keeping large values
@@ -36,7 +38,7 @@ func New(res *storage.Resolver, art *storage.Artifacts, log *slog.Logger) *Path 
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Path{res: res, art: art, log: log}
+	return &Path{res: res, art: art, log: log, moduleCache: defaultModuleCache()}
 }
 
 // FromConfig validates cfg and builds its resolver, artifacts and Path.
@@ -257,6 +259,9 @@ func (p *Path) Clean(ctx context.Context, job string) error {
 // Prepare is runtime.Config.Prepare: it loads a stored input and opens
 // the task's chunk as c.Obj (the runtime closes its Body after the call).
 func (p *Path) Prepare(ctx context.Context, t *wire.Task, c *fn.Call) error {
+	if err := p.prepareModules(ctx, t, c); err != nil {
+		return err
+	}
 	if t.InputRef != "" {
 		data, err := p.art.Get(ctx, t.InputRef)
 		if err != nil {

@@ -157,7 +157,7 @@ func New(b bus.Bus, cfg Config) (*Runtime, error) {
 	cfg.setDefaults()
 	r := &Runtime{bus: b, cfg: cfg, log: cfg.Logger.With("worker", cfg.WorkerID), reducers: make(chan struct{}, 64)}
 	r.outcomes = make(chan outcome, 4*cfg.Prefetch+64)
-	r.reducer = &Reducer{Bus: b, Registry: cfg.Registry, Hosts: cfg.Hosts, Resolve: cfg.Resolve}
+	r.reducer = &Reducer{Bus: b, Registry: cfg.Registry, Hosts: cfg.Hosts, Resolve: cfg.Resolve, Prepare: cfg.Prepare}
 	return r, nil
 }
 
