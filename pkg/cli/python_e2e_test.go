@@ -70,7 +70,9 @@ func TestPythonFunctions(t *testing.T) {
 			run := func(args ...string) (string, string, int) {
 				return submitEnv(t, env, append(args, busArgs...)...)
 			}
-			py := func(name string) []string { return []string{"--function", "py:my_functions:" + name, "--include-modules", module} }
+			py := func(name string) []string {
+				return []string{"--function", "py:my_functions:" + name, "--include-modules", module}
+			}
 
 			out, errOut, code := run(append([]string{"map", "--iterdata", `[1,2,3]`, "--extra-params", `{"y":1}`}, py("add")...)...)
 			if code != 0 || out != "[2,3,4]\n" {

@@ -364,9 +364,11 @@ func runJob(ctx context.Context, kind wire.JobKind, args []string, env Env) erro
 	if err := coordinator.Validate(s); err != nil {
 		return usagef("%s", strings.TrimPrefix(err.Error(), "invalid job: "))
 	}
-	if o.Bus == "" {
-		o.Bus = env.Getenv("SKEIN_BUS")
+	fc, err := loadConfig(o.Config, env.Getenv)
+	if err != nil {
+		return err
 	}
+	fc.apply(&o.Bus, &s.Pool, env.Getenv)
 	if o.NoWait && o.Bus == "" {
 		return usagef("--no-wait needs a bus (--bus or SKEIN_BUS): in embedded mode the job lives only as long as this process")
 	}
@@ -681,9 +683,11 @@ func runJobCommand(ctx context.Context, cmd string, args []string, env Env) erro
 		return usagef("%s takes one job id", cmd)
 	}
 	id := pos[0]
-	if o.Bus == "" {
-		o.Bus = env.Getenv("SKEIN_BUS")
+	fc, err := loadConfig(o.Config, env.Getenv)
+	if err != nil {
+		return err
 	}
+	fc.apply(&o.Bus, nil, env.Getenv)
 	if o.Bus == "" {
 		return usagef("%s needs a bus (--bus or SKEIN_BUS): embedded jobs end with their submit process", cmd)
 	}

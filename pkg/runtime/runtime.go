@@ -251,7 +251,9 @@ func (r *Runtime) inFlight() int {
 func (r *Runtime) listenCancels(ctx context.Context) {
 	ch, err := r.bus.Listen(ctx, "cancel")
 	if err != nil {
-		r.log.Warn("runtime: cannot listen for cancels", "err", err)
+		if ctx.Err() == nil {
+			r.log.Warn("runtime: cannot listen for cancels", "err", err)
+		}
 		return
 	}
 	for m := range ch {
