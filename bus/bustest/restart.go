@@ -33,11 +33,11 @@ func (s *suite) brokerRestart(t *testing.T) {
 	settle(t, ctx, "consume", err)
 
 	var (
-		mu        sync.Mutex
-		consumed  = map[int]int{}
-		seen      = map[int]int{}
-		sendErrs  atomic.Int64
-		ackErrs   atomic.Int64
+		mu       sync.Mutex
+		consumed = map[int]int{}
+		seen     = map[int]int{}
+		sendErrs atomic.Int64
+		ackErrs  atomic.Int64
 	)
 	retry := func(what string, f func() error) {
 		for ctx.Err() == nil {
