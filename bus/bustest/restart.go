@@ -51,9 +51,18 @@ func (s *suite) brokerRestart(t *testing.T) {
 		}
 	}
 
-	// Producer: paced so that the restart falls in the middle.
+	// Producer: a third before the restart, the rest once the broker is
+	// down (these wait or fail until it is back).
+	brokerDown := make(chan struct{})
 	go func() {
 		for i := range count {
+			if i == count/3 {
+				select {
+				case <-brokerDown:
+				case <-ctx.Done():
+					return
+				}
+			}
 			retry("enqueue", func() error {
 				return prod.Enqueue(ctx, q, bus.Message{ID: "t" + strconv.Itoa(i), Data: []byte(strconv.Itoa(i))})
 			})
@@ -116,6 +125,7 @@ func (s *suite) brokerRestart(t *testing.T) {
 	if err := s.f.StopBroker(); err != nil {
 		t.Fatalf("stop broker: %v", err)
 	}
+	close(brokerDown)
 	time.Sleep(s.d(500 * time.Millisecond))
 	t.Log("starting the broker")
 	if err := s.f.StartBroker(); err != nil {
