@@ -37,7 +37,7 @@ func RegisterBuiltins(r *Registry) {
 	r.Register(Spec{Name: "noop", Variadic: true, AnyKwargs: true, Doc: "returns null", Run: func(ctx context.Context, a *Args) (any, error) {
 		return nil, nil
 	}})
-	r.Register(Spec{Name: "sleep", Params: []string{"x"}, Doc: "sleeps x seconds, returns x", Run: func(ctx context.Context, a *Args) (any, error) {
+	r.Register(Spec{Name: "sleep", Params: []string{"x", "value"}, Doc: "sleeps x seconds, returns value if given, else x", Run: func(ctx context.Context, a *Args) (any, error) {
 		n, err := a.Number("x")
 		if err != nil {
 			return nil, err
@@ -50,6 +50,9 @@ func RegisterBuiltins(r *Registry) {
 		defer t.Stop()
 		select {
 		case <-t.C:
+			if v, ok := a.Raw("value"); ok {
+				return v, nil
+			}
 			return json.RawMessage(n), nil
 		case <-ctx.Done():
 			return nil, ctx.Err()

@@ -78,11 +78,15 @@ const (
 	TaskReduce TaskKind = "reduce"
 )
 
-// Object describes the slice of a storage object a task reads (set by the
-// partitioner). The byte range [Start, End) is already aligned on lines.
+// Object describes the slice of a storage object a task reads (set by
+// pkg/partition.Expand). [Start, End) is the chunk's nominal byte range,
+// not aligned: partition.OpenChunk reads the lines that start in it, each
+// to its end (past End if need be), so every line of the object is read
+// by exactly one chunk. URL is the object's own URL; Store is "local",
+// "cos", "s3" or "http" (for http and https).
 type Object struct {
-	URL   string `msgpack:"url" json:"url"`
-	Store string `msgpack:"store" json:"store"` // "local", "cos", "s3", "http"
+	URL    string `msgpack:"url" json:"url"`
+	Store  string `msgpack:"store" json:"store"` // "local", "cos", "s3", "http"
 	Bucket string `msgpack:"bucket" json:"bucket"`
 	Key    string `msgpack:"key" json:"key"`
 	Part   int    `msgpack:"part" json:"part"`
@@ -113,8 +117,16 @@ type Task struct {
 	InputRef string  `msgpack:"input_ref,omitempty"`
 	Obj      *Object `msgpack:"obj,omitempty"`
 
-	// Reduce tasks: how many inputs to expect (0 until known) and whether
-	// the reducer wants input order.
+	// Reduce tasks: the stream subject their inputs are fed on, and how
+	// many inputs to expect.
+	Feed   string `msgpack:"feed,omitempty"`
+	Expect int    `msgpack:"expect,omitempty"`
+	// JobStart is when the job was submitted (unix ns): where a reducer
+	// starts reading its feed.
+	JobStart int64 `msgpack:"job_start,omitempty"`
+	// Ordered asks a reducer for its inputs in iterdata order.
+	Ordered bool `msgpack:"ordered,omitempty"`
+
 	Deadline  int64             `msgpack:"deadline,omitempty"` // unix ns; 0 = none
 	TimeoutMS int64             `msgpack:"timeout_ms,omitempty"`
 	MemoryMB  int               `msgpack:"mem,omitempty"`
@@ -138,15 +150,15 @@ const (
 type ErrorKind string
 
 const (
-	ErrUser      ErrorKind = "error"       // the function returned or raised an error
-	ErrPanic     ErrorKind = "panic"       // a Go function panicked
-	ErrTimeout   ErrorKind = "timeout"     // the attempt ran past its deadline
-	ErrOOM       ErrorKind = "oom"         // the attempt exceeded runtime_memory
+	ErrUser      ErrorKind = "error"   // the function returned or raised an error
+	ErrPanic     ErrorKind = "panic"   // a Go function panicked
+	ErrTimeout   ErrorKind = "timeout" // the attempt ran past its deadline
+	ErrOOM       ErrorKind = "oom"     // the attempt exceeded runtime_memory
 	ErrUnknownFn ErrorKind = "unknown_function"
-	ErrBadInput  ErrorKind = "bad_input"   // arguments do not fit the function
-	ErrLost      ErrorKind = "lost"        // redelivered past the bus' limit
+	ErrBadInput  ErrorKind = "bad_input" // arguments do not fit the function
+	ErrLost      ErrorKind = "lost"      // redelivered past the bus' limit
 	ErrCancelled ErrorKind = "cancelled"
-	ErrInternal  ErrorKind = "internal"    // the runtime itself failed
+	ErrInternal  ErrorKind = "internal" // the runtime itself failed
 )
 
 // TaskError describes a failed attempt.
@@ -184,7 +196,15 @@ type Event struct {
 	ResultRef string     `msgpack:"rref,omitempty"`
 	Error     *TaskError `msgpack:"err,omitempty"`
 	Log       string     `msgpack:"log,omitempty"` // captured output, bounded
-	Trace     map[string]string `msgpack:"trace,omitempty"`
+	// Arrivals (reduce events) are when each distinct input reached the
+	// reducer, unix ns, in arrival order.
+	Arrivals []int64           `msgpack:"arr,omitempty"`
+	Trace    map[string]string `msgpack:"trace,omitempty"`
+}
+
+// Events is a batch of events of one job, published as one message.
+type Events struct {
+	Events []Event `msgpack:"evs"`
 }
 
 // JobState is a job's lifecycle state.
@@ -220,9 +240,100 @@ type JobStatus struct {
 	Error     *TaskError `msgpack:"err,omitempty" json:"error,omitempty"`
 	// FailedTask is the index of the task whose failure ended the job.
 	FailedTask int `msgpack:"failed_task,omitempty" json:"failed_task,omitempty"`
+	// Completion latency (function end -> coordinator recorded), in
+	// microseconds, over the job's tasks.
+	LatencyP50us int64 `msgpack:"lat50,omitempty" json:"latency_p50_us,omitempty"`
+	LatencyP99us int64 `msgpack:"lat99,omitempty" json:"latency_p99_us,omitempty"`
 }
 
 // End is a job's terminal record on the job log.
 type End struct {
 	Status JobStatus `msgpack:"status"`
+}
+
+// Cancel is broadcast to runtimes when a job is cancelled or ends early.
+type Cancel struct {
+	Job    string `msgpack:"job"`
+	Reason string `msgpack:"reason,omitempty"`
+}
+
+// Request is the body of every coordinator API call.
+type Request struct {
+	Job    string   `msgpack:"job,omitempty"`
+	Spec   *JobSpec `msgpack:"spec,omitempty"`
+	Offset int      `msgpack:"off,omitempty"`
+	Limit  int      `msgpack:"lim,omitempty"`
+}
+
+// Response is the body of every coordinator API answer.
+type Response struct {
+	Status *JobStatus `msgpack:"status,omitempty"`
+	// Results is a page of a map job's results (in iterdata order) or the
+	// single result of a call or map-reduce job.
+	Results []Value `msgpack:"results,omitempty"`
+	Total   int     `msgpack:"total,omitempty"`
+	// List is set when the job's result is the list of Results.
+	List bool `msgpack:"list,omitempty"`
+}
+
+// API subjects served by the coordinator.
+const (
+	APISubmit = "api.submit"
+	APIStatus = "api.status"
+	APIResult = "api.result"
+	APICancel = "api.cancel"
+)
+
+// Subjects on the event stream.
+func TaskEvents(job string) string      { return "task." + job }
+func JobSpecSubject(job string) string  { return "job." + job + ".spec" }
+func JobEndSubject(job string) string   { return "job." + job + ".end" }
+func ProgressSubject(job string) string { return "progress." + job }
+
+// FeedItem is one map result forwarded to a reducer.
+type FeedItem struct {
+	Index int     `msgpack:"i"`
+	Value Value   `msgpack:"v,omitempty"`
+	Ref   string  `msgpack:"ref,omitempty"` // value stored by reference
+	Obj   *Object `msgpack:"obj,omitempty"`
+	// Finished is when the map function ended (unix ns).
+	Finished int64 `msgpack:"f,omitempty"`
+}
+
+// Feed carries map results to a reduce group's reducer. The last feed of a
+// group has EOS set and Count = the number of distinct items the reducer
+// must have seen in all.
+type Feed struct {
+	Job   string     `msgpack:"job"`
+	Group int        `msgpack:"g"`
+	Items []FeedItem `msgpack:"items,omitempty"`
+	EOS   bool       `msgpack:"eos,omitempty"`
+	Count int        `msgpack:"count,omitempty"`
+}
+
+// FeedSubject is the stream subject of one reduce group's inputs.
+func FeedSubject(job string, group int) string {
+	return "feed." + job + "." + itoa(group)
+}
+
+func itoa(i int) string {
+	if i == 0 {
+		return "0"
+	}
+	neg := i < 0
+	if neg {
+		i = -i
+	}
+	var b [20]byte
+	p := len(b)
+	for i > 0 {
+		p--
+		b[p] = byte('0' + i%10)
+		i /= 10
+	}
+	if neg {
+		p--
+		b[p] = '-'
+	}
+	return string(b[p:])
 }

@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,6 +25,7 @@ type Kind string
 const (
 	KindTask   Kind = "task"
 	KindEvent  Kind = "event"
+	KindEvents Kind = "events" // a batch of one job's events
 	KindJob    Kind = "job"    // a submitted job spec, on the job log
 	KindEnd    Kind = "end"    // a job's terminal record, on the job log
 	KindCancel Kind = "cancel" // a cancel notice (broadcast)
@@ -39,41 +41,72 @@ type envelope struct {
 	Body msgpack.RawMessage `msgpack:"b"`
 }
 
-// Encode frames body as an envelope of kind.
+// Encode frames body as an envelope of kind. The envelope is a msgpack
+// map {"v": version, "k": kind, "b": body} written in that order, so that
+// readers can find the body without decoding it twice.
 func Encode(kind Kind, body any) ([]byte, error) {
-	b, err := msgpack.Marshal(body)
-	if err != nil {
+	var buf bytes.Buffer
+	buf.Grow(128)
+	buf.Write([]byte{0x83, 0xa1, 'v', byte(Version), 0xa1, 'k'})
+	if len(kind) > 31 {
+		return nil, fmt.Errorf("wire: kind %q too long", kind)
+	}
+	buf.WriteByte(0xa0 | byte(len(kind)))
+	buf.WriteString(string(kind))
+	buf.Write([]byte{0xa1, 'b'})
+	enc := msgpack.GetEncoder()
+	defer msgpack.PutEncoder(enc)
+	enc.Reset(&buf)
+	enc.SetOmitEmpty(false)
+	if err := enc.Encode(body); err != nil {
 		return nil, fmt.Errorf("wire: encode %s: %w", kind, err)
 	}
-	return msgpack.Marshal(envelope{V: Version, Kind: kind, Body: b})
+	return buf.Bytes(), nil
+}
+
+// split returns an envelope's kind and body, checking its version.
+func split(data []byte) (Kind, []byte, error) {
+	// Fast path: the layout Encode writes.
+	if len(data) >= 9 && data[0] == 0x83 && data[1] == 0xa1 && data[2] == 'v' && data[4] == 0xa1 && data[5] == 'k' && data[6]&0xe0 == 0xa0 {
+		n := int(data[6] & 0x1f)
+		if 7+n+2 <= len(data) && data[7+n] == 0xa1 && data[8+n] == 'b' {
+			if v := int(data[3]); v != Version {
+				return "", nil, fmt.Errorf("%w: got %d, want %d", ErrVersion, v, Version)
+			}
+			return Kind(data[7 : 7+n]), data[9+n:], nil
+		}
+	}
+	// Any other valid msgpack map with the same fields.
+	var env envelope
+	if err := msgpack.Unmarshal(data, &env); err != nil {
+		return "", nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	if env.V != Version {
+		return "", nil, fmt.Errorf("%w: got %d, want %d", ErrVersion, env.V, Version)
+	}
+	return env.Kind, env.Body, nil
 }
 
 // Peek returns the kind of an envelope without decoding its body.
 func Peek(data []byte) (Kind, error) {
-	var env envelope
-	if err := msgpack.Unmarshal(data, &env); err != nil {
-		return "", fmt.Errorf("%w: %v", ErrMalformed, err)
-	}
-	if env.V != Version {
-		return "", fmt.Errorf("%w: got %d, want %d", ErrVersion, env.V, Version)
-	}
-	return env.Kind, nil
+	k, _, err := split(data)
+	return k, err
 }
 
 // Decode checks the envelope's version and kind and decodes its body into
 // out.
 func Decode(data []byte, kind Kind, out any) error {
-	var env envelope
-	if err := msgpack.Unmarshal(data, &env); err != nil {
-		return fmt.Errorf("%w: %v", ErrMalformed, err)
+	k, body, err := split(data)
+	if err != nil {
+		return err
 	}
-	if env.V != Version {
-		return fmt.Errorf("%w: got %d, want %d", ErrVersion, env.V, Version)
+	if k != kind {
+		return fmt.Errorf("%w: got a %q message, want %q", ErrMalformed, k, kind)
 	}
-	if env.Kind != kind {
-		return fmt.Errorf("%w: got a %q message, want %q", ErrMalformed, env.Kind, kind)
+	if len(body) == 0 {
+		return fmt.Errorf("%w: %s message without a body", ErrMalformed, kind)
 	}
-	if err := msgpack.Unmarshal(env.Body, out); err != nil {
+	if err := msgpack.Unmarshal(body, out); err != nil {
 		return fmt.Errorf("%w: %s body: %v", ErrMalformed, kind, err)
 	}
 	return nil

@@ -1,0 +1,113 @@
+// Package dial opens a bus from a URL: nats://, tls:// (NATS), and
+// amqp://, amqps:// (RabbitMQ).
+package dial
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/skeinrun/skein/bus"
+	"github.com/skeinrun/skein/bus/natsbus"
+)
+
+// ErrBadURL reports a bus URL that cannot name a bus.
+var ErrBadURL = errors.New("bad bus URL")
+
+// Options apply to every kind of bus.
+type Options struct {
+	Name   string
+	Logger *slog.Logger
+	// ConnectTimeout bounds the first connection. Default 5s.
+	ConnectTimeout time.Duration
+}
+
+// openers holds the bus kinds by URL scheme; RabbitMQ registers itself
+// from its own file so that this package's core has no AMQP dependency.
+var openers = map[string]func(ctx context.Context, u string, o Options) (bus.Bus, error){
+	"nats": openNATS, "tls": openNATS, "ws": openNATS, "wss": openNATS,
+}
+
+func openNATS(ctx context.Context, raw string, o Options) (bus.Bus, error) {
+	urls, prefix, err := splitNamespace(raw)
+	if err != nil {
+		return nil, err
+	}
+	return natsbus.Connect(ctx, urls, natsbus.Options{Name: o.Name, Logger: o.Logger, ConnectTimeout: o.ConnectTimeout, Prefix: prefix})
+}
+
+// splitNamespace takes the "?ns=NAME" query off every URL of a list: a
+// namespace isolates installations that share a broker (subjects,
+// streams and queues all carry it). Default "skein".
+func splitNamespace(raw string) (urls, ns string, err error) {
+	parts := strings.Split(raw, ",")
+	for i, p := range parts {
+		u, perr := url.Parse(strings.TrimSpace(p))
+		if perr != nil {
+			return "", "", fmt.Errorf("%w %q: %v", ErrBadURL, Redact(p), perr)
+		}
+		q := u.Query()
+		if v := q.Get("ns"); v != "" {
+			if ns != "" && ns != v {
+				return "", "", fmt.Errorf("%w %q: the URLs name different namespaces", ErrBadURL, Redact(raw))
+			}
+			ns = v
+		}
+		q.Del("ns")
+		u.RawQuery = q.Encode()
+		parts[i] = u.String()
+	}
+	return strings.Join(parts, ","), ns, nil
+}
+
+// Open connects to the bus at rawURL.
+func Open(ctx context.Context, rawURL string, o Options) (bus.Bus, error) {
+	rawURL = strings.TrimSpace(rawURL)
+	first := strings.TrimSpace(strings.Split(rawURL, ",")[0])
+	u, err := url.Parse(first)
+	if err != nil || u.Scheme == "" {
+		return nil, fmt.Errorf("%w %q: want nats://host:port or amqp://host:port", ErrBadURL, Redact(rawURL))
+	}
+	open, ok := openers[u.Scheme]
+	if !ok {
+		return nil, fmt.Errorf("%w %q: unknown scheme %q (want nats, tls, amqp or amqps)", ErrBadURL, Redact(rawURL), u.Scheme)
+	}
+	if o.ConnectTimeout == 0 {
+		o.ConnectTimeout = 5 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithTimeout(ctx, o.ConnectTimeout+5*time.Second)
+	defer cancel()
+	return open(ctx, rawURL, o)
+}
+
+// Redact hides credentials in a URL (or a comma-separated list).
+func Redact(raw string) string {
+	parts := strings.Split(raw, ",")
+	for i, p := range parts {
+		u, err := url.Parse(strings.TrimSpace(p))
+		if err != nil {
+			parts[i] = "<unparseable URL>"
+			continue
+		}
+		if u.User != nil {
+			u.User = url.User("REDACTED")
+		}
+		q := u.Query()
+		for k := range q {
+			lk := strings.ToLower(k)
+			if strings.Contains(lk, "pass") || strings.Contains(lk, "secret") || strings.Contains(lk, "token") || strings.Contains(lk, "key") {
+				q.Set(k, "REDACTED")
+			}
+		}
+		u.RawQuery = q.Encode()
+		parts[i] = u.String()
+	}
+	return strings.Join(parts, ",")
+}

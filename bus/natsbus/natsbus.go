@@ -1,0 +1,696 @@
+package natsbus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/skeinrun/skein/bus"
+)
+
+// ErrBadURL reports a server URL that cannot be used.
+var ErrBadURL = errors.New("bad bus URL")
+
+// Options configure a connection.
+type Options struct {
+	// Prefix starts every subject and stream name, so that several Skein
+	// installations can share one server. Default "skein".
+	Prefix string
+	// EventRetention is how long the event stream keeps messages (the
+	// window in which a restarted coordinator can replay a job). Default
+	// 24h.
+	EventRetention time.Duration
+	// Replicas for the streams Skein creates (1 on a single server, 3 on
+	// a cluster). Default 1.
+	Replicas int
+	// ConnectTimeout bounds the initial connection. Default 5s.
+	ConnectTimeout time.Duration
+	// Name is the client name shown in server monitoring.
+	Name   string
+	Logger *slog.Logger
+
+	// server, when set, connects in-process to an embedded server.
+	server *server.Server
+}
+
+func (o *Options) setDefaults() {
+	if o.Prefix == "" {
+		o.Prefix = "skein"
+	}
+	if o.EventRetention == 0 {
+		o.EventRetention = 24 * time.Hour
+	}
+	if o.Replicas == 0 {
+		o.Replicas = 1
+	}
+	if o.ConnectTimeout == 0 {
+		o.ConnectTimeout = 5 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Validate reports every bad field.
+func (o Options) Validate() error {
+	var errs []error
+	if o.Prefix != "" && !validToken(o.Prefix) {
+		errs = append(errs, fmt.Errorf("prefix %q: must be one subject token (letters, digits, - and _)", o.Prefix))
+	}
+	if o.EventRetention < 0 {
+		errs = append(errs, fmt.Errorf("event retention %v: must not be negative", o.EventRetention))
+	}
+	if o.Replicas < 0 || o.Replicas > 5 {
+		errs = append(errs, fmt.Errorf("replicas %d: must be between 1 and 5", o.Replicas))
+	}
+	return errors.Join(errs...)
+}
+
+// Bus is the NATS JetStream implementation of bus.Bus.
+//
+// Queues are one work-queue stream (<PREFIX>_TASKS, subjects
+// <prefix>.task.<queue>.<key>) with one durable pull consumer per queue
+// shared by every consumer of that queue; the stream is a log with
+// limits retention (<PREFIX>_EVENTS, subjects <prefix>.ev.>); broadcasts
+// and RPC use core NATS subjects <prefix>.bc.> and <prefix>.rpc.>.
+type Bus struct {
+	nc   *nats.Conn
+	js   jetstream.JetStream
+	opts Options
+	log  *slog.Logger
+
+	tasksStream  string
+	eventsStream string
+
+	mu        sync.Mutex
+	consumers map[string]jetstream.Consumer // queue -> consumer
+	closed    chan struct{}
+	closeOnce sync.Once
+	wg        sync.WaitGroup
+}
+
+var _ bus.Bus = (*Bus)(nil)
+var _ bus.Purger = (*Bus)(nil)
+var _ bus.Limits = (*Bus)(nil)
+
+// Connect dials a NATS server ("nats://user:pass@host:4222", "tls://…",
+// several comma-separated URLs for a cluster) and makes sure Skein's
+// streams exist.
+func Connect(ctx context.Context, urls string, opts Options) (*Bus, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	opts.setDefaults()
+	if opts.server == nil {
+		if err := checkURLs(urls); err != nil {
+			return nil, err
+		}
+	}
+	log := opts.Logger
+	nopts := []nats.Option{
+		nats.Name(opts.Name),
+		nats.Timeout(opts.ConnectTimeout),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.ReconnectBufSize(64 << 20),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				log.Warn("nats disconnected", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(c *nats.Conn) {
+			log.Info("nats reconnected", "server", redact(c.ConnectedUrl()))
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, s *nats.Subscription, err error) {
+			subj := ""
+			if s != nil {
+				subj = s.Subject
+			}
+			log.Warn("nats async error", "subject", subj, "err", err)
+		}),
+	}
+	if opts.server != nil {
+		nopts = append(nopts, nats.InProcessServer(opts.server))
+	}
+	nc, err := nats.Connect(urls, nopts...)
+	if err != nil {
+		return nil, fmt.Errorf("%w: nats %s: %v", bus.ErrUnreachable, redact(urls), err)
+	}
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("natsbus: jetstream: %w", err)
+	}
+	p := strings.ToUpper(opts.Prefix)
+	b := &Bus{
+		nc: nc, js: js, opts: opts, log: log,
+		tasksStream:  p + "_TASKS",
+		eventsStream: p + "_EVENTS",
+		consumers:    make(map[string]jetstream.Consumer),
+		closed:       make(chan struct{}),
+	}
+	if err := b.ensureStreams(ctx); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return b, nil
+}
+
+func checkURLs(urls string) error {
+	if strings.TrimSpace(urls) == "" {
+		return fmt.Errorf("%w: natsbus: empty server URL", ErrBadURL)
+	}
+	for _, u := range strings.Split(urls, ",") {
+		pu, err := url.Parse(strings.TrimSpace(u))
+		if err != nil {
+			return fmt.Errorf("%w: natsbus: bad server URL %q: %v", ErrBadURL, redact(u), err)
+		}
+		switch pu.Scheme {
+		case "nats", "tls", "ws", "wss":
+		default:
+			return fmt.Errorf("%w: natsbus: server URL %q: scheme must be nats, tls, ws or wss", ErrBadURL, redact(u))
+		}
+		if pu.Host == "" {
+			return fmt.Errorf("%w: natsbus: server URL %q has no host", ErrBadURL, redact(u))
+		}
+	}
+	return nil
+}
+
+func (b *Bus) ensureStreams(ctx context.Context) error {
+	maxMsg := int32(b.nc.MaxPayload())
+	_, err := b.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        b.tasksStream,
+		Description: "Skein task queues",
+		Subjects:    []string{b.opts.Prefix + ".task.>"},
+		Retention:   jetstream.WorkQueuePolicy,
+		Storage:     jetstream.FileStorage,
+		Replicas:    b.opts.Replicas,
+		MaxMsgSize:  maxMsg,
+		Duplicates:  2 * time.Minute,
+	})
+	if err != nil {
+		return fmt.Errorf("natsbus: create stream %s: %w", b.tasksStream, err)
+	}
+	_, err = b.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        b.eventsStream,
+		Description: "Skein events and job log",
+		Subjects:    []string{b.opts.Prefix + ".ev.>"},
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     jetstream.FileStorage,
+		Replicas:    b.opts.Replicas,
+		MaxAge:      b.opts.EventRetention,
+		MaxMsgSize:  maxMsg,
+		Duplicates:  2 * time.Minute,
+	})
+	if err != nil {
+		return fmt.Errorf("natsbus: create stream %s: %w", b.eventsStream, err)
+	}
+	return nil
+}
+
+// MaxMessageSize is the server's max_payload.
+func (b *Bus) MaxMessageSize() int { return int(b.nc.MaxPayload()) }
+
+func (b *Bus) taskSubject(queue, key string) string {
+	if key == "" {
+		key = "_"
+	}
+	return b.opts.Prefix + ".task." + queue + "." + key
+}
+
+func (b *Bus) checkSize(m Message) error {
+	if n := len(m.Data) + headerSize(m.Header); int64(n) > b.nc.MaxPayload() {
+		return fmt.Errorf("%w: %d bytes, limit %d", bus.ErrTooLarge, n, b.nc.MaxPayload())
+	}
+	return nil
+}
+
+type Message = bus.Message
+
+func headerSize(h map[string]string) int {
+	n := 0
+	for k, v := range h {
+		n += len(k) + len(v) + 4
+	}
+	return n
+}
+
+func toNats(subject string, m Message) *nats.Msg {
+	nm := nats.NewMsg(subject)
+	nm.Data = m.Data
+	for k, v := range m.Header {
+		nm.Header.Set(k, v)
+	}
+	if m.Key != "" {
+		nm.Header.Set("Skein-Key", m.Key)
+	}
+	return nm
+}
+
+func fromNats(subject string, nm *nats.Msg) Message {
+	m := Message{Subject: subject, Data: nm.Data}
+	if len(nm.Header) > 0 {
+		m.Header = make(map[string]string, len(nm.Header))
+		for k := range nm.Header {
+			if k == "Skein-Key" {
+				m.Key = nm.Header.Get(k)
+				continue
+			}
+			if strings.HasPrefix(k, "Nats-") {
+				continue
+			}
+			m.Header[k] = nm.Header.Get(k)
+		}
+	}
+	return m
+}
+
+// Enqueue publishes msgs asynchronously and waits for every ack.
+func (b *Bus) Enqueue(ctx context.Context, queue string, msgs ...Message) error {
+	if !validToken(queue) {
+		return fmt.Errorf("natsbus: queue name %q: must be one subject token", queue)
+	}
+	if len(msgs) == 1 {
+		m := msgs[0]
+		if err := b.checkSize(m); err != nil {
+			return err
+		}
+		var po []jetstream.PublishOpt
+		if m.ID != "" {
+			po = append(po, jetstream.WithMsgID(m.ID))
+		}
+		_, err := b.js.PublishMsg(ctx, toNats(b.taskSubject(queue, m.Key), m), po...)
+		if err != nil {
+			return fmt.Errorf("natsbus: enqueue on %s: %w", queue, err)
+		}
+		return nil
+	}
+	futures := make([]jetstream.PubAckFuture, 0, len(msgs))
+	for _, m := range msgs {
+		if err := b.checkSize(m); err != nil {
+			return err
+		}
+		var po []jetstream.PublishOpt
+		if m.ID != "" {
+			po = append(po, jetstream.WithMsgID(m.ID))
+		}
+		f, err := b.js.PublishMsgAsync(toNats(b.taskSubject(queue, m.Key), m), po...)
+		if err != nil {
+			return fmt.Errorf("natsbus: enqueue on %s: %w", queue, err)
+		}
+		futures = append(futures, f)
+	}
+	return waitFutures(ctx, futures, "enqueue on "+queue)
+}
+
+func waitFutures(ctx context.Context, futures []jetstream.PubAckFuture, what string) error {
+	for _, f := range futures {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			return fmt.Errorf("natsbus: %s: %w", what, err)
+		case <-ctx.Done():
+			return fmt.Errorf("natsbus: %s: %w", what, ctx.Err())
+		}
+	}
+	return nil
+}
+
+func (b *Bus) consumer(ctx context.Context, queue string, o bus.QueueOptions) (jetstream.Consumer, error) {
+	b.mu.Lock()
+	c, ok := b.consumers[queue]
+	b.mu.Unlock()
+	if ok {
+		return c, nil
+	}
+	name := "q-" + queue
+	c, err := b.js.CreateOrUpdateConsumer(ctx, b.tasksStream, jetstream.ConsumerConfig{
+		Durable:       name,
+		Description:   "Skein workers of queue " + queue,
+		FilterSubject: b.opts.Prefix + ".task." + queue + ".>",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       o.Lease,
+		MaxDeliver:    o.MaxAttempts + 1,
+		MaxAckPending: 1 << 20,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		Replicas:      b.opts.Replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("natsbus: consumer for queue %s: %w", queue, err)
+	}
+	b.mu.Lock()
+	b.consumers[queue] = c
+	b.mu.Unlock()
+	return c, nil
+}
+
+// Consume pulls from the queue's shared durable consumer.
+func (b *Bus) Consume(ctx context.Context, queue string, o bus.QueueOptions) (<-chan bus.Delivery, error) {
+	if !validToken(queue) {
+		return nil, fmt.Errorf("natsbus: queue name %q: must be one subject token", queue)
+	}
+	if o.Prefetch <= 0 {
+		o.Prefetch = 1
+	}
+	if o.Lease <= 0 {
+		o.Lease = 30 * time.Second
+	}
+	if o.MaxAttempts <= 0 {
+		o.MaxAttempts = 5
+	}
+	c, err := b.consumer(ctx, queue, o)
+	if err != nil {
+		return nil, err
+	}
+	it, err := c.Messages(jetstream.PullMaxMessages(o.Prefetch), jetstream.PullExpiry(5*time.Second))
+	if err != nil {
+		return nil, fmt.Errorf("natsbus: consume %s: %w", queue, err)
+	}
+	out := make(chan bus.Delivery)
+	b.wg.Add(2)
+	go func() {
+		defer b.wg.Done()
+		select {
+		case <-ctx.Done():
+		case <-b.closed:
+		}
+		it.Stop()
+	}()
+	go func() {
+		defer b.wg.Done()
+		defer close(out)
+		for {
+			m, err := it.Next()
+			if err != nil {
+				if errors.Is(err, jetstream.ErrMsgIteratorClosed) || ctx.Err() != nil || b.isClosed() {
+					return
+				}
+				b.log.Warn("natsbus: pull", "queue", queue, "err", err)
+				continue
+			}
+			d := &delivery{m: m, attempt: 1}
+			if md, err := m.Metadata(); err == nil {
+				d.attempt = int(md.NumDelivered)
+			}
+			select {
+			case out <- d:
+			case <-ctx.Done():
+				return
+			case <-b.closed:
+				return
+			}
+		}
+	}()
+	return out, nil
+}
+
+func (b *Bus) isClosed() bool {
+	select {
+	case <-b.closed:
+		return true
+	default:
+		return false
+	}
+}
+
+type delivery struct {
+	m       jetstream.Msg
+	attempt int
+	mu      sync.Mutex
+	settled bool
+}
+
+func (d *delivery) Message() Message {
+	return fromNats(d.m.Subject(), &nats.Msg{Subject: d.m.Subject(), Data: d.m.Data(), Header: d.m.Headers()})
+}
+func (d *delivery) Attempt() int { return d.attempt }
+
+func (d *delivery) settle(f func() error) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.settled {
+		return bus.ErrSettled
+	}
+	if err := f(); err != nil {
+		return err
+	}
+	d.settled = true
+	return nil
+}
+
+func (d *delivery) Ack(ctx context.Context) error { return d.settle(d.m.Ack) }
+func (d *delivery) Nak(ctx context.Context, delay time.Duration) error {
+	return d.settle(func() error {
+		if delay > 0 {
+			return d.m.NakWithDelay(delay)
+		}
+		return d.m.Nak()
+	})
+}
+func (d *delivery) Term(ctx context.Context, reason string) error {
+	// The reason is the caller's to log: TermWithReason needs a 2.10
+	// server and Debian ships 2.9.
+	return d.settle(d.m.Term)
+}
+func (d *delivery) InProgress(ctx context.Context) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.settled {
+		return bus.ErrSettled
+	}
+	return d.m.InProgress()
+}
+
+// Purge drops key's pending messages from queue.
+func (b *Bus) Purge(ctx context.Context, queue, key string) error {
+	s, err := b.js.Stream(ctx, b.tasksStream)
+	if err != nil {
+		return fmt.Errorf("natsbus: purge: %w", err)
+	}
+	if err := s.Purge(ctx, jetstream.WithPurgeSubject(b.taskSubject(queue, key))); err != nil {
+		return fmt.Errorf("natsbus: purge %s/%s: %w", queue, key, err)
+	}
+	return nil
+}
+
+// Publish stores msg on the event stream.
+func (b *Bus) Publish(ctx context.Context, subject string, m Message) error {
+	if err := b.checkSize(m); err != nil {
+		return err
+	}
+	var po []jetstream.PublishOpt
+	if m.ID != "" {
+		po = append(po, jetstream.WithMsgID(m.ID))
+	}
+	if _, err := b.js.PublishMsg(ctx, toNats(b.opts.Prefix+".ev."+subject, m), po...); err != nil {
+		return fmt.Errorf("natsbus: publish %s: %w", subject, err)
+	}
+	return nil
+}
+
+// Subscribe replays and follows the event stream with an ordered consumer.
+func (b *Bus) Subscribe(ctx context.Context, pattern string, o bus.SubscribeOptions) (<-chan Message, error) {
+	cfg := jetstream.OrderedConsumerConfig{
+		FilterSubjects:    []string{b.opts.Prefix + ".ev." + pattern},
+		InactiveThreshold: 30 * time.Second,
+	}
+	if o.Since.IsZero() {
+		cfg.DeliverPolicy = jetstream.DeliverNewPolicy
+	} else {
+		t := o.Since
+		cfg.DeliverPolicy = jetstream.DeliverByStartTimePolicy
+		cfg.OptStartTime = &t
+	}
+	c, err := b.js.OrderedConsumer(ctx, b.eventsStream, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("natsbus: subscribe %s: %w", pattern, err)
+	}
+	it, err := c.Messages(jetstream.PullMaxMessages(1024))
+	if err != nil {
+		return nil, fmt.Errorf("natsbus: subscribe %s: %w", pattern, err)
+	}
+	prefix := b.opts.Prefix + ".ev."
+	out := make(chan Message, 256)
+	b.wg.Add(2)
+	go func() {
+		defer b.wg.Done()
+		select {
+		case <-ctx.Done():
+		case <-b.closed:
+		}
+		it.Stop()
+	}()
+	go func() {
+		defer b.wg.Done()
+		defer close(out)
+		for {
+			m, err := it.Next()
+			if err != nil {
+				if errors.Is(err, jetstream.ErrMsgIteratorClosed) || ctx.Err() != nil || b.isClosed() {
+					return
+				}
+				b.log.Warn("natsbus: subscribe", "pattern", pattern, "err", err)
+				continue
+			}
+			msg := fromNats(strings.TrimPrefix(m.Subject(), prefix), &nats.Msg{Data: m.Data(), Header: m.Headers()})
+			if md, err := m.Metadata(); err == nil {
+				msg.Time = md.Timestamp
+			}
+			select {
+			case out <- msg:
+			case <-ctx.Done():
+				return
+			case <-b.closed:
+				return
+			}
+		}
+	}()
+	return out, nil
+}
+
+// Notify publishes on core NATS (no storage).
+func (b *Bus) Notify(ctx context.Context, subject string, data []byte) error {
+	if err := b.nc.Publish(b.opts.Prefix+".bc."+subject, data); err != nil {
+		return fmt.Errorf("natsbus: notify %s: %w", subject, err)
+	}
+	return nil
+}
+
+// Listen subscribes on core NATS; a slow reader drops messages.
+func (b *Bus) Listen(ctx context.Context, pattern string) (<-chan Message, error) {
+	prefix := b.opts.Prefix + ".bc."
+	out := make(chan Message, 1024)
+	var mu sync.Mutex
+	done := false
+	sub, err := b.nc.Subscribe(prefix+pattern, func(nm *nats.Msg) {
+		mu.Lock()
+		defer mu.Unlock()
+		if done {
+			return
+		}
+		select {
+		case out <- fromNats(strings.TrimPrefix(nm.Subject, prefix), nm):
+		default:
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("natsbus: listen %s: %w", pattern, err)
+	}
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		select {
+		case <-ctx.Done():
+		case <-b.closed:
+		}
+		_ = sub.Unsubscribe()
+		mu.Lock()
+		done = true
+		close(out)
+		mu.Unlock()
+	}()
+	return out, nil
+}
+
+const errHeader = "Skein-Error"
+
+// Request sends a core NATS request.
+func (b *Bus) Request(ctx context.Context, subject string, data []byte) ([]byte, error) {
+	m := nats.NewMsg(b.opts.Prefix + ".rpc." + subject)
+	m.Data = data
+	if int64(len(data)) > b.nc.MaxPayload() {
+		return nil, fmt.Errorf("%w: request of %d bytes, limit %d", bus.ErrTooLarge, len(data), b.nc.MaxPayload())
+	}
+	resp, err := b.nc.RequestMsgWithContext(ctx, m)
+	if err != nil {
+		if errors.Is(err, nats.ErrNoResponders) {
+			return nil, fmt.Errorf("%w on %s", bus.ErrNoResponders, subject)
+		}
+		return nil, fmt.Errorf("natsbus: request %s: %w", subject, err)
+	}
+	if e := resp.Header.Get(errHeader); e != "" {
+		return nil, &bus.RemoteError{Msg: e}
+	}
+	return resp.Data, nil
+}
+
+// Serve answers requests on subject in the "skein" queue group.
+func (b *Bus) Serve(ctx context.Context, subject string, h bus.Handler) error {
+	sub, err := b.nc.QueueSubscribe(b.opts.Prefix+".rpc."+subject, "skein", func(nm *nats.Msg) {
+		resp := nats.NewMsg(nm.Reply)
+		out, err := h(ctx, fromNats(subject, nm))
+		if err != nil {
+			resp.Header.Set(errHeader, err.Error())
+		} else {
+			resp.Data = out
+		}
+		if err := nm.RespondMsg(resp); err != nil {
+			b.log.Warn("natsbus: respond", "subject", subject, "err", err)
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("natsbus: serve %s: %w", subject, err)
+	}
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		select {
+		case <-ctx.Done():
+		case <-b.closed:
+		}
+		_ = sub.Unsubscribe()
+	}()
+	return nil
+}
+
+// Close drains nothing: unsettled deliveries are redelivered by the
+// server after their lease.
+func (b *Bus) Close() error {
+	b.closeOnce.Do(func() {
+		close(b.closed)
+		b.wg.Wait()
+		b.nc.Close()
+	})
+	return nil
+}
+
+// Conn exposes the underlying connection (benchmarks, diagnostics).
+func (b *Bus) Conn() *nats.Conn { return b.nc }
+
+func validToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, c := range s {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// redact removes credentials from a URL list for logs and errors.
+func redact(urls string) string {
+	parts := strings.Split(urls, ",")
+	for i, p := range parts {
+		if u, err := url.Parse(strings.TrimSpace(p)); err == nil && u.User != nil {
+			u.User = url.User("REDACTED")
+			parts[i] = u.String()
+		} else if err != nil {
+			parts[i] = "<unparseable URL>"
+		}
+	}
+	return strings.Join(parts, ",")
+}

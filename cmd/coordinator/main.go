@@ -1,0 +1,17 @@
+// Command coordinator is Skein's long-running service: it accepts jobs on
+// the bus, publishes their tasks, follows their events, and answers
+// status and result queries. See docs/cli.md.
+package main
+
+import (
+	"context"
+	"os"
+
+	"github.com/skeinrun/skein/pkg/cli"
+)
+
+func main() {
+	os.Exit(cli.Coordinator(context.Background(), os.Args[1:], cli.Env{
+		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv, Signals: true,
+	}, cli.ServiceHooks{}))
+}

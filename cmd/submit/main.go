@@ -1,0 +1,16 @@
+// Command submit runs functions on Skein: call, map and mapreduce jobs,
+// and status, wait, result and cancel of running ones. See docs/cli.md.
+package main
+
+import (
+	"context"
+	"os"
+
+	"github.com/skeinrun/skein/pkg/cli"
+)
+
+func main() {
+	os.Exit(cli.Submit(context.Background(), os.Args[1:], cli.Env{
+		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Signals: true,
+	}))
+}

@@ -1,0 +1,458 @@
+"""What the provider hands to submit, checked against a stand-in binary that
+records its argv, environment and stdin: argument building for every
+operator parameter and alias, credentials in the environment only, exit
+codes, XCom handling across runs, deferral. Also the construction-time
+validation. None of this needs the real submit binary; the acceptance tests
+in test_acceptance.py run the same operators against it."""
+
+import asyncio
+import json
+import logging
+import os
+import stat
+import sys
+
+import pytest
+from airflow.sdk.exceptions import AirflowException, TaskDeferred
+
+import my_functions
+from conftest import EXAMPLES, dag_file, load_dag, ti_states, xcom
+from skein_provider.functions import FunctionError, resolve
+from skein_provider.hooks.skein import (
+    SkeinHook,
+    SkeinJobFailedError,
+    SkeinTimeoutError,
+    SkeinUsageError,
+)
+from skein_provider.operators import skein as ops
+from skein_provider.triggers.skein import SkeinJobTrigger
+
+MYF = os.path.join(EXAMPLES, "my_functions.py")
+
+
+class Standin:
+    def __init__(self, path, record):
+        self.path = path
+        self.record = record
+
+    def records(self):
+        if not os.path.exists(self.record):
+            return []
+        with open(self.record) as f:
+            return [json.loads(line) for line in f]
+
+
+@pytest.fixture
+def standin(tmp_path, monkeypatch):
+    src = os.path.join(os.path.dirname(__file__), "standin_submit.py")
+    exe = tmp_path / "submit"
+    exe.write_text(f"#!{sys.executable}\n" + open(src).read())
+    exe.chmod(exe.stat().st_mode | stat.S_IXUSR)
+    record = tmp_path / "record.jsonl"
+    monkeypatch.setenv("SKEIN_SUBMIT", str(exe))
+    monkeypatch.setenv("STANDIN_RECORD", str(record))
+    for k in ("STANDIN_EXIT", "STANDIN_STDERR", "STANDIN_STDOUT", "STANDIN_RESULT", "AIRFLOW_CONN_SKEIN_DEFAULT"):
+        monkeypatch.delenv(k, raising=False)
+    return Standin(str(exe), str(record))
+
+
+class FakeTI:
+    """The two TaskInstance methods the operators call, for running execute() directly."""
+
+    def __init__(self, xcoms=None):
+        self.xcoms = xcoms or {}
+        self.pushed = {}
+
+    def xcom_pull(self, task_ids, key="return_value"):
+        return self.xcoms.get(task_ids)
+
+    def xcom_push(self, key, value):
+        self.pushed[key] = value
+
+
+def run(op, xcoms=None):
+    ti = FakeTI(xcoms)
+    return op.execute({"ti": ti}), ti
+
+
+# -- argv and stdin for each operator ---------------------------------------------
+
+
+def test_call_argv_ships_the_module_and_sends_data_on_stdin(standin):
+    op = ops.SkeinCallAsyncOperator(task_id="t", func=my_functions.add, data={"x": 1, "y": 3})
+    out, _ = run(op)
+    (rec,) = standin.records()
+    assert rec["argv"] == ["call", "--function", "py:my_functions:add", "--data-from", "-", "--include-modules", MYF]
+    assert rec["stdin"] == {"x": 1, "y": 3}
+    assert out == {"argv": rec["argv"], "stdin": {"x": 1, "y": 3}}
+
+
+def test_map_argv_with_every_parameter(standin):
+    op = ops.SkeinMapOperator(
+        task_id="t",
+        map_function=my_functions.add,
+        map_iterdata=[1, 2, 3],
+        extra_params={"y": 1},
+        chunk_n=4,
+        remote_invocation=True,
+        invoke_pool_threads=16,
+        config="/etc/skein.yaml",
+        fetch_result=False,
+        clean_data=True,
+        extra_env={"A": "1"},
+        runtime_memory=512,
+        timeout=30,
+        include_modules=["extra_mod", "/opt/lib/helpers.py"],
+        exclude_modules="numpy,pandas",
+        function_retries=2,
+        log_level="debug",
+    )
+    run(op)
+    (rec,) = standin.records()
+    assert rec["argv"] == [
+        "map", "--config", "/etc/skein.yaml",
+        "--function", "py:my_functions:add", "--iterdata-from", "-", "--extra-params", '{"y": 1}',
+        "--chunk-n", "4", "--remote-invocation", "--invoke-pool-threads", "16",
+        "--timeout", "30", "--runtime-memory", "512", "--retries", "2", "--no-fetch", "--clean",
+        "--env", "A=1",
+        "--include-modules", MYF, "--include-modules", "extra_mod", "--include-modules", "/opt/lib/helpers.py",
+        "--exclude-modules", "numpy", "--exclude-modules", "pandas", "--log-level", "debug",
+    ]
+    assert rec["stdin"] == [1, 2, 3]
+
+
+def test_mapreduce_argv_with_builtins_and_reduce_flags(standin):
+    op = ops.SkeinMapReduceOperator(
+        task_id="t",
+        map_function="add",
+        reduce_function="py:my_functions:mult",
+        map_iterdata=[1, 2, 3],
+        extra_params={"y": 1},
+        chunk_size=1 << 20,
+        map_runtime_memory=256,
+        reduce_runtime_memory=1024,
+        reducer_one_per_object=True,
+        reducer_wait_local=True,
+        reduce_mode="barrier",
+    )
+    run(op)
+    (rec,) = standin.records()
+    assert rec["argv"] == [
+        "mapreduce", "--function", "add", "--iterdata-from", "-", "--extra-params", '{"y": 1}',
+        "--chunk-size", "1048576", "--reduce-function", "py:my_functions:mult",
+        "--reducer-one-per-object", "--reducer-wait-local", "--reduce-mode", "barrier",
+        "--map-runtime-memory", "256", "--reduce-runtime-memory", "1024",
+    ]
+
+
+def test_config_dict_goes_to_a_private_file_removed_afterwards(standin, monkeypatch):
+    seen = {}
+    real = ops._config_file.__enter__
+
+    def spy(self):
+        p = real(self)
+        seen["path"] = p
+        seen["mode"] = stat.S_IMODE(os.stat(p).st_mode)
+        seen["content"] = json.load(open(p))
+        return p
+
+    monkeypatch.setattr(ops._config_file, "__enter__", spy)
+    op = ops.SkeinCallAsyncOperator(task_id="t", func="add", data={"x": 1, "y": 2}, lithops_config={"bus": "nats://h"})
+    run(op)
+    (rec,) = standin.records()
+    assert rec["argv"][1:3] == ["--config", seen["path"]]
+    assert seen["content"] == {"bus": "nats://h"} and seen["mode"] == 0o600
+    assert not os.path.exists(seen["path"])
+
+
+# -- the connection: environment, never the command line, never the log ------------
+
+
+def test_connection_settings_travel_in_the_environment_only(standin, monkeypatch, caplog, capfd):
+    conn = {
+        "conn_type": "skein",
+        "host": "nats://bus.example:4222",
+        "login": "alice",
+        "password": "s3cr3t-pw",
+        "extra": {
+            "config": "/etc/skein/config.yaml",
+            "storage": {"backend": "s3", "endpoint": "http://127.0.0.1:7070", "bucket": "skein",
+                        "access_key_id": "AKIA-ID", "secret_access_key": "very-secret-key"},
+            "env": {"STANDIN_PROBE": "yes"},
+        },
+    }
+    monkeypatch.setenv("AIRFLOW_CONN_SKEIN_DEFAULT", json.dumps(conn))
+    caplog.set_level(logging.DEBUG)
+    hook = SkeinHook()
+    hook.run(["call", "--function", "add", "--data-from", "-"], stdin=b'{"x":1,"y":2}')
+    (rec,) = standin.records()
+    env = rec["env"]
+    assert env["SKEIN_BUS"] == "nats://alice:s3cr3t-pw@bus.example:4222"
+    assert env["SKEIN_CONFIG"] == "/etc/skein/config.yaml"
+    assert env["SKEIN_STORAGE_BACKEND"] == "s3"
+    assert env["SKEIN_STORAGE_SECRET_ACCESS_KEY"] == "very-secret-key"
+    assert env["SKEIN_STORAGE_ACCESS_KEY_ID"] == "AKIA-ID"
+    assert env["STANDIN_PROBE"] == "yes"
+    out, err = capfd.readouterr()
+    logged = caplog.text + out + err
+    for secret in ("s3cr3t-pw", "very-secret-key"):
+        assert not any(secret in a for a in rec["argv"])
+        assert secret not in logged
+    assert "environment set: SKEIN_BUS, SKEIN_CONFIG" in logged  # the names are logged
+
+
+def test_connection_host_and_port_make_a_bus_url(standin, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_SKEIN_DEFAULT", json.dumps(
+        {"conn_type": "skein", "host": "10.0.0.5", "port": 5672, "extra": {"bus_scheme": "amqp"}}))
+    SkeinHook().run(["status", "j"])
+    assert standin.records()[0]["env"]["SKEIN_BUS"] == "amqp://10.0.0.5:5672"
+
+
+def test_no_connection_falls_back_to_submit_defaults(standin, monkeypatch):
+    monkeypatch.delenv("SKEIN_BUS", raising=False)
+    SkeinHook().run(["status", "j"])
+    assert "SKEIN_BUS" not in standin.records()[0]["env"]
+
+
+def test_a_named_connection_that_does_not_exist_is_an_error(standin):
+    with pytest.raises(AirflowException, match="connection 'nope' does not exist"):
+        SkeinHook(skein_conn_id="nope").run(["status", "j"])
+
+
+def test_submit_path_from_the_connection(standin, monkeypatch, tmp_path):
+    monkeypatch.delenv("SKEIN_SUBMIT")
+    monkeypatch.setenv("AIRFLOW_CONN_SKEIN_DEFAULT", json.dumps({"conn_type": "skein", "extra": {"submit_path": standin.path}}))
+    assert SkeinHook().settings().submit_path == standin.path
+    monkeypatch.setenv("AIRFLOW_CONN_SKEIN_DEFAULT", json.dumps({"conn_type": "skein", "extra": {"submit_path": str(tmp_path / "none")}}))
+    with pytest.raises(AirflowException, match="not an executable"):
+        SkeinHook().settings()
+
+
+# -- exit codes ---------------------------------------------------------------------------
+
+
+TRACEBACK = 'Traceback (most recent call last):\n  File "my_functions.py", line 32, in boom\nValueError: boom: cannot handle 1'
+
+
+@pytest.mark.parametrize(
+    "code,exc,text",
+    [(3, SkeinJobFailedError, "job failed"), (4, SkeinTimeoutError, "timed out"), (2, SkeinUsageError, "usage")],
+)
+def test_exit_codes_raise_their_exception_with_stderr(standin, monkeypatch, code, exc, text):
+    monkeypatch.setenv("STANDIN_EXIT", str(code))
+    monkeypatch.setenv("STANDIN_STDERR", TRACEBACK)
+    op = ops.SkeinMapOperator(task_id="t", map_function=my_functions.boom, map_iterdata=[1])
+    with pytest.raises(exc) as ei:
+        run(op)
+    assert text in str(ei.value) and "ValueError: boom: cannot handle 1" in str(ei.value)
+    assert ei.value.exit_code == code
+
+
+def test_stdout_must_be_json(standin, monkeypatch):
+    monkeypatch.setenv("STANDIN_STDOUT", "not json")
+    with pytest.raises(AirflowException, match="not JSON"):
+        run(ops.SkeinCallAsyncOperator(task_id="t", func="add", data={"x": 1, "y": 1}))
+
+
+# -- XCom: upstream values per run, no piling up ------------------------------------------
+
+
+def test_data_from_task_does_not_change_the_operator(standin):
+    op = ops.SkeinCallAsyncOperator(task_id="t", func="add", data={"x": 4}, data_from_task={"y": "up"})
+    run(op, {"up": 4})
+    run(op, {"up": 7})
+    assert [r["stdin"] for r in standin.records()] == [{"x": 4, "y": 4}, {"x": 4, "y": 7}]
+    assert op.data == {"x": 4}
+    lst = ops.SkeinCallAsyncOperator(task_id="l", func="add", data=[1], data_from_task={"y": "up"})
+    run(lst, {"up": 2})
+    run(lst, {"up": 3})
+    assert [r["stdin"] for r in standin.records()[2:]] == [[1, 2], [1, 3]]
+    assert lst.data == [1]
+
+
+def test_iterdata_from_task_forms(standin):
+    run(ops.SkeinMapOperator(task_id="a", map_function="add", iterdata_from_task="up", extra_params={"y": 1}), {"up": [1, 2]})
+    run(ops.SkeinMapOperator(task_id="b", map_function="add", iterdata_from_task={"x": "up"}), {"up": [1, 2]})
+    run(ops.SkeinMapOperator(task_id="c", map_function="add", map_iterdata=[], iterdata_form_task="up"), {"up": "[5, 6]"})
+    assert [r["stdin"] for r in standin.records()] == [[1, 2], [{"x": 1}, {"x": 2}], [5, 6]]
+    with pytest.raises(AirflowException, match="pushed no XCom"):
+        run(ops.SkeinMapOperator(task_id="d", map_function="add", iterdata_from_task="up"), {})
+
+
+def test_dag_test_pulls_upstream_values_each_run(standin, airflow_db):
+    """In real Airflow (dag.test), two runs of one DAG object: each run sends the
+    upstream value of that run only, and the operator's data stays as written."""
+    dag = dag_file("unit_dags.py", "unit_xcom_runs")
+    for _ in range(2):
+        dr = dag.test()
+        assert ti_states(dr) == {"up": "success", "call": "success"}
+        assert xcom(dr, "call")["stdin"] == {"x": 1, "y": 10}
+    assert [r["stdin"] for r in standin.records()] == [{"x": 1, "y": 10}, {"x": 1, "y": 10}]
+    assert dag.task_dict["call"].data == {"x": 1}
+
+
+def test_templated_iterdata_is_rendered(standin, airflow_db):
+    dr = dag_file("unit_dags.py", "unit_templated").test()
+    got = xcom(dr, "m")
+    assert got["stdin"] == [0, 1, 2]
+    assert got["argv"][got["argv"].index("--extra-params") + 1] == '{"y": "3"}'
+
+
+# -- deferral with the stand-in -------------------------------------------------------------
+
+
+def test_deferrable_submits_no_wait_defers_and_fetches_on_resume(standin, monkeypatch):
+    monkeypatch.setenv("STANDIN_RESULT", "[2, 3, 4]")
+    op = ops.SkeinMapOperator(task_id="t", map_function=my_functions.add, map_iterdata=[1, 2, 3],
+                              extra_params={"y": 1}, deferrable=True)
+    ti = FakeTI()
+    with pytest.raises(TaskDeferred) as ei:
+        op.execute({"ti": ti})
+    trig = ei.value.trigger
+    assert isinstance(trig, SkeinJobTrigger) and trig.job_id == "job-123"
+    assert ti.pushed["skein_job_id"] == "job-123"
+    assert "--no-wait" in standin.records()[0]["argv"]
+    classpath, kwargs = trig.serialize()
+    assert classpath == "skein_provider.triggers.skein.SkeinJobTrigger"
+
+    async def first_event():
+        async for ev in SkeinJobTrigger(**kwargs).run():
+            return ev
+
+    ev = asyncio.run(first_event())
+    assert ev.payload == {"status": "success", "job_id": "job-123", "exit_code": 0, "message": ""}
+    assert standin.records()[1]["argv"] == ["wait", "job-123"]
+    assert op.execute_complete({"ti": ti}, ev.payload) == [2, 3, 4]
+    assert standin.records()[2]["argv"] == ["result", "job-123"]
+
+
+def test_trigger_reports_a_failed_job(standin, monkeypatch):
+    monkeypatch.setenv("STANDIN_EXIT", "3")
+    monkeypatch.setenv("STANDIN_STDERR", TRACEBACK)
+
+    async def first_event():
+        async for ev in SkeinJobTrigger(job_id="j").run():
+            return ev
+
+    ev = asyncio.run(first_event())
+    assert ev.payload["status"] == "error" and ev.payload["exit_code"] == 3
+    op = ops.SkeinCallAsyncOperator(task_id="t", func="add", data={}, deferrable=True)
+    with pytest.raises(SkeinJobFailedError, match="ValueError: boom"):
+        op.execute_complete({}, ev.payload)
+
+
+# -- aliases of the old plugins --------------------------------------------------------------
+
+
+def test_old_names_and_classes():
+    assert ops.LithopsMapOperator is ops.SkeinMapOperator
+    assert ops.CloudbuttonAsyncOperator is ops.SkeinCallAsyncOperator
+    assert ops.IbmCloudFunctionsMapReduceOperator is ops.SkeinMapReduceOperator
+    op = ops.CloudbuttonMapReduceOperator(
+        task_id="t", map_function=my_functions.add, reduce_funtion=my_functions.mult, map_iterdata=[],
+        iterdata_form_task={"x": "up"}, extra_args={"y": 1}, cloudbutton_engine_config="/c.yaml",
+        async_invoke=False, get_result=False, remote_invoker=True, runtime="img:1", workers=10,
+    )
+    assert op.iterdata_from_task == {"x": "up"} and op.extra_params == {"y": 1}
+    assert op.reduce_function is my_functions.mult and op.config == "/c.yaml"
+    assert op.wait_for_result is True and op.fetch_result is False and op.remote_invocation is True
+    p = ops.IbmPyWrenMapOperator(task_id="p", map_function="add", map_iterdata=[1], pywren_executor_config={"a": 1},
+                                 async_invoke=True)
+    assert p.config == {"a": 1} and p.wait_for_result is False
+
+
+# -- bad arguments fail at construction -----------------------------------------------------
+
+
+def nested_holder():
+    def inner(x):
+        return x
+    return inner
+
+
+@pytest.mark.parametrize(
+    "cls,kwargs,message",
+    [
+        (ops.SkeinMapOperator, {"map_function": "add"}, "set map_iterdata or iterdata_from_task"),
+        (ops.SkeinMapOperator, {"map_function": "add", "map_iterdata": [1], "chunk_size": 10, "chunk_n": 2},
+         "chunk_size and chunk_n are exclusive"),
+        (ops.SkeinMapOperator, {"map_function": lambda x: x, "map_iterdata": [1]}, "is a lambda"),
+        (ops.SkeinMapOperator, {"map_function": nested_holder(), "map_iterdata": [1]}, "nested in another function"),
+        (ops.SkeinMapOperator, {"map_iterdata": [1]}, "map_function is required"),
+        (ops.SkeinMapOperator, {"map_function": "add", "map_iterdata": 5}, "map_iterdata must be a list"),
+        (ops.SkeinMapOperator, {"map_function": "add", "map_iterdata": [1], "chunk_n": 0}, "chunk_n must be a positive integer"),
+        (ops.SkeinMapOperator, {"map_function": "add", "iterdata_from_task": {"a": "x", "b": "y"}}, "one-entry dict"),
+        (ops.SkeinMapReduceOperator, {"map_function": "add", "map_iterdata": [1]}, "reduce_function is required"),
+        (ops.SkeinMapReduceOperator, {"map_function": "add", "reduce_function": "sum", "map_iterdata": [1],
+                                      "reduce_mode": "eager"}, "reduce_mode must be"),
+        (ops.SkeinCallAsyncOperator, {"data": {}}, "func is required"),
+        (ops.SkeinCallAsyncOperator, {"func": "py:bad ref"}, "not a valid Python reference"),
+        (ops.SkeinCallAsyncOperator, {"func": 42}, "must be a callable"),
+        (ops.SkeinCallAsyncOperator, {"func": "add", "data_from_task": ["x"]}, "data_from_task must be a dict"),
+        (ops.SkeinCallAsyncOperator, {"func": "add", "timeout": -1}, "timeout must be a positive number"),
+        (ops.SkeinCallAsyncOperator, {"func": "add", "deferrable": True, "config": {"a": 1}}, "config as a file path"),
+        (ops.SkeinCallAsyncOperator, {"func": "add", "deferrable": True, "wait_for_result": False}, "makes no sense"),
+        (ops.SkeinCallAsyncOperator, {"func": "add", "config": "/a", "lithops_config": "/b"}, "old name of config"),
+        (ops.SkeinCallAsyncOperator, {"func": "add", "wait_for_result": True, "async_invoke": True}, "contradicts"),
+    ],
+)
+def test_bad_arguments(cls, kwargs, message):
+    with pytest.raises(AirflowException, match=message):
+        cls(task_id="bad", **kwargs)
+
+
+def test_unknown_argument_is_refused_by_airflow():
+    with pytest.raises(TypeError, match="Invalid arguments"):
+        ops.SkeinMapOperator(task_id="bad", map_function="add", map_iterdata=[1], no_such_param=1)
+
+
+def test_function_defined_in_the_dag_file_fails_at_parse_time(tmp_path, airflow_db):
+    dag_file = tmp_path / "dag_with_local_function.py"
+    dag_file.write_text(
+        "from airflow.sdk import DAG\n"
+        "from skein_provider.operators.skein import SkeinMapOperator\n"
+        "def double(x):\n    return 2 * x\n"
+        "with DAG(dag_id='local_fn', schedule=None):\n"
+        "    SkeinMapOperator(task_id='m', map_function=double, map_iterdata=[1])\n"
+    )
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(dag_file))
+    assert "local_fn" not in bag.dags
+    (err,) = bag.import_errors.values()
+    assert "map_function=double is defined in the DAG file" in err
+    # Imported as a plain module too (dag.test() from a script or a test): caught by the file check.
+    with pytest.raises(FunctionError, match="defined in the DAG file"):
+        load_dag(str(dag_file), "local_fn")
+
+
+def test_resolve_references():
+    assert resolve("add", "f").ref == "add"
+    assert resolve("my_functions:add", "f").ref == "py:my_functions:add"
+    assert resolve("py:pkg.mod:fn", "f").ref == "py:pkg.mod:fn"
+    assert resolve(my_functions.add, "f").ship == (MYF,)
+    # The standard library is not shipped.
+    import json as j
+
+    r = resolve(j.dumps, "f")
+    assert r.ref == "py:json:dumps" and r.ship == ()
+
+
+def test_example_dags_parse_in_a_dagbag(airflow_db):
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=EXAMPLES)
+    assert bag.import_errors == {}
+    assert {"example_skein_call_async", "example_skein_map", "example_skein_mapreduce",
+            "example_skein_wordcount", "example_skein_deferrable"} <= set(bag.dag_ids)
+
+
+def test_provider_is_discovered():
+    from airflow.providers_manager import ProvidersManager
+
+    pm = ProvidersManager()
+    assert "apache-airflow-providers-skein" in pm.providers
+    info = pm.providers["apache-airflow-providers-skein"].data
+    assert info["connection-types"] == [
+        {"hook-class-name": "skein_provider.hooks.skein.SkeinHook", "connection-type": "skein"}
+    ]

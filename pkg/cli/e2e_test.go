@@ -1,0 +1,300 @@
+package cli_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/skeinrun/skein/internal/testenv"
+	"github.com/skeinrun/skein/pkg/cli"
+)
+
+// binDir holds the three programs, built once for the package.
+var binDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "skein-bin-")
+	if err != nil {
+		panic(err)
+	}
+	cmd := exec.Command("go", "build", "-o", dir+"/", "github.com/skeinrun/skein/cmd/submit", "github.com/skeinrun/skein/cmd/coordinator", "github.com/skeinrun/skein/cmd/runtime")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building the programs:", err)
+		os.Exit(1)
+	}
+	binDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// busKind is one bus the end-to-end tests run on.
+type busKind struct {
+	name string
+	env  string // variable holding the broker URL
+}
+
+// buses lists every bus the end-to-end tests run on; each test is a
+// table over it.
+var buses = []busKind{
+	{"nats", testenv.NATSURL},
+}
+
+// namespaced gives each test its own namespace on a shared broker.
+func namespaced(t *testing.T, url string) string {
+	ns := strings.NewReplacer("/", "-", " ", "-", "_", "-").Replace(strings.ToLower(t.Name()))
+	ns = fmt.Sprintf("t%d-%s", time.Now().UnixNano()%1e6, ns)
+	if len(ns) > 40 {
+		ns = ns[:40]
+	}
+	sep := "?"
+	if strings.Contains(url, "?") {
+		sep = "&"
+	}
+	return url + sep + "ns=" + ns
+}
+
+type proc struct {
+	cmd *exec.Cmd
+	out *syncBuffer
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+func start(t *testing.T, name string, args ...string) *proc {
+	t.Helper()
+	p := &proc{cmd: exec.Command(filepath.Join(binDir, name), args...), out: &syncBuffer{}}
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { _ = p.cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			_ = p.cmd.Process.Kill()
+			<-done
+		}
+		if t.Failed() {
+			t.Logf("%s output:\n%s", name, p.out.String())
+		}
+	})
+	return p
+}
+
+// cluster starts a coordinator and n runtimes on busURL.
+func cluster(t *testing.T, busURL string, runtimes int, runtimeArgs ...string) []*proc {
+	co := start(t, "coordinator", "--bus", busURL, "--log-level", "debug")
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(co.out.String(), "coordinator serving") {
+		if time.Now().After(deadline) {
+			t.Fatalf("coordinator did not come up:\n%s", co.out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	var rts []*proc
+	for i := 0; i < runtimes; i++ {
+		args := append([]string{"--bus", busURL, "--slots", "2", "--worker-id", fmt.Sprintf("rt%d", i), "--log-level", "debug"}, runtimeArgs...)
+		rts = append(rts, start(t, "runtime", args...))
+	}
+	return rts
+}
+
+// submit runs the submit program and returns stdout, stderr, exit code.
+func submit(t *testing.T, args ...string) (string, string, int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "submit"), args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("submit: %v", err)
+	}
+	return stdout.String(), stderr.String(), code
+}
+
+var seedJobs = []struct {
+	name string
+	args []string
+	want string
+}{
+	{"call", []string{"call", "--function", "add", "--data", `{"x":1,"y":3}`}, "4\n"},
+	{"map", []string{"map", "--function", "add", "--iterdata", `[1,2,3]`, "--extra-params", `{"y":1}`}, "[2,3,4]\n"},
+	{"mapreduce", []string{"mapreduce", "--function", "add", "--iterdata", `[1,2,3]`, "--extra-params", `{"y":1}`, "--reduce-function", "product"}, "24\n"},
+}
+
+func TestEmbeddedSeedJobs(t *testing.T) {
+	for _, j := range seedJobs {
+		t.Run(j.name, func(t *testing.T) {
+			out, errOut, code := submit(t, j.args...)
+			if code != 0 || out != j.want {
+				t.Fatalf("exit %d, stdout %q, want %q; stderr:\n%s", code, out, j.want, errOut)
+			}
+		})
+	}
+}
+
+func TestSeedJobsThroughServices(t *testing.T) {
+	for _, bk := range buses {
+		t.Run(bk.name, func(t *testing.T) {
+			url := namespaced(t, testenv.Require(t, bk.env))
+			cluster(t, url, 2)
+			for _, j := range seedJobs {
+				t.Run(j.name, func(t *testing.T) {
+					out, errOut, code := submit(t, append(j.args, "--bus", url)...)
+					if code != 0 || out != j.want {
+						t.Fatalf("exit %d, stdout %q, want %q; stderr:\n%s", code, out, j.want, errOut)
+					}
+				})
+			}
+			t.Run("no-wait then wait and result", func(t *testing.T) {
+				out, errOut, code := submit(t, "map", "--function", "sleep", "--iterdata", `[0.2,0.1]`, "--bus", url, "--no-wait")
+				if code != 0 {
+					t.Fatalf("exit %d: %s", code, errOut)
+				}
+				var id string
+				if err := json.Unmarshal([]byte(out), &id); err != nil || !strings.HasPrefix(id, "j") {
+					t.Fatalf("--no-wait printed %q, want a JSON string job id", out)
+				}
+				if out, errOut, code = submit(t, "wait", id, "--bus", url); code != 0 || !strings.Contains(out, `"state":"done"`) {
+					t.Fatalf("wait: exit %d, %q, %s", code, out, errOut)
+				}
+				if out, errOut, code = submit(t, "result", id, "--bus", url); code != 0 || out != "[0.2,0.1]\n" {
+					t.Fatalf("result: exit %d, %q, %s", code, out, errOut)
+				}
+			})
+			t.Run("cancel", func(t *testing.T) {
+				out, errOut, code := submit(t, "map", "--function", "sleep", "--iterdata", `[5,5,5,5,5,5,5,5]`, "--bus", url, "--no-wait")
+				if code != 0 {
+					t.Fatalf("exit %d: %s", code, errOut)
+				}
+				var id string
+				_ = json.Unmarshal([]byte(out), &id)
+				if out, errOut, code = submit(t, "cancel", id, "--bus", url); code != 0 || !strings.Contains(out, `"state":"cancelled"`) {
+					t.Fatalf("cancel: exit %d, %q, %s", code, out, errOut)
+				}
+				if _, errOut, code = submit(t, "result", id, "--bus", url); code != cli.ExitCancelled {
+					t.Fatalf("result of a cancelled job: exit %d, want %d; %s", code, cli.ExitCancelled, errOut)
+				}
+			})
+		})
+	}
+}
+
+// TestRuntimeKilledMidJob: SIGKILL one of two runtimes in the middle of a
+// 200-task job; every task still yields its result exactly once.
+func TestRuntimeKilledMidJob(t *testing.T) {
+	for _, bk := range buses {
+		t.Run(bk.name, func(t *testing.T) {
+			url := namespaced(t, testenv.Require(t, bk.env))
+			rts := cluster(t, url, 2, "--lease", "1s")
+			var iter []string
+			for i := 0; i < 200; i++ {
+				iter = append(iter, fmt.Sprintf(`{"x":0.05,"value":%d}`, i))
+			}
+			type res struct {
+				out, errOut string
+				code        int
+			}
+			done := make(chan res, 1)
+			go func() {
+				o, e, c := submit(t, "map", "--function", "sleep", "--iterdata", "["+strings.Join(iter, ",")+"]", "--bus", url, "--timeout", "90")
+				done <- res{o, e, c}
+			}()
+			time.Sleep(700 * time.Millisecond)
+			if err := rts[0].cmd.Process.Kill(); err != nil {
+				t.Fatal(err)
+			}
+			r := <-done
+			if r.code != 0 {
+				t.Fatalf("exit %d: %s", r.code, r.errOut)
+			}
+			var got []int
+			if err := json.Unmarshal([]byte(r.out), &got); err != nil {
+				t.Fatalf("result %q: %v", r.out, err)
+			}
+			if len(got) != 200 {
+				t.Fatalf("%d results, want 200", len(got))
+			}
+			for i, v := range got {
+				if v != i {
+					t.Fatalf("result %d is %d: every task must give its own value exactly once", i, v)
+				}
+			}
+			if !strings.Contains(rts[1].out.String(), "runtime started") {
+				t.Fatalf("second runtime did not run")
+			}
+		})
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	cases := []struct {
+		name string
+		args []string
+		code int
+		msg  string
+	}{
+		{"malformed data", []string{"call", "--function", "add", "--data", `{"x":1,`}, cli.ExitUsage, "--data: malformed JSON at line 1, column 8"},
+		{"malformed iterdata", []string{"map", "--function", "add", "--iterdata", "[1,2\n,x]"}, cli.ExitUsage, "line 2, column 2 (byte 6): invalid character 'x'"},
+		{"iterdata not a list", []string{"map", "--function", "add", "--iterdata", `{"x":1}`}, cli.ExitUsage, "must be a JSON list, got an object"},
+		{"unknown function", []string{"call", "--function", "nosuch", "--data", `{}`}, cli.ExitJobFailed, `unknown function "nosuch"`},
+		{"negative timeout", []string{"call", "--function", "add", "--data", `{}`, "--timeout", "-3"}, cli.ExitUsage, "must not be negative"},
+		{"unreachable bus", []string{"call", "--function", "add", "--data", `{}`, "--bus", "nats://127.0.0.1:1"}, cli.ExitUnreachable, "cannot reach the bus"},
+		{"bad bus scheme", []string{"call", "--function", "add", "--data", `{}`, "--bus", "http://x"}, cli.ExitUsage, "unknown scheme"},
+		{"no function", []string{"call", "--data", `{}`}, cli.ExitUsage, "--function is required"},
+		{"missing argument", []string{"call", "--function", "add", "--data", `{"x":1}`}, cli.ExitJobFailed, `missing argument "y"`},
+		{"function fails", []string{"call", "--function", "fail", "--data", `{"message":"boom"}`}, cli.ExitJobFailed, "boom"},
+		{"job timeout", []string{"call", "--function", "sleep", "--data", `{"x":10}`, "--timeout", "0.3"}, cli.ExitTimedOut, "timed out"},
+		{"chunk flags together", []string{"map", "--function", "add", "--iterdata", `[1]`, "--chunk-size", "10", "--chunk-n", "2"}, cli.ExitUsage, "chunk_size and chunk_n"},
+		{"no-wait embedded", []string{"map", "--function", "add", "--iterdata", `[1]`, "--no-wait"}, cli.ExitUsage, "--no-wait needs a bus"},
+		{"unknown command", []string{"frobnicate"}, cli.ExitUsage, "unknown command"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			start := time.Now()
+			out, errOut, code := submit(t, tc.args...)
+			if code != tc.code {
+				t.Fatalf("exit %d, want %d; stderr:\n%s", code, tc.code, errOut)
+			}
+			if !strings.Contains(errOut, tc.msg) {
+				t.Fatalf("stderr does not say %q:\n%s", tc.msg, errOut)
+			}
+			if out != "" {
+				t.Fatalf("stdout must stay empty on failure, got %q", out)
+			}
+			if time.Since(start) > 15*time.Second {
+				t.Fatalf("took %v: a bad input must fail fast", time.Since(start))
+			}
+		})
+	}
+}

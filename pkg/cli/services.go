@@ -1,0 +1,198 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os/signal"
+	goruntime "runtime"
+	"syscall"
+	"time"
+
+	"github.com/skeinrun/skein/bus"
+	"github.com/skeinrun/skein/bus/dial"
+	"github.com/skeinrun/skein/bus/natsbus"
+	"github.com/skeinrun/skein/pkg/coordinator"
+	"github.com/skeinrun/skein/pkg/runtime"
+)
+
+// ServiceHooks let other packages configure the long-running services.
+type ServiceHooks struct {
+	Coordinator func(ctx context.Context, cfg *coordinator.Config) error
+	Runtime     func(ctx context.Context, cfg *runtime.Config) error
+}
+
+func serviceContext(ctx context.Context, env Env) (context.Context, context.CancelFunc) {
+	if env.Signals {
+		return signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	}
+	return context.WithCancel(ctx)
+}
+
+func serviceReport(name string, err error, env Env) int {
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		return ExitOK
+	}
+	var ue *usageError
+	switch {
+	case errors.As(err, &ue):
+		fmt.Fprintf(env.Stderr, "%s: %s\n", name, ue.msg)
+		return ExitUsage
+	case errors.Is(err, dial.ErrBadURL), errors.Is(err, natsbus.ErrBadURL):
+		fmt.Fprintf(env.Stderr, "%s: %v\n", name, err)
+		return ExitUsage
+	case errors.Is(err, bus.ErrUnreachable):
+		fmt.Fprintf(env.Stderr, "%s: cannot reach the bus: %v\n", name, err)
+		return ExitUnreachable
+	}
+	fmt.Fprintf(env.Stderr, "%s: %v\n", name, err)
+	return ExitInternal
+}
+
+// Coordinator runs the coordinator service until SIGINT/SIGTERM.
+func Coordinator(ctx context.Context, args []string, env Env, hooks ServiceHooks) int {
+	return serviceReport("coordinator", coordinatorMain(ctx, args, env, hooks), env)
+}
+
+func coordinatorMain(ctx context.Context, args []string, env Env, hooks ServiceHooks) error {
+	fs := flag.NewFlagSet("coordinator", flag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	var (
+		busURL, listen, dir, pool string
+		lf                        LogFlags
+		retention                 time.Duration
+	)
+	fs.StringVar(&busURL, "bus", "", "bus URL (env SKEIN_BUS)")
+	fs.StringVar(&listen, "embedded-listen", "", "run an embedded NATS server listening on this host:port and use it (for a one-machine install)")
+	fs.StringVar(&dir, "embedded-dir", "", "JetStream directory of the embedded server (default: a temporary one)")
+	fs.StringVar(&pool, "pool", "default", "default worker pool")
+	fs.DurationVar(&retention, "retention", 15*time.Minute, "how long finished jobs' results stay available")
+	fs.StringVar(&lf.Level, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&lf.Format, "log-format", "text", "text or json")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usagef("%v", err)
+	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected argument %q", fs.Arg(0))
+	}
+	log, err := lf.Logger(env.Stderr)
+	if err != nil {
+		return usagef("%v", err)
+	}
+	if busURL == "" {
+		busURL = env.Getenv("SKEIN_BUS")
+	}
+	ctx, stop := serviceContext(ctx, env)
+	defer stop()
+	var b bus.Bus
+	switch {
+	case listen != "" && busURL != "":
+		return usagef("give --bus or --embedded-listen, not both")
+	case listen != "":
+		srv, err := natsbus.StartEmbedded(natsbus.EmbeddedConfig{Listen: listen, Dir: dir})
+		if err != nil {
+			return err
+		}
+		defer srv.Shutdown()
+		log.Info("embedded NATS server listening", "url", srv.ClientURL())
+		nb, err := srv.Connect(ctx, natsbus.Options{Name: "skein-coordinator", Logger: log})
+		if err != nil {
+			return err
+		}
+		b = nb
+	case busURL != "":
+		if b, err = dial.Open(ctx, busURL, dial.Options{Name: "skein-coordinator", Logger: log}); err != nil {
+			return err
+		}
+	default:
+		return usagef("--bus (or SKEIN_BUS) or --embedded-listen is required")
+	}
+	defer b.Close()
+	cfg := coordinator.Config{Pool: pool, Retention: retention, Logger: log}
+	if hooks.Coordinator != nil {
+		if err := hooks.Coordinator(ctx, &cfg); err != nil {
+			return err
+		}
+	}
+	c, err := coordinator.New(b, cfg)
+	if err != nil {
+		return usagef("%v", err)
+	}
+	defer c.Close()
+	if err := c.Serve(ctx); err != nil {
+		return err
+	}
+	log.Info("coordinator serving", "bus", dial.Redact(busURL), "pool", pool)
+	<-ctx.Done()
+	log.Info("coordinator stopping")
+	return nil
+}
+
+// Runtime runs a runtime worker until SIGINT/SIGTERM (or its task/idle
+// limits).
+func Runtime(ctx context.Context, args []string, env Env, hooks ServiceHooks) int {
+	return serviceReport("runtime", runtimeMain(ctx, args, env, hooks), env)
+}
+
+func runtimeMain(ctx context.Context, args []string, env Env, hooks ServiceHooks) error {
+	fs := flag.NewFlagSet("runtime", flag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	cfg := runtime.DefaultConfig()
+	var (
+		busURL string
+		lf     LogFlags
+	)
+	fs.StringVar(&busURL, "bus", "", "bus URL (env SKEIN_BUS)")
+	fs.StringVar(&cfg.Pool, "pool", "default", "worker pool (queue) to pull tasks from")
+	fs.IntVar(&cfg.Slots, "slots", goruntime.NumCPU(), "tasks run at once")
+	fs.IntVar(&cfg.Prefetch, "prefetch", 0, "tasks held ahead of the slots (default 2×slots)")
+	fs.DurationVar(&cfg.Lease, "lease", 30*time.Second, "redelivery lease of a task; renewed while it runs")
+	fs.IntVar(&cfg.MaxAttempts, "max-attempts", 5, "deliveries of one task before it is reported lost")
+	fs.IntVar(&cfg.MaxTasks, "max-tasks", 0, "exit after this many tasks (0: never)")
+	fs.DurationVar(&cfg.Idle, "idle", 0, "exit after this long without a task (0: never)")
+	fs.StringVar(&cfg.WorkerID, "worker-id", "", "name in events (default host-pid)")
+	fs.StringVar(&lf.Level, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&lf.Format, "log-format", "text", "text or json")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usagef("%v", err)
+	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected argument %q", fs.Arg(0))
+	}
+	log, err := lf.Logger(env.Stderr)
+	if err != nil {
+		return usagef("%v", err)
+	}
+	if busURL == "" {
+		busURL = env.Getenv("SKEIN_BUS")
+	}
+	if busURL == "" {
+		return usagef("--bus (or SKEIN_BUS) is required")
+	}
+	cfg.Logger = log
+	ctx, stop := serviceContext(ctx, env)
+	defer stop()
+	b, err := dial.Open(ctx, busURL, dial.Options{Name: "skein-runtime", Logger: log})
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	if hooks.Runtime != nil {
+		if err := hooks.Runtime(ctx, &cfg); err != nil {
+			return err
+		}
+	}
+	rt, err := runtime.New(b, cfg)
+	if err != nil {
+		return usagef("%v", err)
+	}
+	_, err = rt.Run(ctx)
+	return err
+}

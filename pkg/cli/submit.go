@@ -1,0 +1,701 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/skeinrun/skein/bus"
+	"github.com/skeinrun/skein/bus/dial"
+	"github.com/skeinrun/skein/bus/natsbus"
+	"github.com/skeinrun/skein/pkg/client"
+	"github.com/skeinrun/skein/pkg/coordinator"
+	"github.com/skeinrun/skein/pkg/embedded"
+	"github.com/skeinrun/skein/pkg/wire"
+)
+
+// Exit codes of the submit command.
+const (
+	ExitOK          = 0
+	ExitInternal    = 1
+	ExitUsage       = 2 // bad flags or input
+	ExitJobFailed   = 3 // a function failed after its retries
+	ExitTimedOut    = 4
+	ExitUnreachable = 5 // the bus or the coordinator cannot be reached
+	ExitCancelled   = 6
+)
+
+// usageError is bad input from the command line.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, a ...any) error { return &usageError{fmt.Sprintf(format, a...)} }
+
+// Env is the process environment the commands see (tests replace it).
+type Env struct {
+	Stdin  io.Reader
+	Stdout io.Writer
+	Stderr io.Writer
+	Getenv func(string) string
+	// Signals, when set, cancel a waiting job (SIGINT/SIGTERM).
+	Signals bool
+	// Extend lets other packages add to the embedded cluster and client
+	// (storage, Python host) without this package importing them.
+	Extend func(ctx context.Context, o *Options) error
+}
+
+// Options is everything a submit invocation decided.
+type Options struct {
+	Spec    wire.JobSpec
+	Bus     string
+	Config  string
+	Workers int
+	NoWait  bool
+	NoFetch bool
+	// StatusFile receives the job's final status as JSON (stats for
+	// scripts and benchmarks).
+	StatusFile string
+	Quiet      bool
+	Logging    LogFlags
+	Embedded   *embedded.Config
+	Client     *client.Client
+}
+
+const submitUsage = `usage: submit <command> [flags]
+
+Run functions on Skein and print the result as one line of JSON on stdout.
+
+Commands:
+  call       run one function:        submit call --function add --data '{"x":1,"y":3}'
+  map        one task per element:    submit map --function add --iterdata '[1,2,3]' --extra-params '{"y":1}'
+  mapreduce  map, then reduce:        submit mapreduce ... --reduce-function sum
+  status JOB print a job's status (--watch follows it)
+  wait JOB   wait for a job to end, print its status
+  result JOB print a finished job's result
+  cancel JOB cancel a job
+
+With no bus configured (--bus or SKEIN_BUS) everything runs inside this
+process. Exit codes: 0 ok, 1 internal error, 2 bad input, 3 job failed,
+4 timed out, 5 bus or coordinator unreachable, 6 cancelled.
+Run 'submit <command> -h' for a command's flags.
+`
+
+// Submit runs the submit command line and returns its exit code.
+func Submit(ctx context.Context, args []string, env Env) int {
+	if env.Getenv == nil {
+		env.Getenv = os.Getenv
+	}
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(env.Stderr, submitUsage)
+		if len(args) == 0 {
+			return ExitUsage
+		}
+		return ExitOK
+	}
+	cmd, rest := args[0], args[1:]
+	var err error
+	switch cmd {
+	case "call", "map", "mapreduce":
+		err = runJob(ctx, wire.JobKind(cmd), rest, env)
+	case "status", "wait", "result", "cancel":
+		err = runJobCommand(ctx, cmd, rest, env)
+	default:
+		err = usagef("unknown command %q (want call, map, mapreduce, status, wait, result or cancel)", cmd)
+	}
+	return report(err, env)
+}
+
+// report prints err on stderr and maps it to an exit code.
+func report(err error, env Env) int {
+	if err == nil {
+		return ExitOK
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return ExitOK
+	}
+	var ue *usageError
+	var ie *client.InvalidError
+	var je *client.JobError
+	switch {
+	case errors.As(err, &ue):
+		fmt.Fprintf(env.Stderr, "submit: %s\n(run 'submit <command> -h' for the flags)\n", ue.msg)
+		return ExitUsage
+	case errors.As(err, &ie), errors.Is(err, coordinator.ErrInvalid), errors.Is(err, dial.ErrBadURL), errors.Is(err, natsbus.ErrBadURL):
+		fmt.Fprintf(env.Stderr, "submit: %v\n", err)
+		return ExitUsage
+	case errors.As(err, &je):
+		printJobError(env.Stderr, &je.Status)
+		switch je.Status.State {
+		case wire.StateTimedOut:
+			return ExitTimedOut
+		case wire.StateCancelled:
+			return ExitCancelled
+		}
+		return ExitJobFailed
+	case errors.Is(err, bus.ErrUnreachable), errors.Is(err, client.ErrNoCoordinator), errors.Is(err, bus.ErrNoResponders):
+		fmt.Fprintf(env.Stderr, "submit: cannot reach the bus: %v\n", err)
+		return ExitUnreachable
+	case errors.Is(err, context.DeadlineExceeded):
+		fmt.Fprintf(env.Stderr, "submit: timed out: %v\n", err)
+		return ExitTimedOut
+	case errors.Is(err, context.Canceled):
+		fmt.Fprintf(env.Stderr, "submit: interrupted\n")
+		return ExitCancelled
+	}
+	fmt.Fprintf(env.Stderr, "submit: %v\n", err)
+	return ExitInternal
+}
+
+func printJobError(w io.Writer, st *wire.JobStatus) {
+	switch st.State {
+	case wire.StateTimedOut:
+		msg := "timed out"
+		if st.Error != nil {
+			msg = st.Error.Message
+		}
+		fmt.Fprintf(w, "submit: job %s timed out: %s\n", st.ID, msg)
+		return
+	case wire.StateCancelled:
+		fmt.Fprintf(w, "submit: job %s was cancelled\n", st.ID)
+		return
+	}
+	if st.Error == nil {
+		fmt.Fprintf(w, "submit: job %s ended %s\n", st.ID, st.State)
+		return
+	}
+	e := st.Error
+	fmt.Fprintf(w, "submit: job %s failed: task %d: %s\n", st.ID, st.FailedTask, e.Error())
+	if e.Stack != "" {
+		fmt.Fprintf(w, "remote traceback of task %d:\n%s\n", st.FailedTask, strings.TrimRight(e.Stack, "\n"))
+	}
+}
+
+// stringList is a repeatable flag; each use may hold comma-separated
+// values.
+type stringList []string
+
+func (s *stringList) String() string { return strings.Join(*s, ",") }
+func (s *stringList) Set(v string) error {
+	for _, p := range strings.Split(v, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			*s = append(*s, p)
+		}
+	}
+	return nil
+}
+
+type envList map[string]string
+
+func (e envList) String() string { return "" }
+func (e envList) Set(v string) error {
+	k, val, ok := strings.Cut(v, "=")
+	if !ok || k == "" {
+		return fmt.Errorf("want KEY=VALUE, got %q", v)
+	}
+	e[k] = val
+	return nil
+}
+
+// seconds is a duration flag given in seconds (fractions allowed).
+type seconds struct{ d *time.Duration }
+
+func (s seconds) String() string {
+	if s.d == nil {
+		return "0"
+	}
+	return strconv.FormatFloat(s.d.Seconds(), 'g', -1, 64)
+}
+func (s seconds) Set(v string) error {
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil {
+		return fmt.Errorf("want a number of seconds, got %q", v)
+	}
+	if f < 0 {
+		return fmt.Errorf("must not be negative, got %s", v)
+	}
+	*s.d = time.Duration(f * float64(time.Second))
+	return nil
+}
+
+// commonFlags are accepted by every command.
+func commonFlags(fs *flag.FlagSet, o *Options) {
+	fs.StringVar(&o.Bus, "bus", "", "bus URL: nats://host:4222 or amqp://user@host:5672/ (env SKEIN_BUS; none: run embedded)")
+	fs.StringVar(&o.Config, "config", "", "config file (env SKEIN_CONFIG)")
+	fs.StringVar(&o.Logging.Level, "log-level", "warn", "log level: debug, info, warn, error")
+	fs.StringVar(&o.Logging.Format, "log-format", "text", "log format: text or json")
+}
+
+func newFlagSet(name string, env Env) *flag.FlagSet {
+	fs := flag.NewFlagSet("submit "+name, flag.ContinueOnError)
+	// Errors are reported by report(); only -h prints the flag list.
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	return fs
+}
+
+// parseInterleaved parses flags that may come after positional
+// arguments (submit status JOB --watch).
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+func runJob(ctx context.Context, kind wire.JobKind, args []string, env Env) error {
+	o := &Options{}
+	s := &o.Spec
+	s.Kind = kind
+	fs := newFlagSet(string(kind), env)
+	commonFlags(fs, o)
+	var (
+		data, dataFrom, iter, iterFrom, extra string
+		timeout, taskTimeout                  time.Duration
+		include, exclude                      stringList
+		envs                                  = envList{}
+		reduceMode                            string
+	)
+	fs.StringVar(&s.Function, "function", "", "function: a built-in name, go:name, py:module:function or cmd:argv (required)")
+	fs.StringVar(&s.Function, "f", "", "shorthand for --function")
+	if kind == wire.JobCall {
+		fs.StringVar(&data, "data", "", "the call's arguments as JSON: an object is keyword arguments, a list positional ones")
+		fs.StringVar(&dataFrom, "data-from", "", "read arguments (JSON) from a file, or - for stdin; an object is merged with --data")
+	} else {
+		fs.StringVar(&iter, "iterdata", "", "JSON list: one task per element")
+		fs.StringVar(&iterFrom, "iterdata-from", "", "read iterdata (a JSON list) from a file, or - for stdin")
+		fs.StringVar(&extra, "extra-params", "", "JSON object merged into every task's keyword arguments")
+		fs.Int64Var(&s.ChunkSize, "chunk-size", 0, "split storage objects into chunks of this many bytes")
+		fs.IntVar(&s.ChunkN, "chunk-n", 0, "split each storage object into this many chunks")
+		fs.IntVar(&s.InvokePoolThreads, "invoke-pool-threads", 0, "task publications in flight (default 500)")
+		fs.BoolVar(&s.RemoteInvocation, "remote-invocation", false, "accepted for compatibility: the fan-out always happens in the coordinator, next to the bus")
+	}
+	if kind == wire.JobMapReduce {
+		fs.StringVar(&s.ReduceFunction, "reduce-function", "", "reduce function (required)")
+		fs.StringVar(&reduceMode, "reduce-mode", "streaming", "streaming (reducer starts on the first map result) or barrier (after all maps)")
+		fs.BoolVar(&s.ReducerOnePerObject, "reducer-one-per-object", false, "one reducer per input storage object")
+		fs.BoolVar(&s.ReducerWaitLocal, "reducer-wait-local", false, "run the reducer in this process")
+		fs.IntVar(&s.MapRuntimeMemory, "map-runtime-memory", 0, "memory limit of map tasks, MiB")
+		fs.IntVar(&s.ReduceRuntimeMemory, "reduce-runtime-memory", 0, "memory limit of the reducer, MiB")
+	}
+	fs.Var(seconds{&timeout}, "timeout", "job timeout in seconds (0: none)")
+	fs.Var(seconds{&taskTimeout}, "task-timeout", "timeout of one task attempt in seconds (0: the job's)")
+	fs.IntVar(&s.RuntimeMemory, "runtime-memory", 0, "memory limit of each task, MiB (0: none)")
+	fs.IntVar(&s.Retries, "retries", 0, "retries of a failed task")
+	fs.BoolVar(&o.NoWait, "no-wait", false, "print the job id and exit (wait_for_result=False)")
+	fs.StringVar(&o.StatusFile, "status-file", "", "write the job's final status (counts, timings, completion latency) as JSON to this file")
+	fs.BoolVar(&o.NoFetch, "no-fetch", false, "wait for the job but do not fetch its result; print its status (fetch_result=False)")
+	fs.Var(envs, "env", "KEY=VALUE set in the functions' environment (repeatable)")
+	fs.Var(&include, "include-modules", "Python modules or paths to ship with the job (repeatable, comma-separated)")
+	fs.Var(&exclude, "exclude-modules", "modules or paths to leave out of the shipped code (repeatable)")
+	fs.BoolVar(&s.Clean, "clean", false, "remove the job's artifacts from storage when it ends (clean_data)")
+	fs.StringVar(&s.Pool, "pool", "", "worker pool (queue) to run on")
+	fs.IntVar(&o.Workers, "workers", 0, "embedded mode: local worker slots (default: one per core)")
+	fs.BoolVar(&o.Quiet, "quiet", false, "no progress on stderr")
+
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			printHelp(fs, env)
+			return err
+		}
+		return usagef("%v", err)
+	}
+	if len(pos) > 0 {
+		return usagef("unexpected argument %q (flags only)", pos[0])
+	}
+	if strings.TrimSpace(s.Function) == "" {
+		return usagef("--function is required")
+	}
+	s.ReduceMode = wire.ReduceMode(reduceMode)
+	s.TimeoutMS, s.TaskTimeoutMS = timeout.Milliseconds(), taskTimeout.Milliseconds()
+	if len(envs) > 0 {
+		s.Env = envs
+	}
+	s.IncludeModules, s.ExcludeModules = include, exclude
+
+	if kind == wire.JobCall {
+		if s.Data, err = mergeData(data, dataFrom, env); err != nil {
+			return err
+		}
+	} else {
+		if s.Iterdata, err = iterdata(iter, iterFrom, env); err != nil {
+			return err
+		}
+		if extra != "" {
+			if err := coordinator.JSONError([]byte(extra)); err != nil {
+				return usagef("--extra-params: %v", err)
+			}
+			if firstNonSpace(extra) != '{' {
+				return usagef("--extra-params: must be a JSON object")
+			}
+			s.ExtraParams = wire.Value(extra)
+		}
+	}
+	if err := coordinator.Validate(s); err != nil {
+		return usagef("%s", strings.TrimPrefix(err.Error(), "invalid job: "))
+	}
+	if o.Bus == "" {
+		o.Bus = env.Getenv("SKEIN_BUS")
+	}
+	if o.NoWait && o.Bus == "" {
+		return usagef("--no-wait needs a bus (--bus or SKEIN_BUS): in embedded mode the job lives only as long as this process")
+	}
+	log, err := o.Logging.Logger(env.Stderr)
+	if err != nil {
+		return usagef("%v", err)
+	}
+
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	if o.Bus == "" {
+		o.Embedded = &embedded.Config{Workers: o.Workers, Logger: log}
+	}
+	if env.Extend != nil {
+		if err := env.Extend(ctx, o); err != nil {
+			return err
+		}
+	}
+	var c *client.Client
+	if o.Bus == "" {
+		cl, err := embedded.Start(ctx, *o.Embedded)
+		if err != nil {
+			return err
+		}
+		defer cl.Close()
+		c = cl.Client
+	} else {
+		b, err := dial.Open(ctx, o.Bus, dial.Options{Name: "skein-submit", Logger: log, ConnectTimeout: 3 * time.Second})
+		if err != nil {
+			return err
+		}
+		defer b.Close()
+		c = client.New(b)
+	}
+	if o.Client != nil && o.Client.Resolve != nil {
+		c.Resolve = o.Client.Resolve
+	}
+
+	s.SubmittedAt = time.Now().UnixNano()
+	id, err := c.Submit(ctx, s)
+	if err != nil {
+		return err
+	}
+	if o.NoWait {
+		return printJSON(env.Stdout, id)
+	}
+	if env.Signals {
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+		defer signal.Stop(sig)
+		go func() {
+			select {
+			case <-sig:
+				fmt.Fprintf(env.Stderr, "submit: interrupted: cancelling job %s\n", id)
+				cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				_, _ = c.Cancel(cctx, id)
+			case <-ctx.Done():
+			}
+		}()
+	}
+	st, err := waitWithProgress(ctx, c, id, s, o, env)
+	if err != nil {
+		return err
+	}
+	if o.StatusFile != "" {
+		b, _ := json.Marshal(st)
+		if err := os.WriteFile(o.StatusFile, append(b, '\n'), 0o644); err != nil {
+			return fmt.Errorf("--status-file: %w", err)
+		}
+	}
+	if st.State != wire.StateDone {
+		return &client.JobError{Status: st}
+	}
+	if o.NoFetch {
+		return printJSON(env.Stdout, st)
+	}
+	res, err := c.Result(ctx, id)
+	if err != nil {
+		return err
+	}
+	return printRaw(env.Stdout, res)
+}
+
+func waitWithProgress(ctx context.Context, c *client.Client, id string, s *wire.JobSpec, o *Options, env Env) (wire.JobStatus, error) {
+	if s.TimeoutMS > 0 {
+		// The coordinator enforces the timeout; this only guards against a
+		// coordinator that went away.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, time.Duration(s.TimeoutMS)*time.Millisecond+30*time.Second)
+		defer cancel()
+	}
+	if o.Quiet {
+		return c.Wait(ctx, id)
+	}
+	updates, err := c.Watch(ctx, id)
+	if err != nil {
+		return wire.JobStatus{}, err
+	}
+	p := newProgress(env.Stderr)
+	var last wire.JobStatus
+	for st := range updates {
+		last = st
+		p.Update(st)
+		if st.State.Terminal() {
+			p.Done(st)
+			return st, nil
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return last, err
+	}
+	return c.Wait(ctx, id)
+}
+
+func firstNonSpace(s string) byte {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return 0
+	}
+	return s[0]
+}
+
+func readFrom(name string, env Env) ([]byte, error) {
+	if name == "-" {
+		b, err := io.ReadAll(env.Stdin)
+		if err != nil {
+			return nil, fmt.Errorf("reading stdin: %w", err)
+		}
+		return b, nil
+	}
+	b, err := os.ReadFile(name)
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+func mergeData(data, from string, env Env) (wire.Value, error) {
+	if data != "" {
+		if err := coordinator.JSONError([]byte(data)); err != nil {
+			return nil, usagef("--data: %v", err)
+		}
+	}
+	if from == "" {
+		return wire.Value(data), nil
+	}
+	b, err := readFrom(from, env)
+	if err != nil {
+		return nil, usagef("--data-from: %v", err)
+	}
+	if err := coordinator.JSONError(b); err != nil {
+		return nil, usagef("--data-from %s: %v", from, err)
+	}
+	if data == "" {
+		return wire.Value(bytes.TrimSpace(b)), nil
+	}
+	var a, c map[string]json.RawMessage
+	if json.Unmarshal([]byte(data), &a) != nil || json.Unmarshal(b, &c) != nil {
+		return nil, usagef("--data and --data-from together must both be JSON objects (they are merged)")
+	}
+	keys := make([]string, 0, len(c))
+	for k := range c {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if _, dup := a[k]; dup {
+			return nil, usagef("argument %q is set by both --data and --data-from", k)
+		}
+		a[k] = c[k]
+	}
+	out, err := json.Marshal(a)
+	return out, err
+}
+
+func iterdata(iter, from string, env Env) (wire.Value, error) {
+	switch {
+	case iter != "" && from != "":
+		return nil, usagef("give --iterdata or --iterdata-from, not both")
+	case iter == "" && from == "":
+		return nil, usagef("--iterdata or --iterdata-from is required")
+	}
+	src, b := "--iterdata", []byte(iter)
+	if from != "" {
+		var err error
+		if b, err = readFrom(from, env); err != nil {
+			return nil, usagef("--iterdata-from: %v", err)
+		}
+		src = "--iterdata-from " + from
+	}
+	if err := coordinator.JSONError(b); err != nil {
+		return nil, usagef("%s: %v", src, err)
+	}
+	if c := firstNonSpace(string(b)); c != '[' {
+		return nil, usagef("%s: must be a JSON list, got %s", src, describe(c))
+	}
+	return wire.Value(bytes.TrimSpace(b)), nil
+}
+
+func describe(c byte) string {
+	switch c {
+	case '{':
+		return "an object"
+	case '"':
+		return "a string"
+	case 't', 'f':
+		return "a boolean"
+	case 'n':
+		return "null"
+	case 0:
+		return "nothing"
+	}
+	return "a number"
+}
+
+func printJSON(w io.Writer, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return printRaw(w, b)
+}
+
+// printRaw writes JSON compacted onto one line.
+func printRaw(w io.Writer, b []byte) error {
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, b); err != nil {
+		buf.Reset()
+		buf.Write(b)
+	}
+	buf.WriteByte('\n')
+	_, err := w.Write(buf.Bytes())
+	return err
+}
+
+func runJobCommand(ctx context.Context, cmd string, args []string, env Env) error {
+	o := &Options{}
+	fs := newFlagSet(cmd, env)
+	commonFlags(fs, o)
+	watch := false
+	var timeout time.Duration
+	if cmd == "status" {
+		fs.BoolVar(&watch, "watch", false, "follow the job's progress until it ends")
+	}
+	if cmd == "wait" {
+		fs.Var(seconds{&timeout}, "timeout", "give up waiting after this many seconds (0: never)")
+	}
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			printHelp(fs, env)
+			return err
+		}
+		return usagef("%v", err)
+	}
+	if len(pos) != 1 {
+		return usagef("%s takes one job id", cmd)
+	}
+	id := pos[0]
+	if o.Bus == "" {
+		o.Bus = env.Getenv("SKEIN_BUS")
+	}
+	if o.Bus == "" {
+		return usagef("%s needs a bus (--bus or SKEIN_BUS): embedded jobs end with their submit process", cmd)
+	}
+	log, err := o.Logging.Logger(env.Stderr)
+	if err != nil {
+		return usagef("%v", err)
+	}
+	b, err := dial.Open(ctx, o.Bus, dial.Options{Name: "skein-submit", Logger: log, ConnectTimeout: 3 * time.Second})
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	c := client.New(b)
+	o.Client = c
+	if env.Extend != nil {
+		if err := env.Extend(ctx, o); err != nil {
+			return err
+		}
+	}
+	switch cmd {
+	case "status":
+		if !watch {
+			st, err := c.Status(ctx, id)
+			if err != nil {
+				return err
+			}
+			return printJSON(env.Stdout, st)
+		}
+		updates, err := c.Watch(ctx, id)
+		if err != nil {
+			return err
+		}
+		p := newProgress(env.Stderr)
+		var last wire.JobStatus
+		for st := range updates {
+			last = st
+			p.Update(st)
+		}
+		p.Done(last)
+		return printJSON(env.Stdout, last)
+	case "wait":
+		if timeout > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, timeout)
+			defer cancel()
+		}
+		st, err := c.Wait(ctx, id)
+		if err != nil {
+			return err
+		}
+		if err := printJSON(env.Stdout, st); err != nil {
+			return err
+		}
+		if st.State != wire.StateDone {
+			return &client.JobError{Status: st}
+		}
+		return nil
+	case "result":
+		res, err := c.Result(ctx, id)
+		if err != nil {
+			return err
+		}
+		return printRaw(env.Stdout, res)
+	case "cancel":
+		st, err := c.Cancel(ctx, id)
+		if err != nil {
+			return err
+		}
+		return printJSON(env.Stdout, st)
+	}
+	return usagef("unknown command %q", cmd)
+}
+
+func printHelp(fs *flag.FlagSet, env Env) {
+	fmt.Fprintf(env.Stderr, "usage: %s [flags]\n\nFlags:\n", fs.Name())
+	fs.SetOutput(env.Stderr)
+	fs.PrintDefaults()
+	fs.SetOutput(io.Discard)
+}

@@ -1,0 +1,340 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/skeinrun/skein/bus"
+	"github.com/skeinrun/skein/pkg/coordinator"
+	"github.com/skeinrun/skein/pkg/wire"
+)
+
+// Client talks to a coordinator over a bus. It is safe for concurrent use.
+type Client struct {
+	b bus.Bus
+	// Resolve loads results a runtime stored by reference; nil leaves
+	// them as {"$skein_ref": "…"} objects.
+	Resolve func(ctx context.Context, ref string) (wire.Value, error)
+}
+
+// New returns a client on b.
+func New(b bus.Bus) *Client { return &Client{b: b} }
+
+// Bus returns the client's bus.
+func (c *Client) Bus() bus.Bus { return c.b }
+
+// ErrNoCoordinator is returned when no coordinator answers on the bus.
+var ErrNoCoordinator = errors.New("no coordinator is serving on this bus")
+
+// InvalidError is a job spec the coordinator refused.
+type InvalidError struct{ Msg string }
+
+func (e *InvalidError) Error() string { return e.Msg }
+
+// JobError is a job that ended other than done.
+type JobError struct{ Status wire.JobStatus }
+
+func (e *JobError) Error() string {
+	switch e.Status.State {
+	case wire.StateTimedOut:
+		return fmt.Sprintf("job %s timed out: %s", e.Status.ID, e.Status.Error.Message)
+	case wire.StateCancelled:
+		return fmt.Sprintf("job %s was cancelled", e.Status.ID)
+	}
+	if e.Status.Error != nil {
+		return fmt.Sprintf("job %s failed: task %d: %s", e.Status.ID, e.Status.FailedTask, e.Status.Error.Error())
+	}
+	return fmt.Sprintf("job %s ended %s", e.Status.ID, e.Status.State)
+}
+
+func (c *Client) call(ctx context.Context, subject string, req *wire.Request) (*wire.Response, error) {
+	data, err := wire.Encode(wire.KindReq, req)
+	if err != nil {
+		return nil, err
+	}
+	out, err := c.b.Request(ctx, subject, data)
+	// A coordinator that is starting or restarting: retry briefly.
+	for wait := 50 * time.Millisecond; errors.Is(err, bus.ErrNoResponders) && wait < 2*time.Second; wait *= 2 {
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		out, err = c.b.Request(ctx, subject, data)
+	}
+	if err != nil {
+		if errors.Is(err, bus.ErrNoResponders) {
+			return nil, fmt.Errorf("%w (start one with `coordinator --bus …`)", ErrNoCoordinator)
+		}
+		var re *bus.RemoteError
+		if errors.As(err, &re) && strings.HasPrefix(re.Msg, "invalid job") {
+			return nil, &InvalidError{Msg: re.Msg}
+		}
+		return nil, err
+	}
+	var resp wire.Response
+	if err := wire.Decode(out, wire.KindResp, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+// Submit sends spec to the coordinator and returns the job id.
+func (c *Client) Submit(ctx context.Context, spec *wire.JobSpec) (string, error) {
+	if spec.SubmittedAt == 0 {
+		spec.SubmittedAt = time.Now().UnixNano()
+	}
+	resp, err := c.call(ctx, wire.APISubmit, &wire.Request{Spec: spec})
+	if err != nil {
+		return "", err
+	}
+	if resp.Status == nil {
+		return "", errors.New("coordinator answered submit without a status")
+	}
+	return resp.Status.ID, nil
+}
+
+// Status returns the job's status.
+func (c *Client) Status(ctx context.Context, id string) (wire.JobStatus, error) {
+	resp, err := c.call(ctx, wire.APIStatus, &wire.Request{Job: id})
+	if err != nil {
+		return wire.JobStatus{}, err
+	}
+	return *resp.Status, nil
+}
+
+// Cancel cancels the job and returns its final status.
+func (c *Client) Cancel(ctx context.Context, id string) (wire.JobStatus, error) {
+	resp, err := c.call(ctx, wire.APICancel, &wire.Request{Job: id})
+	if err != nil {
+		return wire.JobStatus{}, err
+	}
+	return *resp.Status, nil
+}
+
+// Wait blocks until the job ends, on the job's end record (an event, not
+// a poll), and returns its final status.
+func (c *Client) Wait(ctx context.Context, id string) (wire.JobStatus, error) {
+	st, err := c.Status(ctx, id)
+	if err != nil {
+		return st, err
+	}
+	if st.State.Terminal() {
+		return st, nil
+	}
+	return c.waitEnd(ctx, id, st.Submitted)
+}
+
+func (c *Client) waitEnd(ctx context.Context, id string, submitted int64) (wire.JobStatus, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ch, err := c.b.Subscribe(ctx, wire.JobEndSubject(id), bus.SubscribeOptions{Since: time.Unix(0, submitted).Add(-2 * time.Second)})
+	if err != nil {
+		return wire.JobStatus{}, err
+	}
+	for m := range ch {
+		var end wire.End
+		if err := wire.Decode(m.Data, wire.KindEnd, &end); err != nil {
+			return wire.JobStatus{}, fmt.Errorf("job %s: malformed end record: %w", id, err)
+		}
+		return end.Status, nil
+	}
+	return wire.JobStatus{}, ctx.Err()
+}
+
+// Result fetches a finished job's result as JSON: a list in iterdata order
+// for map jobs (and for mapreduce with one reducer per object), the single
+// value otherwise. A job that did not end done gives a *JobError.
+func (c *Client) Result(ctx context.Context, id string) (json.RawMessage, error) {
+	var (
+		vals  []wire.Value
+		total = -1
+		list  bool
+		st    *wire.JobStatus
+	)
+	for total < 0 || len(vals) < total {
+		resp, err := c.call(ctx, wire.APIResult, &wire.Request{Job: id, Offset: len(vals)})
+		if err != nil {
+			return nil, err
+		}
+		st = resp.Status
+		if st == nil || st.State != wire.StateDone {
+			if st != nil && st.State.Terminal() {
+				return nil, &JobError{Status: *st}
+			}
+			return nil, fmt.Errorf("job %s has not finished (state %s)", id, stateOf(st))
+		}
+		if total < 0 {
+			total, list = resp.Total, resp.List
+		}
+		if len(resp.Results) == 0 && len(vals) < total {
+			return nil, fmt.Errorf("job %s: result page at %d is empty", id, len(vals))
+		}
+		vals = append(vals, resp.Results...)
+	}
+	for i, v := range vals {
+		nv, err := c.resolve(ctx, v)
+		if err != nil {
+			return nil, fmt.Errorf("job %s: result %d: %w", id, i, err)
+		}
+		vals[i] = nv
+	}
+	if !list {
+		if len(vals) == 0 {
+			return json.RawMessage("null"), nil
+		}
+		return nullIfEmpty(vals[0]), nil
+	}
+	var buf bytes.Buffer
+	buf.WriteByte('[')
+	for i, v := range vals {
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		buf.Write(nullIfEmpty(v))
+	}
+	buf.WriteByte(']')
+	return buf.Bytes(), nil
+}
+
+func stateOf(st *wire.JobStatus) wire.JobState {
+	if st == nil {
+		return "unknown"
+	}
+	return st.State
+}
+
+func nullIfEmpty(v wire.Value) wire.Value {
+	if len(v) == 0 {
+		return wire.Value("null")
+	}
+	return v
+}
+
+const refPrefix = `{"$skein_ref":`
+
+func (c *Client) resolve(ctx context.Context, v wire.Value) (wire.Value, error) {
+	if !bytes.HasPrefix(v, []byte(refPrefix)) || c.Resolve == nil {
+		return v, nil
+	}
+	var r struct {
+		Ref string `json:"$skein_ref"`
+	}
+	if err := json.Unmarshal(v, &r); err != nil || r.Ref == "" {
+		return v, nil
+	}
+	return c.Resolve(ctx, r.Ref)
+}
+
+// Run submits spec, waits for the end and fetches the result.
+func (c *Client) Run(ctx context.Context, spec *wire.JobSpec) (json.RawMessage, wire.JobStatus, error) {
+	id, err := c.Submit(ctx, spec)
+	if err != nil {
+		return nil, wire.JobStatus{}, err
+	}
+	st, err := c.waitEnd(ctx, id, spec.SubmittedAt)
+	if err != nil {
+		return nil, st, err
+	}
+	if st.State != wire.StateDone {
+		return nil, st, &JobError{Status: st}
+	}
+	res, err := c.Result(ctx, id)
+	return res, st, err
+}
+
+// Watch follows a job's progress notices until it ends or ctx is done.
+// The channel is always closed; the last status sent is terminal unless
+// ctx ended first.
+func (c *Client) Watch(ctx context.Context, id string) (<-chan wire.JobStatus, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	notes, err := c.b.Listen(ctx, wire.ProgressSubject(id))
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	st, err := c.Status(ctx, id)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	out := make(chan wire.JobStatus, 16)
+	go func() {
+		defer cancel()
+		defer close(out)
+		out <- st
+		if st.State.Terminal() {
+			return
+		}
+		endc := make(chan wire.JobStatus, 1)
+		go func() {
+			if s, err := c.waitEnd(ctx, id, st.Submitted); err == nil {
+				endc <- s
+			}
+		}()
+		for {
+			select {
+			case m, ok := <-notes:
+				if !ok {
+					return
+				}
+				var resp wire.Response
+				if wire.Decode(m.Data, wire.KindResp, &resp) != nil || resp.Status == nil {
+					continue
+				}
+				select {
+				case out <- *resp.Status:
+				default:
+				}
+			case s := <-endc:
+				out <- s
+				return
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return out, nil
+}
+
+// Events replays every event of a job recorded on the bus (for plots and
+// post-mortems), until the job's end record.
+func (c *Client) Events(ctx context.Context, id string) ([]wire.Event, wire.JobStatus, error) {
+	st, err := c.Wait(ctx, id)
+	if err != nil {
+		return nil, st, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ch, err := c.b.Subscribe(ctx, wire.TaskEvents(id), bus.SubscribeOptions{Since: time.Unix(0, st.Submitted).Add(-2 * time.Second)})
+	if err != nil {
+		return nil, st, err
+	}
+	var evs []wire.Event
+	idle := time.NewTimer(2 * time.Second)
+	defer idle.Stop()
+	for {
+		select {
+		case m, ok := <-ch:
+			if !ok {
+				return evs, st, ctx.Err()
+			}
+			if batch, err := coordinator.DecodeEvents(m.Data); err == nil {
+				evs = append(evs, batch...)
+			}
+			if st.Ended > 0 && m.Time.UnixNano() >= st.Ended {
+				return evs, st, nil
+			}
+			idle.Reset(500 * time.Millisecond)
+		case <-idle.C:
+			return evs, st, nil
+		case <-ctx.Done():
+			return evs, st, ctx.Err()
+		}
+	}
+}

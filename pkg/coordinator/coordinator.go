@@ -1,0 +1,316 @@
+package coordinator
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/skeinrun/skein/bus"
+	"github.com/skeinrun/skein/pkg/wire"
+)
+
+// Config configures a coordinator.
+type Config struct {
+	// Pool is the queue of jobs that name none. Default "default".
+	Pool string
+	// ProgressInterval is how often a running job's progress is
+	// broadcast. Default 250ms.
+	ProgressInterval time.Duration
+	// Retention is how long a finished job's results stay in memory for
+	// result queries. Default 15m.
+	Retention time.Duration
+	// PublishBatch bounds task publications in flight per job when the
+	// job does not set invoke_pool_threads. Default 500.
+	PublishBatch int
+	// Hooks extend job processing (storage partitioning, large values,
+	// streaming reduce). Optional.
+	Hooks  Hooks
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	return Config{Pool: "default", ProgressInterval: 250 * time.Millisecond, Retention: 15 * time.Minute, PublishBatch: 500}
+}
+
+// Validate reports every bad field.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Pool != "" && !validPool(c.Pool) {
+		errs = append(errs, fmt.Errorf("pool %q: letters, digits, - and _ only", c.Pool))
+	}
+	if c.ProgressInterval < 0 {
+		errs = append(errs, fmt.Errorf("progress interval %v: must not be negative", c.ProgressInterval))
+	}
+	if c.Retention < 0 {
+		errs = append(errs, fmt.Errorf("retention %v: must not be negative", c.Retention))
+	}
+	if c.PublishBatch < 0 {
+		errs = append(errs, fmt.Errorf("publish batch %d: must not be negative", c.PublishBatch))
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Config) setDefaults() {
+	d := DefaultConfig()
+	if c.Pool == "" {
+		c.Pool = d.Pool
+	}
+	if c.ProgressInterval == 0 {
+		c.ProgressInterval = d.ProgressInterval
+	}
+	if c.Retention == 0 {
+		c.Retention = d.Retention
+	}
+	if c.PublishBatch == 0 {
+		c.PublishBatch = d.PublishBatch
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Hooks let other packages take part in a job's life without the
+// coordinator depending on them.
+type Hooks struct {
+	// Expand turns iterdata elements into task inputs when they need
+	// more than Lithops' plain rules (storage URLs to be partitioned).
+	// It returns nil inputs to fall back to the plain rules.
+	Expand func(ctx context.Context, spec *wire.JobSpec, elems []wire.Value, extra map[string]wire.Value) ([]Input, []*wire.Object, error)
+	// Ended is called once when a job reaches a terminal state (cleanup
+	// of artifacts).
+	Ended func(ctx context.Context, spec *wire.JobSpec, st wire.JobStatus)
+}
+
+// ErrUnknownJob is returned for a job id the coordinator does not hold.
+var ErrUnknownJob = errors.New("unknown job")
+
+// Coordinator accepts jobs, publishes their tasks, and follows their
+// events to the end. It is safe for concurrent use.
+type Coordinator struct {
+	bus bus.Bus
+	cfg Config
+	log *slog.Logger
+
+	mu   sync.Mutex
+	jobs map[string]*job
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// New builds a coordinator on b. Call Serve to answer API requests, or
+// use Submit and the other methods in-process.
+func New(b bus.Bus, cfg Config) (*Coordinator, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("coordinator config: %w", err)
+	}
+	cfg.setDefaults()
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &Coordinator{bus: b, cfg: cfg, log: cfg.Logger, jobs: make(map[string]*job), ctx: ctx, cancel: cancel}
+	c.wg.Add(1)
+	go c.reap()
+	return c, nil
+}
+
+// Close stops every job goroutine; running jobs are abandoned (their
+// tasks stay on the queue).
+func (c *Coordinator) Close() error {
+	c.cancel()
+	c.wg.Wait()
+	return nil
+}
+
+func (c *Coordinator) reap() {
+	defer c.wg.Done()
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case now := <-t.C:
+			c.mu.Lock()
+			for id, j := range c.jobs {
+				if e := j.endedAt(); !e.IsZero() && now.Sub(e) > c.cfg.Retention {
+					delete(c.jobs, id)
+				}
+			}
+			c.mu.Unlock()
+		}
+	}
+}
+
+// NewJobID returns a new sortable job id.
+func NewJobID() string {
+	var b [13]byte
+	binary.BigEndian.PutUint64(b[:8], uint64(time.Now().UnixMilli())<<16)
+	_, _ = rand.Read(b[6:])
+	return "j" + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:]))
+}
+
+// Submit validates spec, records it and starts the job. It returns the
+// job id once the job's event subscription is in place (tasks are
+// published in the background).
+func (c *Coordinator) Submit(ctx context.Context, spec *wire.JobSpec) (string, error) {
+	if err := Validate(spec); err != nil {
+		return "", err
+	}
+	if spec.ID == "" {
+		spec.ID = NewJobID()
+	} else if !validPool(spec.ID) {
+		return "", fmt.Errorf("%w: id %q: letters, digits, - and _ only", ErrInvalid, spec.ID)
+	}
+	if spec.Pool == "" {
+		spec.Pool = c.cfg.Pool
+	}
+	if spec.SubmittedAt == 0 {
+		spec.SubmittedAt = time.Now().UnixNano()
+	}
+	j, err := newJob(ctx, c, spec)
+	if err != nil {
+		return "", err
+	}
+	c.mu.Lock()
+	if _, dup := c.jobs[spec.ID]; dup {
+		c.mu.Unlock()
+		return "", fmt.Errorf("%w: a job with id %s exists", ErrInvalid, spec.ID)
+	}
+	c.jobs[spec.ID] = j
+	c.mu.Unlock()
+
+	// The job log lets a restarted coordinator find running jobs.
+	if data, err := wire.Encode(wire.KindJob, spec); err == nil {
+		if err := c.bus.Publish(ctx, wire.JobSpecSubject(spec.ID), bus.Message{Data: data, ID: spec.ID + "-spec"}); err != nil {
+			c.log.Warn("job spec not recorded on the job log (the job cannot be recovered after a coordinator restart)", "job", spec.ID, "err", err)
+		}
+	}
+	if err := j.start(); err != nil {
+		c.mu.Lock()
+		delete(c.jobs, spec.ID)
+		c.mu.Unlock()
+		return "", err
+	}
+	c.log.Info("job submitted", "job", spec.ID, "kind", spec.Kind, "function", spec.Function, "tasks", j.n)
+	return spec.ID, nil
+}
+
+func (c *Coordinator) job(id string) (*job, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	j, ok := c.jobs[id]
+	if !ok {
+		return nil, fmt.Errorf("%w %q (finished jobs are kept for %v)", ErrUnknownJob, id, c.cfg.Retention)
+	}
+	return j, nil
+}
+
+// Status returns a job's current status.
+func (c *Coordinator) Status(id string) (wire.JobStatus, error) {
+	j, err := c.job(id)
+	if err != nil {
+		return wire.JobStatus{}, err
+	}
+	return j.snapshot(), nil
+}
+
+// Wait blocks until the job ends or ctx is done.
+func (c *Coordinator) Wait(ctx context.Context, id string) (wire.JobStatus, error) {
+	j, err := c.job(id)
+	if err != nil {
+		return wire.JobStatus{}, err
+	}
+	select {
+	case <-j.done:
+		return j.snapshot(), nil
+	case <-ctx.Done():
+		return j.snapshot(), ctx.Err()
+	}
+}
+
+// Results returns a page of a finished job's results: for map jobs the
+// results from offset (at most limit, 0 = all), in iterdata order; for
+// call and mapreduce jobs the single result.
+func (c *Coordinator) Results(id string, offset, limit, maxBytes int) (wire.Response, error) {
+	j, err := c.job(id)
+	if err != nil {
+		return wire.Response{}, err
+	}
+	return j.page(offset, limit, maxBytes)
+}
+
+// Cancel stops a job: queued tasks are purged, running ones are told to
+// stop, and the job ends as cancelled.
+func (c *Coordinator) Cancel(ctx context.Context, id string) (wire.JobStatus, error) {
+	j, err := c.job(id)
+	if err != nil {
+		return wire.JobStatus{}, err
+	}
+	j.requestEnd(wire.StateCancelled, &wire.TaskError{Kind: wire.ErrCancelled, Message: "cancelled on request"}, -1)
+	select {
+	case <-j.done:
+	case <-ctx.Done():
+	}
+	return j.snapshot(), nil
+}
+
+// Serve answers the coordinator API on the bus until ctx is done.
+func (c *Coordinator) Serve(ctx context.Context) error {
+	maxBytes := 1 << 20
+	if l, ok := c.bus.(bus.Limits); ok {
+		maxBytes = l.MaxMessageSize()
+	}
+	handle := func(f func(ctx context.Context, req *wire.Request) (wire.Response, error)) bus.Handler {
+		return func(ctx context.Context, m bus.Message) ([]byte, error) {
+			var req wire.Request
+			if err := wire.Decode(m.Data, wire.KindReq, &req); err != nil {
+				return nil, err
+			}
+			resp, err := f(ctx, &req)
+			if err != nil {
+				return nil, err
+			}
+			return wire.Encode(wire.KindResp, resp)
+		}
+	}
+	routes := map[string]bus.Handler{
+		wire.APISubmit: handle(func(ctx context.Context, req *wire.Request) (wire.Response, error) {
+			if req.Spec == nil {
+				return wire.Response{}, fmt.Errorf("%w: submit without a job spec", ErrInvalid)
+			}
+			id, err := c.Submit(ctx, req.Spec)
+			if err != nil {
+				return wire.Response{}, err
+			}
+			st, err := c.Status(id)
+			return wire.Response{Status: &st}, err
+		}),
+		wire.APIStatus: handle(func(ctx context.Context, req *wire.Request) (wire.Response, error) {
+			st, err := c.Status(req.Job)
+			return wire.Response{Status: &st}, err
+		}),
+		wire.APIResult: handle(func(ctx context.Context, req *wire.Request) (wire.Response, error) {
+			return c.Results(req.Job, req.Offset, req.Limit, maxBytes*3/4)
+		}),
+		wire.APICancel: handle(func(ctx context.Context, req *wire.Request) (wire.Response, error) {
+			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			st, err := c.Cancel(cctx, req.Job)
+			return wire.Response{Status: &st}, err
+		}),
+	}
+	for subj, h := range routes {
+		if err := c.bus.Serve(ctx, subj, h); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,122 @@
+// Package embedded runs a whole Skein installation in one process: an
+// in-process NATS server with JetStream in a temporary directory, a
+// coordinator, and local runtime workers. It is what `submit` uses when no
+// bus is configured.
+package embedded
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	goruntime "runtime"
+	"sync"
+
+	"github.com/skeinrun/skein/bus/natsbus"
+	"github.com/skeinrun/skein/pkg/client"
+	"github.com/skeinrun/skein/pkg/coordinator"
+	"github.com/skeinrun/skein/pkg/runtime"
+)
+
+// Config configures an embedded installation.
+type Config struct {
+	// Workers is the number of runtime slots. Default: one per core.
+	Workers int
+	// Dir holds JetStream's files; empty: a temporary directory.
+	Dir         string
+	Coordinator coordinator.Config
+	Runtime     runtime.Config
+	Logger      *slog.Logger
+}
+
+// Cluster is a running embedded installation.
+type Cluster struct {
+	Server      *natsbus.Embedded
+	Coordinator *coordinator.Coordinator
+	Client      *client.Client
+
+	coordBus, runBus *natsbus.Bus
+	cancel           context.CancelFunc
+	wg               sync.WaitGroup
+	runErr           error
+}
+
+// Start brings everything up; Close tears it down.
+func Start(ctx context.Context, cfg Config) (*Cluster, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = goruntime.NumCPU()
+	}
+	srv, err := natsbus.StartEmbedded(natsbus.EmbeddedConfig{Dir: cfg.Dir})
+	if err != nil {
+		return nil, err
+	}
+	c := &Cluster{Server: srv}
+	fail := func(err error) (*Cluster, error) {
+		c.Close()
+		return nil, err
+	}
+	// Two connections: the coordinator's and the runtime's each get their
+	// own read loop.
+	if c.coordBus, err = srv.Connect(ctx, natsbus.Options{Name: "skein-coordinator", Logger: cfg.Logger}); err != nil {
+		return fail(fmt.Errorf("embedded: %w", err))
+	}
+	if c.runBus, err = srv.Connect(ctx, natsbus.Options{Name: "skein-runtime", Logger: cfg.Logger}); err != nil {
+		return fail(fmt.Errorf("embedded: %w", err))
+	}
+	cc := cfg.Coordinator
+	if cc.Logger == nil {
+		cc.Logger = cfg.Logger
+	}
+	if c.Coordinator, err = coordinator.New(c.coordBus, cc); err != nil {
+		return fail(err)
+	}
+	rctx, cancel := context.WithCancel(context.Background())
+	c.cancel = cancel
+	if err := c.Coordinator.Serve(rctx); err != nil {
+		return fail(err)
+	}
+	rc := cfg.Runtime
+	rc.Slots = cfg.Workers
+	if rc.Logger == nil {
+		rc.Logger = cfg.Logger
+	}
+	if rc.Pool == "" {
+		rc.Pool = cc.Pool
+	}
+	rt, err := runtime.New(c.runBus, rc)
+	if err != nil {
+		return fail(err)
+	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		if _, err := rt.Run(rctx); err != nil {
+			c.runErr = err
+			cfg.Logger.Error("embedded runtime stopped", "err", err)
+		}
+	}()
+	c.Client = client.New(c.coordBus)
+	return c, nil
+}
+
+// Close stops the workers, the coordinator and the server.
+func (c *Cluster) Close() {
+	if c.cancel != nil {
+		c.cancel()
+	}
+	c.wg.Wait()
+	if c.Coordinator != nil {
+		_ = c.Coordinator.Close()
+	}
+	if c.runBus != nil {
+		_ = c.runBus.Close()
+	}
+	if c.coordBus != nil {
+		_ = c.coordBus.Close()
+	}
+	if c.Server != nil {
+		c.Server.Shutdown()
+	}
+}

@@ -1,0 +1,57 @@
+// Package pyhost runs Python callables ("py:module:function" or
+// "py:module.function") for the runtime, as an fn.Host.
+//
+// # Interpreters
+//
+// The host keeps one long-lived interpreter per worker slot (fn.Call.Slot),
+// started lazily on the slot's first call. The interpreter runs host.py,
+// a standard-library-only script embedded in the binary and written once
+// to Config.ScriptDir. It imports each user module once (Python's module
+// cache plus a cache of resolved functions), so module-level state lives
+// across calls on the same slot.
+//
+// An interpreter serves one (ModulesDir, MemoryMB) pair: ModulesDir goes
+// first on sys.path, and the memory limit is set with
+// resource.setrlimit(RLIMIT_AS) before any user code runs. A call with
+// another pair replaces the slot's interpreter.
+//
+// # Protocol
+//
+// The interpreter's fd 3 carries requests and its fd 4 carries replies, so
+// whatever the function writes to stdout or stderr cannot corrupt the
+// protocol; stdout and stderr share one pipe whose bytes go to the call's
+// Log. A frame is a 4-byte big-endian length and a payload. A call is a
+// JSON request
+//
+//	{"ref":"mod:fn","args":[…],"kwargs":{…},"obj":{…wire.Object…},"env":{…}}
+//
+// answered by {"ok":true,"result":…} or {"ok":false,"kind":…,"type":…,
+// "message":…,"stack":…,"retryable":…}. While the function reads
+// obj.data_stream, the interpreter sends {"op":"read","n":N} and the host
+// answers with a raw frame of at most N bytes of the chunk (an empty frame
+// at its end), so chunks stream from Go without temp files. After each
+// call, the script writes a sync mark to stdout; the host waits for it so
+// that all of a call's output is in its Log when Call returns.
+//
+// # Arguments and results
+//
+// Args are passed positionally and Kwargs by keyword; with Call.Obj set,
+// the function also gets obj=, an object with bucket, key, part, parts,
+// start, end, size, url, store, group, data_byte_range and data_stream (a
+// buffered binary file: read(), readline(), iteration over lines). Env is
+// set in os.environ for the call only. The result must be JSON
+// serializable (tuples become lists).
+//
+// # Failures
+//
+// A raised exception is a *wire.TaskError of kind ErrUser with the
+// exception's class name (module-qualified outside builtins), message and
+// formatted traceback, retryable. Arguments that do not bind to the
+// function's signature are ErrBadInput, a missing module or attribute is
+// ErrUnknownFn (neither retryable). A call whose ctx ends kills the
+// interpreter's process group and returns ErrTimeout (deadline) or
+// ErrCancelled; MemoryError, or an interpreter killed by the kernel or
+// dying with a memory error under a memory limit, is ErrOOM. After a
+// timeout, an OOM or a crash, the slot's next call starts a fresh
+// interpreter.
+package pyhost

@@ -1,0 +1,266 @@
+# Skein's Python host: one long-lived interpreter serving calls from the Go
+# runtime (pkg/pyhost). Standard library only.
+#
+# Protocol (see pkg/pyhost/doc.go): frames are a 4-byte big-endian length
+# followed by the payload. Requests arrive on fd 3, replies leave on fd 4;
+# stdout and stderr belong to the user's function and are captured as its
+# log. After each call the host writes SYNC to stdout so that the Go side
+# knows every byte of that call's output has been read.
+import builtins
+import importlib
+import inspect
+import io
+import json
+import os
+import struct
+import sys
+import traceback
+
+SYNC = b"\x1eskein-pyhost-sync\x1e\n"
+MAX_FRAME = 1 << 30
+READ_CHUNK = 1 << 20
+
+_req = None
+_resp = None
+
+
+def _read_exact(n):
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = _req.read(n - len(buf))
+        if not chunk:
+            return None
+        buf += chunk
+    return bytes(buf)
+
+
+def read_frame():
+    head = _read_exact(4)
+    if head is None:
+        return None
+    (n,) = struct.unpack(">I", head)
+    if n > MAX_FRAME:
+        raise ValueError("pyhost: frame of %d bytes is too large" % n)
+    body = _read_exact(n)
+    if body is None:
+        raise EOFError("pyhost: request pipe closed inside a frame")
+    return body
+
+
+def write_frame(payload):
+    _resp.write(struct.pack(">I", len(payload)) + payload)
+    _resp.flush()
+
+
+def send(msg):
+    write_frame(json.dumps(msg, separators=(",", ":")).encode())
+
+
+class _ChunkRaw(io.RawIOBase):
+    """Pulls the chunk's bytes from the Go side, on demand."""
+
+    def __init__(self):
+        self._eof = False
+
+    def readable(self):
+        return True
+
+    def readinto(self, b):
+        if self._eof:
+            return 0
+        n = min(len(b), READ_CHUNK)
+        if n == 0:
+            return 0
+        send({"op": "read", "n": n})
+        data = read_frame()
+        if data is None:
+            raise EOFError("pyhost: request pipe closed during a read")
+        if not data:
+            self._eof = True
+            return 0
+        b[: len(data)] = data
+        return len(data)
+
+
+class Obj:
+    """The partition a map call reads (Lithops' obj argument)."""
+
+    def __init__(self, meta):
+        self.bucket = meta.get("bucket", "")
+        self.key = meta.get("key", "")
+        self.part = meta.get("part", 0)
+        self.parts = meta.get("parts", 0)
+        self.start = meta.get("start", 0)
+        self.end = meta.get("end", 0)
+        self.size = meta.get("size", 0)
+        self.url = meta.get("url", "")
+        self.store = meta.get("store", "")
+        self.group = meta.get("group", 0)
+        self.chunk_size = self.end - self.start
+        self.data_byte_range = (self.start, self.end - 1)
+        self._stream = io.BufferedReader(_ChunkRaw(), buffer_size=READ_CHUNK)
+        self.data_stream = self._stream
+
+    def __repr__(self):
+        return "Obj(url=%r, part=%d/%d, bytes=%d-%d)" % (
+            self.url, self.part, self.parts, self.start, self.end)
+
+
+_funcs = {}
+
+
+class _Unknown(Exception):
+    pass
+
+
+def resolve(ref):
+    f = _funcs.get(ref)
+    if f is not None:
+        return f
+    if ":" in ref:
+        modname, attr = ref.split(":", 1)
+    elif "." in ref:
+        modname, attr = ref.rsplit(".", 1)
+    else:
+        raise _Unknown("function reference %r names no module" % ref)
+    try:
+        mod = importlib.import_module(modname)
+    except ModuleNotFoundError as e:
+        if e.name and (modname == e.name or modname.startswith(e.name + ".")):
+            raise _Unknown("no module named %r on the import path (ship it with include_modules)" % e.name)
+        raise
+    obj = mod
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise _Unknown("module %r has no attribute %r" % (modname, attr))
+    if not callable(obj):
+        raise _Unknown("%s is not callable" % ref)
+    try:
+        sig = inspect.signature(obj)
+    except (TypeError, ValueError):
+        sig = None
+    f = (obj, sig)
+    _funcs[ref] = f
+    return f
+
+
+def _type_name(e):
+    t = type(e)
+    if t.__module__ in ("builtins", "__main__"):
+        return t.__qualname__
+    return t.__module__ + "." + t.__qualname__
+
+
+def _error(kind, e, tb_skip=0, retryable=True):
+    tb = e.__traceback__
+    for _ in range(tb_skip):
+        if tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+    stack = "".join(traceback.format_exception(type(e), e, tb))
+    return {"ok": False, "kind": kind, "type": _type_name(e), "message": str(e),
+            "stack": stack, "retryable": retryable}
+
+
+def call(req):
+    try:
+        func, sig = resolve(req["ref"])
+    except _Unknown as e:
+        return {"ok": False, "kind": "unknown_function", "type": "LookupError",
+                "message": str(e), "retryable": False}
+    except MemoryError as e:
+        return _error("oom", e)
+    except BaseException as e:
+        if isinstance(e, (KeyboardInterrupt, SystemExit)):
+            raise
+        return _error("error", e, tb_skip=1)
+    args = req.get("args") or []
+    kwargs = req.get("kwargs") or {}
+    if req.get("obj") is not None:
+        kwargs["obj"] = Obj(req["obj"])
+    if sig is not None:
+        try:
+            sig.bind(*args, **kwargs)
+        except TypeError as e:
+            return {"ok": False, "kind": "bad_input", "type": "TypeError",
+                    "message": "%s: %s" % (req["ref"], e), "retryable": False}
+    try:
+        result = func(*args, **kwargs)
+    except MemoryError as e:
+        return _error("oom", e, tb_skip=1)
+    except SystemExit as e:
+        return {"ok": False, "kind": "error", "type": "SystemExit",
+                "message": "function called exit(%r)" % (e.code,), "retryable": True}
+    except BaseException as e:
+        if isinstance(e, KeyboardInterrupt):
+            raise
+        return _error("error", e, tb_skip=1)
+    try:
+        text = json.dumps(result, separators=(",", ":"), allow_nan=False)
+    except MemoryError as e:
+        return _error("oom", e)
+    except (TypeError, ValueError) as e:
+        return {"ok": False, "kind": "error", "type": type(e).__name__,
+                "message": "result of type %s is not JSON serializable: %s" % (type(result).__name__, e),
+                "retryable": False}
+    return {"ok": True, "_text": text}
+
+
+def with_env(env, fn, *a):
+    if not env:
+        return fn(*a)
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        return fn(*a)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def main():
+    global _req, _resp
+    os.set_inheritable(3, False)
+    os.set_inheritable(4, False)
+    _req = os.fdopen(3, "rb", buffering=1 << 16)
+    _resp = os.fdopen(4, "wb", buffering=1 << 16)
+
+    mem = int(os.environ.pop("SKEIN_PYHOST_MEMORY_MB", "0") or "0")
+    if mem > 0:
+        import resource
+        limit = mem * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    path = os.environ.pop("SKEIN_PYHOST_PATH", "")
+    # The script's own directory is not the user's: drop it from the path.
+    if sys.path and os.path.abspath(sys.path[0] or ".") == os.path.dirname(os.path.abspath(__file__)):
+        del sys.path[0]
+    if path:
+        sys.path.insert(0, path)
+
+    send({"op": "ready", "pid": os.getpid(), "python": sys.version.split()[0]})
+    while True:
+        frame = read_frame()
+        if frame is None:
+            return
+        req = json.loads(frame)
+        resp = with_env(req.get("env"), call, req)
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except Exception:
+            pass
+        os.write(1, SYNC)
+        text = resp.pop("_text", None)
+        if text is None:
+            send(resp)
+        else:
+            write_frame(b'{"ok":true,"result":' + text.encode() + b"}")
+
+
+if __name__ == "__main__":
+    builtins.__skein_pyhost__ = True
+    main()

@@ -1,0 +1,271 @@
+package pyhost
+
+import (
+	"context"
+	"crypto/sha256"
+	_ "embed"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/skeinrun/skein/pkg/fn"
+	"github.com/skeinrun/skein/pkg/wire"
+)
+
+//go:embed host.py
+var hostScript []byte
+
+// Config configures a Host.
+type Config struct {
+	// Python is the interpreter: a path, or a name looked up on PATH.
+	Python string
+	// ScriptDir is where the embedded host script is written (once per
+	// script version). Default: the user cache dir + "/skein/pyhost", or
+	// the temp dir when there is none.
+	ScriptDir string
+	// Env holds extra KEY=VALUE entries for every interpreter, on top of
+	// the runtime's own environment.
+	Env []string
+	// Logger receives the host's own messages and interpreter output that
+	// falls between calls. Nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns the defaults: python3 on PATH.
+func DefaultConfig() Config {
+	return Config{Python: "python3"}
+}
+
+func (c *Config) setDefaults() {
+	if c.Python == "" {
+		c.Python = "python3"
+	}
+	if c.ScriptDir == "" {
+		if d, err := os.UserCacheDir(); err == nil {
+			c.ScriptDir = filepath.Join(d, "skein", "pyhost")
+		} else {
+			c.ScriptDir = filepath.Join(os.TempDir(), "skein-pyhost")
+		}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Validate reports every bad field.
+func (c Config) Validate() error {
+	var errs []error
+	if strings.TrimSpace(c.Python) == "" {
+		errs = append(errs, errors.New("pyhost: Config.Python is empty"))
+	}
+	for i, kv := range c.Env {
+		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
+			errs = append(errs, fmt.Errorf("pyhost: Config.Env[%d] %q is not KEY=VALUE", i, kv))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Host runs Python callables in one long-lived interpreter per worker
+// slot. It is safe for concurrent use; calls on the same slot are
+// serialized.
+type Host struct {
+	cfg    Config
+	python string
+	script string
+	log    *slog.Logger
+
+	mu     sync.Mutex
+	slots  map[int]*slot
+	closed bool
+}
+
+type slot struct {
+	mu sync.Mutex
+	p  *proc
+}
+
+var _ fn.Host = (*Host)(nil)
+
+// New checks the configuration, finds the interpreter and writes the host
+// script. No interpreter starts until the first call on a slot.
+func New(cfg Config) (*Host, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	py, err := exec.LookPath(cfg.Python)
+	if err != nil {
+		return nil, fmt.Errorf("pyhost: python interpreter %q: %w", cfg.Python, err)
+	}
+	py = realExecutable(py)
+	script, err := writeScript(cfg.ScriptDir)
+	if err != nil {
+		return nil, err
+	}
+	return &Host{cfg: cfg, python: py, script: script, log: cfg.Logger, slots: make(map[int]*slot)}, nil
+}
+
+// realExecutable asks the interpreter for sys.executable, so that a
+// wrapper script on PATH (a pyenv or asdf shim, which can cost 100 ms and
+// more per start) is paid once, not at every interpreter (re)start.
+func realExecutable(py string) string {
+	out, err := exec.Command(py, "-c", "import sys; print(sys.executable)").Output()
+	if err != nil {
+		return py
+	}
+	exe := strings.TrimSpace(string(out))
+	if st, err := os.Stat(exe); err != nil || st.IsDir() || !filepath.IsAbs(exe) {
+		return py
+	}
+	return exe
+}
+
+// Executable returns the interpreter the host starts.
+func (h *Host) Executable() string { return h.python }
+
+// writeScript writes host.py under dir, named by its content hash, with
+// an atomic rename so that concurrent runtimes never see half a file.
+func writeScript(dir string) (string, error) {
+	sum := sha256.Sum256(hostScript)
+	path := filepath.Join(dir, "host-"+hex.EncodeToString(sum[:6])+".py")
+	if b, err := os.ReadFile(path); err == nil && string(b) == string(hostScript) {
+		return path, nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("pyhost: script dir: %w", err)
+	}
+	f, err := os.CreateTemp(dir, ".host-*.py")
+	if err != nil {
+		return "", fmt.Errorf("pyhost: writing host script: %w", err)
+	}
+	_, werr := f.Write(hostScript)
+	cerr := f.Close()
+	if err := errors.Join(werr, cerr); err != nil {
+		_ = os.Remove(f.Name())
+		return "", fmt.Errorf("pyhost: writing host script: %w", err)
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		_ = os.Remove(f.Name())
+		return "", fmt.Errorf("pyhost: writing host script: %w", err)
+	}
+	return path, nil
+}
+
+// Call runs one attempt of c.Ref ("module:function" or "module.function")
+// on c.Slot's interpreter, starting it if needed.
+func (h *Host) Call(ctx context.Context, c *fn.Call) (wire.Value, error) {
+	if err := checkCall(c); err != nil {
+		return nil, &wire.TaskError{Kind: wire.ErrBadInput, Message: err.Error()}
+	}
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return nil, &wire.TaskError{Kind: wire.ErrInternal, Message: "pyhost: host is closed", Retryable: true}
+	}
+	s := h.slots[c.Slot]
+	if s == nil {
+		s = &slot{}
+		h.slots[c.Slot] = s
+	}
+	h.mu.Unlock()
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := ctx.Err(); err != nil {
+		return nil, ctxError(c.Ref, err)
+	}
+	// An interpreter serves one (modules dir, memory limit) pair: the
+	// limit is set before any user code runs, and modules of another job
+	// must not be shadowed by those already imported.
+	if s.p != nil && (s.p.exitedNow() || s.p.modulesDir != c.ModulesDir || s.p.memMB != c.MemoryMB) {
+		s.p.stop()
+		s.p = nil
+	}
+	if s.p == nil {
+		p, err := h.start(ctx, c)
+		if err != nil {
+			return nil, err
+		}
+		s.p = p
+	}
+	res, err, keep := s.p.call(ctx, c)
+	if !keep {
+		s.p.stop()
+		s.p = nil
+	}
+	return res, err
+}
+
+func checkCall(c *fn.Call) error {
+	ref := c.Ref
+	if ref == "" {
+		return errors.New("pyhost: empty function reference")
+	}
+	if strings.ContainsFunc(ref, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+		return fmt.Errorf("pyhost: function reference %q contains spaces or control characters", ref)
+	}
+	if !strings.ContainsAny(ref, ":.") {
+		return fmt.Errorf("pyhost: function reference %q is not module:function or module.function", ref)
+	}
+	if c.Slot < 0 {
+		return fmt.Errorf("pyhost: negative slot %d", c.Slot)
+	}
+	if c.MemoryMB < 0 {
+		return fmt.Errorf("pyhost: negative memory limit %d MB", c.MemoryMB)
+	}
+	if c.ModulesDir != "" && !filepath.IsAbs(c.ModulesDir) {
+		return fmt.Errorf("pyhost: modules dir %q is not absolute", c.ModulesDir)
+	}
+	for k := range c.Env {
+		if k == "" || strings.ContainsAny(k, "=\x00") {
+			return fmt.Errorf("pyhost: bad environment variable name %q", k)
+		}
+	}
+	return nil
+}
+
+func ctxError(ref string, err error) *wire.TaskError {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return &wire.TaskError{Kind: wire.ErrTimeout, Message: fmt.Sprintf("py:%s ran past its deadline; its interpreter was killed", ref), Retryable: true}
+	}
+	return &wire.TaskError{Kind: wire.ErrCancelled, Message: fmt.Sprintf("py:%s was cancelled", ref)}
+}
+
+// Close kills every interpreter. Calls after Close fail.
+func (h *Host) Close() error {
+	h.mu.Lock()
+	h.closed = true
+	slots := h.slots
+	h.slots = map[int]*slot{}
+	h.mu.Unlock()
+	for _, s := range slots {
+		s.mu.Lock()
+		if s.p != nil {
+			s.p.stop()
+			s.p = nil
+		}
+		s.mu.Unlock()
+	}
+	return nil
+}
+
+// logWriter forwards interpreter output outside of calls to the logger.
+type logWriter struct {
+	log  *slog.Logger
+	slot int
+}
+
+func (w logWriter) Write(p []byte) (int, error) {
+	w.log.Debug("python host output outside a call", "slot", w.slot, "text", string(p))
+	return len(p), nil
+}
+
+var _ io.Writer = logWriter{}

@@ -1,0 +1,228 @@
+package runtime
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/skeinrun/skein/bus"
+	"github.com/skeinrun/skein/pkg/fn"
+	"github.com/skeinrun/skein/pkg/wire"
+)
+
+// Reducer runs reduce tasks: it reads the group's feed from the event
+// stream (from the job's start, so a redelivered reducer sees every result
+// again), drops duplicates by map index, and hands results to the
+// reducer function as they arrive: one by one to a fold or a stream
+// reducer, as a list (in iterdata order) to a plain one.
+type Reducer struct {
+	Bus      bus.Bus
+	Registry *fn.Registry
+	Hosts    map[string]fn.Host
+	// Resolve loads a result stored by reference (nil: refs are errors).
+	Resolve func(ctx context.Context, ref string) (wire.Value, error)
+	// OnInput, when set, is called as each distinct input arrives (for
+	// measurements and plots).
+	OnInput func(index int, at time.Time)
+}
+
+// Reduce runs reduce task t to its result.
+func (rd *Reducer) Reduce(ctx context.Context, t *wire.Task, slot int, logw io.Writer, arrivals *[]int64) (wire.Value, error) {
+	ref, err := fn.ParseRef(t.Function)
+	if err != nil {
+		return nil, &wire.TaskError{Kind: wire.ErrUnknownFn, Message: "reduce function: " + err.Error()}
+	}
+	var spec *fn.Spec
+	if ref.Scheme == "go" {
+		s, ok := rd.Registry.Lookup(ref.Name)
+		if !ok {
+			return nil, &wire.TaskError{Kind: wire.ErrUnknownFn,
+				Message: fmt.Sprintf("unknown reduce function %q (this runtime has: %s)", ref.Name, strings.Join(rd.Registry.Names(), ", "))}
+		}
+		spec = s
+	} else if _, ok := rd.Hosts[ref.Scheme]; !ok {
+		return nil, &wire.TaskError{Kind: wire.ErrUnknownFn, Message: fmt.Sprintf("this runtime cannot run %s functions (%s)", ref.Scheme, t.Function)}
+	}
+	ordered := t.Ordered || (spec != nil && spec.Ordered)
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	feed, err := rd.Bus.Subscribe(ctx, t.Feed, bus.SubscribeOptions{Since: time.Unix(0, t.JobStart).Add(-2 * time.Second)})
+	if err != nil {
+		return nil, &wire.TaskError{Kind: wire.ErrInternal, Message: "reading the reducer's input feed: " + err.Error(), Retryable: true}
+	}
+	in := make(chan fn.Result, 256)
+	errc := make(chan error, 1)
+	go func() {
+		errc <- rd.read(ctx, t, feed, in, ordered, arrivals)
+		close(in)
+	}()
+
+	var out any
+	switch {
+	case spec != nil && spec.Fold != nil:
+		acc := spec.Fold.Init()
+		for r := range in {
+			if acc, err = spec.Fold.Step(acc, r); err != nil {
+				cancel()
+				for range in {
+				}
+				return nil, err
+			}
+		}
+		out = acc
+	case spec != nil && spec.Stream != nil:
+		args, berr := spec.Bind(nil, nil)
+		if berr != nil {
+			return nil, berr
+		}
+		args.Env, args.Log = t.Env, logw
+		out, err = spec.Stream(ctx, in, args)
+		cancel()
+		for range in {
+		}
+		if err != nil {
+			return nil, err
+		}
+	default:
+		// A list reducer: assemble the list (in iterdata order) while the
+		// maps run, then call once.
+		list := make([]json.RawMessage, t.Expect)
+		for r := range in {
+			if r.Index >= 0 && r.Index < len(list) {
+				list[r.Index] = r.Value
+			}
+		}
+		if err := <-errc; err != nil {
+			return nil, err
+		}
+		errc <- nil
+		for i, v := range list {
+			if v == nil {
+				list[i] = json.RawMessage("null")
+			}
+		}
+		raw, merr := json.Marshal(list)
+		if merr != nil {
+			return nil, merr
+		}
+		args := []wire.Value{raw}
+		if spec != nil {
+			a, berr := spec.Bind(args, nil)
+			if berr != nil {
+				return nil, berr
+			}
+			a.Env, a.Log = t.Env, logw
+			out, err = spec.Run(ctx, a)
+		} else {
+			c := &fn.Call{Ref: ref.Name, Slot: slot, Args: args, Env: t.Env, MemoryMB: t.MemoryMB, Log: logw}
+			var v wire.Value
+			v, err = rd.Hosts[ref.Scheme].Call(ctx, c)
+			out = json.RawMessage(v)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if err := <-errc; err != nil {
+		return nil, err
+	}
+	return marshalResult(out)
+}
+
+// read delivers each distinct input of the group once, then returns.
+func (rd *Reducer) read(ctx context.Context, t *wire.Task, feed <-chan bus.Message, in chan<- fn.Result, ordered bool, arrivals *[]int64) error {
+	seen := make([]bool, t.Expect)
+	got := 0
+	count := t.Expect
+	eos := false
+	var pending map[int]fn.Result
+	next := 0
+	if ordered {
+		pending = make(map[int]fn.Result)
+	}
+	send := func(r fn.Result) error {
+		select {
+		case in <- r:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	for got < count || !eos {
+		if eos && got >= count {
+			break
+		}
+		if count == 0 && eos {
+			break
+		}
+		var m bus.Message
+		var ok bool
+		select {
+		case m, ok = <-feed:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if !ok {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return &wire.TaskError{Kind: wire.ErrInternal, Message: "reducer feed closed", Retryable: true}
+		}
+		var f wire.Feed
+		if err := wire.Decode(m.Data, wire.KindFeed, &f); err != nil {
+			return &wire.TaskError{Kind: wire.ErrInternal, Message: "malformed feed message: " + err.Error(), Retryable: false}
+		}
+		if f.EOS {
+			eos = true
+			count = f.Count
+		}
+		for _, it := range f.Items {
+			if it.Index < 0 || it.Index >= len(seen) || seen[it.Index] {
+				continue // a duplicate (replay or redelivery) is never reduced twice
+			}
+			seen[it.Index] = true
+			got++
+			v := it.Value
+			if it.Ref != "" {
+				if rd.Resolve == nil {
+					return &wire.TaskError{Kind: wire.ErrInternal, Message: "a map result is stored by reference but this runtime has no storage configured"}
+				}
+				var err error
+				if v, err = rd.Resolve(ctx, it.Ref); err != nil {
+					return &wire.TaskError{Kind: wire.ErrInternal, Message: "loading a map result: " + err.Error(), Retryable: true}
+				}
+			}
+			now := time.Now()
+			if arrivals != nil {
+				*arrivals = append(*arrivals, now.UnixNano())
+			}
+			if rd.OnInput != nil {
+				rd.OnInput(it.Index, now)
+			}
+			r := fn.Result{Index: it.Index, Value: v, Obj: it.Obj}
+			if !ordered {
+				if err := send(r); err != nil {
+					return err
+				}
+				continue
+			}
+			pending[r.Index] = r
+			for {
+				p, ok := pending[next]
+				if !ok {
+					break
+				}
+				delete(pending, next)
+				next++
+				if err := send(p); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,634 @@
+package runtime
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/skeinrun/skein/bus"
+	"github.com/skeinrun/skein/pkg/fn"
+	"github.com/skeinrun/skein/pkg/wire"
+)
+
+// Config configures a runtime.
+type Config struct {
+	// Pool is the queue the runtime pulls tasks from. Default "default".
+	Pool string
+	// Slots is how many tasks run at once. Default 1.
+	Slots int
+	// Prefetch bounds tasks held but not yet running. Default 2×Slots.
+	Prefetch int
+	// Lease is the queue's redelivery lease; a running task's lease is
+	// renewed every Lease/3. Default 30s.
+	Lease time.Duration
+	// MaxAttempts is how often the bus may deliver one task before the
+	// runtime reports it lost. Default 5.
+	MaxAttempts int
+	// WorkerID names this runtime in events. Default host-pid.
+	WorkerID string
+	// StartedAfter: a "started" event is published only for tasks still
+	// running after this long, so that short tasks cost one event. Zero
+	// means 20ms; negative means always.
+	StartedAfter time.Duration
+	// MaxTasks stops the runtime after this many tasks (0 = no limit);
+	// Idle stops it after this long without a task (0 = never). Used by
+	// one-shot and action modes.
+	MaxTasks int
+	Idle     time.Duration
+
+	Registry *fn.Registry
+	// Hosts run non-Go references by scheme ("py", "cmd").
+	Hosts map[string]fn.Host
+	// Prepare, when set, is called before a task runs to resolve what
+	// the task needs locally (storage inputs, shipped modules).
+	Prepare func(ctx context.Context, t *wire.Task, c *fn.Call) error
+	// Finish, when set, may replace a large result by a storage
+	// reference before the event is published.
+	Finish func(ctx context.Context, t *wire.Task, ev *wire.Event) error
+	// Resolve loads a value stored by reference (reducer inputs).
+	Resolve func(ctx context.Context, ref string) (wire.Value, error)
+	Logger  *slog.Logger
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	return Config{Pool: "default", Slots: 1, Lease: 30 * time.Second, MaxAttempts: 5}
+}
+
+func (c *Config) setDefaults() {
+	if c.Pool == "" {
+		c.Pool = "default"
+	}
+	if c.Slots == 0 {
+		c.Slots = 1
+	}
+	if c.Prefetch == 0 {
+		c.Prefetch = 2 * c.Slots
+	}
+	if c.Lease == 0 {
+		c.Lease = 30 * time.Second
+	}
+	if c.MaxAttempts == 0 {
+		c.MaxAttempts = 5
+	}
+	if c.StartedAfter == 0 {
+		c.StartedAfter = 20 * time.Millisecond
+	}
+	if c.WorkerID == "" {
+		h, _ := os.Hostname()
+		c.WorkerID = fmt.Sprintf("%s-%d", h, os.Getpid())
+	}
+	if c.Registry == nil {
+		c.Registry = fn.Builtins()
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Validate reports every bad field.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Slots < 0 {
+		errs = append(errs, fmt.Errorf("slots %d: must be positive", c.Slots))
+	}
+	if c.Prefetch < 0 {
+		errs = append(errs, fmt.Errorf("prefetch %d: must be positive", c.Prefetch))
+	}
+	if c.Lease < 0 {
+		errs = append(errs, fmt.Errorf("lease %v: must be positive", c.Lease))
+	} else if c.Lease > 0 && c.Lease < 100*time.Millisecond {
+		errs = append(errs, fmt.Errorf("lease %v: must be at least 100ms", c.Lease))
+	}
+	if c.MaxAttempts < 0 {
+		errs = append(errs, fmt.Errorf("max attempts %d: must be positive", c.MaxAttempts))
+	}
+	if c.MaxTasks < 0 {
+		errs = append(errs, fmt.Errorf("max tasks %d: must not be negative", c.MaxTasks))
+	}
+	return errors.Join(errs...)
+}
+
+// Runtime pulls tasks from a pool's queue, runs them, and reports events.
+type Runtime struct {
+	bus bus.Bus
+	cfg Config
+	log *slog.Logger
+
+	cancelled sync.Map // job id -> time cancelled
+	running   sync.Map // *runningTask -> struct{}
+	ran       atomic.Int64
+	pending   sync.WaitGroup // event publications and reducers in flight
+	reducer   *Reducer
+	reducers  chan struct{} // bounds concurrent reducers
+	outcomes  chan outcome  // finished attempts for the publishers
+}
+
+type runningTask struct {
+	job     string
+	cancel  context.CancelFunc
+	task    *wire.Task
+	d       bus.Delivery
+	started time.Time
+
+	mu        sync.Mutex // guards the fields below
+	finished  bool
+	announced bool
+	renewed   time.Time
+}
+
+// New builds a runtime on b.
+func New(b bus.Bus, cfg Config) (*Runtime, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("runtime config: %w", err)
+	}
+	cfg.setDefaults()
+	r := &Runtime{bus: b, cfg: cfg, log: cfg.Logger.With("worker", cfg.WorkerID), reducers: make(chan struct{}, 64)}
+	r.outcomes = make(chan outcome, 4*cfg.Prefetch+64)
+	r.reducer = &Reducer{Bus: b, Registry: cfg.Registry, Hosts: cfg.Hosts, Resolve: cfg.Resolve}
+	return r, nil
+}
+
+// publishers is how many goroutines publish events at once.
+const publishers = 8
+
+// Summary tells what a Run did.
+type Summary struct {
+	Tasks  int64  `json:"tasks"`
+	Worker string `json:"worker"`
+}
+
+// Run pulls and runs tasks until ctx is done, or MaxTasks ran, or the
+// queue was idle for Idle. Tasks that are running when ctx ends are
+// cancelled and left unacked, so the bus redelivers them.
+func (r *Runtime) Run(ctx context.Context) (Summary, error) {
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	go r.listenCancels(ctx)
+	go r.heartbeat(ctx)
+	var pubs sync.WaitGroup
+	for i := 0; i < publishers; i++ {
+		pubs.Add(1)
+		go func() { defer pubs.Done(); r.publisher() }()
+	}
+	defer func() {
+		close(r.outcomes)
+		pubs.Wait()
+	}()
+	deliveries, err := r.bus.Consume(ctx, r.cfg.Pool, bus.QueueOptions{
+		Prefetch:    r.cfg.Prefetch,
+		Lease:       r.cfg.Lease,
+		MaxAttempts: r.cfg.MaxAttempts,
+	})
+	if err != nil {
+		return Summary{}, fmt.Errorf("runtime: consume pool %s: %w", r.cfg.Pool, err)
+	}
+	r.log.Info("runtime started", "pool", r.cfg.Pool, "slots", r.cfg.Slots)
+	var taken atomic.Int64
+	var lastTask atomic.Int64
+	lastTask.Store(time.Now().UnixNano())
+	var wg sync.WaitGroup
+	for i := 0; i < r.cfg.Slots; i++ {
+		wg.Add(1)
+		go func(slot int) {
+			defer wg.Done()
+			for d := range deliveries {
+				if r.cfg.MaxTasks > 0 && taken.Add(1) > int64(r.cfg.MaxTasks) {
+					_ = d.Nak(context.Background(), 0)
+					stop()
+					continue
+				}
+				r.handle(ctx, slot, d)
+				lastTask.Store(time.Now().UnixNano())
+				if r.cfg.MaxTasks > 0 && r.ran.Load() >= int64(r.cfg.MaxTasks) {
+					stop()
+				}
+			}
+		}(i)
+	}
+	if r.cfg.Idle > 0 {
+		go func() {
+			t := time.NewTicker(r.cfg.Idle / 4)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+					if time.Since(time.Unix(0, lastTask.Load())) > r.cfg.Idle && r.inFlight() == 0 {
+						stop()
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	r.pending.Wait()
+	r.log.Info("runtime stopped", "tasks", r.ran.Load())
+	return Summary{Tasks: r.ran.Load(), Worker: r.cfg.WorkerID}, nil
+}
+
+func (r *Runtime) inFlight() int {
+	n := 0
+	r.running.Range(func(any, any) bool { n++; return true })
+	return n
+}
+
+func (r *Runtime) listenCancels(ctx context.Context) {
+	ch, err := r.bus.Listen(ctx, "cancel")
+	if err != nil {
+		r.log.Warn("runtime: cannot listen for cancels", "err", err)
+		return
+	}
+	for m := range ch {
+		var c wire.Cancel
+		if err := wire.Decode(m.Data, wire.KindCancel, &c); err != nil {
+			r.log.Warn("runtime: malformed cancel notice", "err", err)
+			continue
+		}
+		r.cancelled.Store(c.Job, time.Now())
+		r.running.Range(func(k, _ any) bool {
+			if rt := k.(*runningTask); rt.job == c.Job {
+				rt.cancel()
+			}
+			return true
+		})
+	}
+}
+
+// handle runs one delivery to its settlement.
+func (r *Runtime) handle(ctx context.Context, slot int, d bus.Delivery) {
+	var t wire.Task
+	if err := wire.Decode(d.Message().Data, wire.KindTask, &t); err != nil {
+		r.log.Error("runtime: rejecting malformed task", "err", err, "subject", d.Message().Subject)
+		_ = d.Term(ctx, "malformed task: "+err.Error())
+		return
+	}
+	if _, ok := r.cancelled.Load(t.Job); ok {
+		_ = d.Ack(ctx)
+		return
+	}
+	if d.Attempt() > r.cfg.MaxAttempts {
+		ev := r.event(&t, d, wire.EventFailed)
+		ev.Error = &wire.TaskError{Kind: wire.ErrLost, Retryable: false,
+			Message: fmt.Sprintf("task delivered %d times without finishing (its runtimes crashed or lost their connection); giving up", d.Attempt()-1)}
+		r.settle(ctx, d, &t, ev, true)
+		return
+	}
+	if t.Kind == wire.TaskReduce {
+		// A reducer mostly waits for its feed: run it beside the slots so
+		// that it does not take a map's place.
+		select {
+		case r.reducers <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		r.pending.Add(1)
+		go func() {
+			defer r.pending.Done()
+			defer func() { <-r.reducers }()
+			r.execute(ctx, slot, d, &t)
+		}()
+		return
+	}
+	r.execute(ctx, slot, d, &t)
+}
+
+func (r *Runtime) event(t *wire.Task, d bus.Delivery, typ wire.EventType) *wire.Event {
+	return &wire.Event{Job: t.Job, Task: t.Index, Kind: t.Kind, Attempt: t.Attempt, Delivery: d.Attempt(),
+		Type: typ, Worker: r.cfg.WorkerID, Queued: t.Queued, Trace: t.Trace}
+}
+
+func (r *Runtime) execute(parent context.Context, slot int, d bus.Delivery, t *wire.Task) {
+	ctx, cancel := context.WithCancel(parent)
+	defer cancel()
+	if t.Deadline > 0 {
+		var c2 context.CancelFunc
+		ctx, c2 = context.WithDeadline(ctx, time.Unix(0, t.Deadline))
+		defer c2()
+	}
+	if t.TimeoutMS > 0 {
+		var c2 context.CancelFunc
+		ctx, c2 = context.WithTimeout(ctx, time.Duration(t.TimeoutMS)*time.Millisecond)
+		defer c2()
+	}
+	started := time.Now()
+	rt := &runningTask{job: t.Job, cancel: cancel, task: t, d: d, started: started}
+	r.running.Store(rt, struct{}{})
+
+	var logBuf boundedBuffer
+	var arrivals []int64
+	result, err := r.call(ctx, slot, t, &logBuf, &arrivals)
+	finished := time.Now()
+	r.running.Delete(rt)
+	rt.mu.Lock()
+	rt.finished = true
+	rt.mu.Unlock()
+
+	if parent.Err() != nil && errors.Is(err, context.Canceled) {
+		// The runtime is stopping: leave the task to be redelivered.
+		return
+	}
+	ev := r.event(t, d, wire.EventDone)
+	ev.Started, ev.Finished = started.UnixNano(), finished.UnixNano()
+	ev.Log = logBuf.String()
+	ev.Arrivals = arrivals
+	if err != nil {
+		ev.Type = wire.EventFailed
+		ev.Error = fn.Classify(err)
+		if _, ok := r.cancelled.Load(t.Job); ok {
+			ev.Error = &wire.TaskError{Kind: wire.ErrCancelled, Message: "job cancelled"}
+		} else if ev.Error.Kind == wire.ErrCancelled && ctx.Err() == context.DeadlineExceeded {
+			ev.Error = &wire.TaskError{Kind: wire.ErrTimeout, Message: "function ran past its deadline", Retryable: true}
+		}
+	} else {
+		ev.Result = result
+	}
+	r.ran.Add(1)
+	r.settle(parent, d, t, ev, false)
+}
+
+// heartbeat is the runtime's one timer loop: it renews the lease of tasks
+// running longer than a third of it, and announces (a "started" event)
+// tasks still running after StartedAfter. Short tasks cost no timer.
+func (r *Runtime) heartbeat(ctx context.Context) {
+	every := r.cfg.StartedAfter
+	if every <= 0 || every > r.cfg.Lease/3 {
+		every = r.cfg.Lease / 3
+	}
+	if every > 10*time.Millisecond {
+		every = every / 2
+	}
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tick.C:
+			r.running.Range(func(k, _ any) bool {
+				rt := k.(*runningTask)
+				age := now.Sub(rt.started)
+				rt.mu.Lock()
+				if rt.finished {
+					rt.mu.Unlock()
+					return true
+				}
+				if !rt.announced && (r.cfg.StartedAfter < 0 || age >= r.cfg.StartedAfter) {
+					rt.announced = true
+					r.publishStarted(ctx, rt.task, rt.d, rt.started)
+				}
+				if now.Sub(rt.renewed) >= r.cfg.Lease/3 && age >= r.cfg.Lease/3 {
+					rt.renewed = now
+					if err := rt.d.InProgress(ctx); err != nil && !errors.Is(err, bus.ErrSettled) {
+						r.log.Warn("runtime: lease renewal failed", "job", rt.job, "task", rt.task.Index, "err", err)
+					}
+				}
+				rt.mu.Unlock()
+				return true
+			})
+		}
+	}
+}
+
+// outcome is a finished attempt waiting to be published and settled.
+type outcome struct {
+	d    bus.Delivery
+	t    *wire.Task
+	ev   *wire.Event
+	term bool
+}
+
+// settle hands ev to the publishers; the delivery is acked only once the
+// event is safe on the bus.
+func (r *Runtime) settle(ctx context.Context, d bus.Delivery, t *wire.Task, ev *wire.Event, term bool) {
+	r.pending.Add(1)
+	r.outcomes <- outcome{d: d, t: t, ev: ev, term: term}
+}
+
+// publisher takes outcomes, batches those already waiting per job into
+// one event message, publishes it, then acks the deliveries. Batching
+// only takes what is there: an isolated task waits for nothing.
+func (r *Runtime) publisher() {
+	const maxBatch = 128
+	batch := make([]outcome, 0, maxBatch)
+	for o := range r.outcomes {
+		batch = append(batch[:0], o)
+	drain:
+		for len(batch) < maxBatch {
+			select {
+			case o2, ok := <-r.outcomes:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, o2)
+			default:
+				break drain
+			}
+		}
+		r.publishBatch(batch)
+	}
+}
+
+func (r *Runtime) publishBatch(batch []outcome) {
+	bctx := context.Background()
+	// Group by job, keeping order.
+	byJob := make(map[string][]outcome, 1)
+	var jobs []string
+	for _, o := range batch {
+		if r.cfg.Finish != nil && o.ev.Type == wire.EventDone {
+			if err := r.cfg.Finish(bctx, o.t, o.ev); err != nil {
+				o.ev.Type, o.ev.Result = wire.EventFailed, nil
+				o.ev.Error = &wire.TaskError{Kind: wire.ErrInternal, Message: "storing the result: " + err.Error(), Retryable: true}
+			}
+		}
+		if _, ok := byJob[o.t.Job]; !ok {
+			jobs = append(jobs, o.t.Job)
+		}
+		byJob[o.t.Job] = append(byJob[o.t.Job], o)
+	}
+	for _, job := range jobs {
+		r.publishGroup(bctx, job, byJob[job])
+	}
+}
+
+func (r *Runtime) publishGroup(ctx context.Context, job string, group []outcome) {
+	evs := make([]wire.Event, len(group))
+	for i, o := range group {
+		evs[i] = *o.ev
+	}
+	data, err := wire.Encode(wire.KindEvents, wire.Events{Events: evs})
+	if err == nil {
+		err = r.publish(ctx, job, data)
+	}
+	if errors.Is(err, bus.ErrTooLarge) {
+		if len(group) > 1 {
+			half := len(group) / 2
+			r.publishGroup(ctx, job, group[:half])
+			r.publishGroup(ctx, job, group[half:])
+			return
+		}
+		o := group[0]
+		if o.ev.Type == wire.EventDone {
+			o.ev.Type, o.ev.Result = wire.EventFailed, nil
+			o.ev.Error = &wire.TaskError{Kind: wire.ErrUser, Message: "result too large for the bus; configure storage so that large results travel by reference"}
+			r.publishGroup(ctx, job, group)
+			return
+		}
+	}
+	for _, o := range group {
+		if err != nil {
+			// Not safe: leave the task to be redelivered.
+			r.log.Error("runtime: publishing event failed; task will be redelivered", "job", job, "task", o.t.Index, "err", err)
+			_ = o.d.Nak(ctx, time.Second)
+		} else {
+			var serr error
+			if o.term {
+				serr = o.d.Term(ctx, "delivered too often")
+			} else {
+				serr = o.d.Ack(ctx)
+			}
+			if serr != nil {
+				r.log.Warn("runtime: settling task", "job", job, "task", o.t.Index, "err", serr)
+			}
+		}
+		r.pending.Done()
+	}
+}
+
+func (r *Runtime) publish(ctx context.Context, job string, data []byte) error {
+	var err error
+	for i := 0; i < 5; i++ {
+		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err = r.bus.Publish(pctx, EventSubject(job), bus.Message{Data: data})
+		cancel()
+		if err == nil || errors.Is(err, bus.ErrTooLarge) {
+			return err
+		}
+		time.Sleep(time.Duration(100<<i) * time.Millisecond)
+	}
+	return err
+}
+
+func (r *Runtime) publishStarted(ctx context.Context, t *wire.Task, d bus.Delivery, started time.Time) {
+	ev := r.event(t, d, wire.EventStarted)
+	ev.Started = started.UnixNano()
+	data, err := wire.Encode(wire.KindEvents, wire.Events{Events: []wire.Event{*ev}})
+	if err == nil {
+		err = r.bus.Publish(ctx, EventSubject(t.Job), bus.Message{Data: data})
+	}
+	if err != nil && ctx.Err() == nil {
+		r.log.Warn("runtime: started event", "job", t.Job, "task", t.Index, "err", err)
+	}
+}
+
+// call resolves the task's function and runs it, turning panics into
+// errors.
+func (r *Runtime) call(ctx context.Context, slot int, t *wire.Task, logw *boundedBuffer, arrivals *[]int64) (res wire.Value, err error) {
+	if t.Kind == wire.TaskReduce {
+		defer func() {
+			if p := recover(); p != nil {
+				err = &wire.TaskError{Kind: wire.ErrPanic, Message: fmt.Sprint(p), Stack: string(debug.Stack()), Retryable: true}
+			}
+		}()
+		return r.reducer.Reduce(ctx, t, slot, logw, arrivals)
+	}
+	ref, err := fn.ParseRef(t.Function)
+	if err != nil {
+		return nil, &wire.TaskError{Kind: wire.ErrUnknownFn, Message: err.Error()}
+	}
+	c := &fn.Call{Ref: ref.Name, Slot: slot, Args: t.Args, Kwargs: t.Kwargs, Env: t.Env, MemoryMB: t.MemoryMB, Log: logw}
+	if r.cfg.Prepare != nil {
+		if err := r.cfg.Prepare(ctx, t, c); err != nil {
+			return nil, err
+		}
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			err = &wire.TaskError{Kind: wire.ErrPanic, Message: fmt.Sprint(p), Stack: string(debug.Stack()), Retryable: true}
+		}
+	}()
+	if ref.Scheme != "go" {
+		h, ok := r.cfg.Hosts[ref.Scheme]
+		if !ok {
+			return nil, &wire.TaskError{Kind: wire.ErrUnknownFn, Message: fmt.Sprintf("this runtime cannot run %s functions (%s)", ref.Scheme, t.Function)}
+		}
+		return h.Call(ctx, c)
+	}
+	spec, ok := r.cfg.Registry.Lookup(ref.Name)
+	if !ok {
+		return nil, &wire.TaskError{Kind: wire.ErrUnknownFn,
+			Message: fmt.Sprintf("unknown function %q (this runtime has: %s)", ref.Name, strings.Join(r.cfg.Registry.Names(), ", "))}
+	}
+	if spec.Run == nil {
+		return nil, &wire.TaskError{Kind: wire.ErrBadInput, Message: fmt.Sprintf("function %q is a reducer and cannot be called directly", ref.Name)}
+	}
+	args, err := spec.Bind(c.Args, c.Kwargs)
+	if err != nil {
+		return nil, err
+	}
+	args.Env, args.Obj, args.Log = c.Env, c.Obj, logw
+	out, err := spec.Run(ctx, args)
+	if err != nil {
+		return nil, err
+	}
+	return marshalResult(out)
+}
+
+func marshalResult(v any) (wire.Value, error) {
+	if raw, ok := v.(json.RawMessage); ok {
+		if raw == nil {
+			return wire.Value("null"), nil
+		}
+		return raw, nil
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, &wire.TaskError{Kind: wire.ErrUser, Message: "result is not JSON-encodable: " + err.Error()}
+	}
+	return b, nil
+}
+
+// EventSubject is the stream subject of a job's task events.
+func EventSubject(job string) string { return wire.TaskEvents(job) }
+
+const maxLog = 16 << 10
+
+// boundedBuffer keeps the first maxLog bytes of a function's output.
+type boundedBuffer struct {
+	mu        sync.Mutex
+	buf       bytes.Buffer
+	truncated bool
+}
+
+func (b *boundedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if room := maxLog - b.buf.Len(); room < len(p) {
+		b.truncated = true
+		if room > 0 {
+			b.buf.Write(p[:room])
+		}
+		return len(p), nil
+	}
+	return b.buf.Write(p)
+}
+
+func (b *boundedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.truncated {
+		return b.buf.String() + "\n[output truncated]"
+	}
+	return b.buf.String()
+}

@@ -1,0 +1,188 @@
+package storage
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestConfigValidate(t *testing.T) {
+	if err := DefaultConfig().Validate(); err != nil {
+		t.Fatalf("default config: %v", err)
+	}
+	c := DefaultConfig()
+	c.LocalRoot = "relative/dir"
+	c.ArtifactsURL = "https://host/x/"
+	c.InlineLimit = -1
+	c.HTTPTimeout = 0
+	c.COS.Endpoint = "s3.example.com"
+	c.COS.Region = ""
+	c.COS.AccessKey = "AKID"
+	c.COS.APIKey = "apikey-value"
+	err := c.Validate()
+	if err == nil {
+		t.Fatal("bad config accepted")
+	}
+	for _, field := range []string{"local_root", "artifacts_url", "inline_limit", "http_timeout", "cos.endpoint", "cos.region", "cos.secret_key", "cos.api_key"} {
+		if !strings.Contains(err.Error(), field) {
+			t.Errorf("Validate does not name %s: %v", field, err)
+		}
+	}
+	if strings.Contains(err.Error(), "apikey-value") {
+		t.Errorf("Validate leaks the API key: %v", err)
+	}
+	c = DefaultConfig()
+	c.ArtifactsURL = "cos://bucket/key-not-prefix"
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "artifacts_url") {
+		t.Errorf("artifacts_url naming one object accepted: %v", err)
+	}
+}
+
+func TestConfigFromEnv(t *testing.T) {
+	env := map[string]string{
+		EnvLocalRoot:   "/srv/skein",
+		EnvArtifacts:   "s3://art/jobs/",
+		EnvInlineLimit: "1MiB",
+		EnvEndpoint:    "http://127.0.0.1:7070",
+		EnvRegion:      "eu-de",
+		EnvPathStyle:   "true",
+		EnvAccessKey:   "AKID",
+		EnvSecretKey:   "s3cr3t-value",
+		EnvHTTPTimeout: "5s",
+	}
+	c, err := DefaultConfig().fromLookup(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.LocalRoot != "/srv/skein" || c.ArtifactsURL != "s3://art/jobs/" || c.InlineLimit != 1<<20 ||
+		c.COS.Endpoint != "http://127.0.0.1:7070" || c.COS.Region != "eu-de" || !c.COS.PathStyle ||
+		c.COS.AccessKey != "AKID" || c.COS.SecretKey.Reveal() != "s3cr3t-value" || c.HTTPTimeout != 5*time.Second {
+		t.Fatalf("FromEnv = %+v", c)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	// No credential in any printed form.
+	js, _ := json.Marshal(c)
+	for _, out := range []string{c.String(), fmt.Sprintf("%v", c), fmt.Sprintf("%+v", c), fmt.Sprintf("%#v", c), fmt.Sprintf("%v", c.COS), fmt.Sprintf("%+v", c.COS), string(js)} {
+		if strings.Contains(out, "s3cr3t-value") {
+			t.Errorf("secret printed: %s", out)
+		}
+	}
+	_, err = DefaultConfig().fromLookup(func(k string) (string, bool) {
+		switch k {
+		case EnvInlineLimit:
+			return "lots", true
+		case EnvPathStyle:
+			return "maybe", true
+		}
+		return "", false
+	})
+	if err == nil || !strings.Contains(err.Error(), EnvInlineLimit) || !strings.Contains(err.Error(), EnvPathStyle) {
+		t.Fatalf("bad env values: %v", err)
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	for s, want := range map[string]int64{"0": 0, "262144": 262144, "256K": 256 << 10, "256KiB": 256 << 10, "2 MB": 2 << 20, "1G": 1 << 30} {
+		if got, err := ParseSize(s); err != nil || got != want {
+			t.Errorf("ParseSize(%q) = %d, %v", s, got, err)
+		}
+	}
+	for _, s := range []string{"", "-1", "x", "1T"} {
+		if _, err := ParseSize(s); err == nil {
+			t.Errorf("ParseSize(%q) accepted", s)
+		}
+	}
+}
+
+func TestResolver(t *testing.T) {
+	c := DefaultConfig()
+	c.LocalRoot = t.TempDir()
+	r, err := NewResolver(c, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for raw, want := range map[string]string{
+		"local://bkt/k": "*storage.Local", "local:///tmp/x": "*storage.Local",
+		"https://h/x": "*storage.HTTP", "http://h/x": "*storage.HTTP",
+	} {
+		_, s, err := r.Parse(raw)
+		if err != nil || fmt.Sprintf("%T", s) != want {
+			t.Errorf("%s -> %T, %v", raw, s, err)
+		}
+	}
+	// cos:// without an endpoint: a clear configuration error.
+	_, _, err = r.Parse("cos://bucket/key")
+	if !errors.Is(err, ErrNoConfig) || !strings.Contains(err.Error(), "cos://bucket/key") || !strings.Contains(err.Error(), EnvEndpoint) {
+		t.Fatalf("cos without endpoint: %v", err)
+	}
+	bad := DefaultConfig()
+	bad.InlineLimit = -5
+	if _, err := NewResolver(bad, nil); err == nil || !strings.Contains(err.Error(), "inline_limit") {
+		t.Fatalf("NewResolver with a bad config: %v", err)
+	}
+}
+
+// TestHTTPStore reads through a real HTTP server on loopback, with and
+// without range support.
+func TestHTTPStore(t *testing.T) {
+	body := "line one\nline two\nline three\n"
+	ranged := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/data.txt":
+			http.ServeContent(w, r, "data.txt", time.Unix(1700000000, 0), strings.NewReader(body))
+		case "/secret":
+			http.Error(w, "no", http.StatusForbidden)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer ranged.Close()
+	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", fmt.Sprint(len(body)))
+		if r.Method == http.MethodGet {
+			w.Write([]byte(body)) // ignores Range
+		}
+	}))
+	defer plain.Close()
+	ctx := context.Background()
+	h := NewHTTP("http", 5*time.Second, testLogger(t))
+	for _, srv := range []*httptest.Server{ranged, plain} {
+		host := strings.TrimPrefix(srv.URL, "http://")
+		info, err := h.Head(ctx, host, "data.txt")
+		if err != nil || info.Size != int64(len(body)) {
+			t.Fatalf("head: %+v, %v", info, err)
+		}
+		for _, c := range []struct {
+			off, n int64
+			want   string
+		}{{0, -1, body}, {5, 3, "one"}, {9, -1, body[9:]}, {int64(len(body)), -1, ""}} {
+			rc, err := h.Get(ctx, host, "data.txt", c.off, c.n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := io.ReadAll(rc)
+			rc.Close()
+			if err != nil || string(b) != c.want {
+				t.Errorf("%s get [%d,+%d) = %q, %v; want %q", srv.URL, c.off, c.n, b, err, c.want)
+			}
+		}
+	}
+	host := strings.TrimPrefix(ranged.URL, "http://")
+	_, err := h.Head(ctx, host, "missing")
+	checkErr(t, err, ErrNotFound, ranged.URL+"/missing")
+	_, err = h.Get(ctx, host, "secret", 0, -1)
+	checkErr(t, err, ErrAccessDenied, ranged.URL+"/secret")
+	err = h.Put(ctx, host, "x", strings.NewReader(""), 0)
+	checkErr(t, err, ErrReadOnly, ranged.URL+"/x")
+	_, err = h.List(ctx, host, "")
+	checkErr(t, err, ErrUnsupported, ranged.URL)
+}

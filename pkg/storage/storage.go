@@ -1,0 +1,113 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"io"
+	"time"
+)
+
+// Store is the object storage Skein reads inputs from and keeps job
+// artifacts in. Implementations are safe for concurrent use.
+//
+// Keys are '/'-separated; a bucket is a flat namespace of keys. Every
+// error wraps one of the sentinel errors below where one applies, and
+// names the object's URL, never credentials.
+type Store interface {
+	// Get reads n bytes of key from offset off (n < 0: to the end). A range
+	// past the end of the object is cut short; off at or past the end
+	// gives an empty body; n == 0 gives an empty body without a request.
+	// The caller closes the body.
+	Get(ctx context.Context, bucket, key string, off, n int64) (io.ReadCloser, error)
+	// Put stores size bytes read from r as key, replacing any object of
+	// that name. size < 0 means unknown (the store may buffer).
+	Put(ctx context.Context, bucket, key string, r io.Reader, size int64) error
+	// Head describes key.
+	Head(ctx context.Context, bucket, key string) (Info, error)
+	// List describes every object whose key starts with prefix, sorted by
+	// key; it follows the store's pagination to the end.
+	List(ctx context.Context, bucket, prefix string) ([]Info, error)
+	// Delete removes key. Deleting a key that does not exist is not an
+	// error (the bucket must exist).
+	Delete(ctx context.Context, bucket, key string) error
+}
+
+// BucketMaker is implemented by stores that can create a bucket. Artifacts
+// uses it to create its bucket on first use when configured to.
+type BucketMaker interface {
+	MakeBucket(ctx context.Context, bucket string) error
+}
+
+// Info describes one object.
+type Info struct {
+	Key      string
+	Size     int64
+	Modified time.Time
+	ETag     string
+}
+
+// Sentinel errors; test with errors.Is.
+var (
+	ErrNotFound     = errors.New("object not found")
+	ErrNoBucket     = errors.New("bucket not found")
+	ErrAccessDenied = errors.New("access denied (check the storage credentials)")
+	ErrBadURL       = errors.New("malformed storage URL")
+	ErrReadOnly     = errors.New("store is read-only")
+	ErrUnsupported  = errors.New("operation not supported by this store")
+	ErrInvalid      = errors.New("invalid argument")
+	ErrNoConfig     = errors.New("storage is not configured for this URL")
+)
+
+// Error is a failed storage operation on one URL.
+type Error struct {
+	Op  string // "get", "put", "head", "list", "delete", "resolve"
+	URL string // the object's or prefix's URL; never carries credentials
+	Err error
+}
+
+func (e *Error) Error() string {
+	return "storage: " + e.Op + " " + e.URL + ": " + e.Err.Error()
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+func opErr(op, url string, err error) error {
+	return &Error{Op: op, URL: url, Err: err}
+}
+
+// wrapped is an error that carries a sentinel and a detail message.
+type wrapped struct {
+	sentinel error
+	detail   string
+}
+
+func (w *wrapped) Error() string {
+	if w.detail == "" {
+		return w.sentinel.Error()
+	}
+	return w.sentinel.Error() + ": " + w.detail
+}
+
+func (w *wrapped) Unwrap() error { return w.sentinel }
+
+func detailed(sentinel error, detail string) error {
+	return &wrapped{sentinel: sentinel, detail: detail}
+}
+
+type emptyBody struct{}
+
+func (emptyBody) Read([]byte) (int, error) { return 0, io.EOF }
+func (emptyBody) Close() error             { return nil }
+
+// Empty is an empty body.
+func empty() io.ReadCloser { return emptyBody{} }
+
+// ReadAll reads a whole object.
+func ReadAll(ctx context.Context, s Store, bucket, key string) ([]byte, error) {
+	body, err := s.Get(ctx, bucket, key, 0, -1)
+	if err != nil {
+		return nil, err
+	}
+	defer body.Close()
+	return io.ReadAll(body)
+}
