@@ -89,13 +89,15 @@ func randHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// name is a queue or subject root unique to this run and test.
+// name is a queue name unique to this run and test: one token of
+// letters, digits and '-', which every bus accepts.
 func (s *suite) name(t *testing.T, what string) string {
-	return "bustest." + s.run + "." + what + "." + randHex(3)
+	return "bustest-" + s.run + "-" + what + "-" + randHex(3)
 }
 
+// subject is a dotted subject root unique to this run and test.
 func (s *suite) subject(t *testing.T, what string) string {
-	return s.f.StreamPrefix + s.name(t, what)
+	return s.f.StreamPrefix + "bustest." + s.run + "." + what + "." + randHex(3)
 }
 
 func (s *suite) d(base time.Duration) time.Duration {
@@ -642,7 +644,7 @@ func (s *suite) streamReplaySince(t *testing.T) {
 
 func (s *suite) broadcast(t *testing.T) {
 	t.Parallel()
-	b, ctx, root := s.newBus(t), s.ctx(t), s.name(t, "bcast")
+	b, ctx, root := s.newBus(t), s.ctx(t), s.subject(t, "bcast")
 	other := s.newBus(t)
 	all, err := other.Listen(ctx, root+".>")
 	settle(t, ctx, "listen", err)
