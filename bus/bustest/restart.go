@@ -39,9 +39,13 @@ func (s *suite) brokerRestart(t *testing.T) {
 		sendErrs atomic.Int64
 		ackErrs  atomic.Int64
 	)
-	retry := func(what string, f func() error) {
+	// Each attempt is bounded, as a coordinator bounds a publish: a bus
+	// may lose a publish's confirmation across the restart.
+	retry := func(what string, f func(ctx context.Context) error) {
 		for ctx.Err() == nil {
-			err := f()
+			actx, cancel := context.WithTimeout(ctx, s.d(10*time.Second))
+			err := f(actx)
+			cancel()
 			if err == nil {
 				return
 			}
@@ -63,7 +67,7 @@ func (s *suite) brokerRestart(t *testing.T) {
 					return
 				}
 			}
-			retry("enqueue", func() error {
+			retry("enqueue", func(ctx context.Context) error {
 				return prod.Enqueue(ctx, q, bus.Message{ID: "t" + strconv.Itoa(i), Data: []byte(strconv.Itoa(i))})
 			})
 			time.Sleep(5 * time.Millisecond)
@@ -79,7 +83,7 @@ func (s *suite) brokerRestart(t *testing.T) {
 				t.Errorf("bad task %q", d.Message().Data)
 				continue
 			}
-			retry("publish", func() error {
+			retry("publish", func(ctx context.Context) error {
 				return work.Publish(ctx, root+".done", bus.Message{Data: d.Message().Data})
 			})
 			if err := d.Ack(ctx); err != nil {
