@@ -437,3 +437,31 @@ func TestBrokerRestartMidJob(t *testing.T) {
 		t.Fatalf("submit did not log its reconnect:\n%s", r.errOut)
 	}
 }
+
+// TestCoordinatorKilledMidJob: a waiting submit whose coordinator dies
+// (SIGKILL) fails within seconds with a clear message and the
+// "unreachable" exit code instead of hanging.
+func TestCoordinatorKilledMidJob(t *testing.T) {
+	url := namespaced(t, testenv.Require(t, testenv.NATSURL))
+	co := startEnv(t, nil, "coordinator", "--bus", url)
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(co.out.String(), "coordinator serving") && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	start(t, "runtime", "--bus", url, "--slots", "2")
+	done := make(chan [3]any, 1)
+	go func() {
+		o, e, c := submit(t, "map", "--function", "sleep", "--iterdata", `[30,30,30,30]`, "--bus", url)
+		done <- [3]any{o, e, c}
+	}()
+	time.Sleep(1500 * time.Millisecond)
+	_ = co.cmd.Process.Kill()
+	select {
+	case r := <-done:
+		if r[2].(int) != cli.ExitUnreachable || !strings.Contains(r[1].(string), "coordinator") {
+			t.Fatalf("exit %v, stderr %s", r[2], r[1])
+		}
+	case <-time.After(25 * time.Second):
+		t.Fatal("submit still waits 25s after its coordinator died")
+	}
+}

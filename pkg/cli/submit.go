@@ -151,7 +151,7 @@ func report(err error, env Env) int {
 			return ExitCancelled
 		}
 		return ExitJobFailed
-	case errors.Is(err, bus.ErrUnreachable), errors.Is(err, client.ErrNoCoordinator), errors.Is(err, bus.ErrNoResponders):
+	case errors.Is(err, bus.ErrUnreachable), errors.Is(err, client.ErrNoCoordinator), errors.Is(err, bus.ErrNoResponders), errors.Is(err, client.ErrCoordinatorLost):
 		fmt.Fprintf(env.Stderr, "submit: cannot reach the bus: %v\n", err)
 		return ExitUnreachable
 	case errors.Is(err, context.DeadlineExceeded):
