@@ -210,6 +210,11 @@ func (h *Host) Call(ctx context.Context, c *fn.Call) (wire.Value, error) {
 	h.mu.Unlock()
 
 	err = cmd.Wait()
+	if cmd.ProcessState != nil {
+		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+			c.PeakKB = ru.Maxrss // KiB on Linux
+		}
+	}
 	// Kill what the command left behind in its group.
 	_ = syscall.Kill(-pgid, syscall.SIGKILL)
 	h.mu.Lock()
