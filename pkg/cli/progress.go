@@ -37,8 +37,10 @@ func newProgress(w io.Writer, mode string) (*reporter, error) {
 	return &reporter{r}, nil
 }
 
+// Update shows a snapshot; a final one is left to Done, so that it is
+// drawn once.
 func (p *reporter) Update(st wire.JobStatus) {
-	if p.r != nil {
+	if p.r != nil && !st.State.Terminal() {
 		p.r.Update(st)
 	}
 }
