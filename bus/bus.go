@@ -61,6 +61,9 @@ type QueueOptions struct {
 	// more often is handed to the consumer one last time with Attempt() >
 	// MaxAttempts so that it can report and Term it. Zero means 5.
 	MaxAttempts int
+	// Transient marks a queue that serves one job only: the bus may drop
+	// its consumer state once nobody has consumed it for a while.
+	Transient bool
 }
 
 // Queue is a durable work queue with competing consumers: each message is

@@ -14,8 +14,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/skeinrun/skein/bus"
+	"github.com/skeinrun/skein/bus/dial"
 	"github.com/skeinrun/skein/internal/testenv"
 	"github.com/skeinrun/skein/pkg/cli"
+	"github.com/skeinrun/skein/pkg/coordinator"
+	"github.com/skeinrun/skein/pkg/wire"
 )
 
 // binDir holds the three programs, built once for the package.
@@ -83,7 +87,14 @@ func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return 
 
 func start(t *testing.T, name string, args ...string) *proc {
 	t.Helper()
+	return startEnv(t, nil, name, args...)
+}
+
+// startEnv starts a program with extra environment variables.
+func startEnv(t *testing.T, env []string, name string, args ...string) *proc {
+	t.Helper()
 	p := &proc{cmd: exec.Command(filepath.Join(binDir, name), args...), out: &syncBuffer{}}
+	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", name, err)
@@ -107,7 +118,12 @@ func start(t *testing.T, name string, args ...string) *proc {
 
 // cluster starts a coordinator and n runtimes on busURL.
 func cluster(t *testing.T, busURL string, runtimes int, runtimeArgs ...string) []*proc {
-	co := start(t, "coordinator", "--bus", busURL, "--log-level", "debug")
+	return clusterEnv(t, busURL, runtimes, nil, runtimeArgs...)
+}
+
+// clusterEnv is cluster with extra environment variables for every process.
+func clusterEnv(t *testing.T, busURL string, runtimes int, env []string, runtimeArgs ...string) []*proc {
+	co := startEnv(t, env, "coordinator", "--bus", busURL, "--log-level", "debug")
 	deadline := time.Now().Add(10 * time.Second)
 	for !strings.Contains(co.out.String(), "coordinator serving") {
 		if time.Now().After(deadline) {
@@ -118,7 +134,7 @@ func cluster(t *testing.T, busURL string, runtimes int, runtimeArgs ...string) [
 	var rts []*proc
 	for i := 0; i < runtimes; i++ {
 		args := append([]string{"--bus", busURL, "--slots", "2", "--worker-id", fmt.Sprintf("rt%d", i), "--log-level", "debug"}, runtimeArgs...)
-		rts = append(rts, start(t, "runtime", args...))
+		rts = append(rts, startEnv(t, env, "runtime", args...))
 	}
 	return rts
 }
@@ -126,9 +142,16 @@ func cluster(t *testing.T, busURL string, runtimes int, runtimeArgs ...string) [
 // submit runs the submit program and returns stdout, stderr, exit code.
 func submit(t *testing.T, args ...string) (string, string, int) {
 	t.Helper()
+	return submitEnv(t, nil, args...)
+}
+
+// submitEnv is submit with extra environment variables.
+func submitEnv(t *testing.T, env []string, args ...string) (string, string, int) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "submit"), args...)
+	cmd.Env = append(os.Environ(), env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -149,6 +172,8 @@ var seedJobs = []struct {
 	{"call", []string{"call", "--function", "add", "--data", `{"x":1,"y":3}`}, "4\n"},
 	{"map", []string{"map", "--function", "add", "--iterdata", `[1,2,3]`, "--extra-params", `{"y":1}`}, "[2,3,4]\n"},
 	{"mapreduce", []string{"mapreduce", "--function", "add", "--iterdata", `[1,2,3]`, "--extra-params", `{"y":1}`, "--reduce-function", "product"}, "24\n"},
+	{"mapreduce-barrier", []string{"mapreduce", "--function", "add", "--iterdata", `[1,2,3]`, "--extra-params", `{"y":1}`, "--reduce-function", "sum", "--reduce-mode", "barrier"}, "9\n"},
+	{"mapreduce-wait-local", []string{"mapreduce", "--function", "add", "--iterdata", `[1,2,3]`, "--extra-params", `{"y":1}`, "--reduce-function", "product", "--reducer-wait-local"}, "24\n"},
 }
 
 func TestEmbeddedSeedJobs(t *testing.T) {
@@ -294,6 +319,65 @@ func TestBadInput(t *testing.T) {
 			}
 			if time.Since(start) > 15*time.Second {
 				t.Fatalf("took %v: a bad input must fail fast", time.Since(start))
+			}
+		})
+	}
+}
+
+// TestReducerKilledMidStream: SIGKILL the runtime running the reducer
+// while maps still stream in; the redelivered reducer replays its feed and
+// the answer is right.
+func TestReducerKilledMidStream(t *testing.T) {
+	for _, bk := range buses {
+		t.Run(bk.name, func(t *testing.T) {
+			url := namespaced(t, testenv.Require(t, bk.env))
+			rts := cluster(t, url, 2, "--lease", "1s")
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			b, err := dial.Open(ctx, url, dial.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer b.Close()
+			n, want := 120, 0
+			var iter []string
+			for i := 0; i < n; i++ {
+				iter = append(iter, fmt.Sprintf(`{"x":0.04,"value":%d}`, i))
+				want += i
+			}
+			out, errOut, code := submit(t, "mapreduce", "--function", "sleep", "--iterdata", "["+strings.Join(iter, ",")+"]",
+				"--reduce-function", "sum", "--bus", url, "--no-wait")
+			if code != 0 {
+				t.Fatalf("exit %d: %s", code, errOut)
+			}
+			var id string
+			_ = json.Unmarshal([]byte(out), &id)
+			evs, err := b.Subscribe(ctx, wire.TaskEvents(id), bus.SubscribeOptions{Since: time.Now().Add(-time.Minute)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			victim := -1
+			for victim < 0 {
+				m, ok := <-evs
+				if !ok {
+					t.Fatal("event stream closed before the reducer started")
+				}
+				batch, _ := coordinator.DecodeEvents(m.Data)
+				for _, ev := range batch {
+					if ev.Kind == wire.TaskReduce && ev.Type == wire.EventStarted {
+						fmt.Sscanf(ev.Worker, "rt%d", &victim)
+					}
+				}
+			}
+			if err := rts[victim].cmd.Process.Kill(); err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("killed rt%d, which ran the reducer", victim)
+			if out, errOut, code = submit(t, "wait", id, "--bus", url); code != 0 {
+				t.Fatalf("wait: exit %d %s %s", code, out, errOut)
+			}
+			if out, errOut, code = submit(t, "result", id, "--bus", url); code != 0 || out != fmt.Sprintf("%d\n", want) {
+				t.Fatalf("result: exit %d, %q (want %d); %s", code, out, want, errOut)
 			}
 		})
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/skeinrun/skein/pkg/client"
 	"github.com/skeinrun/skein/pkg/coordinator"
 	"github.com/skeinrun/skein/pkg/embedded"
+	"github.com/skeinrun/skein/pkg/runtime"
 	"github.com/skeinrun/skein/pkg/wire"
 )
 
@@ -64,6 +65,9 @@ type Options struct {
 	Workers int
 	NoWait  bool
 	NoFetch bool
+	// ConfigureRuntime, when set, completes the config of any runtime this
+	// process runs (storage hooks of reducer_wait_local reducers).
+	ConfigureRuntime func(*runtime.Config)
 	// StatusFile receives the job's final status as JSON (stats for
 	// scripts and benchmarks).
 	StatusFile string
@@ -71,6 +75,9 @@ type Options struct {
 	Logging    LogFlags
 	Embedded   *embedded.Config
 	Client     *client.Client
+	// Cleanup, when set, removes a job's stored artifacts; it is called
+	// for --clean jobs once their result was fetched (or not wanted).
+	Cleanup func(ctx context.Context, job string) error
 	// Monitoring is progress, plot and telemetry (monitor.go).
 	Monitoring MonitorOptions
 }
@@ -332,6 +339,9 @@ func runJob(ctx context.Context, kind wire.JobKind, args []string, env Env) erro
 	if strings.TrimSpace(s.Function) == "" {
 		return usagef("--function is required")
 	}
+	if err := explicitZero(fs); err != nil {
+		return err
+	}
 	s.ReduceMode = wire.ReduceMode(reduceMode)
 	s.TimeoutMS, s.TaskTimeoutMS = timeout.Milliseconds(), taskTimeout.Milliseconds()
 	if len(envs) > 0 {
@@ -360,9 +370,11 @@ func runJob(ctx context.Context, kind wire.JobKind, args []string, env Env) erro
 	if err := coordinator.Validate(s); err != nil {
 		return usagef("%s", strings.TrimPrefix(err.Error(), "invalid job: "))
 	}
-	if o.Bus == "" {
-		o.Bus = env.Getenv("SKEIN_BUS")
+	fc, err := loadConfig(o.Config, env.Getenv)
+	if err != nil {
+		return err
 	}
+	fc.apply(&o.Bus, &s.Pool, env.Getenv)
 	if o.NoWait && o.Bus == "" {
 		return usagef("--no-wait needs a bus (--bus or SKEIN_BUS): in embedded mode the job lives only as long as this process")
 	}
@@ -428,6 +440,27 @@ func runJob(ctx context.Context, kind wire.JobKind, args []string, env Env) erro
 	if o.NoWait {
 		return printJSON(env.Stdout, id)
 	}
+	if s.ReducerWaitLocal {
+		// reducer_wait_local: this process runs the job's reducers, still
+		// streaming: they come on a queue of their own.
+		hosts, closeHosts, err := stockHosts(env.Getenv, log)
+		if err != nil {
+			return err
+		}
+		defer closeHosts()
+		rcfg := runtime.Config{Pool: wire.LocalReducePool(id), Slots: 1, Logger: log, Hosts: hosts, WorkerID: "submit-local-reducer", Transient: true}
+		if o.ConfigureRuntime != nil {
+			o.ConfigureRuntime(&rcfg)
+		}
+		rt, err := runtime.New(c.Bus(), rcfg)
+		if err != nil {
+			return err
+		}
+		rctx, stopLocal := context.WithCancel(ctx)
+		localDone := make(chan struct{})
+		go func() { defer close(localDone); _, _ = rt.Run(rctx) }()
+		defer func() { stopLocal(); <-localDone }()
+	}
 	if env.Signals {
 		sig := make(chan os.Signal, 1)
 		signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
@@ -462,13 +495,38 @@ func runJob(ctx context.Context, kind wire.JobKind, args []string, env Env) erro
 		return &client.JobError{Status: st}
 	}
 	if o.NoFetch {
+		cleanup(ctx, o, id, env)
 		return printJSON(env.Stdout, st)
 	}
 	res, err := c.Result(ctx, id)
 	if err != nil {
 		return err
 	}
+	cleanup(ctx, o, id, env)
 	return printRaw(env.Stdout, res)
+}
+
+// explicitZero rejects --chunk-size 0 and --chunk-n 0 given on the
+// command line (unset flags are 0 too, and mean "no chunking").
+func explicitZero(fs *flag.FlagSet) error {
+	var err error
+	fs.Visit(func(f *flag.Flag) {
+		if (f.Name == "chunk-size" || f.Name == "chunk-n") && f.Value.String() == "0" && err == nil {
+			err = usagef("--%s 0: must be a positive number (leave the flag out for no chunking)", f.Name)
+		}
+	})
+	return err
+}
+
+// cleanup removes the artifacts of a --clean job after its result was
+// fetched; a failure is a warning (the result is already safe).
+func cleanup(ctx context.Context, o *Options, id string, env Env) {
+	if !o.Spec.Clean || o.Cleanup == nil {
+		return
+	}
+	if err := o.Cleanup(ctx, id); err != nil {
+		fmt.Fprintf(env.Stderr, "submit: warning: removing job %s's artifacts: %v\n", id, err)
+	}
 }
 
 func waitWithProgress(ctx context.Context, c *client.Client, id string, s *wire.JobSpec, o *Options, env Env) (wire.JobStatus, error) {
@@ -651,9 +709,11 @@ func runJobCommand(ctx context.Context, cmd string, args []string, env Env) erro
 		return usagef("%s takes one job id", cmd)
 	}
 	id := pos[0]
-	if o.Bus == "" {
-		o.Bus = env.Getenv("SKEIN_BUS")
+	fc, err := loadConfig(o.Config, env.Getenv)
+	if err != nil {
+		return err
 	}
+	fc.apply(&o.Bus, nil, env.Getenv)
 	if o.Bus == "" {
 		return usagef("%s needs a bus (--bus or SKEIN_BUS): embedded jobs end with their submit process", cmd)
 	}

@@ -82,8 +82,28 @@ func (j *job) flushFeeds(all bool) {
 	}
 	j.mu.Unlock()
 	for _, o := range outs {
-		if err := j.publishFeed(o.g, &o.feed); err != nil {
-			j.finish(wire.StateFailed, &wire.TaskError{Kind: wire.ErrInternal, Message: fmt.Sprintf("forwarding results to reducer %d: %v", o.g, err)}, -1)
+		select {
+		case j.feeds <- o.feed:
+		case <-j.ctx.Done():
+			return
+		}
+	}
+}
+
+// feeder publishes feed batches off the event loop, so that forwarding
+// never delays the next event. Order does not matter to a reducer: it
+// counts distinct inputs up to the count the end-of-stream mark carries.
+func (j *job) feeder() {
+	for {
+		select {
+		case f := <-j.feeds:
+			if err := j.publishFeed(f.Group, &f); err != nil {
+				if j.ctx.Err() == nil {
+					j.requestEnd(wire.StateFailed, &wire.TaskError{Kind: wire.ErrInternal, Message: fmt.Sprintf("forwarding results to reducer %d: %v", f.Group, err)}, -1)
+				}
+				return
+			}
+		case <-j.ctx.Done():
 			return
 		}
 	}

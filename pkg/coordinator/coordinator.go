@@ -90,6 +90,10 @@ type Hooks struct {
 	// more than Lithops' plain rules (storage URLs to be partitioned).
 	// It returns nil inputs to fall back to the plain rules.
 	Expand func(ctx context.Context, spec *wire.JobSpec, elems []wire.Value, extra map[string]wire.Value) ([]Input, []*wire.Object, error)
+	// Spill is called once with every task input of a job (after
+	// Expand); it may store large inputs elsewhere and set Input.Ref in
+	// place of their Args and Kwargs.
+	Spill func(ctx context.Context, spec *wire.JobSpec, inputs []Input) error
 	// Ended is called once when a job reaches a terminal state (cleanup
 	// of artifacts).
 	Ended func(ctx context.Context, spec *wire.JobSpec, st wire.JobStatus)

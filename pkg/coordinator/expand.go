@@ -223,6 +223,9 @@ func position(v []byte, off int64, msg string) string {
 type Input struct {
 	Args   []wire.Value
 	Kwargs map[string]wire.Value
+	// Ref, when set, names a stored {"args":…,"kwargs":…} that replaces
+	// Args and Kwargs (Task.InputRef).
+	Ref string
 }
 
 // SplitElement applies Lithops' rules to one data or iterdata element: an

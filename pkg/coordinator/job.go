@@ -51,6 +51,7 @@ type job struct {
 	rAttempt      []uint8
 	rResults      []wire.Value
 	mapsDone      int
+	feeds         chan wire.Feed
 
 	mu      sync.Mutex
 	status  wire.JobStatus
@@ -102,6 +103,11 @@ func newJob(ctx context.Context, c *Coordinator, spec *wire.JobSpec) (*job, erro
 				}
 				j.inputs[i] = in
 			}
+		}
+	}
+	if h := c.cfg.Hooks.Spill; h != nil {
+		if err := h(ctx, spec, j.inputs); err != nil {
+			return nil, fmt.Errorf("storing large task inputs: %w", err)
 		}
 	}
 	j.n = len(j.inputs)
@@ -171,6 +177,11 @@ func (j *job) start() error {
 		j.cancel()
 		return err
 	}
+	if j.spec.Kind == wire.JobMapReduce {
+		j.feeds = make(chan wire.Feed, 64)
+		j.c.wg.Add(1)
+		go func() { defer j.c.wg.Done(); j.feeder() }()
+	}
 	j.c.wg.Add(2)
 	go func() { defer j.c.wg.Done(); j.publishAll() }()
 	go func() { defer j.c.wg.Done(); j.run() }()
@@ -194,7 +205,7 @@ func (j *job) task(i int, attempt int) *wire.Task {
 	}
 	t := &wire.Task{
 		Job: j.id, Index: i, Attempt: attempt, Kind: kind, Function: j.spec.Function,
-		Args: j.inputs[i].Args, Kwargs: j.inputs[i].Kwargs,
+		Args: j.inputs[i].Args, Kwargs: j.inputs[i].Kwargs, InputRef: j.inputs[i].Ref,
 		TimeoutMS: j.spec.TaskTimeoutMS, MemoryMB: j.memory(kind), Env: j.spec.Env,
 		Modules: j.spec.Modules, Queued: time.Now().UnixNano(), Monitor: j.spec.Monitor, Trace: j.mon.trace,
 	}
@@ -461,8 +472,12 @@ func (j *job) onEvent(ev wire.Event) {
 
 func (j *job) enqueue(t *wire.Task) {
 	m, err := j.encodeTask(t)
+	pool := j.spec.Pool
+	if t.Kind == wire.TaskReduce && j.spec.ReducerWaitLocal {
+		pool = wire.LocalReducePool(j.id)
+	}
 	if err == nil {
-		err = j.c.bus.Enqueue(j.ctx, j.spec.Pool, m)
+		err = j.c.bus.Enqueue(j.ctx, pool, m)
 	}
 	if err != nil && j.ctx.Err() == nil {
 		j.requestEnd(wire.StateFailed, &wire.TaskError{Kind: wire.ErrInternal, Message: fmt.Sprintf("re-publishing task %d: %v", t.Index, err)}, t.Index)

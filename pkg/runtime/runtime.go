@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"runtime/debug"
@@ -40,6 +41,8 @@ type Config struct {
 	// running after this long, so that short tasks cost one event. Zero
 	// means 20ms; negative means always.
 	StartedAfter time.Duration
+	// Transient marks a pool that serves one job (see bus.QueueOptions).
+	Transient bool
 	// MaxTasks stops the runtime after this many tasks (0 = no limit);
 	// Idle stops it after this long without a task (0 = never). Used by
 	// one-shot and action modes.
@@ -164,7 +167,7 @@ func New(b bus.Bus, cfg Config) (*Runtime, error) {
 	cfg.setDefaults()
 	r := &Runtime{bus: b, cfg: cfg, log: cfg.Logger.With("worker", cfg.WorkerID), reducers: make(chan struct{}, 64)}
 	r.outcomes = make(chan outcome, 4*cfg.Prefetch+64)
-	r.reducer = &Reducer{Bus: b, Registry: cfg.Registry, Hosts: cfg.Hosts, Resolve: cfg.Resolve}
+	r.reducer = &Reducer{Bus: b, Registry: cfg.Registry, Hosts: cfg.Hosts, Resolve: cfg.Resolve, Prepare: cfg.Prepare}
 	return r, nil
 }
 
@@ -198,6 +201,7 @@ func (r *Runtime) Run(ctx context.Context) (Summary, error) {
 		Prefetch:    r.cfg.Prefetch,
 		Lease:       r.cfg.Lease,
 		MaxAttempts: r.cfg.MaxAttempts,
+		Transient:   r.cfg.Transient,
 	})
 	if err != nil {
 		return Summary{}, fmt.Errorf("runtime: consume pool %s: %w", r.cfg.Pool, err)
@@ -257,7 +261,9 @@ func (r *Runtime) inFlight() int {
 func (r *Runtime) listenCancels(ctx context.Context) {
 	ch, err := r.bus.Listen(ctx, "cancel")
 	if err != nil {
-		r.log.Warn("runtime: cannot listen for cancels", "err", err)
+		if ctx.Err() == nil {
+			r.log.Warn("runtime: cannot listen for cancels", "err", err)
+		}
 		return
 	}
 	for m := range ch {
@@ -569,6 +575,11 @@ func (r *Runtime) call(ctx context.Context, slot int, t *wire.Task, logw *bounde
 	if r.cfg.Prepare != nil {
 		if err := r.cfg.Prepare(ctx, t, c); err != nil {
 			return nil, err
+		}
+	}
+	if c.Obj != nil {
+		if cl, ok := c.Obj.Body.(io.Closer); ok {
+			defer cl.Close()
 		}
 	}
 	defer func() {

@@ -337,3 +337,7 @@ func itoa(i int) string {
 	}
 	return string(b[p:])
 }
+
+// LocalReducePool is the queue of a reducer_wait_local job's reducers: the
+// submitting process consumes it.
+func LocalReducePool(job string) string { return "rl-" + job }

@@ -17,17 +17,21 @@ import (
 	"time"
 
 	"github.com/skeinrun/skein/bench/fanout"
+	"github.com/skeinrun/skein/bench/reduce"
+	"github.com/skeinrun/skein/pkg/wire"
 )
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: skein-bench fanout [flags]")
+		fmt.Fprintln(os.Stderr, "usage: skein-bench fanout|reduce [flags]")
 		os.Exit(2)
 	}
 	var err error
 	switch os.Args[1] {
 	case "fanout":
 		err = runFanout(os.Args[2:])
+	case "reduce":
+		err = runReduce(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown benchmark %q", os.Args[1])
 	}
@@ -110,5 +114,49 @@ func runFanout(args []string) error {
 	}
 	fmt.Printf("\nisolated task (one-task jobs, in-process, %d runs): completion latency p50 %v, p99 %v\n", *iso, p50, p99)
 	fmt.Printf("skein: `submit map --function noop --iterdata-from FILE --quiet` as a new process (start included), embedded default; floor: bare JetStream loop in-process, prefetch 64\n")
+	return nil
+}
+
+func runReduce(args []string) error {
+	fs := flag.NewFlagSet("reduce", flag.ExitOnError)
+	ns := fs.String("n", "100,1000,10000", "map counts")
+	runs := fs.Int("runs", 5, "runs per point (the median is reported)")
+	workers := fs.Int("workers", 2, "worker slots")
+	_ = fs.Parse(args)
+	counts, err := ints(*ns)
+	if err != nil {
+		return err
+	}
+	ctx := context.Background()
+	c, err := reduce.Start(ctx, *workers)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(w, "maps\treducer\tstreaming p50\tbarrier p50\tbarrier/streaming\tstreaming job\tbarrier job\t\n")
+	for _, n := range counts {
+		for _, red := range reduce.Reducers {
+			var sl, bl, sw, bw []time.Duration
+			for r := 0; r < *runs; r++ {
+				// Side by side, alternating.
+				l, wall, err := reduce.Run(ctx, c, n, wire.ReduceStreaming, red)
+				if err != nil {
+					return err
+				}
+				sl, sw = append(sl, l), append(sw, wall)
+				l, wall, err = reduce.Run(ctx, c, n, wire.ReduceBarrier, red)
+				if err != nil {
+					return err
+				}
+				bl, bw = append(bl, l), append(bw, wall)
+			}
+			s, b := reduce.Median(sl), reduce.Median(bl)
+			fmt.Fprintf(w, "%d\t%s\t%v\t%v\t%.1fx\t%v\t%v\t\n", n, red, s.Round(10*time.Microsecond), b.Round(10*time.Microsecond),
+				float64(b)/float64(s), reduce.Median(sw).Round(time.Millisecond), reduce.Median(bw).Round(time.Millisecond))
+			w.Flush()
+		}
+	}
+	fmt.Println("\nreduce latency = reduce result (reducer's function end) - last map's function end; maps: echo of an int; embedded, in-process")
 	return nil
 }
