@@ -614,7 +614,7 @@ func (b *Bus) Listen(ctx context.Context, pattern string) (<-chan Message, error
 		return nil, fmt.Errorf("natsbus: listen %s: %w", pattern, err)
 	}
 	// Listening starts when Listen returns.
-	if err := b.nc.FlushWithContext(ctx); err != nil {
+	if err := b.nc.FlushTimeout(5 * time.Second); err != nil {
 		_ = sub.Unsubscribe()
 		return nil, fmt.Errorf("natsbus: listen %s: %w", pattern, err)
 	}
@@ -681,7 +681,7 @@ func (b *Bus) Serve(ctx context.Context, subject string, h bus.Handler) error {
 	}
 	// Serving starts when Serve returns: the server must know the
 	// subscription before a request can find it.
-	if err := b.nc.FlushWithContext(ctx); err != nil {
+	if err := b.nc.FlushTimeout(5 * time.Second); err != nil {
 		_ = sub.Unsubscribe()
 		return fmt.Errorf("natsbus: serve %s: %w", subject, err)
 	}

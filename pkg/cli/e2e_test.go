@@ -52,6 +52,7 @@ type busKind struct {
 // table over it.
 var buses = []busKind{
 	{"nats", testenv.NATSURL},
+	{"rabbitmq", testenv.AMQPURL},
 }
 
 // namespaced gives each test its own namespace on a shared broker.
@@ -380,5 +381,59 @@ func TestReducerKilledMidStream(t *testing.T) {
 				t.Fatalf("result: exit %d, %q (want %d); %s", code, out, want, errOut)
 			}
 		})
+	}
+}
+
+// TestBrokerRestartMidJob: stop and start RabbitMQ in the middle of a
+// 500-task job of 50 ms sleeps; the job completes with every result
+// right and none duplicated, and the programs log their reconnects.
+func TestBrokerRestartMidJob(t *testing.T) {
+	url := namespaced(t, testenv.Require(t, testenv.AMQPURL))
+	ctl := testenv.Require(t, testenv.AMQPCtl)
+	rts := cluster(t, url, 2)
+	n := 500
+	var iter []string
+	for i := 0; i < n; i++ {
+		iter = append(iter, fmt.Sprintf(`{"x":0.05,"value":%d}`, i))
+	}
+	type res struct {
+		out, errOut string
+		code        int
+	}
+	done := make(chan res, 1)
+	go func() {
+		o, e, c := submit(t, "map", "--function", "sleep", "--iterdata", "["+strings.Join(iter, ",")+"]", "--bus", url, "--timeout", "150", "--log-level", "info")
+		done <- res{o, e, c}
+	}()
+	time.Sleep(1500 * time.Millisecond)
+	broker := func(verb string) {
+		cmd := exec.Command("sh", "-c", ctl+" "+verb)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v\n%s", verb, err, out)
+		}
+	}
+	broker("stop-broker")
+	time.Sleep(2 * time.Second)
+	broker("start-broker")
+	r := <-done
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.errOut)
+	}
+	var got []int
+	if err := json.Unmarshal([]byte(r.out), &got); err != nil || len(got) != n {
+		t.Fatalf("result %.200q: %v", r.out, err)
+	}
+	for i, v := range got {
+		if v != i {
+			t.Fatalf("result %d is %d", i, v)
+		}
+	}
+	for _, rt := range rts {
+		if !strings.Contains(strings.ToLower(rt.out.String()), "reconnect") {
+			t.Fatalf("a runtime did not log its reconnect:\n%s", rt.out.String())
+		}
+	}
+	if !strings.Contains(strings.ToLower(r.errOut), "reconnect") {
+		t.Fatalf("submit did not log its reconnect:\n%s", r.errOut)
 	}
 }
