@@ -212,7 +212,10 @@ func (h *Host) Call(ctx context.Context, c *fn.Call) (wire.Value, error) {
 	err = cmd.Wait()
 	if cmd.ProcessState != nil {
 		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-			c.PeakKB = ru.Maxrss // KiB on Linux
+			// KiB on Linux. The kernel folds the spawning process's
+			// resident set at exec into it, so it is an upper bound for
+			// commands smaller than the runtime itself.
+			c.PeakKB = ru.Maxrss
 		}
 	}
 	// Kill what the command left behind in its group.
