@@ -63,6 +63,7 @@ func coordinatorMain(ctx context.Context, args []string, env Env, hooks ServiceH
 		configPath                string
 		lf                        LogFlags
 		retention                 time.Duration
+		otel                      otelFlags
 	)
 	fs.StringVar(&busURL, "bus", "", "bus URL (env SKEIN_BUS)")
 	fs.StringVar(&listen, "embedded-listen", "", "run an embedded NATS server listening on this host:port and use it (for a one-machine install)")
@@ -72,6 +73,7 @@ func coordinatorMain(ctx context.Context, args []string, env Env, hooks ServiceH
 	fs.DurationVar(&retention, "retention", 15*time.Minute, "how long finished jobs' results stay available")
 	fs.StringVar(&lf.Level, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&lf.Format, "log-format", "text", "text or json")
+	otel.register(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
@@ -94,6 +96,11 @@ func coordinatorMain(ctx context.Context, args []string, env Env, hooks ServiceH
 	}
 	ctx, stop := serviceContext(ctx, env)
 	defer stop()
+	tel, stopTel, err := otel.setup(ctx, env, "skein-coordinator")
+	if err != nil {
+		return err
+	}
+	defer stopTel()
 	var b bus.Bus
 	switch {
 	case listen != "" && busURL != "":
@@ -118,7 +125,8 @@ func coordinatorMain(ctx context.Context, args []string, env Env, hooks ServiceH
 		return usagef("--bus (or SKEIN_BUS) or --embedded-listen is required")
 	}
 	defer b.Close()
-	cfg := coordinator.Config{Pool: pool, Retention: retention, Logger: log}
+	cfg := coordinator.Config{Pool: pool, Retention: retention, Logger: log, Telemetry: tel}
+	cfg.Hooks.Poll = newPollStorage(log).watch
 	if hooks.Coordinator != nil {
 		if err := hooks.Coordinator(ctx, &cfg); err != nil {
 			return err
@@ -151,6 +159,7 @@ func runtimeMain(ctx context.Context, args []string, env Env, hooks ServiceHooks
 	var (
 		busURL, configPath string
 		lf                 LogFlags
+		otel               otelFlags
 	)
 	fs.StringVar(&busURL, "bus", "", "bus URL (env SKEIN_BUS)")
 	fs.StringVar(&cfg.Pool, "pool", "", "worker pool (queue) to pull tasks from (default \"default\")")
@@ -164,6 +173,7 @@ func runtimeMain(ctx context.Context, args []string, env Env, hooks ServiceHooks
 	fs.StringVar(&cfg.WorkerID, "worker-id", "", "name in events (default host-pid)")
 	fs.StringVar(&lf.Level, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&lf.Format, "log-format", "text", "text or json")
+	otel.register(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
@@ -188,6 +198,12 @@ func runtimeMain(ctx context.Context, args []string, env Env, hooks ServiceHooks
 	cfg.Logger = log
 	ctx, stop := serviceContext(ctx, env)
 	defer stop()
+	tel, stopTel, err := otel.setup(ctx, env, "skein-runtime")
+	if err != nil {
+		return err
+	}
+	defer stopTel()
+	cfg.Telemetry, cfg.PollStatus = tel, newPollStorage(log).writeStatus
 	b, err := dial.Open(ctx, busURL, dial.Options{Name: "skein-runtime", Logger: log})
 	if err != nil {
 		return err

@@ -78,6 +78,8 @@ type Options struct {
 	// Cleanup, when set, removes a job's stored artifacts; it is called
 	// for --clean jobs once their result was fetched (or not wanted).
 	Cleanup func(ctx context.Context, job string) error
+	// Monitoring is progress, plot and telemetry (monitor.go).
+	Monitoring MonitorOptions
 }
 
 const submitUsage = `usage: submit <command> [flags]
@@ -92,6 +94,7 @@ Commands:
   wait JOB   wait for a job to end, print its status
   result JOB print a finished job's result
   cancel JOB cancel a job
+  plot JOB   write a job's timeline plot as HTML (-o FILE, default JOB.html)
 
 With no bus configured (--bus or SKEIN_BUS) everything runs inside this
 process. Exit codes: 0 ok, 1 internal error, 2 bad input, 3 job failed,
@@ -118,8 +121,10 @@ func Submit(ctx context.Context, args []string, env Env) int {
 		err = runJob(ctx, wire.JobKind(cmd), rest, env)
 	case "status", "wait", "result", "cancel":
 		err = runJobCommand(ctx, cmd, rest, env)
+	case "plot":
+		err = runPlot(ctx, rest, env)
 	default:
-		err = usagef("unknown command %q (want call, map, mapreduce, status, wait, result or cancel)", cmd)
+		err = usagef("unknown command %q (want call, map, mapreduce, status, wait, result, cancel or plot)", cmd)
 	}
 	return report(err, env)
 }
@@ -318,6 +323,7 @@ func runJob(ctx context.Context, kind wire.JobKind, args []string, env Env) erro
 	fs.StringVar(&s.Pool, "pool", "", "worker pool (queue) to run on")
 	fs.IntVar(&o.Workers, "workers", 0, "embedded mode: local worker slots (default: one per core)")
 	fs.BoolVar(&o.Quiet, "quiet", false, "no progress on stderr")
+	jobMonitorFlags(fs, o)
 
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
@@ -379,8 +385,19 @@ func runJob(ctx context.Context, kind wire.JobKind, args []string, env Env) erro
 
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
+	tel, stopTel, err := o.Monitoring.OTel.setup(ctx, env, "skein-submit")
+	if err != nil {
+		return err
+	}
+	defer stopTel()
+	ctx, span := submitSpan(ctx, tel, s)
+	defer span.End()
 	if o.Bus == "" {
 		o.Embedded = &embedded.Config{Workers: o.Workers, Logger: log}
+		o.Embedded.Coordinator.Telemetry, o.Embedded.Runtime.Telemetry = tel, tel
+		if s.Monitor == coordinator.MonitorPoll {
+			embeddedPoll(o.Embedded, log)
+		}
 	}
 	if env.Extend != nil {
 		if err := env.Extend(ctx, o); err != nil {
@@ -469,6 +486,11 @@ func runJob(ctx context.Context, kind wire.JobKind, args []string, env Env) erro
 			return fmt.Errorf("--status-file: %w", err)
 		}
 	}
+	if o.Monitoring.Plot != "" {
+		if err := writeJobPlot(ctx, c, id, o.Monitoring.Plot); err != nil {
+			return err
+		}
+	}
 	if st.State != wire.StateDone {
 		return &client.JobError{Status: st}
 	}
@@ -515,14 +537,17 @@ func waitWithProgress(ctx context.Context, c *client.Client, id string, s *wire.
 		ctx, cancel = context.WithTimeout(ctx, time.Duration(s.TimeoutMS)*time.Millisecond+30*time.Second)
 		defer cancel()
 	}
-	if o.Quiet {
+	if o.Quiet || o.Monitoring.Progress == "none" {
 		return c.Wait(ctx, id)
 	}
 	updates, err := c.Watch(ctx, id)
 	if err != nil {
 		return wire.JobStatus{}, err
 	}
-	p := newProgress(env.Stderr)
+	p, err := newProgress(env.Stderr, o.Monitoring.Progress)
+	if err != nil {
+		return wire.JobStatus{}, err
+	}
 	var last wire.JobStatus
 	for st := range updates {
 		last = st
@@ -667,6 +692,7 @@ func runJobCommand(ctx context.Context, cmd string, args []string, env Env) erro
 	var timeout time.Duration
 	if cmd == "status" {
 		fs.BoolVar(&watch, "watch", false, "follow the job's progress until it ends")
+		fs.Var((*progressFlag)(&o.Monitoring.Progress), "progress", "with --watch: auto (a bar on a terminal, a line every 10s otherwise), bar, lines or none")
 	}
 	if cmd == "wait" {
 		fs.Var(seconds{&timeout}, "timeout", "give up waiting after this many seconds (0: never)")
@@ -720,7 +746,10 @@ func runJobCommand(ctx context.Context, cmd string, args []string, env Env) erro
 		if err != nil {
 			return err
 		}
-		p := newProgress(env.Stderr)
+		p, err := newProgress(env.Stderr, o.Monitoring.Progress)
+		if err != nil {
+			return err
+		}
 		var last wire.JobStatus
 		for st := range updates {
 			last = st

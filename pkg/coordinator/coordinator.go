@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/skeinrun/skein/bus"
+	"github.com/skeinrun/skein/pkg/telemetry"
 	"github.com/skeinrun/skein/pkg/wire"
 )
 
@@ -33,6 +34,8 @@ type Config struct {
 	// streaming reduce). Optional.
 	Hooks  Hooks
 	Logger *slog.Logger
+	// Telemetry records the job spans and task metrics; nil means off.
+	Telemetry *telemetry.Telemetry
 }
 
 // DefaultConfig returns the defaults.
@@ -75,6 +78,9 @@ func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+	if c.Telemetry == nil {
+		c.Telemetry = telemetry.Off()
+	}
 }
 
 // Hooks let other packages take part in a job's life without the
@@ -91,6 +97,9 @@ type Hooks struct {
 	// Ended is called once when a job reaches a terminal state (cleanup
 	// of artifacts).
 	Ended func(ctx context.Context, spec *wire.JobSpec, st wire.JobStatus)
+	// Poll follows poll-mode jobs (JobSpec.Monitor "poll") by listing
+	// their status objects; without it such jobs are refused.
+	Poll PollFunc
 }
 
 // ErrUnknownJob is returned for a job id the coordinator does not hold.

@@ -36,6 +36,9 @@ func Validate(s *wire.JobSpec) error {
 	} else if s.ReduceFunction != "" {
 		bad("reduce_function: only for mapreduce jobs")
 	}
+	if err := checkMonitor(s); err != nil {
+		errs = append(errs, err)
+	}
 	switch s.ReduceMode {
 	case "", wire.ReduceStreaming, wire.ReduceBarrier:
 	default:
