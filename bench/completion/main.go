@@ -14,7 +14,13 @@
 // local directory store, and S3 (versitygw) when SKEIN_TEST_S3_ENDPOINT,
 // SKEIN_TEST_S3_ACCESS and SKEIN_TEST_S3_SECRET are set.
 //
-//	go run ./bench/completion -tasks 1000 -slots 100 -intervals 100ms,1s,2s
+// With -real, the polling rows run Skein's real poll mode instead of the
+// stand-in goroutines: a map job with JobSpec.Monitor "poll" on the embedded
+// stack, whose runtimes write the status objects (runtime.Config.PollStatus)
+// and whose coordinator ends the job when its pollmon.Monitor has listed
+// them all (coordinator.Hooks.Poll); latency is the job's own p50/p99.
+//
+//	go run ./bench/completion -tasks 1000 -slots 100 -intervals 100ms,1s,2s [-real]
 package main
 
 import (
@@ -44,6 +50,7 @@ func main() {
 	intervals := flag.String("intervals", "100ms,1s,2s", "polling intervals")
 	seed := flag.Uint64("seed", 1, "random seed for the durations")
 	svgOut := flag.String("svg", "", "also draw the p50/p99 chart as an SVG file")
+	flag.BoolVar(&realPoll, "real", false, "polling rows through the real poll mode (runtime and coordinator hooks) instead of stand-in goroutines")
 	flag.Parse()
 	if err := run(*tasks, *slots, *maxSleep, *intervals, *seed, *svgOut); err != nil {
 		fmt.Fprintln(os.Stderr, "completion-bench:", err)
@@ -113,7 +120,11 @@ func run(tasks, slots int, maxSleep time.Duration, intervalList string, seed uin
 			return fmt.Errorf("%s: make bucket: %w", s.name, err)
 		}
 		for _, iv := range ivs {
-			r, err := runPoll(ctx, pollmon.FromStore(s.store), bucket, sleeps, slots, iv)
+			poll := runPoll
+			if realPoll {
+				poll = runRealPoll
+			}
+			r, err := poll(ctx, pollmon.FromStore(s.store), bucket, sleeps, slots, iv)
 			if err != nil {
 				return fmt.Errorf("poll %v on %s: %w", iv, s.name, err)
 			}
@@ -272,4 +283,55 @@ func chart(title string, rs []result) string {
 	fmt.Fprintf(&b, `<text x="%.0f" y="%.0f" text-anchor="middle">function end → coordinator knows (log scale; dark p50, light p99)</text>`+"\n", left+width/2, h-4)
 	b.WriteString("</svg>\n")
 	return b.String()
+}
+
+// realPoll is -real.
+var realPoll bool
+
+// runRealPoll runs a poll-mode job on the embedded stack, with the runtime
+// writing status objects to store and the coordinator's poller listing
+// them.
+func runRealPoll(ctx context.Context, store pollmon.Store, bucket string, sleeps []float64, slots int, iv time.Duration) (result, error) {
+	var puts atomic.Int64
+	var mu sync.Mutex
+	var mon *pollmon.Monitor
+	cfg := embedded.Config{Workers: slots}
+	cfg.Coordinator.Hooks.Poll = func(ctx context.Context, job string, total int, interval time.Duration, seen func(int, time.Time)) error {
+		m, err := pollmon.New(store, pollmon.Config{Bucket: bucket, Prefix: "skein", Interval: interval}, nil)
+		if err != nil {
+			return err
+		}
+		mu.Lock()
+		mon = m
+		mu.Unlock()
+		return m.Watch(ctx, job, total, func(c pollmon.Completion) { seen(c.Task, c.Noticed) })
+	}
+	cfg.Runtime.PollStatus = func(ctx context.Context, t *wire.Task, ev *wire.Event) error {
+		puts.Add(1)
+		return pollmon.WriteStatus(ctx, store, bucket, "skein", pollmon.Status{Job: t.Job, Task: t.Index, Attempt: t.Attempt,
+			State: string(ev.Type), Worker: ev.Worker, Started: ev.Started, Finished: ev.Finished})
+	}
+	c, err := embedded.Start(ctx, cfg)
+	if err != nil {
+		return result{}, err
+	}
+	defer c.Close()
+	it, _ := json.Marshal(sleeps)
+	start := time.Now()
+	_, st, err := c.Client.Run(ctx, &wire.JobSpec{Kind: wire.JobMap, Function: "sleep", Iterdata: it, Monitor: "poll", PollIntervalMS: max(iv.Milliseconds(), 1)})
+	if err != nil {
+		return result{}, err
+	}
+	if st.State != wire.StateDone {
+		return result{}, fmt.Errorf("job ended %s", st.State)
+	}
+	r := result{mode: "poll " + iv.String() + " (real)", p50: time.Duration(st.LatencyP50us) * time.Microsecond,
+		p99: time.Duration(st.LatencyP99us) * time.Microsecond, puts: puts.Load(), wall: time.Since(start)}
+	mu.Lock()
+	if mon != nil {
+		ms := mon.Stats()
+		r.lists, r.gets = ms.Lists, ms.Gets
+	}
+	mu.Unlock()
+	return r, nil
 }

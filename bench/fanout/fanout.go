@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -99,26 +100,39 @@ func Floor(ctx context.Context, n int, prefetch int) (Result, error) {
 		return Result{}, err
 	}
 	defer srv.Shutdown()
-	// Three connections, like Skein's submit (coordinator), runtime, and the
-	// event reader.
-	pub, err := nats.Connect("", nats.InProcessServer(srv.Server()))
+	return floor(ctx, n, prefetch, "", nats.InProcessServer(srv.Server()))
+}
+
+// FloorURL is Floor against a NATS server at url (streams of its own,
+// removed afterwards).
+func FloorURL(ctx context.Context, url string, n int, prefetch int) (Result, error) {
+	return floor(ctx, n, prefetch, url)
+}
+
+func floor(ctx context.Context, n int, prefetch int, url string, opts ...nats.Option) (Result, error) {
+	// Two connections, like Skein's coordinator and runtime.
+	pub, err := nats.Connect(url, opts...)
 	if err != nil {
 		return Result{}, err
 	}
 	defer pub.Close()
-	work, err := nats.Connect("", nats.InProcessServer(srv.Server()))
+	work, err := nats.Connect(url, opts...)
 	if err != nil {
 		return Result{}, err
 	}
 	defer work.Close()
 	pjs, _ := jetstream.New(pub, jetstream.WithPublishAsyncMaxPending(4096))
 	wjs, _ := jetstream.New(work, jetstream.WithPublishAsyncMaxPending(4096))
+	_ = pjs.DeleteStream(ctx, "FT")
+	_ = pjs.DeleteStream(ctx, "FE")
 	if _, err := pjs.CreateStream(ctx, jetstream.StreamConfig{Name: "FT", Subjects: []string{"ft.task.>"}, Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage}); err != nil {
 		return Result{}, err
 	}
 	if _, err := pjs.CreateStream(ctx, jetstream.StreamConfig{Name: "FE", Subjects: []string{"ft.ev.>"}, Storage: jetstream.FileStorage}); err != nil {
 		return Result{}, err
 	}
+	defer pjs.DeleteStream(context.Background(), "FT")
+	defer pjs.DeleteStream(context.Background(), "FE")
 	cons, err := wjs.CreateOrUpdateConsumer(ctx, "FT", jetstream.ConsumerConfig{Durable: "w", AckPolicy: jetstream.AckExplicitPolicy, AckWait: 30 * time.Second, MaxAckPending: 1 << 20})
 	if err != nil {
 		return Result{}, err
@@ -209,4 +223,69 @@ func Isolated(ctx context.Context, jobs int) (p50, p99 time.Duration, err error)
 	}
 	sort.Slice(lats, func(a, b int) bool { return lats[a] < lats[b] })
 	return lats[len(lats)/2], lats[len(lats)*99/100], nil
+}
+
+// Services is a coordinator and runtimes running as processes on a bus,
+// for the fan-out over a broker.
+type Services struct {
+	procs []*exec.Cmd
+}
+
+// StartServices starts `coordinator --bus url` and `runtime --bus url`
+// (runtimes processes of slots slots each) from binDir and waits until the
+// coordinator serves.
+func StartServices(binDir, url string, runtimes, slots int) (*Services, error) {
+	s := &Services{}
+	var logb bytes.Buffer
+	co := exec.Command(filepath.Join(binDir, "coordinator"), "--bus", url, "--log-level", "info")
+	co.Stderr = &syncWriter{w: &logb}
+	if err := co.Start(); err != nil {
+		return nil, err
+	}
+	s.procs = append(s.procs, co)
+	for i := 0; i < runtimes; i++ {
+		rt := exec.Command(filepath.Join(binDir, "runtime"), "--bus", url, "--slots", fmt.Sprint(slots), "--log-level", "warn")
+		if err := rt.Start(); err != nil {
+			s.Stop()
+			return nil, err
+		}
+		s.procs = append(s.procs, rt)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	sw := co.Stderr.(*syncWriter)
+	for !strings.Contains(sw.String(), "coordinator serving") {
+		if time.Now().After(deadline) {
+			s.Stop()
+			return nil, fmt.Errorf("coordinator did not come up: %s", sw.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return s, nil
+}
+
+// Stop ends the processes.
+func (s *Services) Stop() {
+	for _, p := range s.procs {
+		_ = p.Process.Signal(syscall.SIGTERM)
+	}
+	for _, p := range s.procs {
+		_ = p.Wait()
+	}
+}
+
+type syncWriter struct {
+	mu sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (w *syncWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.w.Write(p)
+}
+
+func (w *syncWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.w.String()
 }

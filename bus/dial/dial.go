@@ -13,6 +13,7 @@ import (
 
 	"github.com/skeinrun/skein/bus"
 	"github.com/skeinrun/skein/bus/natsbus"
+	"github.com/skeinrun/skein/pkg/logging"
 )
 
 // ErrBadURL reports a bus URL that cannot name a bus.
@@ -91,27 +92,12 @@ func Open(ctx context.Context, rawURL string, o Options) (bus.Bus, error) {
 	return open(ctx, rawURL, o)
 }
 
-// Redact hides credentials in a URL (or a comma-separated list).
+// Redact hides credentials in a URL (or a comma-separated list of URLs):
+// logging.RedactURL on each.
 func Redact(raw string) string {
 	parts := strings.Split(raw, ",")
 	for i, p := range parts {
-		u, err := url.Parse(strings.TrimSpace(p))
-		if err != nil {
-			parts[i] = "<unparseable URL>"
-			continue
-		}
-		if u.User != nil {
-			u.User = url.User("REDACTED")
-		}
-		q := u.Query()
-		for k := range q {
-			lk := strings.ToLower(k)
-			if strings.Contains(lk, "pass") || strings.Contains(lk, "secret") || strings.Contains(lk, "token") || strings.Contains(lk, "key") {
-				q.Set(k, "REDACTED")
-			}
-		}
-		u.RawQuery = q.Encode()
-		parts[i] = u.String()
+		parts[i] = logging.RedactURL(strings.TrimSpace(p))
 	}
 	return strings.Join(parts, ",")
 }

@@ -277,6 +277,9 @@ func fromNats(subject string, nm *nats.Msg) Message {
 
 // Enqueue publishes msgs asynchronously and waits for every ack.
 func (b *Bus) Enqueue(ctx context.Context, queue string, msgs ...Message) error {
+	if b.isClosed() {
+		return bus.ErrClosed
+	}
 	if !validToken(queue) {
 		return fmt.Errorf("natsbus: queue name %q: must be one subject token", queue)
 	}
@@ -360,6 +363,9 @@ func (b *Bus) consumer(ctx context.Context, queue string, o bus.QueueOptions) (j
 
 // Consume pulls from the queue's shared durable consumer.
 func (b *Bus) Consume(ctx context.Context, queue string, o bus.QueueOptions) (<-chan bus.Delivery, error) {
+	if b.isClosed() {
+		return nil, bus.ErrClosed
+	}
 	if !validToken(queue) {
 		return nil, fmt.Errorf("natsbus: queue name %q: must be one subject token", queue)
 	}
@@ -409,7 +415,7 @@ func (b *Bus) Consume(ctx context.Context, queue string, o bus.QueueOptions) (<-
 				_ = m.Nak()
 				continue
 			}
-			d := &delivery{m: m, attempt: 1}
+			d := &delivery{m: m, queue: queue, attempt: 1}
 			if md, err := m.Metadata(); err == nil {
 				d.attempt = int(md.NumDelivered)
 			}
@@ -436,13 +442,15 @@ func (b *Bus) isClosed() bool {
 
 type delivery struct {
 	m       jetstream.Msg
+	queue   string
 	attempt int
 	mu      sync.Mutex
 	settled bool
 }
 
 func (d *delivery) Message() Message {
-	return fromNats(d.m.Subject(), &nats.Msg{Subject: d.m.Subject(), Data: d.m.Data(), Header: d.m.Headers()})
+	// Message.Subject of a queue message is the queue's name.
+	return fromNats(d.queue, &nats.Msg{Subject: d.m.Subject(), Data: d.m.Data(), Header: d.m.Headers()})
 }
 func (d *delivery) Attempt() int { return d.attempt }
 
@@ -496,6 +504,9 @@ func (b *Bus) Purge(ctx context.Context, queue, key string) error {
 
 // Publish stores msg on the event stream.
 func (b *Bus) Publish(ctx context.Context, subject string, m Message) error {
+	if b.isClosed() {
+		return bus.ErrClosed
+	}
 	if err := b.checkSize(m); err != nil {
 		return err
 	}
@@ -511,6 +522,9 @@ func (b *Bus) Publish(ctx context.Context, subject string, m Message) error {
 
 // Subscribe replays and follows the event stream with an ordered consumer.
 func (b *Bus) Subscribe(ctx context.Context, pattern string, o bus.SubscribeOptions) (<-chan Message, error) {
+	if b.isClosed() {
+		return nil, bus.ErrClosed
+	}
 	cfg := jetstream.OrderedConsumerConfig{
 		FilterSubjects:    []string{b.opts.Prefix + ".ev." + pattern},
 		InactiveThreshold: 30 * time.Second,
@@ -574,6 +588,12 @@ func (b *Bus) Subscribe(ctx context.Context, pattern string, o bus.SubscribeOpti
 
 // Notify publishes on core NATS (no storage).
 func (b *Bus) Notify(ctx context.Context, subject string, data []byte) error {
+	if b.isClosed() {
+		return bus.ErrClosed
+	}
+	if int64(len(data)) > b.nc.MaxPayload() {
+		return fmt.Errorf("%w: broadcast of %d bytes, limit %d", bus.ErrTooLarge, len(data), b.nc.MaxPayload())
+	}
 	if err := b.nc.Publish(b.opts.Prefix+".bc."+subject, data); err != nil {
 		return fmt.Errorf("natsbus: notify %s: %w", subject, err)
 	}
@@ -582,6 +602,9 @@ func (b *Bus) Notify(ctx context.Context, subject string, data []byte) error {
 
 // Listen subscribes on core NATS; a slow reader drops messages.
 func (b *Bus) Listen(ctx context.Context, pattern string) (<-chan Message, error) {
+	if b.isClosed() {
+		return nil, bus.ErrClosed
+	}
 	prefix := b.opts.Prefix + ".bc."
 	out := make(chan Message, 1024)
 	var mu sync.Mutex
@@ -598,6 +621,11 @@ func (b *Bus) Listen(ctx context.Context, pattern string) (<-chan Message, error
 		}
 	})
 	if err != nil {
+		return nil, fmt.Errorf("natsbus: listen %s: %w", pattern, err)
+	}
+	// Listening starts when Listen returns.
+	if err := b.nc.FlushTimeout(5 * time.Second); err != nil {
+		_ = sub.Unsubscribe()
 		return nil, fmt.Errorf("natsbus: listen %s: %w", pattern, err)
 	}
 	b.wg.Add(1)
@@ -620,6 +648,9 @@ const errHeader = "Skein-Error"
 
 // Request sends a core NATS request.
 func (b *Bus) Request(ctx context.Context, subject string, data []byte) ([]byte, error) {
+	if b.isClosed() {
+		return nil, bus.ErrClosed
+	}
 	m := nats.NewMsg(b.opts.Prefix + ".rpc." + subject)
 	m.Data = data
 	if int64(len(data)) > b.nc.MaxPayload() {
@@ -640,6 +671,9 @@ func (b *Bus) Request(ctx context.Context, subject string, data []byte) ([]byte,
 
 // Serve answers requests on subject in the "skein" queue group.
 func (b *Bus) Serve(ctx context.Context, subject string, h bus.Handler) error {
+	if b.isClosed() {
+		return bus.ErrClosed
+	}
 	sub, err := b.nc.QueueSubscribe(b.opts.Prefix+".rpc."+subject, "skein", func(nm *nats.Msg) {
 		resp := nats.NewMsg(nm.Reply)
 		out, err := h(ctx, fromNats(subject, nm))
@@ -653,6 +687,12 @@ func (b *Bus) Serve(ctx context.Context, subject string, h bus.Handler) error {
 		}
 	})
 	if err != nil {
+		return fmt.Errorf("natsbus: serve %s: %w", subject, err)
+	}
+	// Serving starts when Serve returns: the server must know the
+	// subscription before a request can find it.
+	if err := b.nc.FlushTimeout(5 * time.Second); err != nil {
+		_ = sub.Unsubscribe()
 		return fmt.Errorf("natsbus: serve %s: %w", subject, err)
 	}
 	b.wg.Add(1)

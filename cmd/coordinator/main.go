@@ -8,10 +8,11 @@ import (
 	"os"
 
 	"github.com/skeinrun/skein/pkg/cli"
+	"github.com/skeinrun/skein/pkg/datapath"
 )
 
 func main() {
 	os.Exit(cli.Coordinator(context.Background(), os.Args[1:], cli.Env{
 		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv, Signals: true,
-	}, cli.ServiceHooks{}))
+	}, datapath.ServiceHooks()))
 }

@@ -7,10 +7,12 @@ import (
 	"os"
 
 	"github.com/skeinrun/skein/pkg/cli"
+	"github.com/skeinrun/skein/pkg/datapath"
 )
 
 func main() {
 	os.Exit(cli.Submit(context.Background(), os.Args[1:], cli.Env{
 		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Signals: true,
+		Extend: datapath.Extend,
 	}))
 }

@@ -20,6 +20,7 @@ const (
 	S3Secret   = "SKEIN_TEST_S3_SECRET"
 	Venv       = "SKEIN_TEST_VENV" // a Python virtual environment (Airflow, msgpack)
 	Python     = "SKEIN_TEST_PYTHON"
+	Chromium   = "SKEIN_TEST_CHROMIUM" // headless Chromium (plot rendering tests)
 )
 
 // CI reports whether the tests run under CI, where nothing may be skipped

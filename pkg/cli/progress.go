@@ -3,43 +3,50 @@ package cli
 import (
 	"fmt"
 	"io"
-	"time"
 
+	"github.com/skeinrun/skein/pkg/progress"
 	"github.com/skeinrun/skein/pkg/wire"
 )
 
-// progress prints job progress on stderr: at most one line every few
-// seconds, plus the final one.
-type progress struct {
-	w     io.Writer
-	last  time.Time
-	start time.Time
-	every time.Duration
-}
+// progressModes are the values of --progress.
+var progressModes = map[string]progress.Mode{"auto": progress.Auto, "bar": progress.Bar, "lines": progress.Lines}
 
-func newProgress(w io.Writer) *progress {
-	return &progress{w: w, start: time.Now(), every: 5 * time.Second}
-}
+// reporter shows job progress on stderr through pkg/progress: a bar
+// redrawn in place on a terminal, bounded plain lines elsewhere (one per
+// interval, plus state changes, the first failure and the final line).
+// A nil reporter (--progress none) shows nothing.
+type reporter struct{ r *progress.Reporter }
 
-func (p *progress) Update(st wire.JobStatus) {
-	if time.Since(p.last) < p.every || st.State.Terminal() {
-		return
+// newProgress returns the reporter for mode ("" is auto, "none" is off).
+func newProgress(w io.Writer, mode string) (*reporter, error) {
+	if mode == "none" {
+		return &reporter{}, nil
 	}
-	if p.last.IsZero() {
-		p.last = time.Now()
-		return
+	cfg := progress.DefaultConfig()
+	if mode != "" {
+		m, ok := progressModes[mode]
+		if !ok {
+			return nil, usagef("--progress %q: want auto, bar, lines or none", mode)
+		}
+		cfg.Mode = m
 	}
-	p.last = time.Now()
-	p.line(st)
+	r, err := progress.New(w, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("progress: %w", err)
+	}
+	return &reporter{r}, nil
 }
 
-func (p *progress) Done(st wire.JobStatus) {
-	if time.Since(p.start) > p.every {
-		p.line(st)
+// Update shows a snapshot; a final one is left to Done, so that it is
+// drawn once.
+func (p *reporter) Update(st wire.JobStatus) {
+	if p.r != nil && !st.State.Terminal() {
+		p.r.Update(st)
 	}
 }
 
-func (p *progress) line(st wire.JobStatus) {
-	fmt.Fprintf(p.w, "skein: job %s %s: %d/%d done, %d running, %d failed, %d retried\n",
-		st.ID, st.State, st.Done, st.Total, st.Running, st.Failed, st.Retried)
+func (p *reporter) Done(st wire.JobStatus) {
+	if p.r != nil && st.ID != "" {
+		p.r.Finish(st)
+	}
 }

@@ -60,18 +60,22 @@ func coordinatorMain(ctx context.Context, args []string, env Env, hooks ServiceH
 	fs.SetOutput(env.Stderr)
 	var (
 		busURL, listen, dir, pool string
+		configPath                string
 		lf                        LogFlags
 		retention                 time.Duration
 		bf                        backendFlags
+		otel                      otelFlags
 	)
 	bf.register(fs)
 	fs.StringVar(&busURL, "bus", "", "bus URL (env SKEIN_BUS)")
 	fs.StringVar(&listen, "embedded-listen", "", "run an embedded NATS server listening on this host:port and use it (for a one-machine install)")
 	fs.StringVar(&dir, "embedded-dir", "", "JetStream directory of the embedded server (default: a temporary one)")
-	fs.StringVar(&pool, "pool", "default", "default worker pool")
+	fs.StringVar(&pool, "pool", "", "default worker pool (default \"default\")")
+	fs.StringVar(&configPath, "config", "", "config file (env SKEIN_CONFIG)")
 	fs.DurationVar(&retention, "retention", 15*time.Minute, "how long finished jobs' results stay available")
 	fs.StringVar(&lf.Level, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&lf.Format, "log-format", "text", "text or json")
+	otel.register(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
@@ -85,11 +89,20 @@ func coordinatorMain(ctx context.Context, args []string, env Env, hooks ServiceH
 	if err != nil {
 		return usagef("%v", err)
 	}
-	if busURL == "" {
-		busURL = env.Getenv("SKEIN_BUS")
+	fc, err := loadConfig(configPath, env.Getenv)
+	if err != nil {
+		return err
+	}
+	if listen == "" {
+		fc.apply(&busURL, &pool, env.Getenv)
 	}
 	ctx, stop := serviceContext(ctx, env)
 	defer stop()
+	tel, stopTel, err := otel.setup(ctx, env, "skein-coordinator")
+	if err != nil {
+		return err
+	}
+	defer stopTel()
 	var b bus.Bus
 	var connect func(context.Context) (bus.Bus, error) // another connection, for local workers
 	switch {
@@ -122,7 +135,8 @@ func coordinatorMain(ctx context.Context, args []string, env Env, hooks ServiceH
 		return usagef("--bus (or SKEIN_BUS) or --embedded-listen is required")
 	}
 	defer b.Close()
-	cfg := coordinator.Config{Pool: pool, Retention: retention, Logger: log}
+	cfg := coordinator.Config{Pool: pool, Retention: retention, Logger: log, Telemetry: tel}
+	cfg.Hooks.Poll = newPollStorage(log).watch
 	if hooks.Coordinator != nil {
 		if err := hooks.Coordinator(ctx, &cfg); err != nil {
 			return err
@@ -159,11 +173,13 @@ func runtimeMain(ctx context.Context, args []string, env Env, hooks ServiceHooks
 	fs.SetOutput(env.Stderr)
 	cfg := runtime.DefaultConfig()
 	var (
-		busURL string
-		lf     LogFlags
+		busURL, configPath string
+		lf                 LogFlags
+		otel               otelFlags
 	)
 	fs.StringVar(&busURL, "bus", "", "bus URL (env SKEIN_BUS)")
-	fs.StringVar(&cfg.Pool, "pool", "default", "worker pool (queue) to pull tasks from")
+	fs.StringVar(&cfg.Pool, "pool", "", "worker pool (queue) to pull tasks from (default \"default\")")
+	fs.StringVar(&configPath, "config", "", "config file (env SKEIN_CONFIG)")
 	fs.IntVar(&cfg.Slots, "slots", goruntime.NumCPU(), "tasks run at once")
 	fs.IntVar(&cfg.Prefetch, "prefetch", 0, "tasks held ahead of the slots (default 2×slots)")
 	fs.DurationVar(&cfg.Lease, "lease", 30*time.Second, "redelivery lease of a task; renewed while it runs")
@@ -173,6 +189,7 @@ func runtimeMain(ctx context.Context, args []string, env Env, hooks ServiceHooks
 	fs.StringVar(&cfg.WorkerID, "worker-id", "", "name in events (default host-pid)")
 	fs.StringVar(&lf.Level, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&lf.Format, "log-format", "text", "text or json")
+	otel.register(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
@@ -186,15 +203,23 @@ func runtimeMain(ctx context.Context, args []string, env Env, hooks ServiceHooks
 	if err != nil {
 		return usagef("%v", err)
 	}
-	if busURL == "" {
-		busURL = env.Getenv("SKEIN_BUS")
+	fc, err := loadConfig(configPath, env.Getenv)
+	if err != nil {
+		return err
 	}
+	fc.apply(&busURL, &cfg.Pool, env.Getenv)
 	if busURL == "" {
-		return usagef("--bus (or SKEIN_BUS) is required")
+		return usagef("--bus (or SKEIN_BUS, or bus: in the config file) is required")
 	}
 	cfg.Logger = log
 	ctx, stop := serviceContext(ctx, env)
 	defer stop()
+	tel, stopTel, err := otel.setup(ctx, env, "skein-runtime")
+	if err != nil {
+		return err
+	}
+	defer stopTel()
+	cfg.Telemetry, cfg.PollStatus = tel, newPollStorage(log).writeStatus
 	b, err := dial.Open(ctx, busURL, dial.Options{Name: "skein-runtime", Logger: log})
 	if err != nil {
 		return err

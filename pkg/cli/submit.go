@@ -65,6 +65,9 @@ type Options struct {
 	Workers int
 	NoWait  bool
 	NoFetch bool
+	// ConfigureRuntime, when set, completes the config of any runtime this
+	// process runs (storage hooks of reducer_wait_local reducers).
+	ConfigureRuntime func(*runtime.Config)
 	// StatusFile receives the job's final status as JSON (stats for
 	// scripts and benchmarks).
 	StatusFile string
@@ -72,6 +75,11 @@ type Options struct {
 	Logging    LogFlags
 	Embedded   *embedded.Config
 	Client     *client.Client
+	// Cleanup, when set, removes a job's stored artifacts; it is called
+	// for --clean jobs once their result was fetched (or not wanted).
+	Cleanup func(ctx context.Context, job string) error
+	// Monitoring is progress, plot and telemetry (monitor.go).
+	Monitoring MonitorOptions
 }
 
 const submitUsage = `usage: submit <command> [flags]
@@ -86,6 +94,7 @@ Commands:
   wait JOB   wait for a job to end, print its status
   result JOB print a finished job's result
   cancel JOB cancel a job
+  plot JOB   write a job's timeline plot as HTML (-o FILE, default JOB.html)
 
 With no bus configured (--bus or SKEIN_BUS) everything runs inside this
 process. Exit codes: 0 ok, 1 internal error, 2 bad input, 3 job failed,
@@ -112,8 +121,10 @@ func Submit(ctx context.Context, args []string, env Env) int {
 		err = runJob(ctx, wire.JobKind(cmd), rest, env)
 	case "status", "wait", "result", "cancel":
 		err = runJobCommand(ctx, cmd, rest, env)
+	case "plot":
+		err = runPlot(ctx, rest, env)
 	default:
-		err = usagef("unknown command %q (want call, map, mapreduce, status, wait, result or cancel)", cmd)
+		err = usagef("unknown command %q (want call, map, mapreduce, status, wait, result, cancel or plot)", cmd)
 	}
 	return report(err, env)
 }
@@ -145,7 +156,7 @@ func report(err error, env Env) int {
 			return ExitCancelled
 		}
 		return ExitJobFailed
-	case errors.Is(err, bus.ErrUnreachable), errors.Is(err, client.ErrNoCoordinator), errors.Is(err, bus.ErrNoResponders):
+	case errors.Is(err, bus.ErrUnreachable), errors.Is(err, client.ErrNoCoordinator), errors.Is(err, bus.ErrNoResponders), errors.Is(err, client.ErrCoordinatorLost):
 		fmt.Fprintf(env.Stderr, "submit: cannot reach the bus: %v\n", err)
 		return ExitUnreachable
 	case errors.Is(err, context.DeadlineExceeded):
@@ -312,6 +323,7 @@ func runJob(ctx context.Context, kind wire.JobKind, args []string, env Env) erro
 	fs.StringVar(&s.Pool, "pool", "", "worker pool (queue) to run on")
 	fs.IntVar(&o.Workers, "workers", 0, "embedded mode: local worker slots (default: one per core)")
 	fs.BoolVar(&o.Quiet, "quiet", false, "no progress on stderr")
+	jobMonitorFlags(fs, o)
 
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
@@ -326,6 +338,9 @@ func runJob(ctx context.Context, kind wire.JobKind, args []string, env Env) erro
 	}
 	if strings.TrimSpace(s.Function) == "" {
 		return usagef("--function is required")
+	}
+	if err := explicitZero(fs); err != nil {
+		return err
 	}
 	s.ReduceMode = wire.ReduceMode(reduceMode)
 	s.TimeoutMS, s.TaskTimeoutMS = timeout.Milliseconds(), taskTimeout.Milliseconds()
@@ -355,9 +370,11 @@ func runJob(ctx context.Context, kind wire.JobKind, args []string, env Env) erro
 	if err := coordinator.Validate(s); err != nil {
 		return usagef("%s", strings.TrimPrefix(err.Error(), "invalid job: "))
 	}
-	if o.Bus == "" {
-		o.Bus = env.Getenv("SKEIN_BUS")
+	fc, err := loadConfig(o.Config, env.Getenv)
+	if err != nil {
+		return err
 	}
+	fc.apply(&o.Bus, &s.Pool, env.Getenv)
 	if o.NoWait && o.Bus == "" {
 		return usagef("--no-wait needs a bus (--bus or SKEIN_BUS): in embedded mode the job lives only as long as this process")
 	}
@@ -368,8 +385,19 @@ func runJob(ctx context.Context, kind wire.JobKind, args []string, env Env) erro
 
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
+	tel, stopTel, err := o.Monitoring.OTel.setup(ctx, env, "skein-submit")
+	if err != nil {
+		return err
+	}
+	defer stopTel()
+	ctx, span := submitSpan(ctx, tel, s)
+	defer span.End()
 	if o.Bus == "" {
 		o.Embedded = &embedded.Config{Workers: o.Workers, Logger: log}
+		o.Embedded.Coordinator.Telemetry, o.Embedded.Runtime.Telemetry = tel, tel
+		if s.Monitor == coordinator.MonitorPoll {
+			embeddedPoll(o.Embedded, log)
+		}
 	}
 	if env.Extend != nil {
 		if err := env.Extend(ctx, o); err != nil {
@@ -421,8 +449,8 @@ func runJob(ctx context.Context, kind wire.JobKind, args []string, env Env) erro
 		}
 		defer closeHosts()
 		rcfg := runtime.Config{Pool: wire.LocalReducePool(id), Slots: 1, Logger: log, Hosts: hosts, WorkerID: "submit-local-reducer", Transient: true}
-		if o.Embedded != nil {
-			rcfg.Prepare, rcfg.Finish, rcfg.Resolve = o.Embedded.Runtime.Prepare, o.Embedded.Runtime.Finish, o.Embedded.Runtime.Resolve
+		if o.ConfigureRuntime != nil {
+			o.ConfigureRuntime(&rcfg)
 		}
 		rt, err := runtime.New(c.Bus(), rcfg)
 		if err != nil {
@@ -458,17 +486,47 @@ func runJob(ctx context.Context, kind wire.JobKind, args []string, env Env) erro
 			return fmt.Errorf("--status-file: %w", err)
 		}
 	}
+	if o.Monitoring.Plot != "" {
+		if err := writeJobPlot(ctx, c, id, o.Monitoring.Plot); err != nil {
+			return err
+		}
+	}
 	if st.State != wire.StateDone {
 		return &client.JobError{Status: st}
 	}
 	if o.NoFetch {
+		cleanup(ctx, o, id, env)
 		return printJSON(env.Stdout, st)
 	}
 	res, err := c.Result(ctx, id)
 	if err != nil {
 		return err
 	}
+	cleanup(ctx, o, id, env)
 	return printRaw(env.Stdout, res)
+}
+
+// explicitZero rejects --chunk-size 0 and --chunk-n 0 given on the
+// command line (unset flags are 0 too, and mean "no chunking").
+func explicitZero(fs *flag.FlagSet) error {
+	var err error
+	fs.Visit(func(f *flag.Flag) {
+		if (f.Name == "chunk-size" || f.Name == "chunk-n") && f.Value.String() == "0" && err == nil {
+			err = usagef("--%s 0: must be a positive number (leave the flag out for no chunking)", f.Name)
+		}
+	})
+	return err
+}
+
+// cleanup removes the artifacts of a --clean job after its result was
+// fetched; a failure is a warning (the result is already safe).
+func cleanup(ctx context.Context, o *Options, id string, env Env) {
+	if !o.Spec.Clean || o.Cleanup == nil {
+		return
+	}
+	if err := o.Cleanup(ctx, id); err != nil {
+		fmt.Fprintf(env.Stderr, "submit: warning: removing job %s's artifacts: %v\n", id, err)
+	}
 }
 
 func waitWithProgress(ctx context.Context, c *client.Client, id string, s *wire.JobSpec, o *Options, env Env) (wire.JobStatus, error) {
@@ -479,14 +537,17 @@ func waitWithProgress(ctx context.Context, c *client.Client, id string, s *wire.
 		ctx, cancel = context.WithTimeout(ctx, time.Duration(s.TimeoutMS)*time.Millisecond+30*time.Second)
 		defer cancel()
 	}
-	if o.Quiet {
+	if o.Quiet || o.Monitoring.Progress == "none" {
 		return c.Wait(ctx, id)
 	}
 	updates, err := c.Watch(ctx, id)
 	if err != nil {
 		return wire.JobStatus{}, err
 	}
-	p := newProgress(env.Stderr)
+	p, err := newProgress(env.Stderr, o.Monitoring.Progress)
+	if err != nil {
+		return wire.JobStatus{}, err
+	}
 	var last wire.JobStatus
 	for st := range updates {
 		last = st
@@ -631,6 +692,7 @@ func runJobCommand(ctx context.Context, cmd string, args []string, env Env) erro
 	var timeout time.Duration
 	if cmd == "status" {
 		fs.BoolVar(&watch, "watch", false, "follow the job's progress until it ends")
+		fs.Var((*progressFlag)(&o.Monitoring.Progress), "progress", "with --watch: auto (a bar on a terminal, a line every 10s otherwise), bar, lines or none")
 	}
 	if cmd == "wait" {
 		fs.Var(seconds{&timeout}, "timeout", "give up waiting after this many seconds (0: never)")
@@ -647,9 +709,11 @@ func runJobCommand(ctx context.Context, cmd string, args []string, env Env) erro
 		return usagef("%s takes one job id", cmd)
 	}
 	id := pos[0]
-	if o.Bus == "" {
-		o.Bus = env.Getenv("SKEIN_BUS")
+	fc, err := loadConfig(o.Config, env.Getenv)
+	if err != nil {
+		return err
 	}
+	fc.apply(&o.Bus, nil, env.Getenv)
 	if o.Bus == "" {
 		return usagef("%s needs a bus (--bus or SKEIN_BUS): embedded jobs end with their submit process", cmd)
 	}
@@ -682,7 +746,10 @@ func runJobCommand(ctx context.Context, cmd string, args []string, env Env) erro
 		if err != nil {
 			return err
 		}
-		p := newProgress(env.Stderr)
+		p, err := newProgress(env.Stderr, o.Monitoring.Progress)
+		if err != nil {
+			return err
+		}
 		var last wire.JobStatus
 		for st := range updates {
 			last = st

@@ -20,6 +20,9 @@ type Client struct {
 	// Resolve loads results a runtime stored by reference; nil leaves
 	// them as {"$skein_ref": "…"} objects.
 	Resolve func(ctx context.Context, ref string) (wire.Value, error)
+	// LivenessInterval is how often a wait checks that the coordinator
+	// still holds the job. Default 5s.
+	LivenessInterval time.Duration
 }
 
 // New returns a client on b.
@@ -137,14 +140,53 @@ func (c *Client) waitEnd(ctx context.Context, id string, submitted int64) (wire.
 	if err != nil {
 		return wire.JobStatus{}, err
 	}
-	for m := range ch {
-		var end wire.End
-		if err := wire.Decode(m.Data, wire.KindEnd, &end); err != nil {
-			return wire.JobStatus{}, fmt.Errorf("job %s: malformed end record: %w", id, err)
+	// While waiting, check now and then that a coordinator still holds
+	// the job, so that a coordinator that died is a clear error, not a hang.
+	check := time.NewTicker(c.liveness())
+	defer check.Stop()
+	misses := 0
+	for {
+		select {
+		case m, ok := <-ch:
+			if !ok {
+				if ctx.Err() != nil {
+					return wire.JobStatus{}, ctx.Err()
+				}
+				return wire.JobStatus{}, fmt.Errorf("job %s: the bus closed the subscription to the job's end", id)
+			}
+			var end wire.End
+			if err := wire.Decode(m.Data, wire.KindEnd, &end); err != nil {
+				return wire.JobStatus{}, fmt.Errorf("job %s: malformed end record: %w", id, err)
+			}
+			return end.Status, nil
+		case <-check.C:
+			sctx, scancel := context.WithTimeout(ctx, 5*time.Second)
+			_, err := c.Status(sctx, id)
+			scancel()
+			switch {
+			case err == nil:
+				misses = 0
+			case ctx.Err() != nil:
+				return wire.JobStatus{}, ctx.Err()
+			case errors.Is(err, ErrNoCoordinator):
+				if misses++; misses >= 2 {
+					return wire.JobStatus{}, fmt.Errorf("job %s: %w: the coordinator running it stopped answering; the job's outcome is unknown (resubmit it)", id, ErrCoordinatorLost)
+				}
+			case strings.Contains(err.Error(), "unknown job"):
+				return wire.JobStatus{}, fmt.Errorf("job %s: %w: the coordinator no longer knows the job (it restarted); resubmit it", id, ErrCoordinatorLost)
+			}
 		}
-		return end.Status, nil
 	}
-	return wire.JobStatus{}, ctx.Err()
+}
+
+// ErrCoordinatorLost is returned by waits whose coordinator went away.
+var ErrCoordinatorLost = errors.New("coordinator lost")
+
+func (c *Client) liveness() time.Duration {
+	if c.LivenessInterval > 0 {
+		return c.LivenessInterval
+	}
+	return 5 * time.Second
 }
 
 // Result fetches a finished job's result as JSON: a list in iterdata order
@@ -272,9 +314,12 @@ func (c *Client) Watch(ctx context.Context, id string) (<-chan wire.JobStatus, e
 			return
 		}
 		endc := make(chan wire.JobStatus, 1)
+		lost := make(chan struct{})
 		go func() {
 			if s, err := c.waitEnd(ctx, id, st.Submitted); err == nil {
 				endc <- s
+			} else {
+				close(lost) // the caller's next Wait reports why
 			}
 		}()
 		for {
@@ -293,6 +338,8 @@ func (c *Client) Watch(ctx context.Context, id string) (<-chan wire.JobStatus, e
 				}
 			case s := <-endc:
 				out <- s
+				return
+			case <-lost:
 				return
 			case <-ctx.Done():
 				return

@@ -210,6 +210,14 @@ func (h *Host) Call(ctx context.Context, c *fn.Call) (wire.Value, error) {
 	h.mu.Unlock()
 
 	err = cmd.Wait()
+	if cmd.ProcessState != nil {
+		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+			// KiB on Linux. The kernel folds the spawning process's
+			// resident set at exec into it, so it is an upper bound for
+			// commands smaller than the runtime itself.
+			c.PeakKB = ru.Maxrss
+		}
+	}
 	// Kill what the command left behind in its group.
 	_ = syscall.Kill(-pgid, syscall.SIGKILL)
 	h.mu.Lock()

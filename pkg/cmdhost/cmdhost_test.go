@@ -306,3 +306,28 @@ func TestMemoryLimit(t *testing.T) {
 	_, err = run(t, h, &fn.Call{Ref: "false", MemoryMB: 96})
 	wantKind(t, err, wire.ErrUser)
 }
+
+// TestPeakMemory: a call reports its process's peak resident memory.
+func TestPeakMemory(t *testing.T) {
+	h := newHost(t)
+	py, err := exec.LookPath("python3")
+	if err != nil {
+		py = testenv.Require(t, testenv.Python)
+	}
+	small := &fn.Call{Ref: "true"}
+	mustRun(t, h, small)
+	big := &fn.Call{Ref: fmt.Sprintf(`%s -c 'b = bytearray(64 << 20); print(len(b) >> 20)'`, py)}
+	if got := mustRun(t, h, big); got != "64" {
+		t.Fatalf("allocating 64 MiB: %s", got)
+	}
+	t.Logf("peak: true %d KiB, 64 MiB python %d KiB", small.PeakKB, big.PeakKB)
+	// Linux counts the spawning process's resident set at exec into the
+	// child's maxrss: a small command reports at most about the host
+	// process's own peak.
+	if small.PeakKB <= 0 {
+		t.Errorf("peak of true: %d KiB", small.PeakKB)
+	}
+	if big.PeakKB < 64<<10 || big.PeakKB > 1<<20 {
+		t.Errorf("peak of a 64 MiB allocation: %d KiB", big.PeakKB)
+	}
+}

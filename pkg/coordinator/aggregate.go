@@ -162,6 +162,7 @@ func (j *job) onReduceEvent(ev *wire.Event) {
 			j.rResults[g] = refValue(ev.ResultRef)
 		}
 		j.status.Done++
+		j.reduceDone(ev)
 		j.mu.Unlock()
 	case wire.EventFailed:
 		if ev.Attempt < cur {
@@ -181,6 +182,7 @@ func (j *job) onReduceEvent(ev *wire.Event) {
 		}
 		j.rState[g] = stFailed
 		j.status.Failed++
+		j.taskFailed(ev)
 		j.mu.Unlock()
 		e := ev.Error
 		if e == nil {

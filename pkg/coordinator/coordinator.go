@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/skeinrun/skein/bus"
+	"github.com/skeinrun/skein/pkg/telemetry"
 	"github.com/skeinrun/skein/pkg/wire"
 )
 
@@ -33,6 +34,8 @@ type Config struct {
 	// streaming reduce). Optional.
 	Hooks  Hooks
 	Logger *slog.Logger
+	// Telemetry records the job spans and task metrics; nil means off.
+	Telemetry *telemetry.Telemetry
 }
 
 // DefaultConfig returns the defaults.
@@ -75,6 +78,9 @@ func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+	if c.Telemetry == nil {
+		c.Telemetry = telemetry.Off()
+	}
 }
 
 // Hooks let other packages take part in a job's life without the
@@ -84,12 +90,20 @@ type Hooks struct {
 	// more than Lithops' plain rules (storage URLs to be partitioned).
 	// It returns nil inputs to fall back to the plain rules.
 	Expand func(ctx context.Context, spec *wire.JobSpec, elems []wire.Value, extra map[string]wire.Value) ([]Input, []*wire.Object, error)
+	// Spill is called once with every task input of a job (after
+	// Expand); it may store large inputs elsewhere and set Input.Ref in
+	// place of their Args and Kwargs.
+	Spill func(ctx context.Context, spec *wire.JobSpec, inputs []Input) error
 	// Ended is called once when a job reaches a terminal state (cleanup
 	// of artifacts).
 	Ended func(ctx context.Context, spec *wire.JobSpec, st wire.JobStatus)
+	// Poll follows poll-mode jobs (JobSpec.Monitor "poll") by listing
+	// their status objects; without it such jobs are refused.
+	Poll PollFunc
 	// Published is called after tasks of the job went on its pool's
 	// queue: once with the map (or call) tasks when publishing ends, then
-	// with 1 for every task enqueued later (retry, reducer). A compute
+	// with 1 for every task enqueued there later (retry, reducer; not a
+	// reducer_wait_local reducer, which the submitter runs). A compute
 	// backend uses it to make runtimes exist (backend.Backend.Dispatch).
 	// It runs on the publishing goroutine; an error fails the job.
 	Published func(ctx context.Context, spec *wire.JobSpec, tasks int) error

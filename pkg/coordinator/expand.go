@@ -36,6 +36,9 @@ func Validate(s *wire.JobSpec) error {
 	} else if s.ReduceFunction != "" {
 		bad("reduce_function: only for mapreduce jobs")
 	}
+	if err := checkMonitor(s); err != nil {
+		errs = append(errs, err)
+	}
 	switch s.ReduceMode {
 	case "", wire.ReduceStreaming, wire.ReduceBarrier:
 	default:
@@ -220,6 +223,9 @@ func position(v []byte, off int64, msg string) string {
 type Input struct {
 	Args   []wire.Value
 	Kwargs map[string]wire.Value
+	// Ref, when set, names a stored {"args":…,"kwargs":…} that replaces
+	// Args and Kwargs (Task.InputRef).
+	Ref string
 }
 
 // SplitElement applies Lithops' rules to one data or iterdata element: an

@@ -60,6 +60,7 @@ type job struct {
 	results []wire.Value
 	lat     []int64
 	ended   time.Time
+	mon     monitorState // telemetry, poll mode (monitor.go)
 
 	done   chan struct{}
 	endReq chan endRequest
@@ -102,6 +103,11 @@ func newJob(ctx context.Context, c *Coordinator, spec *wire.JobSpec) (*job, erro
 				}
 				j.inputs[i] = in
 			}
+		}
+	}
+	if h := c.cfg.Hooks.Spill; h != nil {
+		if err := h(ctx, spec, j.inputs); err != nil {
+			return nil, fmt.Errorf("storing large task inputs: %w", err)
 		}
 	}
 	j.n = len(j.inputs)
@@ -167,6 +173,10 @@ func (j *job) start() error {
 		return fmt.Errorf("subscribe to job events: %w", err)
 	}
 	j.events = ev
+	if err := j.startMonitoring(); err != nil {
+		j.cancel()
+		return err
+	}
 	if j.spec.Kind == wire.JobMapReduce {
 		j.feeds = make(chan wire.Feed, 64)
 		j.c.wg.Add(1)
@@ -195,9 +205,9 @@ func (j *job) task(i int, attempt int) *wire.Task {
 	}
 	t := &wire.Task{
 		Job: j.id, Index: i, Attempt: attempt, Kind: kind, Function: j.spec.Function,
-		Args: j.inputs[i].Args, Kwargs: j.inputs[i].Kwargs,
+		Args: j.inputs[i].Args, Kwargs: j.inputs[i].Kwargs, InputRef: j.inputs[i].Ref,
 		TimeoutMS: j.spec.TaskTimeoutMS, MemoryMB: j.memory(kind), Env: j.spec.Env,
-		Modules: j.spec.Modules, Queued: time.Now().UnixNano(), Monitor: j.spec.Monitor, Trace: j.spec.Trace,
+		Modules: j.spec.Modules, Queued: time.Now().UnixNano(), Monitor: j.spec.Monitor, Trace: j.mon.trace,
 	}
 	if j.objs != nil {
 		t.Obj = j.objs[i]
@@ -213,7 +223,7 @@ func (j *job) reduceTask(g int, attempt int) *wire.Task {
 		Job: j.id, Index: g, Attempt: attempt, Kind: wire.TaskReduce, Function: j.spec.ReduceFunction,
 		Feed: wire.FeedSubject(j.id, g), Expect: j.groupSize[g], JobStart: j.spec.SubmittedAt,
 		TimeoutMS: j.spec.TaskTimeoutMS, MemoryMB: j.memory(wire.TaskReduce), Env: j.spec.Env,
-		Modules: j.spec.Modules, Queued: time.Now().UnixNano(), Trace: j.spec.Trace,
+		Modules: j.spec.Modules, Queued: time.Now().UnixNano(), Trace: j.mon.trace,
 	}
 	if !j.deadline.IsZero() {
 		t.Deadline = j.deadline.UnixNano()
@@ -264,6 +274,7 @@ func (j *job) publishAll() {
 			j.requestEnd(wire.StateFailed, &wire.TaskError{Kind: wire.ErrInternal, Message: msg}, i)
 			return
 		}
+		j.tel().Metrics.Published(j.ctx, len(msgs))
 	}
 	if j.n > 0 {
 		j.published(j.n)
@@ -321,6 +332,11 @@ func (j *job) run() {
 			j.finish(wire.StateTimedOut, &wire.TaskError{Kind: wire.ErrTimeout,
 				Message: fmt.Sprintf("job did not finish within its timeout of %v", time.Duration(j.spec.TimeoutMS)*time.Millisecond)}, -1)
 			return
+		case p := <-j.polledChan():
+			j.onPolled(p)
+		case err := <-j.pollErrChan():
+			j.finish(wire.StateFailed, &wire.TaskError{Kind: wire.ErrInternal, Message: "polling status objects: " + err.Error()}, -1)
+			return
 		case <-tick.C:
 			st := j.snapshot()
 			if st != lastProgress {
@@ -345,7 +361,7 @@ func (j *job) run() {
 func (j *job) isDone() bool {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	return j.status.Done == j.status.Total && j.status.State == wire.StateRunning
+	return j.status.Done == j.status.Total && j.status.State == wire.StateRunning && j.pollComplete()
 }
 
 // onMessage handles one message of the job's event subject: a batch of
@@ -423,9 +439,7 @@ func (j *job) onEvent(ev wire.Event) {
 			j.results[i] = refValue(ev.ResultRef)
 		}
 		j.status.Done++
-		if ev.Finished > 0 {
-			j.lat = append(j.lat, time.Now().UnixNano()-ev.Finished)
-		}
+		j.taskDone(&ev)
 		if j.spec.Kind == wire.JobMapReduce {
 			j.mapsDone++
 			j.feed(i, &ev)
@@ -448,6 +462,7 @@ func (j *job) onEvent(ev wire.Event) {
 		}
 		j.state[i] = stFailed
 		j.status.Failed++
+		j.taskFailed(&ev)
 		e := ev.Error
 		if e == nil {
 			e = &wire.TaskError{Kind: wire.ErrInternal, Message: "task failed without an error"}
@@ -469,14 +484,18 @@ func (j *job) enqueue(t *wire.Task) {
 	}
 	if err != nil && j.ctx.Err() == nil {
 		j.requestEnd(wire.StateFailed, &wire.TaskError{Kind: wire.ErrInternal, Message: fmt.Sprintf("re-publishing task %d: %v", t.Index, err)}, t.Index)
-		return
 	}
-	if err == nil {
+	if err == nil && t.Attempt > 1 {
+		j.tel().Metrics.Retried(j.ctx)
+	} else if err == nil {
+		j.tel().Metrics.Published(j.ctx, 1)
+	}
+	if err == nil && pool == j.spec.Pool {
 		j.published(1)
 	}
 }
 
-// published tells the Published hook that tasks went on the queue.
+// published tells the Published hook that tasks went on the job's pool.
 func (j *job) published(tasks int) {
 	h := j.c.cfg.Hooks.Published
 	if h == nil {
@@ -553,6 +572,7 @@ func (j *job) finish(state wire.JobState, e *wire.TaskError, task int) {
 	if h := j.c.cfg.Hooks.Ended; h != nil {
 		h(bctx, j.spec, st)
 	}
+	j.endMonitoring(state, e)
 	args := []any{"job", j.id, "state", state, "tasks", st.Total, "elapsed", time.Duration(st.Ended - st.Submitted)}
 	if e != nil {
 		args = append(args, "error", e.Error())

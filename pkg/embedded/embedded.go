@@ -92,7 +92,7 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
-		if _, err := rt.Run(rctx); err != nil {
+		if _, err := rt.Run(rctx); err != nil && rctx.Err() == nil {
 			c.runErr = err
 			cfg.Logger.Error("embedded runtime stopped", "err", err)
 		}

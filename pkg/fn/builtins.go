@@ -21,8 +21,10 @@ func Builtins() *Registry {
 	return r
 }
 
-// RegisterBuiltins adds the stock functions to r.
+// RegisterBuiltins adds the stock functions to r, and the text functions
+// of RegisterTextBuiltins.
 func RegisterBuiltins(r *Registry) {
+	RegisterTextBuiltins(r)
 	r.Register(Spec{Name: "add", Params: []string{"x", "y"}, Doc: "x + y", Run: func(ctx context.Context, a *Args) (any, error) {
 		x, err := a.Number("x")
 		if err != nil {

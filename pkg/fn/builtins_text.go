@@ -18,6 +18,8 @@ import (
 //     above, case kept).
 //   - merge(values): a reducer summing maps of counts key by key (folds
 //     results one by one).
+//   - blob(n): a string of n bytes, the letters a to z repeated (for
+//     tests and benchmarks of large results).
 //
 // With sum (a stock built-in), wordcount gives a total; with merge,
 // wordfreq gives the frequencies of a whole data set.
@@ -52,6 +54,16 @@ func RegisterTextBuiltins(r *Registry) {
 		}
 		return freq, nil
 	}})
+	r.Register(Spec{Name: "blob", Params: []string{"n"}, Doc: "a string of n bytes (a..z repeated)", Run: func(ctx context.Context, a *Args) (any, error) {
+		var n int
+		if err := a.Get("n", &n); err != nil {
+			return nil, err
+		}
+		if n < 0 || n > MaxBlob {
+			return nil, BadInput(fmt.Errorf("blob: n must be between 0 and %d, got %d", MaxBlob, n))
+		}
+		return Blob(n), nil
+	}})
 	r.Register(Spec{Name: "merge", Params: []string{"values"}, Doc: "sums maps of counts key by key", Run: func(ctx context.Context, a *Args) (any, error) {
 		var maps []map[string]json.Number
 		if err := a.Get("values", &maps); err != nil {
@@ -77,6 +89,18 @@ func RegisterTextBuiltins(r *Registry) {
 			return acc, nil
 		},
 	}})
+}
+
+// MaxBlob bounds blob's n.
+const MaxBlob = 1 << 30
+
+// Blob returns the string blob(n) returns: n bytes, "abc…z" repeated.
+func Blob(n int) string {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = 'a' + byte(i%26)
+	}
+	return string(b)
 }
 
 func objBody(a *Args, name string) (io.Reader, error) {

@@ -40,6 +40,9 @@ type Call struct {
 	ModulesDir string
 	// Log receives the function's stdout/stderr output.
 	Log io.Writer
+	// PeakKB is set by a host that can measure it: the peak resident
+	// memory, in KiB, of the process that ran the call (0: unknown).
+	PeakKB int64
 }
 
 // Ref is a parsed function reference.

@@ -24,6 +24,8 @@ type Reducer struct {
 	Hosts    map[string]fn.Host
 	// Resolve loads a result stored by reference (nil: refs are errors).
 	Resolve func(ctx context.Context, ref string) (wire.Value, error)
+	// Prepare, when set, completes a host call (shipped modules).
+	Prepare func(ctx context.Context, t *wire.Task, c *fn.Call) error
 	// OnInput, when set, is called as each distinct input arrives (for
 	// measurements and plots).
 	OnInput func(index int, at time.Time)
@@ -119,6 +121,11 @@ func (rd *Reducer) Reduce(ctx context.Context, t *wire.Task, slot int, logw io.W
 			out, err = spec.Run(ctx, a)
 		} else {
 			c := &fn.Call{Ref: ref.Name, Slot: slot, Args: args, Env: t.Env, MemoryMB: t.MemoryMB, Log: logw}
+			if rd.Prepare != nil {
+				if err := rd.Prepare(ctx, t, c); err != nil {
+					return nil, err
+				}
+			}
 			var v wire.Value
 			v, err = rd.Hosts[ref.Scheme].Call(ctx, c)
 			out = json.RawMessage(v)

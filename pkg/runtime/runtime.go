@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"runtime/debug"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/skeinrun/skein/bus"
 	"github.com/skeinrun/skein/pkg/fn"
+	"github.com/skeinrun/skein/pkg/telemetry"
 	"github.com/skeinrun/skein/pkg/wire"
 )
 
@@ -58,7 +60,13 @@ type Config struct {
 	Finish func(ctx context.Context, t *wire.Task, ev *wire.Event) error
 	// Resolve loads a value stored by reference (reducer inputs).
 	Resolve func(ctx context.Context, ref string) (wire.Value, error)
-	Logger  *slog.Logger
+	// PollStatus, when set, writes the status object of a poll-mode task
+	// (Task.Monitor "poll") once its done event is on the bus, before the
+	// task is acked: the storage-polling baseline (pkg/pollmon).
+	PollStatus func(ctx context.Context, t *wire.Task, ev *wire.Event) error
+	// Telemetry records a span per task attempt; nil means off.
+	Telemetry *telemetry.Telemetry
+	Logger    *slog.Logger
 }
 
 // DefaultConfig returns the defaults.
@@ -94,6 +102,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Telemetry == nil {
+		c.Telemetry = telemetry.Off()
 	}
 }
 
@@ -156,7 +167,7 @@ func New(b bus.Bus, cfg Config) (*Runtime, error) {
 	cfg.setDefaults()
 	r := &Runtime{bus: b, cfg: cfg, log: cfg.Logger.With("worker", cfg.WorkerID), reducers: make(chan struct{}, 64)}
 	r.outcomes = make(chan outcome, 4*cfg.Prefetch+64)
-	r.reducer = &Reducer{Bus: b, Registry: cfg.Registry, Hosts: cfg.Hosts, Resolve: cfg.Resolve}
+	r.reducer = &Reducer{Bus: b, Registry: cfg.Registry, Hosts: cfg.Hosts, Resolve: cfg.Resolve, Prepare: cfg.Prepare}
 	return r, nil
 }
 
@@ -250,7 +261,9 @@ func (r *Runtime) inFlight() int {
 func (r *Runtime) listenCancels(ctx context.Context) {
 	ch, err := r.bus.Listen(ctx, "cancel")
 	if err != nil {
-		r.log.Warn("runtime: cannot listen for cancels", "err", err)
+		if ctx.Err() == nil {
+			r.log.Warn("runtime: cannot listen for cancels", "err", err)
+		}
 		return
 	}
 	for m := range ch {
@@ -325,14 +338,17 @@ func (r *Runtime) execute(parent context.Context, slot int, d bus.Delivery, t *w
 		ctx, c2 = context.WithTimeout(ctx, time.Duration(t.TimeoutMS)*time.Millisecond)
 		defer c2()
 	}
+	ctx, span := r.cfg.Telemetry.StartTask(telemetry.Extract(ctx, t.Trace), t.Job, t.Index, t.Attempt, string(t.Kind), r.cfg.WorkerID)
 	started := time.Now()
 	rt := &runningTask{job: t.Job, cancel: cancel, task: t, d: d, started: started}
 	r.running.Store(rt, struct{}{})
 
 	var logBuf boundedBuffer
 	var arrivals []int64
-	result, err := r.call(ctx, slot, t, &logBuf, &arrivals)
+	var peakKB int64
+	result, err := r.call(ctx, slot, t, &logBuf, &arrivals, &peakKB)
 	finished := time.Now()
+	telemetry.End(span, err)
 	r.running.Delete(rt)
 	rt.mu.Lock()
 	rt.finished = true
@@ -343,7 +359,7 @@ func (r *Runtime) execute(parent context.Context, slot int, d bus.Delivery, t *w
 		return
 	}
 	ev := r.event(t, d, wire.EventDone)
-	ev.Started, ev.Finished = started.UnixNano(), finished.UnixNano()
+	ev.Started, ev.Finished, ev.PeakKB = started.UnixNano(), finished.UnixNano(), peakKB
 	ev.Log = logBuf.String()
 	ev.Arrivals = arrivals
 	if err != nil {
@@ -490,6 +506,11 @@ func (r *Runtime) publishGroup(ctx context.Context, job string, group []outcome)
 		}
 	}
 	for _, o := range group {
+		if err == nil && r.cfg.PollStatus != nil && o.t.Monitor == "poll" && o.ev.Type == wire.EventDone {
+			if perr := r.cfg.PollStatus(ctx, o.t, o.ev); perr != nil {
+				r.log.Warn("runtime: writing the poll-mode status object", "job", job, "task", o.t.Index, "err", perr)
+			}
+		}
 		if err != nil {
 			// Not safe: leave the task to be redelivered.
 			r.log.Error("runtime: publishing event failed; task will be redelivered", "job", job, "task", o.t.Index, "err", err)
@@ -537,7 +558,7 @@ func (r *Runtime) publishStarted(ctx context.Context, t *wire.Task, d bus.Delive
 
 // call resolves the task's function and runs it, turning panics into
 // errors.
-func (r *Runtime) call(ctx context.Context, slot int, t *wire.Task, logw *boundedBuffer, arrivals *[]int64) (res wire.Value, err error) {
+func (r *Runtime) call(ctx context.Context, slot int, t *wire.Task, logw *boundedBuffer, arrivals *[]int64, peakKB *int64) (res wire.Value, err error) {
 	if t.Kind == wire.TaskReduce {
 		defer func() {
 			if p := recover(); p != nil {
@@ -556,6 +577,11 @@ func (r *Runtime) call(ctx context.Context, slot int, t *wire.Task, logw *bounde
 			return nil, err
 		}
 	}
+	if c.Obj != nil {
+		if cl, ok := c.Obj.Body.(io.Closer); ok {
+			defer cl.Close()
+		}
+	}
 	defer func() {
 		if p := recover(); p != nil {
 			err = &wire.TaskError{Kind: wire.ErrPanic, Message: fmt.Sprint(p), Stack: string(debug.Stack()), Retryable: true}
@@ -566,7 +592,9 @@ func (r *Runtime) call(ctx context.Context, slot int, t *wire.Task, logw *bounde
 		if !ok {
 			return nil, &wire.TaskError{Kind: wire.ErrUnknownFn, Message: fmt.Sprintf("this runtime cannot run %s functions (%s)", ref.Scheme, t.Function)}
 		}
-		return h.Call(ctx, c)
+		res, err := h.Call(ctx, c)
+		*peakKB = c.PeakKB
+		return res, err
 	}
 	spec, ok := r.cfg.Registry.Lookup(ref.Name)
 	if !ok {

@@ -188,9 +188,25 @@ func (a *Artifacts) List(ctx context.Context, job string) ([]Info, error) {
 // Clean deletes every artifact of job (everything under its prefix). A
 // job without artifacts is not an error.
 func (a *Artifacts) Clean(ctx context.Context, job string) error {
+	return a.CleanUnder(ctx, job, "")
+}
+
+// CleanUnder deletes the artifacts of job whose names start with sub
+// (e.g. "in/": the task inputs); "" deletes everything of the job.
+func (a *Artifacts) CleanUnder(ctx context.Context, job, sub string) error {
 	infos, err := a.List(ctx, job)
 	if err != nil {
 		return err
+	}
+	if sub != "" {
+		prefix := a.base.Key + job + "/" + sub
+		kept := infos[:0]
+		for _, in := range infos {
+			if strings.HasPrefix(in.Key, prefix) {
+				kept = append(kept, in)
+			}
+		}
+		infos = kept
 	}
 	const workers = 8
 	var (

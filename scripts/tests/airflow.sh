@@ -32,12 +32,6 @@ if ! command -v nats-server >/dev/null; then
 	(apt-get install -y nats-server >&2 || { apt-get update >&2 && apt-get install -y nats-server >&2; }) || true
 fi
 
-# Capabilities main does not have yet: their acceptance tests are skipped (and
-# listed by -rs) instead of failing under CI. They run by themselves as soon as
-# the built binaries have them (the tests probe); then remove them from here.
-#   py:        the Python host wired into runtime/submit, with include_modules shipping
-#   wordcount: the wordcount built-in over local:/// objects
-export SKEIN_AIRFLOW_PENDING=${SKEIN_AIRFLOW_PENDING-py,wordcount}
 
 cd deploy/airflow
 set +e

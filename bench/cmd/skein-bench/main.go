@@ -11,12 +11,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	goruntime "runtime"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/skeinrun/skein/bench/fanout"
+	"github.com/skeinrun/skein/bench/floor"
 	"github.com/skeinrun/skein/bench/reduce"
 	"github.com/skeinrun/skein/pkg/wire"
 )
@@ -53,19 +55,29 @@ func ints(s string) ([]int, error) {
 	return out, nil
 }
 
-// buildSubmit builds the submit program once for the run.
-func buildSubmit() (string, func(), error) {
+// buildPrograms builds submit, coordinator and runtime once for the run.
+func buildPrograms() (string, func(), error) {
 	dir, err := os.MkdirTemp("", "skein-bench-")
 	if err != nil {
 		return "", nil, err
 	}
-	cmd := exec.Command("go", "build", "-o", dir+"/", "github.com/skeinrun/skein/cmd/submit")
+	cmd := exec.Command("go", "build", "-o", dir+"/", "github.com/skeinrun/skein/cmd/submit",
+		"github.com/skeinrun/skein/cmd/coordinator", "github.com/skeinrun/skein/cmd/runtime")
 	cmd.Stderr = os.Stderr
 	if err := cmd.Run(); err != nil {
 		os.RemoveAll(dir)
-		return "", nil, fmt.Errorf("building submit: %w", err)
+		return "", nil, fmt.Errorf("building the programs: %w", err)
 	}
-	return filepath.Join(dir, "submit"), func() { os.RemoveAll(dir) }, nil
+	return dir, func() { os.RemoveAll(dir) }, nil
+}
+
+func envOr(names ...string) string {
+	for _, n := range names {
+		if v := os.Getenv(n); v != "" {
+			return v
+		}
+	}
+	return ""
 }
 
 func runFanout(args []string) error {
@@ -73,47 +85,104 @@ func runFanout(args []string) error {
 	ns := fs.String("n", "1,100,1000,10000,100000", "task counts")
 	runs := fs.Int("runs", 3, "runs per point (the median is reported)")
 	iso := fs.Int("isolated", 200, "one-task jobs for the isolated completion latency")
+	busList := fs.String("buses", "embedded", "bus setups side by side: embedded, nats (SKEIN_BENCH_NATS_URL or SKEIN_TEST_NATS_URL), amqp (SKEIN_BENCH_AMQP_URL or SKEIN_TEST_AMQP_URL)")
 	_ = fs.Parse(args)
 	counts, err := ints(*ns)
 	if err != nil {
 		return err
 	}
-	bin, cleanup, err := buildSubmit()
+	bin, cleanup, err := buildPrograms()
 	if err != nil {
 		return err
 	}
 	defer cleanup()
 	ctx := context.Background()
-	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(w, "N\tskein wall\tskein tasks/s\tlat p50\tlat p99\tpeak RSS\tfloor wall\tfloor tasks/s\tfloor lat p50\tskein/floor\t\n")
-	for _, n := range counts {
-		var sk, fl []fanout.Result
-		for r := 0; r < *runs; r++ {
-			// Side by side: one Skein run, then one floor run.
-			s, err := fanout.Submit(ctx, bin, n)
-			if err != nil {
-				return err
+	type setup struct {
+		name, url string
+		svc       *fanout.Services
+	}
+	var setups []*setup
+	for _, b := range strings.Split(*busList, ",") {
+		switch strings.TrimSpace(b) {
+		case "embedded":
+			setups = append(setups, &setup{name: "embedded"})
+		case "nats":
+			u := envOr("SKEIN_BENCH_NATS_URL", "SKEIN_TEST_NATS_URL")
+			if u == "" {
+				return fmt.Errorf("-buses nats needs SKEIN_BENCH_NATS_URL")
 			}
-			sk = append(sk, s)
-			if n > 0 {
-				f, err := fanout.Floor(ctx, n, 64)
+			setups = append(setups, &setup{name: "nats-server", url: u})
+		case "amqp":
+			u := envOr("SKEIN_BENCH_AMQP_URL", "SKEIN_TEST_AMQP_URL")
+			if u == "" {
+				return fmt.Errorf("-buses amqp needs SKEIN_BENCH_AMQP_URL")
+			}
+			setups = append(setups, &setup{name: "rabbitmq", url: u})
+		default:
+			return fmt.Errorf("unknown bus %q", b)
+		}
+	}
+	for _, s := range setups {
+		if s.url == "" {
+			continue
+		}
+		// One runtime process with as many slots as cores, like the
+		// embedded default.
+		svc, err := fanout.StartServices(bin, s.url, 1, goruntime.NumCPU())
+		if err != nil {
+			return err
+		}
+		defer svc.Stop()
+		s.svc = svc
+	}
+	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(w, "bus\tN\tskein wall\tskein tasks/s\tlat p50\tlat p99\tsubmit peak RSS\tfloor tasks/s\tfloor lat p50\tskein/floor\t\n")
+	for _, n := range counts {
+		for _, s := range setups {
+			var sk, fl []fanout.Result
+			for r := 0; r < *runs; r++ {
+				// Side by side: one Skein run, then one floor run, same bus.
+				var extra []string
+				if s.url != "" {
+					extra = []string{"--bus", s.url}
+				}
+				res, err := fanout.Submit(ctx, filepath.Join(bin, "submit"), n, extra...)
 				if err != nil {
-					return err
+					return fmt.Errorf("%s n=%d: %w", s.name, n, err)
+				}
+				sk = append(sk, res)
+				if n == 0 {
+					continue
+				}
+				var f fanout.Result
+				switch s.name {
+				case "embedded":
+					f, err = fanout.Floor(ctx, n, 64)
+				case "nats-server":
+					f, err = fanout.FloorURL(ctx, s.url, n, 64)
+				case "rabbitmq":
+					var rf floor.Result
+					rf, err = floor.RabbitFloor(ctx, s.url, n)
+					f = fanout.Result{N: rf.N, Wall: rf.Wall, LatP50: rf.LatP50, LatP99: rf.LatP99}
+				}
+				if err != nil {
+					return fmt.Errorf("%s floor n=%d: %w", s.name, n, err)
 				}
 				fl = append(fl, f)
 			}
+			k, f := fanout.Median(sk), fanout.Median(fl)
+			fmt.Fprintf(w, "%s\t%d\t%v\t%.0f\t%v\t%v\t%.0f MB\t%.0f\t%v\t%.2f\t\n", s.name, n, k.Wall.Round(time.Millisecond), k.TasksPerSec(),
+				k.LatP50, k.LatP99, float64(k.PeakRSS)/1e6, f.TasksPerSec(), f.LatP50.Round(time.Microsecond), k.TasksPerSec()/f.TasksPerSec())
+			w.Flush()
 		}
-		s, f := fanout.Median(sk), fanout.Median(fl)
-		fmt.Fprintf(w, "%d\t%v\t%.0f\t%v\t%v\t%.0f MB\t%v\t%.0f\t%v\t%.2f\t\n", n, s.Wall.Round(time.Millisecond), s.TasksPerSec(),
-			s.LatP50, s.LatP99, float64(s.PeakRSS)/1e6, f.Wall.Round(time.Millisecond), f.TasksPerSec(), f.LatP50.Round(time.Microsecond), s.TasksPerSec()/f.TasksPerSec())
-		w.Flush()
 	}
 	p50, p99, err := fanout.Isolated(ctx, *iso)
 	if err != nil {
 		return err
 	}
-	fmt.Printf("\nisolated task (one-task jobs, in-process, %d runs): completion latency p50 %v, p99 %v\n", *iso, p50, p99)
-	fmt.Printf("skein: `submit map --function noop --iterdata-from FILE --quiet` as a new process (start included), embedded default; floor: bare JetStream loop in-process, prefetch 64\n")
+	fmt.Printf("\nisolated task (one-task jobs, embedded, in-process, %d runs): completion latency p50 %v, p99 %v\n", *iso, p50, p99)
+	fmt.Printf("skein: `submit map --function noop --iterdata-from FILE --quiet` as a new process (start included); with a broker, one coordinator and one runtime process (%d slots) already running.\n", goruntime.NumCPU())
+	fmt.Printf("floor: bare loop on the same bus (NATS: JetStream work queue + event stream, async publish, prefetch 64; RabbitMQ: amqp091 with confirms).\n")
 	return nil
 }
 

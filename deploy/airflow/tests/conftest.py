@@ -211,17 +211,14 @@ def _probe(submit: str, name: str) -> tuple[bool, str]:
 
 def require_capability(submit: str, name: str) -> None:
     """Fail (CI) or skip (elsewhere) when the built binaries lack a capability that
-    other branches bring (the Python host; the wordcount built-in and local:/// storage).
-    Under CI a capability listed in SKEIN_AIRFLOW_PENDING (comma-separated) is skipped
-    with its reason instead: scripts/tests/airflow.sh lists what main does not have yet."""
+    the tests need (the Python host; the wordcount built-in and local:/// storage)."""
     if name not in _CAPS:
         _CAPS[name] = _probe(submit, name)
     ok, why = _CAPS[name]
     if ok:
         return
     msg = f"the built submit cannot run the {name!r} capability yet: {why}"
-    pending = {p.strip() for p in os.environ.get("SKEIN_AIRFLOW_PENDING", "").split(",") if p.strip()}
-    if CI and name not in pending:
+    if CI:
         pytest.fail(msg + " (under CI nothing may be skipped)")
     pytest.skip(msg)
 

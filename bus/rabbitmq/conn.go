@@ -1,0 +1,495 @@
+package rabbitmq
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/skeinrun/skein/bus"
+)
+
+// Bus is a bus.Bus on RabbitMQ. It also implements bus.Limits. It is safe
+// for concurrent use.
+type Bus struct {
+	opts     Options
+	log      *slog.Logger
+	url      string // with credentials: never log it
+	redacted string
+	cfg      amqp.Config
+
+	quorum  bool // work queues are quorum queues
+	streams bool // the broker has stream queues (3.9+)
+
+	done     chan struct{} // closed by Close
+	closeOne sync.Once
+	wg       sync.WaitGroup // background goroutines
+
+	mu    sync.Mutex
+	conn  *amqp.Connection
+	gen   uint64        // connection generation, +1 per reconnect
+	ready chan struct{} // closed while conn is usable
+	pub   *amqp.Channel // confirm-mode channel for publishes, lazily (re)opened
+	rpc   *rpcClient    // reply channel for Request, lazily (re)opened
+
+	declMu   sync.Mutex
+	declared map[string]time.Time // queue name -> last declare
+}
+
+var _ bus.Bus = (*Bus)(nil)
+var _ bus.Limits = (*Bus)(nil)
+
+// Connect dials url (amqp:// or amqps://), declares the bus' exchanges and
+// event stream, and returns a Bus that reconnects by itself when the
+// connection drops. A broker that cannot be reached within opts.DialTimeout
+// (or ctx) fails with an error wrapping bus.ErrUnreachable.
+func Connect(ctx context.Context, rawURL string, opts Options) (*Bus, error) {
+	opts.setDefaults()
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("rabbitmq: bad URL %q: %w", Redact(rawURL), errors.Unwrap(err))
+	}
+	if u.Scheme != "amqp" && u.Scheme != "amqps" {
+		return nil, fmt.Errorf("rabbitmq: bad URL %q: scheme must be amqp or amqps", Redact(rawURL))
+	}
+	if u.Host == "" {
+		return nil, fmt.Errorf("rabbitmq: bad URL %q: no host", Redact(rawURL))
+	}
+	switch {
+	case opts.Username != "":
+		u.User = url.UserPassword(opts.Username, opts.Password)
+	case u.User == nil && os.Getenv(EnvUsername) != "":
+		u.User = url.UserPassword(os.Getenv(EnvUsername), os.Getenv(EnvPassword))
+	}
+	b := &Bus{
+		opts:     opts,
+		log:      opts.Logger,
+		url:      u.String(),
+		redacted: Redact(u.String()),
+		done:     make(chan struct{}),
+		ready:    make(chan struct{}),
+		declared: map[string]time.Time{},
+	}
+	b.cfg = amqp.Config{
+		Heartbeat:       opts.Heartbeat,
+		TLSClientConfig: opts.TLS,
+		Locale:          "en_US",
+		Properties:      amqp.Table{"connection_name": "skein"},
+	}
+	if u.Scheme == "amqps" && b.cfg.TLSClientConfig != nil && b.cfg.TLSClientConfig.ServerName == "" {
+		c := b.cfg.TLSClientConfig.Clone()
+		c.ServerName = u.Hostname()
+		b.cfg.TLSClientConfig = c
+	}
+	conn, err := b.dial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	b.detectFeatures(conn)
+	if err := b.declareTopology(conn); err != nil {
+		_ = conn.Close()
+		return nil, err
+	}
+	b.setConn(conn)
+	b.log.Info("rabbitmq connected", "url", b.redacted, "quorum", b.quorum, "streams", b.streams)
+	return b, nil
+}
+
+// Redact returns rawURL with its password replaced by "xxxxx"; an
+// unparsable URL is replaced entirely.
+func Redact(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return "<unparsable URL>"
+	}
+	return u.Redacted()
+}
+
+// MaxMessageSize implements bus.Limits: the largest Message.Data accepted.
+func (b *Bus) MaxMessageSize() int { return b.opts.MaxMessageSize }
+
+// dial makes one connection attempt bounded by DialTimeout and ctx.
+func (b *Bus) dial(ctx context.Context) (*amqp.Connection, error) {
+	timeout := b.opts.DialTimeout
+	if d, ok := ctx.Deadline(); ok && time.Until(d) < timeout {
+		timeout = max(time.Until(d), time.Millisecond)
+	}
+	cfg := b.cfg
+	cfg.Dial = func(network, addr string) (net.Conn, error) {
+		dctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		c, err := (&net.Dialer{}).DialContext(dctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		// The handshake must finish in time too; openComplete clears it.
+		_ = c.SetDeadline(time.Now().Add(timeout))
+		return c, nil
+	}
+	conn, err := amqp.DialConfig(b.url, cfg)
+	if err != nil {
+		msg := scrub(err.Error(), b.url)
+		var aerr *amqp.Error
+		if errors.As(err, &aerr) && aerr.Code == amqp.AccessRefused {
+			return nil, fmt.Errorf("rabbitmq: connect %s: access refused (check the credentials): %s", b.redacted, msg)
+		}
+		return nil, fmt.Errorf("rabbitmq: connect %s: %s: %w", b.redacted, msg, bus.ErrUnreachable)
+	}
+	return conn, nil
+}
+
+// scrub removes the password of rawURL from msg, should a library error
+// quote it.
+func scrub(msg, rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil || u.User == nil {
+		return msg
+	}
+	if p, ok := u.User.Password(); ok && p != "" {
+		msg = strings.ReplaceAll(msg, p, "xxxxx")
+	}
+	return msg
+}
+
+func (b *Bus) detectFeatures(conn *amqp.Connection) {
+	major, minor := 0, 0
+	if v, ok := conn.Properties["version"].(string); ok {
+		parts := strings.SplitN(v, ".", 3)
+		if len(parts) >= 2 {
+			major, _ = strconv.Atoi(parts[0])
+			minor, _ = strconv.Atoi(parts[1])
+		}
+	}
+	atLeast := func(ma, mi int) bool { return major > ma || (major == ma && minor >= mi) }
+	switch b.opts.QueueType {
+	case QueueTypeQuorum:
+		b.quorum = true
+	case QueueTypeClassic:
+		b.quorum = false
+	default:
+		b.quorum = atLeast(3, 8)
+	}
+	b.streams = atLeast(3, 9)
+}
+
+func (b *Bus) eventsName() string    { return b.opts.Prefix + ".events" }
+func (b *Bus) broadcastName() string { return b.opts.Prefix + ".broadcast" }
+
+// declareTopology declares the exchanges and the event stream. Durable
+// objects survive broker restarts; declaring them again is harmless.
+func (b *Bus) declareTopology(conn *amqp.Connection) error {
+	ch, err := conn.Channel()
+	if err != nil {
+		return fmt.Errorf("rabbitmq: open channel on %s: %w", b.redacted, err)
+	}
+	defer ch.Close()
+	if err := ch.ExchangeDeclare(b.eventsName(), amqp.ExchangeTopic, true, false, false, false, nil); err != nil {
+		return fmt.Errorf("rabbitmq: declare exchange %s: %w", b.eventsName(), err)
+	}
+	if err := ch.ExchangeDeclare(b.broadcastName(), amqp.ExchangeTopic, true, false, false, false, nil); err != nil {
+		return fmt.Errorf("rabbitmq: declare exchange %s: %w", b.broadcastName(), err)
+	}
+	if !b.streams {
+		return nil
+	}
+	args := amqp.Table{
+		amqp.QueueTypeArg:         amqp.QueueTypeStream,
+		amqp.StreamMaxAgeArg:      b.opts.StreamMaxAge,
+		amqp.StreamMaxLenBytesArg: b.opts.StreamMaxBytes,
+	}
+	if _, err := ch.QueueDeclare(b.eventsName(), true, false, false, false, args); err != nil {
+		return fmt.Errorf("rabbitmq: declare stream queue %s: %w", b.eventsName(), err)
+	}
+	if err := ch.QueueBind(b.eventsName(), "#", b.eventsName(), false, nil); err != nil {
+		return fmt.Errorf("rabbitmq: bind stream queue %s: %w", b.eventsName(), err)
+	}
+	return nil
+}
+
+// setConn installs a fresh connection and starts watching it.
+func (b *Bus) setConn(conn *amqp.Connection) {
+	closed := conn.NotifyClose(make(chan *amqp.Error, 1))
+	b.mu.Lock()
+	b.conn = conn
+	b.gen++
+	b.pub = nil
+	b.rpc = nil
+	close(b.ready)
+	b.mu.Unlock()
+	b.wg.Add(1)
+	go b.watch(conn, closed)
+}
+
+// watch waits for conn to drop and reconnects with backoff.
+func (b *Bus) watch(conn *amqp.Connection, closed <-chan *amqp.Error) {
+	defer b.wg.Done()
+	var reason *amqp.Error
+	select {
+	case reason = <-closed:
+	case <-b.done:
+		return
+	}
+	b.mu.Lock()
+	if b.conn == conn {
+		b.ready = make(chan struct{})
+		if b.rpc != nil {
+			b.rpc.fail(fmt.Errorf("rabbitmq: connection to %s lost during the request", b.redacted))
+			b.rpc = nil
+		}
+		b.pub = nil
+	}
+	b.mu.Unlock()
+	select {
+	case <-b.done:
+		return
+	default:
+	}
+	b.log.Warn("rabbitmq connection lost; reconnecting", "url", b.redacted, "reason", reasonText(reason))
+	delay := b.opts.ReconnectMin
+	start := time.Now()
+	for attempt := 1; ; attempt++ {
+		ctx, cancel := context.WithTimeout(context.Background(), b.opts.DialTimeout)
+		c, err := b.dial(ctx)
+		cancel()
+		if err == nil {
+			if err = b.declareTopology(c); err == nil {
+				b.setConn(c)
+				b.log.Info("rabbitmq reconnected", "url", b.redacted, "attempts", attempt, "down", time.Since(start).Round(time.Millisecond))
+				return
+			}
+			_ = c.Close()
+		}
+		b.log.Debug("rabbitmq reconnect failed", "attempt", attempt, "err", err)
+		jitter := time.Duration(rand.Int64N(int64(delay)/2 + 1))
+		select {
+		case <-time.After(delay + jitter):
+		case <-b.done:
+			return
+		}
+		delay = min(delay*2, b.opts.ReconnectMax)
+	}
+}
+
+func reasonText(e *amqp.Error) string {
+	if e == nil {
+		return "closed"
+	}
+	return fmt.Sprintf("%d %s", e.Code, e.Reason)
+}
+
+// current waits until the bus is connected and returns the connection and
+// its generation.
+func (b *Bus) current(ctx context.Context) (*amqp.Connection, uint64, error) {
+	for {
+		b.mu.Lock()
+		conn, gen, ready := b.conn, b.gen, b.ready
+		b.mu.Unlock()
+		select {
+		case <-b.done:
+			return nil, 0, bus.ErrClosed
+		default:
+		}
+		select {
+		case <-ready:
+			if !conn.IsClosed() {
+				return conn, gen, nil
+			}
+			// Dropped but watch has not noticed yet.
+			select {
+			case <-time.After(20 * time.Millisecond):
+			case <-ctx.Done():
+				return nil, 0, ctx.Err()
+			}
+		case <-b.done:
+			return nil, 0, bus.ErrClosed
+		case <-ctx.Done():
+			return nil, 0, ctx.Err()
+		}
+	}
+}
+
+// channel opens a channel on the current connection.
+func (b *Bus) channel(ctx context.Context) (*amqp.Channel, error) {
+	for {
+		conn, _, err := b.current(ctx)
+		if err != nil {
+			return nil, err
+		}
+		ch, err := conn.Channel()
+		if err == nil {
+			return ch, nil
+		}
+		if !errors.Is(err, amqp.ErrClosed) {
+			return nil, fmt.Errorf("rabbitmq: open channel: %w", err)
+		}
+	}
+}
+
+// publisher returns the shared confirm-mode channel, opening it if needed.
+func (b *Bus) publisher(ctx context.Context) (*amqp.Channel, error) {
+	for {
+		conn, gen, err := b.current(ctx)
+		if err != nil {
+			return nil, err
+		}
+		b.mu.Lock()
+		if b.gen == gen && b.pub != nil && !b.pub.IsClosed() {
+			ch := b.pub
+			b.mu.Unlock()
+			return ch, nil
+		}
+		b.mu.Unlock()
+		ch, err := conn.Channel()
+		if err == nil {
+			err = ch.Confirm(false)
+		}
+		if err != nil {
+			if errors.Is(err, amqp.ErrClosed) {
+				continue
+			}
+			return nil, fmt.Errorf("rabbitmq: open publisher channel: %w", err)
+		}
+		b.mu.Lock()
+		if b.gen == gen && (b.pub == nil || b.pub.IsClosed()) {
+			b.pub = ch
+			b.mu.Unlock()
+			return ch, nil
+		}
+		b.mu.Unlock()
+		_ = ch.Close() // someone else won the race
+	}
+}
+
+// pending is one publish waiting for its confirm.
+type pending struct {
+	exchange, key string
+	msg           amqp.Publishing
+	conf          *amqp.DeferredConfirmation
+}
+
+// publishConfirmed publishes every item and returns once the broker has
+// confirmed all of them. A publish that is nacked, or whose channel or
+// connection drops before the confirm arrives, is sent again after the bus
+// reconnects, until ctx is done: nothing is silently lost, but a retried
+// message may arrive twice.
+func (b *Bus) publishConfirmed(ctx context.Context, items []*pending) error {
+	todo := items
+	delay := b.opts.ReconnectMin
+	for len(todo) > 0 {
+		ch, err := b.publisher(ctx)
+		if err != nil {
+			return err
+		}
+		var retry []*pending
+		for i, p := range todo {
+			p.conf, err = ch.PublishWithDeferredConfirmWithContext(ctx, p.exchange, p.key, false, false, p.msg)
+			if err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				retry = append(retry, todo[i:]...)
+				break
+			}
+		}
+		for _, p := range todo {
+			if p.conf == nil {
+				continue
+			}
+			ok, err := p.conf.WaitContext(ctx)
+			if err != nil {
+				return fmt.Errorf("rabbitmq: waiting for the broker to confirm a publish to %q: %w", p.key, err)
+			}
+			if !ok {
+				retry = append(retry, p)
+			}
+			p.conf = nil
+		}
+		if len(retry) == 0 {
+			return nil
+		}
+		b.log.Debug("rabbitmq publish not confirmed; retrying", "messages", len(retry))
+		todo = retry
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+			return fmt.Errorf("rabbitmq: %d publishes not confirmed: %w", len(todo), ctx.Err())
+		case <-b.done:
+			return bus.ErrClosed
+		}
+		delay = min(delay*2, b.opts.ReconnectMax)
+	}
+	return nil
+}
+
+// Close closes the connection and every channel handed out. Unsettled
+// deliveries go back to their queues.
+func (b *Bus) Close() error {
+	var err error
+	b.closeOne.Do(func() {
+		close(b.done)
+		b.mu.Lock()
+		conn := b.conn
+		if b.rpc != nil {
+			b.rpc.fail(bus.ErrClosed)
+		}
+		b.mu.Unlock()
+		if conn != nil && !conn.IsClosed() {
+			err = conn.Close()
+			if errors.Is(err, amqp.ErrClosed) {
+				err = nil
+			}
+		}
+		b.wg.Wait()
+	})
+	return err
+}
+
+func (b *Bus) isClosed() bool {
+	select {
+	case <-b.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// backoff sleeps before the n-th resubscription attempt; false when the bus
+// or ctx ended.
+func (b *Bus) backoff(ctx context.Context, n int) bool {
+	d := b.opts.ReconnectMin << min(n, 10)
+	d = min(d, b.opts.ReconnectMax)
+	select {
+	case <-time.After(d):
+		return true
+	case <-ctx.Done():
+		return false
+	case <-b.done:
+		return false
+	}
+}
+
+// closeConsumer closes a channel that has a consumer. The library's
+// consumer buffer must be drained while the channel closes, or Close waits
+// for it forever; what is drained was not acked and goes back to its queue.
+// (Consumers are never given a ctx: the library would cancel them from
+// another goroutine while Close runs, and two calls on one channel hang.)
+func closeConsumer(ch *amqp.Channel, deliveries <-chan amqp.Delivery) {
+	go func() {
+		for range deliveries {
+		}
+	}()
+	_ = ch.Close()
+}

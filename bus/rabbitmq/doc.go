@@ -1,0 +1,65 @@
+// Package rabbitmq is the RabbitMQ implementation of bus.Bus, on
+// github.com/rabbitmq/amqp091-go. Connect with
+//
+//	b, err := rabbitmq.Connect(ctx, "amqp://user:pass@host:5672/vhost", rabbitmq.Options{Logger: log})
+//
+// # Objects on the broker
+//
+// Work queues are durable quorum queues (classic durable queues on brokers
+// older than 3.8, or with Options.QueueType = "classic"), named as given,
+// each with a dead-letter queue "<queue>.dead" and the broker's
+// x-delivery-limit as a backstop. Events go to the topic exchange
+// "<prefix>.events", bound with "#" to a durable stream queue of the same
+// name (RabbitMQ 3.9+). Broadcasts go to the topic exchange
+// "<prefix>.broadcast"; every Listen binds an exclusive auto-delete
+// queue. RPC uses the auto-delete queue "<prefix>.rpc.<subject>" per
+// subject and direct reply-to (amq.rabbitmq.reply-to).
+//
+// # Delivery
+//
+// Every Enqueue and Publish waits for publisher confirms. Consumers use
+// manual acks and basic.qos(Prefetch), one AMQP channel per Consume.
+// Attempt() is 1 + the quorum queue's x-delivery-count (+ the attempts
+// carried in a header by a republished copy); on classic queues only the
+// redelivered flag is known, so Attempt() is 1 or 2 there.
+//
+// # Lease and InProgress
+//
+// AMQP has no lease: the broker redelivers an unacked message only when
+// the consumer's channel or connection closes (or after the broker-wide
+// consumer_timeout, 30 minutes by default, which closes the channel). The
+// bus therefore keeps the lease itself: a delivery not settled within
+// QueueOptions.Lease is nacked back to the queue by the bus (logged), and
+// InProgress restarts that timer. A consumer process that dies loses its
+// connection, and the broker redelivers at once; a hung handler in a live
+// process loses its delivery after Lease. Set consumer_timeout above the
+// longest Lease you use.
+//
+// # Nak, Term, dead letters
+//
+// Nak(0) on a quorum queue is basic.nack with requeue. Nak with a delay
+// republishes the message (with its attempt count) to a classic delay
+// queue "<prefix>.delay.<queue>.<ms>" whose message TTL dead-letters it
+// back into the work queue, then acks the original; delays are rounded up
+// to two significant digits. Term publishes the message to "<queue>.dead"
+// with headers skein-reason, skein-queue, skein-attempt and skein-dead-at,
+// then acks it; DeadLetters reads them without removing them. A delivery
+// whose Attempt() exceeds MaxAttempts+1 (the consumer was given its last
+// chance and did not Term it) is terminated by the bus.
+//
+// # Reconnection
+//
+// When the connection drops the bus redials with exponential backoff
+// (Options.ReconnectMin..ReconnectMax), logs "rabbitmq connection lost" and
+// "rabbitmq reconnected", and every Consume, Subscribe, Listen and Serve
+// resubscribes; stream subscribers resume after the last offset they
+// delivered. A publish whose confirm did not arrive is sent again on the
+// new connection until its ctx ends: nothing is silently lost, and a
+// retried message may arrive twice. Requests in flight fail.
+//
+// # Secrets
+//
+// Credentials come from the URL, Options.Username/Password, or the
+// SKEIN_AMQP_USERNAME / SKEIN_AMQP_PASSWORD environment variables; URLs are
+// redacted in logs and errors.
+package rabbitmq

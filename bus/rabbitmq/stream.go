@@ -1,0 +1,186 @@
+package rabbitmq
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/skeinrun/skein/bus"
+)
+
+var errNoStreams = errors.New("rabbitmq: the broker has no stream queues (RabbitMQ 3.9 or newer is needed for bus.Stream)")
+
+// Publish implements bus.Stream: msg goes to the topic exchange
+// "<prefix>.events" with subject as routing key, which routes it to the
+// stream queue of the same name. It returns once the broker confirmed it.
+func (b *Bus) Publish(ctx context.Context, subject string, msg bus.Message) error {
+	if b.isClosed() {
+		return bus.ErrClosed
+	}
+	if !b.streams {
+		return errNoStreams
+	}
+	if err := validSubject("subject", subject); err != nil {
+		return err
+	}
+	if err := b.checkSize("event on "+subject, len(msg.Data)); err != nil {
+		return err
+	}
+	p := &pending{exchange: b.eventsName(), key: subject, msg: publishing(msg, true)}
+	if err := b.publishConfirmed(ctx, []*pending{p}); err != nil {
+		return fmt.Errorf("rabbitmq: publish on %s: %w", subject, err)
+	}
+	return nil
+}
+
+// subscription is one Subscribe call: it survives reconnects by resuming
+// after the last offset it saw.
+type subscription struct {
+	b       *Bus
+	pattern string
+	since   time.Time
+	ctx     context.Context
+	out     chan bus.Message
+	next    int64     // offset to resume from; -1 before the first message
+	started time.Time // when Subscribe was called
+	resumed bool      // subscribed again after a drop
+}
+
+// Subscribe implements bus.Stream. Every subscriber reads the one event
+// stream from its start point (x-stream-offset "next", or the second
+// before Since) and keeps the messages whose subject matches pattern and
+// whose publish time is at or after Since.
+func (b *Bus) Subscribe(ctx context.Context, pattern string, opts bus.SubscribeOptions) (<-chan bus.Message, error) {
+	if b.isClosed() {
+		return nil, bus.ErrClosed
+	}
+	if !b.streams {
+		return nil, errNoStreams
+	}
+	if err := validPattern(pattern); err != nil {
+		return nil, err
+	}
+	s := &subscription{b: b, pattern: pattern, since: opts.Since, ctx: ctx, out: make(chan bus.Message), next: -1, started: time.Now()}
+	ch, deliveries, err := s.subscribe()
+	if err != nil {
+		return nil, err
+	}
+	b.wg.Add(1)
+	go s.run(ch, deliveries)
+	return s.out, nil
+}
+
+func (s *subscription) offset() any {
+	switch {
+	case s.next >= 0:
+		return s.next
+	case s.since.IsZero() && !s.resumed:
+		return "next"
+	default:
+		// Stream timestamps have a resolution of one second and select a
+		// chunk, so start a little early and filter by publish time.
+		return s.floor().Add(-time.Second).Truncate(time.Second)
+	}
+}
+
+// floor is the earliest publish time handed out: Since, or, after a
+// reconnect that came before any message, the time of Subscribe.
+func (s *subscription) floor() time.Time {
+	if s.since.IsZero() && s.resumed && s.next < 0 {
+		return s.started
+	}
+	return s.since
+}
+
+func (s *subscription) subscribe() (*amqp.Channel, <-chan amqp.Delivery, error) {
+	ch, err := s.b.channel(s.ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := ch.Qos(s.b.opts.StreamPrefetch, 0, false); err != nil {
+		_ = ch.Close()
+		return nil, nil, fmt.Errorf("rabbitmq: set prefetch on stream %s: %w", s.b.eventsName(), err)
+	}
+	args := amqp.Table{hdrOffset: s.offset()}
+	deliveries, err := ch.ConsumeWithContext(context.Background(), s.b.eventsName(), "", false, false, false, false, args)
+	if err != nil {
+		_ = ch.Close()
+		return nil, nil, fmt.Errorf("rabbitmq: subscribe %s on stream %s: %w", s.pattern, s.b.eventsName(), err)
+	}
+	return ch, deliveries, nil
+}
+
+func (s *subscription) run(ch *amqp.Channel, deliveries <-chan amqp.Delivery) {
+	defer s.b.wg.Done()
+	defer close(s.out)
+	for attempt := 0; ; {
+		if ch != nil {
+			s.forward(ch, deliveries)
+			closeConsumer(ch, deliveries)
+			ch = nil
+		}
+		if s.ctx.Err() != nil || s.b.isClosed() {
+			return
+		}
+		s.resumed = true
+		var err error
+		ch, deliveries, err = s.subscribe()
+		if err != nil {
+			if s.ctx.Err() != nil || s.b.isClosed() {
+				return
+			}
+			s.b.log.Warn("rabbitmq stream resubscribe failed", "pattern", s.pattern, "err", err)
+			if !s.b.backoff(s.ctx, attempt) {
+				return
+			}
+			attempt++
+			continue
+		}
+		attempt = 0
+		s.b.log.Info("rabbitmq stream subscriber resubscribed", "pattern", s.pattern, "offset", s.offset())
+	}
+}
+
+func (s *subscription) forward(ch *amqp.Channel, deliveries <-chan amqp.Delivery) {
+	for {
+		var d amqp.Delivery
+		var ok bool
+		select {
+		case d, ok = <-deliveries:
+			if !ok {
+				return
+			}
+		case <-s.ctx.Done():
+			return
+		case <-s.b.done:
+			return
+		}
+		// Stream queues need acks to grant credit; the stream keeps the
+		// message either way.
+		_ = ch.Ack(d.DeliveryTag, false)
+		f := s.floor()
+		if off, ok := headerInt(d.Headers, hdrOffset); ok {
+			if s.next >= 0 && off < s.next {
+				continue // already handed out before a resubscribe
+			}
+			s.next = off + 1
+		}
+		if !match(s.pattern, d.RoutingKey) {
+			continue
+		}
+		m := message(&d, d.RoutingKey)
+		if !f.IsZero() && m.Time.Before(f) {
+			continue
+		}
+		select {
+		case s.out <- m:
+		case <-s.ctx.Done():
+			return
+		case <-s.b.done:
+			return
+		}
+	}
+}

@@ -1,0 +1,91 @@
+package cli
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// fileConfig is the config file (--config or SKEIN_CONFIG), YAML:
+//
+//	bus: nats://skein:secret@nats.example:4222
+//	pool: default
+//	python: /usr/bin/python3
+//	storage:            # any SKEIN_STORAGE_* setting, lower case, without the prefix
+//	  endpoint: https://s3.eu-de.cloud-object-storage.appdomain.cloud
+//	  region: eu-de
+//	  artifacts: cos://my-bucket/skein/
+//	  access_key: …
+//	  secret_key: …
+//
+// Flags win over the environment, which wins over the file.
+type fileConfig struct {
+	Bus     string            `yaml:"bus"`
+	Pool    string            `yaml:"pool"`
+	Python  string            `yaml:"python"`
+	Storage map[string]string `yaml:"storage"`
+}
+
+// loadConfig reads the config file named by flag or SKEIN_CONFIG; none
+// named gives an empty config.
+func loadConfig(flagPath string, getenv func(string) string) (*fileConfig, error) {
+	path := flagPath
+	if path == "" {
+		path = getenv("SKEIN_CONFIG")
+	}
+	cfg := &fileConfig{}
+	if path == "" {
+		return cfg, nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, usagef("config file: %v", err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil && err.Error() != "EOF" {
+		return nil, usagef("config file %s: %v", path, err)
+	}
+	for k := range cfg.Storage {
+		if k == "" || strings.ContainsAny(k, " =") {
+			return nil, usagef("config file %s: storage: bad setting name %q", path, k)
+		}
+	}
+	return cfg, nil
+}
+
+// apply makes the file's settings the defaults: bus and pool where no flag
+// or variable set them, storage settings as SKEIN_STORAGE_* variables
+// where the environment has none.
+func (c *fileConfig) apply(bus, pool *string, getenv func(string) string) {
+	if *bus == "" {
+		if v := getenv("SKEIN_BUS"); v != "" {
+			*bus = v
+		} else {
+			*bus = c.Bus
+		}
+	}
+	if pool != nil && *pool == "" {
+		*pool = c.Pool
+	}
+	if c.Python != "" && getenv("SKEIN_PYTHON") == "" {
+		os.Setenv("SKEIN_PYTHON", c.Python)
+	}
+	keys := make([]string, 0, len(c.Storage))
+	for k := range c.Storage {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		name := "SKEIN_STORAGE_" + strings.ToUpper(k)
+		if getenv(name) == "" {
+			os.Setenv(name, c.Storage[k])
+		}
+	}
+}
+
+func (c *fileConfig) String() string { return fmt.Sprintf("config(bus set: %t)", c.Bus != "") }

@@ -1,0 +1,96 @@
+package datapath
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+
+	"github.com/skeinrun/skein/pkg/coordinator"
+	"github.com/skeinrun/skein/pkg/fn"
+	"github.com/skeinrun/skein/pkg/modpack"
+	"github.com/skeinrun/skein/pkg/storage"
+	"github.com/skeinrun/skein/pkg/wire"
+)
+
+// modulesJob is the artifacts "job" under which shipped code lives: one
+// zip per content hash, shared by every job that ships the same code.
+const modulesJob = "modules"
+
+// ShipModules packs spec.IncludeModules (minus ExcludeModules), uploads
+// the zip once per content hash, and sets spec.Modules to its reference.
+func (p *Path) ShipModules(ctx context.Context, spec *wire.JobSpec) error {
+	if len(spec.IncludeModules) == 0 {
+		return nil
+	}
+	a, err := modpack.Pack(ctx, spec.IncludeModules, spec.ExcludeModules, modpack.Options{Python: os.Getenv("SKEIN_PYTHON")})
+	if err != nil {
+		return &InputError{Err: fmt.Errorf("--include-modules: %w", err)}
+	}
+	name := a.Hash + ".zip"
+	ref := p.art.JobURL(modulesJob) + name
+	if rc, err := p.art.Open(ctx, ref); err == nil {
+		rc.Close() // uploaded before: the hash says it is the same code
+	} else {
+		if ref, err = p.art.Put(ctx, modulesJob, name, a.Zip); err != nil {
+			return fmt.Errorf("uploading the shipped modules: %w", err)
+		}
+	}
+	spec.Modules = ref
+	return nil
+}
+
+// modulesDir unpacks a task's shipped modules once per hash and returns
+// the directory to put on the import path.
+func (p *Path) modulesDir(ctx context.Context, ref string) (string, error) {
+	hash := strings.TrimSuffix(path.Base(ref), ".zip")
+	cache := p.moduleCache
+	if dir, ok := modpack.Have(cache, hash); ok {
+		return dir, nil
+	}
+	data, err := p.art.Get(ctx, ref)
+	if err != nil {
+		return "", storageFailure("loading the shipped modules", err)
+	}
+	dir, err := modpack.Unpack(cache, hash, data)
+	if err != nil {
+		return "", &wire.TaskError{Kind: wire.ErrInternal, Message: "unpacking the shipped modules: " + err.Error()}
+	}
+	return dir, nil
+}
+
+func defaultModuleCache() string {
+	if d, err := os.UserCacheDir(); err == nil {
+		return filepath.Join(d, "skein", "modules")
+	}
+	return filepath.Join(os.TempDir(), "skein-modules")
+}
+
+// prepareModules sets c.ModulesDir for a task that ships code.
+func (p *Path) prepareModules(ctx context.Context, t *wire.Task, c *fn.Call) error {
+	if t.Modules == "" {
+		return nil
+	}
+	dir, err := p.modulesDir(ctx, t.Modules)
+	if err != nil {
+		var te *wire.TaskError
+		if errors.As(err, &te) {
+			return te
+		}
+		return err
+	}
+	c.ModulesDir = dir
+	return nil
+}
+
+var _ = storage.Redact
+
+// InputError is bad input from the command line (exit 2).
+type InputError struct{ Err error }
+
+func (e *InputError) Error() string        { return e.Err.Error() }
+func (e *InputError) Unwrap() error        { return e.Err }
+func (e *InputError) Is(target error) bool { return target == coordinator.ErrInvalid }
