@@ -64,6 +64,13 @@ type QueueOptions struct {
 	// Transient marks a queue that serves one job only: the bus may drop
 	// its consumer state once nobody has consumed it for a while.
 	Transient bool
+	// Limit, when positive, is the most messages this consumer will
+	// take: the bus never pulls more than it can still deliver, so that a
+	// consumer that stops at its limit (a runtime in action mode) leaves
+	// no message held by the broker until its lease runs out. A bus that
+	// returns unsettled messages at once when a consumer stops may ignore
+	// it.
+	Limit int
 }
 
 // Queue is a durable work queue with competing consumers: each message is

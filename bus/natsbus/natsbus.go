@@ -382,6 +382,9 @@ func (b *Bus) Consume(ctx context.Context, queue string, o bus.QueueOptions) (<-
 	if err != nil {
 		return nil, err
 	}
+	if o.Limit > 0 {
+		return b.consumeLimited(ctx, queue, c, o), nil
+	}
 	it, err := c.Messages(jetstream.PullMaxMessages(o.Prefetch), jetstream.PullExpiry(5*time.Second))
 	if err != nil {
 		return nil, fmt.Errorf("natsbus: consume %s: %w", queue, err)

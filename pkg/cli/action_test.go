@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"github.com/skeinrun/skein/bus/dial"
-	"github.com/skeinrun/skein/bus/natsbus"
+	"github.com/skeinrun/skein/internal/testenv"
 	"github.com/skeinrun/skein/pkg/action"
 	"github.com/skeinrun/skein/pkg/coordinator"
 	"github.com/skeinrun/skein/pkg/wire"
@@ -126,14 +126,9 @@ func startActionBinary(t *testing.T) (invoker, *syncBuffer) {
 
 // TestRuntimeActionProtocol drives the real runtime binary in action mode
 // over /init and /run, as the invoker does, with tasks published by a
-// real coordinator on a real (in-process) NATS server.
+// real coordinator on the nats-server process.
 func TestRuntimeActionProtocol(t *testing.T) {
-	srv, err := natsbus.StartEmbedded(natsbus.EmbeddedConfig{Listen: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Shutdown()
-	busURL := srv.ClientURL() + "?ns=acttest"
+	busURL := namespaced(t, testenv.Require(t, testenv.NATSURL))
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	b, err := dial.Open(ctx, busURL, dial.Options{Name: "test-coordinator", Logger: testLogger(t)})

@@ -59,8 +59,9 @@ func TestPublishedHook(t *testing.T) {
 		t.Fatal(err)
 	}
 	rctx, rstop := context.WithCancel(ctx)
-	defer rstop()
-	go func() { _, _ = rt.Run(rctx) }()
+	rdone := make(chan struct{})
+	go func() { defer close(rdone); _, _ = rt.Run(rctx) }()
+	defer func() { rstop(); <-rdone }()
 
 	submit := func(spec *wire.JobSpec) (string, wire.JobStatus) {
 		t.Helper()

@@ -202,6 +202,7 @@ func (r *Runtime) Run(ctx context.Context) (Summary, error) {
 		Lease:       r.cfg.Lease,
 		MaxAttempts: r.cfg.MaxAttempts,
 		Transient:   r.cfg.Transient,
+		Limit:       r.cfg.MaxTasks,
 	})
 	if err != nil {
 		return Summary{}, fmt.Errorf("runtime: consume pool %s: %w", r.cfg.Pool, err)
