@@ -9,8 +9,8 @@ import (
 
 // TestContainersRunRealPrograms checks that the Skein containers run
 // programs of cmd/ with flags those programs accept (their -h lists
-// them), and that the KEDA trigger names the stream and consumer that
-// bus/natsbus gives the runtimes' pool.
+// them), and that the KEDA triggers name the stream and consumer that
+// bus/natsbus, or the queue that bus/rabbitmq, gives the runtimes' pool.
 func TestContainersRunRealPrograms(t *testing.T) {
 	docs := load(t)
 	bin := t.TempDir()
@@ -62,10 +62,17 @@ func TestContainersRunRealPrograms(t *testing.T) {
 		t.Fatal("no runtime Deployment names its pool")
 	}
 	for _, d := range docs {
-		if d.kind() != "ScaledObject" || filepath.Dir(d.file) != "." {
+		if d.kind() != "ScaledObject" {
 			continue
 		}
 		for _, tr := range list(get(d.m, "spec", "triggers")) {
+			if str(get(tr, "type")) == "rabbitmq" {
+				// bus/rabbitmq names a pool's work queue after the pool.
+				if q := str(get(tr, "metadata", "queueName")); !pools[q] {
+					t.Errorf("%s: queueName %q is not a runtime pool (%v)", d, q, pools)
+				}
+				continue
+			}
 			if str(get(tr, "type")) != "nats-jetstream" {
 				continue
 			}
