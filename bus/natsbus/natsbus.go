@@ -395,12 +395,9 @@ func (b *Bus) Consume(ctx context.Context, queue string, o bus.QueueOptions) (<-
 		defer b.wg.Done()
 		select {
 		case <-ctx.Done():
-			// Hand back what was pulled but not delivered (below), so
-			// that another consumer gets it now, not after the lease.
-			it.Drain()
 		case <-b.closed:
-			it.Stop()
 		}
+		it.Stop()
 	}()
 	go func() {
 		defer b.wg.Done()
@@ -554,12 +551,9 @@ func (b *Bus) Subscribe(ctx context.Context, pattern string, o bus.SubscribeOpti
 		defer b.wg.Done()
 		select {
 		case <-ctx.Done():
-			// Hand back what was pulled but not delivered (below), so
-			// that another consumer gets it now, not after the lease.
-			it.Drain()
 		case <-b.closed:
-			it.Stop()
 		}
+		it.Stop()
 	}()
 	go func() {
 		defer b.wg.Done()
