@@ -473,8 +473,11 @@ func (j *job) onEvent(ev wire.Event) {
 func (j *job) enqueue(t *wire.Task) {
 	m, err := j.encodeTask(t)
 	pool := j.spec.Pool
-	if t.Kind == wire.TaskReduce && j.spec.ReducerWaitLocal {
+	switch {
+	case t.Kind == wire.TaskReduce && j.spec.ReducerWaitLocal:
 		pool = wire.LocalReducePool(j.id)
+	case t.Kind == wire.TaskReduce:
+		pool = wire.ReducePool(pool)
 	}
 	if err == nil {
 		err = j.c.bus.Enqueue(j.ctx, pool, m)

@@ -341,3 +341,8 @@ func itoa(i int) string {
 // LocalReducePool is the queue of a reducer_wait_local job's reducers: the
 // submitting process consumes it.
 func LocalReducePool(job string) string { return "rl-" + job }
+
+// ReducePool is the queue of a pool's reduce tasks: runtimes take them
+// apart from the maps, so that a reducer starts while maps are still
+// queued.
+func ReducePool(pool string) string { return pool + "-reduce" }
