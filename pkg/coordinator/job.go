@@ -43,6 +43,7 @@ type job struct {
 	groups        int
 	groupOf       []int32 // map task -> group; nil: one group
 	groupSize     []int
+	groupBase     []int // smallest map index of each group
 	groupFed      []int
 	reducerQueued []bool
 	eosSent       []bool
@@ -142,8 +143,11 @@ func (j *job) setupGroups() {
 		j.groups = max + 1
 	}
 	j.groupSize = make([]int, j.groups)
-	for i := 0; i < j.n; i++ {
-		j.groupSize[j.group(i)]++
+	j.groupBase = make([]int, j.groups)
+	for i := j.n - 1; i >= 0; i-- {
+		g := j.group(i)
+		j.groupSize[g]++
+		j.groupBase[g] = i
 	}
 	j.groupFed = make([]int, j.groups)
 	j.reducerQueued = make([]bool, j.groups)
@@ -221,7 +225,7 @@ func (j *job) task(i int, attempt int) *wire.Task {
 func (j *job) reduceTask(g int, attempt int) *wire.Task {
 	t := &wire.Task{
 		Job: j.id, Index: g, Attempt: attempt, Kind: wire.TaskReduce, Function: j.spec.ReduceFunction,
-		Feed: wire.FeedSubject(j.id, g), Expect: j.groupSize[g], JobStart: j.spec.SubmittedAt,
+		Feed: wire.FeedSubject(j.id, g), Expect: j.groupSize[g], JobStart: j.spec.SubmittedAt, IndexBase: j.groupBase[g],
 		TimeoutMS: j.spec.TaskTimeoutMS, MemoryMB: j.memory(wire.TaskReduce), Env: j.spec.Env,
 		Modules: j.spec.Modules, Queued: time.Now().UnixNano(), Trace: j.mon.trace,
 	}
