@@ -34,6 +34,9 @@ type Options struct {
 	Replicas int
 	// ConnectTimeout bounds the initial connection. Default 5s.
 	ConnectTimeout time.Duration
+	// MemoryStorage keeps the streams in memory instead of files: for an
+	// embedded server whose jobs live only as long as its process.
+	MemoryStorage bool
 	// Name is the client name shown in server monitoring.
 	Name   string
 	Logger *slog.Logger
@@ -188,12 +191,16 @@ func checkURLs(urls string) error {
 
 func (b *Bus) ensureStreams(ctx context.Context) error {
 	maxMsg := int32(b.nc.MaxPayload())
+	storage := jetstream.FileStorage
+	if b.opts.MemoryStorage {
+		storage = jetstream.MemoryStorage
+	}
 	_, err := b.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        b.tasksStream,
 		Description: "Skein task queues",
 		Subjects:    []string{b.opts.Prefix + ".task.>"},
 		Retention:   jetstream.WorkQueuePolicy,
-		Storage:     jetstream.FileStorage,
+		Storage:     storage,
 		Replicas:    b.opts.Replicas,
 		MaxMsgSize:  maxMsg,
 		Duplicates:  2 * time.Minute,
@@ -206,7 +213,7 @@ func (b *Bus) ensureStreams(ctx context.Context) error {
 		Description: "Skein events and job log",
 		Subjects:    []string{b.opts.Prefix + ".ev.>"},
 		Retention:   jetstream.LimitsPolicy,
-		Storage:     jetstream.FileStorage,
+		Storage:     storage,
 		Replicas:    b.opts.Replicas,
 		MaxAge:      b.opts.EventRetention,
 		MaxMsgSize:  maxMsg,
@@ -382,7 +389,7 @@ func (b *Bus) Consume(ctx context.Context, queue string, o bus.QueueOptions) (<-
 	if err != nil {
 		return nil, err
 	}
-	it, err := c.Messages(jetstream.PullMaxMessages(o.Prefetch), jetstream.PullExpiry(5*time.Second))
+	it, err := c.Messages(jetstream.PullMaxMessages(o.Prefetch), jetstream.PullExpiry(2*time.Second))
 	if err != nil {
 		return nil, fmt.Errorf("natsbus: consume %s: %w", queue, err)
 	}

@@ -469,7 +469,7 @@ func (j *job) onEvent(ev wire.Event) {
 			e = &wire.TaskError{Kind: wire.ErrInternal, Message: "task failed without an error"}
 		}
 		j.mu.Unlock()
-		j.finish(wire.StateFailed, e, i)
+		j.finish(j.failureState(e), e, i)
 		j.mu.Lock()
 	}
 }
@@ -638,4 +638,13 @@ func (j *job) page(offset, limit, maxBytes int) (wire.Response, error) {
 		resp.Results = append(resp.Results, all[k])
 	}
 	return resp, nil
+}
+
+// failureState is how a task's final failure ends the job: a timeout at
+// the job's own deadline (the task ran under it) is the job timing out.
+func (j *job) failureState(e *wire.TaskError) wire.JobState {
+	if e != nil && e.Kind == wire.ErrTimeout && !j.deadline.IsZero() && time.Now().After(j.deadline.Add(-100*time.Millisecond)) {
+		return wire.StateTimedOut
+	}
+	return wire.StateFailed
 }
