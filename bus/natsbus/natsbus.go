@@ -394,6 +394,19 @@ func (b *Bus) Consume(ctx context.Context, queue string, o bus.QueueOptions) (<-
 		return nil, fmt.Errorf("natsbus: consume %s: %w", queue, err)
 	}
 	out := make(chan bus.Delivery)
+	pump(b, ctx, it, out, "queue "+queue, func(m jetstream.Msg) bus.Delivery {
+		d := &delivery{m: m, queue: queue, attempt: 1}
+		if md, err := m.Metadata(); err == nil {
+			d.attempt = int(md.NumDelivered)
+		}
+		return d
+	})
+	return out, nil
+}
+
+// pump moves an iterator's messages, converted by conv, to out until ctx
+// ends or the bus closes; out is closed then.
+func pump[T any](b *Bus, ctx context.Context, it jetstream.MessagesContext, out chan<- T, what string, conv func(jetstream.Msg) T) {
 	b.wg.Add(2)
 	go func() {
 		defer b.wg.Done()
@@ -412,15 +425,11 @@ func (b *Bus) Consume(ctx context.Context, queue string, o bus.QueueOptions) (<-
 				if errors.Is(err, jetstream.ErrMsgIteratorClosed) || ctx.Err() != nil || b.isClosed() {
 					return
 				}
-				b.log.Warn("natsbus: pull", "queue", queue, "err", err)
+				b.log.Warn("natsbus: pull", "from", what, "err", err)
 				continue
 			}
-			d := &delivery{m: m, queue: queue, attempt: 1}
-			if md, err := m.Metadata(); err == nil {
-				d.attempt = int(md.NumDelivered)
-			}
 			select {
-			case out <- d:
+			case out <- conv(m):
 			case <-ctx.Done():
 				return
 			case <-b.closed:
@@ -428,7 +437,6 @@ func (b *Bus) Consume(ctx context.Context, queue string, o bus.QueueOptions) (<-
 			}
 		}
 	}()
-	return out, nil
 }
 
 func (b *Bus) isClosed() bool {
@@ -546,40 +554,13 @@ func (b *Bus) Subscribe(ctx context.Context, pattern string, o bus.SubscribeOpti
 	}
 	prefix := b.opts.Prefix + ".ev."
 	out := make(chan Message, 256)
-	b.wg.Add(2)
-	go func() {
-		defer b.wg.Done()
-		select {
-		case <-ctx.Done():
-		case <-b.closed:
+	pump(b, ctx, it, out, "stream "+pattern, func(m jetstream.Msg) Message {
+		msg := fromNats(strings.TrimPrefix(m.Subject(), prefix), &nats.Msg{Data: m.Data(), Header: m.Headers()})
+		if md, err := m.Metadata(); err == nil {
+			msg.Time = md.Timestamp
 		}
-		it.Stop()
-	}()
-	go func() {
-		defer b.wg.Done()
-		defer close(out)
-		for {
-			m, err := it.Next()
-			if err != nil {
-				if errors.Is(err, jetstream.ErrMsgIteratorClosed) || ctx.Err() != nil || b.isClosed() {
-					return
-				}
-				b.log.Warn("natsbus: subscribe", "pattern", pattern, "err", err)
-				continue
-			}
-			msg := fromNats(strings.TrimPrefix(m.Subject(), prefix), &nats.Msg{Data: m.Data(), Header: m.Headers()})
-			if md, err := m.Metadata(); err == nil {
-				msg.Time = md.Timestamp
-			}
-			select {
-			case out <- msg:
-			case <-ctx.Done():
-				return
-			case <-b.closed:
-				return
-			}
-		}
-	}()
+		return msg
+	})
 	return out, nil
 }
 
