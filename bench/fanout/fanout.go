@@ -100,16 +100,17 @@ func Floor(ctx context.Context, n int, prefetch int) (Result, error) {
 		return Result{}, err
 	}
 	defer srv.Shutdown()
-	return floor(ctx, n, prefetch, "", nats.InProcessServer(srv.Server()))
+	// The same storage as Skein's embedded mode: memory.
+	return floor(ctx, n, prefetch, "", jetstream.MemoryStorage, nats.InProcessServer(srv.Server()))
 }
 
 // FloorURL is Floor against a NATS server at url (streams of its own,
 // removed afterwards).
 func FloorURL(ctx context.Context, url string, n int, prefetch int) (Result, error) {
-	return floor(ctx, n, prefetch, url)
+	return floor(ctx, n, prefetch, url, jetstream.FileStorage)
 }
 
-func floor(ctx context.Context, n int, prefetch int, url string, opts ...nats.Option) (Result, error) {
+func floor(ctx context.Context, n int, prefetch int, url string, storage jetstream.StorageType, opts ...nats.Option) (Result, error) {
 	// Two connections, like Skein's coordinator and runtime.
 	pub, err := nats.Connect(url, opts...)
 	if err != nil {
@@ -125,10 +126,10 @@ func floor(ctx context.Context, n int, prefetch int, url string, opts ...nats.Op
 	wjs, _ := jetstream.New(work, jetstream.WithPublishAsyncMaxPending(4096))
 	_ = pjs.DeleteStream(ctx, "FT")
 	_ = pjs.DeleteStream(ctx, "FE")
-	if _, err := pjs.CreateStream(ctx, jetstream.StreamConfig{Name: "FT", Subjects: []string{"ft.task.>"}, Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage}); err != nil {
+	if _, err := pjs.CreateStream(ctx, jetstream.StreamConfig{Name: "FT", Subjects: []string{"ft.task.>"}, Retention: jetstream.WorkQueuePolicy, Storage: storage}); err != nil {
 		return Result{}, err
 	}
-	if _, err := pjs.CreateStream(ctx, jetstream.StreamConfig{Name: "FE", Subjects: []string{"ft.ev.>"}, Storage: jetstream.FileStorage}); err != nil {
+	if _, err := pjs.CreateStream(ctx, jetstream.StreamConfig{Name: "FE", Subjects: []string{"ft.ev.>"}, Storage: storage}); err != nil {
 		return Result{}, err
 	}
 	defer pjs.DeleteStream(context.Background(), "FT")
@@ -234,7 +235,7 @@ type Services struct {
 // StartServices starts `coordinator --bus url` and `runtime --bus url`
 // (runtimes processes of slots slots each) from binDir and waits until the
 // coordinator serves.
-func StartServices(binDir, url string, runtimes, slots int) (*Services, error) {
+func StartServices(binDir, url string, runtimes, slots, prefetch int) (*Services, error) {
 	s := &Services{}
 	var logb bytes.Buffer
 	co := exec.Command(filepath.Join(binDir, "coordinator"), "--bus", url, "--log-level", "info")
@@ -244,7 +245,11 @@ func StartServices(binDir, url string, runtimes, slots int) (*Services, error) {
 	}
 	s.procs = append(s.procs, co)
 	for i := 0; i < runtimes; i++ {
-		rt := exec.Command(filepath.Join(binDir, "runtime"), "--bus", url, "--slots", fmt.Sprint(slots), "--log-level", "warn")
+		args := []string{"--bus", url, "--slots", fmt.Sprint(slots), "--log-level", "warn"}
+		if prefetch > 0 {
+			args = append(args, "--prefetch", fmt.Sprint(prefetch))
+		}
+		rt := exec.Command(filepath.Join(binDir, "runtime"), args...)
 		if err := rt.Start(); err != nil {
 			s.Stop()
 			return nil, err

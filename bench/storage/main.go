@@ -14,6 +14,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"math/rand/v2"
@@ -27,6 +28,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/skeinrun/skein/pkg/datapath"
+	"github.com/skeinrun/skein/pkg/embedded"
 	"github.com/skeinrun/skein/pkg/fn"
 	"github.com/skeinrun/skein/pkg/partition"
 	"github.com/skeinrun/skein/pkg/storage"
@@ -142,7 +145,51 @@ func run(sizeFlag, dir, chunkList, store, bucket string) error {
 		}
 		fmt.Printf("%-22s %10.3f %10.1f %8.2f\n", fmt.Sprintf("chunk_n=%d goroutines", n), d.Seconds(), mb/d.Seconds(), wcTime.Seconds()/d.Seconds())
 	}
+	// The same through Skein itself: a map job of the wordcount built-in
+	// on the embedded installation, chunks read by the runtime's slots.
+	for _, n := range ns {
+		d, got, err := skeinMap(ctx, cfg, url, n)
+		if err != nil {
+			return err
+		}
+		if got != want {
+			return fmt.Errorf("skein map chunk_n=%d counted %d words, wc -w says %d", n, got, want)
+		}
+		fmt.Printf("%-22s %10.3f %10.1f %8.2f\n", fmt.Sprintf("skein map chunk_n=%d", n), d.Seconds(), mb/d.Seconds(), wcTime.Seconds()/d.Seconds())
+	}
 	return nil
+}
+
+// skeinMap runs `map --function wordcount --chunk-n n` over url on an
+// embedded installation wired to storage, and sums the counts.
+func skeinMap(ctx context.Context, cfg storage.Config, url string, n int) (time.Duration, int64, error) {
+	p, err := datapath.FromConfig(cfg, nil)
+	if err != nil {
+		return 0, 0, err
+	}
+	ec := embedded.Config{}
+	p.WireCoordinator(&ec.Coordinator)
+	p.ConfigureRuntime(&ec.Runtime)
+	c, err := embedded.Start(ctx, ec)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer c.Close()
+	t0 := time.Now()
+	res, _, err := c.Client.Run(ctx, &wire.JobSpec{Kind: wire.JobMap, Function: "wordcount", Iterdata: wire.Value(`[` + strconv.Quote(url) + `]`), ChunkN: n})
+	d := time.Since(t0)
+	if err != nil {
+		return 0, 0, err
+	}
+	var counts []int64
+	if err := json.Unmarshal(res, &counts); err != nil {
+		return 0, 0, fmt.Errorf("wordcount results %.100s: %v", res, err)
+	}
+	var total int64
+	for _, c := range counts {
+		total += c
+	}
+	return d, total, nil
 }
 
 func countParallel(ctx context.Context, r *storage.Resolver, items []partition.Item) (int64, error) {

@@ -34,6 +34,9 @@ type Options struct {
 	Replicas int
 	// ConnectTimeout bounds the initial connection. Default 5s.
 	ConnectTimeout time.Duration
+	// MemoryStorage keeps the streams in memory instead of files: for an
+	// embedded server whose jobs live only as long as its process.
+	MemoryStorage bool
 	// Name is the client name shown in server monitoring.
 	Name   string
 	Logger *slog.Logger
@@ -188,12 +191,16 @@ func checkURLs(urls string) error {
 
 func (b *Bus) ensureStreams(ctx context.Context) error {
 	maxMsg := int32(b.nc.MaxPayload())
+	storage := jetstream.FileStorage
+	if b.opts.MemoryStorage {
+		storage = jetstream.MemoryStorage
+	}
 	_, err := b.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        b.tasksStream,
 		Description: "Skein task queues",
 		Subjects:    []string{b.opts.Prefix + ".task.>"},
 		Retention:   jetstream.WorkQueuePolicy,
-		Storage:     jetstream.FileStorage,
+		Storage:     storage,
 		Replicas:    b.opts.Replicas,
 		MaxMsgSize:  maxMsg,
 		Duplicates:  2 * time.Minute,
@@ -206,7 +213,7 @@ func (b *Bus) ensureStreams(ctx context.Context) error {
 		Description: "Skein events and job log",
 		Subjects:    []string{b.opts.Prefix + ".ev.>"},
 		Retention:   jetstream.LimitsPolicy,
-		Storage:     jetstream.FileStorage,
+		Storage:     storage,
 		Replicas:    b.opts.Replicas,
 		MaxAge:      b.opts.EventRetention,
 		MaxMsgSize:  maxMsg,
@@ -385,11 +392,24 @@ func (b *Bus) Consume(ctx context.Context, queue string, o bus.QueueOptions) (<-
 	if o.Limit > 0 {
 		return b.consumeLimited(ctx, queue, c, o), nil
 	}
-	it, err := c.Messages(jetstream.PullMaxMessages(o.Prefetch), jetstream.PullExpiry(5*time.Second))
+	it, err := c.Messages(jetstream.PullMaxMessages(o.Prefetch), jetstream.PullExpiry(2*time.Second))
 	if err != nil {
 		return nil, fmt.Errorf("natsbus: consume %s: %w", queue, err)
 	}
 	out := make(chan bus.Delivery)
+	pump(b, ctx, it, out, "queue "+queue, func(m jetstream.Msg) bus.Delivery {
+		d := &delivery{m: m, queue: queue, attempt: 1}
+		if md, err := m.Metadata(); err == nil {
+			d.attempt = int(md.NumDelivered)
+		}
+		return d
+	})
+	return out, nil
+}
+
+// pump moves an iterator's messages, converted by conv, to out until ctx
+// ends or the bus closes; out is closed then.
+func pump[T any](b *Bus, ctx context.Context, it jetstream.MessagesContext, out chan<- T, what string, conv func(jetstream.Msg) T) {
 	b.wg.Add(2)
 	go func() {
 		defer b.wg.Done()
@@ -408,27 +428,18 @@ func (b *Bus) Consume(ctx context.Context, queue string, o bus.QueueOptions) (<-
 				if errors.Is(err, jetstream.ErrMsgIteratorClosed) || ctx.Err() != nil || b.isClosed() {
 					return
 				}
-				b.log.Warn("natsbus: pull", "queue", queue, "err", err)
+				b.log.Warn("natsbus: pull", "from", what, "err", err)
 				continue
-			}
-			if ctx.Err() != nil {
-				_ = m.Nak()
-				continue
-			}
-			d := &delivery{m: m, queue: queue, attempt: 1}
-			if md, err := m.Metadata(); err == nil {
-				d.attempt = int(md.NumDelivered)
 			}
 			select {
-			case out <- d:
+			case out <- conv(m):
 			case <-ctx.Done():
-				_ = m.Nak()
+				return
 			case <-b.closed:
 				return
 			}
 		}
 	}()
-	return out, nil
 }
 
 func (b *Bus) isClosed() bool {
@@ -546,40 +557,13 @@ func (b *Bus) Subscribe(ctx context.Context, pattern string, o bus.SubscribeOpti
 	}
 	prefix := b.opts.Prefix + ".ev."
 	out := make(chan Message, 256)
-	b.wg.Add(2)
-	go func() {
-		defer b.wg.Done()
-		select {
-		case <-ctx.Done():
-		case <-b.closed:
+	pump(b, ctx, it, out, "stream "+pattern, func(m jetstream.Msg) Message {
+		msg := fromNats(strings.TrimPrefix(m.Subject(), prefix), &nats.Msg{Data: m.Data(), Header: m.Headers()})
+		if md, err := m.Metadata(); err == nil {
+			msg.Time = md.Timestamp
 		}
-		it.Stop()
-	}()
-	go func() {
-		defer b.wg.Done()
-		defer close(out)
-		for {
-			m, err := it.Next()
-			if err != nil {
-				if errors.Is(err, jetstream.ErrMsgIteratorClosed) || ctx.Err() != nil || b.isClosed() {
-					return
-				}
-				b.log.Warn("natsbus: subscribe", "pattern", pattern, "err", err)
-				continue
-			}
-			msg := fromNats(strings.TrimPrefix(m.Subject(), prefix), &nats.Msg{Data: m.Data(), Header: m.Headers()})
-			if md, err := m.Metadata(); err == nil {
-				msg.Time = md.Timestamp
-			}
-			select {
-			case out <- msg:
-			case <-ctx.Done():
-				return
-			case <-b.closed:
-				return
-			}
-		}
-	}()
+		return msg
+	})
 	return out, nil
 }
 

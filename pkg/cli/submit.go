@@ -643,25 +643,9 @@ func iterdata(iter, from string, env Env) (wire.Value, error) {
 		return nil, usagef("%s: %v", src, err)
 	}
 	if c := firstNonSpace(string(b)); c != '[' {
-		return nil, usagef("%s: must be a JSON list, got %s", src, describe(c))
+		return nil, usagef("%s: must be a JSON list, got %s", src, coordinator.JSONKind(c))
 	}
 	return wire.Value(bytes.TrimSpace(b)), nil
-}
-
-func describe(c byte) string {
-	switch c {
-	case '{':
-		return "an object"
-	case '"':
-		return "a string"
-	case 't', 'f':
-		return "a boolean"
-	case 'n':
-		return "null"
-	case 0:
-		return "nothing"
-	}
-	return "a number"
 }
 
 func printJSON(w io.Writer, v any) error {

@@ -188,7 +188,7 @@ func (j *job) onReduceEvent(ev *wire.Event) {
 		if e == nil {
 			e = &wire.TaskError{Kind: wire.ErrInternal, Message: "reducer failed without an error"}
 		}
-		j.finish(wire.StateFailed, e, g)
+		j.finish(j.failureState(e), e, g)
 	default:
 		j.mu.Unlock()
 	}

@@ -102,8 +102,9 @@ type Hooks struct {
 	Poll PollFunc
 	// Published is called after tasks of the job went on its pool's
 	// queue: once with the map (or call) tasks when publishing ends, then
-	// with 1 for every task enqueued there later (retry, reducer; not a
-	// reducer_wait_local reducer, which the submitter runs). A compute
+	// with 1 for every task enqueued later on the pool or its reduce
+	// queue (retry, reducer; not a reducer_wait_local reducer, which the
+	// submitter runs). A compute
 	// backend uses it to make runtimes exist (backend.Backend.Dispatch).
 	// It runs on the publishing goroutine; an error fails the job.
 	Published func(ctx context.Context, spec *wire.JobSpec, tasks int) error

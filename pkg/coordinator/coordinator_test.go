@@ -196,7 +196,7 @@ func TestFeedForwardsEachResultOnce(t *testing.T) {
 		}
 	}
 	// The reducer was queued with the first result (streaming).
-	red := take(t, b, "manual", 1)[0]
+	red := take(t, b, wire.ReducePool("manual"), 1)[0]
 	if red.Kind != wire.TaskReduce || red.Expect != n || red.Feed != wire.FeedSubject(id, 0) {
 		t.Fatalf("reduce task %+v", red)
 	}

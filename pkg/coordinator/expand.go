@@ -129,6 +129,10 @@ func firstByte(v []byte) byte {
 	return v[0]
 }
 
+// JSONKind names the kind of JSON value that starts with b ("an object",
+// "a list", …) for error messages.
+func JSONKind(b byte) string { return jsonKind(b) }
+
 func jsonKind(b byte) string {
 	switch b {
 	case '{':

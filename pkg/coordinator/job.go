@@ -43,6 +43,7 @@ type job struct {
 	groups        int
 	groupOf       []int32 // map task -> group; nil: one group
 	groupSize     []int
+	groupBase     []int // smallest map index of each group
 	groupFed      []int
 	reducerQueued []bool
 	eosSent       []bool
@@ -142,8 +143,11 @@ func (j *job) setupGroups() {
 		j.groups = max + 1
 	}
 	j.groupSize = make([]int, j.groups)
-	for i := 0; i < j.n; i++ {
-		j.groupSize[j.group(i)]++
+	j.groupBase = make([]int, j.groups)
+	for i := j.n - 1; i >= 0; i-- {
+		g := j.group(i)
+		j.groupSize[g]++
+		j.groupBase[g] = i
 	}
 	j.groupFed = make([]int, j.groups)
 	j.reducerQueued = make([]bool, j.groups)
@@ -221,7 +225,7 @@ func (j *job) task(i int, attempt int) *wire.Task {
 func (j *job) reduceTask(g int, attempt int) *wire.Task {
 	t := &wire.Task{
 		Job: j.id, Index: g, Attempt: attempt, Kind: wire.TaskReduce, Function: j.spec.ReduceFunction,
-		Feed: wire.FeedSubject(j.id, g), Expect: j.groupSize[g], JobStart: j.spec.SubmittedAt,
+		Feed: wire.FeedSubject(j.id, g), Expect: j.groupSize[g], JobStart: j.spec.SubmittedAt, IndexBase: j.groupBase[g],
 		TimeoutMS: j.spec.TaskTimeoutMS, MemoryMB: j.memory(wire.TaskReduce), Env: j.spec.Env,
 		Modules: j.spec.Modules, Queued: time.Now().UnixNano(), Trace: j.mon.trace,
 	}
@@ -468,7 +472,7 @@ func (j *job) onEvent(ev wire.Event) {
 			e = &wire.TaskError{Kind: wire.ErrInternal, Message: "task failed without an error"}
 		}
 		j.mu.Unlock()
-		j.finish(wire.StateFailed, e, i)
+		j.finish(j.failureState(e), e, i)
 		j.mu.Lock()
 	}
 }
@@ -476,8 +480,11 @@ func (j *job) onEvent(ev wire.Event) {
 func (j *job) enqueue(t *wire.Task) {
 	m, err := j.encodeTask(t)
 	pool := j.spec.Pool
-	if t.Kind == wire.TaskReduce && j.spec.ReducerWaitLocal {
+	switch {
+	case t.Kind == wire.TaskReduce && j.spec.ReducerWaitLocal:
 		pool = wire.LocalReducePool(j.id)
+	case t.Kind == wire.TaskReduce:
+		pool = wire.ReducePool(pool)
 	}
 	if err == nil {
 		err = j.c.bus.Enqueue(j.ctx, pool, m)
@@ -490,7 +497,7 @@ func (j *job) enqueue(t *wire.Task) {
 	} else if err == nil {
 		j.tel().Metrics.Published(j.ctx, 1)
 	}
-	if err == nil && pool == j.spec.Pool {
+	if err == nil && (pool == j.spec.Pool || pool == wire.ReducePool(j.spec.Pool)) {
 		j.published(1)
 	}
 }
@@ -648,4 +655,13 @@ func (j *job) page(offset, limit, maxBytes int) (wire.Response, error) {
 		resp.Results = append(resp.Results, all[k])
 	}
 	return resp, nil
+}
+
+// failureState is how a task's final failure ends the job: a timeout at
+// the job's own deadline (the task ran under it) is the job timing out.
+func (j *job) failureState(e *wire.TaskError) wire.JobState {
+	if e != nil && e.Kind == wire.ErrTimeout && !j.deadline.IsZero() && time.Now().After(j.deadline.Add(-100*time.Millisecond)) {
+		return wire.StateTimedOut
+	}
+	return wire.StateFailed
 }

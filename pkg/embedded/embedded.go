@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	goruntime "runtime"
 	"sync"
+	"time"
 
 	"github.com/skeinrun/skein/bus/natsbus"
 	"github.com/skeinrun/skein/pkg/client"
@@ -59,10 +60,13 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	}
 	// Two connections: the coordinator's and the runtime's each get their
 	// own read loop.
-	if c.coordBus, err = srv.Connect(ctx, natsbus.Options{Name: "skein-coordinator", Logger: cfg.Logger}); err != nil {
+	// The jobs of an embedded installation end with its process: its
+	// streams need no files.
+	mem := cfg.Dir == ""
+	if c.coordBus, err = srv.Connect(ctx, natsbus.Options{Name: "skein-coordinator", Logger: cfg.Logger, MemoryStorage: mem}); err != nil {
 		return fail(fmt.Errorf("embedded: %w", err))
 	}
-	if c.runBus, err = srv.Connect(ctx, natsbus.Options{Name: "skein-runtime", Logger: cfg.Logger}); err != nil {
+	if c.runBus, err = srv.Connect(ctx, natsbus.Options{Name: "skein-runtime", Logger: cfg.Logger, MemoryStorage: mem}); err != nil {
 		return fail(fmt.Errorf("embedded: %w", err))
 	}
 	cc := cfg.Coordinator
@@ -79,6 +83,16 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	}
 	rc := cfg.Runtime
 	rc.Slots = cfg.Workers
+	// One process holds the queue and its only consumer: a lease cannot
+	// hand a task to another runtime (if this one dies, so does the job),
+	// so tasks may wait in a deep prefetch buffer without being
+	// redelivered.
+	if rc.Lease == 0 {
+		rc.Lease = time.Hour
+	}
+	if rc.Prefetch == 0 {
+		rc.Prefetch = 64 * rc.Slots
+	}
 	if rc.Logger == nil {
 		rc.Logger = cfg.Logger
 	}

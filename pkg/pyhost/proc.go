@@ -43,6 +43,7 @@ type proc struct {
 }
 
 func (h *Host) start(ctx context.Context, c *fn.Call) (*proc, *wire.TaskError) {
+	h.interpreter()
 	fail := func(err error) (*proc, *wire.TaskError) {
 		return nil, &wire.TaskError{Kind: wire.ErrInternal, Message: "pyhost: starting " + h.python + ": " + err.Error(), Retryable: true}
 	}

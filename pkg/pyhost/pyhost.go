@@ -78,6 +78,8 @@ func (c Config) Validate() error {
 // serialized.
 type Host struct {
 	cfg    Config
+	found  string    // the interpreter found on PATH
+	once   sync.Once // resolves python on first use
 	python string
 	script string
 	log    *slog.Logger
@@ -105,12 +107,18 @@ func New(cfg Config) (*Host, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pyhost: python interpreter %q: %w", cfg.Python, err)
 	}
-	py = realExecutable(py)
 	script, err := writeScript(cfg.ScriptDir)
 	if err != nil {
 		return nil, err
 	}
-	return &Host{cfg: cfg, python: py, script: script, log: cfg.Logger, slots: make(map[int]*slot)}, nil
+	return &Host{cfg: cfg, found: py, script: script, log: cfg.Logger, slots: make(map[int]*slot)}, nil
+}
+
+// interpreter resolves the real executable once, on the first interpreter
+// start, so that a runtime that never runs Python never pays for it.
+func (h *Host) interpreter() string {
+	h.once.Do(func() { h.python = realExecutable(h.found) })
+	return h.python
 }
 
 // realExecutable asks the interpreter for sys.executable, so that a
@@ -129,7 +137,7 @@ func realExecutable(py string) string {
 }
 
 // Executable returns the interpreter the host starts.
-func (h *Host) Executable() string { return h.python }
+func (h *Host) Executable() string { return h.interpreter() }
 
 // writeScript writes host.py under dir, named by its content hash, with
 // an atomic rename so that concurrent runtimes never see half a file.

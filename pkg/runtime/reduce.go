@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"sort"
 	"strings"
 	"time"
 
@@ -92,18 +93,19 @@ func (rd *Reducer) Reduce(ctx context.Context, t *wire.Task, slot int, logw io.W
 	default:
 		// A list reducer: assemble the list (in iterdata order) while the
 		// maps run, then call once.
-		list := make([]json.RawMessage, t.Expect)
+		var got []fn.Result
 		for r := range in {
-			if r.Index >= 0 && r.Index < len(list) {
-				list[r.Index] = r.Value
-			}
+			got = append(got, r)
 		}
 		if err := <-errc; err != nil {
 			return nil, err
 		}
 		errc <- nil
-		for i, v := range list {
-			if v == nil {
+		sort.Slice(got, func(a, b int) bool { return got[a].Index < got[b].Index })
+		list := make([]json.RawMessage, len(got))
+		for i, r := range got {
+			list[i] = json.RawMessage(r.Value)
+			if len(list[i]) == 0 {
 				list[i] = json.RawMessage("null")
 			}
 		}
@@ -142,12 +144,13 @@ func (rd *Reducer) Reduce(ctx context.Context, t *wire.Task, slot int, logw io.W
 
 // read delivers each distinct input of the group once, then returns.
 func (rd *Reducer) read(ctx context.Context, t *wire.Task, feed <-chan bus.Message, in chan<- fn.Result, ordered bool, arrivals *[]int64) error {
-	seen := make([]bool, t.Expect)
+	// Map indices are the job's: a group's are not 0..Expect-1.
+	seen := make(map[int]struct{}, t.Expect)
 	got := 0
 	count := t.Expect
 	eos := false
 	var pending map[int]fn.Result
-	next := 0
+	next := t.IndexBase
 	if ordered {
 		pending = make(map[int]fn.Result)
 	}
@@ -188,10 +191,10 @@ func (rd *Reducer) read(ctx context.Context, t *wire.Task, feed <-chan bus.Messa
 			count = f.Count
 		}
 		for _, it := range f.Items {
-			if it.Index < 0 || it.Index >= len(seen) || seen[it.Index] {
+			if _, dup := seen[it.Index]; dup || it.Index < 0 {
 				continue // a duplicate (replay or redelivery) is never reduced twice
 			}
-			seen[it.Index] = true
+			seen[it.Index] = struct{}{}
 			got++
 			v := it.Value
 			if it.Ref != "" {

@@ -207,11 +207,30 @@ func (r *Runtime) Run(ctx context.Context) (Summary, error) {
 	if err != nil {
 		return Summary{}, fmt.Errorf("runtime: consume pool %s: %w", r.cfg.Pool, err)
 	}
+	var wg sync.WaitGroup
+	if !r.cfg.Transient {
+		// Reduce tasks have a queue of their own, so that a reducer starts
+		// with the first map result even while maps are queued.
+		reduces, err := r.bus.Consume(ctx, wire.ReducePool(r.cfg.Pool), bus.QueueOptions{
+			Prefetch: 4, Lease: r.cfg.Lease, MaxAttempts: r.cfg.MaxAttempts, Limit: r.cfg.MaxTasks,
+		})
+		if err != nil {
+			return Summary{}, fmt.Errorf("runtime: consume pool %s: %w", wire.ReducePool(r.cfg.Pool), err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			k := 0
+			for d := range reduces {
+				r.handle(ctx, r.cfg.Slots+k%64, d)
+				k++
+			}
+		}()
+	}
 	r.log.Info("runtime started", "pool", r.cfg.Pool, "slots", r.cfg.Slots)
 	var taken atomic.Int64
 	var lastTask atomic.Int64
 	lastTask.Store(time.Now().UnixNano())
-	var wg sync.WaitGroup
 	for i := 0; i < r.cfg.Slots; i++ {
 		wg.Add(1)
 		go func(slot int) {

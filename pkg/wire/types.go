@@ -126,6 +126,9 @@ type Task struct {
 	JobStart int64 `msgpack:"job_start,omitempty"`
 	// Ordered asks a reducer for its inputs in iterdata order.
 	Ordered bool `msgpack:"ordered,omitempty"`
+	// IndexBase is the smallest map index of the group (a group's map
+	// tasks are consecutive).
+	IndexBase int `msgpack:"index_base,omitempty"`
 
 	Deadline  int64             `msgpack:"deadline,omitempty"` // unix ns; 0 = none
 	TimeoutMS int64             `msgpack:"timeout_ms,omitempty"`
@@ -341,3 +344,8 @@ func itoa(i int) string {
 // LocalReducePool is the queue of a reducer_wait_local job's reducers: the
 // submitting process consumes it.
 func LocalReducePool(job string) string { return "rl-" + job }
+
+// ReducePool is the queue of a pool's reduce tasks: runtimes take them
+// apart from the maps, so that a reducer starts while maps are still
+// queued.
+func ReducePool(pool string) string { return pool + "-reduce" }

@@ -86,6 +86,7 @@ func runFanout(args []string) error {
 	runs := fs.Int("runs", 3, "runs per point (the median is reported)")
 	iso := fs.Int("isolated", 200, "one-task jobs for the isolated completion latency")
 	busList := fs.String("buses", "embedded", "bus setups side by side: embedded, nats (SKEIN_BENCH_NATS_URL or SKEIN_TEST_NATS_URL), amqp (SKEIN_BENCH_AMQP_URL or SKEIN_TEST_AMQP_URL)")
+	prefetch := fs.Int("prefetch", 0, "--prefetch of the runtime process on a broker (0: its default, 2×slots)")
 	_ = fs.Parse(args)
 	counts, err := ints(*ns)
 	if err != nil {
@@ -128,7 +129,7 @@ func runFanout(args []string) error {
 		}
 		// One runtime process with as many slots as cores, like the
 		// embedded default.
-		svc, err := fanout.StartServices(bin, s.url, 1, goruntime.NumCPU())
+		svc, err := fanout.StartServices(bin, s.url, 1, goruntime.NumCPU(), *prefetch)
 		if err != nil {
 			return err
 		}
@@ -181,7 +182,7 @@ func runFanout(args []string) error {
 		return err
 	}
 	fmt.Printf("\nisolated task (one-task jobs, embedded, in-process, %d runs): completion latency p50 %v, p99 %v\n", *iso, p50, p99)
-	fmt.Printf("skein: `submit map --function noop --iterdata-from FILE --quiet` as a new process (start included); with a broker, one coordinator and one runtime process (%d slots) already running.\n", goruntime.NumCPU())
+	fmt.Printf("skein: `submit map --function noop --iterdata-from FILE --quiet` as a new process (start included); with a broker, one coordinator and one runtime process (%d slots, prefetch %d; 0 = default) already running.\n", goruntime.NumCPU(), *prefetch)
 	fmt.Printf("floor: bare loop on the same bus (NATS: JetStream work queue + event stream, async publish, prefetch 64; RabbitMQ: amqp091 with confirms).\n")
 	return nil
 }
