@@ -15,7 +15,8 @@ import (
 // min(Prefetch, left)), so that a consumer stopping at its limit leaves
 // no message pulled on its behalf: the server would hold such a message
 // until its AckWait, with nobody left to take it after. A message that
-// arrives once ctx is done is handed back (Nak) at once.
+// arrives once ctx is done is handed back (Nak) at once; stopping takes up
+// to one pull request's expiry (250ms).
 func (b *Bus) consumeLimited(ctx context.Context, queue string, c jetstream.Consumer, o bus.QueueOptions) <-chan bus.Delivery {
 	out := make(chan bus.Delivery)
 	b.wg.Add(1)
@@ -24,7 +25,10 @@ func (b *Bus) consumeLimited(ctx context.Context, queue string, c jetstream.Cons
 		defer close(out)
 		left := o.Limit
 		for left > 0 && ctx.Err() == nil && !b.isClosed() {
-			batch, err := c.Fetch(min(left, o.Prefetch), jetstream.FetchMaxWait(time.Second))
+			// Short pull requests: once ctx is done the consumer still
+			// reads its batch to the end (to hand messages back), so the
+			// expiry bounds how long stopping takes.
+			batch, err := c.Fetch(min(left, o.Prefetch), jetstream.FetchMaxWait(250*time.Millisecond))
 			if err != nil {
 				if ctx.Err() != nil || b.isClosed() {
 					return
