@@ -465,3 +465,53 @@ func TestCoordinatorKilledMidJob(t *testing.T) {
 		t.Fatal("submit still waits 25s after its coordinator died")
 	}
 }
+
+// TestCoordinatorRestart: SIGKILL the coordinator in the middle of a job
+// and start a new one: it takes the job up from the job log and the event
+// stream, and the job ends with every result right.
+func TestCoordinatorRestart(t *testing.T) {
+	for _, bk := range buses {
+		t.Run(bk.name, func(t *testing.T) {
+			url := namespaced(t, testenv.Require(t, bk.env))
+			waitServing := func(p *proc) {
+				deadline := time.Now().Add(20 * time.Second)
+				for !strings.Contains(p.out.String(), "coordinator serving") {
+					if time.Now().After(deadline) {
+						t.Fatalf("coordinator did not come up:\n%s", p.out.String())
+					}
+					time.Sleep(20 * time.Millisecond)
+				}
+			}
+			co := start(t, "coordinator", "--bus", url, "--log-level", "debug")
+			waitServing(co)
+			start(t, "runtime", "--bus", url, "--slots", "2", "--lease", "2s")
+			n, want := 80, 0
+			var iter []string
+			for i := 0; i < n; i++ {
+				iter = append(iter, fmt.Sprintf(`{"x":0.05,"value":%d}`, i))
+				want += i
+			}
+			out, errOut, code := submit(t, "mapreduce", "--function", "sleep", "--iterdata", "["+strings.Join(iter, ",")+"]",
+				"--reduce-function", "sum", "--bus", url, "--no-wait")
+			if code != 0 {
+				t.Fatalf("exit %d: %s", code, errOut)
+			}
+			var id string
+			_ = json.Unmarshal([]byte(out), &id)
+			time.Sleep(800 * time.Millisecond)
+			_ = co.cmd.Process.Kill()
+			_ = co.cmd.Wait()
+			co2 := start(t, "coordinator", "--bus", url, "--log-level", "debug")
+			waitServing(co2)
+			if !strings.Contains(co2.out.String(), "job taken up after a restart") {
+				t.Fatalf("the new coordinator did not take the job up:\n%s", co2.out.String())
+			}
+			if out, errOut, code = submit(t, "wait", id, "--bus", url); code != 0 {
+				t.Fatalf("wait: exit %d %s %s", code, out, errOut)
+			}
+			if out, errOut, code = submit(t, "result", id, "--bus", url); code != 0 || out != fmt.Sprintf("%d\n", want) {
+				t.Fatalf("result: exit %d, %q (want %d); %s", code, out, want, errOut)
+			}
+		})
+	}
+}

@@ -62,7 +62,7 @@ func coordinatorMain(ctx context.Context, args []string, env Env, hooks ServiceH
 		busURL, listen, dir, pool string
 		configPath                string
 		lf                        LogFlags
-		retention                 time.Duration
+		retention, recoverWindow  time.Duration
 		bf                        backendFlags
 		otel                      otelFlags
 	)
@@ -73,6 +73,7 @@ func coordinatorMain(ctx context.Context, args []string, env Env, hooks ServiceH
 	fs.StringVar(&pool, "pool", "", "default worker pool (default \"default\")")
 	fs.StringVar(&configPath, "config", "", "config file (env SKEIN_CONFIG)")
 	fs.DurationVar(&retention, "retention", 15*time.Minute, "how long finished jobs' results stay available")
+	fs.DurationVar(&recoverWindow, "recover-window", 24*time.Hour, "on start, take up unfinished jobs submitted this far back (0: none)")
 	fs.StringVar(&lf.Level, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&lf.Format, "log-format", "text", "text or json")
 	otel.register(fs)
@@ -153,6 +154,15 @@ func coordinatorMain(ctx context.Context, args []string, env Env, hooks ServiceH
 		return usagef("%v", err)
 	}
 	defer c.Close()
+	if recoverWindow > 0 {
+		taken, err := c.Recover(ctx, recoverWindow)
+		if err != nil {
+			return err
+		}
+		if len(taken) > 0 {
+			log.Info("took up unfinished jobs", "jobs", len(taken))
+		}
+	}
 	if err := c.Serve(ctx); err != nil {
 		return err
 	}

@@ -28,7 +28,7 @@
 // # State
 //
 // Job state lives in memory for speed; the spec is on the job log and
-// every event on the durable event stream, which is what a restarted
-// coordinator needs to rebuild a running job (recovery itself is not
-// implemented yet: see docs/architecture.md).
+// every event on the durable event stream. Recover, called by a
+// coordinator that starts, reads the job log and takes up every job that
+// has not ended, rebuilding its state by replaying its events.
 package coordinator

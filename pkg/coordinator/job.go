@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/skeinrun/skein/bus"
@@ -62,6 +63,12 @@ type job struct {
 	lat     []int64
 	ended   time.Time
 	mon     monitorState // telemetry, poll mode (monitor.go)
+
+	// A job picked up again by a restarted coordinator: its state comes
+	// from replaying its events; wasPublished says whether all of its
+	// tasks had reached the queue.
+	recovered, wasPublished bool
+	lastEvent               atomic.Int64 // unix ns of the last event handled
 
 	done   chan struct{}
 	endReq chan endRequest
@@ -187,7 +194,15 @@ func (j *job) start() error {
 		go func() { defer j.c.wg.Done(); j.feeder() }()
 	}
 	j.c.wg.Add(2)
-	go func() { defer j.c.wg.Done(); j.publishAll() }()
+	go func() {
+		defer j.c.wg.Done()
+		switch {
+		case !j.recovered:
+			j.publishAll()
+		case !j.wasPublished:
+			j.republish()
+		}
+	}()
 	go func() { defer j.c.wg.Done(); j.run() }()
 	return nil
 }
@@ -280,6 +295,7 @@ func (j *job) publishAll() {
 		}
 		j.tel().Metrics.Published(j.ctx, len(msgs))
 	}
+	j.markPublished()
 	if j.n > 0 {
 		j.published(j.n)
 	}
@@ -319,6 +335,7 @@ func (j *job) run() {
 				j.finish(wire.StateFailed, &wire.TaskError{Kind: wire.ErrInternal, Message: "event subscription closed"}, -1)
 				return
 			}
+			j.lastEvent.Store(time.Now().UnixNano())
 			j.onMessage(m)
 			if j.spec.Kind == wire.JobMapReduce {
 				j.flushFeeds(len(j.events) == 0)

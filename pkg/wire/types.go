@@ -349,3 +349,13 @@ func LocalReducePool(job string) string { return "rl-" + job }
 // apart from the maps, so that a reducer starts while maps are still
 // queued.
 func ReducePool(pool string) string { return pool + "-reduce" }
+
+// JobPublishedSubject marks, on the job log, that all of a job's tasks
+// were published.
+func JobPublishedSubject(job string) string { return "job." + job + ".published" }
+
+// Published is the body of a JobPublishedSubject record.
+type Published struct {
+	Job   string `msgpack:"job"`
+	Tasks int    `msgpack:"tasks"`
+}

@@ -23,15 +23,16 @@ var ErrMalformed = errors.New("wire: malformed message")
 type Kind string
 
 const (
-	KindTask   Kind = "task"
-	KindEvent  Kind = "event"
-	KindEvents Kind = "events" // a batch of one job's events
-	KindJob    Kind = "job"    // a submitted job spec, on the job log
-	KindEnd    Kind = "end"    // a job's terminal record, on the job log
-	KindCancel Kind = "cancel" // a cancel notice (broadcast)
-	KindReq    Kind = "req"    // an API request
-	KindResp   Kind = "resp"   // an API response
-	KindFeed   Kind = "feed"   // a map result forwarded to a reducer
+	KindTask      Kind = "task"
+	KindEvent     Kind = "event"
+	KindEvents    Kind = "events"    // a batch of one job's events
+	KindJob       Kind = "job"       // a submitted job spec, on the job log
+	KindEnd       Kind = "end"       // a job's terminal record, on the job log
+	KindPublished Kind = "published" // every task of a job is on its queue (job log)
+	KindCancel    Kind = "cancel"    // a cancel notice (broadcast)
+	KindReq       Kind = "req"       // an API request
+	KindResp      Kind = "resp"      // an API response
+	KindFeed      Kind = "feed"      // a map result forwarded to a reducer
 )
 
 // envelope is the outer frame of every Skein message.
