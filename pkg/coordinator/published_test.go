@@ -44,7 +44,7 @@ func TestPublishedHook(t *testing.T) {
 		mu.Lock()
 		calls[spec.ID] = append(calls[spec.ID], tasks)
 		mu.Unlock()
-		if spec.Function == "noop" {
+		if spec.Function == "sleep" {
 			return errors.New("no runtime for you")
 		}
 		return nil
@@ -83,7 +83,8 @@ func TestPublishedHook(t *testing.T) {
 	if st.State != wire.StateFailed || st.Retried != 1 {
 		t.Fatalf("failing call with one retry: %+v", st)
 	}
-	hookID, st := submit(&wire.JobSpec{Kind: wire.JobMap, Function: "noop", Iterdata: wire.Value(`[1,2]`)})
+	// Tasks that outlast the hook: the job ends failed, not done.
+	hookID, st := submit(&wire.JobSpec{Kind: wire.JobMap, Function: "sleep", Iterdata: wire.Value(`[5,5]`)})
 	if st.State != wire.StateFailed || st.Error == nil || !strings.Contains(st.Error.Message, "compute backend: no runtime for you") {
 		t.Fatalf("job whose backend failed: %+v (error %v)", st, st.Error)
 	}
