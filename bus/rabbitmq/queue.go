@@ -103,6 +103,7 @@ func (b *Bus) Enqueue(ctx context.Context, queue string, msgs ...bus.Message) er
 	if err := validSubject("queue", queue); err != nil {
 		return err
 	}
+	queue = b.physical(queue)
 	items := make([]*pending, len(msgs))
 	for i, m := range msgs {
 		if err := b.checkSize("message for queue "+queue, len(m.Data)); err != nil {
@@ -138,6 +139,7 @@ func (b *Bus) Consume(ctx context.Context, queue string, opts bus.QueueOptions) 
 	if err := validSubject("queue", queue); err != nil {
 		return nil, err
 	}
+	queue = b.physical(queue)
 	if opts.Prefetch < 0 || opts.Prefetch > 65535 || opts.Lease < 0 || opts.MaxAttempts < 0 {
 		return nil, fmt.Errorf("rabbitmq: consume %s: bad options %+v: want Prefetch 0 to 65535, Lease and MaxAttempts >= 0", queue, opts)
 	}
@@ -473,6 +475,7 @@ func (b *Bus) DeadLetters(ctx context.Context, queue string, max int) ([]DeadLet
 	if err := validSubject("queue", queue); err != nil {
 		return nil, err
 	}
+	queue = b.physical(queue)
 	if err := b.ensureQueue(ctx, queue); err != nil {
 		return nil, err
 	}
@@ -514,6 +517,7 @@ func (b *Bus) PurgeDeadLetters(ctx context.Context, queue string) (int, error) {
 	if err := validSubject("queue", queue); err != nil {
 		return 0, err
 	}
+	queue = b.physical(queue)
 	var n int
 	err := b.declare(ctx, func(ch *amqp.Channel) error {
 		var err error
@@ -524,4 +528,14 @@ func (b *Bus) PurgeDeadLetters(ctx context.Context, queue string) (int, error) {
 		return 0, fmt.Errorf("rabbitmq: purge dead-letter queue %s: %w", DeadLetterQueue(queue), err)
 	}
 	return n, nil
+}
+
+// physical is the broker's name of a queue: the queue itself in the
+// default namespace (so that deployments can name it, e.g. in a KEDA
+// scaler), "<namespace>.<queue>" in any other.
+func (b *Bus) physical(queue string) string {
+	if b.opts.Prefix == "" || b.opts.Prefix == DefaultOptions().Prefix {
+		return queue
+	}
+	return b.opts.Prefix + "." + queue
 }
