@@ -12,7 +12,6 @@ import (
 	"github.com/skeinrun/skein/pkg/coordinator"
 	"github.com/skeinrun/skein/pkg/fn"
 	"github.com/skeinrun/skein/pkg/modpack"
-	"github.com/skeinrun/skein/pkg/storage"
 	"github.com/skeinrun/skein/pkg/wire"
 )
 
@@ -85,8 +84,6 @@ func (p *Path) prepareModules(ctx context.Context, t *wire.Task, c *fn.Call) err
 	c.ModulesDir = dir
 	return nil
 }
-
-var _ = storage.Redact
 
 // InputError is bad input from the command line (exit 2).
 type InputError struct{ Err error }
