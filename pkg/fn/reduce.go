@@ -29,4 +29,3 @@ type StreamFunc func(ctx context.Context, in <-chan Result, a *Args) (any, error
 
 // IsReducerShape reports whether s consumes results one by one.
 func (s *Spec) IsReducerShape() bool { return s.Fold != nil || s.Stream != nil }
-
