@@ -155,12 +155,26 @@ func coordinatorMain(ctx context.Context, args []string, env Env, hooks ServiceH
 	}
 	defer c.Close()
 	if recoverWindow > 0 {
-		taken, err := c.Recover(ctx, recoverWindow)
-		if err != nil {
-			return err
+		// A broker that has just created its streams may refuse the first
+		// replay; try a few times, and serve anyway if it keeps refusing.
+		var err error
+		for attempt := 0; attempt < 4; attempt++ {
+			var taken []string
+			if taken, err = c.Recover(ctx, recoverWindow); err == nil {
+				if len(taken) > 0 {
+					log.Info("took up unfinished jobs", "jobs", len(taken))
+				}
+				break
+			}
+			log.Warn("reading the job log to take up unfinished jobs", "attempt", attempt+1, "err", err)
+			select {
+			case <-time.After(time.Duration(250<<attempt) * time.Millisecond):
+			case <-ctx.Done():
+				return nil
+			}
 		}
-		if len(taken) > 0 {
-			log.Info("took up unfinished jobs", "jobs", len(taken))
+		if err != nil {
+			log.Error("serving without taking up unfinished jobs: the job log cannot be read", "err", err)
 		}
 	}
 	if err := c.Serve(ctx); err != nil {

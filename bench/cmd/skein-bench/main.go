@@ -160,7 +160,13 @@ func runFanout(args []string) error {
 				case "embedded":
 					f, err = fanout.Floor(ctx, n, 64)
 				case "nats-server":
-					f, err = fanout.FloorURL(ctx, s.url, n, 64)
+					// The floor's consumer holds as many tasks as the
+					// runtime does (64 when the runtime keeps its default).
+					fp := 64
+					if *prefetch > 0 {
+						fp = *prefetch
+					}
+					f, err = fanout.FloorURL(ctx, s.url, n, fp)
 				case "rabbitmq":
 					var rf floor.Result
 					rf, err = floor.RabbitFloor(ctx, s.url, n)
@@ -183,7 +189,7 @@ func runFanout(args []string) error {
 	}
 	fmt.Printf("\nisolated task (one-task jobs, embedded, in-process, %d runs): completion latency p50 %v, p99 %v\n", *iso, p50, p99)
 	fmt.Printf("skein: `submit map --function noop --iterdata-from FILE --quiet` as a new process (start included); with a broker, one coordinator and one runtime process (%d slots, prefetch %d; 0 = default) already running.\n", goruntime.NumCPU(), *prefetch)
-	fmt.Printf("floor: bare loop on the same bus (NATS: JetStream work queue + event stream, async publish, prefetch 64; RabbitMQ: amqp091 with confirms).\n")
+	fmt.Printf("floor: bare loop on the same bus (NATS: JetStream work queue + event stream, async publish, prefetch 64, or -prefetch when set; RabbitMQ: amqp091 with confirms, prefetch 256).\n")
 	return nil
 }
 
