@@ -10,8 +10,10 @@ build:
 test:
 	bash scripts/test.sh
 
+# The fan-out and reduce benchmarks (docs/benchmarks.md lists the others).
 bench:
-	$(GO) run ./bench/cmd/skein-bench
+	$(GO) run ./bench/cmd/skein-bench fanout
+	$(GO) run ./bench/cmd/skein-bench reduce
 
 run:
 	$(GO) run ./cmd/submit map --function add --iterdata '[1,2,3]' --extra-params '{"y":1}'
