@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os/signal"
 	goruntime "runtime"
 	"syscall"
@@ -77,20 +78,7 @@ func coordinatorMain(ctx context.Context, args []string, env Env, hooks ServiceH
 	fs.StringVar(&lf.Level, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&lf.Format, "log-format", "text", "text or json")
 	otel.register(fs)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return usagef("%v", err)
-	}
-	if fs.NArg() > 0 {
-		return usagef("unexpected argument %q", fs.Arg(0))
-	}
-	log, err := lf.Logger(env.Stderr)
-	if err != nil {
-		return usagef("%v", err)
-	}
-	fc, err := loadConfig(configPath, env.Getenv)
+	log, fc, err := parseService(fs, args, &lf, &configPath, env)
 	if err != nil {
 		return err
 	}
@@ -214,20 +202,7 @@ func runtimeMain(ctx context.Context, args []string, env Env, hooks ServiceHooks
 	fs.StringVar(&lf.Level, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&lf.Format, "log-format", "text", "text or json")
 	otel.register(fs)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return usagef("%v", err)
-	}
-	if fs.NArg() > 0 {
-		return usagef("unexpected argument %q", fs.Arg(0))
-	}
-	log, err := lf.Logger(env.Stderr)
-	if err != nil {
-		return usagef("%v", err)
-	}
-	fc, err := loadConfig(configPath, env.Getenv)
+	log, fc, err := parseService(fs, args, &lf, &configPath, env)
 	if err != nil {
 		return err
 	}
@@ -266,4 +241,27 @@ func runtimeMain(ctx context.Context, args []string, env Env, hooks ServiceHooks
 	}
 	_, err = rt.Run(ctx)
 	return err
+}
+
+// parseService parses a service's flags (no positional arguments), builds
+// its logger and reads its config file.
+func parseService(fs *flag.FlagSet, args []string, lf *LogFlags, configPath *string, env Env) (*slog.Logger, *fileConfig, error) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, nil, err
+		}
+		return nil, nil, usagef("%v", err)
+	}
+	if fs.NArg() > 0 {
+		return nil, nil, usagef("unexpected argument %q", fs.Arg(0))
+	}
+	log, err := lf.Logger(env.Stderr)
+	if err != nil {
+		return nil, nil, usagef("%v", err)
+	}
+	fc, err := loadConfig(*configPath, env.Getenv)
+	if err != nil {
+		return nil, nil, err
+	}
+	return log, fc, nil
 }
