@@ -64,6 +64,7 @@ func coordinatorMain(ctx context.Context, args []string, env Env, hooks ServiceH
 		configPath                string
 		lf                        LogFlags
 		retention, recoverWindow  time.Duration
+		stallAfter                time.Duration
 		bf                        backendFlags
 		otel                      otelFlags
 	)
@@ -75,6 +76,7 @@ func coordinatorMain(ctx context.Context, args []string, env Env, hooks ServiceH
 	fs.StringVar(&configPath, "config", "", "config file (env SKEIN_CONFIG)")
 	fs.DurationVar(&retention, "retention", 15*time.Minute, "how long finished jobs' results stay available")
 	fs.DurationVar(&recoverWindow, "recover-window", 24*time.Hour, "on start, take up unfinished jobs submitted this far back (0: none)")
+	fs.DurationVar(&stallAfter, "stall-after", time.Minute, "ask the compute backend for runtimes again when a job has seen no event for this long (negative: never)")
 	fs.StringVar(&lf.Level, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&lf.Format, "log-format", "text", "text or json")
 	otel.register(fs)
@@ -124,7 +126,7 @@ func coordinatorMain(ctx context.Context, args []string, env Env, hooks ServiceH
 		return usagef("--bus (or SKEIN_BUS) or --embedded-listen is required")
 	}
 	defer b.Close()
-	cfg := coordinator.Config{Pool: pool, Retention: retention, Logger: log, Telemetry: tel}
+	cfg := coordinator.Config{Pool: pool, Retention: retention, StallAfter: stallAfter, Logger: log, Telemetry: tel}
 	cfg.Hooks.Poll = newPollStorage(log).watch
 	if hooks.Coordinator != nil {
 		if err := hooks.Coordinator(ctx, &cfg); err != nil {

@@ -30,6 +30,12 @@ type Config struct {
 	// PublishBatch bounds task publications in flight per job when the
 	// job does not set invoke_pool_threads. Default 500.
 	PublishBatch int
+	// StallAfter: when a job with tasks outstanding has seen no event for
+	// this long, the Published hook is called again with the number of
+	// outstanding tasks, so that a compute backend whose runtimes vanished
+	// (an OpenWhisk activation killed mid-task) makes new ones. Default
+	// 60s; negative: never.
+	StallAfter time.Duration
 	// Hooks extend job processing (storage partitioning, large values,
 	// streaming reduce). Optional.
 	Hooks  Hooks
@@ -74,6 +80,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.PublishBatch == 0 {
 		c.PublishBatch = d.PublishBatch
+	}
+	if c.StallAfter == 0 {
+		c.StallAfter = time.Minute
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

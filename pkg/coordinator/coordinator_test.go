@@ -253,3 +253,51 @@ func TestSplitElement(t *testing.T) {
 		}
 	}
 }
+
+// A job whose runtimes vanished (no event for StallAfter) asks the compute
+// backend again for the outstanding tasks.
+func TestStalledJobAsksForRuntimesAgain(t *testing.T) {
+	srv, err := natsbus.StartEmbedded(natsbus.EmbeddedConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	b, err := srv.Connect(ctx, natsbus.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	calls := make(chan int, 10)
+	c, err := coordinator.New(b, coordinator.Config{Logger: logger(t), ProgressInterval: 50 * time.Millisecond, StallAfter: 300 * time.Millisecond,
+		Hooks: coordinator.Hooks{Published: func(ctx context.Context, spec *wire.JobSpec, tasks int) error { calls <- tasks; return nil }}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	id, err := c.Submit(ctx, &wire.JobSpec{Kind: wire.JobMap, Pool: "nobody", Function: "noop", Iterdata: wire.Value(`[1,2,3]`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []int{3, 3} { // once published, once stalled
+		select {
+		case got := <-calls:
+			if got != want {
+				t.Fatalf("hook called with %d tasks, want %d", got, want)
+			}
+		case <-ctx.Done():
+			t.Fatal("the stalled job did not ask for runtimes again")
+		}
+	}
+	publishEvents(t, b, id, wire.Event{Job: id, Task: 0, Kind: wire.TaskMap, Attempt: 1, Type: wire.EventDone, Result: wire.Value("null")})
+	select {
+	case got := <-calls:
+		if got != 2 {
+			t.Fatalf("after one task ended the hook got %d, want 2", got)
+		}
+	case <-ctx.Done():
+		t.Fatal("no third call")
+	}
+	c.Cancel(ctx, id)
+}

@@ -322,6 +322,8 @@ func (j *job) run() {
 	tick := time.NewTicker(j.c.cfg.ProgressInterval)
 	defer tick.Stop()
 	lastProgress := wire.JobStatus{}
+	j.lastEvent.Store(time.Now().UnixNano())
+	lastStallCall := time.Now()
 	if j.spec.Kind == wire.JobMapReduce && j.n == 0 {
 		j.queueReducers()
 	}
@@ -360,6 +362,15 @@ func (j *job) run() {
 			return
 		case <-tick.C:
 			st := j.snapshot()
+			if after := j.c.cfg.StallAfter; after > 0 && j.c.cfg.Hooks.Published != nil {
+				idle := time.Since(time.Unix(0, j.lastEvent.Load()))
+				if out := st.Total - st.Done - st.Failed; out > 0 && idle > after && time.Since(lastStallCall) > after {
+					lastStallCall = time.Now()
+					j.c.log.Warn("no event for a while: asking the compute backend for runtimes again", "job", j.id, "outstanding", out, "idle", idle.Round(time.Second))
+					j.c.wg.Add(1)
+					go func() { defer j.c.wg.Done(); j.published(out) }()
+				}
+			}
 			if st != lastProgress {
 				lastProgress = st
 				if data, err := wire.Encode(wire.KindResp, wire.Response{Status: &st}); err == nil {
