@@ -136,7 +136,7 @@ func (c *Client) Wait(ctx context.Context, id string) (wire.JobStatus, error) {
 func (c *Client) waitEnd(ctx context.Context, id string, submitted int64) (wire.JobStatus, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	ch, err := c.b.Subscribe(ctx, wire.JobEndSubject(id), bus.SubscribeOptions{Since: time.Unix(0, submitted).Add(-2 * time.Second)})
+	ch, err := c.subscribe(ctx, wire.JobEndSubject(id), time.Unix(0, submitted).Add(-2*time.Second))
 	if err != nil {
 		return wire.JobStatus{}, err
 	}
@@ -384,4 +384,22 @@ func (c *Client) Events(ctx context.Context, id string) ([]wire.Event, wire.JobS
 			return evs, st, ctx.Err()
 		}
 	}
+}
+
+// subscribe replays subject from since, retrying a few times: a broker
+// that has just created its event stream may refuse the first replay.
+func (c *Client) subscribe(ctx context.Context, subject string, since time.Time) (<-chan bus.Message, error) {
+	var err error
+	for attempt := 0; attempt < 4; attempt++ {
+		var ch <-chan bus.Message
+		if ch, err = c.b.Subscribe(ctx, subject, bus.SubscribeOptions{Since: since}); err == nil {
+			return ch, nil
+		}
+		select {
+		case <-time.After(time.Duration(200<<attempt) * time.Millisecond):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return nil, err
 }
