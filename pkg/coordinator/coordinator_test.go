@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -67,29 +68,50 @@ func publishEvents(t *testing.T, b bus.Bus, job string, evs ...wire.Event) {
 	}
 }
 
+// consumers holds one consumer per test and pool: a consumer stopped
+// between two takes could leave a task it had pulled waiting for its lease.
+var consumers sync.Map // *testing.T + pool -> <-chan bus.Delivery
+
+type consumerKey struct {
+	t    *testing.T
+	pool string
+}
+
 // take reads n tasks off the pool's queue and acks them.
 func take(t *testing.T, b bus.Bus, pool string, n int) []wire.Task {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	ch, err := b.Consume(ctx, pool, bus.QueueOptions{Prefetch: 64})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []wire.Task
-	for d := range ch {
-		var task wire.Task
-		if err := wire.Decode(d.Message().Data, wire.KindTask, &task); err != nil {
+	key := consumerKey{t, pool}
+	v, ok := consumers.Load(key)
+	if !ok {
+		ctx, cancel := context.WithCancel(context.Background())
+		ch, err := b.Consume(ctx, pool, bus.QueueOptions{Prefetch: 64})
+		if err != nil {
+			cancel()
 			t.Fatal(err)
 		}
-		_ = d.Ack(ctx)
-		out = append(out, task)
-		if len(out) == n {
-			return out
+		t.Cleanup(func() { cancel(); consumers.Delete(key) })
+		v, _ = consumers.LoadOrStore(key, ch)
+	}
+	ch := v.(<-chan bus.Delivery)
+	var out []wire.Task
+	timeout := time.After(10 * time.Second)
+	for len(out) < n {
+		select {
+		case d, ok := <-ch:
+			if !ok {
+				t.Fatalf("consumer closed after %d tasks, want %d", len(out), n)
+			}
+			var task wire.Task
+			if err := wire.Decode(d.Message().Data, wire.KindTask, &task); err != nil {
+				t.Fatal(err)
+			}
+			_ = d.Ack(context.Background())
+			out = append(out, task)
+		case <-timeout:
+			t.Fatalf("took %d tasks, want %d", len(out), n)
 		}
 	}
-	t.Fatalf("took %d tasks, want %d", len(out), n)
-	return nil
+	return out
 }
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m, goleak.IgnoreCurrent()) }
