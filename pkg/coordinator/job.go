@@ -282,7 +282,7 @@ func (j *job) publishAll() {
 			}
 			msgs = append(msgs, m)
 		}
-		if err := j.c.bus.Enqueue(j.ctx, j.spec.Pool, msgs...); err != nil {
+		if err := j.enqueueRetrying(j.spec.Pool, msgs); err != nil {
 			if j.ctx.Err() != nil {
 				return
 			}
@@ -692,4 +692,25 @@ func (j *job) failureState(e *wire.TaskError) wire.JobState {
 		return wire.StateTimedOut
 	}
 	return wire.StateFailed
+}
+
+// enqueueRetrying publishes a batch, retrying a few times on errors other
+// than a message too large: a broker may refuse the first declaration of
+// a queue that runtimes create at the same time. Tasks carry message ids,
+// so a broker that deduplicates drops the copies of a retried batch; on
+// one that does not, a task may be queued twice (its first outcome wins).
+func (j *job) enqueueRetrying(pool string, msgs []bus.Message) error {
+	var err error
+	for attempt := 0; attempt < 4; attempt++ {
+		if err = j.c.bus.Enqueue(j.ctx, pool, msgs...); err == nil || errors.Is(err, bus.ErrTooLarge) || j.ctx.Err() != nil {
+			return err
+		}
+		j.c.log.Warn("publishing tasks failed; retrying", "job", j.id, "attempt", attempt+1, "err", err)
+		select {
+		case <-time.After(time.Duration(200<<attempt) * time.Millisecond):
+		case <-j.ctx.Done():
+			return j.ctx.Err()
+		}
+	}
+	return err
 }

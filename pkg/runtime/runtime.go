@@ -197,7 +197,7 @@ func (r *Runtime) Run(ctx context.Context) (Summary, error) {
 		close(r.outcomes)
 		pubs.Wait()
 	}()
-	deliveries, err := r.bus.Consume(ctx, r.cfg.Pool, bus.QueueOptions{
+	deliveries, err := r.consume(ctx, r.cfg.Pool, bus.QueueOptions{
 		Prefetch:    r.cfg.Prefetch,
 		Lease:       r.cfg.Lease,
 		MaxAttempts: r.cfg.MaxAttempts,
@@ -211,7 +211,7 @@ func (r *Runtime) Run(ctx context.Context) (Summary, error) {
 	if !r.cfg.Transient {
 		// Reduce tasks have a queue of their own, so that a reducer starts
 		// with the first map result even while maps are queued.
-		reduces, err := r.bus.Consume(ctx, wire.ReducePool(r.cfg.Pool), bus.QueueOptions{
+		reduces, err := r.consume(ctx, wire.ReducePool(r.cfg.Pool), bus.QueueOptions{
 			Prefetch: 4, Lease: r.cfg.Lease, MaxAttempts: r.cfg.MaxAttempts, Limit: r.cfg.MaxTasks,
 		})
 		if err != nil {
@@ -682,4 +682,25 @@ func (b *boundedBuffer) String() string {
 		return b.buf.String() + "\n[output truncated]"
 	}
 	return b.buf.String()
+}
+
+// consume opens a queue, retrying a few times: a broker may refuse the
+// first declaration of a queue that several runtimes create at once
+// (RabbitMQ answers two concurrent quorum-queue declarations with an
+// internal error).
+func (r *Runtime) consume(ctx context.Context, queue string, o bus.QueueOptions) (<-chan bus.Delivery, error) {
+	var err error
+	for attempt := 0; attempt < 6; attempt++ {
+		var ch <-chan bus.Delivery
+		if ch, err = r.bus.Consume(ctx, queue, o); err == nil {
+			return ch, nil
+		}
+		r.log.Warn("runtime: opening the queue failed; retrying", "queue", queue, "attempt", attempt+1, "err", err)
+		select {
+		case <-time.After(time.Duration(100<<attempt) * time.Millisecond):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return nil, err
 }
