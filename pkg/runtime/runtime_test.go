@@ -48,7 +48,9 @@ func TestReducerDropsDuplicates(t *testing.T) {
 	b := setup(t)
 	job := "jdup"
 	start := time.Now()
-	v := func(i int) wire.FeedItem { return wire.FeedItem{Index: i, Value: wire.Value(json.RawMessage([]byte{byte('0' + i)}))} }
+	v := func(i int) wire.FeedItem {
+		return wire.FeedItem{Index: i, Value: wire.Value(json.RawMessage([]byte{byte('0' + i)}))}
+	}
 	// End of stream first, then the items, with duplicates.
 	feed(t, b, job, wire.Feed{Job: job, EOS: true, Count: 4})
 	feed(t, b, job, wire.Feed{Job: job, Items: []wire.FeedItem{v(0), v(1), v(1)}})
