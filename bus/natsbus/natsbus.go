@@ -195,7 +195,7 @@ func (b *Bus) ensureStreams(ctx context.Context) error {
 	if b.opts.MemoryStorage {
 		storage = jetstream.MemoryStorage
 	}
-	_, err := b.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	err := b.ensureStream(ctx, jetstream.StreamConfig{
 		Name:        b.tasksStream,
 		Description: "Skein task queues",
 		Subjects:    []string{b.opts.Prefix + ".task.>"},
@@ -208,7 +208,7 @@ func (b *Bus) ensureStreams(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("natsbus: create stream %s: %w", b.tasksStream, err)
 	}
-	_, err = b.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	err = b.ensureStream(ctx, jetstream.StreamConfig{
 		Name:        b.eventsStream,
 		Description: "Skein events and job log",
 		Subjects:    []string{b.opts.Prefix + ".ev.>"},
@@ -223,6 +223,24 @@ func (b *Bus) ensureStreams(ctx context.Context) error {
 		return fmt.Errorf("natsbus: create stream %s: %w", b.eventsStream, err)
 	}
 	return nil
+}
+
+// ensureStream creates the stream when it does not exist and leaves an
+// existing one as it is: every connection would otherwise update it, and
+// a stream update racing consumer creations is a data race inside
+// nats-server itself. (Changing an existing stream is an operator's
+// decision: `nats stream edit`.)
+func (b *Bus) ensureStream(ctx context.Context, cfg jetstream.StreamConfig) error {
+	if _, err := b.js.Stream(ctx, cfg.Name); err == nil {
+		return nil
+	} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return err
+	}
+	_, err := b.js.CreateStream(ctx, cfg)
+	if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+		return nil // another connection created it first
+	}
+	return err
 }
 
 // MaxMessageSize is the server's max_payload.
