@@ -37,6 +37,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/skeinrun/skein/internal/stats"
 	"github.com/skeinrun/skein/pkg/embedded"
 	"github.com/skeinrun/skein/pkg/pollmon"
 	"github.com/skeinrun/skein/pkg/storage"
@@ -230,11 +231,7 @@ func runPoll(ctx context.Context, store pollmon.Store, bucket string, sleeps []f
 }
 
 func pct(sorted []time.Duration, q float64) time.Duration {
-	if len(sorted) == 0 {
-		return 0
-	}
-	i := int(q*float64(len(sorted))+0.999999) - 1
-	return sorted[min(max(i, 0), len(sorted)-1)]
+	return stats.Sorted(sorted, q*100)
 }
 
 func fmtD(d time.Duration) string {

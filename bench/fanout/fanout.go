@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -23,6 +24,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/skeinrun/skein/bus/natsbus"
+	"github.com/skeinrun/skein/internal/stats"
 	"github.com/skeinrun/skein/pkg/embedded"
 	"github.com/skeinrun/skein/pkg/wire"
 )
@@ -194,8 +196,8 @@ func floor(ctx context.Context, n int, prefetch int, url string, storage jetstre
 		return Result{}, fmt.Errorf("floor: %d of %d events after 5 minutes", got.Load(), n)
 	}
 	wall := time.Since(start)
-	sort.Slice(lats, func(a, b int) bool { return lats[a] < lats[b] })
-	return Result{N: n, Wall: wall, LatP50: lats[len(lats)/2], LatP99: lats[len(lats)*99/100]}, nil
+	slices.Sort(lats)
+	return Result{N: n, Wall: wall, LatP50: stats.Sorted(lats, 50), LatP99: stats.Sorted(lats, 99)}, nil
 }
 
 // Median returns the run with the median wall time.
@@ -222,8 +224,7 @@ func Isolated(ctx context.Context, jobs int) (p50, p99 time.Duration, err error)
 		}
 		lats = append(lats, time.Duration(st.LatencyP50us)*time.Microsecond)
 	}
-	sort.Slice(lats, func(a, b int) bool { return lats[a] < lats[b] })
-	return lats[len(lats)/2], lats[len(lats)*99/100], nil
+	return stats.Percentile(lats, 50), stats.Percentile(lats, 99), nil
 }
 
 // Services is a coordinator and runtimes running as processes on a bus,

@@ -8,9 +8,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"sort"
 	"time"
 
+	"github.com/skeinrun/skein/internal/stats"
 	"github.com/skeinrun/skein/pkg/embedded"
 	"github.com/skeinrun/skein/pkg/fn"
 	"github.com/skeinrun/skein/pkg/wire"
@@ -81,7 +81,5 @@ func Run(ctx context.Context, c *embedded.Cluster, n int, mode wire.ReduceMode, 
 
 // Median of durations.
 func Median(ds []time.Duration) time.Duration {
-	s := append([]time.Duration(nil), ds...)
-	sort.Slice(s, func(a, b int) bool { return s[a] < s[b] })
-	return s[len(s)/2]
+	return stats.Percentile(ds, 50)
 }

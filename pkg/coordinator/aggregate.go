@@ -32,13 +32,13 @@ func (j *job) feed(i int, ev *wire.Event) {
 	j.groupFed[g]++
 	if j.streaming() && !j.reducerQueued[g] {
 		j.reducerQueued[g] = true
-		go j.enqueue(j.reduceTask(g, 1))
+		j.spawnEnqueue(j.reduceTask(g, 1))
 	}
 	if !j.streaming() && j.mapsDone == j.n {
 		for g := range j.reducerQueued {
 			if !j.reducerQueued[g] {
 				j.reducerQueued[g] = true
-				go j.enqueue(j.reduceTask(g, 1))
+				j.spawnEnqueue(j.reduceTask(g, 1))
 			}
 		}
 	}
@@ -51,7 +51,7 @@ func (j *job) queueReducers() {
 	for g := range j.reducerQueued {
 		if !j.reducerQueued[g] {
 			j.reducerQueued[g] = true
-			go j.enqueue(j.reduceTask(g, 1))
+			j.spawnEnqueue(j.reduceTask(g, 1))
 		}
 	}
 }
@@ -132,66 +132,7 @@ func (j *job) publishFeed(g int, f *wire.Feed) error {
 	return nil
 }
 
-func (j *job) onReduceEvent(ev *wire.Event) {
-	g := ev.Task
-	if g < 0 || g >= j.groups {
-		j.c.log.Warn("ignoring event for a reducer the job does not have", "job", j.id, "group", g)
-		return
-	}
-	j.mu.Lock()
-	st := j.rState[g]
-	if st == stDone || st == stFailed {
-		j.mu.Unlock()
-		return
-	}
-	cur := int(j.rAttempt[g]) + 1
-	switch ev.Type {
-	case wire.EventStarted:
-		if st == stQueued && ev.Attempt == cur {
-			j.rState[g] = stRunning
-			j.status.Running++
-		}
-		j.mu.Unlock()
-	case wire.EventDone:
-		if st == stRunning {
-			j.status.Running--
-		}
-		j.rState[g] = stDone
-		j.rResults[g] = ev.Result
-		if ev.ResultRef != "" {
-			j.rResults[g] = refValue(ev.ResultRef)
-		}
-		j.status.Done++
-		j.reduceDone(ev)
-		j.mu.Unlock()
-	case wire.EventFailed:
-		if ev.Attempt < cur {
-			j.mu.Unlock()
-			return
-		}
-		if st == stRunning {
-			j.status.Running--
-		}
-		if ev.Error != nil && ev.Error.Retryable && cur <= j.spec.Retries && ev.Error.Kind != wire.ErrCancelled {
-			j.rAttempt[g]++
-			j.rState[g] = stQueued
-			j.status.Retried++
-			j.mu.Unlock()
-			go j.enqueue(j.reduceTask(g, cur+1))
-			return
-		}
-		j.rState[g] = stFailed
-		j.status.Failed++
-		j.taskFailed(ev)
-		j.mu.Unlock()
-		e := ev.Error
-		if e == nil {
-			e = &wire.TaskError{Kind: wire.ErrInternal, Message: "reducer failed without an error"}
-		}
-		j.finish(j.failureState(e), e, g)
-	default:
-		j.mu.Unlock()
-	}
-}
-
 func isTooLarge(err error) bool { return errors.Is(err, bus.ErrTooLarge) }
+
+// spawnEnqueue publishes t off the event loop.
+func (j *job) spawnEnqueue(t *wire.Task) { j.spawn(func() { j.enqueue(t) }) }

@@ -5,21 +5,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/skeinrun/skein/bus"
+	"github.com/skeinrun/skein/internal/retry"
+	"github.com/skeinrun/skein/internal/stats"
 	"github.com/skeinrun/skein/pkg/wire"
-)
-
-const (
-	stQueued uint8 = iota
-	stRunning
-	stDone
-	stFailed
 )
 
 type endRequest struct {
@@ -49,20 +44,23 @@ type job struct {
 	reducerQueued []bool
 	eosSent       []bool
 	feedBuf       [][]wire.FeedItem
-	rState        []uint8
-	rAttempt      []uint8
+	reducers      attempts
 	rResults      []wire.Value
 	mapsDone      int
 	feeds         chan wire.Feed
 
 	mu      sync.Mutex
 	status  wire.JobStatus
-	state   []uint8
-	attempt []uint8
+	maps    attempts // the map (or call) tasks
 	results []wire.Value
 	lat     []int64
 	ended   time.Time
 	mon     monitorState // telemetry, poll mode (monitor.go)
+
+	// publishers counts the goroutines that may still put tasks of this
+	// job on a queue (publishAll, republish, enqueue); the end-of-job
+	// purge waits for them, so that no task is published after it.
+	publishers sync.WaitGroup
 
 	// A job picked up again by a restarted coordinator: its state comes
 	// from replaying its events; wasPublished says whether all of its
@@ -125,8 +123,7 @@ func newJob(ctx context.Context, c *Coordinator, spec *wire.JobSpec) (*job, erro
 	if spec.Kind == wire.JobMapReduce {
 		j.setupGroups()
 	}
-	j.state = make([]uint8, j.n)
-	j.attempt = make([]uint8, j.n)
+	j.maps = newAttempts(j.n)
 	j.results = make([]wire.Value, j.n)
 	j.status = wire.JobStatus{ID: spec.ID, State: wire.StateRunning, Kind: spec.Kind, Total: j.n + j.groups, Submitted: spec.SubmittedAt}
 	return j, nil
@@ -160,8 +157,7 @@ func (j *job) setupGroups() {
 	j.reducerQueued = make([]bool, j.groups)
 	j.eosSent = make([]bool, j.groups)
 	j.feedBuf = make([][]wire.FeedItem, j.groups)
-	j.rState = make([]uint8, j.groups)
-	j.rAttempt = make([]uint8, j.groups)
+	j.reducers = newAttempts(j.groups)
 	j.rResults = make([]wire.Value, j.groups)
 }
 
@@ -193,18 +189,28 @@ func (j *job) start() error {
 		j.c.wg.Add(1)
 		go func() { defer j.c.wg.Done(); j.feeder() }()
 	}
-	j.c.wg.Add(2)
-	go func() {
-		defer j.c.wg.Done()
-		switch {
-		case !j.recovered:
-			j.publishAll()
-		case !j.wasPublished:
-			j.republish()
-		}
-	}()
+	switch {
+	case !j.recovered:
+		j.spawn(j.publishAll)
+	case !j.wasPublished:
+		j.spawn(j.republish)
+	}
+	j.c.wg.Add(1)
 	go func() { defer j.c.wg.Done(); j.run() }()
 	return nil
+}
+
+// spawn runs f on a goroutine that may publish tasks of the job; the
+// coordinator's Close and the job's end-of-job purge wait for it. Call it
+// only from start or the event loop (before finish).
+func (j *job) spawn(f func()) {
+	j.publishers.Add(1)
+	j.c.wg.Add(1)
+	go func() {
+		defer j.c.wg.Done()
+		defer j.publishers.Done()
+		f()
+	}()
 }
 
 func (j *job) memory(kind wire.TaskKind) int {
@@ -273,6 +279,9 @@ func (j *job) publishAll() {
 	}
 	msgs := make([]bus.Message, 0, batch)
 	for i := 0; i < j.n; i += batch {
+		if j.ctx.Err() != nil {
+			return // the job ended (cancel, timeout, a failed task)
+		}
 		msgs = msgs[:0]
 		for k := i; k < i+batch && k < j.n; k++ {
 			m, err := j.encodeTask(j.task(k, 1))
@@ -435,74 +444,65 @@ func DecodeEvents(data []byte) ([]wire.Event, error) {
 	return nil, fmt.Errorf("%w: a %q message on an event subject", wire.ErrMalformed, kind)
 }
 
+// onEvent applies one task event to the job: map (or call) tasks and
+// reducers go through the same state machine (attempts).
 func (j *job) onEvent(ev wire.Event) {
 	if ev.Job != j.id {
 		return
 	}
-	if ev.Kind == wire.TaskReduce {
-		j.onReduceEvent(&ev)
-		return
+	reduce := ev.Kind == wire.TaskReduce
+	set, n, what := &j.maps, j.n, "task"
+	if reduce {
+		set, n, what = &j.reducers, j.groups, "reducer"
 	}
 	i := ev.Task
-	if i < 0 || i >= j.n {
-		j.c.log.Warn("ignoring event for a task the job does not have", "job", j.id, "task", i)
+	if i < 0 || i >= n {
+		j.c.log.Warn("ignoring an event for a "+what+" the job does not have", "job", j.id, what, i)
 		return
 	}
 	j.mu.Lock()
-	defer j.mu.Unlock()
-	st := j.state[i]
-	if st == stDone || st == stFailed {
-		return // duplicate: the first terminal event wins
-	}
-	cur := int(j.attempt[i]) + 1
-	switch ev.Type {
-	case wire.EventStarted:
-		if st == stQueued && ev.Attempt == cur {
-			j.state[i] = stRunning
-			j.status.Running++
-		}
-	case wire.EventDone:
-		if st == stRunning {
-			j.status.Running--
-		}
-		j.state[i] = stDone
-		j.results[i] = ev.Result
+	o, next := set.apply(i, &ev, j.spec.Retries, &j.status)
+	switch o {
+	case succeeded:
+		v := ev.Result
 		if ev.ResultRef != "" {
-			j.results[i] = refValue(ev.ResultRef)
+			v = refValue(ev.ResultRef)
 		}
-		j.status.Done++
+		if reduce {
+			j.rResults[i] = v
+			j.reduceDone(&ev)
+			break
+		}
+		j.results[i] = v
 		j.taskDone(&ev)
 		if j.spec.Kind == wire.JobMapReduce {
 			j.mapsDone++
 			j.feed(i, &ev)
 		}
-	case wire.EventFailed:
-		if ev.Attempt < cur {
-			return // a stale attempt; a newer one is queued
+	case retried:
+		var t *wire.Task
+		if reduce {
+			t = j.reduceTask(i, next)
+		} else {
+			t = j.task(i, next)
 		}
-		if st == stRunning {
-			j.status.Running--
-		}
-		if ev.Error != nil && ev.Error.Retryable && cur <= j.spec.Retries && ev.Error.Kind != wire.ErrCancelled {
-			j.attempt[i]++
-			j.state[i] = stQueued
-			j.status.Retried++
-			t := j.task(i, cur+1)
-			go j.enqueue(t)
-			j.c.log.Info("retrying task", "job", j.id, "task", i, "attempt", cur+1, "error", ev.Error.Error())
-			return
-		}
-		j.state[i] = stFailed
-		j.status.Failed++
+		j.spawn(func() { j.enqueue(t) })
+		j.c.log.Info("retrying "+what, "job", j.id, what, i, "attempt", next, "error", ev.Error.Error())
+	case failed:
 		j.taskFailed(&ev)
+		j.mu.Unlock()
 		e := ev.Error
 		if e == nil {
-			e = &wire.TaskError{Kind: wire.ErrInternal, Message: "task failed without an error"}
+			e = &wire.TaskError{Kind: wire.ErrInternal, Message: what + " failed without an error"}
 		}
-		j.mu.Unlock()
 		j.finish(j.failureState(e), e, i)
-		j.mu.Lock()
+		return
+	case ignored:
+		if ev.Attempt < 1 || ev.Attempt > int(set.attempt[i])+1 {
+			j.c.log.Warn("ignoring an event of an attempt that was never published", "job", j.id, what, i, "attempt", ev.Attempt, "type", ev.Type)
+		}
 	}
+	j.mu.Unlock()
 }
 
 func (j *job) enqueue(t *wire.Task) {
@@ -581,17 +581,13 @@ func (j *job) finish(state wire.JobState, e *wire.TaskError, task int) {
 	j.ended = time.Now()
 	j.status.LatencyP50us, j.status.LatencyP99us = percentiles(j.lat)
 	st := j.status
-	j.inputs = nil // free the inputs; results stay for Retention
 	j.mu.Unlock()
 
 	bctx, cancel := context.WithTimeout(context.WithoutCancel(j.ctx), 10*time.Second)
 	defer cancel()
 	if state != wire.StateDone {
-		if p, ok := j.c.bus.(bus.Purger); ok {
-			if err := p.Purge(bctx, j.spec.Pool, j.id); err != nil {
-				j.c.log.Warn("purging the job's queued tasks", "job", j.id, "err", err)
-			}
-		}
+		// Runtimes stop the job's running tasks and drop its queued ones
+		// when they take them.
 		if data, err := wire.Encode(wire.KindCancel, wire.Cancel{Job: j.id, Reason: string(state)}); err == nil {
 			_ = j.c.bus.Notify(bctx, "cancel", data)
 		}
@@ -614,24 +610,45 @@ func (j *job) finish(state wire.JobState, e *wire.TaskError, task int) {
 	}
 	j.c.log.Info("job ended", args...)
 	close(j.done)
-	j.cancel()
+	j.cancel() // stops publishing
+	j.c.wg.Add(1)
+	go func() { defer j.c.wg.Done(); j.purge() }()
 }
 
+// purge removes what is left of the job on its queues once nothing
+// publishes its tasks any more: queued tasks of a job that failed, timed
+// out or was cancelled, and copies of tasks that were queued twice (a
+// retried publish, a redelivery after a broker crash) of any job. A bus
+// that cannot purge leaves them to the runtimes, which drop tasks of
+// ended jobs.
+func (j *job) purge() {
+	p, ok := j.c.bus.(bus.Purger)
+	if !ok {
+		return
+	}
+	j.publishers.Wait()
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(j.ctx), 2*time.Minute)
+	defer cancel()
+	pools := []string{j.spec.Pool}
+	if j.spec.Kind == wire.JobMapReduce {
+		pools = append(pools, wire.ReducePool(j.spec.Pool))
+	}
+	for _, pool := range pools {
+		if err := p.Purge(ctx, pool, j.id); err != nil && j.c.ctx.Err() == nil {
+			j.c.log.Warn("purging the job's queued tasks", "job", j.id, "pool", pool, "err", err)
+		}
+	}
+}
+
+// percentiles returns the p50 and p99 of the latencies in µs (at least 1
+// when there are any, so that a fast job does not read as "none").
 func percentiles(lat []int64) (p50, p99 int64) {
 	if len(lat) == 0 {
 		return 0, 0
 	}
-	s := append([]int64(nil), lat...)
-	sort.Slice(s, func(a, b int) bool { return s[a] < s[b] })
-	p50 = s[len(s)/2] / 1000
-	p99 = s[(len(s)*99)/100] / 1000
-	if p50 == 0 {
-		p50 = 1
-	}
-	if p99 == 0 {
-		p99 = 1
-	}
-	return p50, p99
+	s := slices.Clone(lat)
+	slices.Sort(s)
+	return max(stats.Sorted(s, 50)/1000, 1), max(stats.Sorted(s, 99)/1000, 1)
 }
 
 func (j *job) snapshot() wire.JobStatus {
@@ -698,19 +715,16 @@ func (j *job) failureState(e *wire.TaskError) wire.JobState {
 // than a message too large: a broker may refuse the first declaration of
 // a queue that runtimes create at the same time. Tasks carry message ids,
 // so a broker that deduplicates drops the copies of a retried batch; on
-// one that does not, a task may be queued twice (its first outcome wins).
+// one that does not, a task may be queued twice (its first outcome wins,
+// and the end-of-job purge removes the copy).
 func (j *job) enqueueRetrying(pool string, msgs []bus.Message) error {
-	var err error
-	for attempt := 0; attempt < 4; attempt++ {
-		if err = j.c.bus.Enqueue(j.ctx, pool, msgs...); err == nil || errors.Is(err, bus.ErrTooLarge) || j.ctx.Err() != nil {
-			return err
+	return retry.Do(j.ctx, retry.Policy{Initial: 200 * time.Millisecond, Tries: 5, OnRetry: func(attempt int, err error, _ time.Duration) {
+		j.c.log.Warn("publishing tasks failed; retrying", "job", j.id, "attempt", attempt, "err", err)
+	}}, func() error {
+		err := j.c.bus.Enqueue(j.ctx, pool, msgs...)
+		if errors.Is(err, bus.ErrTooLarge) {
+			return retry.Permanent(err)
 		}
-		j.c.log.Warn("publishing tasks failed; retrying", "job", j.id, "attempt", attempt+1, "err", err)
-		select {
-		case <-time.After(time.Duration(200<<attempt) * time.Millisecond):
-		case <-j.ctx.Done():
-			return j.ctx.Err()
-		}
-	}
-	return err
+		return err
+	})
 }

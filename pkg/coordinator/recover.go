@@ -127,18 +127,12 @@ func (j *job) republish() {
 		}
 	}
 	j.mu.Lock()
-	var todo []int
-	for i, st := range j.state {
-		if st == stQueued {
-			todo = append(todo, i)
-		}
-	}
-	attempts := append([]uint8(nil), j.attempt...)
+	todo, attempts := j.maps.queued()
 	j.mu.Unlock()
 	for start := 0; start < len(todo); start += 500 {
 		var msgs []bus.Message
-		for _, i := range todo[start:min(start+500, len(todo))] {
-			m, err := j.encodeTask(j.task(i, int(attempts[i])+1))
+		for k, i := range todo[start:min(start+500, len(todo))] {
+			m, err := j.encodeTask(j.task(i, attempts[start+k]))
 			if err != nil {
 				return
 			}

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/skeinrun/skein/internal/stats"
 	"github.com/skeinrun/skein/pkg/wire"
 )
 
@@ -278,11 +279,7 @@ func Summarize(in Input, atts []Attempt) Summary {
 
 // quantile is the nearest-rank quantile of sorted values.
 func quantile(sorted []time.Duration, q float64) time.Duration {
-	if len(sorted) == 0 {
-		return 0
-	}
-	i := int(math.Ceil(q*float64(len(sorted)))) - 1
-	return sorted[min(max(i, 0), len(sorted)-1)]
+	return stats.Sorted(sorted, q*100)
 }
 
 // Write draws the plot of in as an HTML page on w.
