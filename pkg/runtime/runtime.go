@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/skeinrun/skein/bus"
+	"github.com/skeinrun/skein/internal/retry"
 	"github.com/skeinrun/skein/pkg/fn"
 	"github.com/skeinrun/skein/pkg/telemetry"
 	"github.com/skeinrun/skein/pkg/wire"
@@ -186,8 +187,14 @@ type Summary struct {
 func (r *Runtime) Run(ctx context.Context) (Summary, error) {
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
-	go r.listenCancels(ctx)
-	go r.heartbeat(ctx)
+	// The cancel listener, the heartbeat and the idle watch end with ctx;
+	// Run returns only after they did.
+	var loops sync.WaitGroup
+	defer loops.Wait()
+	defer stop()
+	loops.Add(2)
+	go func() { defer loops.Done(); r.listenCancels(ctx) }()
+	go func() { defer loops.Done(); r.heartbeat(ctx) }()
 	var pubs sync.WaitGroup
 	for i := 0; i < publishers; i++ {
 		pubs.Add(1)
@@ -250,7 +257,9 @@ func (r *Runtime) Run(ctx context.Context) (Summary, error) {
 		}(i)
 	}
 	if r.cfg.Idle > 0 {
+		loops.Add(1)
 		go func() {
+			defer loops.Done()
 			t := time.NewTicker(r.cfg.Idle / 4)
 			defer t.Stop()
 			for {
@@ -369,13 +378,15 @@ func (r *Runtime) execute(parent context.Context, slot int, d bus.Delivery, t *w
 	result, err := r.call(ctx, slot, t, &logBuf, &arrivals, &peakKB)
 	finished := time.Now()
 	telemetry.End(span, err)
-	r.running.Delete(rt)
+	// The task stays among the running ones, its lease renewed, until its
+	// event is safe and it is settled (publishGroup).
 	rt.mu.Lock()
 	rt.finished = true
 	rt.mu.Unlock()
 
 	if parent.Err() != nil && errors.Is(err, context.Canceled) {
 		// The runtime is stopping: leave the task to be redelivered.
+		r.running.Delete(rt)
 		return
 	}
 	ev := r.event(t, d, wire.EventDone)
@@ -394,7 +405,7 @@ func (r *Runtime) execute(parent context.Context, slot int, d bus.Delivery, t *w
 		ev.Result = result
 	}
 	r.ran.Add(1)
-	r.settle(parent, d, t, ev, false)
+	r.settleRunning(rt, ev)
 }
 
 // heartbeat is the runtime's one timer loop: it renews the lease of tasks
@@ -419,11 +430,7 @@ func (r *Runtime) heartbeat(ctx context.Context) {
 				rt := k.(*runningTask)
 				age := now.Sub(rt.started)
 				rt.mu.Lock()
-				if rt.finished {
-					rt.mu.Unlock()
-					return true
-				}
-				if !rt.announced && (r.cfg.StartedAfter < 0 || age >= r.cfg.StartedAfter) {
+				if !rt.finished && !rt.announced && (r.cfg.StartedAfter < 0 || age >= r.cfg.StartedAfter) {
 					rt.announced = true
 					r.publishStarted(ctx, rt.task, rt.d, rt.started)
 				}
@@ -446,6 +453,7 @@ type outcome struct {
 	t    *wire.Task
 	ev   *wire.Event
 	term bool
+	rt   *runningTask // nil for a task that did not run
 }
 
 // settle hands ev to the publishers; the delivery is acked only once the
@@ -453,6 +461,14 @@ type outcome struct {
 func (r *Runtime) settle(ctx context.Context, d bus.Delivery, t *wire.Task, ev *wire.Event, term bool) {
 	r.pending.Add(1)
 	r.outcomes <- outcome{d: d, t: t, ev: ev, term: term}
+}
+
+// settleRunning is settle for a task that ran: the heartbeat keeps
+// renewing its lease until it is settled, so that a slow publication
+// does not get it redelivered and run twice.
+func (r *Runtime) settleRunning(rt *runningTask, ev *wire.Event) {
+	r.pending.Add(1)
+	r.outcomes <- outcome{d: rt.d, t: rt.task, ev: ev, rt: rt}
 }
 
 // publisher takes outcomes, batches those already waiting per job into
@@ -546,22 +562,26 @@ func (r *Runtime) publishGroup(ctx context.Context, job string, group []outcome)
 				r.log.Warn("runtime: settling task", "job", job, "task", o.t.Index, "err", serr)
 			}
 		}
+		if o.rt != nil {
+			r.running.Delete(o.rt)
+		}
 		r.pending.Done()
 	}
 }
 
+// publish stores an event message, retrying a few times (about 50 s in
+// all) while the broker is away; the tasks it settles keep their leases
+// meanwhile.
 func (r *Runtime) publish(ctx context.Context, job string, data []byte) error {
-	var err error
-	for i := 0; i < 5; i++ {
+	return retry.Do(ctx, retry.Policy{Initial: 100 * time.Millisecond, Tries: 5}, func() error {
 		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err = r.bus.Publish(pctx, EventSubject(job), bus.Message{Data: data})
-		cancel()
-		if err == nil || errors.Is(err, bus.ErrTooLarge) {
-			return err
+		defer cancel()
+		err := r.bus.Publish(pctx, EventSubject(job), bus.Message{Data: data})
+		if errors.Is(err, bus.ErrTooLarge) {
+			return retry.Permanent(err)
 		}
-		time.Sleep(time.Duration(100<<i) * time.Millisecond)
-	}
-	return err
+		return err
+	})
 }
 
 func (r *Runtime) publishStarted(ctx context.Context, t *wire.Task, d bus.Delivery, started time.Time) {
@@ -689,18 +709,15 @@ func (b *boundedBuffer) String() string {
 // (RabbitMQ answers two concurrent quorum-queue declarations with an
 // internal error).
 func (r *Runtime) consume(ctx context.Context, queue string, o bus.QueueOptions) (<-chan bus.Delivery, error) {
-	var err error
-	for attempt := 0; attempt < 6; attempt++ {
-		var ch <-chan bus.Delivery
-		if ch, err = r.bus.Consume(ctx, queue, o); err == nil {
-			return ch, nil
+	return retry.Value(ctx, retry.Policy{Initial: 100 * time.Millisecond, Tries: 6, OnRetry: func(attempt int, err error, _ time.Duration) {
+		if ctx.Err() == nil {
+			r.log.Warn("runtime: opening the queue failed; retrying", "queue", queue, "attempt", attempt, "err", err)
 		}
-		r.log.Warn("runtime: opening the queue failed; retrying", "queue", queue, "attempt", attempt+1, "err", err)
-		select {
-		case <-time.After(time.Duration(100<<attempt) * time.Millisecond):
-		case <-ctx.Done():
-			return nil, ctx.Err()
+	}}, func() (<-chan bus.Delivery, error) {
+		ch, err := r.bus.Consume(ctx, queue, o)
+		if err != nil && ctx.Err() != nil {
+			return nil, retry.Permanent(ctx.Err())
 		}
-	}
-	return nil, err
+		return ch, err
+	})
 }
