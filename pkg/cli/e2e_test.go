@@ -18,6 +18,7 @@ import (
 	"github.com/skeinrun/skein/bus/dial"
 	"github.com/skeinrun/skein/internal/testenv"
 	"github.com/skeinrun/skein/pkg/cli"
+	"github.com/skeinrun/skein/pkg/client"
 	"github.com/skeinrun/skein/pkg/coordinator"
 	"github.com/skeinrun/skein/pkg/wire"
 )
@@ -236,7 +237,8 @@ func TestSeedJobsThroughServices(t *testing.T) {
 }
 
 // TestRuntimeKilledMidJob: SIGKILL one of two runtimes in the middle of a
-// 200-task job; every task still yields its result exactly once.
+// 200-task job; the tasks it held are delivered again to the other one,
+// and every task still yields its result exactly once.
 func TestRuntimeKilledMidJob(t *testing.T) {
 	for _, bk := range buses {
 		t.Run(bk.name, func(t *testing.T) {
@@ -246,26 +248,50 @@ func TestRuntimeKilledMidJob(t *testing.T) {
 			for i := 0; i < 200; i++ {
 				iter = append(iter, fmt.Sprintf(`{"x":0.05,"value":%d}`, i))
 			}
-			type res struct {
-				out, errOut string
-				code        int
+			out, errOut, code := submit(t, "map", "--function", "sleep", "--iterdata", "["+strings.Join(iter, ",")+"]", "--bus", url, "--timeout", "90", "--no-wait")
+			if code != 0 {
+				t.Fatalf("submit --no-wait: exit %d: %s", code, errOut)
 			}
-			done := make(chan res, 1)
-			go func() {
-				o, e, c := submit(t, "map", "--function", "sleep", "--iterdata", "["+strings.Join(iter, ",")+"]", "--bus", url, "--timeout", "90")
-				done <- res{o, e, c}
-			}()
-			time.Sleep(700 * time.Millisecond)
+			var id string
+			if err := json.Unmarshal([]byte(out), &id); err != nil {
+				t.Fatalf("job id %q: %v", out, err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+			defer cancel()
+			b, err := dial.Open(ctx, url, dial.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer b.Close()
+			cl := client.New(b)
+			// Kill the first runtime once it has started tasks of the job.
+			for {
+				st, err := cl.Status(ctx, id)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if st.Done >= 20 {
+					break
+				}
+				select {
+				case <-time.After(20 * time.Millisecond):
+				case <-ctx.Done():
+					t.Fatalf("the job did not get going: %+v", st)
+				}
+			}
 			if err := rts[0].cmd.Process.Kill(); err != nil {
 				t.Fatal(err)
 			}
-			r := <-done
-			if r.code != 0 {
-				t.Fatalf("exit %d: %s", r.code, r.errOut)
+			if _, errOut, code = submit(t, "wait", id, "--bus", url); code != 0 {
+				t.Fatalf("wait: exit %d: %s", code, errOut)
+			}
+			out, errOut, code = submit(t, "result", id, "--bus", url)
+			if code != 0 {
+				t.Fatalf("result: exit %d: %s", code, errOut)
 			}
 			var got []int
-			if err := json.Unmarshal([]byte(r.out), &got); err != nil {
-				t.Fatalf("result %q: %v", r.out, err)
+			if err := json.Unmarshal([]byte(out), &got); err != nil {
+				t.Fatalf("result %q: %v", out, err)
 			}
 			if len(got) != 200 {
 				t.Fatalf("%d results, want 200", len(got))
@@ -275,9 +301,20 @@ func TestRuntimeKilledMidJob(t *testing.T) {
 					t.Fatalf("result %d is %d: every task must give its own value exactly once", i, v)
 				}
 			}
-			if !strings.Contains(rts[1].out.String(), "runtime started") {
-				t.Fatalf("second runtime did not run")
+			evs, _, err := cl.Events(ctx, id)
+			if err != nil {
+				t.Fatal(err)
 			}
+			redelivered := 0
+			for _, ev := range evs {
+				if ev.Type != wire.EventStarted && ev.Delivery > 1 {
+					redelivered++
+				}
+			}
+			if redelivered == 0 {
+				t.Fatalf("no task was delivered again after its runtime was killed (%d events)", len(evs))
+			}
+			t.Logf("%d tasks delivered again after the kill", redelivered)
 		})
 	}
 }
