@@ -14,6 +14,7 @@ import (
 	"github.com/skeinrun/skein/bus"
 	"github.com/skeinrun/skein/bus/dial"
 	"github.com/skeinrun/skein/bus/natsbus"
+	"github.com/skeinrun/skein/internal/retry"
 	"github.com/skeinrun/skein/pkg/coordinator"
 	"github.com/skeinrun/skein/pkg/runtime"
 )
@@ -145,26 +146,24 @@ func coordinatorMain(ctx context.Context, args []string, env Env, hooks ServiceH
 	}
 	defer c.Close()
 	if recoverWindow > 0 {
-		// A broker that has just created its streams may refuse the first
-		// replay; try a few times, and serve anyway if it keeps refusing.
-		var err error
-		for attempt := 0; attempt < 4; attempt++ {
-			var taken []string
-			if taken, err = c.Recover(ctx, recoverWindow); err == nil {
-				if len(taken) > 0 {
-					log.Info("took up unfinished jobs", "jobs", len(taken))
-				}
-				break
-			}
-			log.Warn("reading the job log to take up unfinished jobs", "attempt", attempt+1, "err", err)
-			select {
-			case <-time.After(time.Duration(250<<attempt) * time.Millisecond):
-			case <-ctx.Done():
-				return nil
-			}
+		// Running jobs must be taken up before the API answers for them:
+		// retry reading the job log for a minute (a broker that has just
+		// created its streams may refuse the first replay), then give up
+		// and exit, so that a supervisor restarts the coordinator rather
+		// than have it serve without the jobs it should hold.
+		rctx, cancel := context.WithTimeout(ctx, time.Minute)
+		taken, err := retry.Value(rctx, retry.Policy{Initial: 250 * time.Millisecond, Max: 5 * time.Second, OnRetry: func(attempt int, err error, _ time.Duration) {
+			log.Warn("reading the job log to take up unfinished jobs", "attempt", attempt, "err", err)
+		}}, func() ([]string, error) { return c.Recover(rctx, recoverWindow) })
+		cancel()
+		if ctx.Err() != nil {
+			return nil
 		}
 		if err != nil {
-			log.Error("serving without taking up unfinished jobs: the job log cannot be read", "err", err)
+			return fmt.Errorf("%w: the job log cannot be read, so unfinished jobs cannot be taken up: %v", bus.ErrUnreachable, err)
+		}
+		if len(taken) > 0 {
+			log.Info("took up unfinished jobs", "jobs", len(taken))
 		}
 	}
 	if err := c.Serve(ctx); err != nil {
