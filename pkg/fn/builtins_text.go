@@ -2,20 +2,23 @@ package fn
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"math/big"
 	"sort"
+	"unicode"
+	"unicode/utf8"
 )
 
 // RegisterTextBuiltins adds the text functions over partitioned objects:
 //
-//   - wordcount(obj): the number of words in the task's chunk, counted
-//     like `LC_ALL=C wc -w` (see CountWords).
+//   - wordcount(obj): the number of white-space separated words of the
+//     task's chunk of UTF-8 text (see CountWords).
 //   - wordfreq(obj): a map from word to count for the chunk (words as
-//     above, case kept).
+//     above, case kept; keys as WordKey makes them).
 //   - merge(values): a reducer summing maps of counts key by key (folds
 //     results one by one).
 //   - blob(n): a string of n bytes, the letters a to z repeated (for
@@ -42,12 +45,10 @@ func RegisterTextBuiltins(r *Registry) {
 		}
 		sc := bufio.NewScanner(textCtxReader{ctx, body})
 		sc.Buffer(make([]byte, 64<<10), 1<<30)
-		sc.Split(scanWordsC)
+		sc.Split(bufio.ScanWords) // Unicode white space, as CountWords
 		freq := map[string]int64{}
 		for sc.Scan() {
-			if hasPrintable(sc.Bytes()) {
-				freq[sc.Text()]++
-			}
+			freq[WordKey(sc.Bytes())]++
 		}
 		if err := sc.Err(); err != nil {
 			return nil, err
@@ -145,30 +146,49 @@ func countsJSON(acc map[string]*big.Int) json.RawMessage {
 	return append(out, '}')
 }
 
-func isSpaceC(b byte) bool {
-	return b == ' ' || b == '\t' || b == '\n' || b == '\v' || b == '\f' || b == '\r'
-}
-
-// CountWords counts words like GNU `wc -w` in the C locale: a word is a
-// run of bytes between white space (space, \t, \n, \v, \f, \r) that holds
-// at least one printable ASCII character; other bytes (controls, bytes of
-// UTF-8 sequences) neither start nor end a word.
+// CountWords counts the words of UTF-8 text: a word is a maximal run of
+// characters that are not white space, and white space is Unicode's
+// (unicode.IsSpace: the ASCII space, \t, \n, \v, \f, \r, U+0085, U+00A0
+// and the Z-category spaces such as U+2003 and U+3000). Bytes that are
+// not valid UTF-8 count as word characters. On valid UTF-8 this is
+// Python's len(text.split()) except for the ASCII separators \x1c–\x1f,
+// which Python also splits on; on ASCII text it is `wc -w`.
 func CountWords(r io.Reader) (int64, error) {
 	buf := make([]byte, 256<<10)
 	var n int64
-	in := false
+	in, keep := false, 0
 	for {
-		k, err := r.Read(buf)
-		for _, b := range buf[:k] {
-			switch {
-			case isSpaceC(b):
+		k, err := r.Read(buf[keep:])
+		data, eof := buf[:keep+k], err == io.EOF
+		i := 0
+		for i < len(data) {
+			switch byteClass[data[i]] {
+			case clsSpace:
 				in = false
-			case !in && b > ' ' && b < 0x7f:
+				i++
+				continue
+			case clsWord:
+				if !in {
+					in = true
+					n++
+				}
+				i++
+				continue
+			}
+			if !eof && !utf8.FullRune(data[i:]) {
+				break // the rest of this character comes with the next read
+			}
+			c, size := utf8.DecodeRune(data[i:])
+			if unicode.IsSpace(c) {
+				in = false
+			} else if !in {
 				in = true
 				n++
 			}
+			i += size
 		}
-		if err == io.EOF {
+		keep = copy(buf, data[i:])
+		if eof {
 			return n, nil
 		}
 		if err != nil {
@@ -177,30 +197,52 @@ func CountWords(r io.Reader) (int64, error) {
 	}
 }
 
-func hasPrintable(w []byte) bool {
-	for _, b := range w {
-		if b > ' ' && b < 0x7f {
-			return true
-		}
-	}
-	return false
-}
+// Byte classes for CountWords' fast path: a space, a word character, or
+// the first byte of a sequence that may encode a space. Only the lead
+// bytes C2, E1, E2 and E3 start the encodings of Unicode's non-ASCII
+// spaces; every other byte from 0x80 up is part of a character that is
+// not a space, or not valid UTF-8, and so belongs to a word either way
+// (UTF-8 resynchronises at every lead byte).
+const (
+	clsWord = iota
+	clsSpace
+	clsMulti
+)
 
-// scanWordsC is bufio.ScanWords with the C locale's spaces.
-func scanWordsC(data []byte, atEOF bool) (int, []byte, error) {
-	start := 0
-	for start < len(data) && isSpaceC(data[start]) {
-		start++
+var byteClass = func() (c [256]uint8) {
+	for _, b := range []byte{0xc2, 0xe1, 0xe2, 0xe3} {
+		c[b] = clsMulti
 	}
-	for i := start; i < len(data); i++ {
-		if isSpaceC(data[i]) {
-			return i + 1, data[start:i], nil
+	for _, b := range []byte{' ', '\t', '\n', '\v', '\f', '\r'} {
+		c[b] = clsSpace
+	}
+	return c
+}()
+
+// WordKey is the key wordfreq gives a word: the word itself when it is
+// valid UTF-8 without a backslash; otherwise each backslash is doubled
+// and each byte that is not valid UTF-8 is written \xHH (two lower-case
+// hex digits). Distinct words always get distinct keys, and keys are
+// valid UTF-8, so they survive JSON.
+func WordKey(w []byte) string {
+	if utf8.Valid(w) && bytes.IndexByte(w, '\\') < 0 {
+		return string(w)
+	}
+	const hex = "0123456789abcdef"
+	out := make([]byte, 0, len(w)+8)
+	for i := 0; i < len(w); {
+		c, size := utf8.DecodeRune(w[i:])
+		switch {
+		case c == utf8.RuneError && size == 1:
+			out = append(out, '\\', 'x', hex[w[i]>>4], hex[w[i]&15])
+		case c == '\\':
+			out = append(out, '\\', '\\')
+		default:
+			out = append(out, w[i:i+size]...)
 		}
+		i += size
 	}
-	if atEOF && len(data) > start {
-		return len(data), data[start:], nil
-	}
-	return start, nil, nil
+	return string(out)
 }
 
 // textCtxReader stops reading when ctx is done.
