@@ -387,3 +387,24 @@ func TestStorageS3ThroughServices(t *testing.T) {
 		}
 	})
 }
+
+// A chunk size that makes more than 100,000 chunks per GB is warned
+// about (and still runs); a sensible one is not.
+func TestTinyChunkSizeWarns(t *testing.T) {
+	text := filepath.Join(t.TempDir(), "small.txt")
+	if err := os.WriteFile(text, []byte("one two\nthree\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		size string
+		warn bool
+	}{{"4096", true}, {"1048576", false}} {
+		out, errOut, code := submit(t, "mapreduce", "--function", "wordcount", "--reduce-function", "sum", "--iterdata", `["local://`+text+`"]`, "--chunk-size", c.size)
+		if code != 0 || strings.TrimSpace(out) != "3" {
+			t.Fatalf("--chunk-size %s: exit %d, out %q: %s", c.size, code, out, errOut)
+		}
+		if got := strings.Contains(errOut, "chunks (tasks) per GB"); got != c.warn {
+			t.Fatalf("--chunk-size %s: warned %v, want %v; stderr:\n%s", c.size, got, c.warn, errOut)
+		}
+	}
+}

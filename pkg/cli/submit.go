@@ -342,6 +342,10 @@ func runJob(ctx context.Context, kind wire.JobKind, args []string, env Env) erro
 	if err := explicitZero(fs); err != nil {
 		return err
 	}
+	if per := chunksPerGB(s.ChunkSize); per > 100_000 {
+		fmt.Fprintf(env.Stderr, "submit: warning: --chunk-size %d makes %d chunks (tasks) per GB of input; "+
+			"each costs a task and a ranged read, so a chunk size of 1 MB or more is usually faster\n", s.ChunkSize, per)
+	}
 	s.ReduceMode = wire.ReduceMode(reduceMode)
 	s.TimeoutMS, s.TaskTimeoutMS = timeout.Milliseconds(), taskTimeout.Milliseconds()
 	if len(envs) > 0 {
@@ -504,6 +508,15 @@ func runJob(ctx context.Context, kind wire.JobKind, args []string, env Env) erro
 	}
 	cleanup(ctx, o, id, env)
 	return printRaw(env.Stdout, res)
+}
+
+// chunksPerGB is how many chunks one gigabyte of input makes at size
+// (0 when not chunking by size).
+func chunksPerGB(size int64) int64 {
+	if size <= 0 {
+		return 0
+	}
+	return (1_000_000_000 + size - 1) / size
 }
 
 // explicitZero rejects --chunk-size 0 and --chunk-n 0 given on the

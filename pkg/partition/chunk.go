@@ -11,9 +11,20 @@ import (
 	"github.com/skeinrun/skein/pkg/wire"
 )
 
-// firstWindow is how far past a chunk's nominal end the first read goes,
-// hoping to find the end of the chunk's last line; later reads double.
-const firstWindow = 64 << 10
+// How far past a chunk's nominal end the first read goes, hoping to find
+// the end of the chunk's last line (later reads double): a sixteenth of
+// the chunk, between minWindow and firstWindow. A small chunk reads little
+// more than itself; a line longer than the window costs one more ranged
+// Get per doubling.
+const (
+	minWindow   = 256
+	firstWindow = 64 << 10
+)
+
+// tailWindow is the first window past obj's end.
+func tailWindow(obj *wire.Object) int64 {
+	return min(max((obj.End-obj.Start)/16, minWindow), firstWindow)
+}
 
 const maxWindow = 64 << 20
 
@@ -24,7 +35,8 @@ const maxWindow = 64 << 20
 // chunk, however long it is (the reader goes on past End until the
 // newline), and an object without a trailing newline loses nothing.
 //
-// The object is read with ranged Gets: [Start-1, End+64 KiB) first, then
+// The object is read with ranged Gets: [Start-1, End+w) first, where w is
+// a sixteenth of the chunk (at least 256 bytes, at most 64 KiB), then
 // windows of doubling size while the last line goes on. Bytes past
 // obj.Size are never read. An object that is shorter than obj.Size when
 // read gives io.ErrUnexpectedEOF.
@@ -44,7 +56,7 @@ func OpenChunk(ctx context.Context, r *storage.Resolver, obj *wire.Object) (io.R
 
 // OpenChunkStore is OpenChunk on a given store (obj.Bucket, obj.Key).
 func OpenChunkStore(ctx context.Context, s storage.Store, obj *wire.Object) (io.ReadCloser, error) {
-	return openChunk(ctx, s, obj, firstWindow)
+	return openChunk(ctx, s, obj, tailWindow(obj))
 }
 
 func openChunk(ctx context.Context, s storage.Store, obj *wire.Object, window int64) (io.ReadCloser, error) {

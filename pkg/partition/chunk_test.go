@@ -3,7 +3,9 @@ package partition
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
+	"sync/atomic"
 	"testing"
 
 	"github.com/skeinrun/skein/pkg/storage"
@@ -98,7 +100,9 @@ func TestChunkEdges(t *testing.T) {
 func TestChunkShortObject(t *testing.T) {
 	l := newLocal(t)
 	data := []byte("aaaa\nbbbb\ncccc\n")
-	l.Put(context.Background(), "bkt", "k", bytes.NewReader(data[:8]), 8)
+	if err := l.Put(context.Background(), "bkt", "k", bytes.NewReader(data[:8]), 8); err != nil {
+		t.Fatal(err)
+	}
 	obj := &wire.Object{URL: "local://bkt/k", Bucket: "bkt", Key: "k", Start: 0, End: 15, Size: 15}
 	rc, _ := OpenChunkStore(context.Background(), l, obj)
 	_, err := io.ReadAll(rc)
@@ -139,7 +143,9 @@ func FuzzChunks(f *testing.F) {
 func TestChunkPicture(t *testing.T) {
 	l := newLocal(t)
 	data := []byte("the quick\nbrown fox jumps over\ndog\n")
-	l.Put(context.Background(), "bkt", "pic", bytes.NewReader(data), int64(len(data)))
+	if err := l.Put(context.Background(), "bkt", "pic", bytes.NewReader(data), int64(len(data))); err != nil {
+		t.Fatal(err)
+	}
 	got := readChunks(t, l, "bkt", "pic", data, Options{ChunkSize: 8}, firstWindow)
 	want := []string{"the quick\n", "brown fox jumps over\n", "", "dog\n", ""}
 	if len(got) != len(want) {
@@ -148,6 +154,56 @@ func TestChunkPicture(t *testing.T) {
 	for i := range want {
 		if string(got[i]) != want[i] {
 			t.Errorf("part %d = %q, want %q", i, got[i], want[i])
+		}
+	}
+}
+
+// countingStore is a real store that adds up the bytes its ranged Gets
+// ask for (what an S3 server sends, whether or not the reader reads it).
+type countingStore struct {
+	storage.Store
+	asked atomic.Int64
+	gets  atomic.Int64
+}
+
+func (c *countingStore) Get(ctx context.Context, bucket, key string, off, n int64) (io.ReadCloser, error) {
+	c.asked.Add(n)
+	c.gets.Add(1)
+	return c.Store.Get(ctx, bucket, key, off, n)
+}
+
+// Small chunks read little more than their own bytes: the look-ahead for
+// the last line's end scales with the chunk.
+func TestSmallChunksReadLittleMore(t *testing.T) {
+	l := newLocal(t)
+	var data []byte
+	for i := 0; len(data) < 1<<20; i++ {
+		data = append(data, fmt.Sprintf("line %d of a text with lines of about eighty bytes, like a book %07d\n", i%10, i)...)
+	}
+	if err := l.Put(context.Background(), "bkt", "book", bytes.NewReader(data), int64(len(data))); err != nil {
+		t.Fatal(err)
+	}
+	for _, size := range []int64{4 << 10, 64 << 10, 256 << 10} {
+		cs := &countingStore{Store: l}
+		var chunks [][]byte
+		for p, rg := range Ranges(int64(len(data)), Options{ChunkSize: size}) {
+			obj := &wire.Object{URL: "local://bkt/book", Store: "local", Bucket: "bkt", Key: "book", Part: p, Start: rg[0], End: rg[1], Size: int64(len(data))}
+			rc, err := OpenChunkStore(context.Background(), cs, obj)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := io.ReadAll(rc)
+			rc.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			chunks = append(chunks, b)
+		}
+		checkChunks(t, data, chunks)
+		ratio := float64(cs.asked.Load()) / float64(len(data))
+		t.Logf("chunk size %d: %d gets asked for %.3f× the object", size, cs.gets.Load(), ratio)
+		if ratio > 1.1 {
+			t.Errorf("chunk size %d: the chunks asked for %.2f× the object's bytes, want at most 1.1×", size, ratio)
 		}
 	}
 }
