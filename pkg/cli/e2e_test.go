@@ -118,6 +118,46 @@ func startEnv(t *testing.T, env []string, name string, args ...string) *proc {
 	return p
 }
 
+// waitOutput waits until p has printed want.
+func waitOutput(t *testing.T, p *proc, want string, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !strings.Contains(p.out.String(), want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v the output has no %q:\n%s", within, want, p.out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// waitProgress waits, on the job's progress notices, until a job of the
+// bus URL's namespace (id, or any job for "") has at least n tasks done.
+func waitProgress(t *testing.T, url, id string, n int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	b, err := dial.Open(ctx, url, dial.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	subject := "progress.*"
+	if id != "" {
+		subject = wire.ProgressSubject(id)
+	}
+	notes, err := b.Listen(ctx, subject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for m := range notes {
+		var resp wire.Response
+		if wire.Decode(m.Data, wire.KindResp, &resp) == nil && resp.Status != nil && resp.Status.Done >= n {
+			return
+		}
+	}
+	t.Fatalf("no job of %s reached %d tasks done within a minute", url, n)
+}
+
 // cluster starts a coordinator and n runtimes on busURL.
 func cluster(t *testing.T, busURL string, runtimes int, runtimeArgs ...string) []*proc {
 	return clusterEnv(t, busURL, runtimes, nil, runtimeArgs...)
@@ -442,7 +482,7 @@ func TestBrokerRestartMidJob(t *testing.T) {
 		o, e, c := submit(t, "map", "--function", "sleep", "--iterdata", "["+strings.Join(iter, ",")+"]", "--bus", url, "--timeout", "150", "--log-level", "info")
 		done <- res{o, e, c}
 	}()
-	time.Sleep(1500 * time.Millisecond)
+	waitProgress(t, url, "", 50)
 	broker := func(verb string) {
 		cmd := exec.Command("sh", "-c", ctl+" "+verb)
 		if out, err := cmd.CombinedOutput(); err != nil {
@@ -481,17 +521,14 @@ func TestBrokerRestartMidJob(t *testing.T) {
 func TestCoordinatorKilledMidJob(t *testing.T) {
 	url := namespaced(t, testenv.Require(t, testenv.NATSURL))
 	co := startEnv(t, nil, "coordinator", "--bus", url)
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(co.out.String(), "coordinator serving") && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitOutput(t, co, "coordinator serving", 10*time.Second)
 	start(t, "runtime", "--bus", url, "--slots", "2")
 	done := make(chan [3]any, 1)
 	go func() {
 		o, e, c := submit(t, "map", "--function", "sleep", "--iterdata", `[30,30,30,30]`, "--bus", url)
 		done <- [3]any{o, e, c}
 	}()
-	time.Sleep(1500 * time.Millisecond)
+	waitOutput(t, co, "job submitted", 20*time.Second)
 	_ = co.cmd.Process.Kill()
 	select {
 	case r := <-done:
@@ -534,8 +571,10 @@ func TestCoordinatorRestart(t *testing.T) {
 				t.Fatalf("exit %d: %s", code, errOut)
 			}
 			var id string
-			_ = json.Unmarshal([]byte(out), &id)
-			time.Sleep(800 * time.Millisecond)
+			if err := json.Unmarshal([]byte(out), &id); err != nil {
+				t.Fatalf("job id %q: %v", out, err)
+			}
+			waitProgress(t, url, id, 10)
 			_ = co.cmd.Process.Kill()
 			_ = co.cmd.Wait()
 			co2 := start(t, "coordinator", "--bus", url, "--log-level", "debug")
