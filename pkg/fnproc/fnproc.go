@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -217,4 +219,92 @@ func lookup(spec string) (*account, error) {
 		}
 	}
 	return a, nil
+}
+
+// LookPath is exec.LookPath as the run-as user sees it: a name without a
+// slash is searched on the functions' PATH, and only a file that user may
+// execute, through directories it may pass, is found (a runtime started
+// as root finds /root/.pyenv/shims/python3 first; nobody cannot run it).
+func (s *Setup) LookPath(file string) (string, error) {
+	if s.cred == nil {
+		return exec.LookPath(file)
+	}
+	if strings.Contains(file, "/") {
+		if err := s.canExec(file); err != nil {
+			return "", &exec.Error{Name: file, Err: err}
+		}
+		return file, nil
+	}
+	path := ""
+	for _, kv := range s.env {
+		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
+			path = v
+		}
+	}
+	for _, dir := range filepath.SplitList(path) {
+		if dir == "" || !filepath.IsAbs(dir) {
+			continue // relative PATH entries depend on the working directory
+		}
+		p := filepath.Join(dir, file)
+		if s.canExec(p) == nil {
+			return p, nil
+		}
+	}
+	return "", &exec.Error{Name: file, Err: fmt.Errorf("%w for user %s", exec.ErrNotFound, s.user)}
+}
+
+// canExec checks that the run-as user may reach and execute path: search
+// permission on every directory on the way (of the path as given and of
+// its target), execute permission on the file.
+func (s *Setup) canExec(path string) error {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return err
+	}
+	paths := []string{abs}
+	if real, err := filepath.EvalSymlinks(abs); err == nil && real != abs {
+		paths = append(paths, real)
+	}
+	for _, p := range paths {
+		for dir := filepath.Dir(p); ; dir = filepath.Dir(dir) {
+			if !s.allowed(dir, 1) {
+				return fmt.Errorf("user %s cannot pass directory %s", s.user, dir)
+			}
+			if dir == "/" {
+				break
+			}
+		}
+	}
+	st, err := os.Stat(abs)
+	if err != nil {
+		return err
+	}
+	if st.IsDir() {
+		return fmt.Errorf("%s is a directory", abs)
+	}
+	if !s.allowed(abs, 1) {
+		return fmt.Errorf("user %s may not execute %s", s.user, abs)
+	}
+	return nil
+}
+
+// allowed reports whether the run-as user has permission bit want (1 x,
+// 2 w, 4 r) on path, by its owner, group and mode.
+func (s *Setup) allowed(path string, want os.FileMode) bool {
+	st, err := os.Stat(path)
+	if err != nil {
+		return false
+	}
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	if !ok {
+		return true
+	}
+	mode := st.Mode().Perm()
+	switch {
+	case sys.Uid == s.cred.Uid:
+		return mode&(want<<6) != 0
+	case sys.Gid == s.cred.Gid || slices.Contains(s.cred.Groups, sys.Gid):
+		return mode&(want<<3) != 0
+	}
+	return mode&want != 0
 }

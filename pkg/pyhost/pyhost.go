@@ -116,7 +116,7 @@ func New(cfg Config) (*Host, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	py, err := exec.LookPath(cfg.Python)
+	py, err := cfg.Proc.LookPath(cfg.Python)
 	if err != nil {
 		return nil, fmt.Errorf("pyhost: python interpreter %q: %w", cfg.Python, err)
 	}
@@ -130,16 +130,16 @@ func New(cfg Config) (*Host, error) {
 // interpreter resolves the real executable once, on the first interpreter
 // start, so that a runtime that never runs Python never pays for it.
 func (h *Host) interpreter() string {
-	h.once.Do(func() { h.python = realExecutable(h.found, h.cfg.Proc.Env()) })
+	h.once.Do(func() { h.python = realExecutable(h.found, h.cfg.Proc) })
 	return h.python
 }
 
 // realExecutable asks the interpreter for sys.executable, so that a
 // wrapper script on PATH (a pyenv or asdf shim, which can cost 100 ms and
 // more per start) is paid once, not at every interpreter (re)start.
-func realExecutable(py string, env []string) string {
+func realExecutable(py string, proc *fnproc.Setup) string {
 	cmd := exec.Command(py, "-c", "import sys; print(sys.executable)")
-	cmd.Env = env
+	cmd.Env, cmd.SysProcAttr, cmd.Dir = proc.Env(), proc.SysProcAttr(), proc.WorkDir()
 	out, err := cmd.Output()
 	if err != nil {
 		return py
