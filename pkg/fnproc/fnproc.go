@@ -114,6 +114,14 @@ func (s *Setup) makeDirs(parent string, u *account) error {
 		return fmt.Errorf("run-as %s: making the functions' directory: %w", u.name, err)
 	}
 	s.base = base
+	for dir := filepath.Dir(base); ; dir = filepath.Dir(dir) {
+		if !s.allowed(dir, 1) {
+			return fmt.Errorf("run-as %s: the functions' directory would be under %s, which %s cannot pass; point TMPDIR (or the directory setting) elsewhere", u.name, dir, u.name)
+		}
+		if dir == "/" || dir == "." {
+			break
+		}
+	}
 	// Others may pass through the base, not list it.
 	if err := os.Chmod(base, 0o711); err != nil {
 		return fmt.Errorf("run-as %s: %w", u.name, err)
