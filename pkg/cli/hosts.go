@@ -161,6 +161,13 @@ func openHosts(o funcOptions, getenv func(string) string, log *slog.Logger) (*fu
 		return nil, usagef("--%v", err)
 	}
 	h := &funcHosts{hosts: map[string]fn.Host{}, setup: setup, close: []func() error{setup.Close}}
+	if o.hosts["py"] || o.hosts["cmd"] {
+		// Functions running as this process's user must not read its
+		// environment through /proc.
+		if err := fnproc.Protect(); err != nil {
+			log.Warn("functions running as this user may read this process's environment", "err", err)
+		}
+	}
 	if o.hosts["py"] {
 		pc := pyhost.DefaultConfig()
 		if p := getenv("SKEIN_PYTHON"); p != "" {

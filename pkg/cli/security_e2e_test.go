@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -213,5 +215,47 @@ func TestFunctionsRunUnprivileged(t *testing.T) {
 	out, errOut, code = submitEnv(t, senv, "call", "--bus", url, "--function", "py:envdump:uid", "--include-modules", module)
 	if code != 0 || strings.TrimSpace(out) != strconv.Itoa(wantUID) {
 		t.Fatalf("py: function's uid: exit %d, %q, want %d; %s", code, out, wantUID, errOut)
+	}
+}
+
+// TestRuntimeEnvironNotReadable: a function running as the runtime's own
+// user (a runtime not started as root, as in the container images)
+// cannot read the runtime's environment through /proc/PPID/environ. As
+// root, the test starts the runtime as nobody to get there.
+func TestRuntimeEnvironNotReadable(t *testing.T) {
+	url := withPassword(t, namespaced(t, testenv.Require(t, testenv.NATSURL)))
+	clusterEnv(t, url, 0, nil)
+	rt := &proc{cmd: exec.Command(filepath.Join(binDir, "runtime"), "--hosts", "go,cmd", "--log-level", "debug"), out: &syncBuffer{}}
+	rt.cmd.Env = append(os.Environ(), "SKEIN_BUS="+url, "SKEIN_STORAGE_ACCESS_KEY="+accessKey, "SKEIN_STORAGE_SECRET_KEY="+secretKey)
+	rt.cmd.Stdout, rt.cmd.Stderr, rt.cmd.Dir = rt.out, rt.out, "/"
+	if os.Geteuid() == 0 {
+		if err := os.Chmod(binDir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		rt.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534, Groups: []uint32{}}}
+	}
+	if err := rt.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = rt.cmd.Process.Signal(syscall.SIGTERM)
+		_ = rt.cmd.Wait()
+		if t.Failed() {
+			t.Logf("runtime output:\n%s", rt.out.String())
+		}
+	})
+	for deadline := time.Now().Add(15 * time.Second); !strings.Contains(rt.out.String(), "runtime started"); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) || rt.cmd.ProcessState != nil {
+			t.Fatalf("the runtime did not start:\n%s", rt.out.String())
+		}
+	}
+	out, errOut, code := submit(t, "call", "--bus", url, "--function",
+		`cmd:@text sh -c 'id -u; if cat /proc/$PPID/environ > /dev/null 2>&1; then echo readable; tr "\000" " " < /proc/$PPID/environ; else echo unreadable; fi'`)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	checkNoSecret(t, "/proc/PPID/environ of the runtime", out)
+	if !strings.Contains(out, "unreadable") {
+		t.Fatalf("the function read the runtime's environment: %s", out)
 	}
 }
