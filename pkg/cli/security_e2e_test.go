@@ -259,3 +259,30 @@ func TestRuntimeEnvironNotReadable(t *testing.T) {
 		t.Fatalf("the function read the runtime's environment: %s", out)
 	}
 }
+
+// TestFuncOptionsUsage: bad --hosts, --pass-env or --run-as values stop
+// the runtime at start with exit 2 and a message naming the problem.
+func TestFuncOptionsUsage(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		args []string
+		env  []string
+		want string
+	}{
+		{"without go", []string{"--hosts", "py,cmd"}, nil, "go is always on"},
+		{"unknown host", []string{"--hosts", "go,perl"}, nil, `unknown host "perl"`},
+		{"unknown host in env", nil, []string{"SKEIN_HOSTS=go,java"}, `unknown host "java"`},
+		{"pass a runtime setting", []string{"--pass-env", "SKEIN_BUS"}, nil, "SKEIN_BUS is one of the runtime's own settings"},
+		{"unknown user", []string{"--run-as", "no-such-user-x"}, nil, "no-such-user-x"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cmd := exec.Command(filepath.Join(binDir, "runtime"), append([]string{"--bus", testenv.Require(t, testenv.NATSURL)}, c.args...)...)
+			cmd.Env = append([]string{"PATH=/usr/bin:/bin"}, c.env...)
+			out, err := cmd.CombinedOutput()
+			ee, ok := err.(*exec.ExitError)
+			if !ok || ee.ExitCode() != cli.ExitUsage || !strings.Contains(string(out), c.want) {
+				t.Fatalf("exit %v, want %d naming %q:\n%s", err, cli.ExitUsage, c.want, out)
+			}
+		})
+	}
+}
