@@ -126,7 +126,12 @@ func TestFunctionsSeeNoSecrets(t *testing.T) {
 // it, logs why, and never runs the command; a job asking for cmd: fails
 // at its first attempt with a message naming the flag.
 func TestForgedCommandRefused(t *testing.T) {
-	url := namespaced(t, testenv.Require(t, testenv.NATSURL))
+	for _, bk := range buses {
+		t.Run(bk.name, func(t *testing.T) { forgedCommandRefused(t, namespaced(t, testenv.Require(t, bk.env))) })
+	}
+}
+
+func forgedCommandRefused(t *testing.T, url string) {
 	rt := startSecretRuntime(t, url, filepath.Join(t.TempDir(), "store"))
 	marker := filepath.Join(t.TempDir(), "pwned")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
