@@ -48,7 +48,9 @@ func runtimeActionMain(ctx context.Context, args []string, env Env, hooks Servic
 	var (
 		listen string
 		lf     LogFlags
+		ff     funcFlags
 	)
+	ff.register(fs, "runtime action", DefaultHosts, true)
 	fs.StringVar(&listen, "listen", "", "address of the action proxy (default :8080, or :$__OW_ACTION_PORT)")
 	fs.IntVar(&base.Slots, "slots", 1, "tasks one activation runs at once (an invocation's \"slots\" param overrides it)")
 	fs.DurationVar(&base.Lease, "lease", 30*time.Second, "redelivery lease of a task; must match the pool's other runtimes")
@@ -78,12 +80,16 @@ func runtimeActionMain(ctx context.Context, args []string, env Env, hooks Servic
 	if getenv == nil {
 		getenv = os.Getenv
 	}
-	hosts, closeHosts, err := stockHosts(getenv, log)
+	fo, err := ff.resolve(nil, getenv, DefaultHosts)
 	if err != nil {
 		return err
 	}
-	defer closeHosts()
-	base.Hosts = hosts
+	hosts, err := openHosts(fo, getenv, log)
+	if err != nil {
+		return err
+	}
+	defer hosts.Close()
+	hosts.configure(&base)
 	ex := &actionExec{base: base, hook: hooks.Runtime, log: log, getenv: getenv}
 	defer ex.close()
 	ctx, stop := serviceContext(ctx, env)

@@ -36,6 +36,9 @@ type backendFlags struct {
 	workers int
 	ow      openwhisk.Config
 	owIdle  time.Duration
+	// funcs are the local runtimes' function options.
+	funcs funcFlags
+	fo    funcOptions
 }
 
 func (f *backendFlags) register(fs *flag.FlagSet) {
@@ -74,13 +77,15 @@ func (f *backendFlags) openBackend(ctx context.Context, env Env, pool, busURL st
 		if err != nil {
 			return nil, err
 		}
-		hosts, closeHosts, err := stockHosts(getenv, log)
+		hosts, err := openHosts(f.fo, getenv, log)
 		if err != nil {
 			_ = b.Close()
 			return nil, err
 		}
+		closeHosts := hosts.Close
 		cfg := runtime.DefaultConfig()
-		cfg.Pool, cfg.Slots, cfg.Hosts, cfg.Logger = pool, f.workers, hosts, log
+		cfg.Pool, cfg.Slots, cfg.Logger = pool, f.workers, log
+		hosts.configure(&cfg)
 		if cfg.Slots == 0 {
 			cfg.Slots = defaultWorkers()
 		}

@@ -15,6 +15,9 @@ import (
 //	bus: nats://skein:secret@nats.example:4222
 //	pool: default
 //	python: /usr/bin/python3
+//	hosts: go,py,cmd    # function hosts (runtime --hosts)
+//	run_as: nobody      # user of py: and cmd: functions (runtime --run-as)
+//	pass_env: [HTTPS_PROXY]   # variables functions get (runtime --pass-env)
 //	storage:            # any SKEIN_STORAGE_* setting, lower case, without the prefix
 //	  endpoint: https://s3.eu-de.cloud-object-storage.appdomain.cloud
 //	  region: eu-de
@@ -27,6 +30,9 @@ type fileConfig struct {
 	Bus     string            `yaml:"bus"`
 	Pool    string            `yaml:"pool"`
 	Python  string            `yaml:"python"`
+	Hosts   string            `yaml:"hosts"`
+	RunAs   string            `yaml:"run_as"`
+	PassEnv []string          `yaml:"pass_env"`
 	Storage map[string]string `yaml:"storage"`
 }
 

@@ -70,6 +70,7 @@ func coordinatorMain(ctx context.Context, args []string, env Env, hooks ServiceH
 		otel                      otelFlags
 	)
 	bf.register(fs)
+	bf.funcs.register(fs, "coordinator", DefaultHosts, true)
 	fs.StringVar(&busURL, "bus", "", "bus URL (env SKEIN_BUS)")
 	fs.StringVar(&listen, "embedded-listen", "", "run an embedded NATS server listening on this host:port and use it (for a one-machine install)")
 	fs.StringVar(&dir, "embedded-dir", "", "JetStream directory of the embedded server (default: a temporary one)")
@@ -87,6 +88,9 @@ func coordinatorMain(ctx context.Context, args []string, env Env, hooks ServiceH
 	}
 	if listen == "" {
 		fc.apply(&busURL, &pool, env.Getenv)
+	}
+	if bf.fo, err = bf.funcs.resolve(fc, env.Getenv, DefaultHosts); err != nil {
+		return err
 	}
 	ctx, stop := serviceContext(ctx, env)
 	defer stop()
@@ -189,9 +193,11 @@ func runtimeMain(ctx context.Context, args []string, env Env, hooks ServiceHooks
 		busURL, configPath string
 		lf                 LogFlags
 		otel               otelFlags
+		ff                 funcFlags
 	)
 	fs.StringVar(&busURL, "bus", "", "bus URL (env SKEIN_BUS)")
 	fs.StringVar(&cfg.Pool, "pool", "", "worker pool (queue) to pull tasks from (default \"default\")")
+	ff.register(fs, "runtime", DefaultHosts, true)
 	fs.StringVar(&configPath, "config", "", "config file (env SKEIN_CONFIG)")
 	fs.IntVar(&cfg.Slots, "slots", goruntime.NumCPU(), "tasks run at once")
 	fs.IntVar(&cfg.Prefetch, "prefetch", 0, "tasks held ahead of the slots (default 2×slots)")
@@ -211,6 +217,10 @@ func runtimeMain(ctx context.Context, args []string, env Env, hooks ServiceHooks
 	if busURL == "" {
 		return usagef("--bus (or SKEIN_BUS, or bus: in the config file) is required")
 	}
+	fo, err := ff.resolve(fc, env.Getenv, DefaultHosts)
+	if err != nil {
+		return err
+	}
 	cfg.Logger = log
 	ctx, stop := serviceContext(ctx, env)
 	defer stop()
@@ -225,12 +235,12 @@ func runtimeMain(ctx context.Context, args []string, env Env, hooks ServiceHooks
 		return err
 	}
 	defer b.Close()
-	hosts, closeHosts, err := stockHosts(env.Getenv, log)
+	hosts, err := openHosts(fo, env.Getenv, log)
 	if err != nil {
 		return err
 	}
-	defer closeHosts()
-	cfg.Hosts = hosts
+	defer hosts.Close()
+	hosts.configure(&cfg)
 	if hooks.Runtime != nil {
 		if err := hooks.Runtime(ctx, &cfg); err != nil {
 			return err

@@ -286,6 +286,7 @@ func runJob(ctx context.Context, kind wire.JobKind, args []string, env Env) erro
 		include, exclude                      stringList
 		envs                                  = envList{}
 		reduceMode                            string
+		ff                                    funcFlags
 	)
 	fs.StringVar(&s.Function, "function", "", "function: a built-in name, go:name, py:module:function or cmd:argv (required)")
 	fs.StringVar(&s.Function, "f", "", "shorthand for --function")
@@ -322,6 +323,7 @@ func runJob(ctx context.Context, kind wire.JobKind, args []string, env Env) erro
 	fs.BoolVar(&s.Clean, "clean", false, "remove the job's artifacts from storage when it ends (clean_data)")
 	fs.StringVar(&s.Pool, "pool", "", "worker pool (queue) to run on")
 	fs.IntVar(&o.Workers, "workers", 0, "embedded mode: local worker slots (default: one per core)")
+	ff.register(fs, "submit", DefaultEmbeddedHosts+" embedded, "+DefaultHosts+" for --reducer-wait-local on a bus", false)
 	fs.BoolVar(&o.Quiet, "quiet", false, "no progress on stderr")
 	jobMonitorFlags(fs, o)
 
@@ -379,6 +381,14 @@ func runJob(ctx context.Context, kind wire.JobKind, args []string, env Env) erro
 		return err
 	}
 	fc.apply(&o.Bus, &s.Pool, env.Getenv)
+	defHosts := DefaultHosts
+	if o.Bus == "" {
+		defHosts = DefaultEmbeddedHosts
+	}
+	fo, err := ff.resolve(fc, env.Getenv, defHosts)
+	if err != nil {
+		return err
+	}
 	if o.NoWait && o.Bus == "" {
 		return usagef("--no-wait needs a bus (--bus or SKEIN_BUS): in embedded mode the job lives only as long as this process")
 	}
@@ -411,12 +421,12 @@ func runJob(ctx context.Context, kind wire.JobKind, args []string, env Env) erro
 	var c *client.Client
 	if o.Bus == "" {
 		if o.Embedded.Runtime.Hosts == nil {
-			hosts, closeHosts, err := stockHosts(env.Getenv, log)
+			hosts, err := openHosts(fo, env.Getenv, log)
 			if err != nil {
 				return err
 			}
-			defer closeHosts()
-			o.Embedded.Runtime.Hosts = hosts
+			defer hosts.Close()
+			hosts.configure(&o.Embedded.Runtime)
 		}
 		cl, err := embedded.Start(ctx, *o.Embedded)
 		if err != nil {
@@ -447,12 +457,13 @@ func runJob(ctx context.Context, kind wire.JobKind, args []string, env Env) erro
 	if s.ReducerWaitLocal {
 		// reducer_wait_local: this process runs the job's reducers, still
 		// streaming: they come on a queue of their own.
-		hosts, closeHosts, err := stockHosts(env.Getenv, log)
+		hosts, err := openHosts(fo, env.Getenv, log)
 		if err != nil {
 			return err
 		}
-		defer closeHosts()
-		rcfg := runtime.Config{Pool: wire.LocalReducePool(id), Slots: 1, Logger: log, Hosts: hosts, WorkerID: "submit-local-reducer", Transient: true}
+		defer hosts.Close()
+		rcfg := runtime.Config{Pool: wire.LocalReducePool(id), Slots: 1, Logger: log, WorkerID: "submit-local-reducer", Transient: true}
+		hosts.configure(&rcfg)
 		if o.ConfigureRuntime != nil {
 			o.ConfigureRuntime(&rcfg)
 		}

@@ -18,15 +18,21 @@ import (
 	"time"
 
 	"github.com/skeinrun/skein/pkg/fn"
+	"github.com/skeinrun/skein/pkg/fnproc"
 	"github.com/skeinrun/skein/pkg/wire"
 )
 
 // Config configures a Host.
 type Config struct {
-	// Dir is the commands' working directory ("" = the runtime's).
+	// Dir is the commands' working directory ("" = Proc's work directory
+	// when it has one, else the runtime's).
 	Dir string
-	// Env holds extra KEY=VALUE entries for every command, on top of the
-	// runtime's own environment.
+	// Proc says what the commands start with: their environment (never
+	// the runtime's whole environment), their user and directories. Nil
+	// means fnproc.Default(): the clean environment, the runtime's user.
+	Proc *fnproc.Setup
+	// Env holds extra KEY=VALUE entries for every command, on top of
+	// Proc's environment.
 	Env []string
 	// MaxOutput caps the stdout kept as a result, in bytes.
 	MaxOutput int64
@@ -62,6 +68,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.Proc == nil {
+		c.Proc = fnproc.Default()
+	}
+	if c.Dir == "" {
+		c.Dir = c.Proc.WorkDir()
 	}
 }
 
@@ -164,7 +176,7 @@ func (h *Host) Call(ctx context.Context, c *fn.Call) (wire.Value, error) {
 	}
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), h.cfg.Env...)
+	cmd.Env = append(h.cfg.Proc.Env(), h.cfg.Env...)
 	if c.ModulesDir != "" {
 		cmd.Env = append(cmd.Env, "SKEIN_MODULES="+c.ModulesDir)
 	}
@@ -192,7 +204,7 @@ func (h *Host) Call(ctx context.Context, c *fn.Call) (wire.Value, error) {
 	stderr := &tail{max: h.cfg.StderrTail}
 	cmd.Stdout = stdout
 	cmd.Stderr = io.MultiWriter(stderr, logw)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = h.cfg.Proc.SysProcAttr()
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = h.cfg.WaitDelay
 

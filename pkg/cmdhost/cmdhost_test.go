@@ -17,6 +17,7 @@ import (
 
 	"github.com/skeinrun/skein/internal/testenv"
 	"github.com/skeinrun/skein/pkg/fn"
+	"github.com/skeinrun/skein/pkg/fnproc"
 	"github.com/skeinrun/skein/pkg/wire"
 )
 
@@ -329,5 +330,54 @@ func TestPeakMemory(t *testing.T) {
 	}
 	if big.PeakKB < 64<<10 || big.PeakKB > 1<<20 {
 		t.Errorf("peak of a 64 MiB allocation: %d KiB", big.PeakKB)
+	}
+}
+
+// TestCleanEnvironment: a command sees none of the runtime's environment
+// but the allowed variables, those passed by name and the job's own.
+func TestCleanEnvironment(t *testing.T) {
+	t.Setenv("SKEIN_BUS", "nats://skein:bus-secret@nats:4222")
+	t.Setenv("SKEIN_STORAGE_SECRET_KEY", "storage-secret")
+	t.Setenv("OTHER_SECRET", "other-secret")
+	t.Setenv("PASSED", "passed-value")
+	proc, err := fnproc.New(fnproc.Config{PassEnv: []string{"PASSED"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		proc *fnproc.Setup
+		want []string
+	}{
+		{"default", nil, []string{"PATH=", "JOB=job-value"}},
+		{"pass-env", proc, []string{"PATH=", "JOB=job-value", "PASSED=passed-value"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := DefaultConfig()
+			cfg.Proc = tc.proc
+			h, err := New(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer h.Close()
+			v, err := h.Call(context.Background(), &fn.Call{Ref: "@lines env", Env: map[string]string{"JOB": "job-value"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			out := string(v)
+			for _, bad := range []string{"bus-secret", "storage-secret", "other-secret", "SKEIN_BUS"} {
+				if strings.Contains(out, bad) {
+					t.Errorf("the command sees %q: %s", bad, out)
+				}
+			}
+			for _, want := range tc.want {
+				if !strings.Contains(out, want) {
+					t.Errorf("the command lacks %s: %s", want, out)
+				}
+			}
+			if tc.proc == nil && strings.Contains(out, "PASSED") {
+				t.Errorf("a variable not passed reached the command: %s", out)
+			}
+		})
 	}
 }

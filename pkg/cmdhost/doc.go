@@ -15,7 +15,16 @@
 // stdin. With Call.Obj set, stdin carries the chunk's raw bytes (so
 // cmd:wc -w over chunks counts the words of each), the chunk's metadata is
 // in $SKEIN_OBJ (the wire.Object as JSON) and the arguments are in
-// $SKEIN_INPUT (when under 64 KiB). Call.Env is added to the environment.
+// $SKEIN_INPUT (when under 64 KiB).
+//
+// # Environment and user
+//
+// A command does not inherit the runtime's environment: it starts from
+// Config.Proc's (a pkg/fnproc Setup: the allowed variables and those passed
+// by name), then Config.Env, the host's own variables and Call.Env. It runs
+// as Proc's user (SysProcAttr.Credential when that is not the runtime's),
+// in Proc's work directory unless Config.Dir says otherwise, and its
+// executable is looked up on PATH as that user would find it.
 // With Call.ModulesDir set (the job's unpacked include_modules), the
 // command runs there and a relative executable (cmd:./tool.sh) is found
 // there; $SKEIN_MODULES names the directory.

@@ -77,8 +77,13 @@ func (p *Path) CoordinatorHooks() coordinator.Hooks {
 	return coordinator.Hooks{Expand: p.Expand, Spill: p.Spill, Ended: p.Ended}
 }
 
-// ConfigureRuntime sets the runtime's Prepare, Finish and Resolve.
+// ConfigureRuntime sets the runtime's Prepare, Finish and Resolve; shipped
+// modules are unpacked under cfg.ModuleCache when it is set (a directory
+// the functions' user can read).
 func (p *Path) ConfigureRuntime(cfg *runtime.Config) {
+	if cfg.ModuleCache != "" {
+		p.moduleCache = cfg.ModuleCache
+	}
 	cfg.Prepare, cfg.Finish, cfg.Resolve = p.Prepare, p.Finish, p.Resolve
 }
 

@@ -8,13 +8,14 @@ import (
 	"math"
 	"math/big"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/skeinrun/skein/pkg/wire"
 )
 
 // Builtins returns a registry holding the stock functions: add, noop,
-// sleep, echo, fail, sum, product. Each call returns a fresh registry.
+// sleep, echo, env, fail, sum, product. Each call returns a fresh registry.
 func Builtins() *Registry {
 	r := &Registry{}
 	RegisterBuiltins(r)
@@ -35,6 +36,14 @@ func RegisterBuiltins(r *Registry) {
 			return nil, err
 		}
 		return arith(x, y, '+')
+	}})
+	r.Register(Spec{Name: "env", Doc: "the function's environment as an object (Args.Environ: the runtime's base environment and the job's extra_env)", Run: func(ctx context.Context, a *Args) (any, error) {
+		out := make(map[string]string)
+		for _, kv := range a.Environ() {
+			k, v, _ := strings.Cut(kv, "=")
+			out[k] = v
+		}
+		return out, nil
 	}})
 	r.Register(Spec{Name: "noop", Variadic: true, AnyKwargs: true, Doc: "returns null", Run: func(ctx context.Context, a *Args) (any, error) {
 		return nil, nil

@@ -27,10 +27,20 @@
 //
 // # Built-ins
 //
-// Builtins returns add, noop, sleep, echo, fail, sum, product and the text
-// functions (wordcount, wordfreq, merge), for examples, tests and
+// Builtins returns add, noop, sleep, echo, env, fail, sum, product and the
+// text functions (wordcount, wordfreq, merge), for examples, tests and
 // benchmarks. Users build their own runtime binary with their functions:
 // register them on a Registry and hand it to runtime.Config.
+//
+// # Environment
+//
+// Functions never see the runtime's environment (its bus URL, its storage
+// keys). BaseEnv picks what they start from: the variables of EnvAllowed
+// and those the operator passes by name (CheckPassEnv refuses SKEIN_*).
+// Go functions run inside the runtime and are trusted code; they get that
+// base in Args.Base and read it, with the job's extra_env over it, through
+// Args.Environ and Args.Getenv (not os.Getenv). The env built-in returns
+// Args.Environ.
 //
 // # Other languages
 //

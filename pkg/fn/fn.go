@@ -27,6 +27,9 @@ type Args struct {
 	Obj *Object
 	// Env is the job's extra_env.
 	Env map[string]string
+	// Base is the environment the runtime gives every function (see
+	// BaseEnv); Environ applies Env over it.
+	Base []string
 	// Log receives the function's own log lines (captured into the event).
 	Log io.Writer
 }

@@ -28,6 +28,9 @@ type Call struct {
 	// the command line for cmd.
 	Ref  string
 	Slot int
+	// Job and Task name the task the call runs (for the host's logs).
+	Job  string
+	Task int
 	// Args and Kwargs follow the same rules as for Go functions.
 	Args   []wire.Value
 	Kwargs map[string]wire.Value

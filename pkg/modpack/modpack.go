@@ -410,6 +410,11 @@ func Unpack(cacheDir, hash string, zipBytes []byte) (string, error) {
 	if got := Hash(files); got != hash {
 		return "", fmt.Errorf("modpack: archive content hashes to %s, not %s", got, hash)
 	}
+	// MkdirTemp made it 0700: functions running as another user than the
+	// runtime read it (the cache's own directory decides who gets there).
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return "", fmt.Errorf("modpack: %w", err)
+	}
 	if err := os.Rename(tmp, dir); err != nil {
 		if have(dir) { // another process got there first
 			return dir, nil

@@ -15,6 +15,14 @@
 // resource.setrlimit(RLIMIT_AS) before any user code runs. A call with
 // another pair replaces the slot's interpreter.
 //
+// The interpreter does not inherit the runtime's environment: it starts
+// from Config.Proc's (a pkg/fnproc Setup: the allowed variables and those
+// passed by name) and runs as Proc's user. When that is another user than
+// the runtime's, the script is written into Proc's shared directory so
+// that the user can read it, and the interpreter is looked up on PATH as
+// that user would find it. Inputs and shipped modules come through the
+// runtime, so the interpreter needs no storage credentials.
+//
 // # Protocol
 //
 // The interpreter's fd 3 carries requests and its fd 4 carries replies, so

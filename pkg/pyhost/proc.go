@@ -66,16 +66,17 @@ func (h *Host) start(ctx context.Context, c *fn.Call) (*proc, *wire.TaskError) {
 		return fail(err)
 	}
 	cmd := exec.Command(h.python, h.script)
-	cmd.Env = append(os.Environ(), h.cfg.Env...)
+	cmd.Env = append(h.cfg.Proc.Env(), h.cfg.Env...)
 	cmd.Env = append(cmd.Env, "PYTHONUNBUFFERED=1", "PYTHONIOENCODING=utf-8",
 		"SKEIN_PYHOST_MEMORY_MB="+strconv.Itoa(c.MemoryMB), "SKEIN_PYHOST_PATH="+c.ModulesDir)
+	cmd.Dir = h.cfg.Proc.WorkDir()
 	if c.ModulesDir != "" {
 		cmd.Dir = c.ModulesDir
 	}
 	cmd.Stdout = outW
 	cmd.Stderr = outW
 	cmd.ExtraFiles = []*os.File{reqR, respW} // fd 3, fd 4
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = h.cfg.Proc.SysProcAttr()
 	err = cmd.Start()
 	// The child holds its own copies now.
 	reqR.Close()

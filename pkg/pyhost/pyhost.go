@@ -16,6 +16,7 @@ import (
 	"sync"
 
 	"github.com/skeinrun/skein/pkg/fn"
+	"github.com/skeinrun/skein/pkg/fnproc"
 	"github.com/skeinrun/skein/pkg/wire"
 )
 
@@ -27,11 +28,17 @@ type Config struct {
 	// Python is the interpreter: a path, or a name looked up on PATH.
 	Python string
 	// ScriptDir is where the embedded host script is written (once per
-	// script version). Default: the user cache dir + "/skein/pyhost", or
+	// script version). Default: Proc's shared directory when functions
+	// run as another user, else the user cache dir + "/skein/pyhost", or
 	// the temp dir when there is none.
 	ScriptDir string
+	// Proc says what the interpreters start with: their environment
+	// (never the runtime's whole environment), their user and
+	// directories. Nil means fnproc.Default(): the clean environment, the
+	// runtime's user.
+	Proc *fnproc.Setup
 	// Env holds extra KEY=VALUE entries for every interpreter, on top of
-	// the runtime's own environment.
+	// Proc's environment.
 	Env []string
 	// Logger receives the host's own messages and interpreter output that
 	// falls between calls. Nil means slog.Default().
@@ -46,6 +53,12 @@ func DefaultConfig() Config {
 func (c *Config) setDefaults() {
 	if c.Python == "" {
 		c.Python = "python3"
+	}
+	if c.Proc == nil {
+		c.Proc = fnproc.Default()
+	}
+	if c.ScriptDir == "" && c.Proc.SharedDir() != "" {
+		c.ScriptDir = filepath.Join(c.Proc.SharedDir(), "pyhost")
 	}
 	if c.ScriptDir == "" {
 		if d, err := os.UserCacheDir(); err == nil {
@@ -103,7 +116,7 @@ func New(cfg Config) (*Host, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	py, err := exec.LookPath(cfg.Python)
+	py, err := cfg.Proc.LookPath(cfg.Python)
 	if err != nil {
 		return nil, fmt.Errorf("pyhost: python interpreter %q: %w", cfg.Python, err)
 	}
@@ -117,15 +130,17 @@ func New(cfg Config) (*Host, error) {
 // interpreter resolves the real executable once, on the first interpreter
 // start, so that a runtime that never runs Python never pays for it.
 func (h *Host) interpreter() string {
-	h.once.Do(func() { h.python = realExecutable(h.found) })
+	h.once.Do(func() { h.python = realExecutable(h.found, h.cfg.Proc) })
 	return h.python
 }
 
 // realExecutable asks the interpreter for sys.executable, so that a
 // wrapper script on PATH (a pyenv or asdf shim, which can cost 100 ms and
 // more per start) is paid once, not at every interpreter (re)start.
-func realExecutable(py string) string {
-	out, err := exec.Command(py, "-c", "import sys; print(sys.executable)").Output()
+func realExecutable(py string, proc *fnproc.Setup) string {
+	cmd := exec.Command(py, "-c", "import sys; print(sys.executable)")
+	cmd.Env, cmd.SysProcAttr, cmd.Dir = proc.Env(), proc.SysProcAttr(), proc.WorkDir()
+	out, err := cmd.Output()
 	if err != nil {
 		return py
 	}
@@ -155,8 +170,10 @@ func writeScript(dir string) (string, error) {
 		return "", fmt.Errorf("pyhost: writing host script: %w", err)
 	}
 	_, werr := f.Write(hostScript)
+	// Interpreters running as another user read it.
+	merr := f.Chmod(0o644)
 	cerr := f.Close()
-	if err := errors.Join(werr, cerr); err != nil {
+	if err := errors.Join(werr, merr, cerr); err != nil {
 		_ = os.Remove(f.Name())
 		return "", fmt.Errorf("pyhost: writing host script: %w", err)
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/skeinrun/skein/internal/testenv"
 	"github.com/skeinrun/skein/pkg/fn"
+	"github.com/skeinrun/skein/pkg/fnproc"
 	"github.com/skeinrun/skein/pkg/wire"
 )
 
@@ -460,4 +461,93 @@ func TestClose(t *testing.T) {
 	}
 	_, err := h.Call(context.Background(), &fn.Call{Ref: "funcs:pid", ModulesDir: dir})
 	taskErr(t, err, wire.ErrInternal)
+}
+
+const envPy = `import os
+
+def environ():
+    return dict(os.environ)
+
+def uid():
+    return [os.getuid(), os.getcwd()]
+`
+
+// TestCleanEnvironment: the interpreter sees none of the runtime's
+// environment but the allowed variables and the call's own Env.
+func TestCleanEnvironment(t *testing.T) {
+	t.Setenv("SKEIN_BUS", "nats://skein:bus-secret@nats:4222")
+	t.Setenv("SKEIN_STORAGE_ACCESS_KEY", "access-secret")
+	t.Setenv("OTHER_SECRET", "other-secret")
+	h := newHost(t) // fnproc.Default(), made after the variables are set
+	mods := t.TempDir()
+	if err := os.WriteFile(filepath.Join(mods, "envdump.py"), []byte(envPy), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	v, err := h.Call(context.Background(), &fn.Call{Ref: "envdump:environ", ModulesDir: mods, Env: map[string]string{"JOB": "job-value"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var env map[string]string
+	if err := json.Unmarshal(v, &env); err != nil {
+		t.Fatal(err)
+	}
+	for k, val := range env {
+		for _, bad := range []string{"bus-secret", "access-secret", "other-secret"} {
+			if strings.Contains(val, bad) {
+				t.Errorf("the interpreter sees %s=%s", k, val)
+			}
+		}
+		if strings.HasPrefix(k, "SKEIN_") {
+			t.Errorf("the interpreter sees %s", k)
+		}
+	}
+	if env["JOB"] != "job-value" || env["PATH"] == "" {
+		t.Errorf("the call's Env or PATH is missing: %v", env)
+	}
+}
+
+// TestRunAs: with a setup for nobody (the runtime as root), the
+// interpreter runs as nobody in its work directory, and reads its script
+// and the shipped modules from the shared directory. As another user,
+// it runs as that user.
+func TestRunAs(t *testing.T) {
+	runAs, want := "", os.Geteuid()
+	if os.Geteuid() == 0 {
+		runAs, want = "nobody", 65534
+	}
+	dir := t.TempDir()
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	proc, err := fnproc.New(fnproc.Config{RunAs: runAs, Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer proc.Close()
+	mods := filepath.Join(dir, "mods")
+	if proc.SharedDir() != "" {
+		mods = filepath.Join(proc.SharedDir(), "mods")
+	}
+	if err := os.MkdirAll(mods, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(mods, "envdump.py"), []byte(envPy), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// A name, not findPython's path: the host looks it up as the user.
+	h, err := New(Config{Python: "python3", Proc: proc, Logger: slog.New(slog.NewTextHandler(tlog{t}, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	v, err := h.Call(context.Background(), &fn.Call{Ref: "envdump:uid", ModulesDir: mods})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []any
+	if err := json.Unmarshal(v, &got); err != nil || len(got) != 2 || got[0] != float64(want) || got[1] != mods {
+		t.Fatalf("uid, cwd = %s (%v), want [%d, %q]", v, err, want, mods)
+	}
 }

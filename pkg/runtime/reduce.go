@@ -23,6 +23,8 @@ type Reducer struct {
 	Bus      bus.Bus
 	Registry *fn.Registry
 	Hosts    map[string]fn.Host
+	// FuncEnv is the base environment of Go reducers (fn.Args.Base).
+	FuncEnv []string
 	// Resolve loads a result stored by reference (nil: refs are errors).
 	Resolve func(ctx context.Context, ref string) (wire.Value, error)
 	// Prepare, when set, completes a host call (shipped modules).
@@ -119,10 +121,10 @@ func (rd *Reducer) Reduce(ctx context.Context, t *wire.Task, slot int, logw io.W
 			if berr != nil {
 				return nil, berr
 			}
-			a.Env, a.Log = t.Env, logw
+			a.Env, a.Base, a.Log = t.Env, rd.FuncEnv, logw
 			out, err = spec.Run(ctx, a)
 		} else {
-			c := &fn.Call{Ref: ref.Name, Slot: slot, Args: args, Env: t.Env, MemoryMB: t.MemoryMB, Log: logw}
+			c := &fn.Call{Ref: ref.Name, Slot: slot, Job: t.Job, Task: t.Index, Args: args, Env: t.Env, MemoryMB: t.MemoryMB, Log: logw}
 			if rd.Prepare != nil {
 				if err := rd.Prepare(ctx, t, c); err != nil {
 					return nil, err

@@ -53,6 +53,13 @@ type Config struct {
 	Registry *fn.Registry
 	// Hosts run non-Go references by scheme ("py", "cmd").
 	Hosts map[string]fn.Host
+	// FuncEnv is the base environment Go functions see through
+	// fn.Args.Environ (nil: fn.BaseEnv(os.Environ(), nil)); hosts have
+	// their own (fnproc.Setup).
+	FuncEnv []string
+	// ModuleCache is where Prepare unpacks shipped modules ("": the data
+	// path's default); the user functions run as must be able to read it.
+	ModuleCache string
 	// Prepare, when set, is called before a task runs to resolve what
 	// the task needs locally (storage inputs, shipped modules).
 	Prepare func(ctx context.Context, t *wire.Task, c *fn.Call) error
@@ -100,6 +107,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Registry == nil {
 		c.Registry = fn.Builtins()
+	}
+	if c.FuncEnv == nil {
+		c.FuncEnv = fn.BaseEnv(os.Environ(), nil)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -168,7 +178,7 @@ func New(b bus.Bus, cfg Config) (*Runtime, error) {
 	cfg.setDefaults()
 	r := &Runtime{bus: b, cfg: cfg, log: cfg.Logger.With("worker", cfg.WorkerID), reducers: make(chan struct{}, 64)}
 	r.outcomes = make(chan outcome, 4*cfg.Prefetch+64)
-	r.reducer = &Reducer{Bus: b, Registry: cfg.Registry, Hosts: cfg.Hosts, Resolve: cfg.Resolve, Prepare: cfg.Prepare}
+	r.reducer = &Reducer{Bus: b, Registry: cfg.Registry, Hosts: cfg.Hosts, Resolve: cfg.Resolve, Prepare: cfg.Prepare, FuncEnv: cfg.FuncEnv}
 	return r, nil
 }
 
@@ -611,7 +621,7 @@ func (r *Runtime) call(ctx context.Context, slot int, t *wire.Task, logw *bounde
 	if err != nil {
 		return nil, &wire.TaskError{Kind: wire.ErrUnknownFn, Message: err.Error()}
 	}
-	c := &fn.Call{Ref: ref.Name, Slot: slot, Args: t.Args, Kwargs: t.Kwargs, Env: t.Env, MemoryMB: t.MemoryMB, Log: logw}
+	c := &fn.Call{Ref: ref.Name, Slot: slot, Job: t.Job, Task: t.Index, Args: t.Args, Kwargs: t.Kwargs, Env: t.Env, MemoryMB: t.MemoryMB, Log: logw}
 	if r.cfg.Prepare != nil {
 		if err := r.cfg.Prepare(ctx, t, c); err != nil {
 			return nil, err
@@ -648,7 +658,7 @@ func (r *Runtime) call(ctx context.Context, slot int, t *wire.Task, logw *bounde
 	if err != nil {
 		return nil, err
 	}
-	args.Env, args.Obj, args.Log = c.Env, c.Obj, logw
+	args.Env, args.Base, args.Obj, args.Log = c.Env, r.cfg.FuncEnv, c.Obj, logw
 	out, err := spec.Run(ctx, args)
 	if err != nil {
 		return nil, err
