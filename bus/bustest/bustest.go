@@ -72,6 +72,7 @@ func Run(t *testing.T, f Features, newBus func(t *testing.T) bus.Bus) {
 		t.Run("RequestLoadShared", s.requestLoadShared)
 		t.Run("LargeMessages", s.largeMessages)
 		t.Run("Purge", s.purge)
+		t.Run("PurgeKeepsOtherKeys", s.purgeKeepsOtherKeys)
 		t.Run("Closed", s.closed)
 	})
 	t.Run("BrokerRestart", s.brokerRestart)
