@@ -519,18 +519,6 @@ func (d *delivery) InProgress(ctx context.Context) error {
 	return d.m.InProgress()
 }
 
-// Purge drops key's pending messages from queue.
-func (b *Bus) Purge(ctx context.Context, queue, key string) error {
-	s, err := b.js.Stream(ctx, b.tasksStream)
-	if err != nil {
-		return fmt.Errorf("natsbus: purge: %w", err)
-	}
-	if err := s.Purge(ctx, jetstream.WithPurgeSubject(b.taskSubject(queue, key))); err != nil {
-		return fmt.Errorf("natsbus: purge %s/%s: %w", queue, key, err)
-	}
-	return nil
-}
-
 // Publish stores msg on the event stream.
 func (b *Bus) Publish(ctx context.Context, subject string, m Message) error {
 	if b.isClosed() {
