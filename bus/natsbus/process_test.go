@@ -111,3 +111,12 @@ func ctxFor(t *testing.T, d time.Duration) context.Context {
 	t.Cleanup(cancel)
 	return ctx
 }
+
+// version is the server's --version line.
+func (p *natsProcess) version(t *testing.T) string {
+	out, err := exec.Command(p.bin, "--version").Output()
+	if err != nil {
+		t.Fatalf("%s --version: %v", p.bin, err)
+	}
+	return strings.TrimSpace(string(out))
+}
