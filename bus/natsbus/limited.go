@@ -48,10 +48,7 @@ func (b *Bus) consumeLimited(ctx context.Context, queue string, c jetstream.Cons
 					_ = m.Nak()
 					continue
 				}
-				d := &delivery{m: m, queue: queue, attempt: 1}
-				if md, err := m.Metadata(); err == nil {
-					d.attempt = int(md.NumDelivered)
-				}
+				d := b.newDelivery(m, queue)
 				select {
 				case out <- d:
 					left--

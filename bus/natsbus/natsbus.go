@@ -415,13 +415,7 @@ func (b *Bus) Consume(ctx context.Context, queue string, o bus.QueueOptions) (<-
 		return nil, fmt.Errorf("natsbus: consume %s: %w", queue, err)
 	}
 	out := make(chan bus.Delivery)
-	pump(b, ctx, it, out, "queue "+queue, func(m jetstream.Msg) bus.Delivery {
-		d := &delivery{m: m, queue: queue, attempt: 1}
-		if md, err := m.Metadata(); err == nil {
-			d.attempt = int(md.NumDelivered)
-		}
-		return d
-	})
+	pump(b, ctx, it, out, "queue "+queue, func(m jetstream.Msg) bus.Delivery { return b.newDelivery(m, queue) })
 	return out, nil
 }
 
@@ -471,10 +465,19 @@ func (b *Bus) isClosed() bool {
 
 type delivery struct {
 	m       jetstream.Msg
+	nc      *nats.Conn
 	queue   string
 	attempt int
 	mu      sync.Mutex
 	settled bool
+}
+
+func (b *Bus) newDelivery(m jetstream.Msg, queue string) *delivery {
+	d := &delivery{m: m, nc: b.nc, queue: queue, attempt: 1}
+	if md, err := m.Metadata(); err == nil {
+		d.attempt = int(md.NumDelivered)
+	}
+	return d
 }
 
 func (d *delivery) Message() Message {
@@ -483,40 +486,69 @@ func (d *delivery) Message() Message {
 }
 func (d *delivery) Attempt() int { return d.attempt }
 
-func (d *delivery) settle(f func() error) error {
+// settleTimeout bounds a settle whose ctx has no deadline, as jetstream
+// bounds DoubleAck: a reply lost on a reconnection must not hang a
+// runtime's slot.
+const settleTimeout = 5 * time.Second
+
+// settle sends one acknowledgement and waits for the server's reply
+// (every kind of acknowledgement is answered when it carries a reply
+// subject: nats-server's consumer.processAck, already in 2.9). A
+// delivery whose settle failed stays unsettled: the caller may try
+// again, or the lease runs out and the message is redelivered.
+func (d *delivery) settle(ctx context.Context, what string, final bool, f func(ctx context.Context) error) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.settled {
 		return bus.ErrSettled
 	}
-	if err := f(); err != nil {
-		return err
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, settleTimeout)
+		defer cancel()
 	}
-	d.settled = true
+	if err := f(ctx); err != nil {
+		return fmt.Errorf("natsbus: %s: %w", what, err)
+	}
+	d.settled = final
 	return nil
 }
 
-func (d *delivery) Ack(ctx context.Context) error { return d.settle(d.m.Ack) }
-func (d *delivery) Nak(ctx context.Context, delay time.Duration) error {
-	return d.settle(func() error {
-		if delay > 0 {
-			return d.m.NakWithDelay(delay)
-		}
-		return d.m.Nak()
-	})
-}
-func (d *delivery) Term(ctx context.Context, reason string) error {
-	// The reason is the caller's to log: TermWithReason needs a 2.10
-	// server and Debian ships 2.9.
-	return d.settle(d.m.Term)
-}
-func (d *delivery) InProgress(ctx context.Context) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.settled {
-		return bus.ErrSettled
+// request sends an acknowledgement body to the delivery's reply subject
+// and waits for the server's answer.
+func (d *delivery) request(body []byte) func(ctx context.Context) error {
+	return func(ctx context.Context) error {
+		_, err := d.nc.RequestWithContext(ctx, d.m.Reply(), body)
+		return err
 	}
-	return d.m.InProgress()
+}
+
+// Ack returns once the server has applied the ack to the consumer
+// (jetstream's DoubleAck). On a work-queue stream the server removes
+// the message from the stream right after, asynchronously.
+func (d *delivery) Ack(ctx context.Context) error {
+	return d.settle(ctx, "ack", true, d.m.DoubleAck)
+}
+
+// Nak returns once the server has scheduled the redelivery.
+func (d *delivery) Nak(ctx context.Context, delay time.Duration) error {
+	body := []byte("-NAK")
+	if delay > 0 {
+		body = fmt.Appendf(nil, "-NAK {\"delay\": %d}", delay.Nanoseconds())
+	}
+	return d.settle(ctx, "nak", true, d.request(body))
+}
+
+// Term returns once the server has dropped the message. The reason is
+// the caller's to log: TermWithReason needs a 2.10 server and Debian
+// ships 2.9.
+func (d *delivery) Term(ctx context.Context, reason string) error {
+	return d.settle(ctx, "term", true, d.request([]byte("+TERM")))
+}
+
+// InProgress returns once the server has reset the lease.
+func (d *delivery) InProgress(ctx context.Context) error {
+	return d.settle(ctx, "in progress", false, d.request([]byte("+WPI")))
 }
 
 // Publish stores msg on the event stream.

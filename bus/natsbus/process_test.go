@@ -120,3 +120,48 @@ func (p *natsProcess) version(t *testing.T) string {
 	}
 	return strings.TrimSpace(string(out))
 }
+
+// Freeze stops the server with SIGSTOP (its connections stay open,
+// nothing is answered) and waits until every thread of it is stopped:
+// kill(2) returns before a running thread has stopped.
+func (p *natsProcess) Freeze() {
+	p.t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		p.t.Fatal(err)
+	}
+	p.t.Cleanup(p.Thaw)
+	pid := p.cmd.Process.Pid
+	deadline := time.Now().Add(10 * time.Second)
+	for !allStopped(pid) {
+		if time.Now().After(deadline) {
+			p.t.Fatalf("nats-server pid %d not stopped 10s after SIGSTOP", pid)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// Thaw resumes a frozen server.
+func (p *natsProcess) Thaw() {
+	if p.cmd != nil {
+		_ = p.cmd.Process.Signal(syscall.SIGCONT)
+	}
+}
+
+func allStopped(pid int) bool {
+	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", pid))
+	if err != nil || len(tasks) == 0 {
+		return false
+	}
+	for _, f := range tasks {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return false
+		}
+		// pid (comm) STATE ...; comm may hold spaces, so split after ')'.
+		i := strings.LastIndexByte(string(b), ')')
+		if i < 0 || i+2 >= len(b) || (b[i+2] != 'T' && b[i+2] != 't') {
+			return false
+		}
+	}
+	return true
+}
