@@ -70,6 +70,7 @@ func Run(t *testing.T, f Features, newBus func(t *testing.T) bus.Bus) {
 		t.Run("Broadcast", s.broadcast)
 		t.Run("RequestReply", s.requestReply)
 		t.Run("RequestLoadShared", s.requestLoadShared)
+		t.Run("RequestConcurrent", s.requestConcurrent)
 		t.Run("LargeMessages", s.largeMessages)
 		t.Run("Purge", s.purge)
 		t.Run("PurgeKeepsOtherKeys", s.purgeKeepsOtherKeys)

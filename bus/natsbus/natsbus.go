@@ -688,30 +688,54 @@ func (b *Bus) Request(ctx context.Context, subject string, data []byte) ([]byte,
 	return resp.Data, nil
 }
 
-// Serve answers requests on subject in the "skein" queue group.
+// serveConcurrency bounds the handlers one Serve runs at once; more
+// requests wait in the subscription's buffer.
+const serveConcurrency = 64
+
+// Serve answers requests on subject in the "skein" queue group, each on
+// its own goroutine (at most serveConcurrency at once), so that a slow
+// handler holds up only its own requester. Handlers get a ctx that ends
+// with Serve's ctx or the bus' Close; both wait for running handlers.
 func (b *Bus) Serve(ctx context.Context, subject string, h bus.Handler) error {
 	if b.isClosed() {
 		return bus.ErrClosed
 	}
+	hctx, hcancel := context.WithCancel(ctx)
+	var (
+		mu       sync.Mutex
+		stopped  bool
+		handlers sync.WaitGroup
+		slots    = make(chan struct{}, serveConcurrency)
+	)
 	sub, err := b.nc.QueueSubscribe(b.opts.Prefix+".rpc."+subject, "skein", func(nm *nats.Msg) {
-		resp := nats.NewMsg(nm.Reply)
-		out, err := h(ctx, fromNats(subject, nm))
-		if err != nil {
-			resp.Header.Set(errHeader, err.Error())
-		} else {
-			resp.Data = out
+		select {
+		case slots <- struct{}{}:
+		case <-hctx.Done():
+			return
 		}
-		if err := nm.RespondMsg(resp); err != nil {
-			b.log.Warn("natsbus: respond", "subject", subject, "err", err)
+		mu.Lock()
+		if stopped {
+			mu.Unlock()
+			<-slots
+			return
 		}
+		handlers.Add(1)
+		mu.Unlock()
+		go func() {
+			defer handlers.Done()
+			defer func() { <-slots }()
+			b.answer(hctx, subject, h, nm)
+		}()
 	})
 	if err != nil {
+		hcancel()
 		return fmt.Errorf("natsbus: serve %s: %w", subject, err)
 	}
 	// Serving starts when Serve returns: the server must know the
 	// subscription before a request can find it.
 	if err := b.nc.FlushTimeout(5 * time.Second); err != nil {
 		_ = sub.Unsubscribe()
+		hcancel()
 		return fmt.Errorf("natsbus: serve %s: %w", subject, err)
 	}
 	b.wg.Add(1)
@@ -722,8 +746,27 @@ func (b *Bus) Serve(ctx context.Context, subject string, h bus.Handler) error {
 		case <-b.closed:
 		}
 		_ = sub.Unsubscribe()
+		hcancel()
+		mu.Lock()
+		stopped = true
+		mu.Unlock()
+		handlers.Wait()
 	}()
 	return nil
+}
+
+// answer runs h for one request and sends its reply.
+func (b *Bus) answer(ctx context.Context, subject string, h bus.Handler, nm *nats.Msg) {
+	resp := nats.NewMsg(nm.Reply)
+	out, err := h(ctx, fromNats(subject, nm))
+	if err != nil {
+		resp.Header.Set(errHeader, err.Error())
+	} else {
+		resp.Data = out
+	}
+	if err := nm.RespondMsg(resp); err != nil {
+		b.log.Warn("natsbus: respond", "subject", subject, "err", err)
+	}
 }
 
 // Close drains nothing: unsettled deliveries are redelivered by the
