@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/skeinrun/skein/bus"
+	"github.com/skeinrun/skein/internal/retry"
 )
 
 // ErrBadURL reports a server URL that cannot be used.
@@ -410,44 +411,138 @@ func (b *Bus) Consume(ctx context.Context, queue string, o bus.QueueOptions) (<-
 	if o.Limit > 0 {
 		return b.consumeLimited(ctx, queue, c, o), nil
 	}
-	it, err := c.Messages(jetstream.PullMaxMessages(o.Prefetch), jetstream.PullExpiry(2*time.Second))
+	pullOpts := []jetstream.PullMessagesOpt{jetstream.PullMaxMessages(o.Prefetch), jetstream.PullExpiry(2 * time.Second)}
+	it, err := c.Messages(pullOpts...)
 	if err != nil {
 		return nil, fmt.Errorf("natsbus: consume %s: %w", queue, err)
 	}
+	// A pull that fails (the consumer was deleted, or heartbeats stopped)
+	// opens the queue's consumer again: creating it is idempotent, and a
+	// deleted durable comes back with every unacked message of the
+	// work-queue stream.
+	reopen := func(ctx context.Context) (jetstream.MessagesContext, error) {
+		b.forgetConsumer(queue)
+		c, err := b.consumer(ctx, queue, o)
+		if err != nil {
+			return nil, err
+		}
+		return c.Messages(pullOpts...)
+	}
 	out := make(chan bus.Delivery)
-	pump(b, ctx, it, out, "queue "+queue, func(m jetstream.Msg) bus.Delivery { return b.newDelivery(m, queue) })
+	pump(b, ctx, it, reopen, out, "queue "+queue, func(m jetstream.Msg) bus.Delivery { return b.newDelivery(m, queue) })
 	return out, nil
 }
 
+// forgetConsumer drops the cached consumer of queue, so that the next
+// b.consumer creates it again.
+func (b *Bus) forgetConsumer(queue string) {
+	b.mu.Lock()
+	delete(b.consumers, queue)
+	b.mu.Unlock()
+}
+
+// pullRetry is the backoff of a failing pull: it resets once a message
+// arrives.
+var pullRetry = retry.Policy{Initial: 100 * time.Millisecond, Max: 2 * time.Second}
+
+// reopenTimeout bounds one attempt to open an iterator again.
+const reopenTimeout = 5 * time.Second
+
 // pump moves an iterator's messages, converted by conv, to out until ctx
 // ends or the bus closes; out is closed then.
-func pump[T any](b *Bus, ctx context.Context, it jetstream.MessagesContext, out chan<- T, what string, conv func(jetstream.Msg) T) {
+//
+// A failing pull is retried with exponential backoff (pullRetry), reset
+// by the next message, and logged once per streak of failures, then once
+// more when it recovers. With reopen set, a failed iterator is stopped
+// and reopen makes a new one; without it (streams: the ordered consumer
+// recovers by itself) the same iterator is asked again, and its end
+// (ErrMsgIteratorClosed) ends the pump.
+func pump[T any](b *Bus, ctx context.Context, it jetstream.MessagesContext, reopen func(context.Context) (jetstream.MessagesContext, error), out chan<- T, what string, conv func(jetstream.Msg) T) {
+	pctx, cancel := context.WithCancel(ctx)
+	var mu sync.Mutex // guards cur
+	cur := it
 	b.wg.Add(2)
 	go func() {
 		defer b.wg.Done()
 		select {
-		case <-ctx.Done():
+		case <-pctx.Done():
 		case <-b.closed:
 		}
-		it.Stop()
+		cancel()
+		mu.Lock()
+		if cur != nil {
+			cur.Stop()
+		}
+		mu.Unlock()
 	}()
+	next := func() (jetstream.Msg, error) {
+		mu.Lock()
+		it := cur
+		mu.Unlock()
+		if it == nil {
+			rctx, rcancel := context.WithTimeout(pctx, reopenTimeout)
+			nit, err := reopen(rctx)
+			rcancel()
+			if err != nil {
+				if pctx.Err() != nil {
+					return nil, retry.Permanent(pctx.Err())
+				}
+				return nil, fmt.Errorf("open again: %w", err)
+			}
+			mu.Lock()
+			if pctx.Err() != nil {
+				mu.Unlock()
+				nit.Stop()
+				return nil, retry.Permanent(pctx.Err())
+			}
+			cur, it = nit, nit
+			mu.Unlock()
+		}
+		m, err := it.Next()
+		switch {
+		case err == nil:
+			return m, nil
+		case pctx.Err() != nil:
+			return nil, retry.Permanent(pctx.Err())
+		case reopen == nil && errors.Is(err, jetstream.ErrMsgIteratorClosed):
+			return nil, retry.Permanent(err)
+		case reopen != nil:
+			it.Stop()
+			mu.Lock()
+			if cur == it {
+				cur = nil
+			}
+			mu.Unlock()
+		}
+		return nil, err
+	}
 	go func() {
 		defer b.wg.Done()
 		defer close(out)
+		defer cancel()
+		failures := 0
+		p := pullRetry
+		p.OnRetry = func(_ int, err error, wait time.Duration) {
+			failures++
+			if failures == 1 {
+				b.log.Warn("natsbus: pull failing; retrying with backoff", "from", what, "err", err, "wait", wait)
+			}
+		}
 		for {
-			m, err := it.Next()
+			m, err := retry.Value(pctx, p, next)
 			if err != nil {
-				if errors.Is(err, jetstream.ErrMsgIteratorClosed) || ctx.Err() != nil || b.isClosed() {
-					return
+				if pctx.Err() == nil {
+					b.log.Error("natsbus: pull ended", "from", what, "err", err)
 				}
-				b.log.Warn("natsbus: pull", "from", what, "err", err)
-				continue
+				return
+			}
+			if failures > 0 {
+				b.log.Info("natsbus: pull recovered", "from", what, "failures", failures)
+				failures = 0
 			}
 			select {
 			case out <- conv(m):
-			case <-ctx.Done():
-				return
-			case <-b.closed:
+			case <-pctx.Done():
 				return
 			}
 		}
@@ -595,7 +690,7 @@ func (b *Bus) Subscribe(ctx context.Context, pattern string, o bus.SubscribeOpti
 	}
 	prefix := b.opts.Prefix + ".ev."
 	out := make(chan Message, 256)
-	pump(b, ctx, it, out, "stream "+pattern, func(m jetstream.Msg) Message {
+	pump(b, ctx, it, nil, out, "stream "+pattern, func(m jetstream.Msg) Message {
 		msg := fromNats(strings.TrimPrefix(m.Subject(), prefix), &nats.Msg{Data: m.Data(), Header: m.Headers()})
 		if md, err := m.Metadata(); err == nil {
 			msg.Time = md.Timestamp
