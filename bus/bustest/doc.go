@@ -20,10 +20,12 @@
 // MaxAttempts, then no more). Streams: "*" and ">" wildcards, per-subject
 // order with concurrent publishers, replay with Since. Broadcast with
 // patterns. Request/reply, ErrNoResponders, *bus.RemoteError, load shared
-// by two servers. Messages of exactly MaxMessageSize() bytes pass and one
+// by two servers, a request answered while another one's handler is still
+// busy. Messages of exactly MaxMessageSize() bytes pass and one
 // byte more fails with ErrTooLarge. After Close, channels are closed and
 // calls return ErrClosed. Optional features: dead-letter inspection,
-// Purge, and a broker restart in the middle of a stream of publishes and
+// Purge (of one key only, even while the queue's consumer holds another
+// key's deliveries), and a broker restart in the middle of a stream of publishes and
 // consumes, after which nothing is lost.
 //
 // # Running in parallel

@@ -78,9 +78,18 @@ func TestConformanceEmbedded(t *testing.T) {
 	bustest.Run(t, f, func(t *testing.T) bus.Bus { return connect(t, clientURL) })
 }
 
-// TestConformanceServer runs the suite against the nats-server process
-// started by scripts/services/nats.sh.
+// TestConformanceServer runs the suite against the nats-server processes
+// started by scripts/services/nats.sh: the oldest supported version
+// (Debian's 2.9.10) and the newest (built from go.mod's nats-server
+// module). See docs/deploy.md, "Supported NATS servers".
 func TestConformanceServer(t *testing.T) {
-	u := testenv.Require(t, testenv.NATSURL)
-	bustest.Run(t, bustest.Features{Purge: true}, func(t *testing.T) bus.Bus { return connect(t, u) })
+	for _, v := range []struct{ name, env string }{
+		{"Oldest", testenv.NATSURL},
+		{"Newest", testenv.NATSURLNewest},
+	} {
+		t.Run(v.name, func(t *testing.T) {
+			u := testenv.Require(t, v.env)
+			bustest.Run(t, bustest.Features{Purge: true}, func(t *testing.T) bus.Bus { return connect(t, u) })
+		})
+	}
 }

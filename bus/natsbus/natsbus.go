@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/skeinrun/skein/bus"
+	"github.com/skeinrun/skein/internal/retry"
 )
 
 // ErrBadURL reports a server URL that cannot be used.
@@ -410,50 +411,138 @@ func (b *Bus) Consume(ctx context.Context, queue string, o bus.QueueOptions) (<-
 	if o.Limit > 0 {
 		return b.consumeLimited(ctx, queue, c, o), nil
 	}
-	it, err := c.Messages(jetstream.PullMaxMessages(o.Prefetch), jetstream.PullExpiry(2*time.Second))
+	pullOpts := []jetstream.PullMessagesOpt{jetstream.PullMaxMessages(o.Prefetch), jetstream.PullExpiry(2 * time.Second)}
+	it, err := c.Messages(pullOpts...)
 	if err != nil {
 		return nil, fmt.Errorf("natsbus: consume %s: %w", queue, err)
 	}
-	out := make(chan bus.Delivery)
-	pump(b, ctx, it, out, "queue "+queue, func(m jetstream.Msg) bus.Delivery {
-		d := &delivery{m: m, queue: queue, attempt: 1}
-		if md, err := m.Metadata(); err == nil {
-			d.attempt = int(md.NumDelivered)
+	// A pull that fails (the consumer was deleted, or heartbeats stopped)
+	// opens the queue's consumer again: creating it is idempotent, and a
+	// deleted durable comes back with every unacked message of the
+	// work-queue stream.
+	reopen := func(ctx context.Context) (jetstream.MessagesContext, error) {
+		b.forgetConsumer(queue)
+		c, err := b.consumer(ctx, queue, o)
+		if err != nil {
+			return nil, err
 		}
-		return d
-	})
+		return c.Messages(pullOpts...)
+	}
+	out := make(chan bus.Delivery)
+	pump(b, ctx, it, reopen, out, "queue "+queue, func(m jetstream.Msg) bus.Delivery { return b.newDelivery(m, queue) })
 	return out, nil
 }
 
+// forgetConsumer drops the cached consumer of queue, so that the next
+// b.consumer creates it again.
+func (b *Bus) forgetConsumer(queue string) {
+	b.mu.Lock()
+	delete(b.consumers, queue)
+	b.mu.Unlock()
+}
+
+// pullRetry is the backoff of a failing pull: it resets once a message
+// arrives.
+var pullRetry = retry.Policy{Initial: 100 * time.Millisecond, Max: 2 * time.Second}
+
+// reopenTimeout bounds one attempt to open an iterator again.
+const reopenTimeout = 5 * time.Second
+
 // pump moves an iterator's messages, converted by conv, to out until ctx
 // ends or the bus closes; out is closed then.
-func pump[T any](b *Bus, ctx context.Context, it jetstream.MessagesContext, out chan<- T, what string, conv func(jetstream.Msg) T) {
+//
+// A failing pull is retried with exponential backoff (pullRetry), reset
+// by the next message, and logged once per streak of failures, then once
+// more when it recovers. With reopen set, a failed iterator is stopped
+// and reopen makes a new one; without it (streams: the ordered consumer
+// recovers by itself) the same iterator is asked again, and its end
+// (ErrMsgIteratorClosed) ends the pump.
+func pump[T any](b *Bus, ctx context.Context, it jetstream.MessagesContext, reopen func(context.Context) (jetstream.MessagesContext, error), out chan<- T, what string, conv func(jetstream.Msg) T) {
+	pctx, cancel := context.WithCancel(ctx)
+	var mu sync.Mutex // guards cur
+	cur := it
 	b.wg.Add(2)
 	go func() {
 		defer b.wg.Done()
 		select {
-		case <-ctx.Done():
+		case <-pctx.Done():
 		case <-b.closed:
 		}
-		it.Stop()
+		cancel()
+		mu.Lock()
+		if cur != nil {
+			cur.Stop()
+		}
+		mu.Unlock()
 	}()
+	next := func() (jetstream.Msg, error) {
+		mu.Lock()
+		it := cur
+		mu.Unlock()
+		if it == nil {
+			rctx, rcancel := context.WithTimeout(pctx, reopenTimeout)
+			nit, err := reopen(rctx)
+			rcancel()
+			if err != nil {
+				if pctx.Err() != nil {
+					return nil, retry.Permanent(pctx.Err())
+				}
+				return nil, fmt.Errorf("open again: %w", err)
+			}
+			mu.Lock()
+			if pctx.Err() != nil {
+				mu.Unlock()
+				nit.Stop()
+				return nil, retry.Permanent(pctx.Err())
+			}
+			cur, it = nit, nit
+			mu.Unlock()
+		}
+		m, err := it.Next()
+		switch {
+		case err == nil:
+			return m, nil
+		case pctx.Err() != nil:
+			return nil, retry.Permanent(pctx.Err())
+		case reopen == nil && errors.Is(err, jetstream.ErrMsgIteratorClosed):
+			return nil, retry.Permanent(err)
+		case reopen != nil:
+			it.Stop()
+			mu.Lock()
+			if cur == it {
+				cur = nil
+			}
+			mu.Unlock()
+		}
+		return nil, err
+	}
 	go func() {
 		defer b.wg.Done()
 		defer close(out)
+		defer cancel()
+		failures := 0
+		p := pullRetry
+		p.OnRetry = func(_ int, err error, wait time.Duration) {
+			failures++
+			if failures == 1 {
+				b.log.Warn("natsbus: pull failing; retrying with backoff", "from", what, "err", err, "wait", wait)
+			}
+		}
 		for {
-			m, err := it.Next()
+			m, err := retry.Value(pctx, p, next)
 			if err != nil {
-				if errors.Is(err, jetstream.ErrMsgIteratorClosed) || ctx.Err() != nil || b.isClosed() {
-					return
+				if pctx.Err() == nil {
+					b.log.Error("natsbus: pull ended", "from", what, "err", err)
 				}
-				b.log.Warn("natsbus: pull", "from", what, "err", err)
-				continue
+				return
+			}
+			if failures > 0 {
+				b.log.Info("natsbus: pull recovered", "from", what, "failures", failures)
+				failures = 0
 			}
 			select {
 			case out <- conv(m):
-			case <-ctx.Done():
-				return
-			case <-b.closed:
+			case <-pctx.Done():
 				return
 			}
 		}
@@ -471,10 +560,19 @@ func (b *Bus) isClosed() bool {
 
 type delivery struct {
 	m       jetstream.Msg
+	nc      *nats.Conn
 	queue   string
 	attempt int
 	mu      sync.Mutex
 	settled bool
+}
+
+func (b *Bus) newDelivery(m jetstream.Msg, queue string) *delivery {
+	d := &delivery{m: m, nc: b.nc, queue: queue, attempt: 1}
+	if md, err := m.Metadata(); err == nil {
+		d.attempt = int(md.NumDelivered)
+	}
+	return d
 }
 
 func (d *delivery) Message() Message {
@@ -483,52 +581,69 @@ func (d *delivery) Message() Message {
 }
 func (d *delivery) Attempt() int { return d.attempt }
 
-func (d *delivery) settle(f func() error) error {
+// settleTimeout bounds a settle whose ctx has no deadline, as jetstream
+// bounds DoubleAck: a reply lost on a reconnection must not hang a
+// runtime's slot.
+const settleTimeout = 5 * time.Second
+
+// settle sends one acknowledgement and waits for the server's reply
+// (every kind of acknowledgement is answered when it carries a reply
+// subject: nats-server's consumer.processAck, already in 2.9). A
+// delivery whose settle failed stays unsettled: the caller may try
+// again, or the lease runs out and the message is redelivered.
+func (d *delivery) settle(ctx context.Context, what string, final bool, f func(ctx context.Context) error) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.settled {
 		return bus.ErrSettled
 	}
-	if err := f(); err != nil {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, settleTimeout)
+		defer cancel()
+	}
+	if err := f(ctx); err != nil {
+		return fmt.Errorf("natsbus: %s: %w", what, err)
+	}
+	d.settled = final
+	return nil
+}
+
+// request sends an acknowledgement body to the delivery's reply subject
+// and waits for the server's answer.
+func (d *delivery) request(body []byte) func(ctx context.Context) error {
+	return func(ctx context.Context) error {
+		_, err := d.nc.RequestWithContext(ctx, d.m.Reply(), body)
 		return err
 	}
-	d.settled = true
-	return nil
 }
 
-func (d *delivery) Ack(ctx context.Context) error { return d.settle(d.m.Ack) }
+// Ack returns once the server has applied the ack to the consumer
+// (jetstream's DoubleAck). On a work-queue stream the server removes
+// the message from the stream right after, asynchronously.
+func (d *delivery) Ack(ctx context.Context) error {
+	return d.settle(ctx, "ack", true, d.m.DoubleAck)
+}
+
+// Nak returns once the server has scheduled the redelivery.
 func (d *delivery) Nak(ctx context.Context, delay time.Duration) error {
-	return d.settle(func() error {
-		if delay > 0 {
-			return d.m.NakWithDelay(delay)
-		}
-		return d.m.Nak()
-	})
-}
-func (d *delivery) Term(ctx context.Context, reason string) error {
-	// The reason is the caller's to log: TermWithReason needs a 2.10
-	// server and Debian ships 2.9.
-	return d.settle(d.m.Term)
-}
-func (d *delivery) InProgress(ctx context.Context) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.settled {
-		return bus.ErrSettled
+	body := []byte("-NAK")
+	if delay > 0 {
+		body = fmt.Appendf(nil, "-NAK {\"delay\": %d}", delay.Nanoseconds())
 	}
-	return d.m.InProgress()
+	return d.settle(ctx, "nak", true, d.request(body))
 }
 
-// Purge drops key's pending messages from queue.
-func (b *Bus) Purge(ctx context.Context, queue, key string) error {
-	s, err := b.js.Stream(ctx, b.tasksStream)
-	if err != nil {
-		return fmt.Errorf("natsbus: purge: %w", err)
-	}
-	if err := s.Purge(ctx, jetstream.WithPurgeSubject(b.taskSubject(queue, key))); err != nil {
-		return fmt.Errorf("natsbus: purge %s/%s: %w", queue, key, err)
-	}
-	return nil
+// Term returns once the server has dropped the message. The reason is
+// the caller's to log: TermWithReason needs a 2.10 server and Debian
+// ships 2.9.
+func (d *delivery) Term(ctx context.Context, reason string) error {
+	return d.settle(ctx, "term", true, d.request([]byte("+TERM")))
+}
+
+// InProgress returns once the server has reset the lease.
+func (d *delivery) InProgress(ctx context.Context) error {
+	return d.settle(ctx, "in progress", false, d.request([]byte("+WPI")))
 }
 
 // Publish stores msg on the event stream.
@@ -575,7 +690,7 @@ func (b *Bus) Subscribe(ctx context.Context, pattern string, o bus.SubscribeOpti
 	}
 	prefix := b.opts.Prefix + ".ev."
 	out := make(chan Message, 256)
-	pump(b, ctx, it, out, "stream "+pattern, func(m jetstream.Msg) Message {
+	pump(b, ctx, it, nil, out, "stream "+pattern, func(m jetstream.Msg) Message {
 		msg := fromNats(strings.TrimPrefix(m.Subject(), prefix), &nats.Msg{Data: m.Data(), Header: m.Headers()})
 		if md, err := m.Metadata(); err == nil {
 			msg.Time = md.Timestamp
@@ -668,30 +783,54 @@ func (b *Bus) Request(ctx context.Context, subject string, data []byte) ([]byte,
 	return resp.Data, nil
 }
 
-// Serve answers requests on subject in the "skein" queue group.
+// serveConcurrency bounds the handlers one Serve runs at once; more
+// requests wait in the subscription's buffer.
+const serveConcurrency = 64
+
+// Serve answers requests on subject in the "skein" queue group, each on
+// its own goroutine (at most serveConcurrency at once), so that a slow
+// handler holds up only its own requester. Handlers get a ctx that ends
+// with Serve's ctx or the bus' Close; both wait for running handlers.
 func (b *Bus) Serve(ctx context.Context, subject string, h bus.Handler) error {
 	if b.isClosed() {
 		return bus.ErrClosed
 	}
+	hctx, hcancel := context.WithCancel(ctx)
+	var (
+		mu       sync.Mutex
+		stopped  bool
+		handlers sync.WaitGroup
+		slots    = make(chan struct{}, serveConcurrency)
+	)
 	sub, err := b.nc.QueueSubscribe(b.opts.Prefix+".rpc."+subject, "skein", func(nm *nats.Msg) {
-		resp := nats.NewMsg(nm.Reply)
-		out, err := h(ctx, fromNats(subject, nm))
-		if err != nil {
-			resp.Header.Set(errHeader, err.Error())
-		} else {
-			resp.Data = out
+		select {
+		case slots <- struct{}{}:
+		case <-hctx.Done():
+			return
 		}
-		if err := nm.RespondMsg(resp); err != nil {
-			b.log.Warn("natsbus: respond", "subject", subject, "err", err)
+		mu.Lock()
+		if stopped {
+			mu.Unlock()
+			<-slots
+			return
 		}
+		handlers.Add(1)
+		mu.Unlock()
+		go func() {
+			defer handlers.Done()
+			defer func() { <-slots }()
+			b.answer(hctx, subject, h, nm)
+		}()
 	})
 	if err != nil {
+		hcancel()
 		return fmt.Errorf("natsbus: serve %s: %w", subject, err)
 	}
 	// Serving starts when Serve returns: the server must know the
 	// subscription before a request can find it.
 	if err := b.nc.FlushTimeout(5 * time.Second); err != nil {
 		_ = sub.Unsubscribe()
+		hcancel()
 		return fmt.Errorf("natsbus: serve %s: %w", subject, err)
 	}
 	b.wg.Add(1)
@@ -702,8 +841,27 @@ func (b *Bus) Serve(ctx context.Context, subject string, h bus.Handler) error {
 		case <-b.closed:
 		}
 		_ = sub.Unsubscribe()
+		hcancel()
+		mu.Lock()
+		stopped = true
+		mu.Unlock()
+		handlers.Wait()
 	}()
 	return nil
+}
+
+// answer runs h for one request and sends its reply.
+func (b *Bus) answer(ctx context.Context, subject string, h bus.Handler, nm *nats.Msg) {
+	resp := nats.NewMsg(nm.Reply)
+	out, err := h(ctx, fromNats(subject, nm))
+	if err != nil {
+		resp.Header.Set(errHeader, err.Error())
+	} else {
+		resp.Data = out
+	}
+	if err := nm.RespondMsg(resp); err != nil {
+		b.log.Warn("natsbus: respond", "subject", subject, "err", err)
+	}
 }
 
 // Close drains nothing: unsettled deliveries are redelivered by the

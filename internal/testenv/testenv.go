@@ -12,15 +12,17 @@ import (
 
 // Variables exported by scripts/test.sh.
 const (
-	NATSURL    = "SKEIN_TEST_NATS_URL"    // a nats-server process with JetStream
-	AMQPURL    = "SKEIN_TEST_AMQP_URL"    // a rabbitmq-server process
-	AMQPCtl    = "SKEIN_TEST_AMQP_CTL"    // "stop" / "start" command for the broker (restart tests)
-	S3Endpoint = "SKEIN_TEST_S3_ENDPOINT" // versitygw
-	S3Access   = "SKEIN_TEST_S3_ACCESS"
-	S3Secret   = "SKEIN_TEST_S3_SECRET"
-	Venv       = "SKEIN_TEST_VENV" // a Python virtual environment (Airflow, msgpack)
-	Python     = "SKEIN_TEST_PYTHON"
-	Chromium   = "SKEIN_TEST_CHROMIUM" // headless Chromium (plot rendering tests)
+	NATSURL       = "SKEIN_TEST_NATS_URL"        // a nats-server process with JetStream, oldest supported version (Debian's)
+	NATSURLNewest = "SKEIN_TEST_NATS_URL_NEWEST" // the same, newest supported version (built from go.mod's nats-server module)
+	NATSServers   = "SKEIN_TEST_NATS_SERVERS"    // both nats-server binaries, oldest first, ':'-separated, for tests that start and kill their own
+	AMQPURL       = "SKEIN_TEST_AMQP_URL"        // a rabbitmq-server process
+	AMQPCtl       = "SKEIN_TEST_AMQP_CTL"        // "stop" / "start" command for the broker (restart tests)
+	S3Endpoint    = "SKEIN_TEST_S3_ENDPOINT"     // versitygw
+	S3Access      = "SKEIN_TEST_S3_ACCESS"
+	S3Secret      = "SKEIN_TEST_S3_SECRET"
+	Venv          = "SKEIN_TEST_VENV" // a Python virtual environment (Airflow, msgpack)
+	Python        = "SKEIN_TEST_PYTHON"
+	Chromium      = "SKEIN_TEST_CHROMIUM" // headless Chromium (plot rendering tests)
 )
 
 // CI reports whether the tests run under CI, where nothing may be skipped
