@@ -551,31 +551,59 @@ func (r *Runtime) publishGroup(ctx context.Context, job string, group []outcome)
 			return
 		}
 	}
+	if err == nil && r.cfg.PollStatus != nil {
+		for _, o := range group {
+			if o.t.Monitor == "poll" && o.ev.Type == wire.EventDone {
+				if perr := r.cfg.PollStatus(ctx, o.t, o.ev); perr != nil {
+					r.log.Warn("runtime: writing the poll-mode status object", "job", job, "task", o.t.Index, "err", perr)
+				}
+			}
+		}
+	}
+	// Settle the group's deliveries at once: each settle waits for the
+	// broker's confirmation, and one after another they would add a round
+	// trip per task.
+	var wg sync.WaitGroup
 	for _, o := range group {
-		if err == nil && r.cfg.PollStatus != nil && o.t.Monitor == "poll" && o.ev.Type == wire.EventDone {
-			if perr := r.cfg.PollStatus(ctx, o.t, o.ev); perr != nil {
-				r.log.Warn("runtime: writing the poll-mode status object", "job", job, "task", o.t.Index, "err", perr)
-			}
-		}
-		if err != nil {
-			// Not safe: leave the task to be redelivered.
-			r.log.Error("runtime: publishing event failed; task will be redelivered", "job", job, "task", o.t.Index, "err", err)
-			_ = o.d.Nak(ctx, time.Second)
-		} else {
-			var serr error
-			if o.term {
-				serr = o.d.Term(ctx, "delivered too often")
-			} else {
-				serr = o.d.Ack(ctx)
-			}
-			if serr != nil {
-				r.log.Warn("runtime: settling task", "job", job, "task", o.t.Index, "err", serr)
-			}
-		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.settleOne(ctx, job, o, err)
+		}()
+	}
+	wg.Wait()
+	for _, o := range group {
 		if o.rt != nil {
 			r.running.Delete(o.rt)
 		}
 		r.pending.Done()
+	}
+}
+
+// settleOne acks (or terms) a delivery whose event is safe, retrying a
+// failed settle a few times (an unsettled delivery runs again after its
+// lease), or naks it when its event could not be published.
+func (r *Runtime) settleOne(ctx context.Context, job string, o outcome, published error) {
+	if published != nil {
+		// Not safe: leave the task to be redelivered.
+		r.log.Error("runtime: publishing event failed; task will be redelivered", "job", job, "task", o.t.Index, "err", published)
+		_ = o.d.Nak(ctx, time.Second)
+		return
+	}
+	err := retry.Do(ctx, retry.Policy{Initial: 100 * time.Millisecond, Tries: 3}, func() error {
+		var err error
+		if o.term {
+			err = o.d.Term(ctx, "delivered too often")
+		} else {
+			err = o.d.Ack(ctx)
+		}
+		if errors.Is(err, bus.ErrSettled) {
+			return retry.Permanent(err)
+		}
+		return err
+	})
+	if err != nil {
+		r.log.Warn("runtime: settling task", "job", job, "task", o.t.Index, "err", err)
 	}
 }
 
