@@ -533,20 +533,30 @@ func (b *Bus) Purge(ctx context.Context, queue, key string) error {
 
 // Publish stores msg on the event stream.
 func (b *Bus) Publish(ctx context.Context, subject string, m Message) error {
+	_, err := b.PublishSeq(ctx, subject, m)
+	return err
+}
+
+// PublishSeq stores msg on the event stream and returns its stream
+// sequence, which the server's PubAck carries: it costs no more than
+// Publish. A duplicate of an earlier message ID (within the stream's
+// deduplication window) returns the original's sequence.
+func (b *Bus) PublishSeq(ctx context.Context, subject string, m Message) (uint64, error) {
 	if b.isClosed() {
-		return bus.ErrClosed
+		return 0, bus.ErrClosed
 	}
 	if err := b.checkSize(m); err != nil {
-		return err
+		return 0, err
 	}
 	var po []jetstream.PublishOpt
 	if m.ID != "" {
 		po = append(po, jetstream.WithMsgID(m.ID))
 	}
-	if _, err := b.js.PublishMsg(ctx, toNats(b.opts.Prefix+".ev."+subject, m), po...); err != nil {
-		return fmt.Errorf("natsbus: publish %s: %w", subject, err)
+	ack, err := b.js.PublishMsg(ctx, toNats(b.opts.Prefix+".ev."+subject, m), po...)
+	if err != nil {
+		return 0, fmt.Errorf("natsbus: publish %s: %w", subject, err)
 	}
-	return nil
+	return ack.Sequence, nil
 }
 
 // Subscribe replays and follows the event stream with an ordered consumer.
@@ -558,9 +568,13 @@ func (b *Bus) Subscribe(ctx context.Context, pattern string, o bus.SubscribeOpti
 		FilterSubjects:    []string{b.opts.Prefix + ".ev." + pattern},
 		InactiveThreshold: 30 * time.Second,
 	}
-	if o.Since.IsZero() {
+	switch {
+	case o.From > 0:
+		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+		cfg.OptStartSeq = o.From
+	case o.Since.IsZero():
 		cfg.DeliverPolicy = jetstream.DeliverNewPolicy
-	} else {
+	default:
 		t := o.Since
 		cfg.DeliverPolicy = jetstream.DeliverByStartTimePolicy
 		cfg.OptStartTime = &t
@@ -578,7 +592,7 @@ func (b *Bus) Subscribe(ctx context.Context, pattern string, o bus.SubscribeOpti
 	pump(b, ctx, it, out, "stream "+pattern, func(m jetstream.Msg) Message {
 		msg := fromNats(strings.TrimPrefix(m.Subject(), prefix), &nats.Msg{Data: m.Data(), Header: m.Headers()})
 		if md, err := m.Metadata(); err == nil {
-			msg.Time = md.Timestamp
+			msg.Time, msg.Seq = md.Timestamp, md.Sequence.Stream
 		}
 		return msg
 	})
