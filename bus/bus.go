@@ -103,6 +103,13 @@ type SubscribeOptions struct {
 	// clock) before live ones. Zero (and From zero) means only messages
 	// published after Subscribe returns.
 	Since time.Time
+	// To, when set, is where the subscription ends: the matching messages
+	// up to and including position To are delivered, then the channel is
+	// closed (at once when none lies between the start and To). To must
+	// be the position of a message already stored (returned by PublishSeq
+	// or seen in Message.Seq): this is how a reader reads a log to a
+	// known end without waiting for quiet.
+	To uint64
 }
 
 // Stream is a durable, replayable log of events addressed by dotted

@@ -2,6 +2,7 @@ package bustest
 
 import (
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -197,5 +198,58 @@ func (s *suite) streamReadToMark(t *testing.T) {
 	settle(t, ctx, "subscribe from the mark", err)
 	if m := recv(t, ch2, s.d(10*time.Second), "the mark"); m.Seq != mark || string(m.Data) != "mark" {
 		t.Fatalf("from the mark: got %q at %d, want \"mark\" at %d", m.Data, m.Seq, mark)
+	}
+}
+
+// streamReadTo: SubscribeOptions.To ends a subscription at a stored
+// position, whether or not a matching message lies there or beyond it.
+func (s *suite) streamReadTo(t *testing.T) {
+	t.Parallel()
+	b, ctx, root := s.newBus(t), s.ctx(t), s.subject(t, "readto")
+	var seqs []uint64
+	for i, sub := range []string{"a", "b", "a", "b"} {
+		seq, err := b.PublishSeq(ctx, root+"."+sub, bus.Message{Data: []byte(strconv.Itoa(i))})
+		settle(t, ctx, "publish with position", err)
+		seqs = append(seqs, seq)
+	}
+	settle(t, ctx, "publish", b.Publish(ctx, root+".a", bus.Message{Data: []byte("after")}))
+	read := func(pattern string, from, to uint64) []string {
+		t.Helper()
+		ch, err := b.Subscribe(ctx, pattern, bus.SubscribeOptions{From: from, To: to})
+		settle(t, ctx, "subscribe to a position", err)
+		var got []string
+		deadline := time.After(s.d(10 * time.Second))
+		for {
+			select {
+			case m, ok := <-ch:
+				if !ok {
+					return got
+				}
+				if m.Seq < from || m.Seq > to {
+					t.Errorf("%s from %d to %d: got a message at %d", pattern, from, to, m.Seq)
+				}
+				got = append(got, string(m.Data))
+			case <-deadline:
+				t.Fatalf("%s from %d to %d: channel not closed after %q", pattern, from, to, got)
+			}
+		}
+	}
+	for _, c := range []struct {
+		pattern  string
+		from, to uint64
+		want     string
+	}{
+		{root + ".a", seqs[0], seqs[3], "[0 2]"},   // the end is another subject's
+		{root + ".a", seqs[0], seqs[2], "[0 2]"},   // the end is a matching message
+		{root + ".b", seqs[0], seqs[0], "[]"},      // a match after To only
+		{root + ".none", seqs[0], seqs[3], "[]"},   // nothing matches at all
+		{root + ".>", seqs[1], seqs[3], "[1 2 3]"}, // everything in between
+		{root + ".a", seqs[3], seqs[1], "[]"},      // From past To
+		{root + ".*", seqs[3], seqs[3], "[3]"},     // one message
+	} {
+		got := read(c.pattern, c.from, c.to)
+		if g := "[" + strings.Join(got, " ") + "]"; g != c.want {
+			t.Errorf("%s from %d to %d: got %s, want %s", c.pattern, c.from, c.to, g, c.want)
+		}
 	}
 }

@@ -588,15 +588,64 @@ func (b *Bus) Subscribe(ctx context.Context, pattern string, o bus.SubscribeOpti
 		return nil, fmt.Errorf("natsbus: subscribe %s: %w", pattern, err)
 	}
 	prefix := b.opts.Prefix + ".ev."
-	out := make(chan Message, 256)
-	pump(b, ctx, it, out, "stream "+pattern, func(m jetstream.Msg) Message {
+	conv := func(m jetstream.Msg) positioned {
 		msg := fromNats(strings.TrimPrefix(m.Subject(), prefix), &nats.Msg{Data: m.Data(), Header: m.Headers()})
+		var pending uint64
 		if md, err := m.Metadata(); err == nil {
-			msg.Time, msg.Seq = md.Timestamp, md.Sequence.Stream
+			msg.Time, msg.Seq, pending = md.Timestamp, md.Sequence.Stream, md.NumPending
 		}
-		return msg
-	})
-	return out, nil
+		return positioned{msg, pending}
+	}
+	if o.To == 0 {
+		out := make(chan Message, 256)
+		pump(b, ctx, it, out, "stream "+pattern, func(m jetstream.Msg) Message { return conv(m).Message })
+		return out, nil
+	}
+	return b.readTo(ctx, it, c.CachedInfo(), pattern, o, conv), nil
+}
+
+// positioned is a stream message and how many messages matching its
+// subscription the server held after it when it was sent.
+type positioned struct {
+	Message
+	pending uint64
+}
+
+// readTo delivers a subscription's messages up to position o.To. The
+// consumer is filtered on the server, so the end is known from the
+// server's count of the matching messages left: the messages up to To
+// are all stored before the subscription starts, so once none is left
+// (at creation, or after a delivered message) every one has been read.
+func (b *Bus) readTo(ctx context.Context, it jetstream.MessagesContext, info *jetstream.ConsumerInfo, pattern string, o bus.SubscribeOptions, conv func(jetstream.Msg) positioned) <-chan Message {
+	ctx, cancel := context.WithCancel(ctx)
+	raw := make(chan positioned, 256)
+	pump(b, ctx, it, raw, "stream "+pattern, conv)
+	out := make(chan Message, 256)
+	if (info != nil && info.NumPending == 0) || o.From > o.To {
+		cancel()
+		close(out)
+		return out
+	}
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		defer close(out)
+		defer cancel()
+		for m := range raw {
+			if m.Seq > o.To {
+				return
+			}
+			select {
+			case out <- m.Message:
+			case <-ctx.Done():
+				return
+			}
+			if m.Seq >= o.To || m.pending == 0 {
+				return
+			}
+		}
+	}()
+	return out
 }
 
 // Notify publishes on core NATS (no storage).

@@ -116,12 +116,15 @@ type subscription struct {
 	next    int64     // offset to resume from; -1 before the first message
 	started time.Time // when Subscribe was called
 	resumed bool      // subscribed again after a drop
+	to      int64     // last offset to deliver (SubscribeOptions.To - 1); -1: none
+	ended   bool      // the offset before to was read: the subscription is over
 }
 
 // Subscribe implements bus.Stream. Every subscriber reads the one event
 // stream from its start point (x-stream-offset From-1, "next", or the
 // second before Since) and keeps the messages whose subject matches
-// pattern and, without From, whose publish time is at or after Since.
+// pattern and, without From, whose publish time is at or after Since. It
+// sees every offset, so it ends at To by reading up to it.
 // Message.Seq is the stream offset plus one (so that no position is 0).
 func (b *Bus) Subscribe(ctx context.Context, pattern string, opts bus.SubscribeOptions) (<-chan bus.Message, error) {
 	if b.isClosed() {
@@ -136,6 +139,11 @@ func (b *Bus) Subscribe(ctx context.Context, pattern string, opts bus.SubscribeO
 	s := &subscription{b: b, pattern: pattern, since: opts.Since, ctx: ctx, out: make(chan bus.Message), next: -1, started: time.Now()}
 	if opts.From > 0 {
 		s.since, s.next = time.Time{}, int64(opts.From-1)
+	}
+	s.to = int64(opts.To) - 1
+	if opts.To > 0 && opts.From > opts.To {
+		close(s.out)
+		return s.out, nil
 	}
 	ch, deliveries, err := s.subscribe()
 	if err != nil {
@@ -195,7 +203,7 @@ func (s *subscription) run(ch *amqp.Channel, deliveries <-chan amqp.Delivery) {
 			closeConsumer(ch, deliveries)
 			ch = nil
 		}
-		if s.ctx.Err() != nil || s.b.isClosed() {
+		if s.ended || s.ctx.Err() != nil || s.b.isClosed() {
 			return
 		}
 		s.resumed = true
@@ -244,19 +252,25 @@ func (s *subscription) forward(ch *amqp.Channel, deliveries <-chan amqp.Delivery
 			continue // before From, or already handed out before a resubscribe
 		}
 		s.next = off + 1
-		if !match(s.pattern, d.RoutingKey) {
-			continue
-		}
-		m := message(&d, d.RoutingKey)
-		m.Seq = uint64(off) + 1
-		if !f.IsZero() && m.Time.Before(f) {
-			continue
-		}
-		select {
-		case s.out <- m:
-		case <-s.ctx.Done():
+		if s.to >= 0 && off > s.to {
+			s.ended = true
 			return
-		case <-s.b.done:
+		}
+		if match(s.pattern, d.RoutingKey) {
+			m := message(&d, d.RoutingKey)
+			m.Seq = uint64(off) + 1
+			if f.IsZero() || !m.Time.Before(f) {
+				select {
+				case s.out <- m:
+				case <-s.ctx.Done():
+					return
+				case <-s.b.done:
+					return
+				}
+			}
+		}
+		if s.to >= 0 && off >= s.to {
+			s.ended = true
 			return
 		}
 	}

@@ -66,7 +66,15 @@ type JobSpec struct {
 	// Trace carries the submitter's trace context (W3C traceparent).
 	Trace map[string]string `msgpack:"trace,omitempty"`
 
-	SubmittedAt int64 `msgpack:"submitted"` // unix nanoseconds
+	// SubmittedAt is when the submitter sent the job, by the submitter's
+	// clock (unix ns). It is information only: nothing is decided by it.
+	SubmittedAt int64 `msgpack:"submitted"`
+	// Accepted and Deadline are set by the coordinator that accepts the
+	// job, by its own clock (unix ns), and recorded with the spec on the
+	// job log so that a coordinator that takes the job up after a restart
+	// keeps them. Deadline is 0 for a job without a timeout.
+	Accepted int64 `msgpack:"accepted,omitempty"`
+	Deadline int64 `msgpack:"deadline,omitempty"`
 }
 
 // TaskKind tells a runtime what a task is.
@@ -121,9 +129,11 @@ type Task struct {
 	// many inputs to expect.
 	Feed   string `msgpack:"feed,omitempty"`
 	Expect int    `msgpack:"expect,omitempty"`
-	// JobStart is when the job was submitted (unix ns): where a reducer
-	// starts reading its feed.
-	JobStart int64 `msgpack:"job_start,omitempty"`
+	// FeedFrom is the stream position where the reducer starts reading
+	// its feed (the job spec's record on the job log, which every feed
+	// message of the job follows), so that a redelivered reducer reads
+	// every input again.
+	FeedFrom uint64 `msgpack:"feed_from,omitempty"`
 	// Ordered asks a reducer for its inputs in iterdata order.
 	Ordered bool `msgpack:"ordered,omitempty"`
 	// IndexBase is the smallest map index of the group (a group's map
@@ -230,17 +240,23 @@ func (s JobState) Terminal() bool {
 // JobStatus is the answer to a status query and the body of progress
 // notices.
 type JobStatus struct {
-	ID        string     `msgpack:"id" json:"id"`
-	State     JobState   `msgpack:"state" json:"state"`
-	Kind      JobKind    `msgpack:"kind" json:"kind"`
-	Total     int        `msgpack:"total" json:"total"`
-	Done      int        `msgpack:"done" json:"done"`
-	Failed    int        `msgpack:"failed" json:"failed"`
-	Running   int        `msgpack:"running" json:"running"`
-	Retried   int        `msgpack:"retried" json:"retried"`
-	Submitted int64      `msgpack:"submitted" json:"submitted"`
-	Ended     int64      `msgpack:"ended,omitempty" json:"ended,omitempty"`
-	Error     *TaskError `msgpack:"err,omitempty" json:"error,omitempty"`
+	ID      string   `msgpack:"id" json:"id"`
+	State   JobState `msgpack:"state" json:"state"`
+	Kind    JobKind  `msgpack:"kind" json:"kind"`
+	Total   int      `msgpack:"total" json:"total"`
+	Done    int      `msgpack:"done" json:"done"`
+	Failed  int      `msgpack:"failed" json:"failed"`
+	Running int      `msgpack:"running" json:"running"`
+	Retried int      `msgpack:"retried" json:"retried"`
+	// Submitted is when the coordinator accepted the job, by its clock
+	// (the clock of Ended).
+	Submitted int64 `msgpack:"submitted" json:"submitted"`
+	// From is the stream position of the job's spec on the job log: every
+	// record of the job (task events, feeds, its end) comes after it, so
+	// a reader of the job's subjects starts there.
+	From  uint64     `msgpack:"from,omitempty" json:"from,omitempty"`
+	Ended int64      `msgpack:"ended,omitempty" json:"ended,omitempty"`
+	Error *TaskError `msgpack:"err,omitempty" json:"error,omitempty"`
 	// FailedTask is the index of the task whose failure ended the job.
 	FailedTask int `msgpack:"failed_task,omitempty" json:"failed_task,omitempty"`
 	// Completion latency (function end -> coordinator recorded), in
@@ -349,6 +365,10 @@ func LocalReducePool(job string) string { return "rl-" + job }
 // apart from the maps, so that a reducer starts while maps are still
 // queued.
 func ReducePool(pool string) string { return pool + "-reduce" }
+
+// JobLogMarkSubject is a mark a recovering coordinator records on the
+// job log to learn where the log ends (mark is unique to the recovery).
+func JobLogMarkSubject(mark string) string { return "job." + mark + ".mark" }
 
 // JobPublishedSubject marks, on the job log, that all of a job's tasks
 // were published.
