@@ -242,6 +242,7 @@ func (c *Coordinator) Submit(ctx context.Context, spec *wire.JobSpec) (string, e
 	}
 	if err != nil {
 		drop()
+		c.abandon(spec.ID, err)
 		return "", fmt.Errorf("recording the job spec on the job log: %w", err)
 	}
 	if err := j.start(); err != nil {
@@ -250,6 +251,24 @@ func (c *Coordinator) Submit(ctx context.Context, spec *wire.JobSpec) (string, e
 	}
 	c.log.Info("job submitted", "job", spec.ID, "kind", spec.Kind, "function", spec.Function, "tasks", j.n, "from", j.from)
 	return spec.ID, nil
+}
+
+// abandon records an end for a job whose spec may have reached the job
+// log although its position could not be learned (a connection lost
+// while reading it back): the submitter was told it failed, so no
+// coordinator may take it up after a restart.
+func (c *Coordinator) abandon(id string, cause error) {
+	ctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
+	defer cancel()
+	st := wire.JobStatus{ID: id, State: wire.StateFailed, Ended: time.Now().UnixNano(),
+		Error: &wire.TaskError{Kind: wire.ErrInternal, Message: "the job spec could not be recorded: " + cause.Error()}}
+	data, err := wire.Encode(wire.KindEnd, wire.End{Status: st})
+	if err == nil {
+		err = c.bus.Publish(ctx, wire.JobEndSubject(id), bus.Message{Data: data, ID: id + "-end"})
+	}
+	if err != nil {
+		c.log.Debug("recording the end of a job whose spec was not recorded", "job", id, "err", err)
+	}
 }
 
 func (c *Coordinator) job(id string) (*job, error) {

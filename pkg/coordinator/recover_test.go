@@ -214,3 +214,41 @@ func TestRecoverAfterEnd(t *testing.T) {
 		}
 	})
 }
+
+// A job taken up after a restart keeps the deadline the coordinator that
+// accepted it recorded in its spec (its own clock, not the submitter's):
+// it times out then, not a whole timeout after the restart, and not at
+// once for a submitter whose clock was behind.
+func TestRecoverKeepsDeadline(t *testing.T) {
+	eachBus(t, func(t *testing.T, tb *testBus) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		ab := tb.connect(t, "coordinator-a")
+		a, killA := newCoordinator(t, ab, coordinator.Config{})
+		const timeout = 3 * time.Second
+		id, err := a.Submit(ctx, &wire.JobSpec{Kind: wire.JobMap, Pool: "nobody", Function: "noop", Iterdata: wire.Value(`[1,2]`),
+			TimeoutMS: timeout.Milliseconds(), SubmittedAt: time.Now().Add(-10 * time.Second).UnixNano()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		accepted := time.Unix(0, statusOf(a, id).Submitted)
+		killA()
+		waitFor(t, timeout, "a third of the timeout gone", func() bool { return time.Since(accepted) > timeout/3 })
+
+		b, _ := newCoordinator(t, tb.connect(t, "coordinator-b"), coordinator.Config{})
+		taken, err := b.Recover(ctx, time.Hour)
+		if err != nil || !slices.Equal(taken, []string{id}) {
+			t.Fatalf("recovered %v, %v; want %s", taken, err, id)
+		}
+		st, err := b.Wait(ctx, id)
+		if err != nil || st.State != wire.StateTimedOut {
+			t.Fatalf("the recovered job: %+v, %v; want it timed out", st, err)
+		}
+		if st.Submitted != accepted.UnixNano() {
+			t.Errorf("the recovered job was submitted at %v, the first coordinator accepted it at %v", time.Unix(0, st.Submitted), accepted)
+		}
+		if ran := time.Duration(st.Ended - accepted.UnixNano()); ran < timeout || ran > timeout+time.Second {
+			t.Errorf("the recovered job timed out %v after it was accepted, want its timeout of %v", ran, timeout)
+		}
+	})
+}
