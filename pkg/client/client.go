@@ -175,7 +175,7 @@ func (c *Client) waitEnd(ctx context.Context, st wire.JobStatus) (wire.JobStatus
 				}
 				return wire.JobStatus{}, 0, fmt.Errorf("job %s: the bus closed the subscription to the job's end", id)
 			}
-			end, err := decodeEnd(m.Data, id)
+			end, err := wire.DecodeEnd(m.Data, id)
 			if err != nil {
 				c.log().Warn("ignoring a record on the job's end subject that is not its end", "job", id, "seq", m.Seq, "err", err)
 				continue
@@ -199,22 +199,6 @@ func (c *Client) waitEnd(ctx context.Context, st wire.JobStatus) (wire.JobStatus
 			}
 		}
 	}
-}
-
-// decodeEnd accepts only an end record in the coordinator's format, for
-// job id, with a final state.
-func decodeEnd(data []byte, id string) (wire.JobStatus, error) {
-	var end wire.End
-	if err := wire.Decode(data, wire.KindEnd, &end); err != nil {
-		return wire.JobStatus{}, err
-	}
-	switch {
-	case end.Status.ID != id:
-		return wire.JobStatus{}, fmt.Errorf("an end record of job %q", end.Status.ID)
-	case !end.Status.State.Terminal():
-		return wire.JobStatus{}, fmt.Errorf("an end record with state %q", end.Status.State)
-	}
-	return end.Status, nil
 }
 
 func (c *Client) log() *slog.Logger {

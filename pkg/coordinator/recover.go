@@ -75,8 +75,17 @@ func (c *Coordinator) Recover(ctx context.Context, window time.Duration) ([]stri
 			order = append(order, id)
 			specs[id], from[id] = &s, m.Seq
 		case "published":
+			var p wire.Published
+			if err := wire.Decode(m.Data, wire.KindPublished, &p); err != nil || p.Job != id {
+				c.log.Warn("recovery: ignoring a malformed record that a job's tasks are published", "job", id, "err", err)
+				continue
+			}
 			published[id] = true
 		case "end":
+			if _, err := wire.DecodeEnd(m.Data, id); err != nil {
+				c.log.Warn("recovery: ignoring a malformed end record", "job", id, "err", err)
+				continue
+			}
 			ended[id] = true
 		}
 	}

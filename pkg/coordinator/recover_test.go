@@ -252,3 +252,46 @@ func TestRecoverKeepsDeadline(t *testing.T) {
 		}
 	})
 }
+
+// A record on a running job's end subject that is not its end (garbage,
+// another job's end, a state that is not final) does not make a
+// restarted coordinator leave the job behind.
+func TestRecoverIgnoresMalformedEndRecords(t *testing.T) {
+	eachBus(t, func(t *testing.T, tb *testBus) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		ab := tb.connect(t, "coordinator-a")
+		a, killA := newCoordinator(t, ab, coordinator.Config{})
+		id, err := a.Submit(ctx, &wire.JobSpec{Kind: wire.JobMap, Pool: "manual", Function: "echo", Iterdata: wire.Value(`[1,2,3]`)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tasks := take(t, ab, "manual", 3)
+		killA()
+		other, _ := wire.Encode(wire.KindEnd, wire.End{Status: wire.JobStatus{ID: "someone-else", State: wire.StateDone}})
+		running, _ := wire.Encode(wire.KindEnd, wire.End{Status: wire.JobStatus{ID: id, State: wire.StateRunning}})
+		for _, data := range [][]byte{[]byte("garbage"), other, running} {
+			if err := ab.Publish(ctx, wire.JobEndSubject(id), bus.Message{Data: data}); err != nil {
+				t.Fatal(err)
+			}
+		}
+
+		bb := tb.connect(t, "coordinator-b")
+		b, _ := newCoordinator(t, bb, coordinator.Config{})
+		taken, err := b.Recover(ctx, time.Hour)
+		if err != nil || !slices.Equal(taken, []string{id}) {
+			t.Fatalf("recovered %v, %v; want %s", taken, err, id)
+		}
+		for _, task := range tasks {
+			publishEvents(t, bb, id, wire.Event{Job: id, Task: task.Index, Kind: wire.TaskMap, Attempt: task.Attempt, Type: wire.EventDone,
+				Result: wire.Value(strconv.Itoa(task.Index + 1)), Finished: time.Now().UnixNano()})
+		}
+		st, err := client.New(bb).Wait(ctx, id)
+		if err != nil || st.State != wire.StateDone {
+			t.Fatalf("the recovered job: %+v, %v", st, err)
+		}
+		if res, err := client.New(bb).Result(ctx, id); err != nil || string(res) != "[1,2,3]" {
+			t.Fatalf("result %s, %v", res, err)
+		}
+	})
+}

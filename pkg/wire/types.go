@@ -1,5 +1,7 @@
 package wire
 
+import "fmt"
+
 // JobKind is the operation a job performs.
 type JobKind string
 
@@ -268,6 +270,24 @@ type JobStatus struct {
 // End is a job's terminal record on the job log.
 type End struct {
 	Status JobStatus `msgpack:"status"`
+}
+
+// DecodeEnd decodes the record found on job's end subject and accepts it
+// only if it is an end record of that job with a final state: anything
+// else on the subject (garbage, another job's end, a state that is not
+// final) is an error wrapping ErrMalformed, to be logged and ignored.
+func DecodeEnd(data []byte, job string) (JobStatus, error) {
+	var end End
+	if err := Decode(data, KindEnd, &end); err != nil {
+		return JobStatus{}, err
+	}
+	switch {
+	case end.Status.ID != job:
+		return JobStatus{}, fmt.Errorf("%w: an end record of job %q on the end subject of job %q", ErrMalformed, end.Status.ID, job)
+	case !end.Status.State.Terminal():
+		return JobStatus{}, fmt.Errorf("%w: an end record with state %q", ErrMalformed, end.Status.State)
+	}
+	return end.Status, nil
 }
 
 // Cancel is broadcast to runtimes when a job is cancelled or ends early.
