@@ -124,7 +124,7 @@ func dropRabbitObjects(t *testing.T, url, prefix string) {
 		return
 	}
 	defer ch.Close()
-	for _, q := range []string{".events", ".default", ".default-reduce", ".default.dead", ".default-reduce.dead", ".manual", ".manual.dead"} {
+	for _, q := range []string{".events", ".default", ".default-reduce", ".default.dead", ".default-reduce.dead", ".manual", ".manual.dead", ".nobody", ".nobody.dead"} {
 		if _, err := ch.QueueDelete(prefix+q, false, false, false); err != nil {
 			if ch, err = conn.Channel(); err != nil { // a missing queue closes the channel
 				return
