@@ -58,11 +58,13 @@ func eachBus(t *testing.T, f func(t *testing.T, tb *testBus)) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			t.Cleanup(func() { _ = b.Close() })
 			if first {
+				// Runs before this connection closes, after everything
+				// the test started later.
 				first = false
 				t.Cleanup(func() { dropNATSStreams(t, b, prefix) })
 			}
-			t.Cleanup(func() { _ = b.Close() })
 			return b
 		}})
 	})
@@ -89,9 +91,7 @@ func randHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// dropNATSStreams removes the test's streams from the shared server
-// (registered first, so it runs after every connection of the test closed
-// but one that b still holds open).
+// dropNATSStreams removes the test's streams from the shared server.
 func dropNATSStreams(t *testing.T, b bus.Bus, prefix string) {
 	nb := b.(*natsbus.Bus)
 	if nb.Conn().IsClosed() {
