@@ -5,7 +5,9 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"log/slog"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -39,7 +41,7 @@ func eachBus(t *testing.T, f func(t *testing.T, tb *testBus)) {
 		}
 		t.Cleanup(srv.Shutdown)
 		f(t, &testBus{connect: func(t *testing.T, name string) bus.Bus {
-			b, err := srv.Connect(context.Background(), natsbus.Options{Name: name, Logger: logger(t)})
+			b, err := srv.Connect(context.Background(), natsbus.Options{Name: name, Logger: busLogger(t)})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -54,7 +56,7 @@ func eachBus(t *testing.T, f func(t *testing.T, tb *testBus)) {
 		f(t, &testBus{connect: func(t *testing.T, name string) bus.Bus {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			b, err := natsbus.Connect(ctx, url, natsbus.Options{Prefix: prefix, Name: name, Logger: logger(t)})
+			b, err := natsbus.Connect(ctx, url, natsbus.Options{Prefix: prefix, Name: name, Logger: busLogger(t)})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -75,7 +77,7 @@ func eachBus(t *testing.T, f func(t *testing.T, tb *testBus)) {
 		f(t, &testBus{connect: func(t *testing.T, name string) bus.Bus {
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
-			b, err := rabbitmq.Connect(ctx, url, rabbitmq.Options{Prefix: prefix, Logger: logger(t)})
+			b, err := rabbitmq.Connect(ctx, url, rabbitmq.Options{Prefix: prefix, Logger: busLogger(t)})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -83,6 +85,28 @@ func eachBus(t *testing.T, f func(t *testing.T, tb *testBus)) {
 			return b
 		}})
 	})
+}
+
+// quietAfter is a test log that drops what is written once the test has
+// ended: a bus may log from a timer after it is closed (a RabbitMQ
+// delivery whose lease runs out), and t.Log then panics.
+type quietAfter struct {
+	t    *testing.T
+	done atomic.Bool
+}
+
+func (w *quietAfter) Write(p []byte) (int, error) {
+	if !w.done.Load() {
+		w.t.Log(strings.TrimRight(string(p), "\n"))
+	}
+	return len(p), nil
+}
+
+// busLogger is logger(t) for what may outlive the test.
+func busLogger(t *testing.T) *slog.Logger {
+	w := &quietAfter{t: t}
+	t.Cleanup(func() { w.done.Store(true) })
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
 func randHex(n int) string {
@@ -140,7 +164,7 @@ func dropRabbitObjects(t *testing.T, url, prefix string) {
 // test ends.
 func startRuntime(t *testing.T, b bus.Bus, slots int) {
 	t.Helper()
-	rt, err := runtime.New(b, runtime.Config{Slots: slots, Logger: logger(t)})
+	rt, err := runtime.New(b, runtime.Config{Slots: slots, Logger: busLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +181,7 @@ func startRuntime(t *testing.T, b bus.Bus, slots int) {
 func newCoordinator(t *testing.T, b bus.Bus, cfg coordinator.Config) (*coordinator.Coordinator, func()) {
 	t.Helper()
 	if cfg.Logger == nil {
-		cfg.Logger = logger(t)
+		cfg.Logger = busLogger(t)
 	}
 	if cfg.ProgressInterval == 0 {
 		cfg.ProgressInterval = 50 * time.Millisecond
