@@ -24,8 +24,14 @@ type Message struct {
 	// window (JetStream's Nats-Msg-Id). Optional.
 	ID string
 	// Time is when the bus stored the message; set on received stream
-	// messages.
+	// messages. It is the broker's clock: good for display, never for
+	// deciding where a replay starts (use Seq).
 	Time time.Time
+	// Seq is the message's position in the stream, set on every received
+	// stream message: strictly increasing in stream order across all
+	// subjects of the stream, never 0. Hand it back in
+	// SubscribeOptions.From to replay from this message.
+	Seq uint64
 }
 
 // Delivery is one message taken from a Queue. Exactly one of Ack, Nak or
@@ -88,16 +94,43 @@ type Queue interface {
 
 // SubscribeOptions choose where a stream subscription starts.
 type SubscribeOptions struct {
-	// Since replays messages stored at or after this time before live
-	// ones. Zero means only messages published after Subscribe returns.
+	// From replays messages from this stream position (Message.Seq, or
+	// what PublishSeq returned) inclusive before live ones. It takes
+	// precedence over Since. A position older than the stream's
+	// retention starts at the oldest message kept.
+	From uint64
+	// Since replays messages stored at or after this time (the broker's
+	// clock) before live ones. Zero (and From zero) means only messages
+	// published after Subscribe returns.
 	Since time.Time
+	// To, when set, is where the subscription ends: the matching messages
+	// up to and including position To are delivered, then the channel is
+	// closed (at once when none lies between the start and To). To must
+	// be the position of a message already stored (returned by PublishSeq
+	// or seen in Message.Seq): this is how a reader reads a log to a
+	// known end without waiting for quiet.
+	To uint64
 }
 
 // Stream is a durable, replayable log of events addressed by dotted
 // subjects. Messages on one subject are delivered in publish order.
+//
+// The stream is totally ordered: every stored message has a position
+// (Message.Seq) and every subscriber sees the messages it matches in
+// position order. Positions are how Skein reads "up to here" and "from
+// there": a reader that must know it has caught up publishes a record
+// with PublishSeq (or takes the position of a record it knows) and reads
+// until a message at or past that position arrives, never until the
+// stream has been quiet for a while, and never by comparing clocks.
 type Stream interface {
 	// Publish stores msg on subject and returns once it is durable.
 	Publish(ctx context.Context, subject string, msg Message) error
+	// PublishSeq is Publish that also returns the position msg was
+	// stored at (what a subscriber sees in Message.Seq). It may cost
+	// more than Publish (RabbitMQ reads the message back from the
+	// stream): use it for records whose position matters, not for every
+	// event.
+	PublishSeq(ctx context.Context, subject string, msg Message) (uint64, error)
 	// Subscribe delivers messages whose subject matches pattern ("*" one
 	// token, ">" one or more trailing tokens) on the returned channel,
 	// which is closed when ctx is done or the bus is closed. A slow reader

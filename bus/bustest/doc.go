@@ -18,7 +18,11 @@
 // runs out, after the consumer's ctx ends and after its bus is closed
 // (Attempt() == 2); MaxAttempts (one last delivery with Attempt() >
 // MaxAttempts, then no more). Streams: "*" and ">" wildcards, per-subject
-// order with concurrent publishers, replay with Since. Broadcast with
+// order with concurrent publishers, replay with Since; positions
+// (Message.Seq strictly increasing and equal to what PublishSeq returned,
+// also with concurrent publishers), replay From a position, and To a
+// position (closed there, also when nothing matches), and reading a log to
+// a mark through a long run of other subjects' messages. Broadcast with
 // patterns. Request/reply, ErrNoResponders, *bus.RemoteError, load shared
 // by two servers, a request answered while another one's handler is still
 // busy. Messages of exactly MaxMessageSize() bytes pass and one

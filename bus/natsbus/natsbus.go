@@ -648,20 +648,30 @@ func (d *delivery) InProgress(ctx context.Context) error {
 
 // Publish stores msg on the event stream.
 func (b *Bus) Publish(ctx context.Context, subject string, m Message) error {
+	_, err := b.PublishSeq(ctx, subject, m)
+	return err
+}
+
+// PublishSeq stores msg on the event stream and returns its stream
+// sequence, which the server's PubAck carries: it costs no more than
+// Publish. A duplicate of an earlier message ID (within the stream's
+// deduplication window) returns the original's sequence.
+func (b *Bus) PublishSeq(ctx context.Context, subject string, m Message) (uint64, error) {
 	if b.isClosed() {
-		return bus.ErrClosed
+		return 0, bus.ErrClosed
 	}
 	if err := b.checkSize(m); err != nil {
-		return err
+		return 0, err
 	}
 	var po []jetstream.PublishOpt
 	if m.ID != "" {
 		po = append(po, jetstream.WithMsgID(m.ID))
 	}
-	if _, err := b.js.PublishMsg(ctx, toNats(b.opts.Prefix+".ev."+subject, m), po...); err != nil {
-		return fmt.Errorf("natsbus: publish %s: %w", subject, err)
+	ack, err := b.js.PublishMsg(ctx, toNats(b.opts.Prefix+".ev."+subject, m), po...)
+	if err != nil {
+		return 0, fmt.Errorf("natsbus: publish %s: %w", subject, err)
 	}
-	return nil
+	return ack.Sequence, nil
 }
 
 // Subscribe replays and follows the event stream with an ordered consumer.
@@ -673,9 +683,13 @@ func (b *Bus) Subscribe(ctx context.Context, pattern string, o bus.SubscribeOpti
 		FilterSubjects:    []string{b.opts.Prefix + ".ev." + pattern},
 		InactiveThreshold: 30 * time.Second,
 	}
-	if o.Since.IsZero() {
+	switch {
+	case o.From > 0:
+		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+		cfg.OptStartSeq = o.From
+	case o.Since.IsZero():
 		cfg.DeliverPolicy = jetstream.DeliverNewPolicy
-	} else {
+	default:
 		t := o.Since
 		cfg.DeliverPolicy = jetstream.DeliverByStartTimePolicy
 		cfg.OptStartTime = &t
@@ -689,15 +703,64 @@ func (b *Bus) Subscribe(ctx context.Context, pattern string, o bus.SubscribeOpti
 		return nil, fmt.Errorf("natsbus: subscribe %s: %w", pattern, err)
 	}
 	prefix := b.opts.Prefix + ".ev."
-	out := make(chan Message, 256)
-	pump(b, ctx, it, nil, out, "stream "+pattern, func(m jetstream.Msg) Message {
+	conv := func(m jetstream.Msg) positioned {
 		msg := fromNats(strings.TrimPrefix(m.Subject(), prefix), &nats.Msg{Data: m.Data(), Header: m.Headers()})
+		var pending uint64
 		if md, err := m.Metadata(); err == nil {
-			msg.Time = md.Timestamp
+			msg.Time, msg.Seq, pending = md.Timestamp, md.Sequence.Stream, md.NumPending
 		}
-		return msg
-	})
-	return out, nil
+		return positioned{msg, pending}
+	}
+	if o.To == 0 {
+		out := make(chan Message, 256)
+		pump(b, ctx, it, nil, out, "stream "+pattern, func(m jetstream.Msg) Message { return conv(m).Message })
+		return out, nil
+	}
+	return b.readTo(ctx, it, c.CachedInfo(), pattern, o, conv), nil
+}
+
+// positioned is a stream message and how many messages matching its
+// subscription the server held after it when it was sent.
+type positioned struct {
+	Message
+	pending uint64
+}
+
+// readTo delivers a subscription's messages up to position o.To. The
+// consumer is filtered on the server, so the end is known from the
+// server's count of the matching messages left: the messages up to To
+// are all stored before the subscription starts, so once none is left
+// (at creation, or after a delivered message) every one has been read.
+func (b *Bus) readTo(ctx context.Context, it jetstream.MessagesContext, info *jetstream.ConsumerInfo, pattern string, o bus.SubscribeOptions, conv func(jetstream.Msg) positioned) <-chan Message {
+	ctx, cancel := context.WithCancel(ctx)
+	raw := make(chan positioned, 256)
+	pump(b, ctx, it, nil, raw, "stream "+pattern, conv)
+	out := make(chan Message, 256)
+	if (info != nil && info.NumPending == 0) || o.From > o.To {
+		cancel()
+		close(out)
+		return out
+	}
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		defer close(out)
+		defer cancel()
+		for m := range raw {
+			if m.Seq > o.To {
+				return
+			}
+			select {
+			case out <- m.Message:
+			case <-ctx.Done():
+				return
+			}
+			if m.Seq >= o.To || m.pending == 0 {
+				return
+			}
+		}
+	}()
+	return out
 }
 
 // Notify publishes on core NATS (no storage).

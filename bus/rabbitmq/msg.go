@@ -25,6 +25,7 @@ const (
 	hdrSubject  = "skein-subject"    // routing key a dead letter had
 	hdrDelivCnt = "x-delivery-count" // quorum queues: returns so far
 	hdrOffset   = "x-stream-offset"  // stream queues: the message's offset
+	hdrNonce    = "skein-nonce"      // PublishSeq: finds the message when read back
 )
 
 // reserved reports whether a header key belongs to the bus or the broker.

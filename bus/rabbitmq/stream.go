@@ -2,6 +2,8 @@ package rabbitmq
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
@@ -36,6 +38,73 @@ func (b *Bus) Publish(ctx context.Context, subject string, msg bus.Message) erro
 	return nil
 }
 
+// PublishSeq implements bus.Stream. An AMQP confirm carries no stream
+// offset, so the message is read back: a consumer attaches at the
+// stream's end ("next") before the publish, and the message's offset is
+// that of the first delivery carrying the nonce header it was published
+// with. The cost is a channel and a stream consumer per call, and reading
+// every message that other publishers store in the meantime (the
+// confirm's round trip): fine for a job's spec or a recovery mark, too
+// much for every event. If the read back fails (a connection drop) the
+// message may be stored although an error is returned.
+func (b *Bus) PublishSeq(ctx context.Context, subject string, msg bus.Message) (uint64, error) {
+	if b.isClosed() {
+		return 0, bus.ErrClosed
+	}
+	if !b.streams {
+		return 0, errNoStreams
+	}
+	if err := validSubject("subject", subject); err != nil {
+		return 0, err
+	}
+	if err := b.checkSize("event on "+subject, len(msg.Data)); err != nil {
+		return 0, err
+	}
+	ch, err := b.channel(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if err := ch.Qos(b.opts.StreamPrefetch, 0, false); err != nil {
+		_ = ch.Close()
+		return 0, fmt.Errorf("rabbitmq: set prefetch on stream %s: %w", b.eventsName(), err)
+	}
+	deliveries, err := ch.ConsumeWithContext(context.Background(), b.eventsName(), "", false, false, false, false, amqp.Table{hdrOffset: "next"})
+	if err != nil {
+		_ = ch.Close()
+		return 0, fmt.Errorf("rabbitmq: publish on %s: reading the stream's end: %w", subject, err)
+	}
+	defer closeConsumer(ch, deliveries)
+	var nb [12]byte
+	_, _ = rand.Read(nb[:])
+	nonce := hex.EncodeToString(nb[:])
+	p := &pending{exchange: b.eventsName(), key: subject, msg: publishing(msg, true)}
+	p.msg.Headers[hdrNonce] = nonce
+	if err := b.publishConfirmed(ctx, []*pending{p}); err != nil {
+		return 0, fmt.Errorf("rabbitmq: publish on %s: %w", subject, err)
+	}
+	for {
+		select {
+		case d, ok := <-deliveries:
+			if !ok {
+				return 0, fmt.Errorf("rabbitmq: publish on %s: the stream consumer closed before the message came back (it is stored; its position is unknown)", subject)
+			}
+			_ = ch.Ack(d.DeliveryTag, false)
+			if headerString(d.Headers, hdrNonce) != nonce {
+				continue
+			}
+			off, ok := headerInt(d.Headers, hdrOffset)
+			if !ok || off < 0 {
+				return 0, fmt.Errorf("rabbitmq: publish on %s: the broker gave no stream offset", subject)
+			}
+			return uint64(off) + 1, nil
+		case <-ctx.Done():
+			return 0, fmt.Errorf("rabbitmq: publish on %s: reading the message back: %w", subject, ctx.Err())
+		case <-b.done:
+			return 0, bus.ErrClosed
+		}
+	}
+}
+
 // subscription is one Subscribe call: it survives reconnects by resuming
 // after the last offset it saw.
 type subscription struct {
@@ -47,12 +116,16 @@ type subscription struct {
 	next    int64     // offset to resume from; -1 before the first message
 	started time.Time // when Subscribe was called
 	resumed bool      // subscribed again after a drop
+	to      int64     // last offset to deliver (SubscribeOptions.To - 1); -1: none
+	ended   bool      // the offset before to was read: the subscription is over
 }
 
 // Subscribe implements bus.Stream. Every subscriber reads the one event
-// stream from its start point (x-stream-offset "next", or the second
-// before Since) and keeps the messages whose subject matches pattern and
-// whose publish time is at or after Since.
+// stream from its start point (x-stream-offset From-1, "next", or the
+// second before Since) and keeps the messages whose subject matches
+// pattern and, without From, whose publish time is at or after Since. It
+// sees every offset, so it ends at To by reading up to it.
+// Message.Seq is the stream offset plus one (so that no position is 0).
 func (b *Bus) Subscribe(ctx context.Context, pattern string, opts bus.SubscribeOptions) (<-chan bus.Message, error) {
 	if b.isClosed() {
 		return nil, bus.ErrClosed
@@ -64,6 +137,14 @@ func (b *Bus) Subscribe(ctx context.Context, pattern string, opts bus.SubscribeO
 		return nil, err
 	}
 	s := &subscription{b: b, pattern: pattern, since: opts.Since, ctx: ctx, out: make(chan bus.Message), next: -1, started: time.Now()}
+	if opts.From > 0 {
+		s.since, s.next = time.Time{}, int64(opts.From-1)
+	}
+	s.to = int64(opts.To) - 1
+	if opts.To > 0 && opts.From > opts.To {
+		close(s.out)
+		return s.out, nil
+	}
 	ch, deliveries, err := s.subscribe()
 	if err != nil {
 		return nil, err
@@ -122,7 +203,7 @@ func (s *subscription) run(ch *amqp.Channel, deliveries <-chan amqp.Delivery) {
 			closeConsumer(ch, deliveries)
 			ch = nil
 		}
-		if s.ctx.Err() != nil || s.b.isClosed() {
+		if s.ended || s.ctx.Err() != nil || s.b.isClosed() {
 			return
 		}
 		s.resumed = true
@@ -162,24 +243,34 @@ func (s *subscription) forward(ch *amqp.Channel, deliveries <-chan amqp.Delivery
 		// message either way.
 		_ = ch.Ack(d.DeliveryTag, false)
 		f := s.floor()
-		if off, ok := headerInt(d.Headers, hdrOffset); ok {
-			if s.next >= 0 && off < s.next {
-				continue // already handed out before a resubscribe
-			}
-			s.next = off + 1
-		}
-		if !match(s.pattern, d.RoutingKey) {
+		off, ok := headerInt(d.Headers, hdrOffset)
+		if !ok || off < 0 {
+			s.b.log.Warn("rabbitmq stream delivery without an offset; skipped", "pattern", s.pattern)
 			continue
 		}
-		m := message(&d, d.RoutingKey)
-		if !f.IsZero() && m.Time.Before(f) {
-			continue
+		if s.next >= 0 && off < s.next {
+			continue // before From, or already handed out before a resubscribe
 		}
-		select {
-		case s.out <- m:
-		case <-s.ctx.Done():
+		s.next = off + 1
+		if s.to >= 0 && off > s.to {
+			s.ended = true
 			return
-		case <-s.b.done:
+		}
+		if match(s.pattern, d.RoutingKey) {
+			m := message(&d, d.RoutingKey)
+			m.Seq = uint64(off) + 1
+			if f.IsZero() || !m.Time.Before(f) {
+				select {
+				case s.out <- m:
+				case <-s.ctx.Done():
+					return
+				case <-s.b.done:
+					return
+				}
+			}
+		}
+		if s.to >= 0 && off >= s.to {
+			s.ended = true
 			return
 		}
 	}

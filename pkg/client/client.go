@@ -6,10 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 
 	"github.com/skeinrun/skein/bus"
+	"github.com/skeinrun/skein/internal/retry"
 	"github.com/skeinrun/skein/pkg/coordinator"
 	"github.com/skeinrun/skein/pkg/wire"
 )
@@ -23,6 +25,9 @@ type Client struct {
 	// LivenessInterval is how often a wait checks that the coordinator
 	// still holds the job. Default 5s.
 	LivenessInterval time.Duration
+	// Logger receives what the client ignores (a malformed record on a
+	// job's end subject); nil discards it.
+	Logger *slog.Logger
 }
 
 // New returns a client on b.
@@ -89,17 +94,24 @@ func (c *Client) call(ctx context.Context, subject string, req *wire.Request) (*
 
 // Submit sends spec to the coordinator and returns the job id.
 func (c *Client) Submit(ctx context.Context, spec *wire.JobSpec) (string, error) {
+	st, err := c.submit(ctx, spec)
+	return st.ID, err
+}
+
+// submit sends spec and returns the job's first status, which carries the
+// stream position of the job's records (JobStatus.From).
+func (c *Client) submit(ctx context.Context, spec *wire.JobSpec) (wire.JobStatus, error) {
 	if spec.SubmittedAt == 0 {
 		spec.SubmittedAt = time.Now().UnixNano()
 	}
 	resp, err := c.call(ctx, wire.APISubmit, &wire.Request{Spec: spec})
 	if err != nil {
-		return "", err
+		return wire.JobStatus{}, err
 	}
 	if resp.Status == nil {
-		return "", errors.New("coordinator answered submit without a status")
+		return wire.JobStatus{}, errors.New("coordinator answered submit without a status")
 	}
-	return resp.Status.ID, nil
+	return *resp.Status, nil
 }
 
 // Status returns the job's status.
@@ -130,15 +142,24 @@ func (c *Client) Wait(ctx context.Context, id string) (wire.JobStatus, error) {
 	if st.State.Terminal() {
 		return st, nil
 	}
-	return c.waitEnd(ctx, id, st.Submitted)
+	end, _, err := c.waitEnd(ctx, st)
+	return end, err
 }
 
-func (c *Client) waitEnd(ctx context.Context, id string, submitted int64) (wire.JobStatus, error) {
+// waitEnd reads the job's end record from the job's position on the
+// stream (st.From, which the coordinator reported) and returns it with its
+// position. Only a well-formed end record of this job with a final state
+// decides; anything else on the subject is logged and ignored.
+func (c *Client) waitEnd(ctx context.Context, st wire.JobStatus) (wire.JobStatus, uint64, error) {
+	id := st.ID
+	if st.From == 0 {
+		return wire.JobStatus{}, 0, fmt.Errorf("job %s: the coordinator did not report the job's stream position (it is older than this client)", id)
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	ch, err := c.subscribe(ctx, wire.JobEndSubject(id), time.Unix(0, submitted).Add(-2*time.Second))
+	ch, err := c.subscribe(ctx, wire.JobEndSubject(id), bus.SubscribeOptions{From: st.From})
 	if err != nil {
-		return wire.JobStatus{}, err
+		return wire.JobStatus{}, 0, err
 	}
 	// While waiting, check now and then that a coordinator still holds
 	// the job, so that a coordinator that died is a clear error, not a hang.
@@ -150,15 +171,16 @@ func (c *Client) waitEnd(ctx context.Context, id string, submitted int64) (wire.
 		case m, ok := <-ch:
 			if !ok {
 				if ctx.Err() != nil {
-					return wire.JobStatus{}, ctx.Err()
+					return wire.JobStatus{}, 0, ctx.Err()
 				}
-				return wire.JobStatus{}, fmt.Errorf("job %s: the bus closed the subscription to the job's end", id)
+				return wire.JobStatus{}, 0, fmt.Errorf("job %s: the bus closed the subscription to the job's end", id)
 			}
-			var end wire.End
-			if err := wire.Decode(m.Data, wire.KindEnd, &end); err != nil {
-				return wire.JobStatus{}, fmt.Errorf("job %s: malformed end record: %w", id, err)
+			end, err := wire.DecodeEnd(m.Data, id)
+			if err != nil {
+				c.log().Warn("ignoring a record on the job's end subject that is not its end", "job", id, "seq", m.Seq, "err", err)
+				continue
 			}
-			return end.Status, nil
+			return end, m.Seq, nil
 		case <-check.C:
 			sctx, scancel := context.WithTimeout(ctx, 5*time.Second)
 			_, err := c.Status(sctx, id)
@@ -167,16 +189,23 @@ func (c *Client) waitEnd(ctx context.Context, id string, submitted int64) (wire.
 			case err == nil:
 				misses = 0
 			case ctx.Err() != nil:
-				return wire.JobStatus{}, ctx.Err()
+				return wire.JobStatus{}, 0, ctx.Err()
 			case errors.Is(err, ErrNoCoordinator):
 				if misses++; misses >= 2 {
-					return wire.JobStatus{}, fmt.Errorf("job %s: %w: the coordinator running it stopped answering; the job's outcome is unknown (resubmit it)", id, ErrCoordinatorLost)
+					return wire.JobStatus{}, 0, fmt.Errorf("job %s: %w: the coordinator running it stopped answering; the job's outcome is unknown (resubmit it)", id, ErrCoordinatorLost)
 				}
 			case strings.Contains(err.Error(), "unknown job"):
-				return wire.JobStatus{}, fmt.Errorf("job %s: %w: the coordinator no longer knows the job (it restarted); resubmit it", id, ErrCoordinatorLost)
+				return wire.JobStatus{}, 0, fmt.Errorf("job %s: %w: the coordinator no longer knows the job (it restarted); resubmit it", id, ErrCoordinatorLost)
 			}
 		}
 	}
+}
+
+func (c *Client) log() *slog.Logger {
+	if c.Logger != nil {
+		return c.Logger
+	}
+	return slog.New(slog.DiscardHandler)
 }
 
 // ErrCoordinatorLost is returned by waits whose coordinator went away.
@@ -275,11 +304,12 @@ func (c *Client) resolve(ctx context.Context, v wire.Value) (wire.Value, error) 
 
 // Run submits spec, waits for the end and fetches the result.
 func (c *Client) Run(ctx context.Context, spec *wire.JobSpec) (json.RawMessage, wire.JobStatus, error) {
-	id, err := c.Submit(ctx, spec)
+	sub, err := c.submit(ctx, spec)
 	if err != nil {
 		return nil, wire.JobStatus{}, err
 	}
-	st, err := c.waitEnd(ctx, id, spec.SubmittedAt)
+	id := sub.ID
+	st, _, err := c.waitEnd(ctx, sub)
 	if err != nil {
 		return nil, st, err
 	}
@@ -316,7 +346,7 @@ func (c *Client) Watch(ctx context.Context, id string) (<-chan wire.JobStatus, e
 		endc := make(chan wire.JobStatus, 1)
 		lost := make(chan struct{})
 		go func() {
-			if s, err := c.waitEnd(ctx, id, st.Submitted); err == nil {
+			if s, _, err := c.waitEnd(ctx, st); err == nil {
 				endc <- s
 			} else {
 				close(lost) // the caller's next Wait reports why
@@ -350,56 +380,36 @@ func (c *Client) Watch(ctx context.Context, id string) (<-chan wire.JobStatus, e
 }
 
 // Events replays every event of a job recorded on the bus (for plots and
-// post-mortems), until the job's end record.
+// post-mortems): it waits for the job's end record, then reads the job's
+// events from the job's position to the end record's.
 func (c *Client) Events(ctx context.Context, id string) ([]wire.Event, wire.JobStatus, error) {
-	st, err := c.Wait(ctx, id)
+	st, err := c.Status(ctx, id)
+	if err != nil {
+		return nil, st, err
+	}
+	st, end, err := c.waitEnd(ctx, st)
 	if err != nil {
 		return nil, st, err
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	ch, err := c.b.Subscribe(ctx, wire.TaskEvents(id), bus.SubscribeOptions{Since: time.Unix(0, st.Submitted).Add(-2 * time.Second)})
+	ch, err := c.subscribe(ctx, wire.TaskEvents(id), bus.SubscribeOptions{From: st.From, To: end})
 	if err != nil {
 		return nil, st, err
 	}
 	var evs []wire.Event
-	idle := time.NewTimer(2 * time.Second)
-	defer idle.Stop()
-	for {
-		select {
-		case m, ok := <-ch:
-			if !ok {
-				return evs, st, ctx.Err()
-			}
-			if batch, err := coordinator.DecodeEvents(m.Data); err == nil {
-				evs = append(evs, batch...)
-			}
-			if st.Ended > 0 && m.Time.UnixNano() >= st.Ended {
-				return evs, st, nil
-			}
-			idle.Reset(500 * time.Millisecond)
-		case <-idle.C:
-			return evs, st, nil
-		case <-ctx.Done():
-			return evs, st, ctx.Err()
+	for m := range ch {
+		if batch, err := coordinator.DecodeEvents(m.Data); err == nil {
+			evs = append(evs, batch...)
 		}
 	}
+	return evs, st, ctx.Err()
 }
 
-// subscribe replays subject from since, retrying a few times: a broker
-// that has just created its event stream may refuse the first replay.
-func (c *Client) subscribe(ctx context.Context, subject string, since time.Time) (<-chan bus.Message, error) {
-	var err error
-	for attempt := 0; attempt < 4; attempt++ {
-		var ch <-chan bus.Message
-		if ch, err = c.b.Subscribe(ctx, subject, bus.SubscribeOptions{Since: since}); err == nil {
-			return ch, nil
-		}
-		select {
-		case <-time.After(time.Duration(200<<attempt) * time.Millisecond):
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-	}
-	return nil, err
+// subscribe subscribes to subject, retrying a few times: a broker that
+// has just created its event stream may refuse the first replay.
+func (c *Client) subscribe(ctx context.Context, subject string, opts bus.SubscribeOptions) (<-chan bus.Message, error) {
+	return retry.Value(ctx, retry.Policy{Initial: 200 * time.Millisecond, Tries: 4}, func() (<-chan bus.Message, error) {
+		return c.b.Subscribe(ctx, subject, opts)
+	})
 }

@@ -190,6 +190,13 @@ func NewJobID() string {
 // Submit validates spec, records it and starts the job. It returns the
 // job id once the job's event subscription is in place (tasks are
 // published in the background).
+//
+// The coordinator stamps the job with its own clock (spec.Accepted, and
+// spec.Deadline for a job with a timeout): the submitter's SubmittedAt
+// decides nothing. The spec is recorded on the job log before anything
+// else of the job, and its position there (JobStatus.From) is where every
+// reader of the job's records starts: the job's own event subscription,
+// its reducers' feeds, a client waiting for the end.
 func (c *Coordinator) Submit(ctx context.Context, spec *wire.JobSpec) (string, error) {
 	if err := Validate(spec); err != nil {
 		return "", err
@@ -202,8 +209,13 @@ func (c *Coordinator) Submit(ctx context.Context, spec *wire.JobSpec) (string, e
 	if spec.Pool == "" {
 		spec.Pool = c.cfg.Pool
 	}
+	now := time.Now()
+	spec.Accepted, spec.Deadline = now.UnixNano(), 0
+	if spec.TimeoutMS > 0 {
+		spec.Deadline = now.Add(time.Duration(spec.TimeoutMS) * time.Millisecond).UnixNano()
+	}
 	if spec.SubmittedAt == 0 {
-		spec.SubmittedAt = time.Now().UnixNano()
+		spec.SubmittedAt = spec.Accepted
 	}
 	j, err := newJob(ctx, c, spec)
 	if err != nil {
@@ -216,21 +228,47 @@ func (c *Coordinator) Submit(ctx context.Context, spec *wire.JobSpec) (string, e
 	}
 	c.jobs[spec.ID] = j
 	c.mu.Unlock()
-
-	// The job log lets a restarted coordinator find running jobs.
-	if data, err := wire.Encode(wire.KindJob, spec); err == nil {
-		if err := c.bus.Publish(ctx, wire.JobSpecSubject(spec.ID), bus.Message{Data: data, ID: spec.ID + "-spec"}); err != nil {
-			c.log.Warn("job spec not recorded on the job log (the job cannot be recovered after a coordinator restart)", "job", spec.ID, "err", err)
-		}
-	}
-	if err := j.start(); err != nil {
+	drop := func() {
 		c.mu.Lock()
 		delete(c.jobs, spec.ID)
 		c.mu.Unlock()
+	}
+
+	// The job log lets a restarted coordinator find running jobs; the
+	// spec's position is where the job's records start.
+	data, err := wire.Encode(wire.KindJob, spec)
+	if err == nil {
+		j.from, err = c.bus.PublishSeq(ctx, wire.JobSpecSubject(spec.ID), bus.Message{Data: data, ID: spec.ID + "-spec"})
+	}
+	if err != nil {
+		drop()
+		c.abandon(spec.ID, err)
+		return "", fmt.Errorf("recording the job spec on the job log: %w", err)
+	}
+	if err := j.start(); err != nil {
+		drop()
 		return "", err
 	}
-	c.log.Info("job submitted", "job", spec.ID, "kind", spec.Kind, "function", spec.Function, "tasks", j.n)
+	c.log.Info("job submitted", "job", spec.ID, "kind", spec.Kind, "function", spec.Function, "tasks", j.n, "from", j.from)
 	return spec.ID, nil
+}
+
+// abandon records an end for a job whose spec may have reached the job
+// log although its position could not be learned (a connection lost
+// while reading it back): the submitter was told it failed, so no
+// coordinator may take it up after a restart.
+func (c *Coordinator) abandon(id string, cause error) {
+	ctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
+	defer cancel()
+	st := wire.JobStatus{ID: id, State: wire.StateFailed, Ended: time.Now().UnixNano(),
+		Error: &wire.TaskError{Kind: wire.ErrInternal, Message: "the job spec could not be recorded: " + cause.Error()}}
+	data, err := wire.Encode(wire.KindEnd, wire.End{Status: st})
+	if err == nil {
+		err = c.bus.Publish(ctx, wire.JobEndSubject(id), bus.Message{Data: data, ID: id + "-end"})
+	}
+	if err != nil {
+		c.log.Debug("recording the end of a job whose spec was not recorded", "job", id, "err", err)
+	}
 }
 
 func (c *Coordinator) job(id string) (*job, error) {

@@ -28,7 +28,14 @@
 // # State
 //
 // Job state lives in memory for speed; the spec is on the job log and
-// every event on the durable event stream. Recover, called by a
-// coordinator that starts, reads the job log and takes up every job that
-// has not ended, rebuilding its state by replaying its events.
+// every event on the durable event stream. Readers of the stream work by
+// stream position, never by clock or quiet: Submit records the spec and
+// its position (JobStatus.From), where the job's event subscription, its
+// reducers' feeds and a client's wait start; the deadline is this
+// coordinator's clock, recorded in the spec. Recover, called by a
+// coordinator that starts, records a mark on the job log and reads the log
+// until the mark comes back, then takes up every job that has not ended,
+// rebuilding its state by replaying its events from its spec's position;
+// it re-publishes tasks without outcome only once that replay has handled
+// a mark recorded on the job's own event subject.
 package coordinator

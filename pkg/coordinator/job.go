@@ -67,6 +67,13 @@ type job struct {
 	// tasks had reached the queue.
 	recovered, wasPublished bool
 	lastEvent               atomic.Int64 // unix ns of the last event handled
+	// caughtUp is closed once a recovered job's replay has handled every
+	// event recorded before it was taken up (see catchUp).
+	caughtUp chan struct{}
+
+	// from is the stream position of the job's spec record: the job's
+	// subscriptions (its events, its reducers' feeds) start there.
+	from uint64
 
 	done   chan struct{}
 	endReq chan endRequest
@@ -117,15 +124,25 @@ func newJob(ctx context.Context, c *Coordinator, spec *wire.JobSpec) (*job, erro
 		}
 	}
 	j.n = len(j.inputs)
-	if spec.TimeoutMS > 0 {
-		j.deadline = time.Unix(0, spec.SubmittedAt).Add(time.Duration(spec.TimeoutMS) * time.Millisecond)
+	// The deadline is the accepting coordinator's (recorded in the spec);
+	// a spec recorded without one (an older coordinator) gets a whole
+	// timeout from now rather than one counted on a submitter's clock.
+	switch {
+	case spec.Deadline > 0:
+		j.deadline = time.Unix(0, spec.Deadline)
+	case spec.TimeoutMS > 0:
+		j.deadline = time.Now().Add(time.Duration(spec.TimeoutMS) * time.Millisecond)
+	}
+	submitted := spec.Accepted
+	if submitted == 0 {
+		submitted = spec.SubmittedAt
 	}
 	if spec.Kind == wire.JobMapReduce {
 		j.setupGroups()
 	}
 	j.maps = newAttempts(j.n)
 	j.results = make([]wire.Value, j.n)
-	j.status = wire.JobStatus{ID: spec.ID, State: wire.StateRunning, Kind: spec.Kind, Total: j.n + j.groups, Submitted: spec.SubmittedAt}
+	j.status = wire.JobStatus{ID: spec.ID, State: wire.StateRunning, Kind: spec.Kind, Total: j.n + j.groups, Submitted: submitted}
 	return j, nil
 }
 
@@ -170,14 +187,26 @@ func (j *job) group(i int) int {
 
 func (j *job) streaming() bool { return j.spec.ReduceMode != wire.ReduceBarrier }
 
-// start subscribes to the job's events and launches its goroutines.
+// start subscribes to the job's events from its spec's position and
+// launches its goroutines.
 func (j *job) start() error {
+	if j.from == 0 {
+		return fmt.Errorf("job %s: no position of its spec on the job log", j.id)
+	}
+	j.mu.Lock()
+	j.status.From = j.from
+	j.mu.Unlock()
 	j.ctx, j.cancel = context.WithCancel(j.c.ctx)
-	since := time.Unix(0, j.spec.SubmittedAt).Add(-2 * time.Second)
-	ev, err := j.c.bus.Subscribe(j.ctx, wire.TaskEvents(j.id), bus.SubscribeOptions{Since: since})
+	ev, err := j.c.bus.Subscribe(j.ctx, wire.TaskEvents(j.id), bus.SubscribeOptions{From: j.from})
 	if err != nil {
 		j.cancel()
 		return fmt.Errorf("subscribe to job events: %w", err)
+	}
+	if j.recovered && !j.wasPublished {
+		if ev, err = j.catchUp(ev); err != nil {
+			j.cancel()
+			return err
+		}
 	}
 	j.events = ev
 	if err := j.startMonitoring(); err != nil {
@@ -246,7 +275,7 @@ func (j *job) task(i int, attempt int) *wire.Task {
 func (j *job) reduceTask(g int, attempt int) *wire.Task {
 	t := &wire.Task{
 		Job: j.id, Index: g, Attempt: attempt, Kind: wire.TaskReduce, Function: j.spec.ReduceFunction,
-		Feed: wire.FeedSubject(j.id, g), Expect: j.groupSize[g], JobStart: j.spec.SubmittedAt, IndexBase: j.groupBase[g],
+		Feed: wire.FeedSubject(j.id, g), Expect: j.groupSize[g], FeedFrom: j.from, IndexBase: j.groupBase[g],
 		TimeoutMS: j.spec.TaskTimeoutMS, MemoryMB: j.memory(wire.TaskReduce), Env: j.spec.Env,
 		Modules: j.spec.Modules, Queued: time.Now().UnixNano(), Trace: j.mon.trace,
 	}

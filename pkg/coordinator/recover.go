@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -12,16 +13,17 @@ import (
 
 // Recovery: a coordinator that starts reads the job log (the spec of every
 // job, the marker that its tasks were all published, its end record) over
-// the last window, and takes up every job that has not ended. The job's
-// state is rebuilt by replaying its events from the stream, as any job's
-// is; tasks that had not reached the queue are published again (tasks
-// carry a message id, so a broker that deduplicates drops the ones that
-// had). Delivery stays at least once: a task whose outcome was lost with
-// the coordinator may run twice, and the first terminal event wins.
-
-// quiet is how long a replay may go without a message before it is taken
-// as caught up.
-const quiet = 500 * time.Millisecond
+// the last window, and takes up every job that has not ended. It knows
+// where the log ends before it decides anything: it records a mark on the
+// job log and reads until the mark comes back (the stream is totally
+// ordered, so every record stored before the mark has been read by then),
+// however long other jobs' records keep the log busy and however quiet it
+// is. The job's state is rebuilt by replaying its events from its spec's
+// position, as any job's is; tasks that had not reached the queue are
+// published again once that replay has caught up (tasks carry a message
+// id, so a broker that deduplicates drops the ones that had). Delivery
+// stays at least once: a task whose outcome was lost with the coordinator
+// may run twice, and the first terminal event wins.
 
 // Recover takes up the unfinished jobs submitted within window and
 // returns their ids. Call it once, before Serve.
@@ -32,44 +34,59 @@ func (c *Coordinator) Recover(ctx context.Context, window time.Duration) ([]stri
 	if err != nil {
 		return nil, fmt.Errorf("reading the job log: %w", err)
 	}
+	mark, err := c.bus.PublishSeq(ctx, wire.JobLogMarkSubject("recovery-"+NewJobID()), bus.Message{})
+	if err != nil {
+		return nil, fmt.Errorf("marking the end of the job log: %w", err)
+	}
 	specs := map[string]*wire.JobSpec{}
+	from := map[string]uint64{}
 	var order []string
 	ended, published := map[string]bool{}, map[string]bool{}
-	idle := time.NewTimer(quiet)
-	defer idle.Stop()
-read:
-	for {
+	for done := false; !done; {
+		var m bus.Message
 		select {
-		case m, ok := <-log:
+		case msg, ok := <-log:
 			if !ok {
-				break read
-			}
-			idle.Reset(quiet)
-			parts := strings.Split(m.Subject, ".")
-			if len(parts) != 3 {
-				continue
-			}
-			id := parts[1]
-			switch parts[2] {
-			case "spec":
-				var s wire.JobSpec
-				if err := wire.Decode(m.Data, wire.KindJob, &s); err != nil {
-					c.log.Warn("recovery: skipping a malformed job spec", "job", id, "err", err)
-					continue
+				if ctx.Err() != nil {
+					return nil, ctx.Err()
 				}
-				if _, dup := specs[id]; !dup {
-					order = append(order, id)
-				}
-				specs[id] = &s
-			case "published":
-				published[id] = true
-			case "end":
-				ended[id] = true
+				return nil, errors.New("reading the job log: the subscription closed before the log's end")
 			}
-		case <-idle.C:
-			break read
+			m = msg
 		case <-ctx.Done():
 			return nil, ctx.Err()
+		}
+		done = m.Seq >= mark
+		parts := strings.Split(m.Subject, ".")
+		if len(parts) != 3 {
+			continue
+		}
+		id := parts[1]
+		switch parts[2] {
+		case "spec":
+			var s wire.JobSpec
+			if err := wire.Decode(m.Data, wire.KindJob, &s); err != nil {
+				c.log.Warn("recovery: skipping a malformed job spec", "job", id, "err", err)
+				continue
+			}
+			if _, dup := specs[id]; dup {
+				continue // the first record of a spec is where its job starts
+			}
+			order = append(order, id)
+			specs[id], from[id] = &s, m.Seq
+		case "published":
+			var p wire.Published
+			if err := wire.Decode(m.Data, wire.KindPublished, &p); err != nil || p.Job != id {
+				c.log.Warn("recovery: ignoring a malformed record that a job's tasks are published", "job", id, "err", err)
+				continue
+			}
+			published[id] = true
+		case "end":
+			if _, err := wire.DecodeEnd(m.Data, id); err != nil {
+				c.log.Warn("recovery: ignoring a malformed end record", "job", id, "err", err)
+				continue
+			}
+			ended[id] = true
 		}
 	}
 	var taken []string
@@ -83,7 +100,7 @@ read:
 			c.log.Warn("recovery: cannot take up job", "job", id, "err", err)
 			continue
 		}
-		j.recovered, j.wasPublished = true, published[id]
+		j.recovered, j.wasPublished, j.from = true, published[id], from[id]
 		c.mu.Lock()
 		if _, have := c.jobs[id]; have {
 			c.mu.Unlock()
@@ -98,10 +115,48 @@ read:
 			c.log.Warn("recovery: cannot take up job", "job", id, "err", err)
 			continue
 		}
-		c.log.Info("job taken up after a restart", "job", id, "tasks", j.n, "all published before", j.wasPublished)
+		c.log.Info("job taken up after a restart", "job", id, "tasks", j.n, "all published before", j.wasPublished, "from", j.from)
 		taken = append(taken, id)
 	}
+	c.log.Info("job log read to its end", "mark", mark, "jobs", len(order), "taken up", len(taken))
 	return taken, nil
+}
+
+// catchUp records a mark on the job's event subject (an empty batch of
+// events, which the event loop handles as nothing) and returns the
+// events channel to hand to the event loop instead of ev. The channel is
+// unbuffered: once the mark has been taken by the loop, every event
+// recorded before the job was taken up has been handled, and caughtUp is
+// closed.
+func (j *job) catchUp(ev <-chan bus.Message) (<-chan bus.Message, error) {
+	data, err := wire.Encode(wire.KindEvents, wire.Events{})
+	if err != nil {
+		return nil, err
+	}
+	mark, err := j.c.bus.PublishSeq(j.ctx, wire.TaskEvents(j.id), bus.Message{Data: data})
+	if err != nil {
+		return nil, fmt.Errorf("marking the end of the job's events: %w", err)
+	}
+	j.caughtUp = make(chan struct{})
+	out := make(chan bus.Message)
+	j.c.wg.Add(1)
+	go func() {
+		defer j.c.wg.Done()
+		defer close(out)
+		caught := false
+		for m := range ev {
+			select {
+			case out <- m:
+			case <-j.ctx.Done():
+				return
+			}
+			if !caught && m.Seq >= mark {
+				caught = true
+				close(j.caughtUp)
+			}
+		}
+	}()
+	return out, nil
 }
 
 // markPublished records on the job log that every task is on the queue.
@@ -115,16 +170,13 @@ func (j *job) markPublished() {
 	}
 }
 
-// republish waits until the replay of a recovered job's events is caught
-// up, then publishes the tasks that have no outcome yet.
+// republish waits until the replay of a recovered job's events has
+// caught up (catchUp), then publishes the tasks that have no outcome yet.
 func (j *job) republish() {
-	j.lastEvent.Store(time.Now().UnixNano())
-	for time.Since(time.Unix(0, j.lastEvent.Load())) < quiet {
-		select {
-		case <-time.After(quiet / 5):
-		case <-j.ctx.Done():
-			return
-		}
+	select {
+	case <-j.caughtUp:
+	case <-j.ctx.Done():
+		return
 	}
 	j.mu.Lock()
 	todo, attempts := j.maps.queued()

@@ -15,8 +15,8 @@ import (
 )
 
 // Reducer runs reduce tasks: it reads the group's feed from the event
-// stream (from the job's start, so a redelivered reducer sees every result
-// again), drops duplicates by map index, and hands results to the
+// stream (from the position the task names, the job's start, so a
+// redelivered reducer sees every result again), drops duplicates by map index, and hands results to the
 // reducer function as they arrive: one by one to a fold or a stream
 // reducer, as a list (in iterdata order) to a plain one.
 type Reducer struct {
@@ -55,7 +55,10 @@ func (rd *Reducer) Reduce(ctx context.Context, t *wire.Task, slot int, logw io.W
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	feed, err := rd.Bus.Subscribe(ctx, t.Feed, bus.SubscribeOptions{Since: time.Unix(0, t.JobStart).Add(-2 * time.Second)})
+	if t.FeedFrom == 0 {
+		return nil, &wire.TaskError{Kind: wire.ErrInternal, Message: "reduce task without the stream position of its feed (a coordinator older than this runtime?)"}
+	}
+	feed, err := rd.Bus.Subscribe(ctx, t.Feed, bus.SubscribeOptions{From: t.FeedFrom})
 	if err != nil {
 		return nil, &wire.TaskError{Kind: wire.ErrInternal, Message: "reading the reducer's input feed: " + err.Error(), Retryable: true}
 	}

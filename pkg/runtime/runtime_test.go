@@ -40,13 +40,24 @@ func feed(t *testing.T, b bus.Bus, job string, f wire.Feed) {
 	}
 }
 
+// jobStart records a job's spec on the job log, as a coordinator does,
+// and returns its position: where the job's feeds start.
+func jobStart(t *testing.T, b bus.Bus, job string) uint64 {
+	t.Helper()
+	seq, err := b.PublishSeq(context.Background(), wire.JobSpecSubject(job), bus.Message{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return seq
+}
+
 // The reducer drops duplicate inputs (a map event delivered twice, a feed
 // replayed) and ends at the count the end-of-stream mark carries, whatever
 // the order.
 func TestReducerDropsDuplicates(t *testing.T) {
 	b := setup(t)
 	job := "jdup"
-	start := time.Now()
+	start := jobStart(t, b, job)
 	v := func(i int) wire.FeedItem {
 		return wire.FeedItem{Index: i, Value: wire.Value(json.RawMessage([]byte{byte('0' + i)}))}
 	}
@@ -58,7 +69,7 @@ func TestReducerDropsDuplicates(t *testing.T) {
 	for _, red := range []string{"sum", "go:product"} {
 		var arrivals []int64
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		out, err := rd.Reduce(ctx, &wire.Task{Job: job, Kind: wire.TaskReduce, Function: red, Feed: wire.FeedSubject(job, 0), Expect: 4, JobStart: start.UnixNano()}, 0, nil, &arrivals)
+		out, err := rd.Reduce(ctx, &wire.Task{Job: job, Kind: wire.TaskReduce, Function: red, Feed: wire.FeedSubject(job, 0), Expect: 4, FeedFrom: start}, 0, nil, &arrivals)
 		cancel()
 		if err != nil {
 			t.Fatal(err)
@@ -75,6 +86,7 @@ func TestReducerDropsDuplicates(t *testing.T) {
 func TestListReducerGetsIterdataOrder(t *testing.T) {
 	b := setup(t)
 	job := "jlist"
+	start := jobStart(t, b, job)
 	reg := fn.Builtins()
 	var got []int
 	reg.Register(fn.Spec{Name: "collect", Params: []string{"values"}, Run: func(ctx context.Context, a *fn.Args) (any, error) {
@@ -85,7 +97,7 @@ func TestListReducerGetsIterdataOrder(t *testing.T) {
 	rd := &runtime.Reducer{Bus: b, Registry: reg}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := rd.Reduce(ctx, &wire.Task{Job: job, Kind: wire.TaskReduce, Function: "collect", Feed: wire.FeedSubject(job, 0), Expect: 3, IndexBase: 10, JobStart: time.Now().Add(-time.Second).UnixNano()}, 0, nil, nil); err != nil {
+	if _, err := rd.Reduce(ctx, &wire.Task{Job: job, Kind: wire.TaskReduce, Function: "collect", Feed: wire.FeedSubject(job, 0), Expect: 3, IndexBase: 10, FeedFrom: start}, 0, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	if len(got) != 3 || got[0] != 10 || got[1] != 11 || got[2] != 12 {

@@ -1,5 +1,7 @@
 package wire
 
+import "fmt"
+
 // JobKind is the operation a job performs.
 type JobKind string
 
@@ -66,7 +68,15 @@ type JobSpec struct {
 	// Trace carries the submitter's trace context (W3C traceparent).
 	Trace map[string]string `msgpack:"trace,omitempty"`
 
-	SubmittedAt int64 `msgpack:"submitted"` // unix nanoseconds
+	// SubmittedAt is when the submitter sent the job, by the submitter's
+	// clock (unix ns). It is information only: nothing is decided by it.
+	SubmittedAt int64 `msgpack:"submitted"`
+	// Accepted and Deadline are set by the coordinator that accepts the
+	// job, by its own clock (unix ns), and recorded with the spec on the
+	// job log so that a coordinator that takes the job up after a restart
+	// keeps them. Deadline is 0 for a job without a timeout.
+	Accepted int64 `msgpack:"accepted,omitempty"`
+	Deadline int64 `msgpack:"deadline,omitempty"`
 }
 
 // TaskKind tells a runtime what a task is.
@@ -121,9 +131,11 @@ type Task struct {
 	// many inputs to expect.
 	Feed   string `msgpack:"feed,omitempty"`
 	Expect int    `msgpack:"expect,omitempty"`
-	// JobStart is when the job was submitted (unix ns): where a reducer
-	// starts reading its feed.
-	JobStart int64 `msgpack:"job_start,omitempty"`
+	// FeedFrom is the stream position where the reducer starts reading
+	// its feed (the job spec's record on the job log, which every feed
+	// message of the job follows), so that a redelivered reducer reads
+	// every input again.
+	FeedFrom uint64 `msgpack:"feed_from,omitempty"`
 	// Ordered asks a reducer for its inputs in iterdata order.
 	Ordered bool `msgpack:"ordered,omitempty"`
 	// IndexBase is the smallest map index of the group (a group's map
@@ -230,17 +242,23 @@ func (s JobState) Terminal() bool {
 // JobStatus is the answer to a status query and the body of progress
 // notices.
 type JobStatus struct {
-	ID        string     `msgpack:"id" json:"id"`
-	State     JobState   `msgpack:"state" json:"state"`
-	Kind      JobKind    `msgpack:"kind" json:"kind"`
-	Total     int        `msgpack:"total" json:"total"`
-	Done      int        `msgpack:"done" json:"done"`
-	Failed    int        `msgpack:"failed" json:"failed"`
-	Running   int        `msgpack:"running" json:"running"`
-	Retried   int        `msgpack:"retried" json:"retried"`
-	Submitted int64      `msgpack:"submitted" json:"submitted"`
-	Ended     int64      `msgpack:"ended,omitempty" json:"ended,omitempty"`
-	Error     *TaskError `msgpack:"err,omitempty" json:"error,omitempty"`
+	ID      string   `msgpack:"id" json:"id"`
+	State   JobState `msgpack:"state" json:"state"`
+	Kind    JobKind  `msgpack:"kind" json:"kind"`
+	Total   int      `msgpack:"total" json:"total"`
+	Done    int      `msgpack:"done" json:"done"`
+	Failed  int      `msgpack:"failed" json:"failed"`
+	Running int      `msgpack:"running" json:"running"`
+	Retried int      `msgpack:"retried" json:"retried"`
+	// Submitted is when the coordinator accepted the job, by its clock
+	// (the clock of Ended).
+	Submitted int64 `msgpack:"submitted" json:"submitted"`
+	// From is the stream position of the job's spec on the job log: every
+	// record of the job (task events, feeds, its end) comes after it, so
+	// a reader of the job's subjects starts there.
+	From  uint64     `msgpack:"from,omitempty" json:"from,omitempty"`
+	Ended int64      `msgpack:"ended,omitempty" json:"ended,omitempty"`
+	Error *TaskError `msgpack:"err,omitempty" json:"error,omitempty"`
 	// FailedTask is the index of the task whose failure ended the job.
 	FailedTask int `msgpack:"failed_task,omitempty" json:"failed_task,omitempty"`
 	// Completion latency (function end -> coordinator recorded), in
@@ -252,6 +270,24 @@ type JobStatus struct {
 // End is a job's terminal record on the job log.
 type End struct {
 	Status JobStatus `msgpack:"status"`
+}
+
+// DecodeEnd decodes the record found on job's end subject and accepts it
+// only if it is an end record of that job with a final state: anything
+// else on the subject (garbage, another job's end, a state that is not
+// final) is an error wrapping ErrMalformed, to be logged and ignored.
+func DecodeEnd(data []byte, job string) (JobStatus, error) {
+	var end End
+	if err := Decode(data, KindEnd, &end); err != nil {
+		return JobStatus{}, err
+	}
+	switch {
+	case end.Status.ID != job:
+		return JobStatus{}, fmt.Errorf("%w: an end record of job %q on the end subject of job %q", ErrMalformed, end.Status.ID, job)
+	case !end.Status.State.Terminal():
+		return JobStatus{}, fmt.Errorf("%w: an end record with state %q", ErrMalformed, end.Status.State)
+	}
+	return end.Status, nil
 }
 
 // Cancel is broadcast to runtimes when a job is cancelled or ends early.
@@ -349,6 +385,10 @@ func LocalReducePool(job string) string { return "rl-" + job }
 // apart from the maps, so that a reducer starts while maps are still
 // queued.
 func ReducePool(pool string) string { return pool + "-reduce" }
+
+// JobLogMarkSubject is a mark a recovering coordinator records on the
+// job log to learn where the log ends (mark is unique to the recovery).
+func JobLogMarkSubject(mark string) string { return "job." + mark + ".mark" }
 
 // JobPublishedSubject marks, on the job log, that all of a job's tasks
 // were published.
