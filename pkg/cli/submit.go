@@ -147,6 +147,13 @@ func report(err error, env Env) int {
 	case errors.As(err, &ie), errors.Is(err, coordinator.ErrInvalid), errors.Is(err, dial.ErrBadURL), errors.Is(err, natsbus.ErrBadURL):
 		fmt.Fprintf(env.Stderr, "submit: %v\n", err)
 		return ExitUsage
+	case errors.Is(err, client.ErrUnknownJob):
+		fmt.Fprintf(env.Stderr, "submit: %v\n", err)
+		return ExitUsage
+	case errors.Is(err, bus.ErrTooLarge):
+		fmt.Fprintf(env.Stderr, "submit: the job does not fit in one bus message: %v\n"+
+			"(raise the broker's message limit, split the job, or put large inputs in storage and pass their URLs as iterdata elements)\n", err)
+		return ExitUsage
 	case errors.As(err, &je):
 		printJobError(env.Stderr, &je.Status)
 		switch je.Status.State {

@@ -39,6 +39,10 @@ func (c *Client) Bus() bus.Bus { return c.b }
 // ErrNoCoordinator is returned when no coordinator answers on the bus.
 var ErrNoCoordinator = errors.New("no coordinator is serving on this bus")
 
+// ErrUnknownJob is returned for a job id the coordinator does not hold
+// (never submitted, or finished longer ago than its retention).
+var ErrUnknownJob = errors.New("unknown job")
+
 // InvalidError is a job spec the coordinator refused.
 type InvalidError struct{ Msg string }
 
@@ -65,16 +69,15 @@ func (c *Client) call(ctx context.Context, subject string, req *wire.Request) (*
 	if err != nil {
 		return nil, err
 	}
-	out, err := c.b.Request(ctx, subject, data)
-	// A coordinator that is starting or restarting: retry briefly.
-	for wait := 50 * time.Millisecond; errors.Is(err, bus.ErrNoResponders) && wait < 2*time.Second; wait *= 2 {
-		select {
-		case <-time.After(wait):
-		case <-ctx.Done():
-			return nil, ctx.Err()
+	// A coordinator that is starting or restarting: retry briefly (about
+	// two seconds) while nobody answers.
+	out, err := retry.Value(ctx, retry.Policy{Initial: 50 * time.Millisecond, Max: time.Second, Tries: 7}, func() ([]byte, error) {
+		out, err := c.b.Request(ctx, subject, data)
+		if err != nil && !errors.Is(err, bus.ErrNoResponders) {
+			return nil, retry.Permanent(err)
 		}
-		out, err = c.b.Request(ctx, subject, data)
-	}
+		return out, err
+	})
 	if err != nil {
 		if errors.Is(err, bus.ErrNoResponders) {
 			return nil, fmt.Errorf("%w (start one with `coordinator --bus …`)", ErrNoCoordinator)
@@ -82,6 +85,9 @@ func (c *Client) call(ctx context.Context, subject string, req *wire.Request) (*
 		var re *bus.RemoteError
 		if errors.As(err, &re) && strings.HasPrefix(re.Msg, "invalid job") {
 			return nil, &InvalidError{Msg: re.Msg}
+		}
+		if errors.As(err, &re) && strings.HasPrefix(re.Msg, "unknown job") {
+			return nil, fmt.Errorf("%w%s", ErrUnknownJob, strings.TrimPrefix(re.Msg, "unknown job"))
 		}
 		return nil, err
 	}
@@ -194,7 +200,7 @@ func (c *Client) waitEnd(ctx context.Context, st wire.JobStatus) (wire.JobStatus
 				if misses++; misses >= 2 {
 					return wire.JobStatus{}, 0, fmt.Errorf("job %s: %w: the coordinator running it stopped answering; the job's outcome is unknown (resubmit it)", id, ErrCoordinatorLost)
 				}
-			case strings.Contains(err.Error(), "unknown job"):
+			case errors.Is(err, ErrUnknownJob):
 				return wire.JobStatus{}, 0, fmt.Errorf("job %s: %w: the coordinator no longer knows the job (it restarted); resubmit it", id, ErrCoordinatorLost)
 			}
 		}
