@@ -7,7 +7,9 @@ import (
 	"sort"
 	"strings"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/skeinrun/skein/pkg/storage"
 )
 
 // fileConfig is the config file (--config or SKEIN_CONFIG), YAML:
@@ -56,12 +58,48 @@ func loadConfig(flagPath string, getenv func(string) string) (*fileConfig, error
 	if err := dec.Decode(cfg); err != nil && err.Error() != "EOF" {
 		return nil, usagef("config file %s: %v", path, err)
 	}
-	for k := range cfg.Storage {
-		if k == "" || strings.ContainsAny(k, " =") {
-			return nil, usagef("config file %s: storage: bad setting name %q", path, k)
-		}
+	if err := checkStorage(path, data); err != nil {
+		return nil, err
 	}
 	return cfg, nil
+}
+
+// checkStorage checks every setting under storage: its name must be one
+// of the SKEIN_STORAGE_* settings and its value must parse; an error names
+// the file, the line and the key.
+func checkStorage(path string, data []byte) error {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil || len(doc.Content) == 0 {
+		return nil // already reported by the decoder, or empty
+	}
+	root := doc.Content[0]
+	var st *yaml.Node
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		if root.Content[i].Value == "storage" {
+			st = root.Content[i+1]
+		}
+	}
+	if st == nil || st.Kind != yaml.MappingNode {
+		return nil
+	}
+	known := map[string]string{}
+	var names []string
+	for _, env := range storage.EnvNames() {
+		k := strings.ToLower(strings.TrimPrefix(env, "SKEIN_STORAGE_"))
+		known[k] = env
+		names = append(names, k)
+	}
+	for i := 0; i+1 < len(st.Content); i += 2 {
+		key, val := st.Content[i], st.Content[i+1]
+		env, ok := known[key.Value]
+		if !ok {
+			return usagef("config file %s, line %d: storage: unknown setting %q (known: %s)", path, key.Line, key.Value, strings.Join(names, ", "))
+		}
+		if err := storage.CheckSetting(env, val.Value); err != nil {
+			return usagef("config file %s, line %d: storage: %s: %v", path, val.Line, key.Value, err)
+		}
+	}
+	return nil
 }
 
 // apply makes the file's settings the defaults: bus and pool where no flag

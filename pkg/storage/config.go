@@ -139,6 +139,29 @@ func (c Config) FromEnv() (Config, error) {
 	return c.fromLookup(os.LookupEnv)
 }
 
+// settingError is a malformed value of one setting.
+type settingError struct{ name, value, want string }
+
+func (e *settingError) Error() string { return fmt.Sprintf("%s=%q: %s", e.name, e.value, e.want) }
+
+// EnvNames lists the SKEIN_STORAGE_* variables FromEnv reads.
+func EnvNames() []string {
+	return []string{EnvLocalRoot, EnvArtifacts, EnvCreateBucket, EnvInlineLimit, EnvHTTPTimeout, EnvEndpoint,
+		EnvRegion, EnvPathStyle, EnvAccessKey, EnvSecretKey, EnvAPIKey, EnvServiceInstance, EnvIAMEndpoint}
+}
+
+// CheckSetting parses value as FromEnv parses the variable name (one of
+// EnvNames) and returns what is wrong with it, without naming the
+// variable: for a config file that names the setting its own way.
+func CheckSetting(name, value string) error {
+	_, err := DefaultConfig().fromLookup(func(n string) (string, bool) { return value, n == name })
+	var se *settingError
+	if errors.As(err, &se) {
+		return fmt.Errorf("%q: %s", se.value, se.want)
+	}
+	return err
+}
+
 func (c Config) fromLookup(lookup func(string) (string, bool)) (Config, error) {
 	var errs []error
 	str := func(name string, dst *string) {
@@ -155,7 +178,7 @@ func (c Config) fromLookup(lookup func(string) (string, bool)) (Config, error) {
 		if v, ok := lookup(name); ok {
 			b, err := strconv.ParseBool(v)
 			if err != nil {
-				errs = append(errs, fmt.Errorf("%s=%q: want true or false", name, v))
+				errs = append(errs, &settingError{name, v, "want true or false"})
 				return
 			}
 			*dst = b
@@ -167,7 +190,7 @@ func (c Config) fromLookup(lookup func(string) (string, bool)) (Config, error) {
 	if v, ok := lookup(EnvInlineLimit); ok {
 		n, err := ParseSize(v)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("%s=%q: %v", EnvInlineLimit, v, err))
+			errs = append(errs, &settingError{EnvInlineLimit, v, err.Error()})
 		} else {
 			c.InlineLimit = n
 		}
@@ -175,7 +198,7 @@ func (c Config) fromLookup(lookup func(string) (string, bool)) (Config, error) {
 	if v, ok := lookup(EnvHTTPTimeout); ok {
 		d, err := time.ParseDuration(v)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("%s=%q: want a duration such as 30s", EnvHTTPTimeout, v))
+			errs = append(errs, &settingError{EnvHTTPTimeout, v, "want a duration such as 30s"})
 		} else {
 			c.HTTPTimeout = d
 		}
