@@ -2,7 +2,10 @@ package runtime_test
 
 import (
 	"context"
+	"log/slog"
+	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -77,3 +80,36 @@ func TestLeaseHeldUntilEventIsSafe(t *testing.T) {
 	}
 	t.Fatal("no event")
 }
+
+// A runtime stopped before its queue opened (a refused job in
+// single-process mode) says nothing about retrying to open it.
+func TestStoppedRuntimeDoesNotWarnAboutItsQueue(t *testing.T) {
+	b := setup(t)
+	var logs strings.Builder
+	var mu sync.Mutex
+	log := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return logs.Write(p)
+	}), nil))
+	for i := 0; i < 20; i++ {
+		rt, err := runtime.New(b, runtime.Config{Registry: fn.Builtins(), Logger: log, Pool: "stopped" + strconv.Itoa(i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); _, _ = rt.Run(ctx) }()
+		cancel()
+		<-done
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if strings.Contains(logs.String(), "opening the queue failed") {
+		t.Fatalf("a stopped runtime warned about its queue:\n%s", logs.String())
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
