@@ -2,6 +2,8 @@ package rabbitmq
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -143,8 +145,16 @@ func (b *Bus) dial(ctx context.Context) (*amqp.Connection, error) {
 	if err != nil {
 		msg := scrub(err.Error(), b.url)
 		var aerr *amqp.Error
-		if errors.As(err, &aerr) && aerr.Code == amqp.AccessRefused {
-			return nil, fmt.Errorf("rabbitmq: connect %s: access refused (check the credentials): %s", b.redacted, msg)
+		if errors.Is(err, amqp.ErrVhost) {
+			return nil, fmt.Errorf("rabbitmq: connect %s: access to the virtual host refused (check the user's permissions on it): %s: %w", b.redacted, msg, bus.ErrUnreachable)
+		}
+		if errors.As(err, &aerr) && aerr.Code == amqp.AccessRefused || errors.Is(err, amqp.ErrCredentials) || errors.Is(err, amqp.ErrSASL) {
+			return nil, fmt.Errorf("rabbitmq: connect %s: access refused (check the credentials): %s: %w", b.redacted, msg, bus.ErrUnreachable)
+		}
+		var ue x509.UnknownAuthorityError
+		var ce *tls.CertificateVerificationError
+		if errors.As(err, &ue) || errors.As(err, &ce) {
+			return nil, fmt.Errorf("rabbitmq: connect %s: %s (the broker's certificate is not signed by a trusted CA: give its CA with --tls-ca or SKEIN_TLS_CA): %w", b.redacted, msg, bus.ErrUnreachable)
 		}
 		return nil, fmt.Errorf("rabbitmq: connect %s: %s: %w", b.redacted, msg, bus.ErrUnreachable)
 	}
