@@ -64,6 +64,9 @@ func openNATS(ctx context.Context, raw string, o Options) (bus.Bus, error) {
 		if no.User == "" {
 			no.User = userFromURL(urls)
 		}
+		if no.User == "" {
+			return nil, fmt.Errorf("%w: a password needs a user name: put it in the URL (nats://USER@host:4222) or in SKEIN_BUS_USER", ErrBadCredentials)
+		}
 		urls = stripUserInfo(urls)
 	} else if c.Token != "" || c.NKeyFile != "" || c.CredsFile != "" {
 		urls = stripUserInfo(urls)

@@ -189,7 +189,7 @@ func Connect(ctx context.Context, urls string, opts Options) (*Bus, error) {
 	nopts = append(nopts, auth...)
 	nc, err := nats.Connect(urls, nopts...)
 	if err != nil {
-		return nil, fmt.Errorf("%w: nats %s: %v", bus.ErrUnreachable, redact(urls), explain(err))
+		return nil, fmt.Errorf("%w: nats %s: %v", bus.ErrUnreachable, redact(urls), explain(err, opts.TLS != nil && len(opts.TLS.Certificates) > 0))
 	}
 	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
 	if err != nil {
@@ -242,7 +242,7 @@ func (o *Options) authOptions() ([]nats.Option, error) {
 }
 
 // explain adds what to do to the connection errors a user meets first.
-func explain(err error) error {
+func explain(err error, clientCert bool) error {
 	var ce *tls.CertificateVerificationError
 	var ue x509.UnknownAuthorityError
 	switch {
@@ -250,6 +250,8 @@ func explain(err error) error {
 		return fmt.Errorf("%w (check the credentials: user and password, token, NKEY or creds file)", err)
 	case errors.As(err, &ue), errors.As(err, &ce):
 		return fmt.Errorf("%w (the server's certificate is not signed by a trusted CA: give its CA with --tls-ca or SKEIN_TLS_CA)", err)
+	case !clientCert && strings.Contains(err.Error(), "tls"):
+		return fmt.Errorf("%w (a server that verifies clients wants a client certificate: --tls-cert and --tls-key, or SKEIN_TLS_CERT and SKEIN_TLS_KEY)", err)
 	}
 	return err
 }

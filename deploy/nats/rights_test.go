@@ -211,7 +211,7 @@ func run(t *testing.T, env []string, name string, args ...string) (int, string, 
 // roleEnv is the environment that gives a program a role's credentials:
 // the password comes from the environment, never the command line.
 func (s *server) roleEnv(ns, role string) []string {
-	u := strings.Replace(s.url, "nats://", "nats://"+ns+"-"+role+"@", 1) + "?ns=" + ns
+	u := strings.Replace(s.url, "://", "://"+ns+"-"+role+"@", 1) + "?ns=" + ns
 	return []string{"SKEIN_BUS=" + u, "SKEIN_BUS_PASSWORD=" + s.pw[ns+"-"+role]}
 }
 
