@@ -8,6 +8,8 @@
 #   rabbitmq.sh stop-broker   stop only the node (data and ports are kept)
 #   rabbitmq.sh start-broker  start the node again on the same ports and data
 #   rabbitmq.sh status        exit 0 when the node answers
+#   rabbitmq.sh ctl ARGS...   run rabbitmqctl ARGS against the node (users,
+#                             vhosts, permissions; stdin is passed through)
 #
 # State lives in $SKEIN_TEST_DIR/rabbitmq (or $SKEIN_RABBITMQ_DIR). Logs go
 # to stderr and to that directory; stdout carries only the export lines.
@@ -235,8 +237,14 @@ stop-broker) stop_broker ;;
 start-broker) start_broker ;;
 status) running ;;
 env) print_env ;;
+ctl)
+	shift
+	setup >/dev/null
+	env_node
+	ctl "$@"
+	;;
 *)
-	echo "usage: $0 start|stop|stop-broker|start-broker|status|env" >&2
+	echo "usage: $0 start|stop|stop-broker|start-broker|status|env|ctl ARGS..." >&2
 	exit 2
 	;;
 esac
