@@ -208,7 +208,7 @@ func (b *Bus) declareTopology(conn *amqp.Connection) error {
 	var aerr *amqp.Error
 	if errors.As(err, &aerr) && aerr.Code == amqp.AccessRefused {
 		if perr := b.declareObjects(conn, true); perr != nil {
-			return fmt.Errorf("%w (this user may not declare them, and they do not exist yet: start the coordinator first)", perr)
+			return fmt.Errorf("%w (this user may not declare them, and they do not exist yet: start the coordinator first): %w", perr, bus.ErrUnreachable)
 		}
 		return nil
 	}

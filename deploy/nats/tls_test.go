@@ -115,3 +115,13 @@ func TestWrongPassword(t *testing.T) {
 		t.Errorf("wrong password in the URL: exit %d, stderr %q; want exit 5 without the password", code, errOut)
 	}
 }
+
+// TestRuntimeBeforeCoordinator: a runtime may not create the streams;
+// started before any coordinator, it exits 5 and says what to do.
+func TestRuntimeBeforeCoordinator(t *testing.T) {
+	s := startServer(t, "", "a")
+	code, _, errOut := run(t, s.roleEnv("a", "runtime"), "runtime", "--max-tasks", "1")
+	if code != 5 || !strings.Contains(errOut, "start the coordinator first") {
+		t.Errorf("runtime before the coordinator: exit %d, stderr %q; want exit 5 saying to start the coordinator", code, errOut)
+	}
+}

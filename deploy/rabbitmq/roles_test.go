@@ -408,3 +408,14 @@ func waitFor(t *testing.T, p *proc, s string) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestRuntimeBeforeCoordinator: a runtime may not declare the exchanges
+// and the event stream; started before any coordinator, it exits 5 and
+// says what to do.
+func TestRuntimeBeforeCoordinator(t *testing.T) {
+	a := makeTenant(t, "e")
+	code, _, errOut := run(t, a.env("runtime"), "runtime", "--max-tasks", "1")
+	if code != 5 || !strings.Contains(errOut, "start the coordinator first") {
+		t.Errorf("runtime before the coordinator: exit %d, stderr %q; want exit 5 saying to start the coordinator", code, errOut)
+	}
+}
