@@ -1,76 +1,21 @@
 package nats
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
-	"net"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/skeinrun/skein/internal/testpki"
 )
-
-// pki is a CA with a server certificate (127.0.0.1, localhost) and a
-// client certificate, as PEM files in dir.
-type pki struct{ ca, serverCert, serverKey, clientCert, clientKey string }
-
-func makePKI(t *testing.T) pki {
-	t.Helper()
-	dir := t.TempDir()
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "skein test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(caDER)
-	write := func(name, typ string, der []byte) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	leaf := func(serial int64, cn string, usage x509.ExtKeyUsage) (string, string) {
-		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		tmpl := &x509.Certificate{
-			SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn},
-			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
-			DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		kder, _ := x509.MarshalECPrivateKey(key)
-		return write(cn+".pem", "CERTIFICATE", der), write(cn+"-key.pem", "EC PRIVATE KEY", kder)
-	}
-	p := pki{ca: write("ca.pem", "CERTIFICATE", caDER)}
-	p.serverCert, p.serverKey = leaf(2, "server", x509.ExtKeyUsageServerAuth)
-	p.clientCert, p.clientKey = leaf(3, "client", x509.ExtKeyUsageClientAuth)
-	return p
-}
 
 // TestTLSEndToEnd runs the three programs with their roles' credentials
 // over TLS, the server verifying client certificates; a submit without
 // the CA fails with exit 5 and says why.
 func TestTLSEndToEnd(t *testing.T) {
-	p := makePKI(t)
-	s := startServer(t, fmt.Sprintf("tls { cert_file: %q, key_file: %q, ca_file: %q, verify: true, timeout: 5 }", p.serverCert, p.serverKey, p.ca), "a")
+	p := testpki.New(t)
+	s := startServer(t, fmt.Sprintf("tls { cert_file: %q, key_file: %q, ca_file: %q, verify: true, timeout: 5 }", p.ServerCert, p.ServerKey, p.CA), "a")
 	s.url = strings.Replace(s.url, "nats://", "tls://", 1)
-	tlsEnv := []string{"SKEIN_TLS_CA=" + p.ca, "SKEIN_TLS_CERT=" + p.clientCert, "SKEIN_TLS_KEY=" + p.clientKey}
+	tlsEnv := []string{"SKEIN_TLS_CA=" + p.CA, "SKEIN_TLS_CERT=" + p.ClientCert, "SKEIN_TLS_KEY=" + p.ClientKey}
 	c := start(t, append(s.roleEnv("a", "coordinator"), tlsEnv...), "coordinator")
 	waitFor(t, c, "coordinator serving")
 	start(t, append(s.roleEnv("a", "runtime"), tlsEnv...), "runtime", "--slots", "2")
@@ -79,18 +24,18 @@ func TestTLSEndToEnd(t *testing.T) {
 		t.Fatalf("submit over TLS: exit %d, stdout %q, stderr:\n%s", code, out, errOut)
 	}
 	// Flags instead of the environment.
-	code, out, errOut = run(t, s.roleEnv("a", "submitter"), "submit", "call", "--function", "add", "--data", `{"x":1,"y":3}`, "--tls-ca", p.ca, "--tls-cert", p.clientCert, "--tls-key", p.clientKey)
+	code, out, errOut = run(t, s.roleEnv("a", "submitter"), "submit", "call", "--function", "add", "--data", `{"x":1,"y":3}`, "--tls-ca", p.CA, "--tls-cert", p.ClientCert, "--tls-key", p.ClientKey)
 	if code != 0 || strings.TrimSpace(out) != "4" {
 		t.Fatalf("submit over TLS with flags: exit %d, stdout %q, stderr:\n%s", code, out, errOut)
 	}
 	// Without the CA: the server's certificate is not trusted.
-	code, _, errOut = run(t, append(s.roleEnv("a", "submitter"), "SKEIN_TLS_CERT="+p.clientCert, "SKEIN_TLS_KEY="+p.clientKey), "submit", "call", "--function", "add", "--data", `{}`)
+	code, _, errOut = run(t, append(s.roleEnv("a", "submitter"), "SKEIN_TLS_CERT="+p.ClientCert, "SKEIN_TLS_KEY="+p.ClientKey), "submit", "call", "--function", "add", "--data", `{}`)
 	if code != 5 || !strings.Contains(errOut, "--tls-ca") || strings.Contains(errOut, s.pw["a-submitter"]) {
 		t.Errorf("submit without the CA: exit %d, stderr %q; want exit 5 naming --tls-ca", code, errOut)
 	}
 	t.Logf("without the CA: %s", errOut)
 	// Without a client certificate: the server refuses the connection.
-	code, _, errOut = run(t, append(s.roleEnv("a", "submitter"), "SKEIN_TLS_CA="+p.ca), "submit", "call", "--function", "add", "--data", `{}`)
+	code, _, errOut = run(t, append(s.roleEnv("a", "submitter"), "SKEIN_TLS_CA="+p.CA), "submit", "call", "--function", "add", "--data", `{}`)
 	if code != 5 {
 		t.Errorf("submit without a client certificate: exit %d, stderr %q; want exit 5", code, errOut)
 	}
