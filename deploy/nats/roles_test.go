@@ -32,6 +32,12 @@ func password(ns, role string) string { return "pw-" + ns + "-" + role + "-7c1f"
 // with it (its own port and store directory).
 func startServer(t *testing.T, extra string, args ...string) *server {
 	t.Helper()
+	return startServerEdited(t, extra, nil, args...)
+}
+
+// startServerEdited is startServer with the rendered users edited first.
+func startServerEdited(t *testing.T, extra string, edit func(string) string, args ...string) *server {
+	t.Helper()
 	if _, err := exec.LookPath("nats-server"); err != nil {
 		t.Fatalf("nats-server is not installed: %v", err)
 	}
@@ -39,6 +45,9 @@ func startServer(t *testing.T, extra string, args ...string) *server {
 	out, err := exec.Command("sh", append([]string{"skein-auth.sh"}, args...)...).Output()
 	if err != nil {
 		t.Fatalf("skein-auth.sh %v: %v", args, err)
+	}
+	if edit != nil {
+		out = []byte(edit(string(out)))
 	}
 	if err := os.WriteFile(filepath.Join(dir, "skein-auth.conf"), out, 0o600); err != nil {
 		t.Fatal(err)
@@ -73,19 +82,30 @@ func startServer(t *testing.T, extra string, args ...string) *server {
 			t.Logf("nats-server log:\n%s", log.String())
 		}
 	})
+	waitListening(t, conf, log)
+	return s
+}
+
+// waitListening waits until the server of conf ("listen: 127.0.0.1:PORT")
+// accepts connections.
+func waitListening(t *testing.T, conf string, log *syncBuffer) {
+	t.Helper()
+	var port int
+	if _, err := fmt.Sscanf(conf, "listen: 127.0.0.1:%d", &port); err != nil {
+		t.Fatalf("no listen line in %q", conf)
+	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 		if err == nil {
 			c.Close()
-			break
+			return
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("nats-server did not start:\n%s", log.String())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return s
 }
 
 func freePort(t *testing.T) int {
