@@ -472,7 +472,11 @@ func (b *Bus) consumer(ctx context.Context, queue string, o bus.QueueOptions) (j
 	if o.Transient {
 		cc.InactiveThreshold = 5 * time.Minute
 	}
-	c, err := b.js.CreateOrUpdateConsumer(ctx, b.tasksStream, cc)
+	// A pool the user may not take (deploy/nats -p) is refused at once.
+	wctx, stop := b.denied.watch(ctx, "$JS.API.CONSUMER.CREATE."+b.tasksStream+"."+name+".")
+	c, err := b.js.CreateOrUpdateConsumer(wctx, b.tasksStream, cc)
+	err = deniedErr(wctx, err)
+	stop()
 	if err != nil {
 		return nil, fmt.Errorf("natsbus: consumer for queue %s: %w", queue, err)
 	}
