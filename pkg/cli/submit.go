@@ -474,6 +474,8 @@ func runJob(ctx context.Context, kind wire.JobKind, args []string, env Env) erro
 	if o.NoWait {
 		return printJSON(env.Stdout, id)
 	}
+	var localDone chan struct{}
+	var localErr error
 	if s.ReducerWaitLocal {
 		// reducer_wait_local: this process runs the job's reducers, still
 		// streaming: they come on a queue of their own.
@@ -492,8 +494,17 @@ func runJob(ctx context.Context, kind wire.JobKind, args []string, env Env) erro
 			return err
 		}
 		rctx, stopLocal := context.WithCancel(ctx)
-		localDone := make(chan struct{})
-		go func() { defer close(localDone); _, _ = rt.Run(rctx) }()
+		localDone = make(chan struct{})
+		go func() {
+			defer close(localDone)
+			// A reducer that cannot run (the bus refuses this user the
+			// reducer's queue: a submitter's rights do not include it)
+			// ends the wait instead of leaving it hanging.
+			if _, err := rt.Run(rctx); err != nil && rctx.Err() == nil {
+				localErr = fmt.Errorf("reducer_wait_local: the reducer cannot run in this process: %w", err)
+				stop()
+			}
+		}()
 		defer func() { stopLocal(); <-localDone }()
 	}
 	if env.Signals {
@@ -512,6 +523,15 @@ func runJob(ctx context.Context, kind wire.JobKind, args []string, env Env) erro
 		}()
 	}
 	st, err := waitWithProgress(ctx, c, id, s, o, env)
+	if err != nil && localDone != nil && ctx.Err() != nil {
+		<-localDone
+		if localErr != nil {
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			_, _ = c.Cancel(cctx, id)
+			cancel()
+			return localErr
+		}
+	}
 	if err != nil {
 		return err
 	}
