@@ -292,7 +292,34 @@ func TestRolesEndToEnd(t *testing.T) {
 			t.Fatalf("mapreduce in %s: exit %d, stdout %q, stderr:\n%s", tn.vhost, code, out, errOut)
 		}
 	}
-	code, out, errOut := run(t, b.env("submitter"), "submit", "map", "--function", "add", "--iterdata", "[5]", "--extra-params", `{"y":1}`, "--no-wait")
+	// Cancelling a running job: purge, cancel notice, the runtime's
+	// cancel listener, all within the roles' rights.
+	code, out, errOut := run(t, a.env("submitter"), "submit", "map", "--function", "sleep", "--iterdata", "[30,30,30,30,30,30]", "--no-wait")
+	if code != 0 {
+		t.Fatalf("submit --no-wait: exit %d:\n%s", code, errOut)
+	}
+	var sleepy string
+	if err := json.Unmarshal([]byte(out), &sleepy); err != nil {
+		t.Fatalf("job id %q: %v", out, err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		if time.Now().After(deadline) {
+			t.Fatalf("the job never ran: %s", out)
+		}
+		code, out, _ = run(t, a.env("submitter"), "submit", "status", sleepy)
+		if code == 0 && strings.Contains(out, `"state":"running"`) && !strings.Contains(out, `"running":0`) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if code, out, errOut = run(t, a.env("submitter"), "submit", "cancel", sleepy); code != 0 && code != 6 {
+		t.Errorf("cancel: exit %d %s %s", code, out, errOut)
+	}
+	if code, out, errOut = run(t, a.env("submitter"), "submit", "wait", sleepy); code != 6 {
+		t.Errorf("wait on the cancelled job: exit %d, want 6 (cancelled): %s %s", code, out, errOut)
+	}
+
+	code, out, errOut = run(t, b.env("submitter"), "submit", "map", "--function", "add", "--iterdata", "[5]", "--extra-params", `{"y":1}`, "--no-wait")
 	if code != 0 {
 		t.Fatalf("submit --no-wait in b: exit %d:\n%s", code, errOut)
 	}
