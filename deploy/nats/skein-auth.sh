@@ -75,12 +75,15 @@ for ns in "$@"; do
       } }
 
     # coordinator (serves the API; publishes tasks, the job
-    # log, reducer feeds, progress and cancel notices; reads events)
+    # log, reducer feeds, progress and cancel notices, and marks on a
+    # job's event subject when it takes the job up; reads events; purges
+    # a job's tasks: a filtered purge, or on 2.9.10-11 a get and delete
+    # per message)
     { user: "$ns-coordinator", password: \$SKEIN_${V}_COORDINATOR_PASSWORD
       permissions: {
-        publish: { allow: ["$ns.task.>", "$ns.ev.job.>", "$ns.ev.feed.>", "$ns.bc.>",
+        publish: { allow: ["$ns.task.>", "$ns.ev.job.>", "$ns.ev.feed.>", "$ns.ev.task.*", "$ns.bc.>",
                            "$api.STREAM.CREATE.${S}_TASKS", "$api.STREAM.CREATE.${S}_EVENTS", $info,
-                           "$api.STREAM.PURGE.${S}_TASKS",
+                           "$api.STREAM.PURGE.${S}_TASKS", "$api.STREAM.MSG.GET.${S}_TASKS", "$api.STREAM.MSG.DELETE.${S}_TASKS",
                            "$api.CONSUMER.CREATE.${S}_EVENTS.>", $next,
                            "$api.CONSUMER.INFO.${S}_EVENTS.*", "$api.CONSUMER.DELETE.${S}_EVENTS.*"] }
         subscribe: { allow: ["_INBOX.$ns.coordinator.>", "$ns.rpc.api.*"] }

@@ -446,3 +446,36 @@ func TestRuntimeBeforeCoordinator(t *testing.T) {
 		t.Errorf("runtime before the coordinator: exit %d, stderr %q; want exit 5 saying to start the coordinator", code, errOut)
 	}
 }
+
+// TestCoordinatorRestartUnderRoles: a coordinator killed mid-job and
+// started again takes the job up (it replays the job log and marks the
+// job's events) with the coordinator's rights alone.
+func TestCoordinatorRestartUnderRoles(t *testing.T) {
+	a := makeTenant(t, "c")
+	c1 := start(t, a.env("coordinator"), "coordinator")
+	waitFor(t, c1, "coordinator serving")
+	start(t, a.env("runtime"), "runtime", "--slots", "2")
+	code, out, errOut := run(t, a.env("submitter"), "submit", "map", "--function", "sleep", "--iterdata", "[1,1,1,1]", "--no-wait")
+	if code != 0 {
+		t.Fatalf("submit: exit %d %s", code, errOut)
+	}
+	id := strings.Trim(strings.TrimSpace(out), `"`)
+	if err := c1.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	c2 := start(t, a.env("coordinator"), "coordinator")
+	waitFor(t, c2, "coordinator serving")
+	if code, out, errOut = run(t, a.env("submitter"), "submit", "wait", id); code != 0 {
+		t.Fatalf("wait after the restart: exit %d %s %s", code, out, errOut)
+	}
+	code, out, errOut = run(t, a.env("submitter"), "submit", "result", id)
+	if code != 0 || strings.TrimSpace(out) != "[1,1,1,1]" {
+		t.Errorf("result after the restart: exit %d, %q, %s", code, out, errOut)
+	}
+	if !strings.Contains(c2.out.String(), "took up unfinished jobs") {
+		t.Errorf("the restarted coordinator took up no job:\n%s", c2.out.String())
+	}
+	if o := strings.ToLower(c2.out.String()); strings.Contains(o, "access_refused") || strings.Contains(o, "access refused") {
+		t.Errorf("the restarted coordinator was refused something:\n%s", c2.out.String())
+	}
+}

@@ -75,10 +75,11 @@ ctl set_topic_permissions -p "$vhost" "$ns-submitter" "$n.events" '^$' '^$' >/de
 # coordinator: owns the namespace's objects on the vhost (declares the
 # exchanges, the stream and the work queues, publishes tasks through the
 # default exchange, answers requests through direct reply-to); on the
-# event stream it writes only the job log and reducer feeds.
+# event stream it writes the job log, reducer feeds and the marks it puts
+# on a job's events when it takes the job up.
 user "$ns-coordinator" coordinator
 ctl set_permissions -p "$vhost" "$ns-coordinator" '.*' '.*' '.*' >/dev/null
-ctl set_topic_permissions -p "$vhost" "$ns-coordinator" "$n.events" '^(job|feed)\.' '.*' >/dev/null
+ctl set_topic_permissions -p "$vhost" "$ns-coordinator" "$n.events" '^(job|feed|task)\.' '.*' >/dev/null
 ctl set_topic_permissions -p "$vhost" "$ns-coordinator" "$n.broadcast" '.*' '.*' >/dev/null
 
 # runtime: takes tasks of its pools' queues, writes task events only,
