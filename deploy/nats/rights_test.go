@@ -247,9 +247,15 @@ func TestRolesEndToEnd(t *testing.T) {
 			t.Fatalf("mapreduce in %s: exit %d, stdout %q, stderr:\n%s", ns, code, out, errOut)
 		}
 	}
+	// A function sees none of the runtime's bus credentials (it got its
+	// password from SKEIN_BUS_PASSWORD).
+	code, out, errOut := run(t, s.roleEnv("a", "submitter"), "submit", "call", "--function", "env")
+	if code != 0 || strings.Contains(out, s.pw["a-runtime"]) || strings.Contains(out, "SKEIN_BUS") {
+		t.Errorf("a function's environment: exit %d, %q, %s; want no SKEIN_BUS* and no password", code, out, errOut)
+	}
 	// Cancelling a running job: purge, cancel notice, the runtime's
 	// cancel listener, all within the roles' rights.
-	code, out, errOut := run(t, s.roleEnv("a", "submitter"), "submit", "map", "--function", "sleep", "--iterdata", "[30,30,30,30,30,30]", "--no-wait")
+	code, out, errOut = run(t, s.roleEnv("a", "submitter"), "submit", "map", "--function", "sleep", "--iterdata", "[30,30,30,30,30,30]", "--no-wait")
 	if code != 0 {
 		t.Fatalf("submit --no-wait: exit %d:\n%s", code, errOut)
 	}
