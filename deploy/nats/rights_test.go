@@ -295,8 +295,8 @@ func TestRolesEndToEnd(t *testing.T) {
 	// Through its own namespace: a's coordinator knows no such job.
 	for _, cmd := range []string{"result", "status", "cancel"} {
 		code, out, errOut = run(t, s.roleEnv("a", "submitter"), "submit", cmd, id)
-		if code == 0 || strings.Contains(out, "6") {
-			t.Errorf("a's submitter got %s of b's job: exit %d, stdout %q", cmd, code, out)
+		if code != 2 || !strings.Contains(errOut, "unknown job") {
+			t.Errorf("a's submitter, %s of b's job: exit %d, stdout %q, stderr %q; want exit 2, unknown job", cmd, code, out, errOut)
 		}
 		t.Logf("a's submitter, %s of b's job through a: exit %d: %s", cmd, code, strings.TrimSpace(errOut))
 	}
