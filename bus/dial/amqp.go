@@ -24,5 +24,26 @@ func openAMQP(ctx context.Context, raw string, o Options) (bus.Bus, error) {
 	if err != nil {
 		return nil, err
 	}
-	return rabbitmq.Connect(ctx, u, rabbitmq.Options{Logger: o.Logger, Prefix: ns, DialTimeout: o.ConnectTimeout})
+	c := o.Credentials
+	if c.Token != "" || c.NKeyFile != "" || c.CredsFile != "" || c.InboxPrefix != "" {
+		return nil, fmt.Errorf("%w: tokens, NKEYs, creds files and inbox prefixes are NATS credentials; RabbitMQ takes a user and password", ErrBadCredentials)
+	}
+	tlsCfg, err := c.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
+	if tlsCfg != nil && !strings.HasPrefix(u, "amqps:") {
+		return nil, fmt.Errorf("%w %q: TLS options need an amqps:// URL", ErrBadURL, Redact(raw))
+	}
+	ro := rabbitmq.Options{Logger: o.Logger, Prefix: ns, DialTimeout: o.ConnectTimeout, TLS: tlsCfg}
+	if c.User != "" || c.Password != "" {
+		ro.Username, ro.Password = c.User, c.Password
+		if ro.Username == "" {
+			ro.Username = userFromURL(u)
+		}
+		if ro.Username == "" {
+			ro.Username = "guest"
+		}
+	}
+	return rabbitmq.Connect(ctx, u, ro)
 }

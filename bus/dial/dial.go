@@ -25,6 +25,13 @@ type Options struct {
 	Logger *slog.Logger
 	// ConnectTimeout bounds the first connection. Default 5s.
 	ConnectTimeout time.Duration
+	// Role is the program's role (RoleSubmitter, RoleCoordinator,
+	// RoleRuntime): on NATS it names the reply inbox,
+	// "_INBOX.<namespace>.<role>", the only one the role's user may read
+	// on a server configured from deploy/nats. Empty: "_INBOX".
+	Role string
+	// Credentials replace the URL's and add TLS.
+	Credentials Credentials
 }
 
 // openers holds the bus kinds by URL scheme; RabbitMQ registers itself
@@ -42,7 +49,36 @@ func openNATS(ctx context.Context, raw string, o Options) (bus.Bus, error) {
 	if err != nil {
 		return nil, err
 	}
-	return natsbus.Connect(ctx, urls, natsbus.Options{Name: o.Name, Logger: o.Logger, ConnectTimeout: o.ConnectTimeout, Prefix: prefix, Replicas: replicas})
+	c := o.Credentials
+	tlsCfg, err := c.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
+	no := natsbus.Options{
+		Name: o.Name, Logger: o.Logger, ConnectTimeout: o.ConnectTimeout, Prefix: prefix, Replicas: replicas,
+		Token: c.Token, NKeyFile: c.NKeyFile, CredsFile: c.CredsFile, TLS: tlsCfg,
+		InboxPrefix: c.InboxPrefix,
+	}
+	if c.User != "" || c.Password != "" {
+		no.User, no.Password = c.User, c.Password
+		if no.User == "" {
+			no.User = userFromURL(urls)
+		}
+		if no.User == "" {
+			return nil, fmt.Errorf("%w: a password needs a user name: put it in the URL (nats://USER@host:4222) or in SKEIN_BUS_USER", ErrBadCredentials)
+		}
+		urls = stripUserInfo(urls)
+	} else if c.Token != "" || c.NKeyFile != "" || c.CredsFile != "" {
+		urls = stripUserInfo(urls)
+	}
+	if no.InboxPrefix == "" && o.Role != "" {
+		ns := prefix
+		if ns == "" {
+			ns = "skein"
+		}
+		no.InboxPrefix = "_INBOX." + ns + "." + o.Role
+	}
+	return natsbus.Connect(ctx, urls, no)
 }
 
 // splitNamespace takes the "?ns=NAME" query off every URL of a list: a
@@ -86,6 +122,9 @@ func Open(ctx context.Context, rawURL string, o Options) (bus.Bus, error) {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if err := o.Credentials.validate(); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadCredentials, err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, o.ConnectTimeout+5*time.Second)
 	defer cancel()

@@ -16,6 +16,18 @@
 //	skein.bc.>    core NATS broadcasts (progress, cancel)
 //	skein.rpc.>   core NATS request/reply in the queue group "skein"
 //
+// # Credentials and roles
+//
+// Options take a user and password, a token, an NKEY seed file or a
+// .creds file, and a TLS configuration (CA, client certificate); bus/dial
+// fills them from the command line's flags and variables. InboxPrefix
+// puts the connection's replies (API replies, JetStream acks and pull
+// deliveries) under a prefix of its own, so that a server with per-role
+// users (deploy/nats) lets each read only its own. A publish or request
+// the server refuses fails at once with ErrDenied (wrapping
+// bus.ErrUnreachable) rather than waiting for a reply that never comes;
+// Serve answers only on reply subjects under "_INBOX.".
+//
 // # Embedded server
 //
 // StartEmbedded runs a NATS server with JetStream in this process (in a

@@ -2,10 +2,13 @@ package natsbus
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -42,6 +45,25 @@ type Options struct {
 	Name   string
 	Logger *slog.Logger
 
+	// InboxPrefix starts the subjects of this connection's replies (API
+	// replies, JetStream acks and pull deliveries). A server with roles
+	// lets each user subscribe only to its own prefix, so that no user
+	// can read another's replies. Must start with "_INBOX". Default
+	// "_INBOX" (the NATS default).
+	InboxPrefix string
+	// User and Password replace the URL's credentials (so that a secret
+	// need not appear in the URL).
+	User, Password string
+	// Token authenticates with a token instead.
+	Token string
+	// NKeyFile names a file holding an NKEY user seed (SU…).
+	NKeyFile string
+	// CredsFile names a .creds file (user JWT and NKEY seed).
+	CredsFile string
+	// TLS, when set, is used for the connection (CA, client certificate);
+	// it makes TLS required even on a nats:// URL.
+	TLS *tls.Config
+
 	// server, when set, connects in-process to an embedded server.
 	server *server.Server
 }
@@ -76,6 +98,18 @@ func (o Options) Validate() error {
 	if o.Replicas < 0 || o.Replicas > 5 {
 		errs = append(errs, fmt.Errorf("replicas %d: must be between 1 and 5", o.Replicas))
 	}
+	if p := o.InboxPrefix; p != "" && (p != "_INBOX" && !strings.HasPrefix(p, "_INBOX.") || !validSubject(p)) {
+		errs = append(errs, fmt.Errorf("inbox prefix %q: must be _INBOX or start with \"_INBOX.\", without wildcards", p))
+	}
+	n := 0
+	for _, set := range []bool{o.User != "" || o.Password != "", o.Token != "", o.NKeyFile != "", o.CredsFile != ""} {
+		if set {
+			n++
+		}
+	}
+	if n > 1 {
+		errs = append(errs, errors.New("credentials: give one of user/password, token, NKEY seed file or creds file"))
+	}
 	return errors.Join(errs...)
 }
 
@@ -94,6 +128,7 @@ type Bus struct {
 
 	tasksStream  string
 	eventsStream string
+	denied       *denials
 
 	mu        sync.Mutex
 	consumers map[string]jetstream.Consumer // queue -> consumer
@@ -120,6 +155,7 @@ func Connect(ctx context.Context, urls string, opts Options) (*Bus, error) {
 		}
 	}
 	log := opts.Logger
+	deny := &denials{}
 	nopts := []nats.Option{
 		nats.Name(opts.Name),
 		nats.Timeout(opts.ConnectTimeout),
@@ -140,14 +176,20 @@ func Connect(ctx context.Context, urls string, opts Options) (*Bus, error) {
 				subj = s.Subject
 			}
 			log.Warn("nats async error", "subject", subj, "err", err)
+			deny.report(err)
 		}),
 	}
 	if opts.server != nil {
 		nopts = append(nopts, nats.InProcessServer(opts.server))
 	}
+	auth, err := opts.authOptions()
+	if err != nil {
+		return nil, err
+	}
+	nopts = append(nopts, auth...)
 	nc, err := nats.Connect(urls, nopts...)
 	if err != nil {
-		return nil, fmt.Errorf("%w: nats %s: %v", bus.ErrUnreachable, redact(urls), err)
+		return nil, fmt.Errorf("%w: nats %s: %v", bus.ErrUnreachable, redact(urls), explain(err, opts.TLS != nil && len(opts.TLS.Certificates) > 0))
 	}
 	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
 	if err != nil {
@@ -161,12 +203,57 @@ func Connect(ctx context.Context, urls string, opts Options) (*Bus, error) {
 		eventsStream: p + "_EVENTS",
 		consumers:    make(map[string]jetstream.Consumer),
 		closed:       make(chan struct{}),
+		denied:       deny,
 	}
 	if err := b.ensureStreams(ctx); err != nil {
 		nc.Close()
 		return nil, err
 	}
 	return b, nil
+}
+
+// authOptions turns the credential and TLS options into nats options.
+func (o *Options) authOptions() ([]nats.Option, error) {
+	var nopts []nats.Option
+	if o.InboxPrefix != "" && o.InboxPrefix != "_INBOX" {
+		nopts = append(nopts, nats.CustomInboxPrefix(o.InboxPrefix))
+	}
+	switch {
+	case o.User != "" || o.Password != "":
+		nopts = append(nopts, nats.UserInfo(o.User, o.Password))
+	case o.Token != "":
+		nopts = append(nopts, nats.Token(o.Token))
+	case o.NKeyFile != "":
+		opt, err := nats.NkeyOptionFromSeed(o.NKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("%w: NKEY seed file: %v", bus.ErrUnreachable, err)
+		}
+		nopts = append(nopts, opt)
+	case o.CredsFile != "":
+		if _, err := os.Stat(o.CredsFile); err != nil {
+			return nil, fmt.Errorf("%w: creds file: %v", bus.ErrUnreachable, err)
+		}
+		nopts = append(nopts, nats.UserCredentials(o.CredsFile))
+	}
+	if o.TLS != nil {
+		nopts = append(nopts, nats.Secure(o.TLS))
+	}
+	return nopts, nil
+}
+
+// explain adds what to do to the connection errors a user meets first.
+func explain(err error, clientCert bool) error {
+	var ce *tls.CertificateVerificationError
+	var ue x509.UnknownAuthorityError
+	switch {
+	case errors.Is(err, nats.ErrAuthorization), errors.Is(err, nats.ErrAuthExpired), errors.Is(err, nats.ErrAuthRevoked):
+		return fmt.Errorf("%w (check the credentials: user and password, token, NKEY or creds file)", err)
+	case errors.As(err, &ue), errors.As(err, &ce):
+		return fmt.Errorf("%w (the server's certificate is not signed by a trusted CA: give its CA with --tls-ca or SKEIN_TLS_CA)", err)
+	case !clientCert && strings.Contains(err.Error(), "tls"):
+		return fmt.Errorf("%w (a server that verifies clients wants a client certificate: --tls-cert and --tls-key, or SKEIN_TLS_CERT and SKEIN_TLS_KEY)", err)
+	}
+	return err
 }
 
 func checkURLs(urls string) error {
@@ -232,16 +319,24 @@ func (b *Bus) ensureStreams(ctx context.Context) error {
 // nats-server itself. (Changing an existing stream is an operator's
 // decision: `nats stream edit`.)
 func (b *Bus) ensureStream(ctx context.Context, cfg jetstream.StreamConfig) error {
+	ctx, stop := b.denied.watch(ctx, "$JS.API.STREAM.INFO."+cfg.Name, "$JS.API.STREAM.CREATE."+cfg.Name)
+	defer stop()
 	if _, err := b.js.Stream(ctx, cfg.Name); err == nil {
 		return nil
 	} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
-		return err
+		return deniedErr(ctx, err)
 	}
 	_, err := b.js.CreateStream(ctx, cfg)
+	err = deniedErr(ctx, err)
 	if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 		return nil // another connection created it first
 	}
-	return err
+	if err != nil {
+		// A runtime's or submitter's credentials may not create streams
+		// (deploy/nats): the coordinator creates them on its first start.
+		return fmt.Errorf("%w (the stream does not exist yet and this connection could not create it: start the coordinator first)", err)
+	}
+	return nil
 }
 
 // MaxMessageSize is the server's max_payload.
@@ -377,7 +472,11 @@ func (b *Bus) consumer(ctx context.Context, queue string, o bus.QueueOptions) (j
 	if o.Transient {
 		cc.InactiveThreshold = 5 * time.Minute
 	}
-	c, err := b.js.CreateOrUpdateConsumer(ctx, b.tasksStream, cc)
+	// A pool the user may not take (deploy/nats -p) is refused at once.
+	wctx, stop := b.denied.watch(ctx, "$JS.API.CONSUMER.CREATE."+b.tasksStream+"."+name+".")
+	c, err := b.js.CreateOrUpdateConsumer(wctx, b.tasksStream, cc)
+	err = deniedErr(wctx, err)
+	stop()
 	if err != nil {
 		return nil, fmt.Errorf("natsbus: consumer for queue %s: %w", queue, err)
 	}
@@ -833,7 +932,10 @@ func (b *Bus) Request(ctx context.Context, subject string, data []byte) ([]byte,
 	if int64(len(data)) > b.nc.MaxPayload() {
 		return nil, fmt.Errorf("%w: request of %d bytes, limit %d", bus.ErrTooLarge, len(data), b.nc.MaxPayload())
 	}
+	ctx, stop := b.denied.watch(ctx, m.Subject)
+	defer stop()
 	resp, err := b.nc.RequestMsgWithContext(ctx, m)
+	err = deniedErr(ctx, err)
 	if err != nil {
 		if errors.Is(err, nats.ErrNoResponders) {
 			return nil, fmt.Errorf("%w on %s", bus.ErrNoResponders, subject)
@@ -915,6 +1017,13 @@ func (b *Bus) Serve(ctx context.Context, subject string, h bus.Handler) error {
 
 // answer runs h for one request and sends its reply.
 func (b *Bus) answer(ctx context.Context, subject string, h bus.Handler, nm *nats.Msg) {
+	if !strings.HasPrefix(nm.Reply, "_INBOX.") {
+		// A reply subject outside the inboxes would make this server
+		// publish its answer wherever a requester points it (on the
+		// event stream, say) with the server's own rights.
+		b.log.Warn("natsbus: request dropped: its reply subject is not an inbox", "subject", subject, "reply", nm.Reply)
+		return
+	}
 	resp := nats.NewMsg(nm.Reply)
 	out, err := h(ctx, fromNats(subject, nm))
 	if err != nil {
@@ -940,6 +1049,17 @@ func (b *Bus) Close() error {
 
 // Conn exposes the underlying connection (benchmarks, diagnostics).
 func (b *Bus) Conn() *nats.Conn { return b.nc }
+
+// validSubject reports whether s is dot-separated tokens without
+// wildcards.
+func validSubject(s string) bool {
+	for _, t := range strings.Split(s, ".") {
+		if t == "" || strings.ContainsAny(t, "*> \t") {
+			return false
+		}
+	}
+	return true
+}
 
 func validToken(s string) bool {
 	if s == "" {

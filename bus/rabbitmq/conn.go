@@ -2,6 +2,8 @@ package rabbitmq
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -143,8 +145,16 @@ func (b *Bus) dial(ctx context.Context) (*amqp.Connection, error) {
 	if err != nil {
 		msg := scrub(err.Error(), b.url)
 		var aerr *amqp.Error
-		if errors.As(err, &aerr) && aerr.Code == amqp.AccessRefused {
-			return nil, fmt.Errorf("rabbitmq: connect %s: access refused (check the credentials): %s", b.redacted, msg)
+		if errors.Is(err, amqp.ErrVhost) {
+			return nil, fmt.Errorf("rabbitmq: connect %s: access to the virtual host refused (check the user's permissions on it): %s: %w", b.redacted, msg, bus.ErrUnreachable)
+		}
+		if errors.As(err, &aerr) && aerr.Code == amqp.AccessRefused || errors.Is(err, amqp.ErrCredentials) || errors.Is(err, amqp.ErrSASL) {
+			return nil, fmt.Errorf("rabbitmq: connect %s: access refused (check the credentials): %s: %w", b.redacted, msg, bus.ErrUnreachable)
+		}
+		var ue x509.UnknownAuthorityError
+		var ce *tls.CertificateVerificationError
+		if errors.As(err, &ue) || errors.As(err, &ce) {
+			return nil, fmt.Errorf("rabbitmq: connect %s: %s (the broker's certificate is not signed by a trusted CA: give its CA with --tls-ca or SKEIN_TLS_CA): %w", b.redacted, msg, bus.ErrUnreachable)
 		}
 		return nil, fmt.Errorf("rabbitmq: connect %s: %s: %w", b.redacted, msg, bus.ErrUnreachable)
 	}
@@ -189,20 +199,50 @@ func (b *Bus) eventsName() string    { return b.opts.Prefix + ".events" }
 func (b *Bus) broadcastName() string { return b.opts.Prefix + ".broadcast" }
 
 // declareTopology declares the exchanges and the event stream. Durable
-// objects survive broker restarts; declaring them again is harmless.
+// objects survive broker restarts; declaring them again is harmless. A
+// user without configure permission on them (a submitter or runtime on
+// a vhost set up by deploy/rabbitmq) checks instead that they exist: the
+// coordinator declares them.
 func (b *Bus) declareTopology(conn *amqp.Connection) error {
+	err := b.declareObjects(conn, false)
+	var aerr *amqp.Error
+	if errors.As(err, &aerr) && aerr.Code == amqp.AccessRefused {
+		if perr := b.declareObjects(conn, true); perr != nil {
+			return fmt.Errorf("%w (this user may not declare them, and they do not exist yet: start the coordinator first): %w", perr, bus.ErrUnreachable)
+		}
+		return nil
+	}
+	return err
+}
+
+// declareObjects declares the exchanges and the event stream, or only
+// checks that they exist (passive).
+func (b *Bus) declareObjects(conn *amqp.Connection, passive bool) error {
 	ch, err := conn.Channel()
 	if err != nil {
 		return fmt.Errorf("rabbitmq: open channel on %s: %w", b.redacted, err)
 	}
 	defer ch.Close()
-	if err := ch.ExchangeDeclare(b.eventsName(), amqp.ExchangeTopic, true, false, false, false, nil); err != nil {
-		return fmt.Errorf("rabbitmq: declare exchange %s: %w", b.eventsName(), err)
+	exchange, queue := ch.ExchangeDeclare, ch.QueueDeclare
+	if passive {
+		exchange, queue = ch.ExchangeDeclarePassive, ch.QueueDeclarePassive
 	}
-	if err := ch.ExchangeDeclare(b.broadcastName(), amqp.ExchangeTopic, true, false, false, false, nil); err != nil {
-		return fmt.Errorf("rabbitmq: declare exchange %s: %w", b.broadcastName(), err)
+	for _, x := range []struct{ name, kind string }{
+		{b.eventsName(), amqp.ExchangeTopic},
+		{b.broadcastName(), amqp.ExchangeTopic},
+		{b.rpcExchange(), amqp.ExchangeDirect},
+	} {
+		if err := exchange(x.name, x.kind, true, false, false, false, nil); err != nil {
+			return fmt.Errorf("rabbitmq: declare exchange %s: %w", x.name, err)
+		}
 	}
 	if !b.streams {
+		return nil
+	}
+	if passive {
+		if _, err := queue(b.eventsName(), true, false, false, false, nil); err != nil {
+			return fmt.Errorf("rabbitmq: declare stream queue %s: %w", b.eventsName(), err)
+		}
 		return nil
 	}
 	args := amqp.Table{
@@ -210,7 +250,7 @@ func (b *Bus) declareTopology(conn *amqp.Connection) error {
 		amqp.StreamMaxAgeArg:      b.opts.StreamMaxAge,
 		amqp.StreamMaxLenBytesArg: b.opts.StreamMaxBytes,
 	}
-	if _, err := ch.QueueDeclare(b.eventsName(), true, false, false, false, args); err != nil {
+	if _, err := queue(b.eventsName(), true, false, false, false, args); err != nil {
 		return fmt.Errorf("rabbitmq: declare stream queue %s: %w", b.eventsName(), err)
 	}
 	if err := ch.QueueBind(b.eventsName(), "#", b.eventsName(), false, nil); err != nil {

@@ -12,8 +12,11 @@
 // "<prefix>.events", bound with "#" to a durable stream queue of the same
 // name (RabbitMQ 3.9+). Broadcasts go to the topic exchange
 // "<prefix>.broadcast"; every Listen binds an exclusive auto-delete
-// queue. RPC uses the auto-delete queue "<prefix>.rpc.<subject>" per
-// subject and direct reply-to (amq.rabbitmq.reply-to).
+// queue. RPC requests go to the direct exchange "<prefix>.rpc", which
+// routes them to the auto-delete queue "<prefix>.rpc.<subject>" of each
+// subject (bound under its own name; a requester then needs no write on
+// the default exchange, which reaches every queue); replies use direct
+// reply-to (amq.rabbitmq.reply-to), and a server answers only there.
 //
 // # Delivery
 //
@@ -61,5 +64,8 @@
 //
 // Credentials come from the URL, Options.Username/Password, or the
 // SKEIN_AMQP_USERNAME / SKEIN_AMQP_PASSWORD environment variables; URLs are
-// redacted in logs and errors.
+// redacted in logs and errors. Options.TLS configures amqps:// (a CA, a
+// client certificate). A refused login wraps bus.ErrUnreachable. A user
+// without configure permission on the exchanges and the event stream
+// (deploy/rabbitmq) checks passively that they exist.
 package rabbitmq

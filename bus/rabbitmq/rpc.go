@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -15,6 +16,11 @@ import (
 const replyTo = "amq.rabbitmq.reply-to"
 
 func (b *Bus) rpcQueue(subject string) string { return b.opts.Prefix + ".rpc." + subject }
+
+// rpcExchange routes requests to the RPC queues (a queue's binding key is
+// its name): requesters then need write permission on this exchange only,
+// not on the default exchange, which reaches every queue.
+func (b *Bus) rpcExchange() string { return b.opts.Prefix + ".rpc" }
 
 type reply struct {
 	data []byte
@@ -163,7 +169,7 @@ func (b *Bus) Request(ctx context.Context, subject string, data []byte) ([]byte,
 	}
 	defer c.forget(id)
 	p := amqp.Publishing{Body: data, CorrelationId: id, ReplyTo: replyTo, Headers: amqp.Table{}}
-	if err := c.ch.PublishWithContext(ctx, "", b.rpcQueue(subject), true, false, p); err != nil {
+	if err := c.ch.PublishWithContext(ctx, b.rpcExchange(), b.rpcQueue(subject), true, false, p); err != nil {
 		return nil, fmt.Errorf("rabbitmq: request on %s: %w", subject, err)
 	}
 	select {
@@ -226,6 +232,9 @@ func (b *Bus) serve(ctx context.Context, subject string) (*amqp.Channel, <-chan 
 	q := b.rpcQueue(subject)
 	_, err = ch.QueueDeclare(q, false, true, false, false, amqp.Table{amqp.QueueTypeArg: amqp.QueueTypeClassic})
 	if err == nil {
+		err = ch.QueueBind(q, q, b.rpcExchange(), false, nil)
+	}
+	if err == nil {
 		err = ch.Qos(b.opts.RPCConcurrency, 0, false)
 	}
 	var deliveries <-chan amqp.Delivery
@@ -273,7 +282,15 @@ func (b *Bus) handle(ctx context.Context, subject string, ch *amqp.Channel, deli
 			default:
 				p.Body = data
 			}
-			if d.ReplyTo != "" {
+			switch {
+			case d.ReplyTo == "":
+			case !strings.HasPrefix(d.ReplyTo, replyTo+"."):
+				// Only direct reply-to: any other name would make this
+				// server publish its answer into a queue of the
+				// requester's choosing (a work queue, say) with the
+				// server's own rights.
+				b.log.Warn("rabbitmq request not answered: its reply-to is not a direct reply-to", "subject", subject, "reply_to", d.ReplyTo)
+			default:
 				if err := ch.PublishWithContext(ctx, "", d.ReplyTo, false, false, p); err != nil {
 					b.log.Warn("rabbitmq reply failed", "subject", subject, "err", err)
 				}

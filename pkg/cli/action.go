@@ -139,7 +139,11 @@ func (e *actionExec) open(ctx context.Context) (bus.Bus, error) {
 		_ = e.bus.Close()
 		e.bus = nil
 	}
-	b, err := dial.Open(ctx, url, dial.Options{Name: "skein-runtime-action", Logger: e.log})
+	do, err := BusAuth{}.dialOptions("skein-runtime-action", dial.RoleRuntime, e.log, e.getenv, 0)
+	if err != nil {
+		return nil, err
+	}
+	b, err := dial.Open(ctx, url, do)
 	if err != nil {
 		return nil, fmt.Errorf("opening the bus %s: %w", dial.Redact(url), err)
 	}

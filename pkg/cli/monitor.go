@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/skeinrun/skein/bus/dial"
 	"github.com/skeinrun/skein/pkg/client"
 	"github.com/skeinrun/skein/pkg/plot"
 	"github.com/skeinrun/skein/pkg/telemetry"
@@ -201,7 +200,7 @@ func dialClient(ctx context.Context, o *Options, env Env, cmd string) (*client.C
 	if err != nil {
 		return nil, nil, usagef("%v", err)
 	}
-	b, err := dial.Open(ctx, o.Bus, dial.Options{Name: "skein-submit", Logger: log, ConnectTimeout: 3 * time.Second})
+	b, err := o.openBus(ctx, env, log)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -41,7 +41,7 @@ func serviceReport(name string, err error, env Env) int {
 	case errors.As(err, &ue):
 		fmt.Fprintf(env.Stderr, "%s: %s\n", name, ue.msg)
 		return ExitUsage
-	case errors.Is(err, dial.ErrBadURL), errors.Is(err, natsbus.ErrBadURL):
+	case errors.Is(err, dial.ErrBadURL), errors.Is(err, natsbus.ErrBadURL), errors.Is(err, dial.ErrBadCredentials):
 		fmt.Fprintf(env.Stderr, "%s: %v\n", name, err)
 		return ExitUsage
 	case errors.Is(err, bus.ErrUnreachable):
@@ -68,9 +68,11 @@ func coordinatorMain(ctx context.Context, args []string, env Env, hooks ServiceH
 		stallAfter                time.Duration
 		bf                        backendFlags
 		otel                      otelFlags
+		auth                      BusAuth
 	)
 	bf.register(fs)
 	bf.funcs.register(fs, "coordinator", DefaultHosts, true)
+	auth.register(fs)
 	fs.StringVar(&busURL, "bus", "", "bus URL (env SKEIN_BUS)")
 	fs.StringVar(&listen, "embedded-listen", "", "run an embedded NATS server listening on this host:port and use it (for a one-machine install)")
 	fs.StringVar(&dir, "embedded-dir", "", "JetStream directory of the embedded server (default: a temporary one)")
@@ -121,11 +123,18 @@ func coordinatorMain(ctx context.Context, args []string, env Env, hooks ServiceH
 		}
 		b = nb
 	case busURL != "":
-		if b, err = dial.Open(ctx, busURL, dial.Options{Name: "skein-coordinator", Logger: log}); err != nil {
+		do, err := auth.dialOptions("skein-coordinator", dial.RoleCoordinator, log, env.Getenv, 0)
+		if err != nil {
 			return err
 		}
+		if b, err = dial.Open(ctx, busURL, do); err != nil {
+			return err
+		}
+		// Local workers use the coordinator's credentials (and inbox).
+		ro := do
+		ro.Name = "skein-runtime"
 		connect = func(ctx context.Context) (bus.Bus, error) {
-			return dial.Open(ctx, busURL, dial.Options{Name: "skein-runtime", Logger: log})
+			return dial.Open(ctx, busURL, ro)
 		}
 	default:
 		return usagef("--bus (or SKEIN_BUS) or --embedded-listen is required")
@@ -194,8 +203,10 @@ func runtimeMain(ctx context.Context, args []string, env Env, hooks ServiceHooks
 		lf                 LogFlags
 		otel               otelFlags
 		ff                 funcFlags
+		auth               BusAuth
 	)
 	fs.StringVar(&busURL, "bus", "", "bus URL (env SKEIN_BUS)")
+	auth.register(fs)
 	fs.StringVar(&cfg.Pool, "pool", "", "worker pool (queue) to pull tasks from (default \"default\")")
 	ff.register(fs, "runtime", DefaultHosts, true)
 	fs.StringVar(&configPath, "config", "", "config file (env SKEIN_CONFIG)")
@@ -230,7 +241,11 @@ func runtimeMain(ctx context.Context, args []string, env Env, hooks ServiceHooks
 	}
 	defer stopTel()
 	cfg.Telemetry, cfg.PollStatus = tel, newPollStorage(log).writeStatus
-	b, err := dial.Open(ctx, busURL, dial.Options{Name: "skein-runtime", Logger: log})
+	do, err := auth.dialOptions("skein-runtime", dial.RoleRuntime, log, env.Getenv, 0)
+	if err != nil {
+		return err
+	}
+	b, err := dial.Open(ctx, busURL, do)
 	if err != nil {
 		return err
 	}

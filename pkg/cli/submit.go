@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"sort"
@@ -59,8 +60,10 @@ type Env struct {
 
 // Options is everything a submit invocation decided.
 type Options struct {
-	Spec    wire.JobSpec
-	Bus     string
+	Spec wire.JobSpec
+	Bus  string
+	// BusAuth is the bus credentials and TLS (flags and environment).
+	BusAuth BusAuth
 	Config  string
 	Workers int
 	NoWait  bool
@@ -144,7 +147,7 @@ func report(err error, env Env) int {
 	case errors.As(err, &ue):
 		fmt.Fprintf(env.Stderr, "submit: %s\n(run 'submit <command> -h' for the flags)\n", ue.msg)
 		return ExitUsage
-	case errors.As(err, &ie), errors.Is(err, coordinator.ErrInvalid), errors.Is(err, dial.ErrBadURL), errors.Is(err, natsbus.ErrBadURL):
+	case errors.As(err, &ie), errors.Is(err, coordinator.ErrInvalid), errors.Is(err, dial.ErrBadURL), errors.Is(err, natsbus.ErrBadURL), errors.Is(err, dial.ErrBadCredentials):
 		fmt.Fprintf(env.Stderr, "submit: %v\n", err)
 		return ExitUsage
 	case errors.Is(err, client.ErrUnknownJob):
@@ -248,10 +251,20 @@ func (s seconds) Set(v string) error {
 	return nil
 }
 
+// openBus connects submit to the bus of o.Bus with the submitter role.
+func (o *Options) openBus(ctx context.Context, env Env, log *slog.Logger) (bus.Bus, error) {
+	do, err := o.BusAuth.dialOptions("skein-submit", dial.RoleSubmitter, log, env.Getenv, 3*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	return dial.Open(ctx, o.Bus, do)
+}
+
 // commonFlags are accepted by every command.
 func commonFlags(fs *flag.FlagSet, o *Options) {
 	fs.StringVar(&o.Bus, "bus", "", "bus URL: nats://host:4222 or amqp://user@host:5672/ (env SKEIN_BUS; none: run embedded)")
 	fs.StringVar(&o.Config, "config", "", "config file (env SKEIN_CONFIG)")
+	o.BusAuth.register(fs)
 	fs.StringVar(&o.Logging.Level, "log-level", "warn", "log level: debug, info, warn, error")
 	fs.StringVar(&o.Logging.Format, "log-format", "text", "log format: text or json")
 }
@@ -442,7 +455,7 @@ func runJob(ctx context.Context, kind wire.JobKind, args []string, env Env) erro
 		defer cl.Close()
 		c = cl.Client
 	} else {
-		b, err := dial.Open(ctx, o.Bus, dial.Options{Name: "skein-submit", Logger: log, ConnectTimeout: 3 * time.Second})
+		b, err := o.openBus(ctx, env, log)
 		if err != nil {
 			return err
 		}
@@ -461,6 +474,8 @@ func runJob(ctx context.Context, kind wire.JobKind, args []string, env Env) erro
 	if o.NoWait {
 		return printJSON(env.Stdout, id)
 	}
+	var localDone chan struct{}
+	var localErr error
 	if s.ReducerWaitLocal {
 		// reducer_wait_local: this process runs the job's reducers, still
 		// streaming: they come on a queue of their own.
@@ -479,8 +494,17 @@ func runJob(ctx context.Context, kind wire.JobKind, args []string, env Env) erro
 			return err
 		}
 		rctx, stopLocal := context.WithCancel(ctx)
-		localDone := make(chan struct{})
-		go func() { defer close(localDone); _, _ = rt.Run(rctx) }()
+		localDone = make(chan struct{})
+		go func() {
+			defer close(localDone)
+			// A reducer that cannot run (the bus refuses this user the
+			// reducer's queue: a submitter's rights do not include it)
+			// ends the wait instead of leaving it hanging.
+			if _, err := rt.Run(rctx); err != nil && rctx.Err() == nil {
+				localErr = fmt.Errorf("reducer_wait_local: the reducer cannot run in this process: %w", err)
+				stop()
+			}
+		}()
 		defer func() { stopLocal(); <-localDone }()
 	}
 	if env.Signals {
@@ -499,6 +523,15 @@ func runJob(ctx context.Context, kind wire.JobKind, args []string, env Env) erro
 		}()
 	}
 	st, err := waitWithProgress(ctx, c, id, s, o, env)
+	if err != nil && localDone != nil && ctx.Err() != nil {
+		<-localDone
+		if localErr != nil {
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			_, _ = c.Cancel(cctx, id)
+			cancel()
+			return localErr
+		}
+	}
 	if err != nil {
 		return err
 	}
@@ -736,7 +769,7 @@ func runJobCommand(ctx context.Context, cmd string, args []string, env Env) erro
 	if err != nil {
 		return usagef("%v", err)
 	}
-	b, err := dial.Open(ctx, o.Bus, dial.Options{Name: "skein-submit", Logger: log, ConnectTimeout: 3 * time.Second})
+	b, err := o.openBus(ctx, env, log)
 	if err != nil {
 		return err
 	}

@@ -8,14 +8,21 @@
 #   rabbitmq.sh stop-broker   stop only the node (data and ports are kept)
 #   rabbitmq.sh start-broker  start the node again on the same ports and data
 #   rabbitmq.sh status        exit 0 when the node answers
+#   rabbitmq.sh ctl ARGS...   run rabbitmqctl ARGS against the node (users,
+#                             vhosts, permissions; stdin is passed through)
 #
 # State lives in $SKEIN_TEST_DIR/rabbitmq (or $SKEIN_RABBITMQ_DIR). Logs go
 # to stderr and to that directory; stdout carries only the export lines.
+# SKEIN_RABBITMQ_NODE names the node (default skeintest@localhost). With
+# SKEIN_RABBITMQ_TLS_DIR (ca.pem, server.pem, server-key.pem in it) the
+# node also listens for amqps:// and verifies client certificates; `env`
+# then prints SKEIN_TEST_AMQPS_URL too.
 set -euo pipefail
 
 script=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")
 dir=${SKEIN_RABBITMQ_DIR:-${SKEIN_TEST_DIR:-/tmp/skein-test-$(id -u)}/rabbitmq}
-node=skeintest@localhost
+node=${SKEIN_RABBITMQ_NODE:-skeintest@localhost}
+tls=${SKEIN_RABBITMQ_TLS_DIR:-}
 bin=/usr/lib/rabbitmq/bin
 
 log() { echo "rabbitmq.sh: $*" >&2; }
@@ -68,6 +75,12 @@ setup() {
 			AMQP_USER=skein
 			AMQP_PASS=$pass
 		EOF
+		if [ -n "$tls" ]; then
+			local amqps
+			amqps=$(free_port)
+			while [ "$amqps" = "$amqp" ] || [ "$amqps" = "$dist" ] || [ "$amqps" = "$epmd" ]; do amqps=$(free_port); done
+			echo "AMQPS_PORT=$amqps" >>"$dir/ports.env"
+		fi
 	fi
 	# shellcheck disable=SC1091
 	. "$dir/ports.env"
@@ -86,6 +99,16 @@ setup() {
 		log.file.level = info
 		log.console = false
 	EOF
+	if [ -n "$tls" ]; then
+		cat >>"$dir/rabbitmq.conf" <<-EOF
+			listeners.ssl.1 = 127.0.0.1:$AMQPS_PORT
+			ssl_options.cacertfile = $tls/ca.pem
+			ssl_options.certfile = $tls/server.pem
+			ssl_options.keyfile = $tls/server-key.pem
+			ssl_options.verify = verify_peer
+			ssl_options.fail_if_no_peer_cert = true
+		EOF
+	fi
 	: >"$dir/enabled_plugins.erl"
 	echo "[]." >"$dir/enabled_plugins.erl"
 	: >"$dir/rabbitmq-env.conf"
@@ -215,6 +238,9 @@ print_env() {
 	. "$dir/ports.env"
 	echo "export SKEIN_TEST_AMQP_URL=amqp://$AMQP_USER:$AMQP_PASS@127.0.0.1:$AMQP_PORT/"
 	echo "export SKEIN_TEST_AMQP_CTL=\"env SKEIN_RABBITMQ_DIR=$dir bash $script\""
+	if [ -n "${AMQPS_PORT:-}" ]; then
+		echo "export SKEIN_TEST_AMQPS_URL=amqps://$AMQP_USER:$AMQP_PASS@localhost:$AMQPS_PORT/"
+	fi
 }
 
 case "${1:-}" in
@@ -235,8 +261,14 @@ stop-broker) stop_broker ;;
 start-broker) start_broker ;;
 status) running ;;
 env) print_env ;;
+ctl)
+	shift
+	setup >/dev/null
+	env_node
+	ctl "$@"
+	;;
 *)
-	echo "usage: $0 start|stop|stop-broker|start-broker|status|env" >&2
+	echo "usage: $0 start|stop|stop-broker|start-broker|status|env|ctl ARGS..." >&2
 	exit 2
 	;;
 esac

@@ -1,0 +1,92 @@
+#!/bin/sh
+# skein-users.sh: create a Skein tenant on RabbitMQ: a virtual host and
+# three users with the least rights of their role, NS-submitter,
+# NS-coordinator and NS-runtime.
+#
+#   SKEIN_<NS>_SUBMITTER_PASSWORD=… SKEIN_<NS>_COORDINATOR_PASSWORD=… \
+#   SKEIN_<NS>_RUNTIME_PASSWORD=… skein-users.sh [-p POOL]... VHOST NAMESPACE
+#
+# NS is the namespace upper-cased with '-' as '_'. The programs then use
+# amqp://NS-ROLE@host:5672/VHOST?ns=NAMESPACE with the role's password in
+# SKEIN_BUS_PASSWORD (or --bus-password-file). -p POOL (repeatable,
+# default "default") names the pools the namespace's runtimes may take
+# tasks from (with their "POOL-reduce" pools). Passwords reach rabbitmqctl
+# on its standard input, never its command line. RABBITMQCTL names the
+# rabbitmqctl command (default: rabbitmqctl; it may carry arguments, e.g.
+# "rabbitmqctl -n rabbit@host"). Running it again updates passwords and
+# permissions. See docs/security.md for what each right is for.
+set -eu
+
+pools=""
+while [ $# -gt 0 ]; do
+	case "$1" in
+	-p) [ $# -ge 2 ] || { echo "skein-users.sh: -p needs a pool" >&2; exit 2; }
+		pools="$pools $2"; shift 2 ;;
+	-h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-*) echo "skein-users.sh: unknown flag $1" >&2; exit 2 ;;
+	*) break ;;
+	esac
+done
+[ $# -eq 2 ] || { echo "usage: skein-users.sh [-p POOL]... VHOST NAMESPACE" >&2; exit 2; }
+vhost=$1 ns=$2
+[ -n "$pools" ] || pools=default
+token_ok() { case "$1" in ''|*[!a-z0-9_-]*) return 1 ;; esac; }
+token_ok "$ns" || { echo "skein-users.sh: bad namespace $ns (lower-case letters, digits, - and _)" >&2; exit 2; }
+for p in $pools; do token_ok "$p" || { echo "skein-users.sh: bad pool name $p" >&2; exit 2; }; done
+
+ctl() { ${RABBITMQCTL:-rabbitmqctl} "$@"; }
+V=$(echo "$ns" | tr 'a-z-' 'A-Z_')
+
+# Object names (bus/rabbitmq): exchanges NS.events (topic, with the stream
+# queue NS.events), NS.broadcast (topic) and NS.rpc (direct, to the queues
+# NS.rpc.<subject>); work queues are named as the pool in the default
+# namespace "skein" and NS.<pool> in any other, each with <queue>.dead;
+# delayed retries wait in NS.delay.*; listeners use server-named amq.gen-*
+# queues.
+if [ "$ns" = skein ]; then qp=""; else qp="$ns\\."; fi
+queues=""
+for p in $pools; do
+	queues="$queues${queues:+|}$qp$p|$qp$p-reduce"
+done
+n=$ns
+ev="$n\\.events" bc="$n\\.broadcast" rpc="$n\\.rpc"
+
+ctl list_vhosts name | grep -qx "$vhost" || ctl add_vhost "$vhost" >/dev/null
+
+user() { # user role
+	var="SKEIN_${V}_$(echo "$2" | tr 'a-z' 'A-Z')_PASSWORD"
+	eval "pw=\${$var:-}"
+	[ -n "$pw" ] || { echo "skein-users.sh: set $var" >&2; exit 2; }
+	if ctl list_users name | grep -qx "$1"; then
+		printf '%s\n' "$pw" | ctl change_password "$1" >/dev/null
+	else
+		printf '%s\n' "$pw" | ctl add_user "$1" >/dev/null
+	fi
+}
+
+# submitter: publishes API requests (NS.rpc), reads the event stream (end
+# records, task events), binds its own listener queues to progress
+# notices only.
+user "$ns-submitter" submitter
+ctl set_permissions -p "$vhost" "$ns-submitter" '^amq\.gen-.*' "^($rpc|amq\\.gen-.*)\$" "^($ev|$bc|amq\\.gen-.*)\$" >/dev/null
+ctl set_topic_permissions -p "$vhost" "$ns-submitter" "$n.broadcast" '^$' '^progress\.' >/dev/null
+ctl set_topic_permissions -p "$vhost" "$ns-submitter" "$n.events" '^$' '^$' >/dev/null
+
+# coordinator: owns the namespace's objects on the vhost (declares the
+# exchanges, the stream and the work queues, publishes tasks through the
+# default exchange, answers requests through direct reply-to); on the
+# event stream it writes the job log, reducer feeds and the marks it puts
+# on a job's events when it takes the job up.
+user "$ns-coordinator" coordinator
+ctl set_permissions -p "$vhost" "$ns-coordinator" '.*' '.*' '.*' >/dev/null
+ctl set_topic_permissions -p "$vhost" "$ns-coordinator" "$n.events" '^(job|feed|task)\.' '.*' >/dev/null
+ctl set_topic_permissions -p "$vhost" "$ns-coordinator" "$n.broadcast" '.*' '.*' >/dev/null
+
+# runtime: takes tasks of its pools' queues, writes task events only,
+# reads the stream (reducer feeds), hears cancel notices; delayed retries
+# and dead letters go through the default exchange.
+user "$ns-runtime" runtime
+ctl set_permissions -p "$vhost" "$ns-runtime" "^(($queues)(\\.dead)?|$n\\.delay\\..*|amq\\.gen-.*)\$" "^($ev|amq\\.default|amq\\.gen-.*)\$" "^($queues|$ev|$bc|amq\\.gen-.*)\$" >/dev/null
+ctl set_topic_permissions -p "$vhost" "$ns-runtime" "$n.events" '^task\.[^.]+$' '^$' >/dev/null
+ctl set_topic_permissions -p "$vhost" "$ns-runtime" "$n.broadcast" '^$' '^cancel$' >/dev/null
+echo "skein-users.sh: vhost $vhost, namespace $ns: users $ns-submitter, $ns-coordinator, $ns-runtime (pools:$pools)"
