@@ -55,9 +55,8 @@ func connect(t testing.TB, url string, opts rabbitmq.Options) (*rabbitmq.Bus, *t
 	return b, lg
 }
 
-// ctl runs "$SKEIN_TEST_AMQP_CTL <cmd>".
-func ctl(t *testing.T, cmd string) func() error {
-	line := testenv.Require(t, testenv.AMQPCtl)
+// ctl runs "<line> <cmd>" (a broker's stop-broker / start-broker).
+func ctl(t *testing.T, line, cmd string) func() error {
 	return func() error {
 		out, err := exec.Command("sh", "-c", line+" "+cmd).CombinedOutput()
 		if err != nil {
@@ -70,6 +69,13 @@ func ctl(t *testing.T, cmd string) func() error {
 
 func TestConformance(t *testing.T) {
 	url := testenv.Require(t, testenv.AMQPURL)
+	restart := testenv.CI() || !testing.Short()
+	var line string
+	if restart {
+		// The suite stops and starts its broker: a node of its own, so
+		// that other packages' tests on the shared node go on.
+		url, line = testenv.PrivateRabbitMQ(t)
+	}
 	f := bustest.Features{
 		DeadLetters: func(ctx context.Context, b bus.Bus, queue string) ([]bustest.DeadLetter, error) {
 			dl, err := b.(*rabbitmq.Bus).DeadLetters(ctx, queue, 100)
@@ -81,8 +87,8 @@ func TestConformance(t *testing.T) {
 		},
 		Slow: 1,
 	}
-	if testenv.CI() || !testing.Short() {
-		f.StopBroker, f.StartBroker = ctl(t, "stop-broker"), ctl(t, "start-broker")
+	if restart {
+		f.StopBroker, f.StartBroker = ctl(t, line, "stop-broker"), ctl(t, line, "start-broker")
 	}
 	bustest.Run(t, f, func(t *testing.T) bus.Bus {
 		b, _ := connect(t, url, rabbitmq.Options{MaxMessageSize: 1 << 20})

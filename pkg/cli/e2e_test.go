@@ -465,8 +465,10 @@ func TestReducerKilledMidStream(t *testing.T) {
 // 500-task job of 50 ms sleeps; the job completes with every result
 // right and none duplicated, and the programs log their reconnects.
 func TestBrokerRestartMidJob(t *testing.T) {
-	url := namespaced(t, testenv.Require(t, testenv.AMQPURL))
-	ctl := testenv.Require(t, testenv.AMQPCtl)
+	// A broker of the test's own: it is stopped and started, and other
+	// packages' tests use the shared one meanwhile.
+	amqp, ctl := testenv.PrivateRabbitMQ(t)
+	url := namespaced(t, amqp)
 	rts := cluster(t, url, 2)
 	n := 500
 	var iter []string
