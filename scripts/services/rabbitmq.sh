@@ -161,8 +161,10 @@ start_epmd() {
 start_broker() {
 	setup
 	env_node
-	if running; then return 0; fi
+	# epmd first: `running` asks rabbitmqctl, which would start an epmd of
+	# its own on our port that stop then would not know to end.
 	start_epmd
+	if running; then return 0; fi
 	log "starting node $node on 127.0.0.1:$AMQP_PORT (data $dir)"
 	setsid nohup "$bin/rabbitmq-server" >>"$dir/log/server.out" 2>&1 </dev/null &
 	echo $! >"$dir/server.pid"
@@ -253,7 +255,17 @@ stop)
 	stop_broker
 	if [ -f "$dir/epmd.ours" ]; then
 		. "$dir/ports.env"
-		epmd -port "$EPMD_PORT" -kill >/dev/null 2>&1 || true
+		# epmd refuses -kill while the stopped node is still registered:
+		# try for a few seconds, then end the process listening on its port.
+		for _ in $(seq 1 25); do
+			epmd -port "$EPMD_PORT" -kill >/dev/null 2>&1 || true
+			epmd -port "$EPMD_PORT" -names >/dev/null 2>&1 || break
+			sleep 0.2
+		done
+		if epmd -port "$EPMD_PORT" -names >/dev/null 2>&1; then
+			pid=$(ss -ltnp "sport = :$EPMD_PORT" 2>/dev/null | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2)
+			if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; fi
+		fi
 		rm -f "$dir/epmd.ours"
 	fi
 	;;
