@@ -10,7 +10,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -20,6 +22,9 @@ import (
 type Broker interface {
 	// Bus is "nats" or "rabbitmq".
 	Bus() string
+	// Version names the server and its version once it has started
+	// ("nats-server v2.9.10", "rabbitmq 3.10.8").
+	Version() string
 	// URL is the bus URL the programs connect to.
 	URL() string
 	// Start starts the broker (again, on the same store and ports) and
@@ -98,6 +103,15 @@ func NewNATSServer(procs *Procs, path, dir string) (*NATSServer, error) {
 }
 
 func (s *NATSServer) Bus() string { return "nats" }
+
+// Version runs nats-server --version.
+func (s *NATSServer) Version() string {
+	out, err := exec.Command(s.Path, "--version").Output()
+	if err != nil {
+		return "nats-server (version unknown)"
+	}
+	return strings.TrimSpace(strings.Replace(string(out), ":", "", 1))
+}
 func (s *NATSServer) URL() string { return fmt.Sprintf("nats://127.0.0.1:%d", s.port) }
 func (s *NATSServer) Proc() *Proc { return s.cur }
 func (s *NATSServer) Close()      {}
@@ -186,6 +200,18 @@ log.console.level = info
 }
 
 func (s *RabbitMQServer) Bus() string { return "rabbitmq" }
+
+var rabbitVersion = regexp.MustCompile(`Starting RabbitMQ ([0-9][0-9.]*)`)
+
+// Version reads the version from the node's log.
+func (s *RabbitMQServer) Version() string {
+	if s.cur != nil {
+		if m := rabbitVersion.FindStringSubmatch(s.cur.Log()); m != nil {
+			return "rabbitmq " + m[1]
+		}
+	}
+	return "rabbitmq (version unknown)"
+}
 func (s *RabbitMQServer) URL() string {
 	return fmt.Sprintf("amqp://skein:%s@127.0.0.1:%d/", s.pass, s.amqp)
 }

@@ -19,9 +19,13 @@ import (
 //
 //	SKEIN_CHAOS_ROUNDS      rounds per bus (default 1: what make test runs)
 //	SKEIN_CHAOS_TASKS       tasks of the main job (default 2000)
+//	SKEIN_CHAOS_BUSY        a noop map of this many tasks runs before each round, so that
+//	                        a restarted coordinator reads a long event stream (default
+//	                        20000; 0: none)
 //	SKEIN_CHAOS_SEED        seed of the choice of runtimes to kill
 //	SKEIN_CHAOS_RACE        1: build the programs with the race detector
-//	SKEIN_CHAOS_NATS_SERVER the nats-server binary (default: nats-server on PATH)
+//	SKEIN_CHAOS_NATS_SERVER nats-server binaries, comma-separated: the NATS rounds run
+//	                        on each (default: nats-server on PATH)
 //	SKEIN_CHAOS_LOG_DIR     where the rounds' logs go (default: $SKEIN_TEST_DIR/chaos,
 //	                        else a new directory under the system's temporary one)
 
@@ -52,11 +56,28 @@ func TestMain(m *testing.M) {
 }
 
 func TestChaosNATS(t *testing.T) {
-	path := os.Getenv("SKEIN_CHAOS_NATS_SERVER")
-	if path == "" {
-		path = requireBinary(t, "nats-server", "scripts/services/nats.sh installs it")
+	var paths []string
+	for _, p := range strings.Split(os.Getenv("SKEIN_CHAOS_NATS_SERVER"), ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			paths = append(paths, p)
+		}
 	}
-	runRounds(t, func(procs *Procs, dir string) (Broker, error) { return NewNATSServer(procs, path, dir) })
+	if len(paths) == 0 {
+		paths = []string{requireBinary(t, "nats-server", "scripts/services/nats.sh installs it")}
+	}
+	for _, path := range paths {
+		if _, err := os.Stat(path); err != nil {
+			t.Fatalf("SKEIN_CHAOS_NATS_SERVER: %v", err)
+		}
+		run := func(t *testing.T) {
+			runRounds(t, func(procs *Procs, dir string) (Broker, error) { return NewNATSServer(procs, path, dir) })
+		}
+		if len(paths) == 1 {
+			run(t)
+			continue
+		}
+		t.Run(strings.ReplaceAll((&NATSServer{Path: path}).Version(), " ", "-"), run)
+	}
 }
 
 func TestChaosRabbitMQ(t *testing.T) {
@@ -90,8 +111,8 @@ func envInt(t *testing.T, name string, def int) int {
 		return def
 	}
 	n, err := strconv.Atoi(v)
-	if err != nil || n <= 0 {
-		t.Fatalf("%s=%q: want a positive integer", name, v)
+	if err != nil || n < 0 {
+		t.Fatalf("%s=%q: want a number ≥ 0", name, v)
 	}
 	return n
 }
@@ -127,6 +148,10 @@ func runRounds(t *testing.T, newBroker func(*Procs, string) (Broker, error)) {
 	b := buildPrograms(t)
 	rounds := envInt(t, "SKEIN_CHAOS_ROUNDS", 1)
 	tasks := envInt(t, "SKEIN_CHAOS_TASKS", 2000)
+	if tasks == 0 {
+		t.Fatal("SKEIN_CHAOS_TASKS=0: the main job needs tasks")
+	}
+	busy := envInt(t, "SKEIN_CHAOS_BUSY", 20000)
 	var seed int64
 	if v := os.Getenv("SKEIN_CHAOS_SEED"); v != "" {
 		seed, _ = strconv.ParseInt(v, 10, 64)
@@ -153,12 +178,12 @@ func runRounds(t *testing.T, newBroker func(*Procs, string) (Broker, error)) {
 				defer cancel()
 			}
 			r := Run(ctx, Config{Bins: b, Procs: procs, Broker: broker, DataDir: filepath.Join(dataDir, "programs"),
-				Tasks: tasks, Seed: seed, Logf: t.Logf})
+				Tasks: tasks, Busy: busy, Seed: seed, Logf: t.Logf})
 			totalsMu.Lock()
-			tot := totals[r.Bus]
+			tot := totals[r.Bus+" "+r.Server]
 			if tot == nil {
 				tot = &Totals{}
-				totals[r.Bus] = tot
+				totals[r.Bus+" "+r.Server] = tot
 			}
 			tot.Add(r)
 			totalsMu.Unlock()

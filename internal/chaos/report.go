@@ -35,6 +35,7 @@ type JobResult struct {
 // Report is the outcome of one round.
 type Report struct {
 	Bus    string
+	Server string // the broker and its version
 	Seed   int64
 	LogDir string
 	Wall   time.Duration // first submit to the last job's end
@@ -56,8 +57,8 @@ func (r *Report) Failed() bool { return len(r.Problems) > 0 }
 // Summary is one paragraph: jobs, kills, counts, problems.
 func (r *Report) Summary() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s round (seed %d, logs %s): %s wall, killed %d runtimes, the broker %d×, the coordinator %d×\n",
-		r.Bus, r.Seed, r.LogDir, r.Wall.Round(100*time.Millisecond), r.Kills.Runtimes, r.Kills.Broker, r.Kills.Coordinator)
+	fmt.Fprintf(&b, "%s round on %s (seed %d, logs %s): %s wall, killed %d runtimes, the broker %d×, the coordinator %d×\n",
+		r.Bus, r.Server, r.Seed, r.LogDir, r.Wall.Round(100*time.Millisecond), r.Kills.Runtimes, r.Kills.Broker, r.Kills.Coordinator)
 	for _, j := range r.Jobs {
 		fmt.Fprintf(&b, "  job %-8s %-26s want %-9s exit %2d in %6s", j.Name, orUnknown(j.ID), j.Want, j.Exit, j.Took.Round(100*time.Millisecond))
 		if j.Want == wire.StateDone {
@@ -101,6 +102,7 @@ func (r *Report) Details() string {
 
 // Totals sums a bus's rounds.
 type Totals struct {
+	Server                                      string
 	Bus                                         string
 	Rounds, Failed                              int
 	Jobs, Tasks, Lost, Wrong, RanTwice, Redeliv int
@@ -110,7 +112,7 @@ type Totals struct {
 
 // Add counts a round.
 func (t *Totals) Add(r *Report) {
-	t.Bus = r.Bus
+	t.Bus, t.Server = r.Bus, r.Server
 	t.Rounds++
 	if r.Failed() {
 		t.Failed++
@@ -136,10 +138,15 @@ func (t *Totals) Add(r *Report) {
 // median and worst wall time of a round.
 func WriteTable(w io.Writer, totals []*Totals) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "bus\trounds\tjobs\ttasks\tlost\twrong\tran twice\tredelivered\tleft queued\tfailed rounds\twall/round p50\tmax\t")
-	sort.Slice(totals, func(i, k int) bool { return totals[i].Bus < totals[k].Bus })
+	fmt.Fprintln(tw, "bus\tserver\trounds\tjobs\ttasks\tlost\twrong\tran twice\tredelivered\tleft queued\tfailed rounds\twall/round p50\tmax\t")
+	sort.Slice(totals, func(i, k int) bool {
+		if totals[i].Bus != totals[k].Bus {
+			return totals[i].Bus < totals[k].Bus
+		}
+		return totals[i].Server < totals[k].Server
+	})
 	for _, t := range totals {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t\n", t.Bus, t.Rounds, t.Jobs, t.Tasks, t.Lost, t.Wrong,
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t\n", t.Bus, t.Server, t.Rounds, t.Jobs, t.Tasks, t.Lost, t.Wrong,
 			t.RanTwice, t.Redeliv, t.Leftover, t.Failed,
 			stats.Percentile(t.Walls, 50).Round(100*time.Millisecond), stats.Percentile(t.Walls, 100).Round(100*time.Millisecond))
 	}

@@ -53,6 +53,10 @@ type Config struct {
 	KillEvery   time.Duration // a runtime is SIGKILLed this often (default 2s)
 	JobDeadline time.Duration // every job must end this long after the first submit (default 150s)
 	Seed        int64         // picks the runtimes to kill (default: the clock)
+	// Busy, when > 0, runs a noop map of that many tasks to its end
+	// before the round, so that the event stream a restarted coordinator
+	// reads is long with another job's events (issue 12, point 3).
+	Busy int
 	// Logf reports progress (the test's t.Logf); may be nil.
 	Logf func(format string, args ...any)
 }
@@ -193,6 +197,12 @@ func (r *round) logf(format string, args ...any) {
 
 // at records a moment of the round's timeline.
 func (r *round) at(format string, args ...any) {
+	r.record(true, format, args...)
+}
+
+// record adds a line to the timeline, and to the progress log when
+// show is set (a runtime kill every 2 s is only in the timeline).
+func (r *round) record(show bool, format string, args ...any) {
 	line := fmt.Sprintf(format, args...)
 	if !r.t0.IsZero() {
 		line = fmt.Sprintf("%+7.1fs  %s", time.Since(r.t0).Seconds(), line)
@@ -202,7 +212,9 @@ func (r *round) at(format string, args ...any) {
 	r.mu.Lock()
 	r.report.Timeline = append(r.report.Timeline, line)
 	r.mu.Unlock()
-	r.logf("%s %s", r.report.Bus, line)
+	if show {
+		r.logf("%s %s", r.report.Bus, line)
+	}
 }
 
 func (r *round) problem(format string, args ...any) {
@@ -241,7 +253,8 @@ func (r *round) setup(ctx context.Context) error {
 	if err := r.cfg.Broker.Start(sctx); err != nil {
 		return fmt.Errorf("starting %s: %w", r.cfg.Broker.Bus(), err)
 	}
-	r.at("%s up (%s)", r.cfg.Broker.Proc().Name, r.cfg.Broker.URL())
+	r.report.Server = r.cfg.Broker.Version()
+	r.at("%s up: %s on %s", r.cfg.Broker.Proc().Name, r.report.Server, r.cfg.Broker.URL())
 	if err := r.startCoordinator(sctx); err != nil {
 		return err
 	}
@@ -257,6 +270,27 @@ func (r *round) setup(ctx context.Context) error {
 			return err
 		}
 	}
+	if r.cfg.Busy > 0 {
+		return r.busy(ctx)
+	}
+	return nil
+}
+
+// busy runs the noop map of Config.Busy tasks to its end.
+func (r *round) busy(ctx context.Context) error {
+	path := filepath.Join(r.cfg.DataDir, "iterdata-busy.json")
+	if err := os.WriteFile(path, []byte("["+strings.Repeat("null,", r.cfg.Busy-1)+"null]"), 0o644); err != nil {
+		return err
+	}
+	start := time.Now()
+	p, err := r.runSubmit(ctx, 5*time.Minute, "busy", "map", "--function", "noop", "--iterdata-from", path, "--quiet", "--no-fetch")
+	if err != nil {
+		return err
+	}
+	if p.ExitCode() != 0 {
+		return fmt.Errorf("the busy job (%d noop tasks) before the round: %s; stderr:\n%s", r.cfg.Busy, p.Exit(), p.Tail(20))
+	}
+	r.at("busy job: %d noop tasks done in %s", r.cfg.Busy, time.Since(start).Round(100*time.Millisecond))
 	return nil
 }
 
@@ -539,7 +573,7 @@ func (r *round) killRuntimes(ctx context.Context) {
 			r.mu.Lock()
 			r.report.Kills.Runtimes++
 			r.mu.Unlock()
-			r.at("SIGKILL %s", victim.Name)
+			r.record(false, "SIGKILL %s", victim.Name)
 		}
 		for n := len(r.liveRuntimes()); n < r.cfg.Runtimes; n++ {
 			if _, err := r.startRuntime(); err != nil {
@@ -619,11 +653,11 @@ func (r *round) script(ctx context.Context, lateGo chan struct{}) {
 	r.brokerMu.Lock()
 	b := r.cfg.Broker.Proc()
 	r.chaosMoment("broker")
+	r.at("SIGKILL %s", b.Name)
 	b.Kill()
 	r.mu.Lock()
 	r.report.Kills.Broker++
 	r.mu.Unlock()
-	r.at("SIGKILL %s", b.Name)
 	err := r.cfg.Broker.Start(ctx)
 	r.brokerMu.Unlock()
 	if err != nil {
@@ -643,11 +677,11 @@ func (r *round) script(ctx context.Context, lateGo chan struct{}) {
 	co := r.coord
 	r.mu.Unlock()
 	r.chaosMoment("coordinator")
+	r.at("SIGKILL %s", co.Name)
 	co.Kill()
 	r.mu.Lock()
 	r.report.Kills.Coordinator++
 	r.mu.Unlock()
-	r.at("SIGKILL %s", co.Name)
 	err = r.startCoordinator(ctx)
 	r.coordMu.Unlock()
 	if err != nil {
