@@ -8,8 +8,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/skeinrun/skein/bus"
 	"github.com/skeinrun/skein/bus/dial"
-	"github.com/skeinrun/skein/pkg/client"
+	"github.com/skeinrun/skein/pkg/coordinator"
 	"github.com/skeinrun/skein/pkg/wire"
 )
 
@@ -84,7 +85,10 @@ func (r *round) checkJob(ctx context.Context, j *job) {
 			fail("exit 0 but the result is not exact: %d elements missing, %d wrong of %d:\n%s", lost, wrong, j.Tasks, indent(detail))
 		}
 	case wire.StateCancelled:
-		if c := j.cancelProc; c == nil {
+		r.mu.Lock()
+		c := j.cancelProc
+		r.mu.Unlock()
+		if c == nil {
 			fail("submit cancel never ran")
 		} else if c.ExitCode() != exitOK || !strings.Contains(c.Stdout(), `"cancelled"`) {
 			fail("submit cancel: %s, stdout %q, want exit 0 and state \"cancelled\"; stderr:\n%s", c.Exit(), strings.TrimSpace(c.Stdout()), indent(c.Tail(15)))
@@ -154,14 +158,11 @@ func (r *round) countEvents(ctx context.Context) {
 		return
 	}
 	defer b.Close()
-	c := client.New(b)
 	for _, j := range r.jobs {
 		if j.Want != wire.StateDone || j.ID == "" || j.Hung {
 			continue
 		}
-		ectx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		evs, st, err := c.Events(ectx, j.ID)
-		cancel()
+		evs, err := replayEvents(ctx, b, j)
 		if err != nil {
 			r.note("job %s (%s): reading its events: %v", j.Name, j.ID, err)
 			continue
@@ -187,7 +188,52 @@ func (r *round) countEvents(ctx context.Context) {
 		}
 		j.Redelivered = len(redelivered)
 		if len(done) != j.Tasks {
-			r.note("job %s (%s): the events on the bus show %d of %d tasks done (state %s, %d events read)", j.Name, j.ID, len(done), j.Tasks, st.State, len(evs))
+			r.note("job %s (%s): the events on the bus show %d of %d tasks done (%d events read)", j.Name, j.ID, len(done), j.Tasks, len(evs))
+		}
+	}
+}
+
+// replayEvents reads a job's task events from the bus itself, from a
+// little before its submit started, until every task has a "done" event
+// and the stream has been quiet for a second, or it has been quiet for 3
+// s. It does not ask the coordinator, which may not know a job that
+// ended before it (re)started.
+func replayEvents(ctx context.Context, b bus.Bus, j *job) ([]wire.Event, error) {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	ch, err := b.Subscribe(ctx, wire.TaskEvents(j.ID), bus.SubscribeOptions{Since: j.submitted.Add(-5 * time.Second)})
+	if err != nil {
+		return nil, err
+	}
+	var evs []wire.Event
+	done := map[int]bool{}
+	quiet := time.NewTimer(3 * time.Second)
+	defer quiet.Stop()
+	for {
+		select {
+		case m, ok := <-ch:
+			if !ok {
+				return evs, ctx.Err()
+			}
+			batch, err := coordinator.DecodeEvents(m.Data)
+			if err != nil {
+				continue
+			}
+			for _, ev := range batch {
+				evs = append(evs, ev)
+				if ev.Type == wire.EventDone {
+					done[ev.Task] = true
+				}
+			}
+			wait := 3 * time.Second
+			if len(done) >= j.Tasks {
+				wait = time.Second
+			}
+			quiet.Reset(wait)
+		case <-quiet.C:
+			return evs, nil
+		case <-ctx.Done():
+			return evs, ctx.Err()
 		}
 	}
 }

@@ -10,7 +10,9 @@
 //
 //   - main: a map of 2,000 short sleeps whose results name their element;
 //   - side: a map of 300 such sleeps beside it;
-//   - cancel: a map cancelled with submit cancel 2.5 s in;
+//   - cancel: a map of 20,000 tasks, submitted with --no-wait and
+//     cancelled (submit cancel) as soon as its id is known, while the
+//     coordinator still publishes its tasks;
 //   - timeout: a map of 1 s sleeps with --timeout 3;
 //   - late: a map of 200 sleeps submitted once the restarted coordinator
 //     serves.

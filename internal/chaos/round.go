@@ -90,11 +90,10 @@ func (c *Config) setDefaults() {
 
 // The round's schedule, from the first submit.
 const (
-	cancelAt      = 2500 * time.Millisecond // submit cancel of the "cancel" job
-	brokerKillAt  = 5 * time.Second         // SIGKILL the broker, start it again
-	coordKillAt   = 10 * time.Second        // SIGKILL the coordinator (at the earliest)
-	coordKillWait = 3 * time.Second         // … and not before the broker has served this long
-	timeoutAfter  = 3.0                     // --timeout of the "timeout" job, seconds
+	brokerKillAt  = 5 * time.Second  // SIGKILL the broker, start it again
+	coordKillAt   = 10 * time.Second // SIGKILL the coordinator (at the earliest)
+	coordKillWait = 3 * time.Second  // … and not before the broker has served this long
+	timeoutAfter  = 3.0              // --timeout of the "timeout" job, seconds
 )
 
 // job is one job of a round and what became of it.
@@ -108,6 +107,7 @@ type job struct {
 	noWait  bool
 	late    bool
 
+	submitted  time.Time
 	proc       *Proc // the process whose exit code is the job's outcome (guarded by round.mu)
 	cancelProc *Proc // submit cancel, for the cancelled job
 	idSet      chan struct{}
@@ -126,7 +126,9 @@ func (c *Config) jobs() []*job {
 	}
 	main := mk("main", c.Tasks, wire.StateDone, shortSleep)
 	side := mk("side", 300, wire.StateDone, shortSleep)
-	cancel := mk("cancel", 600, wire.StateCancelled, func(int) float64 { return 0.05 })
+	// Large, and cancelled as soon as submit --no-wait has its id: the
+	// coordinator is still publishing its tasks (issue 12, point 1).
+	cancel := mk("cancel", 20000, wire.StateCancelled, func(int) float64 { return 0.05 })
 	cancel.noWait = true
 	timeout := mk("timeout", 60, wire.StateTimedOut, func(int) float64 { return 1 })
 	timeout.timeout = timeoutAfter
@@ -464,6 +466,7 @@ func (r *round) runJob(ctx context.Context, j *job) {
 		args = append(args, "--timeout", strconv.FormatFloat(j.timeout, 'f', -1, 64))
 	}
 	start := time.Now()
+	j.submitted = start
 	if j.noWait {
 		p, err := r.runSubmit(ctx, time.Minute, j.Name+"-nowait", append(args, "--no-wait")...)
 		if err != nil {
@@ -619,7 +622,7 @@ func (r *round) supervise(ctx context.Context) {
 	}
 }
 
-// script cancels one job, kills the broker once and the coordinator
+// script cancels one job as soon as it is submitted, kills the broker once and the coordinator
 // once, and lets the late job go once the new coordinator serves.
 func (r *round) script(ctx context.Context, lateGo chan struct{}) {
 	lateReleased := false
@@ -628,24 +631,7 @@ func (r *round) script(ctx context.Context, lateGo chan struct{}) {
 			close(lateGo)
 		}
 	}()
-	cj := r.byName["cancel"]
-	if !r.sleepUntil(ctx, cancelAt) {
-		return
-	}
-	select {
-	case <-cj.idSet:
-	case <-ctx.Done():
-		return
-	}
-	if id := r.jobID(cj); id != "" {
-		p, err := r.runSubmit(ctx, 30*time.Second, "cancel-cancel", "cancel", id, "--log-level", "info")
-		if err != nil {
-			r.problem("submit cancel: %v", err)
-		} else {
-			cj.cancelProc = p
-			r.at("submit cancel %s: %s; stdout %s", id, p.Exit(), strings.TrimSpace(p.Stdout()))
-		}
-	}
+	go r.cancel(ctx)
 
 	if !r.sleepUntil(ctx, brokerKillAt) {
 		return
@@ -692,6 +678,41 @@ func (r *round) script(ctx context.Context, lateGo chan struct{}) {
 	}
 	lateReleased = true
 	close(lateGo)
+}
+
+// cancel cancels the "cancel" job as soon as its id is known. A submit
+// cancel that fails is a problem; it is tried again (as a user would) up
+// to three times, so that one failure does not leave 20,000 tasks in
+// everyone's way for the rest of the round.
+func (r *round) cancel(ctx context.Context) {
+	cj := r.byName["cancel"]
+	select {
+	case <-cj.idSet:
+	case <-ctx.Done():
+		return
+	}
+	id := r.jobID(cj)
+	if id == "" {
+		return
+	}
+	for attempt := 1; attempt <= 3; attempt++ {
+		p, err := r.runSubmit(ctx, 15*time.Second, "cancel-cancel", "cancel", id, "--log-level", "info")
+		if err != nil {
+			r.problem("submit cancel: %v", err)
+			return
+		}
+		r.mu.Lock()
+		cj.cancelProc = p
+		r.mu.Unlock()
+		r.at("submit cancel %s: %s; stdout %s", id, p.Exit(), strings.TrimSpace(p.Stdout()))
+		if p.ExitCode() == exitOK {
+			return
+		}
+		r.problem("job cancel (%s): submit cancel (attempt %d): %s, want exit 0; stderr:\n%s", id, attempt, p.Exit(), indent(p.Tail(15)))
+		if !sleepCtx(ctx, time.Second) {
+			return
+		}
+	}
 }
 
 // chaosMoment checks that the main job is still running when the broker
