@@ -681,9 +681,10 @@ func (r *round) script(ctx context.Context, lateGo chan struct{}) {
 }
 
 // cancel cancels the "cancel" job as soon as its id is known. A submit
-// cancel that fails is a problem; it is tried again (as a user would) up
-// to three times, so that one failure does not leave 20,000 tasks in
-// everyone's way for the rest of the round.
+// cancel that fails is a problem (the later failures are notes); it is
+// tried again every 2 s for up to a minute, as a user would, so that one
+// failure does not leave 20,000 tasks in everyone's way for the rest of
+// the round.
 func (r *round) cancel(ctx context.Context) {
 	cj := r.byName["cancel"]
 	select {
@@ -695,7 +696,8 @@ func (r *round) cancel(ctx context.Context) {
 	if id == "" {
 		return
 	}
-	for attempt := 1; attempt <= 3; attempt++ {
+	giveUp := time.Now().Add(time.Minute)
+	for attempt := 1; ; attempt++ {
 		p, err := r.runSubmit(ctx, 15*time.Second, "cancel-cancel", "cancel", id, "--log-level", "info")
 		if err != nil {
 			r.problem("submit cancel: %v", err)
@@ -704,12 +706,16 @@ func (r *round) cancel(ctx context.Context) {
 		r.mu.Lock()
 		cj.cancelProc = p
 		r.mu.Unlock()
-		r.at("submit cancel %s: %s; stdout %s", id, p.Exit(), strings.TrimSpace(p.Stdout()))
+		r.at("submit cancel %s (attempt %d): %s; stdout %s", id, attempt, p.Exit(), strings.TrimSpace(p.Stdout()))
 		if p.ExitCode() == exitOK {
 			return
 		}
-		r.problem("job cancel (%s): submit cancel (attempt %d): %s, want exit 0; stderr:\n%s", id, attempt, p.Exit(), indent(p.Tail(15)))
-		if !sleepCtx(ctx, time.Second) {
+		report := r.note
+		if attempt == 1 {
+			report = r.problem
+		}
+		report("job cancel (%s): submit cancel (attempt %d): %s, want exit 0; stderr:\n%s", id, attempt, p.Exit(), indent(p.Tail(15)))
+		if time.Now().After(giveUp) || !sleepCtx(ctx, 2*time.Second) {
 			return
 		}
 	}
