@@ -1,7 +1,7 @@
 GO ?= go
 BIN := bin
 
-.PHONY: build test bench run clean
+.PHONY: build test bench run clean chaos
 
 build:
 	$(GO) build -o $(BIN)/ ./cmd/...
@@ -9,6 +9,18 @@ build:
 # Runs every test: starts the brokers, S3 server and Python env the tests need.
 test:
 	bash scripts/test.sh
+
+# The chaos suite (docs/chaos.md), CHAOS_ROUNDS rounds per bus: on
+# RabbitMQ, and on NATS with Debian's nats-server (the oldest supported)
+# and the one built from the nats-server module this project requires.
+# make test runs one round per bus, on Debian's nats-server only.
+CHAOS_ROUNDS ?= 10
+chaos:
+	@mkdir -p $(BIN)
+	$(GO) build -o $(BIN)/nats-server-module github.com/nats-io/nats-server/v2
+	cd internal/chaos && SKEIN_CHAOS_ROUNDS=$(CHAOS_ROUNDS) \
+		SKEIN_CHAOS_NATS_SERVER="$$(command -v nats-server),$(CURDIR)/$(BIN)/nats-server-module" \
+		$(GO) test -count=1 -timeout 0 -v -run '^TestChaos' .
 
 # The fan-out and reduce benchmarks (docs/benchmarks.md lists the others).
 bench:
