@@ -37,8 +37,12 @@ install() {
 		$sudo apt-get update >&2
 		$sudo apt-get install -y --no-install-recommends rabbitmq-server >&2
 	fi
-	# The package starts the system broker; ours must not depend on it.
-	# Leave it alone: our node uses its own name, ports and epmd.
+	# The package starts the system broker, and with it an epmd on port
+	# 4369 of every interface. Our node uses its own name, ports and epmd;
+	# stop what the install started, so that the tests leave nothing
+	# listening beyond loopback.
+	$sudo invoke-rc.d rabbitmq-server stop >&2 2>/dev/null || $sudo service rabbitmq-server stop >&2 2>/dev/null || true
+	ERL_EPMD_PORT=4369 epmd -kill >/dev/null 2>&1 || true
 }
 
 free_port() {
