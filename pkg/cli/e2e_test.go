@@ -627,3 +627,45 @@ func TestUnknownJobAndTooLargeExitCodes(t *testing.T) {
 		t.Fatalf("a job too large for the bus: exit %d, want %d; stderr:\n%s", code, cli.ExitUsage, errOut)
 	}
 }
+
+// TestJobEndLeavesOtherJobs: a job that ends (here by its timeout, which
+// purges its queued tasks) does not touch another job's tasks on the same
+// pool: the first job still gets every result. On nats-server 2.9.10 a
+// filtered purge used to move the pool's consumer past the first job's
+// pending tasks, which then hung at 10/40 for good.
+func TestJobEndLeavesOtherJobs(t *testing.T) {
+	for _, bk := range []busKind{{"nats-oldest", testenv.NATSURL}, {"nats-newest", testenv.NATSURLNewest}, {"rabbitmq", testenv.AMQPURL}} {
+		t.Run(bk.name, func(t *testing.T) {
+			url := namespaced(t, testenv.Require(t, bk.env))
+			cluster(t, url, 1, "--slots", "1")
+			var iter []string
+			for i := 0; i < 40; i++ {
+				iter = append(iter, fmt.Sprintf(`{"x":0.2,"value":%d}`, i))
+			}
+			out, errOut, code := submit(t, "map", "--function", "sleep", "--iterdata", "["+strings.Join(iter, ",")+"]", "--bus", url, "--no-wait")
+			if code != 0 {
+				t.Fatalf("submit --no-wait: exit %d: %s", code, errOut)
+			}
+			var id string
+			if err := json.Unmarshal([]byte(out), &id); err != nil {
+				t.Fatalf("job id %q: %v", out, err)
+			}
+			if _, errOut, code := submit(t, "call", "--function", "sleep", "--data", "[1000]", "--timeout", "1", "--bus", url); code != cli.ExitTimedOut {
+				t.Fatalf("the second job: exit %d, want %d (timed out): %s", code, cli.ExitTimedOut, errOut)
+			}
+			if _, errOut, code := submit(t, "wait", id, "--bus", url, "--timeout", "60"); code != 0 {
+				t.Fatalf("the first job after the second ended: exit %d: %s", code, errOut)
+			}
+			out, errOut, code = submit(t, "result", id, "--bus", url)
+			var got []int
+			if code != 0 || json.Unmarshal([]byte(out), &got) != nil || len(got) != 40 {
+				t.Fatalf("result: exit %d, %q: %s", code, out, errOut)
+			}
+			for i, v := range got {
+				if v != i {
+					t.Fatalf("result %d is %d", i, v)
+				}
+			}
+		})
+	}
+}
