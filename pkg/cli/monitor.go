@@ -204,5 +204,10 @@ func dialClient(ctx context.Context, o *Options, env Env, cmd string) (*client.C
 	if err != nil {
 		return nil, nil, err
 	}
-	return client.New(b), func() { b.Close() }, nil
+	c, err := o.newClient(b, env, log)
+	if err != nil {
+		b.Close()
+		return nil, nil, err
+	}
+	return c, func() { b.Close() }, nil
 }

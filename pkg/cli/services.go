@@ -69,6 +69,7 @@ func coordinatorMain(ctx context.Context, args []string, env Env, hooks ServiceH
 		bf                        backendFlags
 		otel                      otelFlags
 		auth                      BusAuth
+		signKey                   keyFlag
 	)
 	bf.register(fs)
 	bf.funcs.register(fs, "coordinator", DefaultHosts, true)
@@ -83,6 +84,7 @@ func coordinatorMain(ctx context.Context, args []string, env Env, hooks ServiceH
 	fs.DurationVar(&stallAfter, "stall-after", time.Minute, "ask the compute backend for runtimes again when a job has seen no event for this long (negative: never)")
 	fs.StringVar(&lf.Level, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&lf.Format, "log-format", "text", "text or json")
+	signKey.registerSign(fs)
 	otel.register(fs)
 	log, fc, err := parseService(fs, args, &lf, &configPath, env)
 	if err != nil {
@@ -141,6 +143,11 @@ func coordinatorMain(ctx context.Context, args []string, env Env, hooks ServiceH
 	}
 	defer b.Close()
 	cfg := coordinator.Config{Pool: pool, Retention: retention, StallAfter: stallAfter, Logger: log, Telemetry: tel}
+	if s, err := signKey.signer(env.Getenv); err != nil {
+		return err
+	} else if s != nil {
+		cfg.Signer = s
+	}
 	cfg.Hooks.Poll = newPollStorage(log).watch
 	if hooks.Coordinator != nil {
 		if err := hooks.Coordinator(ctx, &cfg); err != nil {
@@ -204,9 +211,11 @@ func runtimeMain(ctx context.Context, args []string, env Env, hooks ServiceHooks
 		otel               otelFlags
 		ff                 funcFlags
 		auth               BusAuth
+		verifyKey          keyFlag
 	)
 	fs.StringVar(&busURL, "bus", "", "bus URL (env SKEIN_BUS)")
 	auth.register(fs)
+	verifyKey.registerVerify(fs)
 	fs.StringVar(&cfg.Pool, "pool", "", "worker pool (queue) to pull tasks from (default \"default\")")
 	ff.register(fs, "runtime", DefaultHosts, true)
 	fs.StringVar(&configPath, "config", "", "config file (env SKEIN_CONFIG)")
@@ -233,6 +242,11 @@ func runtimeMain(ctx context.Context, args []string, env Env, hooks ServiceHooks
 		return err
 	}
 	cfg.Logger = log
+	if v, err := verifyKey.verifier(env.Getenv); err != nil {
+		return err
+	} else if v != nil {
+		cfg.Verifier = v
+	}
 	ctx, stop := serviceContext(ctx, env)
 	defer stop()
 	tel, stopTel, err := otel.setup(ctx, env, "skein-runtime")

@@ -64,6 +64,8 @@ type Options struct {
 	Bus  string
 	// BusAuth is the bus credentials and TLS (flags and environment).
 	BusAuth BusAuth
+	// VerifyKey is --verify-key: the coordinator's public key.
+	VerifyKey keyFlag
 	Config  string
 	Workers int
 	NoWait  bool
@@ -265,6 +267,7 @@ func commonFlags(fs *flag.FlagSet, o *Options) {
 	fs.StringVar(&o.Bus, "bus", "", "bus URL: nats://host:4222 or amqp://user@host:5672/ (env SKEIN_BUS; none: run embedded)")
 	fs.StringVar(&o.Config, "config", "", "config file (env SKEIN_CONFIG)")
 	o.BusAuth.register(fs)
+	o.VerifyKey.registerVerify(fs)
 	fs.StringVar(&o.Logging.Level, "log-level", "warn", "log level: debug, info, warn, error")
 	fs.StringVar(&o.Logging.Format, "log-format", "text", "log format: text or json")
 }
@@ -460,7 +463,9 @@ func runJob(ctx context.Context, kind wire.JobKind, args []string, env Env) erro
 			return err
 		}
 		defer b.Close()
-		c = client.New(b)
+		if c, err = o.newClient(b, env, log); err != nil {
+			return err
+		}
 	}
 	if o.Client != nil && o.Client.Resolve != nil {
 		c.Resolve = o.Client.Resolve
@@ -774,7 +779,10 @@ func runJobCommand(ctx context.Context, cmd string, args []string, env Env) erro
 		return err
 	}
 	defer b.Close()
-	c := client.New(b)
+	c, err := o.newClient(b, env, log)
+	if err != nil {
+		return err
+	}
 	o.Client = c
 	if env.Extend != nil {
 		if err := env.Extend(ctx, o); err != nil {

@@ -28,6 +28,9 @@ type Client struct {
 	// Logger receives what the client ignores (a malformed record on a
 	// job's end subject); nil discards it.
 	Logger *slog.Logger
+	// Verifier, when set, admits only end records the coordinator signed
+	// (submit --verify-key); others are logged and ignored.
+	Verifier interface{ Verify(bus.Message) error }
 }
 
 // New returns a client on b.
@@ -180,6 +183,12 @@ func (c *Client) waitEnd(ctx context.Context, st wire.JobStatus) (wire.JobStatus
 					return wire.JobStatus{}, 0, ctx.Err()
 				}
 				return wire.JobStatus{}, 0, fmt.Errorf("job %s: the bus closed the subscription to the job's end", id)
+			}
+			if c.Verifier != nil {
+				if err := c.Verifier.Verify(m); err != nil {
+					c.log().Warn("ignoring an end record the coordinator did not sign", "job", id, "seq", m.Seq, "err", err)
+					continue
+				}
 			}
 			end, err := wire.DecodeEnd(m.Data, id)
 			if err != nil {

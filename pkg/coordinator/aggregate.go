@@ -116,7 +116,9 @@ func (j *job) publishFeed(g int, f *wire.Feed) error {
 	}
 	ctx, cancel := context.WithTimeout(j.ctx, 30*time.Second)
 	defer cancel()
-	if err := j.c.bus.Publish(ctx, wire.FeedSubject(j.id, g), bus.Message{Data: data}); err != nil {
+	m := bus.Message{Data: data}
+	j.c.sign(&m)
+	if err := j.c.bus.Publish(ctx, wire.FeedSubject(j.id, g), m); err != nil {
 		if len(f.Items) > 1 && isTooLarge(err) {
 			// Split and retry: a batch of large results may not fit.
 			half := len(f.Items) / 2

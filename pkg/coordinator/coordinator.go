@@ -36,6 +36,10 @@ type Config struct {
 	// (an OpenWhisk activation killed mid-task) makes new ones. Default
 	// 60s; negative: never.
 	StallAfter time.Duration
+	// Signer, when set, signs the messages that decide outcomes: tasks,
+	// reducer feeds and end records (coordinator --sign-key), so that
+	// runtimes and submitters can refuse what others published.
+	Signer Signer
 	// Hooks extend job processing (storage partitioning, large values,
 	// streaming reduce). Optional.
 	Hooks  Hooks
@@ -117,6 +121,32 @@ type Hooks struct {
 	// backend uses it to make runtimes exist (backend.Backend.Dispatch).
 	// It runs on the publishing goroutine; an error fails the job.
 	Published func(ctx context.Context, spec *wire.JobSpec, tasks int) error
+}
+
+// Signer signs a message before it is published (sign.Signer). It must
+// be safe for concurrent use.
+type Signer interface {
+	Sign(m *bus.Message)
+}
+
+// signedByUs reports whether m carries the coordinator's signature, or
+// signing is off.
+func (c *Coordinator) signedByUs(m bus.Message) bool {
+	v, ok := c.cfg.Signer.(interface{ Verify(bus.Message) error })
+	if c.cfg.Signer == nil {
+		return true
+	}
+	if !ok {
+		return true // a signer that cannot verify: trust the log as before
+	}
+	return v.Verify(m) == nil
+}
+
+// sign signs m when the coordinator has a signer.
+func (c *Coordinator) sign(m *bus.Message) {
+	if c.cfg.Signer != nil {
+		c.cfg.Signer.Sign(m)
+	}
 }
 
 // ErrUnknownJob is returned for a job id the coordinator does not hold.
@@ -238,7 +268,9 @@ func (c *Coordinator) Submit(ctx context.Context, spec *wire.JobSpec) (string, e
 	// spec's position is where the job's records start.
 	data, err := wire.Encode(wire.KindJob, spec)
 	if err == nil {
-		j.from, err = c.bus.PublishSeq(ctx, wire.JobSpecSubject(spec.ID), bus.Message{Data: data, ID: spec.ID + "-spec"})
+		m := bus.Message{Data: data, ID: spec.ID + "-spec"}
+		c.sign(&m)
+		j.from, err = c.bus.PublishSeq(ctx, wire.JobSpecSubject(spec.ID), m)
 	}
 	if err != nil {
 		drop()
@@ -264,7 +296,9 @@ func (c *Coordinator) abandon(id string, cause error) {
 		Error: &wire.TaskError{Kind: wire.ErrInternal, Message: "the job spec could not be recorded: " + cause.Error()}}
 	data, err := wire.Encode(wire.KindEnd, wire.End{Status: st})
 	if err == nil {
-		err = c.bus.Publish(ctx, wire.JobEndSubject(id), bus.Message{Data: data, ID: id + "-end"})
+		m := bus.Message{Data: data, ID: id + "-end"}
+		c.sign(&m)
+		err = c.bus.Publish(ctx, wire.JobEndSubject(id), m)
 	}
 	if err != nil {
 		c.log.Debug("recording the end of a job whose spec was not recorded", "job", id, "err", err)

@@ -294,7 +294,9 @@ func (j *job) encodeTask(t *wire.Task) (bus.Message, error) {
 	if err != nil {
 		return bus.Message{}, err
 	}
-	return bus.Message{Key: j.id, ID: msgID(t), Data: data}, nil
+	m := bus.Message{Key: j.id, ID: msgID(t), Data: data}
+	j.c.sign(&m)
+	return m, nil
 }
 
 // publishAll enqueues every map task, invoke_pool_threads at a time.
@@ -622,7 +624,9 @@ func (j *job) finish(state wire.JobState, e *wire.TaskError, task int) {
 		}
 	}
 	if data, err := wire.Encode(wire.KindEnd, wire.End{Status: st}); err == nil {
-		if err := j.c.bus.Publish(bctx, wire.JobEndSubject(j.id), bus.Message{Data: data, ID: j.id + "-end"}); err != nil {
+		m := bus.Message{Data: data, ID: j.id + "-end"}
+		j.c.sign(&m)
+		if err := j.c.bus.Publish(bctx, wire.JobEndSubject(j.id), m); err != nil {
 			j.c.log.Error("recording the job's end", "job", j.id, "err", err)
 		}
 	}

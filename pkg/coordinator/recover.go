@@ -62,6 +62,10 @@ func (c *Coordinator) Recover(ctx context.Context, window time.Duration) ([]stri
 			continue
 		}
 		id := parts[1]
+		if parts[2] != "mark" && !c.signedByUs(m) {
+			c.log.Warn("recovery: ignoring a job log record the coordinator did not sign", "job", id, "record", parts[2])
+			continue
+		}
 		switch parts[2] {
 		case "spec":
 			var s wire.JobSpec
@@ -163,7 +167,9 @@ func (j *job) catchUp(ev <-chan bus.Message) (<-chan bus.Message, error) {
 func (j *job) markPublished() {
 	data, err := wire.Encode(wire.KindPublished, wire.Published{Job: j.id, Tasks: j.n})
 	if err == nil {
-		err = j.c.bus.Publish(j.ctx, wire.JobPublishedSubject(j.id), bus.Message{Data: data, ID: j.id + "-published"})
+		m := bus.Message{Data: data, ID: j.id + "-published"}
+		j.c.sign(&m)
+		err = j.c.bus.Publish(j.ctx, wire.JobPublishedSubject(j.id), m)
 	}
 	if err != nil && j.ctx.Err() == nil {
 		j.c.log.Warn("recording that the job's tasks are published", "job", j.id, "err", err)

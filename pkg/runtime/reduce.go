@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"sort"
 	"strings"
 	"time"
@@ -32,6 +33,17 @@ type Reducer struct {
 	// OnInput, when set, is called as each distinct input arrives (for
 	// measurements and plots).
 	OnInput func(index int, at time.Time)
+	// Verifier, when set, admits only feed messages the coordinator
+	// signed; others are logged and skipped.
+	Verifier Verifier
+	// Logger receives the feed messages skipped; nil discards.
+	Logger *slog.Logger
+}
+
+// Verifier checks that a message comes from the coordinator
+// (sign.Verifier).
+type Verifier interface {
+	Verify(m bus.Message) error
 }
 
 // Reduce runs reduce task t to its result.
@@ -187,9 +199,18 @@ func (rd *Reducer) read(ctx context.Context, t *wire.Task, feed <-chan bus.Messa
 			}
 			return &wire.TaskError{Kind: wire.ErrInternal, Message: "reducer feed closed", Retryable: true}
 		}
+		if rd.Verifier != nil {
+			if err := rd.Verifier.Verify(m); err != nil {
+				rd.logger().Warn("runtime: skipping a feed message the coordinator did not sign", "job", t.Job, "group", t.Index, "seq", m.Seq, "err", err)
+				continue
+			}
+		}
+		// A malformed message on the feed subject (not the coordinator's)
+		// is skipped, never the end of the reducer.
 		var f wire.Feed
-		if err := wire.Decode(m.Data, wire.KindFeed, &f); err != nil {
-			return &wire.TaskError{Kind: wire.ErrInternal, Message: "malformed feed message: " + err.Error(), Retryable: false}
+		if err := wire.Decode(m.Data, wire.KindFeed, &f); err != nil || f.Job != t.Job {
+			rd.logger().Warn("runtime: skipping a malformed feed message", "job", t.Job, "group", t.Index, "seq", m.Seq, "err", err)
+			continue
 		}
 		if f.EOS {
 			eos = true
@@ -240,4 +261,11 @@ func (rd *Reducer) read(ctx context.Context, t *wire.Task, feed <-chan bus.Messa
 		}
 	}
 	return nil
+}
+
+func (rd *Reducer) logger() *slog.Logger {
+	if rd.Logger != nil {
+		return rd.Logger
+	}
+	return slog.New(slog.DiscardHandler)
 }

@@ -51,6 +51,10 @@ type Config struct {
 	Idle     time.Duration
 
 	Registry *fn.Registry
+	// Verifier, when set, admits only tasks and reducer feeds the
+	// coordinator signed (runtime --verify-key); others are terminated
+	// with a logged reason.
+	Verifier Verifier
 	// Hosts run non-Go references by scheme ("py", "cmd").
 	Hosts map[string]fn.Host
 	// FuncEnv is the base environment Go functions see through
@@ -178,7 +182,8 @@ func New(b bus.Bus, cfg Config) (*Runtime, error) {
 	cfg.setDefaults()
 	r := &Runtime{bus: b, cfg: cfg, log: cfg.Logger.With("worker", cfg.WorkerID), reducers: make(chan struct{}, 64)}
 	r.outcomes = make(chan outcome, 4*cfg.Prefetch+64)
-	r.reducer = &Reducer{Bus: b, Registry: cfg.Registry, Hosts: cfg.Hosts, Resolve: cfg.Resolve, Prepare: cfg.Prepare, FuncEnv: cfg.FuncEnv}
+	r.reducer = &Reducer{Bus: b, Registry: cfg.Registry, Hosts: cfg.Hosts, Resolve: cfg.Resolve, Prepare: cfg.Prepare, FuncEnv: cfg.FuncEnv,
+		Verifier: cfg.Verifier, Logger: r.log}
 	return r, nil
 }
 
@@ -323,6 +328,13 @@ func (r *Runtime) listenCancels(ctx context.Context) {
 
 // handle runs one delivery to its settlement.
 func (r *Runtime) handle(ctx context.Context, slot int, d bus.Delivery) {
+	if r.cfg.Verifier != nil {
+		if err := r.cfg.Verifier.Verify(d.Message()); err != nil {
+			r.log.Error("runtime: refusing a task the coordinator did not sign", "err", err, "subject", d.Message().Subject)
+			_ = d.Term(ctx, "task refused: "+err.Error())
+			return
+		}
+	}
 	var t wire.Task
 	if err := wire.Decode(d.Message().Data, wire.KindTask, &t); err != nil {
 		r.log.Error("runtime: rejecting malformed task", "err", err, "subject", d.Message().Subject)
