@@ -66,10 +66,10 @@ type Options struct {
 	BusAuth BusAuth
 	// VerifyKey is --verify-key: the coordinator's public key.
 	VerifyKey keyFlag
-	Config  string
-	Workers int
-	NoWait  bool
-	NoFetch bool
+	Config    string
+	Workers   int
+	NoWait    bool
+	NoFetch   bool
 	// ConfigureRuntime, when set, completes the config of any runtime this
 	// process runs (storage hooks of reducer_wait_local reducers).
 	ConfigureRuntime func(*runtime.Config)
