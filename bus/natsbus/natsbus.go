@@ -621,10 +621,17 @@ func pump[T any](b *Bus, ctx context.Context, it jetstream.MessagesContext, reop
 		defer cancel()
 		failures := 0
 		p := pullRetry
+		// A missed heartbeat or two is what a starved CPU looks like and
+		// heals by itself: say so only at debug level; warn once when the
+		// failures persist.
+		const persistent = 3
 		p.OnRetry = func(_ int, err error, wait time.Duration) {
 			failures++
-			if failures == 1 {
-				b.log.Warn("natsbus: pull failing; retrying with backoff", "from", what, "err", err, "wait", wait)
+			switch {
+			case failures == persistent:
+				b.log.Warn("natsbus: pull failing; retrying with backoff", "from", what, "err", err, "failures", failures, "wait", wait)
+			case failures < persistent:
+				b.log.Debug("natsbus: pull failed; retrying", "from", what, "err", err, "wait", wait)
 			}
 		}
 		for {
@@ -635,10 +642,10 @@ func pump[T any](b *Bus, ctx context.Context, it jetstream.MessagesContext, reop
 				}
 				return
 			}
-			if failures > 0 {
+			if failures >= persistent {
 				b.log.Info("natsbus: pull recovered", "from", what, "failures", failures)
-				failures = 0
 			}
+			failures = 0
 			select {
 			case out <- conv(m):
 			case <-pctx.Done():
