@@ -46,11 +46,13 @@ func runtimeActionMain(ctx context.Context, args []string, env Env, hooks Servic
 	fs.SetOutput(env.Stderr)
 	base := runtime.DefaultConfig()
 	var (
-		listen string
-		lf     LogFlags
-		ff     funcFlags
+		listen    string
+		lf        LogFlags
+		ff        funcFlags
+		verifyKey keyFlag
 	)
 	ff.register(fs, "runtime action", DefaultHosts, true)
+	verifyKey.registerVerify(fs)
 	fs.StringVar(&listen, "listen", "", "address of the action proxy (default :8080, or :$__OW_ACTION_PORT)")
 	fs.IntVar(&base.Slots, "slots", 1, "tasks one activation runs at once (an invocation's \"slots\" param overrides it)")
 	fs.DurationVar(&base.Lease, "lease", 30*time.Second, "redelivery lease of a task; must match the pool's other runtimes")
@@ -79,6 +81,11 @@ func runtimeActionMain(ctx context.Context, args []string, env Env, hooks Servic
 	getenv := env.Getenv
 	if getenv == nil {
 		getenv = os.Getenv
+	}
+	if v, err := verifyKey.verifier(getenv); err != nil {
+		return err
+	} else if v != nil {
+		base.Verifier = v
 	}
 	fo, err := ff.resolve(nil, getenv, DefaultHosts)
 	if err != nil {

@@ -490,6 +490,11 @@ func runJob(ctx context.Context, kind wire.JobKind, args []string, env Env) erro
 		}
 		defer hosts.Close()
 		rcfg := runtime.Config{Pool: wire.LocalReducePool(id), Slots: 1, Logger: log, WorkerID: "submit-local-reducer", Transient: true}
+		if v, err := o.VerifyKey.verifier(env.Getenv); err != nil {
+			return err
+		} else if v != nil {
+			rcfg.Verifier = v // the local reducer takes only signed tasks and feeds
+		}
 		hosts.configure(&rcfg)
 		if o.ConfigureRuntime != nil {
 			o.ConfigureRuntime(&rcfg)
