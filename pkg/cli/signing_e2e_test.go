@@ -64,6 +64,11 @@ func TestSignedMessages(t *testing.T) {
 			if code != 0 || strings.TrimSpace(out) != "9" {
 				t.Fatalf("a signed mapreduce: exit %d, %q: %s", code, out, errOut)
 			}
+			// The reducer submit runs itself checks its task and feed too.
+			out, errOut, code = submit(t, append([]string{"mapreduce", "--function", "add", "--iterdata", "[1,2,3]", "--extra-params", `{"y":1}`, "--reduce-function", "sum", "--reducer-wait-local"}, verify...)...)
+			if code != 0 || strings.TrimSpace(out) != "9" {
+				t.Fatalf("a signed mapreduce with the reducer in submit: exit %d, %q: %s", code, out, errOut)
+			}
 
 			// A forged task: refused, never run.
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
