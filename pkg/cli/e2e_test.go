@@ -669,3 +669,62 @@ func TestJobEndLeavesOtherJobs(t *testing.T) {
 		})
 	}
 }
+
+// TestLongTasksSpreadOverRuntimes: 40 tasks of 0.5 s on two runtimes of
+// two slots each, at the default prefetch: neither runtime runs more than
+// 60% of them, and no task runs twice.
+func TestLongTasksSpreadOverRuntimes(t *testing.T) {
+	for _, bk := range buses {
+		t.Run(bk.name, func(t *testing.T) {
+			url := namespaced(t, testenv.Require(t, bk.env))
+			cluster(t, url, 2)
+			var iter []string
+			for i := 0; i < 40; i++ {
+				iter = append(iter, fmt.Sprintf(`{"x":0.5,"value":%d}`, i))
+			}
+			out, errOut, code := submit(t, "map", "--function", "sleep", "--iterdata", "["+strings.Join(iter, ",")+"]", "--bus", url, "--no-wait")
+			if code != 0 {
+				t.Fatalf("submit --no-wait: exit %d: %s", code, errOut)
+			}
+			var id string
+			if err := json.Unmarshal([]byte(out), &id); err != nil {
+				t.Fatalf("job id %q: %v", out, err)
+			}
+			if _, errOut, code := submit(t, "wait", id, "--bus", url, "--timeout", "60"); code != 0 {
+				t.Fatalf("wait: exit %d: %s", code, errOut)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			b, err := dial.Open(ctx, url, dial.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer b.Close()
+			evs, _, err := client.New(b).Events(ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			perWorker, perTask := map[string]int{}, map[int]int{}
+			for _, ev := range evs {
+				if ev.Type == wire.EventDone {
+					perWorker[ev.Worker]++
+					perTask[ev.Task]++
+				}
+			}
+			if len(perTask) != 40 {
+				t.Fatalf("%d tasks done, want 40", len(perTask))
+			}
+			for task, n := range perTask {
+				if n != 1 {
+					t.Errorf("task %d ran %d times", task, n)
+				}
+			}
+			for w, n := range perWorker {
+				if n > 24 {
+					t.Errorf("runtime %s ran %d of 40 tasks; want at most 60%% (%v)", w, n, perWorker)
+				}
+			}
+			t.Logf("tasks per runtime: %v", perWorker)
+		})
+	}
+}
