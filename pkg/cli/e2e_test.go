@@ -166,13 +166,7 @@ func cluster(t *testing.T, busURL string, runtimes int, runtimeArgs ...string) [
 // clusterEnv is cluster with extra environment variables for every process.
 func clusterEnv(t *testing.T, busURL string, runtimes int, env []string, runtimeArgs ...string) []*proc {
 	co := startEnv(t, env, "coordinator", "--bus", busURL, "--log-level", "debug")
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(co.out.String(), "coordinator serving") {
-		if time.Now().After(deadline) {
-			t.Fatalf("coordinator did not come up:\n%s", co.out.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitOutput(t, co, "coordinator serving", 10*time.Second)
 	var rts []*proc
 	for i := 0; i < runtimes; i++ {
 		args := append([]string{"--bus", busURL, "--slots", "2", "--worker-id", fmt.Sprintf("rt%d", i), "--log-level", "debug"}, runtimeArgs...)
@@ -549,15 +543,7 @@ func TestCoordinatorRestart(t *testing.T) {
 	for _, bk := range buses {
 		t.Run(bk.name, func(t *testing.T) {
 			url := namespaced(t, testenv.Require(t, bk.env))
-			waitServing := func(p *proc) {
-				deadline := time.Now().Add(20 * time.Second)
-				for !strings.Contains(p.out.String(), "coordinator serving") {
-					if time.Now().After(deadline) {
-						t.Fatalf("coordinator did not come up:\n%s", p.out.String())
-					}
-					time.Sleep(20 * time.Millisecond)
-				}
-			}
+			waitServing := func(p *proc) { waitOutput(t, p, "coordinator serving", 20*time.Second) }
 			co := start(t, "coordinator", "--bus", url, "--log-level", "debug")
 			waitServing(co)
 			start(t, "runtime", "--bus", url, "--slots", "2", "--lease", "2s")
