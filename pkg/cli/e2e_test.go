@@ -158,6 +158,73 @@ func waitProgress(t *testing.T, url, id string, n int) {
 	t.Fatalf("no job of %s reached %d tasks done within a minute", url, n)
 }
 
+// indexedSleeps is n elements for the sleep built-in: secs seconds each,
+// element i returning i (monitor_e2e_test's sleepIterdata makes random
+// sleeps without values).
+func indexedSleeps(n int, secs float64) string {
+	iter := make([]string, n)
+	for i := range iter {
+		iter[i] = fmt.Sprintf(`{"x":%g,"value":%d}`, secs, i)
+	}
+	return "[" + strings.Join(iter, ",") + "]"
+}
+
+// submitNoWait submits with --no-wait and returns the job id.
+func submitNoWait(t *testing.T, args ...string) string {
+	t.Helper()
+	out, errOut, code := submit(t, append(args, "--no-wait")...)
+	if code != 0 {
+		t.Fatalf("submit --no-wait: exit %d: %s", code, errOut)
+	}
+	var id string
+	if err := json.Unmarshal([]byte(out), &id); err != nil {
+		t.Fatalf("job id %q: %v", out, err)
+	}
+	return id
+}
+
+// waitForIndexResult waits for the job and checks that its result is
+// 0, 1, …, n-1: every task gave its own value exactly once.
+func waitForIndexResult(t *testing.T, url, id string, n int) {
+	t.Helper()
+	if _, errOut, code := submit(t, "wait", id, "--bus", url, "--timeout", "90"); code != 0 {
+		t.Fatalf("wait: exit %d: %s", code, errOut)
+	}
+	out, errOut, code := submit(t, "result", id, "--bus", url)
+	if code != 0 {
+		t.Fatalf("result: exit %d: %s", code, errOut)
+	}
+	var got []int
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatalf("result %q: %v", out, err)
+	}
+	if len(got) != n {
+		t.Fatalf("%d results, want %d", len(got), n)
+	}
+	for i, v := range got {
+		if v != i {
+			t.Fatalf("result %d is %d: every task must give its own value exactly once", i, v)
+		}
+	}
+}
+
+// jobEvents replays a finished job's events from the bus.
+func jobEvents(t *testing.T, url, id string) []wire.Event {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	b, err := dial.Open(ctx, url, dial.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	evs, _, err := client.New(b).Events(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return evs
+}
+
 // cluster starts a coordinator and n runtimes on busURL.
 func cluster(t *testing.T, busURL string, runtimes int, runtimeArgs ...string) []*proc {
 	return clusterEnv(t, busURL, runtimes, nil, runtimeArgs...)
@@ -278,67 +345,14 @@ func TestRuntimeKilledMidJob(t *testing.T) {
 		t.Run(bk.name, func(t *testing.T) {
 			url := namespaced(t, testenv.Require(t, bk.env))
 			rts := cluster(t, url, 2, "--lease", "1s")
-			var iter []string
-			for i := 0; i < 200; i++ {
-				iter = append(iter, fmt.Sprintf(`{"x":0.05,"value":%d}`, i))
-			}
-			out, errOut, code := submit(t, "map", "--function", "sleep", "--iterdata", "["+strings.Join(iter, ",")+"]", "--bus", url, "--timeout", "90", "--no-wait")
-			if code != 0 {
-				t.Fatalf("submit --no-wait: exit %d: %s", code, errOut)
-			}
-			var id string
-			if err := json.Unmarshal([]byte(out), &id); err != nil {
-				t.Fatalf("job id %q: %v", out, err)
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-			defer cancel()
-			b, err := dial.Open(ctx, url, dial.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer b.Close()
-			cl := client.New(b)
-			// Kill the first runtime once it has started tasks of the job.
-			for {
-				st, err := cl.Status(ctx, id)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if st.Done >= 20 {
-					break
-				}
-				select {
-				case <-time.After(20 * time.Millisecond):
-				case <-ctx.Done():
-					t.Fatalf("the job did not get going: %+v", st)
-				}
-			}
+			id := submitNoWait(t, "map", "--function", "sleep", "--iterdata", indexedSleeps(200, 0.05), "--bus", url, "--timeout", "90")
+			// Kill the first runtime once it has done tasks of the job.
+			waitProgress(t, url, id, 20)
 			if err := rts[0].cmd.Process.Kill(); err != nil {
 				t.Fatal(err)
 			}
-			if _, errOut, code = submit(t, "wait", id, "--bus", url); code != 0 {
-				t.Fatalf("wait: exit %d: %s", code, errOut)
-			}
-			out, errOut, code = submit(t, "result", id, "--bus", url)
-			if code != 0 {
-				t.Fatalf("result: exit %d: %s", code, errOut)
-			}
-			var got []int
-			if err := json.Unmarshal([]byte(out), &got); err != nil {
-				t.Fatalf("result %q: %v", out, err)
-			}
-			if len(got) != 200 {
-				t.Fatalf("%d results, want 200", len(got))
-			}
-			for i, v := range got {
-				if v != i {
-					t.Fatalf("result %d is %d: every task must give its own value exactly once", i, v)
-				}
-			}
-			evs, _, err := cl.Events(ctx, id)
-			if err != nil {
-				t.Fatal(err)
-			}
+			waitForIndexResult(t, url, id, 200)
+			evs := jobEvents(t, url, id)
 			redelivered := 0
 			for _, ev := range evs {
 				if ev.Type != wire.EventStarted && ev.Delivery > 1 {
@@ -624,34 +638,11 @@ func TestJobEndLeavesOtherJobs(t *testing.T) {
 		t.Run(bk.name, func(t *testing.T) {
 			url := namespaced(t, testenv.Require(t, bk.env))
 			cluster(t, url, 1, "--slots", "1")
-			var iter []string
-			for i := 0; i < 40; i++ {
-				iter = append(iter, fmt.Sprintf(`{"x":0.2,"value":%d}`, i))
-			}
-			out, errOut, code := submit(t, "map", "--function", "sleep", "--iterdata", "["+strings.Join(iter, ",")+"]", "--bus", url, "--no-wait")
-			if code != 0 {
-				t.Fatalf("submit --no-wait: exit %d: %s", code, errOut)
-			}
-			var id string
-			if err := json.Unmarshal([]byte(out), &id); err != nil {
-				t.Fatalf("job id %q: %v", out, err)
-			}
+			id := submitNoWait(t, "map", "--function", "sleep", "--iterdata", indexedSleeps(40, 0.2), "--bus", url)
 			if _, errOut, code := submit(t, "call", "--function", "sleep", "--data", "[1000]", "--timeout", "1", "--bus", url); code != cli.ExitTimedOut {
 				t.Fatalf("the second job: exit %d, want %d (timed out): %s", code, cli.ExitTimedOut, errOut)
 			}
-			if _, errOut, code := submit(t, "wait", id, "--bus", url, "--timeout", "60"); code != 0 {
-				t.Fatalf("the first job after the second ended: exit %d: %s", code, errOut)
-			}
-			out, errOut, code = submit(t, "result", id, "--bus", url)
-			var got []int
-			if code != 0 || json.Unmarshal([]byte(out), &got) != nil || len(got) != 40 {
-				t.Fatalf("result: exit %d, %q: %s", code, out, errOut)
-			}
-			for i, v := range got {
-				if v != i {
-					t.Fatalf("result %d is %d", i, v)
-				}
-			}
+			waitForIndexResult(t, url, id, 40)
 		})
 	}
 }
@@ -664,32 +655,9 @@ func TestLongTasksSpreadOverRuntimes(t *testing.T) {
 		t.Run(bk.name, func(t *testing.T) {
 			url := namespaced(t, testenv.Require(t, bk.env))
 			cluster(t, url, 2)
-			var iter []string
-			for i := 0; i < 40; i++ {
-				iter = append(iter, fmt.Sprintf(`{"x":0.5,"value":%d}`, i))
-			}
-			out, errOut, code := submit(t, "map", "--function", "sleep", "--iterdata", "["+strings.Join(iter, ",")+"]", "--bus", url, "--no-wait")
-			if code != 0 {
-				t.Fatalf("submit --no-wait: exit %d: %s", code, errOut)
-			}
-			var id string
-			if err := json.Unmarshal([]byte(out), &id); err != nil {
-				t.Fatalf("job id %q: %v", out, err)
-			}
-			if _, errOut, code := submit(t, "wait", id, "--bus", url, "--timeout", "60"); code != 0 {
-				t.Fatalf("wait: exit %d: %s", code, errOut)
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			b, err := dial.Open(ctx, url, dial.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer b.Close()
-			evs, _, err := client.New(b).Events(ctx, id)
-			if err != nil {
-				t.Fatal(err)
-			}
+			id := submitNoWait(t, "map", "--function", "sleep", "--iterdata", indexedSleeps(40, 0.5), "--bus", url)
+			waitForIndexResult(t, url, id, 40)
+			evs := jobEvents(t, url, id)
 			perWorker, perTask := map[string]int{}, map[int]int{}
 			for _, ev := range evs {
 				if ev.Type == wire.EventDone {

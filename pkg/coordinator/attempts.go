@@ -54,10 +54,10 @@ func (a *attempts) apply(i int, ev *wire.Event, retries int, st *wire.JobStatus)
 	if s == stDone || s == stFailed {
 		return ignored, 0
 	}
-	cur := int(a.attempt[i]) + 1
-	if ev.Attempt < 1 || ev.Attempt > cur {
-		return ignored, 0 // never published
+	if !a.published(i, ev.Attempt) {
+		return ignored, 0
 	}
+	cur := int(a.attempt[i]) + 1
 	leave := func(to uint8) {
 		if s == stRunning {
 			st.Running--
@@ -90,6 +90,11 @@ func (a *attempts) apply(i int, ev *wire.Event, retries int, st *wire.JobStatus)
 		return failed, 0
 	}
 	return ignored, 0
+}
+
+// published reports whether attempt of task i was ever published.
+func (a *attempts) published(i, attempt int) bool {
+	return attempt >= 1 && attempt <= int(a.attempt[i])+1
 }
 
 // queued lists the tasks that have no outcome and are not known to run,

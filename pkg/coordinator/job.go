@@ -529,7 +529,7 @@ func (j *job) onEvent(ev wire.Event) {
 		j.finish(j.failureState(e), e, i)
 		return
 	case ignored:
-		if ev.Attempt < 1 || ev.Attempt > int(set.attempt[i])+1 {
+		if !set.published(i, ev.Attempt) {
 			j.c.log.Warn("ignoring an event of an attempt that was never published", "job", j.id, what, i, "attempt", ev.Attempt, "type", ev.Type)
 		}
 	}
