@@ -929,6 +929,12 @@ func (b *Bus) Listen(ctx context.Context, pattern string) (<-chan Message, error
 
 const errHeader = "Skein-Error"
 
+// stoppingHeader marks the reply of a server that stopped serving while
+// the request was on its way (or in its handler): the requester gets
+// bus.ErrNoResponders and may ask again, to reach another server of the
+// queue group, instead of waiting for a reply that never comes.
+const stoppingHeader = "Skein-Stopping"
+
 // Request sends a core NATS request.
 func (b *Bus) Request(ctx context.Context, subject string, data []byte) ([]byte, error) {
 	if b.isClosed() {
@@ -948,6 +954,9 @@ func (b *Bus) Request(ctx context.Context, subject string, data []byte) ([]byte,
 			return nil, fmt.Errorf("%w on %s", bus.ErrNoResponders, subject)
 		}
 		return nil, fmt.Errorf("natsbus: request %s: %w", subject, err)
+	}
+	if resp.Header.Get(stoppingHeader) != "" {
+		return nil, fmt.Errorf("%w on %s: the server that took the request stopped serving", bus.ErrNoResponders, subject)
 	}
 	if e := resp.Header.Get(errHeader); e != "" {
 		return nil, &bus.RemoteError{Msg: e}
@@ -978,12 +987,14 @@ func (b *Bus) Serve(ctx context.Context, subject string, h bus.Handler) error {
 		select {
 		case slots <- struct{}{}:
 		case <-hctx.Done():
+			b.stopping(nm)
 			return
 		}
 		mu.Lock()
 		if stopped {
 			mu.Unlock()
 			<-slots
+			b.stopping(nm)
 			return
 		}
 		handlers.Add(1)
@@ -1012,8 +1023,13 @@ func (b *Bus) Serve(ctx context.Context, subject string, h bus.Handler) error {
 		case <-ctx.Done():
 		case <-b.closed:
 		}
-		_ = sub.Unsubscribe()
+		// Drain, not Unsubscribe: requests already delivered to this
+		// connection still reach the callback, which answers them as
+		// stopping, rather than being dropped unanswered.
 		hcancel()
+		if err := sub.Drain(); err != nil {
+			_ = sub.Unsubscribe()
+		}
 		mu.Lock()
 		stopped = true
 		mu.Unlock()
@@ -1033,14 +1049,29 @@ func (b *Bus) answer(ctx context.Context, subject string, h bus.Handler, nm *nat
 	}
 	resp := nats.NewMsg(nm.Reply)
 	out, err := h(ctx, fromNats(subject, nm))
-	if err != nil {
+	switch {
+	case err != nil && ctx.Err() != nil:
+		b.stopping(nm) // cut short by the end of serving
+		return
+	case err != nil:
 		resp.Header.Set(errHeader, err.Error())
-	} else {
+	default:
 		resp.Data = out
 	}
 	if err := nm.RespondMsg(resp); err != nil {
 		b.log.Warn("natsbus: respond", "subject", subject, "err", err)
 	}
+}
+
+// stopping answers a request that this server will not handle: it
+// stopped serving.
+func (b *Bus) stopping(nm *nats.Msg) {
+	if !strings.HasPrefix(nm.Reply, "_INBOX.") {
+		return
+	}
+	resp := nats.NewMsg(nm.Reply)
+	resp.Header.Set(stoppingHeader, "1")
+	_ = nm.RespondMsg(resp)
 }
 
 // Close drains nothing: unsettled deliveries are redelivered by the

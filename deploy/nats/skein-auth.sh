@@ -74,9 +74,12 @@ for ns in "$@"; do
         subscribe: { allow: ["_INBOX.$ns.submitter.>", "$ns.bc.progress.*"] }
       } }
 
-    # coordinator (serves the API; publishes tasks, the job
-    # log, reducer feeds, progress and cancel notices, and marks on a
-    # job's event subject when it takes the job up; reads events; purges
+    # coordinator (serves the API, and its direct API subjects
+    # on which other coordinators forward requests; publishes tasks, the
+    # job log with its owner records, reducer feeds, progress and cancel
+    # notices, heartbeats (and hears those of the other coordinators), and
+    # marks on a job's event subject when it takes the job up; reads
+    # events; purges
     # a job's tasks: a filtered purge, or on 2.9.10-11 a get and delete
     # per message)
     { user: "$ns-coordinator", password: \$SKEIN_${V}_COORDINATOR_PASSWORD
@@ -86,7 +89,7 @@ for ns in "$@"; do
                            "$api.STREAM.PURGE.${S}_TASKS", "$api.STREAM.MSG.GET.${S}_TASKS", "$api.STREAM.MSG.DELETE.${S}_TASKS",
                            "$api.CONSUMER.CREATE.${S}_EVENTS.>", $next,
                            "$api.CONSUMER.INFO.${S}_EVENTS.*", "$api.CONSUMER.DELETE.${S}_EVENTS.*"] }
-        subscribe: { allow: ["_INBOX.$ns.coordinator.>", "$ns.rpc.api.*"] }
+        subscribe: { allow: ["_INBOX.$ns.coordinator.>", "$ns.rpc.api.*", "$ns.bc.coord.alive"] }
         allow_responses: true
       } }
 

@@ -65,7 +65,7 @@ func coordinatorMain(ctx context.Context, args []string, env Env, hooks ServiceH
 		configPath                string
 		lf                        LogFlags
 		retention, recoverWindow  time.Duration
-		stallAfter                time.Duration
+		stallAfter, lease         time.Duration
 		bf                        backendFlags
 		otel                      otelFlags
 		auth                      BusAuth
@@ -81,6 +81,7 @@ func coordinatorMain(ctx context.Context, args []string, env Env, hooks ServiceH
 	fs.StringVar(&configPath, "config", "", "config file (env SKEIN_CONFIG)")
 	fs.DurationVar(&retention, "retention", 15*time.Minute, "how long finished jobs' results stay available")
 	fs.DurationVar(&recoverWindow, "recover-window", 24*time.Hour, "on start, take up unfinished jobs submitted this far back (0: none)")
+	fs.DurationVar(&lease, "lease", coordinator.DefaultLease, "how long a coordinator that stopped being heard keeps its jobs before another coordinator of the namespace takes them over (200ms to 10m)")
 	fs.DurationVar(&stallAfter, "stall-after", time.Minute, "ask the compute backend for runtimes again when a job has seen no event for this long (negative: never)")
 	fs.StringVar(&lf.Level, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&lf.Format, "log-format", "text", "text or json")
@@ -142,7 +143,7 @@ func coordinatorMain(ctx context.Context, args []string, env Env, hooks ServiceH
 		return usagef("--bus (or SKEIN_BUS) or --embedded-listen is required")
 	}
 	defer b.Close()
-	cfg := coordinator.Config{Pool: pool, Retention: retention, StallAfter: stallAfter, Logger: log, Telemetry: tel}
+	cfg := coordinator.Config{Pool: pool, Retention: retention, StallAfter: stallAfter, Lease: lease, Logger: log, Telemetry: tel}
 	if s, err := signKey.signer(env.Getenv); err != nil {
 		return err
 	} else if s != nil {
@@ -189,7 +190,7 @@ func coordinatorMain(ctx context.Context, args []string, env Env, hooks ServiceH
 	if err := c.Serve(ctx); err != nil {
 		return err
 	}
-	log.Info("coordinator serving", "bus", dial.Redact(busURL), "pool", pool, "backend", bf.kind)
+	log.Info("coordinator serving", "bus", dial.Redact(busURL), "pool", pool, "backend", bf.kind, "id", c.ID())
 	<-ctx.Done()
 	log.Info("coordinator stopping")
 	return nil

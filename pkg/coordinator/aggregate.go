@@ -59,6 +59,9 @@ func (j *job) queueReducers() {
 // flushFeeds publishes buffered results: every group's buffer when all
 // is true, else only full buffers. A group's last batch carries EOS.
 func (j *job) flushFeeds(all bool) {
+	if j.replayEnd != nil {
+		return // a replay publishes nothing
+	}
 	type out struct {
 		g    int
 		feed wire.Feed
@@ -97,6 +100,9 @@ func (j *job) feeder() {
 	for {
 		select {
 		case f := <-j.feeds:
+			if !j.acting() {
+				return
+			}
 			if err := j.publishFeed(f.Group, &f); err != nil {
 				if j.ctx.Err() == nil {
 					j.requestEnd(wire.StateFailed, &wire.TaskError{Kind: wire.ErrInternal, Message: fmt.Sprintf("forwarding results to reducer %d: %v", f.Group, err)}, -1)

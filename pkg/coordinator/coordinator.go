@@ -36,6 +36,12 @@ type Config struct {
 	// (an OpenWhisk activation killed mid-task) makes new ones. Default
 	// 60s; negative: never.
 	StallAfter time.Duration
+	// Lease is how long a coordinator that stopped being heard keeps its
+	// jobs before another coordinator of the namespace takes them over;
+	// a coordinator that cannot renew its lease stops acting on its jobs
+	// before that (own.go). Used once the coordinator has joined its
+	// namespace (Recover). Default 2.4s.
+	Lease time.Duration
 	// Signer, when set, signs the messages that decide outcomes: tasks,
 	// reducer feeds and end records (coordinator --sign-key), so that
 	// runtimes and submitters can refuse what others published.
@@ -47,6 +53,10 @@ type Config struct {
 	// Telemetry records the job spans and task metrics; nil means off.
 	Telemetry *telemetry.Telemetry
 }
+
+// DefaultLease is the default Config.Lease: a dead coordinator's jobs are
+// taken over within about that long.
+const DefaultLease = 2400 * time.Millisecond
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
@@ -68,6 +78,9 @@ func (c Config) Validate() error {
 	if c.PublishBatch < 0 {
 		errs = append(errs, fmt.Errorf("publish batch %d: must not be negative", c.PublishBatch))
 	}
+	if c.Lease != 0 && (c.Lease < 200*time.Millisecond || c.Lease > 10*time.Minute) {
+		errs = append(errs, fmt.Errorf("lease %v: want 200ms to 10m", c.Lease))
+	}
 	return errors.Join(errs...)
 }
 
@@ -84,6 +97,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.PublishBatch == 0 {
 		c.PublishBatch = d.PublishBatch
+	}
+	if c.Lease == 0 {
+		c.Lease = DefaultLease
 	}
 	if c.StallAfter == 0 {
 		c.StallAfter = time.Minute
@@ -156,6 +172,7 @@ type Coordinator struct {
 
 	mu   sync.Mutex
 	jobs map[string]*job
+	own  *ownership
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -171,6 +188,7 @@ func New(b bus.Bus, cfg Config) (*Coordinator, error) {
 	cfg.setDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &Coordinator{bus: b, cfg: cfg, log: cfg.Logger, jobs: make(map[string]*job), ctx: ctx, cancel: cancel}
+	c.own = newOwnership(cfg.Lease)
 	c.wg.Add(1)
 	go c.reap()
 	return c, nil
@@ -200,6 +218,7 @@ func (c *Coordinator) reap() {
 				}
 			}
 			c.mu.Unlock()
+			c.reapLedger(now)
 		}
 	}
 }
@@ -234,6 +253,10 @@ func (c *Coordinator) Submit(ctx context.Context, spec *wire.JobSpec) (string, e
 	if spec.Pool == "" {
 		spec.Pool = c.cfg.Pool
 	}
+	if !c.leaseHeld() {
+		return "", errors.New("this coordinator's lease on the bus has run out (it lost the broker or was paused): submit again")
+	}
+	spec.Owner = c.own.id
 	now := time.Now()
 	spec.Accepted, spec.Deadline = now.UnixNano(), 0
 	if spec.TimeoutMS > 0 {
@@ -257,6 +280,7 @@ func (c *Coordinator) Submit(ctx context.Context, spec *wire.JobSpec) (string, e
 		c.mu.Lock()
 		delete(c.jobs, spec.ID)
 		c.mu.Unlock()
+		j.cancel()
 	}
 
 	// The job log lets a restarted coordinator find running jobs; the
@@ -357,57 +381,4 @@ func (c *Coordinator) Cancel(ctx context.Context, id string) (wire.JobStatus, er
 	case <-ctx.Done():
 	}
 	return j.snapshot(), nil
-}
-
-// Serve answers the coordinator API on the bus until ctx is done.
-func (c *Coordinator) Serve(ctx context.Context) error {
-	maxBytes := 1 << 20
-	if l, ok := c.bus.(bus.Limits); ok {
-		maxBytes = l.MaxMessageSize()
-	}
-	handle := func(f func(ctx context.Context, req *wire.Request) (wire.Response, error)) bus.Handler {
-		return func(ctx context.Context, m bus.Message) ([]byte, error) {
-			var req wire.Request
-			if err := wire.Decode(m.Data, wire.KindReq, &req); err != nil {
-				return nil, err
-			}
-			resp, err := f(ctx, &req)
-			if err != nil {
-				return nil, err
-			}
-			return wire.Encode(wire.KindResp, resp)
-		}
-	}
-	routes := map[string]bus.Handler{
-		wire.APISubmit: handle(func(ctx context.Context, req *wire.Request) (wire.Response, error) {
-			if req.Spec == nil {
-				return wire.Response{}, fmt.Errorf("%w: submit without a job spec", ErrInvalid)
-			}
-			id, err := c.Submit(ctx, req.Spec)
-			if err != nil {
-				return wire.Response{}, err
-			}
-			st, err := c.Status(id)
-			return wire.Response{Status: &st}, err
-		}),
-		wire.APIStatus: handle(func(ctx context.Context, req *wire.Request) (wire.Response, error) {
-			st, err := c.Status(req.Job)
-			return wire.Response{Status: &st}, err
-		}),
-		wire.APIResult: handle(func(ctx context.Context, req *wire.Request) (wire.Response, error) {
-			return c.Results(req.Job, req.Offset, req.Limit, maxBytes*3/4)
-		}),
-		wire.APICancel: handle(func(ctx context.Context, req *wire.Request) (wire.Response, error) {
-			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			defer cancel()
-			st, err := c.Cancel(cctx, req.Job)
-			return wire.Response{Status: &st}, err
-		}),
-	}
-	for subj, h := range routes {
-		if err := c.bus.Serve(ctx, subj, h); err != nil {
-			return err
-		}
-	}
-	return nil
 }

@@ -75,6 +75,16 @@ type job struct {
 	// subscriptions (its events, its reducers' feeds) start there.
 	from uint64
 
+	// abandoned is set when the coordinator stops acting on the job
+	// without ending it (its lease ran out, or another coordinator owns
+	// it now; own.go).
+	abandoned atomic.Bool
+	// replayEnd, when set, makes the job a replay (replay.go): its events
+	// are read up to its end record at replayTo to rebuild its results,
+	// and nothing is published.
+	replayEnd *wire.JobStatus
+	replayTo  uint64
+
 	done   chan struct{}
 	endReq chan endRequest
 	ctx    context.Context
@@ -142,7 +152,8 @@ func newJob(ctx context.Context, c *Coordinator, spec *wire.JobSpec) (*job, erro
 	}
 	j.maps = newAttempts(j.n)
 	j.results = make([]wire.Value, j.n)
-	j.status = wire.JobStatus{ID: spec.ID, State: wire.StateRunning, Kind: spec.Kind, Total: j.n + j.groups, Submitted: submitted}
+	j.status = wire.JobStatus{ID: spec.ID, State: wire.StateRunning, Kind: spec.Kind, Total: j.n + j.groups, Submitted: submitted, Owner: c.own.id}
+	j.ctx, j.cancel = context.WithCancel(c.ctx)
 	return j, nil
 }
 
@@ -196,8 +207,7 @@ func (j *job) start() error {
 	j.mu.Lock()
 	j.status.From = j.from
 	j.mu.Unlock()
-	j.ctx, j.cancel = context.WithCancel(j.c.ctx)
-	ev, err := j.c.bus.Subscribe(j.ctx, wire.TaskEvents(j.id), bus.SubscribeOptions{From: j.from})
+	ev, err := j.c.bus.Subscribe(j.ctx, wire.TaskEvents(j.id), bus.SubscribeOptions{From: j.from, To: j.replayTo})
 	if err != nil {
 		j.cancel()
 		return fmt.Errorf("subscribe to job events: %w", err)
@@ -209,6 +219,11 @@ func (j *job) start() error {
 		}
 	}
 	j.events = ev
+	if j.replayEnd != nil {
+		j.c.wg.Add(1)
+		go func() { defer j.c.wg.Done(); j.run() }()
+		return nil
+	}
 	if err := j.startMonitoring(); err != nil {
 		j.cancel()
 		return err
@@ -233,6 +248,9 @@ func (j *job) start() error {
 // coordinator's Close and the job's end-of-job purge wait for it. Call it
 // only from start or the event loop (before finish).
 func (j *job) spawn(f func()) {
+	if j.replayEnd != nil {
+		return // a replay publishes nothing
+	}
 	j.publishers.Add(1)
 	j.c.wg.Add(1)
 	go func() {
@@ -313,6 +331,9 @@ func (j *job) publishAll() {
 		if j.ctx.Err() != nil {
 			return // the job ended (cancel, timeout, a failed task)
 		}
+		if !j.acting() {
+			return
+		}
 		msgs = msgs[:0]
 		for k := i; k < i+batch && k < j.n; k++ {
 			m, err := j.encodeTask(j.task(k, 1))
@@ -354,7 +375,7 @@ func (j *job) requestEnd(state wire.JobState, err *wire.TaskError, task int) {
 // run is the job's event loop.
 func (j *job) run() {
 	var timeout <-chan time.Time
-	if !j.deadline.IsZero() {
+	if !j.deadline.IsZero() && j.replayEnd == nil {
 		t := time.NewTimer(time.Until(j.deadline))
 		defer t.Stop()
 		timeout = t.C
@@ -371,8 +392,12 @@ func (j *job) run() {
 		select {
 		case m, ok := <-j.events:
 			if !ok {
-				if j.c.ctx.Err() != nil {
-					return // coordinator closing
+				if j.c.ctx.Err() != nil || j.abandoned.Load() {
+					return // coordinator closing, or the job dropped
+				}
+				if j.replayEnd != nil {
+					j.finish(j.replayEnd.State, j.replayEnd.Error, j.replayEnd.FailedTask)
+					return
 				}
 				j.finish(wire.StateFailed, &wire.TaskError{Kind: wire.ErrInternal, Message: "event subscription closed"}, -1)
 				return
@@ -401,6 +426,9 @@ func (j *job) run() {
 			j.finish(wire.StateFailed, &wire.TaskError{Kind: wire.ErrInternal, Message: "polling status objects: " + err.Error()}, -1)
 			return
 		case <-tick.C:
+			if j.replayEnd != nil {
+				continue
+			}
 			st := j.snapshot()
 			if after := j.c.cfg.StallAfter; after > 0 && j.c.cfg.Hooks.Published != nil {
 				idle := time.Since(time.Unix(0, j.lastEvent.Load()))
@@ -420,7 +448,7 @@ func (j *job) run() {
 		case <-j.c.ctx.Done():
 			return
 		}
-		if j.snapshot().State.Terminal() {
+		if j.abandoned.Load() || j.snapshot().State.Terminal() {
 			return
 		}
 		if j.isDone() {
@@ -545,6 +573,9 @@ func (j *job) enqueue(t *wire.Task) {
 	case t.Kind == wire.TaskReduce:
 		pool = wire.ReducePool(pool)
 	}
+	if err == nil && !j.acting() {
+		return
+	}
 	if err == nil {
 		err = j.c.bus.Enqueue(j.ctx, pool, m)
 	}
@@ -598,6 +629,13 @@ func jsonString(s string) ([]byte, error) {
 
 // finish ends the job once.
 func (j *job) finish(state wire.JobState, e *wire.TaskError, task int) {
+	if j.replayEnd != nil {
+		j.endReplay()
+		return
+	}
+	if !j.acting() {
+		return
+	}
 	j.mu.Lock()
 	if j.status.State.Terminal() {
 		j.mu.Unlock()
@@ -760,4 +798,32 @@ func (j *job) enqueueRetrying(pool string, msgs []bus.Message) error {
 		}
 		return err
 	})
+}
+
+// acting reports whether the coordinator may still act on the job: it
+// has not dropped it, and holds its lease (own.go). A job whose lease ran
+// out is dropped here, at the first thing it would have done.
+func (j *job) acting() bool {
+	if j.abandoned.Load() {
+		return false
+	}
+	if !j.c.leaseHeld() {
+		j.c.drop(j, "the coordinator's lease ran out (it was paused or lost the broker)")
+		return false
+	}
+	return true
+}
+
+// owned reports whether the coordinator acts on the job (it is neither
+// dropped nor a replay).
+func (j *job) owned() bool { return !j.abandoned.Load() && j.replayEnd == nil }
+
+// abandon stops the job's goroutines without ending it; it reports
+// whether this call did.
+func (j *job) abandon() bool {
+	if j.replayEnd != nil || !j.abandoned.CompareAndSwap(false, true) {
+		return false
+	}
+	j.cancel()
+	return true
 }

@@ -62,7 +62,12 @@ type polled struct {
 	noticed time.Time
 }
 
-func (j *job) tel() *telemetry.Telemetry { return j.c.cfg.Telemetry }
+func (j *job) tel() *telemetry.Telemetry {
+	if j.replayEnd != nil {
+		return quiet
+	}
+	return j.c.cfg.Telemetry
+}
 
 // startMonitoring starts the job span (under the submitter's context) and,
 // in poll mode, the poller. It runs before the first task is published.

@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
+	"slices"
 	"time"
 
 	"github.com/skeinrun/skein/bus"
@@ -13,7 +13,8 @@ import (
 
 // Recovery: a coordinator that starts reads the job log (the spec of every
 // job, the marker that its tasks were all published, its end record) over
-// the last window, and takes up every job that has not ended. It knows
+// the last window, and takes up every job that has not ended and whose
+// owner is dead (own.go: several coordinators share a namespace). It knows
 // where the log ends before it decides anything: it records a mark on the
 // job log and reads until the mark comes back (the stream is totally
 // ordered, so every record stored before the mark has been read by then),
@@ -25,104 +26,128 @@ import (
 // stays at least once: a task whose outcome was lost with the coordinator
 // may run twice, and the first terminal event wins.
 
-// Recover takes up the unfinished jobs submitted within window and
-// returns their ids. Call it once, before Serve.
+// Recover joins the namespace's coordinators and takes up the unfinished
+// jobs submitted within window whose owner is dead; it returns their ids.
+// Call it once, before Serve.
+//
+// It reads the job log to its end (a mark it records), then keeps
+// following it (owner changes, ends) and starts the coordinator's
+// heartbeats (own.go). A job whose owner is not heard within the lease is
+// claimed; Recover returns once every unfinished job is held by a live
+// coordinator, this one or another, or after three leases.
 func (c *Coordinator) Recover(ctx context.Context, window time.Duration) ([]string, error) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	log, err := c.bus.Subscribe(ctx, "job.>", bus.SubscribeOptions{Since: time.Now().Add(-window)})
+	o := c.own
+	o.mu.Lock()
+	joined := o.joined
+	o.mu.Unlock()
+	if joined {
+		return nil, errors.New("the coordinator has already joined its namespace")
+	}
+	sctx, scancel := context.WithCancel(c.ctx)
+	stop := context.AfterFunc(ctx, scancel) // until the log is read to its end
+	ok := false
+	defer func() {
+		stop()
+		if !ok {
+			scancel()
+		}
+	}()
+	log, err := c.bus.Subscribe(sctx, "job.>", bus.SubscribeOptions{Since: time.Now().Add(-window)})
 	if err != nil {
 		return nil, fmt.Errorf("reading the job log: %w", err)
+	}
+	alive, err := c.bus.Listen(sctx, wire.AliveSubject)
+	if err != nil {
+		return nil, fmt.Errorf("listening to the coordinators' heartbeats: %w", err)
 	}
 	mark, err := c.bus.PublishSeq(ctx, wire.JobLogMarkSubject("recovery-"+NewJobID()), bus.Message{})
 	if err != nil {
 		return nil, fmt.Errorf("marking the end of the job log: %w", err)
 	}
-	specs := map[string]*wire.JobSpec{}
-	from := map[string]uint64{}
-	var order []string
-	ended, published := map[string]bool{}, map[string]bool{}
 	for done := false; !done; {
-		var m bus.Message
 		select {
-		case msg, ok := <-log:
-			if !ok {
+		case m, open := <-log:
+			if !open {
 				if ctx.Err() != nil {
 					return nil, ctx.Err()
 				}
 				return nil, errors.New("reading the job log: the subscription closed before the log's end")
 			}
-			m = msg
+			c.record(m)
+			done = m.Seq >= mark
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
-		done = m.Seq >= mark
-		parts := strings.Split(m.Subject, ".")
-		if len(parts) != 3 {
-			continue
+	}
+	if !stop() {
+		return nil, ctx.Err()
+	}
+	ok = true
+	o.mu.Lock()
+	o.joined, o.valid = true, time.Now().Add(o.fence)
+	type start struct {
+		id   string
+		term int
+	}
+	var open []start
+	for id, e := range o.ledger {
+		if e.end == nil {
+			open = append(open, start{id, e.term})
 		}
-		id := parts[1]
-		if parts[2] != "mark" && !c.signedByUs(m) {
-			c.log.Warn("recovery: ignoring a job log record the coordinator did not sign", "job", id, "record", parts[2])
-			continue
+	}
+	o.mu.Unlock()
+	c.wg.Add(2)
+	go func() { defer c.wg.Done(); c.follow(log) }()
+	go func() { defer c.wg.Done(); c.heartbeats(alive) }()
+
+	// Wait until each job that was running is held by a live coordinator.
+	settled := func() bool {
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		for _, s := range open {
+			e := o.ledger[s.id]
+			if e == nil || e.end != nil || e.claiming {
+				if e != nil && e.claiming {
+					return false
+				}
+				continue
+			}
+			m := o.members[e.owner]
+			switch {
+			case e.owner == o.id:
+				if c.held(s.id) == nil {
+					return false
+				}
+			case m != nil && m.ever && o.alive(e.owner):
+			default:
+				return false
+			}
 		}
-		switch parts[2] {
-		case "spec":
-			var s wire.JobSpec
-			if err := wire.Decode(m.Data, wire.KindJob, &s); err != nil {
-				c.log.Warn("recovery: skipping a malformed job spec", "job", id, "err", err)
-				continue
-			}
-			if _, dup := specs[id]; dup {
-				continue // the first record of a spec is where its job starts
-			}
-			order = append(order, id)
-			specs[id], from[id] = &s, m.Seq
-		case "published":
-			var p wire.Published
-			if err := wire.Decode(m.Data, wire.KindPublished, &p); err != nil || p.Job != id {
-				c.log.Warn("recovery: ignoring a malformed record that a job's tasks are published", "job", id, "err", err)
-				continue
-			}
-			published[id] = true
-		case "end":
-			if _, err := wire.DecodeEnd(m.Data, id); err != nil {
-				c.log.Warn("recovery: ignoring a malformed end record", "job", id, "err", err)
-				continue
-			}
-			ended[id] = true
+		return true
+	}
+	limit := time.NewTimer(3 * beatsToDeath * o.beat)
+	defer limit.Stop()
+	tick := time.NewTicker(o.beat / 2)
+	defer tick.Stop()
+wait:
+	for !settled() {
+		select {
+		case <-tick.C:
+		case <-limit.C:
+			c.log.Warn("recovery: some unfinished jobs are not held by a live coordinator yet")
+			break wait
+		case <-ctx.Done():
+			return nil, ctx.Err()
 		}
 	}
 	var taken []string
-	for _, id := range order {
-		spec := specs[id]
-		if ended[id] || spec.ID != id {
-			continue
+	for _, s := range open {
+		if c.held(s.id) != nil {
+			taken = append(taken, s.id)
 		}
-		j, err := newJob(ctx, c, spec)
-		if err != nil {
-			c.log.Warn("recovery: cannot take up job", "job", id, "err", err)
-			continue
-		}
-		j.recovered, j.wasPublished, j.from = true, published[id], from[id]
-		c.mu.Lock()
-		if _, have := c.jobs[id]; have {
-			c.mu.Unlock()
-			continue
-		}
-		c.jobs[id] = j
-		c.mu.Unlock()
-		if err := j.start(); err != nil {
-			c.mu.Lock()
-			delete(c.jobs, id)
-			c.mu.Unlock()
-			c.log.Warn("recovery: cannot take up job", "job", id, "err", err)
-			continue
-		}
-		c.log.Info("job taken up after a restart", "job", id, "tasks", j.n, "all published before", j.wasPublished, "from", j.from)
-		taken = append(taken, id)
 	}
-	c.log.Info("job log read to its end", "mark", mark, "jobs", len(order), "taken up", len(taken))
+	slices.Sort(taken)
+	c.log.Info("job log read to its end", "mark", mark, "jobs", len(o.ledger), "unfinished", len(open), "taken up", len(taken), "coordinator", o.id)
 	return taken, nil
 }
 

@@ -77,6 +77,10 @@ type JobSpec struct {
 	// keeps them. Deadline is 0 for a job without a timeout.
 	Accepted int64 `msgpack:"accepted,omitempty"`
 	Deadline int64 `msgpack:"deadline,omitempty"`
+	// Owner is the coordinator that accepted the job, set by it: the
+	// job's first owner (term 1). Owner records on the job log
+	// (JobOwnerSubject) hand the job on when an owner dies.
+	Owner string `msgpack:"owner,omitempty"`
 }
 
 // TaskKind tells a runtime what a task is.
@@ -265,6 +269,9 @@ type JobStatus struct {
 	// microseconds, over the job's tasks.
 	LatencyP50us int64 `msgpack:"lat50,omitempty" json:"latency_p50_us,omitempty"`
 	LatencyP99us int64 `msgpack:"lat99,omitempty" json:"latency_p99_us,omitempty"`
+	// Owner is the coordinator that holds the job (empty when none is
+	// known to, while a dead owner's job is being taken over).
+	Owner string `msgpack:"owner,omitempty" json:"owner,omitempty"`
 }
 
 // End is a job's terminal record on the job log.
@@ -399,3 +406,35 @@ type Published struct {
 	Job   string `msgpack:"job"`
 	Tasks int    `msgpack:"tasks"`
 }
+
+// JobOwnerSubject carries the owner records of a job on the job log: a
+// coordinator that takes the job over from a dead owner records one. The
+// first record of each term wins (the job log is totally ordered, so every
+// reader agrees on it).
+func JobOwnerSubject(job string) string { return "job." + job + ".owner" }
+
+// Owner is the body of a JobOwnerSubject record: Coordinator owns Job from
+// term Term on (the spec's Owner holds term 1).
+type Owner struct {
+	Job         string `msgpack:"job"`
+	Coordinator string `msgpack:"coord"`
+	Term        int    `msgpack:"term"`
+}
+
+// AliveSubject is where coordinators broadcast their heartbeats.
+const AliveSubject = "coord.alive"
+
+// Alive is a coordinator's heartbeat: Coordinator (its lease identity)
+// is alive; Node is where its direct API subjects are (APIAt).
+type Alive struct {
+	Coordinator string `msgpack:"coord"`
+	Node        string `msgpack:"node"`
+	// Seq counts the coordinator's heartbeats: hearing its own back, it
+	// knows when that one was sent.
+	Seq uint64 `msgpack:"seq"`
+}
+
+// APIAt is the subject on which the coordinator node answers op (one of
+// the API subjects) for the jobs it holds: other coordinators forward
+// requests there.
+func APIAt(op, node string) string { return op + "-" + node }

@@ -33,6 +33,8 @@ const (
 	KindReq       Kind = "req"       // an API request
 	KindResp      Kind = "resp"      // an API response
 	KindFeed      Kind = "feed"      // a map result forwarded to a reducer
+	KindOwner     Kind = "owner"     // a coordinator takes a job over (job log)
+	KindAlive     Kind = "alive"     // a coordinator's heartbeat (broadcast)
 )
 
 // envelope is the outer frame of every Skein message.

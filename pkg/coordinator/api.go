@@ -1,0 +1,170 @@
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/skeinrun/skein/bus"
+	"github.com/skeinrun/skein/pkg/wire"
+)
+
+// Serve answers the coordinator API on the bus until ctx is done: the
+// namespace's API subjects, which every coordinator of the namespace
+// serves (each request goes to one of them), and this coordinator's
+// direct subjects (wire.APIAt), on which it answers for the jobs it holds
+// when another coordinator forwards a request.
+func (c *Coordinator) Serve(ctx context.Context) error {
+	maxBytes := 1 << 20
+	if l, ok := c.bus.(bus.Limits); ok {
+		maxBytes = l.MaxMessageSize()
+	}
+	handle := func(f func(ctx context.Context, req *wire.Request) (wire.Response, error)) bus.Handler {
+		return func(ctx context.Context, m bus.Message) ([]byte, error) {
+			var req wire.Request
+			if err := wire.Decode(m.Data, wire.KindReq, &req); err != nil {
+				return nil, err
+			}
+			resp, err := f(ctx, &req)
+			if err != nil {
+				return nil, err
+			}
+			return wire.Encode(wire.KindResp, resp)
+		}
+	}
+	routes := map[string]bus.Handler{
+		wire.APISubmit: handle(func(ctx context.Context, req *wire.Request) (wire.Response, error) {
+			if req.Spec == nil {
+				return wire.Response{}, fmt.Errorf("%w: submit without a job spec", ErrInvalid)
+			}
+			id, err := c.Submit(ctx, req.Spec)
+			if err != nil {
+				return wire.Response{}, err
+			}
+			st, err := c.Status(id)
+			return wire.Response{Status: &st}, err
+		}),
+	}
+	for _, op := range []string{wire.APIStatus, wire.APIResult, wire.APICancel} {
+		routes[op] = handle(func(ctx context.Context, req *wire.Request) (wire.Response, error) {
+			return c.answer(ctx, op, req, maxBytes*3/4)
+		})
+		routes[wire.APIAt(op, c.own.node)] = handle(func(ctx context.Context, req *wire.Request) (wire.Response, error) {
+			j, err := c.job(req.Job)
+			if err != nil {
+				return wire.Response{}, err
+			}
+			return c.answerLocal(ctx, op, j, req, maxBytes*3/4)
+		})
+	}
+	for subj, h := range routes {
+		if err := c.bus.Serve(ctx, subj, h); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// answer answers op (status, result or cancel) for req.Job: from memory
+// when this coordinator holds the job; else by forwarding the request to
+// the job's owner; else from the job log (a finished job's end record,
+// its results replayed from the stream; a running job whose owner is
+// being replaced is reported running, so that waiting clients wait).
+func (c *Coordinator) answer(ctx context.Context, op string, req *wire.Request, maxBytes int) (wire.Response, error) {
+	ctx, cancel := context.WithTimeout(ctx, 4*c.cfg.Lease+30*time.Second)
+	defer cancel()
+	synced := false
+	for {
+		if j, err := c.job(req.Job); err == nil {
+			return c.answerLocal(ctx, op, j, req, maxBytes)
+		}
+		e, node, ok := c.ledgerEntry(req.Job)
+		if !ok {
+			_, err := c.job(req.Job)
+			return wire.Response{}, err
+		}
+		if node != "" {
+			resp, err := c.forward(ctx, op, node, req)
+			var re *bus.RemoteError
+			if err == nil || (errors.As(err, &re) && !strings.HasPrefix(re.Msg, ErrUnknownJob.Error())) {
+				return resp, err // the owner's answer
+			}
+			c.log.Debug("forwarding a request to the job's owner", "job", req.Job, "op", op, "owner", e.owner, "err", err)
+		}
+		if !synced {
+			// Answer from the log only once it is read to its present
+			// end: the requester may have seen the job's end already.
+			synced = true
+			if err := c.syncLedger(ctx); err != nil {
+				return wire.Response{}, err
+			}
+			continue
+		}
+		switch {
+		case e.end != nil && op == wire.APIResult && e.end.State == wire.StateDone:
+			j, err := c.replay(ctx, req.Job, e)
+			if err != nil {
+				return wire.Response{}, err
+			}
+			return c.answerLocal(ctx, op, j, req, maxBytes)
+		case e.end != nil:
+			st := *e.end
+			st.From = e.spec
+			return wire.Response{Status: &st}, nil
+		case op != wire.APICancel:
+			st := wire.JobStatus{ID: req.Job, State: wire.StateRunning, Kind: e.kind, From: e.spec, Owner: e.owner}
+			return wire.Response{Status: &st}, nil
+		}
+		// A cancel waits for the job to have a live owner again.
+		select {
+		case <-time.After(c.own.beat):
+		case <-ctx.Done():
+			return wire.Response{}, fmt.Errorf("job %s: its coordinator died and no other has taken it over yet; cancel again", req.Job)
+		}
+	}
+}
+
+// answerLocal answers op for a job this coordinator holds.
+func (c *Coordinator) answerLocal(ctx context.Context, op string, j *job, req *wire.Request, maxBytes int) (wire.Response, error) {
+	switch op {
+	case wire.APIResult:
+		return j.page(req.Offset, req.Limit, maxBytes)
+	case wire.APICancel:
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		st, err := c.Cancel(cctx, j.id)
+		return wire.Response{Status: &st}, err
+	}
+	st := j.snapshot()
+	return wire.Response{Status: &st}, nil
+}
+
+// forward sends req to the coordinator node that owns the job.
+func (c *Coordinator) forward(ctx context.Context, op, node string, req *wire.Request) (wire.Response, error) {
+	data, err := wire.Encode(wire.KindReq, req)
+	if err != nil {
+		return wire.Response{}, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*c.cfg.Lease)
+	defer cancel()
+	out, err := c.bus.Request(ctx, wire.APIAt(op, node), data)
+	if err != nil {
+		return wire.Response{}, err
+	}
+	var resp wire.Response
+	if err := wire.Decode(out, wire.KindResp, &resp); err != nil {
+		return wire.Response{}, err
+	}
+	return resp, nil
+}
+
+// syncLedger reads the job log to its present end (a mark recorded now).
+func (c *Coordinator) syncLedger(ctx context.Context) error {
+	mark, err := c.bus.PublishSeq(ctx, wire.JobLogMarkSubject("sync-"+c.own.node), bus.Message{})
+	if err != nil {
+		return fmt.Errorf("marking the end of the job log: %w", err)
+	}
+	return c.readTo(ctx, mark)
+}
