@@ -383,8 +383,8 @@ func (c *Coordinator) sweep() {
 	}
 	o := c.own
 	type claim struct {
-		id   string
-		term int
+		id, prev string
+		term     int
 	}
 	var claims []claim
 	o.mu.Lock()
@@ -417,7 +417,7 @@ func (c *Coordinator) sweep() {
 			}
 		}
 		e.claiming = true
-		claims = append(claims, claim{id, e.term})
+		claims = append(claims, claim{id, e.owner, e.term})
 	}
 	o.mu.Unlock()
 	for _, cl := range claims {
@@ -428,7 +428,7 @@ func (c *Coordinator) sweep() {
 			continue
 		}
 		c.wg.Add(1)
-		go func() { defer c.wg.Done(); c.claim(cl.id, cl.term) }()
+		go func() { defer c.wg.Done(); c.claim(cl.id, cl.prev, cl.term) }()
 	}
 }
 
@@ -457,7 +457,7 @@ func rank(job, me string, live []string) int {
 
 // claim records an owner record for the job's next term, reads the log
 // until it comes back, and takes the job up if the record won.
-func (c *Coordinator) claim(id string, term int) {
+func (c *Coordinator) claim(id, prev string, term int) {
 	o := c.own
 	defer func() {
 		o.mu.Lock()
@@ -496,7 +496,7 @@ func (c *Coordinator) claim(id string, term int) {
 	if !won {
 		return
 	}
-	if err := c.takeUp(ctx, id, spec, published); err != nil && c.ctx.Err() == nil {
+	if err := c.takeUp(ctx, id, spec, published, prev); err != nil && c.ctx.Err() == nil {
 		c.log.Warn("taking a job over", "job", id, "err", err)
 		return
 	}
@@ -549,7 +549,7 @@ func (c *Coordinator) readSpec(ctx context.Context, id string, at uint64) (*wire
 
 // takeUp starts acting on a job this coordinator now owns, from its
 // spec's position on the log.
-func (c *Coordinator) takeUp(ctx context.Context, id string, from uint64, published bool) error {
+func (c *Coordinator) takeUp(ctx context.Context, id string, from uint64, published bool, prev string) error {
 	spec, err := c.readSpec(ctx, id, from)
 	if err != nil {
 		return err
@@ -575,7 +575,10 @@ func (c *Coordinator) takeUp(ctx context.Context, id string, from uint64, publis
 		c.mu.Unlock()
 		return err
 	}
-	c.log.Info("job taken up", "job", id, "tasks", j.n, "all published before", published, "from", from)
+	if prev == "" {
+		prev = "none"
+	}
+	c.log.Info("job taken up", "job", id, "tasks", j.n, "all published before", published, "from", from, "previous", prev)
 	return nil
 }
 

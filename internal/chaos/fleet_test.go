@@ -1,0 +1,67 @@
+package chaos
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The test: three coordinators share a namespace, twenty jobs
+// run at once, and a coordinator is SIGKILLed (and a new one started)
+// every 5 s: every job's result is exact. SKEIN_FLEET_KILLS sets how many
+// kills at least (make bench: 20, for the takeover figures).
+func TestFleetNATS(t *testing.T) {
+	path := requireBinary(t, "nats-server", "scripts/services/nats.sh installs it")
+	runFleet(t, func(procs *Procs, dir string) (Broker, error) { return NewNATSServer(procs, path, dir) })
+}
+
+func TestFleetRabbitMQ(t *testing.T) {
+	script := requireBinary(t, filepath.Join(RabbitMQDir, "rabbitmq-server"), "scripts/services/rabbitmq.sh installs it")
+	requireBinary(t, "epmd", "it comes with rabbitmq-server's Erlang")
+	runFleet(t, func(procs *Procs, dir string) (Broker, error) { return NewRabbitMQServer(procs, script, dir) })
+}
+
+func runFleet(t *testing.T, newBroker func(*Procs, string) (Broker, error)) {
+	b := buildPrograms(t)
+	kills := envInt(t, "SKEIN_FLEET_KILLS", 0)
+	dataDir := t.TempDir()
+	logDir := filepath.Join(logRoot(t), strings.ReplaceAll(t.Name(), "/", "-")+"-"+time.Now().Format("20060102-150405"))
+	procs, err := NewProcs(logDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(procs.Close)
+	broker, err := newBroker(procs, filepath.Join(dataDir, "broker"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(broker.Close)
+	ctx := context.Background()
+	if dl, ok := t.Deadline(); ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, dl.Add(-30*time.Second))
+		defer cancel()
+	}
+	cfg := FleetConfig{Bins: b, Procs: procs, Broker: broker, DataDir: filepath.Join(dataDir, "programs"), Logf: t.Logf}
+	if kills > 0 {
+		// Enough work for that many kills, 5 s apart.
+		// 20 jobs of 0.2 s tasks on 12 slots run 15 tasks of each job
+		// per 5 s.
+		cfg.Tasks = max(60, kills*15+30)
+		cfg.Kills = kills
+		cfg.Deadline = time.Duration(kills)*20*time.Second + 2*time.Minute
+	}
+	r := RunFleet(ctx, cfg)
+	t.Log("\n" + r.Summary())
+	if r.Failed() {
+		t.Errorf("\n%s", processLogs(procs))
+	}
+	if r.Kills == 0 {
+		t.Errorf("no coordinator was killed: the jobs ended before the first kill")
+	}
+	if len(r.JobsPerCoordinator) < 2 {
+		t.Errorf("the jobs were not spread over the coordinators: %v", r.JobsPerCoordinator)
+	}
+}
