@@ -15,17 +15,20 @@ test:
 # and the one built from the nats-server module this project requires.
 # make test runs one round per bus, on Debian's nats-server only.
 CHAOS_ROUNDS ?= 10
+FLEET_KILLS ?= 20
 chaos:
 	@mkdir -p $(BIN)
 	$(GO) build -o $(BIN)/nats-server-module github.com/nats-io/nats-server/v2
 	cd internal/chaos && SKEIN_CHAOS_ROUNDS=$(CHAOS_ROUNDS) \
 		SKEIN_CHAOS_NATS_SERVER="$$(command -v nats-server),$(CURDIR)/$(BIN)/nats-server-module" \
 		$(GO) test -count=1 -timeout 0 -v -run '^TestChaos' .
+	cd internal/chaos && SKEIN_FLEET_KILLS=$(FLEET_KILLS) $(GO) test -count=1 -timeout 0 -v -run '^TestFleet' .
 
 # The fan-out and reduce benchmarks (docs/benchmarks.md lists the others).
 bench:
 	$(GO) run ./bench/cmd/skein-bench fanout
 	$(GO) run ./bench/cmd/skein-bench reduce
+	$(GO) run ./bench/cmd/skein-bench fleet
 
 run:
 	$(GO) run ./cmd/submit map --function add --iterdata '[1,2,3]' --extra-params '{"y":1}'

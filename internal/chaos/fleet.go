@@ -33,15 +33,20 @@ type FleetConfig struct {
 	Coordinators int           // default 3
 	Jobs         int           // concurrent jobs (default 20)
 	Tasks        int           // tasks per job (default 60)
-	Sleep        float64       // seconds per task (default 0.2)
+	Sleep        float64       // seconds per task (default 0.2; negative: none)
 	Runtimes     int           // default 3
 	Slots        int           // per runtime (default 4)
 	KillEvery    time.Duration // a coordinator is SIGKILLed this often (default 5s; negative: never)
 	Kills        int           // stop killing after this many (0: until the jobs end)
 	Lease        time.Duration // coordinators' --lease (0: their default)
-	Deadline     time.Duration // every job ends within this (default 4m)
-	Seed         int64
-	Logf         func(format string, args ...any)
+	// Pause, when set, makes every other chaos action (the first one
+	// too) a pause instead of a kill: a coordinator is SIGSTOPped for Pause (longer than the
+	// lease), then goes on. It must not act again on the jobs the others
+	// took over meanwhile.
+	Pause    time.Duration
+	Deadline time.Duration // every job ends within this (default 4m)
+	Seed     int64
+	Logf     func(format string, args ...any)
 }
 
 func (c *FleetConfig) setDefaults() {
@@ -83,6 +88,8 @@ type FleetReport struct {
 	Seed               int64
 	Wall               time.Duration // first submit to the last job's end
 	Kills              int
+	Pauses             int
+	TakenFromPaused    int             // jobs taken over from a paused coordinator
 	Takeovers          []time.Duration // SIGKILL of an owner to one of its jobs taken up
 	JobsPerCoordinator map[string]int
 	Problems           []string
@@ -95,7 +102,7 @@ func (r *FleetReport) Failed() bool { return len(r.Problems) > 0 }
 // Summary is the round in a few lines.
 func (r *FleetReport) Summary() string {
 	var sb strings.Builder
-	fmt.Fprintf(&sb, "fleet on %s (%s), seed %d: %d coordinator kills, wall %v\n", r.Bus, r.Server, r.Seed, r.Kills, r.Wall.Round(100*time.Millisecond))
+	fmt.Fprintf(&sb, "fleet on %s (%s), seed %d: %d coordinator kills, %d pauses (%d jobs taken from paused ones), wall %v\n", r.Bus, r.Server, r.Seed, r.Kills, r.Pauses, r.TakenFromPaused, r.Wall.Round(100*time.Millisecond))
 	if len(r.Takeovers) > 0 {
 		ms := make([]float64, len(r.Takeovers))
 		for i, d := range r.Takeovers {
@@ -125,8 +132,9 @@ type fleet struct {
 }
 
 type fleetKill struct {
-	id string
-	at time.Time
+	id    string
+	at    time.Time
+	pause bool
 }
 
 // RunFleet runs one fleet round. It leaves the processes running: the
@@ -221,7 +229,7 @@ func (f *fleet) run(ctx context.Context) error {
 		elems := make([]elem, cfg.Tasks)
 		vals := make([]string, cfg.Tasks)
 		for i := range elems {
-			elems[i] = elem{X: cfg.Sleep, Value: f.value(k, i)}
+			elems[i] = elem{X: max(cfg.Sleep, 0), Value: f.value(k, i)}
 			vals[i] = f.value(k, i)
 		}
 		in, _ := json.Marshal(elems)
@@ -272,10 +280,16 @@ func (f *fleet) run(ctx context.Context) error {
 				}
 				victim := live[f.rng.Intn(len(live))]
 				at := time.Now()
-				victim.Kill()
 				f.mu.Lock()
-				f.kills = append(f.kills, fleetKill{id: f.ids[victim], at: at})
+				pause := cfg.Pause > 0 && len(f.kills)%2 == 0
+				f.kills = append(f.kills, fleetKill{id: f.ids[victim], at: at, pause: pause})
 				f.mu.Unlock()
+				if pause {
+					cfg.Logf("%+6.1fs SIGSTOP %s (%s) for %v", time.Since(t0).Seconds(), victim.Name, f.ids[victim], cfg.Pause)
+					victim.Pause(cfg.Pause)
+					continue
+				}
+				victim.Kill()
 				cfg.Logf("%+6.1fs SIGKILL %s (%s)", time.Since(t0).Seconds(), victim.Name, f.ids[victim])
 				if _, err := f.startCoordinator(ctx); err != nil {
 					f.problem("replacing a killed coordinator: %v", err)
@@ -304,7 +318,13 @@ func (f *fleet) run(ctx context.Context) error {
 	f.report.Wall = time.Since(t0)
 	close(done)
 	killer.Wait()
-	f.report.Kills = len(f.kills)
+	for _, k := range f.kills {
+		if k.pause {
+			f.report.Pauses++
+		} else {
+			f.report.Kills++
+		}
+	}
 	f.takeovers()
 	return nil
 }
@@ -312,17 +332,46 @@ func (f *fleet) run(ctx context.Context) error {
 var (
 	takenUp   = regexp.MustCompile(`^time=(\S+) .*msg="job taken up" job=(\S+) .*previous=(\S+)`)
 	submitted = regexp.MustCompile(`msg="job submitted" job=(\S+)`)
+	jobEnded  = regexp.MustCompile(`^time=(\S+) .*msg="job ended" job=(\S+)`)
+	dropped   = regexp.MustCompile(`msg="job dropped" job=(\S+)`)
 )
 
 // takeovers reads the coordinators' logs: for each kill, the time from
-// the SIGKILL to each job of the dead coordinator being taken up.
+// the SIGKILL to each job of the dead coordinator being taken up; for
+// each pause, the jobs taken from the stopped coordinator, which must drop
+// them when it goes on and never end them unless it takes them up again.
 func (f *fleet) takeovers() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	killedAt := map[string]time.Time{}
+	type window struct{ from, to time.Time }
+	pauses := map[string][]window{}
 	for _, k := range f.kills {
+		if k.pause {
+			pauses[k.id] = append(pauses[k.id], window{k.at, k.at.Add(f.cfg.Pause)})
+			continue
+		}
 		killedAt[k.id] = k.at
 	}
+	type take struct {
+		job, from, by string
+		at            time.Time
+	}
+	var takes []take
+	// what[id][job]: the times coordinator id took the job up, dropped it,
+	// and recorded its end.
+	type seen struct{ up, dropped, ended []time.Time }
+	what := map[string]map[string]*seen{}
+	note := func(id, job string) *seen {
+		if what[id] == nil {
+			what[id] = map[string]*seen{}
+		}
+		if what[id][job] == nil {
+			what[id][job] = &seen{}
+		}
+		return what[id][job]
+	}
+	stamp := regexp.MustCompile(`^time=(\S+) `)
 	for _, p := range f.cfg.Procs.All() {
 		id, ok := f.ids[p]
 		if !ok {
@@ -336,19 +385,68 @@ func (f *fleet) takeovers() {
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
 		for sc.Scan() {
 			line := sc.Text()
+			ts := stamp.FindStringSubmatch(line)
+			if ts == nil {
+				continue
+			}
+			at, err := time.Parse(time.RFC3339Nano, ts[1])
+			if err != nil {
+				continue
+			}
 			if submitted.MatchString(line) {
 				f.report.JobsPerCoordinator[id]++
 			}
-			m := takenUp.FindStringSubmatch(line)
-			if m == nil {
-				continue
+			if m := dropped.FindStringSubmatch(line); m != nil {
+				n := note(id, m[1])
+				n.dropped = append(n.dropped, at)
 			}
-			at, err := time.Parse(time.RFC3339Nano, m[1])
-			k, dead := killedAt[m[3]]
-			if err == nil && dead && at.After(k) {
-				f.report.Takeovers = append(f.report.Takeovers, at.Sub(k))
+			if m := jobEnded.FindStringSubmatch(line); m != nil {
+				n := note(id, m[2])
+				n.ended = append(n.ended, at)
+			}
+			if m := takenUp.FindStringSubmatch(line); m != nil {
+				n := note(id, m[2])
+				n.up = append(n.up, at)
+				takes = append(takes, take{job: m[2], from: m[3], by: id, at: at})
+				if k, dead := killedAt[m[3]]; dead && at.After(k) {
+					f.report.Takeovers = append(f.report.Takeovers, at.Sub(k))
+				}
 			}
 		}
 		file.Close()
+	}
+	within := func(ts []time.Time, from, to time.Time) bool {
+		for _, t := range ts {
+			if !t.Before(from) && !t.After(to) {
+				return true
+			}
+		}
+		return false
+	}
+	for _, tk := range takes {
+		for _, w := range pauses[tk.from] {
+			// Taken while the owner was stopped (or just after, from a
+			// claim made while it was).
+			if tk.at.Before(w.from) || tk.at.After(w.to.Add(3*time.Second)) {
+				continue
+			}
+			f.report.TakenFromPaused++
+			n := note(tk.from, tk.job)
+			// Its next take-up of the job, if any, is when it may act again.
+			until := time.Now()
+			for _, u := range n.up {
+				if u.After(tk.at) && u.Before(until) {
+					until = u
+				}
+			}
+			if within(n.ended, tk.at, until) {
+				f.report.Problems = append(f.report.Problems, fmt.Sprintf("job %s: taken over by %s at %s from the paused coordinator %s, which still recorded the job's end", tk.job, tk.by, tk.at.Format(time.RFC3339Nano), tk.from))
+			}
+			killed, wasKilled := killedAt[tk.from]
+			goesOn := !wasKilled || killed.After(w.to.Add(3*time.Second))
+			if goesOn && !within(n.dropped, w.from, w.to.Add(3*time.Second)) {
+				f.report.Problems = append(f.report.Problems, fmt.Sprintf("job %s: taken over by %s at %s from the paused coordinator %s, which did not log that it dropped the job when it went on", tk.job, tk.by, tk.at.Format(time.RFC3339Nano), tk.from))
+			}
+		}
 	}
 }

@@ -9,9 +9,11 @@ import (
 )
 
 // The test: three coordinators share a namespace, twenty jobs
-// run at once, and a coordinator is SIGKILLed (and a new one started)
-// every 5 s: every job's result is exact. SKEIN_FLEET_KILLS sets how many
-// kills at least (make bench: 20, for the takeover figures).
+// run at once, and every 5 s a coordinator is SIGKILLed (and a new one
+// started) or, every other time, paused (SIGSTOP) for longer than the
+// lease: every job's result is exact, and a paused coordinator never ends
+// a job that was taken from it. SKEIN_FLEET_KILLS sets how many actions
+// (make chaos: 20).
 func TestFleetNATS(t *testing.T) {
 	path := requireBinary(t, "nats-server", "scripts/services/nats.sh installs it")
 	runFleet(t, func(procs *Procs, dir string) (Broker, error) { return NewNATSServer(procs, path, dir) })
@@ -44,12 +46,16 @@ func runFleet(t *testing.T, newBroker func(*Procs, string) (Broker, error)) {
 		ctx, cancel = context.WithDeadline(ctx, dl.Add(-30*time.Second))
 		defer cancel()
 	}
-	cfg := FleetConfig{Bins: b, Procs: procs, Broker: broker, DataDir: filepath.Join(dataDir, "programs"), Logf: t.Logf}
+	// Every other action, the first one too, is a 6 s SIGSTOP (more than
+	// twice the lease) instead of a SIGKILL; 90 tasks per job keep the
+	// jobs running for about 30 s: a pause, a kill, a pause.
+	cfg := FleetConfig{Bins: b, Procs: procs, Broker: broker, DataDir: filepath.Join(dataDir, "programs"), Logf: t.Logf,
+		Tasks: 90, Pause: 6 * time.Second}
 	if kills > 0 {
 		// Enough work for that many kills, 5 s apart.
 		// 20 jobs of 0.2 s tasks on 12 slots run 15 tasks of each job
 		// per 5 s.
-		cfg.Tasks = max(60, kills*15+30)
+		cfg.Tasks = max(90, kills*2*15+30)
 		cfg.Kills = kills
 		cfg.Deadline = time.Duration(kills)*20*time.Second + 2*time.Minute
 	}
@@ -57,6 +63,9 @@ func runFleet(t *testing.T, newBroker func(*Procs, string) (Broker, error)) {
 	t.Log("\n" + r.Summary())
 	if r.Failed() {
 		t.Errorf("\n%s", processLogs(procs))
+	}
+	if r.Pauses > 0 && r.TakenFromPaused == 0 {
+		t.Errorf("no job was taken over from a paused coordinator: the pauses tested nothing")
 	}
 	if r.Kills == 0 {
 		t.Errorf("no coordinator was killed: the jobs ended before the first kill")

@@ -211,6 +211,17 @@ func (p *Proc) Kill() {
 	}
 }
 
+// Pause stops the process (SIGSTOP) for d, then lets it go on (SIGCONT),
+// as a long garbage-collection pause or a frozen virtual machine would.
+func (p *Proc) Pause(d time.Duration) {
+	if !p.Running() {
+		return
+	}
+	_ = syscall.Kill(p.Pid(), syscall.SIGSTOP)
+	time.Sleep(d)
+	_ = syscall.Kill(p.Pid(), syscall.SIGCONT)
+}
+
 // Wait waits for the process to exit or ctx to end.
 func (p *Proc) Wait(ctx context.Context) error {
 	select {

@@ -581,7 +581,7 @@ func TestCoordinatorRestart(t *testing.T) {
 			_ = co.cmd.Wait()
 			co2 := start(t, "coordinator", "--bus", url, "--log-level", "debug")
 			waitServing(co2)
-			if !strings.Contains(co2.out.String(), "job taken up after a restart") {
+			if !strings.Contains(co2.out.String(), "job taken up") {
 				t.Fatalf("the new coordinator did not take the job up:\n%s", co2.out.String())
 			}
 			if out, errOut, code = submit(t, "wait", id, "--bus", url); code != 0 {

@@ -31,6 +31,12 @@ type Client struct {
 	// Verifier, when set, admits only end records the coordinator signed
 	// (submit --verify-key); others are logged and ignored.
 	Verifier interface{ Verify(bus.Message) error }
+	// RequestTimeout bounds one attempt of an API request. A coordinator
+	// that took a request and then died, or was paused, never answers it;
+	// the request is then sent again, to whichever coordinator serves (a
+	// submit as a retry of the same job id, which a coordinator that has
+	// the job answers with its status). Default 15s.
+	RequestTimeout time.Duration
 }
 
 // New returns a client on b.
@@ -72,15 +78,36 @@ func (c *Client) call(ctx context.Context, subject string, req *wire.Request) (*
 	if err != nil {
 		return nil, err
 	}
-	// A coordinator that is starting or restarting: retry briefly (about
-	// two seconds) while nobody answers.
-	out, err := retry.Value(ctx, retry.Policy{Initial: 50 * time.Millisecond, Max: time.Second, Tries: 7}, func() ([]byte, error) {
-		out, err := c.b.Request(ctx, subject, data)
-		if err != nil && !errors.Is(err, bus.ErrNoResponders) {
-			return nil, retry.Permanent(err)
+	timeout := c.RequestTimeout
+	if timeout <= 0 {
+		timeout = 15 * time.Second
+	}
+	var out []byte
+	for {
+		actx, cancel := context.WithTimeout(ctx, timeout)
+		// A coordinator that is starting or restarting: retry briefly
+		// (about two seconds) while nobody answers.
+		out, err = retry.Value(actx, retry.Policy{Initial: 50 * time.Millisecond, Max: time.Second, Tries: 7}, func() ([]byte, error) {
+			out, err := c.b.Request(actx, subject, data)
+			if err != nil && !errors.Is(err, bus.ErrNoResponders) {
+				return nil, retry.Permanent(err)
+			}
+			return out, err
+		})
+		timedOut := actx.Err() != nil && ctx.Err() == nil
+		cancel()
+		if !timedOut {
+			break
 		}
-		return out, err
-	})
+		c.log().Warn("no answer from the coordinator that took the request; sending it again", "subject", subject, "job", req.Job, "timeout", timeout)
+		if req.Spec != nil && !req.Retry {
+			r := *req
+			r.Retry = true
+			if data, err = wire.Encode(wire.KindReq, &r); err != nil {
+				return nil, err
+			}
+		}
+	}
 	if err != nil {
 		if errors.Is(err, bus.ErrNoResponders) {
 			return nil, fmt.Errorf("%w (start one with `coordinator --bus …`)", ErrNoCoordinator)
@@ -112,6 +139,11 @@ func (c *Client) Submit(ctx context.Context, spec *wire.JobSpec) (string, error)
 func (c *Client) submit(ctx context.Context, spec *wire.JobSpec) (wire.JobStatus, error) {
 	if spec.SubmittedAt == 0 {
 		spec.SubmittedAt = time.Now().UnixNano()
+	}
+	if spec.ID == "" {
+		// The job's id is fixed before it is sent, so that a submit sent
+		// again after an attempt got no answer names the same job.
+		spec.ID = coordinator.NewJobID()
 	}
 	resp, err := c.call(ctx, wire.APISubmit, &wire.Request{Spec: spec})
 	if err != nil {

@@ -39,6 +39,16 @@ func (c *Coordinator) Serve(ctx context.Context) error {
 			if req.Spec == nil {
 				return wire.Response{}, fmt.Errorf("%w: submit without a job spec", ErrInvalid)
 			}
+			if req.Retry && req.Spec.ID != "" {
+				// The first attempt may have arrived: read the job log to
+				// its end, and answer with the job's status if it did.
+				if err := c.syncLedger(ctx); err != nil {
+					return wire.Response{}, err
+				}
+				if c.knows(req.Spec.ID) {
+					return c.answer(ctx, wire.APIStatus, &wire.Request{Job: req.Spec.ID}, maxBytes*3/4)
+				}
+			}
 			id, err := c.Submit(ctx, req.Spec)
 			if err != nil {
 				return wire.Response{}, err
@@ -81,6 +91,14 @@ func (c *Coordinator) answer(ctx context.Context, op string, req *wire.Request, 
 			return c.answerLocal(ctx, op, j, req, maxBytes)
 		}
 		e, node, ok := c.ledgerEntry(req.Job)
+		if !ok && c.joined() && !synced {
+			// Submitted through another coordinator a moment ago?
+			synced = true
+			if err := c.syncLedger(ctx); err != nil {
+				return wire.Response{}, err
+			}
+			continue
+		}
 		if !ok {
 			_, err := c.job(req.Job)
 			return wire.Response{}, err
@@ -167,4 +185,13 @@ func (c *Coordinator) syncLedger(ctx context.Context) error {
 		return fmt.Errorf("marking the end of the job log: %w", err)
 	}
 	return c.readTo(ctx, mark)
+}
+
+// knows reports whether the job is held here or on the job log.
+func (c *Coordinator) knows(id string) bool {
+	if _, err := c.job(id); err == nil {
+		return true
+	}
+	_, _, ok := c.ledgerEntry(id)
+	return ok
 }

@@ -249,6 +249,8 @@ func (c *Coordinator) Submit(ctx context.Context, spec *wire.JobSpec) (string, e
 		spec.ID = NewJobID()
 	} else if !validPool(spec.ID) {
 		return "", fmt.Errorf("%w: id %q: letters, digits, - and _ only", ErrInvalid, spec.ID)
+	} else if c.knows(spec.ID) {
+		return "", fmt.Errorf("%w: a job with id %s exists", ErrInvalid, spec.ID)
 	}
 	if spec.Pool == "" {
 		spec.Pool = c.cfg.Pool

@@ -143,6 +143,13 @@ func nodeName() string {
 // accepts and the owner records it writes.
 func (c *Coordinator) ID() string { return c.own.id }
 
+// joined reports whether the coordinator has joined its namespace.
+func (c *Coordinator) joined() bool {
+	c.own.mu.Lock()
+	defer c.own.mu.Unlock()
+	return c.own.joined
+}
+
 // leaseHeld reports whether the coordinator may act on its jobs: always
 // when it has not joined a namespace (Recover), else while its lease
 // holds.
@@ -175,6 +182,7 @@ func (c *Coordinator) heartbeats(alive <-chan bus.Message) {
 		}
 	}
 	send()
+	started, warned := time.Now(), false
 	for {
 		select {
 		case <-c.ctx.Done():
@@ -182,6 +190,10 @@ func (c *Coordinator) heartbeats(alive <-chan bus.Message) {
 		case <-t.C:
 			send()
 			c.enforceLease()
+			if o.heard() == 0 && !warned && time.Since(started) > max(4*o.fence, 5*time.Second) {
+				warned = true
+				c.log.Error("the coordinator does not hear its own heartbeats: it cannot hold a lease, so it accepts no job and takes none over; check that its bus user may listen to the heartbeat subject (deploy/nats, deploy/rabbitmq)", "subject", wire.AliveSubject)
+			}
 		case m, ok := <-alive:
 			if !ok {
 				if c.ctx.Err() == nil {
@@ -205,6 +217,14 @@ func (c *Coordinator) heartbeats(alive <-chan bus.Message) {
 			o.mu.Unlock()
 		}
 	}
+}
+
+// heard is how many of its own heartbeats the coordinator has heard
+// back.
+func (o *ownership) heard() int64 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.beats
 }
 
 // member returns the member named id, counting its silence from now when
@@ -253,8 +273,8 @@ func (c *Coordinator) enforceLease() {
 	c.mu.Lock()
 	var held []*job
 	for _, j := range c.jobs {
-		if j.owned() {
-			held = append(held, j)
+		if j.owned() && !j.snapshot().State.Terminal() {
+			held = append(held, j) // a finished job keeps its results
 		}
 	}
 	c.mu.Unlock()

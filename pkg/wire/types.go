@@ -309,6 +309,10 @@ type Request struct {
 	Spec   *JobSpec `msgpack:"spec,omitempty"`
 	Offset int      `msgpack:"off,omitempty"`
 	Limit  int      `msgpack:"lim,omitempty"`
+	// Retry marks a submit sent again after an attempt got no answer: a
+	// coordinator that knows the job (the first attempt arrived) answers
+	// with its status instead of refusing the id.
+	Retry bool `msgpack:"retry,omitempty"`
 }
 
 // Response is the body of every coordinator API answer.

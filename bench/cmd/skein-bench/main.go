@@ -2,6 +2,7 @@
 // medians. See docs/benchmarks.md.
 //
 //	skein-bench fanout [-n 1,100,1000,10000,100000] [-runs 3]
+//	skein-bench fleet [-bus nats,rabbitmq] [-runs 3] [-jobs 20] [-tasks 500] [-kills 20]
 package main
 
 import (
@@ -25,7 +26,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: skein-bench fanout|reduce [flags]")
+		fmt.Fprintln(os.Stderr, "usage: skein-bench fanout|reduce|fleet [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -34,6 +35,8 @@ func main() {
 		err = runFanout(os.Args[2:])
 	case "reduce":
 		err = runReduce(os.Args[2:])
+	case "fleet":
+		err = runFleet(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown benchmark %q", os.Args[1])
 	}
