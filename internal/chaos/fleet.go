@@ -59,7 +59,7 @@ func (c *FleetConfig) setDefaults() {
 	if c.Tasks <= 0 {
 		c.Tasks = 60
 	}
-	if c.Sleep <= 0 {
+	if c.Sleep == 0 {
 		c.Sleep = 0.2
 	}
 	if c.Runtimes <= 0 {
