@@ -70,6 +70,10 @@ func FuzzDecode(f *testing.F) {
 		b, _ := Encode(kind, v)
 		f.Add(b)
 	}
+	for kind, v := range map[Kind]any{KindOwner: Owner{Job: "j", Coordinator: "c-a", Term: 2}, KindAlive: Alive{Coordinator: "c-a", Node: "c-a", Seq: 7}} {
+		b, _ := Encode(kind, v)
+		f.Add(b)
+	}
 	f.Add([]byte{0x83, 0xa1, 'v', 1})
 	f.Add([]byte("garbage"))
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -87,5 +91,9 @@ func FuzzDecode(f *testing.F) {
 		_ = Decode(data, KindJob, &spec)
 		var req Request
 		_ = Decode(data, KindReq, &req)
+		var own Owner
+		_ = Decode(data, KindOwner, &own)
+		var alive Alive
+		_ = Decode(data, KindAlive, &alive)
 	})
 }
