@@ -53,8 +53,7 @@ func (c *Coordinator) Serve(ctx context.Context) error {
 			if err != nil {
 				return wire.Response{}, err
 			}
-			st, err := c.Status(id)
-			return wire.Response{Status: &st}, err
+			return c.answer(ctx, wire.APIStatus, &wire.Request{Job: id}, maxBytes*3/4)
 		}),
 	}
 	for _, op := range []string{wire.APIStatus, wire.APIResult, wire.APICancel} {

@@ -255,9 +255,9 @@ func (c *Coordinator) Submit(ctx context.Context, spec *wire.JobSpec) (string, e
 	if spec.Pool == "" {
 		spec.Pool = c.cfg.Pool
 	}
-	if !c.leaseHeld() {
-		return "", errors.New("this coordinator's lease on the bus has run out (it lost the broker or was paused): submit again")
-	}
+	// The job is this coordinator's even while its lease has lapsed (a
+	// busy or slow moment): it acts on the job once the lease holds again,
+	// or another coordinator takes it over.
 	spec.Owner = c.own.id
 	now := time.Now()
 	spec.Accepted, spec.Deadline = now.UnixNano(), 0
@@ -299,7 +299,14 @@ func (c *Coordinator) Submit(ctx context.Context, spec *wire.JobSpec) (string, e
 		return "", fmt.Errorf("recording the job spec on the job log: %w", err)
 	}
 	if err := j.start(); err != nil {
+		if j.abandoned.Load() {
+			// Dropped as it started (the lease lapsed): the job is on the
+			// log and is taken up again from there.
+			c.log.Info("job submitted; taken up again once the lease holds", "job", spec.ID, "from", j.from)
+			return spec.ID, nil
+		}
 		drop()
+		c.abandon(spec.ID, err)
 		return "", err
 	}
 	c.log.Info("job submitted", "job", spec.ID, "kind", spec.Kind, "function", spec.Function, "tasks", j.n, "from", j.from)

@@ -170,10 +170,12 @@ func TestCoordinatorsShareANamespace(t *testing.T) {
 
 // cutBus is a coordinator's connection that can be cut off from the
 // broker: while cut, its broadcasts are lost and its publications hang
-// until their context ends, as on a partitioned connection.
+// until their context ends, as on a partitioned connection. While mute,
+// only its broadcasts (heartbeats) are lost, as when they come back too
+// late from a busy connection.
 type cutBus struct {
 	bus.Bus
-	cut atomic.Bool
+	cut, mute atomic.Bool
 }
 
 var errCut = errors.New("cut off from the broker")
@@ -187,7 +189,7 @@ func (b *cutBus) wait(ctx context.Context) error {
 }
 
 func (b *cutBus) Notify(ctx context.Context, subject string, data []byte) error {
-	if b.cut.Load() {
+	if b.cut.Load() || b.mute.Load() {
 		return nil
 	}
 	return b.Bus.Notify(ctx, subject, data)
@@ -266,6 +268,49 @@ func TestCutOffCoordinatorStopsBeforeTakeover(t *testing.T) {
 		}
 		if n := ends(t, tb.connect(t, "reader"), st); n != 1 {
 			t.Errorf("%d end records, want 1", n)
+		}
+	})
+}
+
+// A lone coordinator whose lease lapses (its heartbeats do not come back
+// for a while: a busy moment) still accepts jobs, and acts on them and on
+// those it dropped once its lease holds again: every job completes.
+func TestLeaseLapseLosesNoJob(t *testing.T) {
+	eachBus(t, func(t *testing.T, tb *testBus) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		startRuntime(t, tb.connect(t, "runtime"), 4)
+		ab := &cutBus{Bus: tb.connect(t, "coordinator")}
+		a, _ := joinCoordinator(t, ab, coordinator.Config{Lease: time.Second})
+		cl := client.New(tb.connect(t, "submitter"))
+		iter1, want1 := sleepValues("before", 20, 0.1)
+		id1, err := cl.Submit(ctx, &wire.JobSpec{Kind: wire.JobMap, Function: "sleep", Iterdata: iter1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ab.mute.Store(true)
+		waitFor(t, time.Minute, "the running job dropped", func() bool {
+			_, err := a.Status(id1)
+			return errors.Is(err, coordinator.ErrUnknownJob)
+		})
+		iter2, want2 := sleepValues("lapsed", 20, 0.05)
+		id2, err := cl.Submit(ctx, &wire.JobSpec{Kind: wire.JobMap, Function: "sleep", Iterdata: iter2})
+		if err != nil {
+			t.Fatalf("a submit while the lease has lapsed: %v", err)
+		}
+		ab.mute.Store(false)
+		for id, want := range map[string]string{id1: want1, id2: want2} {
+			st, err := cl.Wait(ctx, id)
+			if err != nil || st.State != wire.StateDone {
+				t.Fatalf("job %s: %+v, %v", id, st, err)
+			}
+			res, err := cl.Result(ctx, id)
+			if err != nil || string(res) != want {
+				t.Fatalf("job %s: result %.200s, %v", id, res, err)
+			}
+			if n := ends(t, tb.connect(t, "reader"), st); n != 1 {
+				t.Errorf("job %s: %d end records, want 1", id, n)
+			}
 		}
 	})
 }
