@@ -119,7 +119,7 @@ func (b *Bus) rpcClient(ctx context.Context) (*rpcClient, error) {
 				select {
 				case d, ok := <-replies:
 					if !ok {
-						c.fail(fmt.Errorf("rabbitmq: reply channel to %s closed during the request", b.redacted))
+						c.fail(fmt.Errorf("rabbitmq: reply channel to %s closed during the request", b.ConnectedURL()))
 						b.mu.Lock()
 						if b.rpc == c {
 							b.rpc = nil
