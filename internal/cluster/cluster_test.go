@@ -34,6 +34,9 @@ const (
 	runtimes = 2
 	slots    = 2
 	sleepS   = 0.05 // each task's sleep: 400 tasks take about 5 s on 4 slots
+	// jobLimit bounds a job from its node's death to its end: a live
+	// cluster takes over within seconds.
+	jobLimit = 90 * time.Second
 )
 
 var (
@@ -218,9 +221,12 @@ func runNodeLoss(t *testing.T, c *testenv.Cluster, busURL string, coordinatorNod
 		t.Logf("round %d: %d/%d tasks done; SIGKILL node %d (%s), the coordinator's", round, done, tasks, node, c.URLs[node-1])
 		killed := time.Now()
 		c.KillNode(t, node)
-		if err := sub.Wait(ctx); err != nil {
+		wctx, cancelWait := context.WithTimeout(ctx, jobLimit)
+		err = sub.Wait(wctx)
+		cancelWait()
+		if err != nil {
 			sub.Kill()
-			failed("round %d: the job did not end after node %d was killed: %v", round, node, err)
+			failed("round %d: the job did not end within %s of node %d's death: %v", round, jobLimit, node, err)
 		}
 		t.Logf("round %d: submit exited %s, %s after the kill", round, sub.Exit(), time.Since(killed).Round(time.Millisecond))
 		if sub.ExitCode() != 0 {
