@@ -361,3 +361,25 @@ func busiestNode(t *testing.T, c *testenv.Cluster, urls []string) int {
 	t.Logf("buses on nodes %v: killing node %d", count, best)
 	return best
 }
+
+// A list of URLs: the bus connects to a node that answers, whichever
+// comes first in the list, and names it.
+func TestConnectList(t *testing.T) {
+	url := testenv.Require(t, testenv.AMQPURL)
+	dead := "amqp://u:p@127.0.0.1:1/"
+	for i := 0; i < 4; i++ { // the first node tried is random
+		b, _ := connect(t, dead+" , "+url, rabbitmq.Options{DialTimeout: time.Second})
+		if got, want := b.ConnectedURL(), rabbitmq.Redact(url); got != want {
+			t.Errorf("connected to %s, want %s", got, want)
+		}
+		_ = b.Close()
+	}
+	_, err := rabbitmq.Connect(context.Background(), dead+","+strings.Replace(dead, ":1/", ":2/", 1), rabbitmq.Options{DialTimeout: time.Second})
+	if !errors.Is(err, bus.ErrUnreachable) || !strings.Contains(err.Error(), "other 1 nodes") {
+		t.Errorf("no node answers: err = %v, want ErrUnreachable naming the other node", err)
+	}
+	_, err = rabbitmq.Connect(context.Background(), "amqp://h1:5672/a,amqp://h2:5672/b", rabbitmq.Options{})
+	if err == nil || !strings.Contains(err.Error(), "different virtual hosts") {
+		t.Errorf("two vhosts: err = %v", err)
+	}
+}
