@@ -211,7 +211,13 @@ start)
 stop)
 	if [ -f "$dir/cluster.env" ]; then
 		setup
-		for n in 3 2 1; do node "$n" stop-broker || true; done
+		# In parallel: the data goes with the cluster.
+		pids=()
+		for n in "${nodes[@]}"; do
+			node "$n" stop-broker &
+			pids+=($!)
+		done
+		for p in "${pids[@]}"; do wait "$p" || true; done
 		stop_epmd
 	fi
 	rm -rf "$dir"
