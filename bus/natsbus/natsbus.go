@@ -694,11 +694,18 @@ func (d *delivery) Attempt() int { return d.attempt }
 // runtime's slot.
 const settleTimeout = 5 * time.Second
 
+// settleRetry paces the settles sent again while a replicated consumer
+// has no leader.
+var settleRetry = retry.Policy{Initial: 100 * time.Millisecond, Max: time.Second}
+
 // settle sends one acknowledgement and waits for the server's reply
 // (every kind of acknowledgement is answered when it carries a reply
-// subject: nats-server's consumer.processAck, already in 2.9). A
-// delivery whose settle failed stays unsettled: the caller may try
-// again, or the lease runs out and the message is redelivered.
+// subject: nats-server's consumer.processAck, already in 2.9). "No
+// responders" means that nobody leads the consumer at the moment — on a
+// cluster, its leader's node died and the others elect a new one, which
+// holds the same pending deliveries — so the settle is sent again until
+// ctx ends. A delivery whose settle failed stays unsettled: the caller
+// may try again, or the lease runs out and the message is redelivered.
 func (d *delivery) settle(ctx context.Context, what string, final bool, f func(ctx context.Context) error) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -710,7 +717,14 @@ func (d *delivery) settle(ctx context.Context, what string, final bool, f func(c
 		ctx, cancel = context.WithTimeout(ctx, settleTimeout)
 		defer cancel()
 	}
-	if err := f(ctx); err != nil {
+	err := retry.Do(ctx, settleRetry, func() error {
+		err := f(ctx)
+		if err != nil && !errors.Is(err, nats.ErrNoResponders) {
+			return retry.Permanent(err)
+		}
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("natsbus: %s: %w", what, err)
 	}
 	d.settled = final

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -235,6 +236,25 @@ func runNodeLoss(t *testing.T, c *testenv.Cluster, busURL string, coordinatorNod
 		if detail := compareResult(name, tasks, sub.Stdout()); detail != "" {
 			failed("round %d: the result is not exact:\n%s", round, detail)
 		}
+		// The API answers while the node is still down: the job's status
+		// through another submit process (a request to the coordinator).
+		m := jobIDLine.FindStringSubmatch(sub.Log())
+		if m == nil {
+			failed("round %d: submit did not name its job", round)
+		}
+		st, err := procs.Start(chaos.ProcSpec{Name: "status-" + name, Path: b.Path("submit"), Env: env, Split: true,
+			Args: []string{"status", m[1], "--log-level", "info", "--bus", busURL}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sctx, cancelStatus := context.WithTimeout(ctx, 30*time.Second)
+		err = st.Wait(sctx)
+		cancelStatus()
+		var status struct{ State string }
+		if err != nil || st.ExitCode() != 0 || json.Unmarshal([]byte(st.Stdout()), &status) != nil || status.State != "done" {
+			st.Kill()
+			failed("round %d: submit status %s with node %d down: %v, %s, stdout %q, want exit 0 and state done; stderr:\n%s", round, m[1], node, err, st.Exit(), st.Stdout(), st.Tail(20))
+		}
 		if strings.Count(coord.Log(), "reconnected") == before {
 			failed("round %d: the coordinator did not log a reconnection after its node %d was killed", round, node)
 		}
@@ -263,6 +283,9 @@ func writeIterdata(path, name string, n int) error {
 	}
 	return os.WriteFile(path, b, 0o644)
 }
+
+// jobIDLine is submit's first progress line, which names the job.
+var jobIDLine = regexp.MustCompile(`(?m)^job ([a-z0-9]+) `)
 
 // waitDone reads task events until n distinct tasks are done, and
 // returns the count.

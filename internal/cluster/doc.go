@@ -16,8 +16,9 @@
 // "skein-coordinator", on RabbitMQ the node whose AMQP port
 // `rabbitmqctl list_connections` gives for the connection of that name —
 // SIGKILLs it, and checks that the job still ends with every element
-// exact and that the coordinator moved to another node. The node is
-// started again before the next round.
+// exact, that `submit status` gets an answer from the coordinator while
+// the node is down, and that the coordinator moved to another node. The
+// node is started again before the next round.
 //
 // make test runs one round per bus; make chaos runs CHAOS_ROUNDS rounds
 // (SKEIN_CLUSTER_ROUNDS), a node of the coordinator's killed in each.
