@@ -24,12 +24,17 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 # Each service script prints "export VAR=value" lines on start. The
-# 3-node clusters (*-cluster.sh, which reuse what the single-node scripts
-# installed) start in the background while gofmt and go vet run.
+# 3-node clusters (*-cluster.sh, which reuse what the single-node script
+# before them in this order installed) start in the background while the
+# other services, gofmt and go vet go on; go test waits for them.
 background=()
 for svc in $(ls scripts/services/*.sh 2>/dev/null | xargs -n1 basename 2>/dev/null | sed 's/\.sh$//' | sort); do
 	if [[ $svc == *-cluster ]]; then
+		echo "== starting $svc (in the background)" >&2
 		background+=("$svc")
+		started+=("$svc") # its stop is harmless if the start failed
+		bash "scripts/services/$svc.sh" start >"$SKEIN_TEST_DIR/$svc.env" &
+		bgpid[$svc]=$!
 		continue
 	fi
 	echo "== starting $svc" >&2
@@ -40,12 +45,6 @@ for svc in $(ls scripts/services/*.sh 2>/dev/null | xargs -n1 basename 2>/dev/nu
 		echo "== $svc did not start" >&2
 		if [ "${CI:-}" = "true" ]; then exit 1; fi
 	fi
-done
-for svc in "${background[@]}"; do
-	echo "== starting $svc (in the background)" >&2
-	started+=("$svc") # its stop is harmless if the start failed
-	bash "scripts/services/$svc.sh" start >"$SKEIN_TEST_DIR/$svc.env" &
-	bgpid[$svc]=$!
 done
 
 echo "== gofmt" >&2
