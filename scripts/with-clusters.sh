@@ -6,13 +6,19 @@
 # this way; make test starts the clusters itself (scripts/test.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export SKEIN_TEST_DIR=${SKEIN_TEST_DIR:-$(mktemp -d /tmp/skein-clusters.XXXXXX)}
+made=""
+if [ -z "${SKEIN_TEST_DIR:-}" ]; then
+	SKEIN_TEST_DIR=$(mktemp -d /tmp/skein-clusters.XXXXXX)
+	made=$SKEIN_TEST_DIR
+fi
+export SKEIN_TEST_DIR
 started=()
 cleanup() {
 	local rc=$?
 	for ((i = ${#started[@]} - 1; i >= 0; i--)); do
 		bash "scripts/services/${started[$i]}.sh" stop || true
 	done
+	if [ -n "$made" ]; then rm -rf "$made"; fi
 	exit $rc
 }
 trap cleanup EXIT INT TERM
