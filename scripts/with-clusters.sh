@@ -18,7 +18,11 @@ cleanup() {
 	for ((i = ${#started[@]} - 1; i >= 0; i--)); do
 		bash "scripts/services/${started[$i]}.sh" stop || true
 	done
-	if [ -n "$made" ]; then rm -rf "$made"; fi
+	# The programs' logs of a failed run stay (internal/cluster writes
+	# them under $SKEIN_TEST_DIR/cluster).
+	if [ -n "$made" ]; then
+		if [ $rc = 0 ]; then rm -rf "$made"; else echo "logs kept in $made" >&2; fi
+	fi
 	exit $rc
 }
 trap cleanup EXIT INT TERM
