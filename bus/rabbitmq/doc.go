@@ -63,7 +63,10 @@
 // resume after the last offset they delivered. A publish whose confirm
 // did not arrive is sent again on the new connection until its ctx ends:
 // nothing is silently lost, and a retried message may arrive twice.
-// Requests in flight fail. On a cluster the quorum queues and the event
+// Requests in flight fail. A server checks every 2 s that its RPC queue
+// still exists, and declares it again when it is gone (on a cluster,
+// the dead node's transient queue can be deleted after a server
+// subscribed to it again). On a cluster the quorum queues and the event
 // stream are replicated on its nodes and survive the loss of one of
 // three; the classic delay queues of Nak with a delay live on one node.
 //

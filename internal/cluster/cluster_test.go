@@ -107,7 +107,11 @@ func withQuery(urls []string, query string) string {
 func TestNodeLossMidJobNATS(t *testing.T) {
 	c := testenv.NATSClusterEnv(t)
 	ns := "cl" + randHex(4)
-	runNodeLoss(t, c, withQuery(c.URLs, "ns="+ns+"&replicas=3"), natsCoordinatorNode)
+	runNodeLoss(t, c, withQuery(c.URLs, "ns="+ns+"&replicas=3"), hooks{
+		coordinatorNode: natsCoordinatorNode,
+		replicated:      func(ctx context.Context) error { return natsReplicated(ctx, c, strings.ToUpper(ns)+"_") },
+		diagnose:        func() string { return "" },
+	})
 }
 
 // TestNodeLossMidJobRabbitMQ: the coordinator's RabbitMQ node is
@@ -115,7 +119,11 @@ func TestNodeLossMidJobNATS(t *testing.T) {
 func TestNodeLossMidJobRabbitMQ(t *testing.T) {
 	c := testenv.AMQPClusterEnv(t)
 	ns := "cl" + randHex(4)
-	runNodeLoss(t, c, withQuery(c.URLs, "ns="+ns), amqpCoordinatorNode)
+	runNodeLoss(t, c, withQuery(c.URLs, "ns="+ns), hooks{
+		coordinatorNode: amqpCoordinatorNode,
+		replicated:      func(context.Context) error { return amqpReplicated(c, ns+".") },
+		diagnose:        func() string { return amqpState(c, ns+".") },
+	})
 }
 
 // programEnv is this process's environment without any SKEIN_ or OTEL_
@@ -140,11 +148,23 @@ func logDir(t *testing.T) string {
 	return filepath.Join(root, "cluster", t.Name()+"-"+time.Now().Format("20060102-150405"))
 }
 
+// hooks are what runNodeLoss needs to know of a bus.
+type hooks struct {
+	// coordinatorNode is the node (1 to 3) the coordinator is connected to.
+	coordinatorNode func(context.Context, *testenv.Cluster) (int, error)
+	// replicated checks, once the programs run, that the namespace's
+	// queues and streams are replicated on the three nodes.
+	replicated func(context.Context) error
+	// diagnose describes the broker's side, for a failure.
+	diagnose func() string
+}
+
 // runNodeLoss starts a coordinator and the runtimes on busURL (the
 // cluster's nodes), then plays SKEIN_CLUSTER_ROUNDS rounds: a job, the
 // coordinator's node SIGKILLed mid-job, the job's result checked, the
 // node started again.
-func runNodeLoss(t *testing.T, c *testenv.Cluster, busURL string, coordinatorNode func(context.Context, *testenv.Cluster) (int, error)) {
+func runNodeLoss(t *testing.T, c *testenv.Cluster, busURL string, h hooks) {
+	coordinatorNode, replicated := h.coordinatorNode, h.replicated
 	b := buildPrograms(t)
 	rounds := envInt(t, "SKEIN_CLUSTER_ROUNDS", 1)
 	tasks := envInt(t, "SKEIN_CLUSTER_TASKS", 400)
@@ -187,7 +207,10 @@ func runNodeLoss(t *testing.T, c *testenv.Cluster, busURL string, coordinatorNod
 	defer watch.Close()
 	failed := func(format string, args ...any) {
 		t.Helper()
-		t.Fatalf(format+"\n%s", append(args, logs(procs))...)
+		t.Fatalf(format+"\n%s\n%s", append(args, h.diagnose(), logs(procs))...)
+	}
+	if err := replicated(ctx); err != nil {
+		failed("%v", err)
 	}
 	for round := 1; round <= rounds; round++ {
 		name := fmt.Sprintf("r%d", round)
@@ -342,6 +365,102 @@ func compareResult(name string, n int, stdout string) string {
 		bad = append(bad[:12], fmt.Sprintf("… and %d more", len(bad)-12))
 	}
 	return strings.Join(bad, "\n")
+}
+
+// natsReplicated checks that the streams named with prefix exist (tasks
+// and events) with 3 replicas, from node 1's /jsz.
+func natsReplicated(ctx context.Context, c *testenv.Cluster, prefix string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.Monitor[0]+"/jsz?streams=true&config=true", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	var jsz struct {
+		Accounts []struct {
+			Streams []struct {
+				Name   string `json:"name"`
+				Config struct {
+					Replicas int `json:"num_replicas"`
+				} `json:"config"`
+			} `json:"stream_detail"`
+		} `json:"account_details"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&jsz); err != nil {
+		return fmt.Errorf("/jsz: %v", err)
+	}
+	found := map[string]int{}
+	for _, a := range jsz.Accounts {
+		for _, s := range a.Streams {
+			if strings.HasPrefix(s.Name, prefix) {
+				found[s.Name] = s.Config.Replicas
+			}
+		}
+	}
+	if found[prefix+"TASKS"] != 3 || found[prefix+"EVENTS"] != 3 {
+		return fmt.Errorf("streams %s* and their replicas: %v, want TASKS and EVENTS with 3", prefix, found)
+	}
+	return nil
+}
+
+// amqpReplicated checks that the namespace's work queue (the default
+// pool's) is a quorum queue and its event log a stream, each with a
+// member on the three nodes.
+func amqpReplicated(c *testenv.Cluster, prefix string) error {
+	out, err := c.Ctl("ctl", "1", "list_queues", "name", "type", "members", "--formatter", "json")
+	if err != nil {
+		return err
+	}
+	var qs []struct {
+		Name    string
+		Type    string
+		Members json.RawMessage // a list for quorum queues and streams, "" for classic ones
+	}
+	if err := json.Unmarshal([]byte(out), &qs); err != nil {
+		return fmt.Errorf("list_queues: %v: %.500s", err, out)
+	}
+	want := map[string]string{prefix + "default": "quorum", prefix + "events": "stream"}
+	for _, q := range qs {
+		var members []string
+		_ = json.Unmarshal(q.Members, &members)
+		if typ, ok := want[q.Name]; ok && q.Type == typ && len(members) == 3 {
+			delete(want, q.Name)
+		}
+	}
+	if len(want) > 0 {
+		return fmt.Errorf("not found as 3-member queues of their type: %v; list_queues:\n%.2000s", want, out)
+	}
+	return nil
+}
+
+// amqpState lists the namespace's queues (with their node and consumers)
+// and bindings, as evidence for a failure.
+func amqpState(c *testenv.Cluster, prefix string) string {
+	var b strings.Builder
+	for n := 1; n <= len(c.URLs); n++ {
+		qs, err := c.Ctl("ctl", strconv.Itoa(n), "list_queues", "name", "type", "pid", "consumers", "messages", "-s")
+		if err != nil {
+			continue
+		}
+		bs, _ := c.Ctl("ctl", strconv.Itoa(n), "list_bindings", "source_name", "destination_name", "routing_key", "-s")
+		fmt.Fprintf(&b, "RabbitMQ, asked through node %d: queues of %s*:\n", n, prefix)
+		for _, l := range strings.Split(qs, "\n") {
+			if strings.HasPrefix(l, prefix) {
+				fmt.Fprintf(&b, "  %s\n", l)
+			}
+		}
+		fmt.Fprintf(&b, "bindings:\n")
+		for _, l := range strings.Split(bs, "\n") {
+			if strings.HasPrefix(l, prefix) {
+				fmt.Fprintf(&b, "  %s\n", l)
+			}
+		}
+		break
+	}
+	return b.String()
 }
 
 // natsCoordinatorNode asks each node's monitoring endpoint for the
