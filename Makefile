@@ -14,10 +14,6 @@ test:
 # RabbitMQ, and on NATS with Debian's nats-server (the oldest supported)
 # and the one built from the nats-server module this project requires.
 # make test runs one round per bus, on Debian's nats-server only.
-#
-# Then CHAOS_ROUNDS node losses per bus on the 3-node clusters
-# (internal/cluster): the clusters are started for it in a directory of
-# their own and stopped after.
 CHAOS_ROUNDS ?= 10
 chaos:
 	@mkdir -p $(BIN)
@@ -25,8 +21,6 @@ chaos:
 	cd internal/chaos && SKEIN_CHAOS_ROUNDS=$(CHAOS_ROUNDS) \
 		SKEIN_CHAOS_NATS_SERVER="$$(command -v nats-server),$(CURDIR)/$(BIN)/nats-server-module" \
 		$(GO) test -count=1 -timeout 0 -v -run '^TestChaos' .
-	SKEIN_CLUSTER_ROUNDS=$(CHAOS_ROUNDS) bash scripts/with-clusters.sh \
-		$(GO) test -count=1 -timeout 0 -v -run '^TestNodeLoss' ./internal/cluster
 
 # The fan-out and reduce benchmarks (docs/benchmarks.md lists the others).
 bench:
@@ -38,3 +32,13 @@ run:
 
 clean:
 	rm -rf $(BIN)
+
+# Node losses on the 3-node NATS and RabbitMQ clusters (internal/cluster,
+# docs/chaos.md): CHAOS_ROUNDS rounds per bus, each SIGKILLing the node the
+# coordinator is on mid-job; the clusters are started for it in a
+# directory of their own and stopped after. make chaos runs it too.
+.PHONY: chaos-cluster
+chaos-cluster:
+	SKEIN_CLUSTER_ROUNDS=$(CHAOS_ROUNDS) bash scripts/with-clusters.sh \
+		$(GO) test -count=1 -timeout 0 -v -run '^TestNodeLoss' ./internal/cluster
+chaos: chaos-cluster
