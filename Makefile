@@ -35,3 +35,13 @@ run:
 
 clean:
 	rm -rf $(BIN)
+
+# Node losses on the 3-node NATS and RabbitMQ clusters (internal/cluster,
+# docs/chaos.md): CHAOS_ROUNDS rounds per bus, each SIGKILLing the node the
+# coordinator is on mid-job; the clusters are started for it in a
+# directory of their own and stopped after. make chaos runs it too.
+.PHONY: chaos-cluster
+chaos-cluster:
+	SKEIN_CLUSTER_ROUNDS=$(CHAOS_ROUNDS) bash scripts/with-clusters.sh \
+		$(GO) test -count=1 -timeout 0 -v -run '^TestNodeLoss' ./internal/cluster
+chaos: chaos-cluster

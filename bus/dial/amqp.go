@@ -15,11 +15,10 @@ func init() {
 }
 
 // openAMQP connects to RabbitMQ; "?ns=NAME" becomes the prefix of the
-// exchanges and queues the bus declares.
+// exchanges and queues the bus declares. raw may list the nodes of a
+// cluster, comma-separated: the bus connects to one and moves to the next
+// live one when its node is lost (bus/rabbitmq).
 func openAMQP(ctx context.Context, raw string, o Options) (bus.Bus, error) {
-	if strings.Contains(raw, ",") {
-		return nil, fmt.Errorf("%w %q: one amqp:// URL only (put a load balancer in front of a RabbitMQ cluster)", ErrBadURL, Redact(raw))
-	}
 	u, ns, err := splitNamespace(raw)
 	if err != nil {
 		return nil, err
@@ -32,10 +31,15 @@ func openAMQP(ctx context.Context, raw string, o Options) (bus.Bus, error) {
 	if err != nil {
 		return nil, err
 	}
-	if tlsCfg != nil && !strings.HasPrefix(u, "amqps:") {
-		return nil, fmt.Errorf("%w %q: TLS options need an amqps:// URL", ErrBadURL, Redact(raw))
+	for _, one := range strings.Split(u, ",") {
+		if !strings.HasPrefix(one, "amqp:") && !strings.HasPrefix(one, "amqps:") {
+			return nil, fmt.Errorf("%w %q: every URL of a list must be amqp:// or amqps://", ErrBadURL, Redact(raw))
+		}
+		if tlsCfg != nil && !strings.HasPrefix(one, "amqps:") {
+			return nil, fmt.Errorf("%w %q: TLS options need amqps:// URLs", ErrBadURL, Redact(raw))
+		}
 	}
-	ro := rabbitmq.Options{Logger: o.Logger, Prefix: ns, DialTimeout: o.ConnectTimeout, TLS: tlsCfg}
+	ro := rabbitmq.Options{Name: o.Name, Logger: o.Logger, Prefix: ns, DialTimeout: o.ConnectTimeout, TLS: tlsCfg}
 	if c.User != "" || c.Password != "" {
 		ro.Username, ro.Password = c.User, c.Password
 		if ro.Username == "" {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -92,4 +93,68 @@ func TestConformanceServer(t *testing.T) {
 			bustest.Run(t, bustest.Features{Purge: true}, func(t *testing.T) bus.Bus { return connect(t, u) })
 		})
 	}
+}
+
+// TestConformanceCluster runs the suite against the 3-node nats-server
+// cluster of scripts/services/nats-cluster.sh, with every stream and
+// consumer replicated on the three nodes. Its broker restart SIGKILLs the
+// node that most of the restart test's buses are connected to, mid-run,
+// and starts it again: those buses move to another node, stream and
+// consumer leaders move, and the replicated streams keep every task and
+// event.
+func TestConformanceCluster(t *testing.T) {
+	c := testenv.NATSClusterEnv(t)
+	var (
+		mu     sync.Mutex
+		recent []*natsbus.Bus // the last buses made, newest last
+		killed int
+	)
+	f := bustest.Features{
+		Purge: true,
+		StopBroker: func() error {
+			mu.Lock()
+			count := map[int]int{}
+			killed = 1
+			for _, b := range recent[max(len(recent)-3, 0):] {
+				for i, u := range c.URLs {
+					if b.Conn().ConnectedUrl() == u {
+						count[i+1]++
+						if count[i+1] > count[killed] {
+							killed = i + 1
+						}
+					}
+				}
+			}
+			mu.Unlock()
+			t.Logf("buses on nodes %v: killing node %d", count, killed)
+			_, err := c.Ctl("kill-node", strconv.Itoa(killed))
+			return err
+		},
+		StartBroker: func() error {
+			_, err := c.Ctl("start-node", strconv.Itoa(killed))
+			return err
+		},
+		Slow: 2,
+	}
+	t.Cleanup(func() {
+		// Whatever happened, the next test finds three nodes.
+		if killed != 0 {
+			if _, err := c.Ctl("start-node", strconv.Itoa(killed)); err != nil {
+				t.Errorf("start node %d: %v", killed, err)
+			}
+		}
+	})
+	bustest.Run(t, f, func(t *testing.T) bus.Bus {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		b, err := natsbus.Connect(ctx, c.List(), natsbus.Options{Replicas: 3, Logger: slog.New(slog.NewTextHandler(tlog{t}, nil))})
+		if err != nil {
+			t.Fatalf("connect: %v", err)
+		}
+		t.Cleanup(func() { _ = b.Close() })
+		mu.Lock()
+		recent = append(recent, b)
+		mu.Unlock()
+		return b
+	})
 }

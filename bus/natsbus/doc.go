@@ -92,6 +92,22 @@
 // 2 s, reset by the next message), opening the queue's consumer again,
 // and logged once per streak of failures and once on recovery.
 //
+// # Clusters
+//
+// Connect takes the URLs of a cluster's nodes, comma-separated, and
+// Options.Replicas (dial: ?replicas=3) replicates the streams and the
+// queues' durable consumers. When the node a bus is connected to dies,
+// the client reconnects to another; the streams and consumers that node
+// led elect a new leader within seconds. Settles (Ack, Nak, Term,
+// InProgress) answered "no responders" meanwhile are sent again until
+// their ctx ends (5 s without a deadline), and take effect on the new
+// leader (TestClusterSettleDuringElection); publishes fail and their
+// callers retry. A stream subscription's ordered consumer (R1) may have lived on
+// the dead node, or be recreated there by the library's own recovery,
+// which retries one consumer name forever: Subscribe lets the library try
+// once and otherwise makes a new ordered consumer after the last message
+// delivered (TestNodeLossMidJobNATS in internal/cluster found the hang).
+//
 // # Serve
 //
 // Each request is handled on its own goroutine, at most 64 at once per

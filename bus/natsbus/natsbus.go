@@ -11,6 +11,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -552,9 +553,10 @@ const reopenTimeout = 5 * time.Second
 //
 // A failing pull is retried with exponential backoff (pullRetry), reset
 // by the next message, and logged once per streak of failures, then once
-// more when it recovers. With reopen set, a failed iterator is stopped
-// and reopen makes a new one; without it (streams: the ordered consumer
-// recovers by itself) the same iterator is asked again, and its end
+// more when it recovers. With reopen set (queues: the durable consumer
+// again; streams: a new ordered consumer after the last message
+// delivered), a failed iterator is stopped and reopen makes a new one;
+// without it the same iterator is asked again, and its end
 // (ErrMsgIteratorClosed) ends the pump.
 func pump[T any](b *Bus, ctx context.Context, it jetstream.MessagesContext, reopen func(context.Context) (jetstream.MessagesContext, error), out chan<- T, what string, conv func(jetstream.Msg) T) {
 	pctx, cancel := context.WithCancel(ctx)
@@ -692,11 +694,18 @@ func (d *delivery) Attempt() int { return d.attempt }
 // runtime's slot.
 const settleTimeout = 5 * time.Second
 
+// settleRetry paces the settles sent again while a replicated consumer
+// has no leader.
+var settleRetry = retry.Policy{Initial: 100 * time.Millisecond, Max: time.Second}
+
 // settle sends one acknowledgement and waits for the server's reply
 // (every kind of acknowledgement is answered when it carries a reply
-// subject: nats-server's consumer.processAck, already in 2.9). A
-// delivery whose settle failed stays unsettled: the caller may try
-// again, or the lease runs out and the message is redelivered.
+// subject: nats-server's consumer.processAck, already in 2.9). "No
+// responders" means that nobody leads the consumer at the moment — on a
+// cluster, its leader's node died and the others elect a new one, which
+// holds the same pending deliveries — so the settle is sent again until
+// ctx ends. A delivery whose settle failed stays unsettled: the caller
+// may try again, or the lease runs out and the message is redelivered.
 func (d *delivery) settle(ctx context.Context, what string, final bool, f func(ctx context.Context) error) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -708,7 +717,14 @@ func (d *delivery) settle(ctx context.Context, what string, final bool, f func(c
 		ctx, cancel = context.WithTimeout(ctx, settleTimeout)
 		defer cancel()
 	}
-	if err := f(ctx); err != nil {
+	err := retry.Do(ctx, settleRetry, func() error {
+		err := f(ctx)
+		if err != nil && !errors.Is(err, nats.ErrNoResponders) {
+			return retry.Permanent(err)
+		}
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("natsbus: %s: %w", what, err)
 	}
 	d.settled = final
@@ -781,6 +797,14 @@ func (b *Bus) PublishSeq(ctx context.Context, subject string, m Message) (uint64
 }
 
 // Subscribe replays and follows the event stream with an ordered consumer.
+//
+// The ordered consumer recreates itself when it misses messages or
+// heartbeats, under a name fixed for that recovery: on a cluster, a
+// recreation whose consumer was placed on a node that then died retries
+// that same consumer forever. So the bus lets the library try once
+// (MaxResetAttempts) and, when that fails, makes a new ordered consumer
+// itself — a new name, placed again — that resumes after the last
+// message delivered.
 func (b *Bus) Subscribe(ctx context.Context, pattern string, o bus.SubscribeOptions) (<-chan Message, error) {
 	if b.isClosed() {
 		return nil, bus.ErrClosed
@@ -788,6 +812,7 @@ func (b *Bus) Subscribe(ctx context.Context, pattern string, o bus.SubscribeOpti
 	cfg := jetstream.OrderedConsumerConfig{
 		FilterSubjects:    []string{b.opts.Prefix + ".ev." + pattern},
 		InactiveThreshold: 30 * time.Second,
+		MaxResetAttempts:  1,
 	}
 	switch {
 	case o.From > 0:
@@ -800,13 +825,28 @@ func (b *Bus) Subscribe(ctx context.Context, pattern string, o bus.SubscribeOpti
 		cfg.DeliverPolicy = jetstream.DeliverByStartTimePolicy
 		cfg.OptStartTime = &t
 	}
+	// A missed heartbeat (every 2.5 s with a 5 s expiry) is how a pull
+	// on a dead node shows.
+	pullOpts := []jetstream.PullMessagesOpt{jetstream.PullMaxMessages(1024), jetstream.PullExpiry(5 * time.Second)}
 	c, err := b.js.OrderedConsumer(ctx, b.eventsStream, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("natsbus: subscribe %s: %w", pattern, err)
 	}
-	it, err := c.Messages(jetstream.PullMaxMessages(1024))
+	it, err := c.Messages(pullOpts...)
 	if err != nil {
 		return nil, fmt.Errorf("natsbus: subscribe %s: %w", pattern, err)
+	}
+	var last atomic.Uint64 // stream sequence of the last message delivered
+	reopen := func(ctx context.Context) (jetstream.MessagesContext, error) {
+		rc := cfg
+		if seq := last.Load(); seq > 0 {
+			rc.DeliverPolicy, rc.OptStartSeq, rc.OptStartTime = jetstream.DeliverByStartSequencePolicy, seq+1, nil
+		}
+		c, err := b.js.OrderedConsumer(ctx, b.eventsStream, rc)
+		if err != nil {
+			return nil, err
+		}
+		return c.Messages(pullOpts...)
 	}
 	prefix := b.opts.Prefix + ".ev."
 	conv := func(m jetstream.Msg) positioned {
@@ -814,15 +854,16 @@ func (b *Bus) Subscribe(ctx context.Context, pattern string, o bus.SubscribeOpti
 		var pending uint64
 		if md, err := m.Metadata(); err == nil {
 			msg.Time, msg.Seq, pending = md.Timestamp, md.Sequence.Stream, md.NumPending
+			last.Store(msg.Seq)
 		}
 		return positioned{msg, pending}
 	}
 	if o.To == 0 {
 		out := make(chan Message, 256)
-		pump(b, ctx, it, nil, out, "stream "+pattern, func(m jetstream.Msg) Message { return conv(m).Message })
+		pump(b, ctx, it, reopen, out, "stream "+pattern, func(m jetstream.Msg) Message { return conv(m).Message })
 		return out, nil
 	}
-	return b.readTo(ctx, it, c.CachedInfo(), pattern, o, conv), nil
+	return b.readTo(ctx, it, reopen, c.CachedInfo(), pattern, o, conv), nil
 }
 
 // positioned is a stream message and how many messages matching its
@@ -837,10 +878,10 @@ type positioned struct {
 // server's count of the matching messages left: the messages up to To
 // are all stored before the subscription starts, so once none is left
 // (at creation, or after a delivered message) every one has been read.
-func (b *Bus) readTo(ctx context.Context, it jetstream.MessagesContext, info *jetstream.ConsumerInfo, pattern string, o bus.SubscribeOptions, conv func(jetstream.Msg) positioned) <-chan Message {
+func (b *Bus) readTo(ctx context.Context, it jetstream.MessagesContext, reopen func(context.Context) (jetstream.MessagesContext, error), info *jetstream.ConsumerInfo, pattern string, o bus.SubscribeOptions, conv func(jetstream.Msg) positioned) <-chan Message {
 	ctx, cancel := context.WithCancel(ctx)
 	raw := make(chan positioned, 256)
-	pump(b, ctx, it, nil, raw, "stream "+pattern, conv)
+	pump(b, ctx, it, reopen, raw, "stream "+pattern, conv)
 	out := make(chan Message, 256)
 	if (info != nil && info.NumPending == 0) || o.From > o.To {
 		cancel()

@@ -3,10 +3,12 @@ package rabbitmq_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -262,5 +264,122 @@ func TestOptionsValidate(t *testing.T) {
 	}
 	if got := rabbitmq.Redact("amqp://user:pw@host:5672/v"); strings.Contains(got, "pw@") {
 		t.Errorf("Redact = %q", got)
+	}
+}
+
+// TestConformanceCluster runs the suite against the 3-node RabbitMQ
+// cluster of scripts/services/rabbitmq-cluster.sh (quorum work queues,
+// the event stream replicated on the three nodes). Every bus is given
+// the three URLs. Its broker restart SIGKILLs the node that most of the
+// restart test's buses are connected to, mid-run, and starts it again:
+// those buses move to the next node of their list.
+func TestConformanceCluster(t *testing.T) {
+	c := testenv.AMQPClusterEnv(t)
+	var (
+		mu     sync.Mutex
+		recent []*rabbitmq.Bus // the last buses made, newest last
+		killed int
+	)
+	f := bustest.Features{
+		DeadLetters: func(ctx context.Context, b bus.Bus, queue string) ([]bustest.DeadLetter, error) {
+			dl, err := b.(*rabbitmq.Bus).DeadLetters(ctx, queue, 100)
+			out := make([]bustest.DeadLetter, len(dl))
+			for i, d := range dl {
+				out[i] = bustest.DeadLetter{Data: d.Message.Data, Reason: d.Reason}
+			}
+			return out, err
+		},
+		StopBroker: func() error {
+			mu.Lock()
+			var urls []string
+			for _, b := range recent[max(len(recent)-3, 0):] {
+				urls = append(urls, b.ConnectedURL())
+			}
+			mu.Unlock()
+			killed = busiestNode(t, c, urls)
+			_, err := c.Ctl("kill-node", strconv.Itoa(killed))
+			return err
+		},
+		StartBroker: func() error {
+			_, err := c.Ctl("start-node", strconv.Itoa(killed))
+			return err
+		},
+		Slow: 2,
+	}
+	t.Cleanup(func() {
+		if killed != 0 {
+			if _, err := c.Ctl("start-node", strconv.Itoa(killed)); err != nil {
+				t.Errorf("start node %d: %v", killed, err)
+			}
+		}
+	})
+	bustest.Run(t, f, func(t *testing.T) bus.Bus {
+		b, _ := connect(t, c.List(), rabbitmq.Options{MaxMessageSize: 1 << 20, QueueType: rabbitmq.QueueTypeQuorum})
+		mu.Lock()
+		recent = append(recent, b)
+		mu.Unlock()
+		return b
+	})
+	// The suite ran on quorum queues and the event stream.
+	out, err := c.Ctl("ctl", "1", "list_queues", "name", "type", "--formatter", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var qs []struct{ Name, Type string }
+	if err := json.Unmarshal([]byte(out), &qs); err != nil {
+		t.Fatalf("list_queues: %v\n%s", err, out)
+	}
+	types := map[string]int{}
+	for _, q := range qs {
+		switch {
+		case q.Name == "skein.events":
+			types["events "+q.Type]++
+		case strings.HasPrefix(q.Name, "bustest-") && !strings.Contains(q.Name, ".delay."):
+			types["work "+q.Type]++
+		}
+	}
+	if types["events stream"] != 1 || types["work quorum"] == 0 || types["work classic"] != 0 {
+		t.Errorf("queue types on the cluster: %v; want the events stream and quorum work queues", types)
+	}
+}
+
+// busiestNode is the node (1 to 3) that most of urls (connected URLs,
+// redacted) name.
+func busiestNode(t *testing.T, c *testenv.Cluster, urls []string) int {
+	count := map[int]int{}
+	best := 1
+	for _, u := range urls {
+		for i, node := range c.URLs {
+			if rabbitmq.Redact(node) == u {
+				count[i+1]++
+				if count[i+1] > count[best] {
+					best = i + 1
+				}
+			}
+		}
+	}
+	t.Logf("buses on nodes %v: killing node %d", count, best)
+	return best
+}
+
+// A list of URLs: the bus connects to a node that answers, whichever
+// comes first in the list, and names it.
+func TestConnectList(t *testing.T) {
+	url := testenv.Require(t, testenv.AMQPURL)
+	dead := "amqp://u:p@127.0.0.1:1/"
+	for i := 0; i < 4; i++ { // the first node tried is random
+		b, _ := connect(t, dead+" , "+url, rabbitmq.Options{DialTimeout: time.Second})
+		if got, want := b.ConnectedURL(), rabbitmq.Redact(url); got != want {
+			t.Errorf("connected to %s, want %s", got, want)
+		}
+		_ = b.Close()
+	}
+	_, err := rabbitmq.Connect(context.Background(), dead+","+strings.Replace(dead, ":1/", ":2/", 1), rabbitmq.Options{DialTimeout: time.Second})
+	if !errors.Is(err, bus.ErrUnreachable) || !strings.Contains(err.Error(), "other 1 nodes") {
+		t.Errorf("no node answers: err = %v, want ErrUnreachable naming the other node", err)
+	}
+	_, err = rabbitmq.Connect(context.Background(), "amqp://h1:5672/a,amqp://h2:5672/b", rabbitmq.Options{})
+	if err == nil || !strings.Contains(err.Error(), "different virtual hosts") {
+		t.Errorf("two vhosts: err = %v", err)
 	}
 }

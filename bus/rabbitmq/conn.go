@@ -24,11 +24,15 @@ import (
 // Bus is a bus.Bus on RabbitMQ. It also implements bus.Limits. It is safe
 // for concurrent use.
 type Bus struct {
-	opts     Options
-	log      *slog.Logger
-	url      string // with credentials: never log it
+	opts  Options
+	log   *slog.Logger
+	nodes []node // the brokers to connect to, in the order given
+	cfg   amqp.Config
+
+	// redacted names the node of the current (or last) connection, for
+	// logs and errors; guarded by mu.
 	redacted string
-	cfg      amqp.Config
+	node     int // index in nodes of the current (or last) connection; guarded by mu
 
 	quorum  bool // work queues are quorum queues
 	streams bool // the broker has stream queues (3.9+)
@@ -51,36 +55,30 @@ type Bus struct {
 var _ bus.Bus = (*Bus)(nil)
 var _ bus.Limits = (*Bus)(nil)
 
-// Connect dials url (amqp:// or amqps://), declares the bus' exchanges and
-// event stream, and returns a Bus that reconnects by itself when the
-// connection drops. A broker that cannot be reached within opts.DialTimeout
-// (or ctx) fails with an error wrapping bus.ErrUnreachable.
+// node is one broker of the list given to Connect.
+type node struct {
+	url      string // with credentials: never log it
+	redacted string
+	tls      *tls.Config // the config with the node's server name, or nil
+}
+
+// Connect dials rawURL (amqp:// or amqps://), declares the bus' exchanges
+// and event stream, and returns a Bus that reconnects by itself when the
+// connection drops. rawURL may be a comma-separated list of the nodes of
+// a cluster (the same virtual host on each): the bus connects to one of
+// them, starting at a random one so that programs spread over the nodes,
+// and when its connection drops it tries the next node of the list, and
+// so on round the list, until one answers. A broker that cannot be
+// reached within opts.DialTimeout per node (or ctx) fails with an error
+// wrapping bus.ErrUnreachable.
 func Connect(ctx context.Context, rawURL string, opts Options) (*Bus, error) {
 	opts.setDefaults()
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		return nil, fmt.Errorf("rabbitmq: bad URL %q: %w", Redact(rawURL), errors.Unwrap(err))
-	}
-	if u.Scheme != "amqp" && u.Scheme != "amqps" {
-		return nil, fmt.Errorf("rabbitmq: bad URL %q: scheme must be amqp or amqps", Redact(rawURL))
-	}
-	if u.Host == "" {
-		return nil, fmt.Errorf("rabbitmq: bad URL %q: no host", Redact(rawURL))
-	}
-	switch {
-	case opts.Username != "":
-		u.User = url.UserPassword(opts.Username, opts.Password)
-	case u.User == nil && os.Getenv(EnvUsername) != "":
-		u.User = url.UserPassword(os.Getenv(EnvUsername), os.Getenv(EnvPassword))
-	}
 	b := &Bus{
 		opts:     opts,
 		log:      opts.Logger,
-		url:      u.String(),
-		redacted: Redact(u.String()),
 		done:     make(chan struct{}),
 		ready:    make(chan struct{}),
 		declared: map[string]time.Time{},
@@ -89,14 +87,22 @@ func Connect(ctx context.Context, rawURL string, opts Options) (*Bus, error) {
 		Heartbeat:       opts.Heartbeat,
 		TLSClientConfig: opts.TLS,
 		Locale:          "en_US",
-		Properties:      amqp.Table{"connection_name": "skein"},
+		Properties:      amqp.Table{"connection_name": opts.Name},
 	}
-	if u.Scheme == "amqps" && b.cfg.TLSClientConfig != nil && b.cfg.TLSClientConfig.ServerName == "" {
-		c := b.cfg.TLSClientConfig.Clone()
-		c.ServerName = u.Hostname()
-		b.cfg.TLSClientConfig = c
+	vhost := ""
+	for i, raw := range strings.Split(rawURL, ",") {
+		n, path, err := b.parseNode(strings.TrimSpace(raw))
+		if err != nil {
+			return nil, err
+		}
+		if i > 0 && path != vhost {
+			return nil, fmt.Errorf("rabbitmq: bad URL list %q: the nodes name different virtual hosts", redactList(rawURL))
+		}
+		vhost = path
+		b.nodes = append(b.nodes, n)
 	}
-	conn, err := b.dial(ctx)
+	b.node = rand.IntN(len(b.nodes))
+	conn, err := b.dial(ctx, b.node)
 	if err != nil {
 		return nil, err
 	}
@@ -106,8 +112,55 @@ func Connect(ctx context.Context, rawURL string, opts Options) (*Bus, error) {
 		return nil, err
 	}
 	b.setConn(conn)
-	b.log.Info("rabbitmq connected", "url", b.redacted, "quorum", b.quorum, "streams", b.streams)
+	b.log.Info("rabbitmq connected", "url", b.ConnectedURL(), "nodes", len(b.nodes), "quorum", b.quorum, "streams", b.streams)
 	return b, nil
+}
+
+// parseNode checks one URL of the list and returns it with its
+// credentials and TLS settings, and its virtual host.
+func (b *Bus) parseNode(rawURL string) (node, string, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return node{}, "", fmt.Errorf("rabbitmq: bad URL %q: %w", Redact(rawURL), errors.Unwrap(err))
+	}
+	if u.Scheme != "amqp" && u.Scheme != "amqps" {
+		return node{}, "", fmt.Errorf("rabbitmq: bad URL %q: scheme must be amqp or amqps", Redact(rawURL))
+	}
+	if u.Host == "" {
+		return node{}, "", fmt.Errorf("rabbitmq: bad URL %q: no host", Redact(rawURL))
+	}
+	switch {
+	case b.opts.Username != "":
+		u.User = url.UserPassword(b.opts.Username, b.opts.Password)
+	case u.User == nil && os.Getenv(EnvUsername) != "":
+		u.User = url.UserPassword(os.Getenv(EnvUsername), os.Getenv(EnvPassword))
+	}
+	n := node{url: u.String(), redacted: Redact(u.String())}
+	if u.Scheme == "amqps" && b.cfg.TLSClientConfig != nil && b.cfg.TLSClientConfig.ServerName == "" {
+		n.tls = b.cfg.TLSClientConfig.Clone()
+		n.tls.ServerName = u.Hostname()
+	}
+	vhost := strings.TrimPrefix(u.Path, "/")
+	if vhost == "" {
+		vhost = "/"
+	}
+	return n, vhost, nil
+}
+
+func redactList(raw string) string {
+	parts := strings.Split(raw, ",")
+	for i, p := range parts {
+		parts[i] = Redact(strings.TrimSpace(p))
+	}
+	return strings.Join(parts, ",")
+}
+
+// ConnectedURL is the URL (without its password) of the node the bus is
+// connected to, or was last connected to while it reconnects.
+func (b *Bus) ConnectedURL() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.redacted
 }
 
 // Redact returns rawURL with its password replaced by "xxxxx"; an
@@ -123,13 +176,47 @@ func Redact(rawURL string) string {
 // MaxMessageSize implements bus.Limits: the largest Message.Data accepted.
 func (b *Bus) MaxMessageSize() int { return b.opts.MaxMessageSize }
 
-// dial makes one connection attempt bounded by DialTimeout and ctx.
-func (b *Bus) dial(ctx context.Context) (*amqp.Connection, error) {
+// dial tries every node once, starting at node first, and returns the
+// first connection made; b.node and b.redacted then name its node. Each
+// attempt is bounded by DialTimeout and ctx. When none answers, the error
+// is the first node's.
+func (b *Bus) dial(ctx context.Context, first int) (*amqp.Connection, error) {
+	var firstErr error
+	for i := range b.nodes {
+		n := (first + i) % len(b.nodes)
+		conn, err := b.dialNode(ctx, b.nodes[n])
+		if err == nil {
+			b.mu.Lock()
+			b.node, b.redacted = n, b.nodes[n].redacted
+			b.mu.Unlock()
+			return conn, nil
+		}
+		if firstErr == nil {
+			firstErr = err
+		}
+		if len(b.nodes) > 1 {
+			b.log.Debug("rabbitmq node unreachable", "url", b.nodes[n].redacted, "err", err)
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	if len(b.nodes) > 1 {
+		return nil, fmt.Errorf("%w (and the other %d nodes of the list)", firstErr, len(b.nodes)-1)
+	}
+	return nil, firstErr
+}
+
+// dialNode makes one connection attempt to one node.
+func (b *Bus) dialNode(ctx context.Context, n node) (*amqp.Connection, error) {
 	timeout := b.opts.DialTimeout
 	if d, ok := ctx.Deadline(); ok && time.Until(d) < timeout {
 		timeout = max(time.Until(d), time.Millisecond)
 	}
 	cfg := b.cfg
+	if n.tls != nil {
+		cfg.TLSClientConfig = n.tls
+	}
 	cfg.Dial = func(network, addr string) (net.Conn, error) {
 		dctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
@@ -141,22 +228,22 @@ func (b *Bus) dial(ctx context.Context) (*amqp.Connection, error) {
 		_ = c.SetDeadline(time.Now().Add(timeout))
 		return c, nil
 	}
-	conn, err := amqp.DialConfig(b.url, cfg)
+	conn, err := amqp.DialConfig(n.url, cfg)
 	if err != nil {
-		msg := scrub(err.Error(), b.url)
+		msg := scrub(err.Error(), n.url)
 		var aerr *amqp.Error
 		if errors.Is(err, amqp.ErrVhost) {
-			return nil, fmt.Errorf("rabbitmq: connect %s: access to the virtual host refused (check the user's permissions on it): %s: %w", b.redacted, msg, bus.ErrUnreachable)
+			return nil, fmt.Errorf("rabbitmq: connect %s: access to the virtual host refused (check the user's permissions on it): %s: %w", n.redacted, msg, bus.ErrUnreachable)
 		}
 		if errors.As(err, &aerr) && aerr.Code == amqp.AccessRefused || errors.Is(err, amqp.ErrCredentials) || errors.Is(err, amqp.ErrSASL) {
-			return nil, fmt.Errorf("rabbitmq: connect %s: access refused (check the credentials): %s: %w", b.redacted, msg, bus.ErrUnreachable)
+			return nil, fmt.Errorf("rabbitmq: connect %s: access refused (check the credentials): %s: %w", n.redacted, msg, bus.ErrUnreachable)
 		}
 		var ue x509.UnknownAuthorityError
 		var ce *tls.CertificateVerificationError
 		if errors.As(err, &ue) || errors.As(err, &ce) {
-			return nil, fmt.Errorf("rabbitmq: connect %s: %s (the broker's certificate is not signed by a trusted CA: give its CA with --tls-ca or SKEIN_TLS_CA): %w", b.redacted, msg, bus.ErrUnreachable)
+			return nil, fmt.Errorf("rabbitmq: connect %s: %s (the broker's certificate is not signed by a trusted CA: give its CA with --tls-ca or SKEIN_TLS_CA): %w", n.redacted, msg, bus.ErrUnreachable)
 		}
-		return nil, fmt.Errorf("rabbitmq: connect %s: %s: %w", b.redacted, msg, bus.ErrUnreachable)
+		return nil, fmt.Errorf("rabbitmq: connect %s: %s: %w", n.redacted, msg, bus.ErrUnreachable)
 	}
 	return conn, nil
 }
@@ -220,7 +307,7 @@ func (b *Bus) declareTopology(conn *amqp.Connection) error {
 func (b *Bus) declareObjects(conn *amqp.Connection, passive bool) error {
 	ch, err := conn.Channel()
 	if err != nil {
-		return fmt.Errorf("rabbitmq: open channel on %s: %w", b.redacted, err)
+		return fmt.Errorf("rabbitmq: open channel on %s: %w", b.ConnectedURL(), err)
 	}
 	defer ch.Close()
 	exchange, queue := ch.ExchangeDeclare, ch.QueueDeclare
@@ -297,17 +384,22 @@ func (b *Bus) watch(conn *amqp.Connection, closed <-chan *amqp.Error) {
 		return
 	default:
 	}
-	b.log.Warn("rabbitmq connection lost; reconnecting", "url", b.redacted, "reason", reasonText(reason))
+	b.mu.Lock()
+	lost, next := b.redacted, (b.node+1)%len(b.nodes)
+	b.mu.Unlock()
+	b.log.Warn("rabbitmq connection lost; reconnecting", "url", lost, "reason", reasonText(reason), "nodes", len(b.nodes))
 	delay := b.opts.ReconnectMin
 	start := time.Now()
 	for attempt := 1; ; attempt++ {
-		ctx, cancel := context.WithTimeout(context.Background(), b.opts.DialTimeout)
-		c, err := b.dial(ctx)
+		// One round over the nodes, starting at the one after the node
+		// lost: on a cluster the next live node takes over at once.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Duration(len(b.nodes))*b.opts.DialTimeout)
+		c, err := b.dial(ctx, next)
 		cancel()
 		if err == nil {
 			if err = b.declareTopology(c); err == nil {
 				b.setConn(c)
-				b.log.Info("rabbitmq reconnected", "url", b.redacted, "attempts", attempt, "down", time.Since(start).Round(time.Millisecond))
+				b.log.Info("rabbitmq reconnected", "url", b.ConnectedURL(), "lost", lost, "attempts", attempt, "down", time.Since(start).Round(time.Millisecond))
 				return
 			}
 			_ = c.Close()

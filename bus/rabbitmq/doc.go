@@ -50,15 +50,25 @@
 // whose Attempt() exceeds MaxAttempts+1 (the consumer was given its last
 // chance and did not Term it) is terminated by the bus.
 //
-// # Reconnection
+// # Reconnection and clusters
 //
-// When the connection drops the bus redials with exponential backoff
-// (Options.ReconnectMin..ReconnectMax), logs "rabbitmq connection lost" and
-// "rabbitmq reconnected", and every Consume, Subscribe, Listen and Serve
-// resubscribes; stream subscribers resume after the last offset they
-// delivered. A publish whose confirm did not arrive is sent again on the
-// new connection until its ctx ends: nothing is silently lost, and a
-// retried message may arrive twice. Requests in flight fail.
+// Connect takes one URL or the URLs of a cluster's nodes, comma-separated
+// (one virtual host). It connects to one node, starting at a random one so
+// that programs spread over the nodes; ConnectedURL names it. When the
+// connection drops the bus redials — on a list, the node after the one
+// lost first, then the others in turn — with exponential backoff between
+// rounds (Options.ReconnectMin..ReconnectMax), logs "rabbitmq connection
+// lost" and "rabbitmq reconnected" (with the node's URL), and every
+// Consume, Subscribe, Listen and Serve resubscribes; stream subscribers
+// resume after the last offset they delivered. A publish whose confirm
+// did not arrive is sent again on the new connection until its ctx ends:
+// nothing is silently lost, and a retried message may arrive twice.
+// Requests in flight fail. A server checks every 2 s that its RPC queue
+// still exists, and declares it again when it is gone (on a cluster,
+// the dead node's transient queue can be deleted after a server
+// subscribed to it again). On a cluster the quorum queues and the event
+// stream are replicated on its nodes and survive the loss of one of
+// three; the classic delay queues of Nak with a delay live on one node.
 //
 // # Secrets
 //

@@ -24,6 +24,10 @@ const (
 
 // Options configure a Bus. Start from DefaultOptions.
 type Options struct {
+	// Name is the connection's name on the broker (connection_name,
+	// shown by rabbitmqctl list_connections and the management UI).
+	// Default "skein".
+	Name string
 	// Logger receives connection events (lost, reconnected), dead
 	// letters and lease expiries. Nil discards.
 	Logger *slog.Logger
@@ -75,6 +79,7 @@ type Options struct {
 // DefaultOptions returns the options Connect uses for zero fields.
 func DefaultOptions() Options {
 	return Options{
+		Name:           "skein",
 		Prefix:         "skein",
 		QueueType:      QueueTypeAuto,
 		DeliveryLimit:  50,
@@ -94,6 +99,9 @@ func (o *Options) setDefaults() {
 	d := DefaultOptions()
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Name == "" {
+		o.Name = d.Name
 	}
 	if o.Prefix == "" {
 		o.Prefix = d.Prefix

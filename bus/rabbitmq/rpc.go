@@ -2,11 +2,13 @@ package rabbitmq
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
@@ -119,7 +121,7 @@ func (b *Bus) rpcClient(ctx context.Context) (*rpcClient, error) {
 				select {
 				case d, ok := <-replies:
 					if !ok {
-						c.fail(fmt.Errorf("rabbitmq: reply channel to %s closed during the request", b.redacted))
+						c.fail(fmt.Errorf("rabbitmq: reply channel to %s closed during the request", b.ConnectedURL()))
 						b.mu.Lock()
 						if b.rpc == c {
 							b.rpc = nil
@@ -212,16 +214,35 @@ func (b *Bus) Serve(ctx context.Context, subject string, h bus.Handler) error {
 			}
 			ch, deliveries, err = b.serve(ctx, subject)
 			if err != nil {
+				if attempt == 0 || attempt%10 == 9 {
+					b.log.Warn("rabbitmq serve failed; retrying", "subject", subject, "attempt", attempt+1, "err", err)
+				}
 				if !b.backoff(ctx, attempt) {
 					return
 				}
 				attempt++
 				continue
 			}
+			b.log.Info("rabbitmq server resubscribed", "subject", subject, "attempts", attempt+1, "url", b.ConnectedURL())
 			attempt = 0
 		}
 	}()
 	return nil
+}
+
+// rpcQueueGone reports whether subject's RPC queue is known not to exist
+// (a passive declare answered NOT_FOUND); any other outcome is not proof.
+func (b *Bus) rpcQueueGone(ctx context.Context, subject string) bool {
+	cctx, cancel := context.WithTimeout(ctx, rpcQueueCheck)
+	defer cancel()
+	ch, err := b.channel(cctx)
+	if err != nil {
+		return false
+	}
+	defer ch.Close()
+	_, err = ch.QueueDeclarePassive(b.rpcQueue(subject), false, true, false, false, nil)
+	var aerr *amqp.Error
+	return errors.As(err, &aerr) && aerr.Code == amqp.NotFound
 }
 
 func (b *Bus) serve(ctx context.Context, subject string) (*amqp.Channel, <-chan amqp.Delivery, error) {
@@ -248,9 +269,24 @@ func (b *Bus) serve(ctx context.Context, subject string) (*amqp.Channel, <-chan 
 	return ch, deliveries, nil
 }
 
+// rpcQueueCheck is how often a server checks that its RPC queue still
+// exists (see handle).
+var rpcQueueCheck = 2 * time.Second
+
+// handle answers the requests of one consumer until its deliveries end,
+// ctx ends, the bus closes, or its queue is found gone. On a cluster the
+// RPC queue (transient, on the node of the connection that declared it)
+// is deleted by the others when its node dies; a server that moved to
+// another node and declared it again at that moment can find the old
+// queue, consume from it, and then see it deleted without a
+// basic.cancel (RabbitMQ 3.10), serving nothing from then on. So every
+// rpcQueueCheck the queue's existence is checked, and a server whose
+// queue is gone declares it again.
 func (b *Bus) handle(ctx context.Context, subject string, ch *amqp.Channel, deliveries <-chan amqp.Delivery, h bus.Handler) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	check := time.NewTicker(rpcQueueCheck)
+	defer check.Stop()
 	for {
 		var d amqp.Delivery
 		var ok bool
@@ -259,6 +295,12 @@ func (b *Bus) handle(ctx context.Context, subject string, ch *amqp.Channel, deli
 			if !ok {
 				return
 			}
+		case <-check.C:
+			if b.rpcQueueGone(ctx, subject) {
+				b.log.Warn("rabbitmq RPC queue gone under its consumer; declaring it again", "subject", subject, "url", b.ConnectedURL())
+				return
+			}
+			continue
 		case <-ctx.Done():
 			return
 		case <-b.done:

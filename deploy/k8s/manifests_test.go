@@ -129,6 +129,8 @@ func TestManifests(t *testing.T) {
 						}
 					}
 				}
+			case "PodDisruptionBudget":
+				checkPDB(t, d, docs)
 			case "Secret":
 				if get(d.m, "stringData") == nil && get(d.m, "data") == nil {
 					t.Error("Secret without data")
@@ -259,6 +261,88 @@ func checkService(t *testing.T, d doc, docs []doc) {
 		}
 	}
 	t.Errorf("selector %v matches no workload", sel)
+}
+
+// checkPDB checks a PodDisruptionBudget: policy/v1, one of minAvailable
+// and maxUnavailable, a selector that matches the pods of one workload,
+// and a budget that lets a drain go on (at least one pod may go) without
+// taking every pod.
+func checkPDB(t *testing.T, d doc, docs []doc) {
+	if str(d.m["apiVersion"]) != "policy/v1" {
+		t.Errorf("apiVersion %v, want policy/v1", d.m["apiVersion"])
+	}
+	minA, hasMin := get(d.m, "spec", "minAvailable").(int)
+	maxU, hasMax := get(d.m, "spec", "maxUnavailable").(int)
+	if hasMin == hasMax {
+		t.Fatalf("want exactly one of spec.minAvailable and spec.maxUnavailable (as numbers): %v", get(d.m, "spec"))
+	}
+	sel, _ := get(d.m, "spec", "selector", "matchLabels").(obj)
+	if len(sel) == 0 {
+		t.Fatal("spec.selector.matchLabels is empty")
+	}
+	var matched []doc
+	for _, w := range docs {
+		if w.kind() != "Deployment" && w.kind() != "StatefulSet" {
+			continue
+		}
+		labels, _ := get(w.m, "spec", "template", "metadata", "labels").(obj)
+		match := true
+		for k, v := range sel {
+			match = match && labels[k] == v
+		}
+		if match {
+			matched = append(matched, w)
+		}
+	}
+	if len(matched) != 1 {
+		t.Fatalf("selector %v matches %d workloads, want one", sel, len(matched))
+	}
+	replicas, ok := get(matched[0].m, "spec", "replicas").(int)
+	if !ok {
+		t.Fatalf("%s has no spec.replicas: a budget needs a fixed count", matched[0])
+	}
+	switch {
+	case hasMin && (minA < 1 || minA >= replicas):
+		t.Errorf("minAvailable %d of %d replicas of %s: want 1 to %d, or no drain can evict a pod", minA, replicas, matched[0], replicas-1)
+	case hasMax && (maxU < 1 || maxU >= replicas):
+		t.Errorf("maxUnavailable %d of %d replicas of %s: want 1 to %d", maxU, replicas, matched[0], replicas-1)
+	}
+}
+
+// TestCoordinatorsReplicated checks what docs/deploy.md promises of the
+// coordinators: three replicas, updated one at a time, and a disruption
+// budget that keeps two serving.
+func TestCoordinatorsReplicated(t *testing.T) {
+	idx := index(load(t))
+	dep, ok := idx["Deployment/skein-coordinator"]
+	if !ok {
+		t.Fatal("no Deployment skein-coordinator")
+	}
+	if r, _ := get(dep.m, "spec", "replicas").(int); r != 3 {
+		t.Errorf("coordinator replicas %v, want 3", get(dep.m, "spec", "replicas"))
+	}
+	if typ := str(get(dep.m, "spec", "strategy", "type")); typ != "RollingUpdate" {
+		t.Errorf("coordinator update strategy %q, want RollingUpdate (the others serve while one is replaced)", typ)
+	}
+	if u, _ := get(dep.m, "spec", "strategy", "rollingUpdate", "maxUnavailable").(int); u != 1 {
+		t.Errorf("coordinator rollingUpdate.maxUnavailable %v, want 1", get(dep.m, "spec", "strategy", "rollingUpdate", "maxUnavailable"))
+	}
+	pdb, ok := idx["PodDisruptionBudget/skein-coordinator"]
+	if !ok {
+		t.Fatal("no PodDisruptionBudget skein-coordinator")
+	}
+	minA, hasMin := get(pdb.m, "spec", "minAvailable").(int)
+	maxU, hasMax := get(pdb.m, "spec", "maxUnavailable").(int)
+	if !(hasMin && minA == 2) && !(hasMax && maxU == 1) {
+		t.Errorf("coordinator budget %v, want minAvailable 2 or maxUnavailable 1", get(pdb.m, "spec"))
+	}
+	sel, _ := get(pdb.m, "spec", "selector", "matchLabels").(obj)
+	labels, _ := get(dep.m, "spec", "template", "metadata", "labels").(obj)
+	for k, v := range sel {
+		if labels[k] != v {
+			t.Errorf("budget selector %s=%v does not select the coordinators (%v)", k, v, labels)
+		}
+	}
 }
 
 func checkScaledObject(t *testing.T, d doc, idx map[string]doc) {

@@ -74,7 +74,7 @@ func coordinatorMain(ctx context.Context, args []string, env Env, hooks ServiceH
 	bf.register(fs)
 	bf.funcs.register(fs, "coordinator", DefaultHosts, true)
 	auth.register(fs)
-	fs.StringVar(&busURL, "bus", "", "bus URL (env SKEIN_BUS)")
+	fs.StringVar(&busURL, "bus", "", "bus URL, or the URLs of a cluster's nodes comma-separated (env SKEIN_BUS)")
 	fs.StringVar(&listen, "embedded-listen", "", "run an embedded NATS server listening on this host:port and use it (for a one-machine install)")
 	fs.StringVar(&dir, "embedded-dir", "", "JetStream directory of the embedded server (default: a temporary one)")
 	fs.StringVar(&pool, "pool", "", "default worker pool (default \"default\")")
@@ -214,7 +214,7 @@ func runtimeMain(ctx context.Context, args []string, env Env, hooks ServiceHooks
 		auth               BusAuth
 		verifyKey          keyFlag
 	)
-	fs.StringVar(&busURL, "bus", "", "bus URL (env SKEIN_BUS)")
+	fs.StringVar(&busURL, "bus", "", "bus URL, or the URLs of a cluster's nodes comma-separated (env SKEIN_BUS)")
 	auth.register(fs)
 	verifyKey.registerVerify(fs)
 	fs.StringVar(&cfg.Pool, "pool", "", "worker pool (queue) to pull tasks from (default \"default\")")

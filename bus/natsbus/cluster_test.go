@@ -1,0 +1,93 @@
+package natsbus_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/skeinrun/skein/bus"
+	"github.com/skeinrun/skein/bus/natsbus"
+	"github.com/skeinrun/skein/internal/testenv"
+)
+
+// TestClusterSettleDuringElection: on the 3-node cluster, the node that
+// leads a queue's (replicated) consumer dies while a runtime holds a
+// delivery. The runtime's ack, sent while the consumer elects a new
+// leader, must still take effect: the message is not delivered again.
+// (Without it the task runs twice, after its lease.)
+func TestClusterSettleDuringElection(t *testing.T) {
+	c := testenv.NATSClusterEnv(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	prefix := fmt.Sprintf("settle%d", time.Now().UnixNano()%1e9)
+	open := func() *natsbus.Bus {
+		b, err := natsbus.Connect(ctx, c.List(), natsbus.Options{Prefix: prefix, Replicas: 3, Logger: slog.New(slog.NewTextHandler(tlog{t}, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = b.Close() })
+		return b
+	}
+	b := open()
+	const queue, lease = "work", 8 * time.Second
+	if err := b.Enqueue(ctx, queue, bus.Message{Data: []byte("one")}); err != nil {
+		t.Fatal(err)
+	}
+	ds, err := b.Consume(ctx, queue, bus.QueueOptions{Prefetch: 1, Lease: lease})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d bus.Delivery
+	select {
+	case d = <-ds:
+	case <-ctx.Done():
+		t.Fatal("no delivery")
+	}
+	js, err := jetstream.New(b.Conn())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cons, err := js.Consumer(ctx, strings.ToUpper(prefix)+"_TASKS", "q-"+queue)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := cons.Info(ctx)
+	if err != nil || info.Cluster == nil {
+		t.Fatalf("consumer info: %v %+v", err, info)
+	}
+	leader := info.Cluster.Leader // skeintest-nN
+	n, err := strconv.Atoi(strings.TrimPrefix(leader, "skeintest-n"))
+	if err != nil || n < 1 || n > 3 {
+		t.Fatalf("consumer leader %q is not a node of the test cluster", leader)
+	}
+	t.Logf("consumer q-%s is led by node %d; killing it", queue, n)
+	c.KillNode(t, n)
+	start := time.Now()
+	actx, acancel := context.WithTimeout(ctx, 10*time.Second)
+	err = d.Ack(actx)
+	acancel()
+	if err != nil {
+		t.Fatalf("ack during the consumer's election: %v (after %s)", err, time.Since(start).Round(time.Millisecond))
+	}
+	t.Logf("acked %s after the kill", time.Since(start).Round(time.Millisecond))
+	// Settled: not delivered again after the lease.
+	select {
+	case again, ok := <-ds:
+		if ok {
+			t.Fatalf("the acked message came again (attempt %d)", again.Attempt())
+		}
+		t.Fatal("the consumer ended")
+	case <-time.After(lease + 4*time.Second):
+	}
+	c.StartNode(t, n)
+	if err := ctx.Err(); errors.Is(err, context.DeadlineExceeded) {
+		t.Fatal(err)
+	}
+}
