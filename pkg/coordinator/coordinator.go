@@ -27,6 +27,10 @@ type Config struct {
 	// Retention is how long a finished job's results stay in memory for
 	// result queries. Default 15m.
 	Retention time.Duration
+	// ResultMemory bounds the bytes of one map job's results held in
+	// memory; later results are read back from the event stream when
+	// asked for (results.go). Default 64 MiB.
+	ResultMemory int64
 	// PublishBatch bounds task publications in flight per job when the
 	// job does not set invoke_pool_threads. Default 500.
 	PublishBatch int
@@ -85,6 +89,9 @@ func (c *Config) setDefaults() {
 	if c.PublishBatch == 0 {
 		c.PublishBatch = d.PublishBatch
 	}
+	if c.ResultMemory == 0 {
+		c.ResultMemory = 64 << 20
+	}
 	if c.StallAfter == 0 {
 		c.StallAfter = time.Minute
 	}
@@ -103,10 +110,12 @@ type Hooks struct {
 	// more than Lithops' plain rules (storage URLs to be partitioned).
 	// It returns nil inputs to fall back to the plain rules.
 	Expand func(ctx context.Context, spec *wire.JobSpec, elems []wire.Value, extra map[string]wire.Value) ([]Input, []*wire.Object, error)
-	// Spill is called once with every task input of a job (after
-	// Expand); it may store large inputs elsewhere and set Input.Ref in
-	// place of their Args and Kwargs.
-	Spill func(ctx context.Context, spec *wire.JobSpec, inputs []Input) error
+	// Spill is called with task inputs of a job, inputs[k] being task
+	// first+k's: once with every input of a job whose inputs are made up
+	// front (a call, iterdata expanded by Expand), else with each input
+	// when its task is published. It may store large inputs elsewhere
+	// and set Input.Ref in place of their Args and Kwargs.
+	Spill func(ctx context.Context, spec *wire.JobSpec, first int, inputs []Input) error
 	// Ended is called once when a job reaches a terminal state (cleanup
 	// of artifacts).
 	Ended func(ctx context.Context, spec *wire.JobSpec, st wire.JobStatus)
@@ -397,6 +406,7 @@ func (c *Coordinator) Serve(ctx context.Context) error {
 		wire.APIResult: handle(func(ctx context.Context, req *wire.Request) (wire.Response, error) {
 			return c.Results(req.Job, req.Offset, req.Limit, maxBytes*3/4)
 		}),
+		wire.APIInput: handle(c.recordInput),
 		wire.APICancel: handle(func(ctx context.Context, req *wire.Request) (wire.Response, error) {
 			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			defer cancel()

@@ -178,8 +178,9 @@ func inputSize(in coordinator.Input) int {
 }
 
 // Spill is coordinator.Hooks.Spill: inputs whose arguments exceed the
-// inline limit are stored as in/<task> and replaced by a reference.
-func (p *Path) Spill(ctx context.Context, spec *wire.JobSpec, ins []coordinator.Input) error {
+// inline limit are stored as in/<task> (ins[k] is task first+k's) and
+// replaced by a reference.
+func (p *Path) Spill(ctx context.Context, spec *wire.JobSpec, first int, ins []coordinator.Input) error {
 	var big []int
 	for i := range ins {
 		if !p.art.Inline(inputSize(ins[i])) {
@@ -194,9 +195,9 @@ func (p *Path) Spill(ctx context.Context, spec *wire.JobSpec, ins []coordinator.
 		if err != nil {
 			return fmt.Errorf("task %d: encoding its input: %w", i, err)
 		}
-		ref, err := p.art.Put(ctx, spec.ID, storage.InputName(i), data)
+		ref, err := p.art.Put(ctx, spec.ID, storage.InputName(first+i), data)
 		if err != nil {
-			return fmt.Errorf("task %d: %w", i, err)
+			return fmt.Errorf("task %d: %w", first+i, err)
 		}
 		ins[i] = coordinator.Input{Ref: ref}
 		return nil

@@ -33,6 +33,7 @@ const (
 	KindReq       Kind = "req"       // an API request
 	KindResp      Kind = "resp"      // an API response
 	KindFeed      Kind = "feed"      // a map result forwarded to a reducer
+	KindInput     Kind = "input"     // a chunk of a large job input, on the job log
 )
 
 // envelope is the outer frame of every Skein message.
