@@ -41,6 +41,11 @@ type Options struct {
 	// MemoryStorage keeps the streams in memory instead of files: for an
 	// embedded server whose jobs live only as long as its process.
 	MemoryStorage bool
+	// DedupWindow is how long the streams remember message ids to drop a
+	// duplicate publish (a publish retried after a lost ack). The server
+	// keeps every id of the window in memory: about 90 bytes a message,
+	// 90 MB for a million tasks published within it. Default 2m.
+	DedupWindow time.Duration
 	// Name is the client name shown in server monitoring.
 	Name   string
 	Logger *slog.Logger
@@ -71,6 +76,9 @@ type Options struct {
 func (o *Options) setDefaults() {
 	if o.Prefix == "" {
 		o.Prefix = "skein"
+	}
+	if o.DedupWindow == 0 {
+		o.DedupWindow = 2 * time.Minute
 	}
 	if o.EventRetention == 0 {
 		o.EventRetention = 24 * time.Hour
@@ -291,7 +299,7 @@ func (b *Bus) ensureStreams(ctx context.Context) error {
 		Storage:     storage,
 		Replicas:    b.opts.Replicas,
 		MaxMsgSize:  maxMsg,
-		Duplicates:  2 * time.Minute,
+		Duplicates:  b.opts.DedupWindow,
 	})
 	if err != nil {
 		return fmt.Errorf("natsbus: create stream %s: %w", b.tasksStream, err)
@@ -305,7 +313,7 @@ func (b *Bus) ensureStreams(ctx context.Context) error {
 		Replicas:    b.opts.Replicas,
 		MaxAge:      b.opts.EventRetention,
 		MaxMsgSize:  maxMsg,
-		Duplicates:  2 * time.Minute,
+		Duplicates:  b.opts.DedupWindow,
 	})
 	if err != nil {
 		return fmt.Errorf("natsbus: create stream %s: %w", b.eventsStream, err)

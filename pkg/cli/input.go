@@ -1,8 +1,12 @@
 package cli
 
 import (
+	"bufio"
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"strings"
@@ -20,6 +24,7 @@ type inputSource struct {
 	name string // for errors: "--iterdata-from FILE"
 	r    io.Reader
 	c    io.Closer
+	path string // the file, to show where a malformed one breaks
 }
 
 func (in *inputSource) Close() {
@@ -39,7 +44,7 @@ func openInput(flag, from string, env Env) (*inputSource, error) {
 	if err != nil {
 		return nil, usagef("%s: %v", flag, err)
 	}
-	src.r, src.c = f, f
+	src.r, src.c, src.path = f, f, from
 	return src, nil
 }
 
@@ -74,6 +79,12 @@ func iterdataInput(iter, from string, env Env) (*inputSource, error) {
 	case from != "":
 		return openInput("--iterdata-from", from, env)
 	}
+	if err := coordinator.JSONError([]byte(iter)); err != nil {
+		return nil, usagef("--iterdata: %v", err)
+	}
+	if c := firstNonSpace(iter); c != '[' {
+		return nil, usagef("--iterdata: must be a JSON list, got %s", coordinator.JSONKind(c))
+	}
 	return &inputSource{name: "--iterdata", r: strings.NewReader(iter)}, nil
 }
 
@@ -99,8 +110,93 @@ func (in *inputSource) send(ctx context.Context, c *client.Client, s *wire.JobSp
 	}
 	err := c.StreamInput(ctx, s, in.r)
 	var ie *client.InputError
-	if errors.As(err, &ie) {
-		return usagef("%s: %v", in.name, err)
+	if !errors.As(err, &ie) {
+		return err
 	}
-	return err
+	if ie.Offset >= 0 && in.path != "" {
+		return usagef("%s: malformed JSON at %s", in.name, where(in.path, ie))
+	}
+	return usagef("%s: %v", in.name, err)
+}
+
+// where shows where a malformed file breaks, as line, column, byte and
+// the line's text with a caret (the file is read again: only a bad input
+// pays for it).
+func where(path string, ie *client.InputError) string {
+	at := ie.Offset
+	if ie.InElement {
+		at = breakInElement(path, ie.Offset)
+	}
+	f, err := os.Open(path)
+	if err != nil || at < 0 {
+		return strings.TrimPrefix(ie.Error(), "malformed JSON ")
+	}
+	defer f.Close()
+	br := bufio.NewReader(f)
+	line, col := 1, 1
+	var text []byte
+	for off := int64(0); ; off++ {
+		b, err := br.ReadByte()
+		if err != nil || (off >= at && b == '\n') {
+			break
+		}
+		if off < at {
+			if b == '\n' {
+				line, col, text = line+1, 1, text[:0]
+				continue
+			}
+			col++
+		}
+		if len(text) < 4096 {
+			text = append(text, b)
+		}
+	}
+	caret := col - 1
+	if len(text) > 80 {
+		from := max(caret-40, 0)
+		text = text[from:min(from+80, len(text))]
+		caret -= from
+	}
+	pos := fmt.Sprintf("byte %d", at)
+	if ie.Element >= 0 {
+		pos += fmt.Sprintf(" (in element %d)", ie.Element)
+	}
+	return fmt.Sprintf("line %d, column %d, %s: %s\n    %s\n    %s^", line, col, pos, ie.Msg, text, strings.Repeat(" ", caret))
+}
+
+// breakInElement finds where the element after byte base breaks: it skips
+// white space and a separator, and decodes the element alone (at most a
+// megabyte of it). -1 when it cannot tell.
+func breakInElement(path string, base int64) int64 {
+	f, err := os.Open(path)
+	if err != nil {
+		return -1
+	}
+	defer f.Close()
+	br := bufio.NewReader(f)
+	if _, err := br.Discard(int(base)); err != nil {
+		return -1
+	}
+	start, sep := base, false
+	for {
+		b, err := br.ReadByte()
+		if err != nil {
+			return -1
+		}
+		if b == ' ' || b == '\t' || b == '\n' || b == '\r' || (!sep && (b == ',' || b == ':')) {
+			sep = sep || b == ',' || b == ':'
+			start++
+			continue
+		}
+		_ = br.UnreadByte()
+		break
+	}
+	elem := make([]byte, 1<<20)
+	n, _ := io.ReadFull(br, elem)
+	var x any
+	var se *json.SyntaxError
+	if err := json.NewDecoder(bytes.NewReader(elem[:n])).Decode(&x); errors.As(err, &se) {
+		return start + se.Offset - 1
+	}
+	return -1
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"strings"
 
 	"github.com/skeinrun/skein/bus"
 	"github.com/skeinrun/skein/pkg/coordinator"
@@ -24,11 +25,31 @@ const inputChunk = 1 << 20
 
 // InputError is a job input that is not the JSON it should be.
 type InputError struct {
-	Offset int64 // byte offset in the input where it breaks
+	// Offset is the byte offset in the input where it breaks; -1 when the
+	// input is well-formed but of the wrong kind.
+	Offset int64
 	Msg    string
+	// Element is the list element (or object member) it breaks in; -1
+	// outside any.
+	Element int
+	// InElement says that the break lies inside Element, which starts
+	// after Offset (past white space and a separator): the decoder does
+	// not tell where inside (ElementStart finds it).
+	InElement bool
 }
 
 func (e *InputError) Error() string {
+	if e.Offset < 0 {
+		return e.Msg
+	}
+	switch {
+	case e.InElement && e.Element >= 0:
+		return fmt.Sprintf("malformed JSON in element %d (after byte %d): %s", e.Element, e.Offset, e.Msg)
+	case e.InElement:
+		return fmt.Sprintf("malformed JSON after byte %d: %s", e.Offset, e.Msg)
+	case e.Element >= 0:
+		return fmt.Sprintf("malformed JSON at byte %d (in element %d): %s", e.Offset, e.Element, e.Msg)
+	}
 	return fmt.Sprintf("malformed JSON at byte %d: %s", e.Offset, e.Msg)
 }
 
@@ -45,29 +66,21 @@ func (e *InputError) Error() string {
 // log until the stream's retention drops them.
 func (c *Client) StreamInput(ctx context.Context, spec *wire.JobSpec, r io.Reader) error {
 	br := bufio.NewReaderSize(r, 64<<10)
-	first, err := firstByte(br)
+	first, lead, err := firstByte(br)
 	if err != nil {
 		return err
 	}
 	if spec.Kind != wire.JobCall && first != '[' {
-		return &InputError{Msg: "must be a JSON list, got " + coordinator.JSONKind(first)}
+		return &InputError{Offset: -1, Element: -1, Msg: "must be a JSON list, got " + coordinator.JSONKind(first)}
 	}
-	u := &uploader{c: c, spec: spec, chunk: inputChunk, sum: sha256.New()}
+	u := &uploader{c: c, spec: spec, chunk: inputChunk, sum: sha256.New(), lead: lead}
 	if l, ok := c.b.(bus.Limits); ok && l.MaxMessageSize() > 0 {
-		u.max = l.MaxMessageSize() - 4<<10
-		u.chunk = min(u.chunk, u.max/2)
+		u.chunk = max(min(u.chunk, l.MaxMessageSize()/2), 1)
 	}
 	switch first {
-	case '[':
-		u.open, u.sep, u.close = "[", ",", "]"
-		u.start()
-		err = u.items(ctx, br, false)
-	case '{':
-		u.open, u.sep, u.close = "{", ",", "}"
-		u.start()
-		err = u.items(ctx, br, true)
+	case '[', '{':
+		err = u.items(ctx, br, first == '{')
 	default:
-		u.start()
 		err = u.raw(ctx, br)
 	}
 	if err != nil {
@@ -76,81 +89,84 @@ func (c *Client) StreamInput(ctx context.Context, spec *wire.JobSpec, r io.Reade
 	return u.finish(ctx)
 }
 
-// firstByte peeks at the first byte that is not white space.
-func firstByte(br *bufio.Reader) (byte, error) {
+// firstByte peeks at the first byte that is not white space, and says how
+// many it skipped.
+func firstByte(br *bufio.Reader) (byte, int64, error) {
 	for off := int64(0); ; off++ {
 		b, err := br.ReadByte()
 		if err == io.EOF {
-			return 0, &InputError{Offset: off, Msg: "empty input"}
+			return 0, off, &InputError{Offset: off, Element: -1, Msg: "empty input"}
 		}
 		if err != nil {
-			return 0, err
+			return 0, off, err
 		}
 		if b != ' ' && b != '\t' && b != '\n' && b != '\r' {
-			return b, br.UnreadByte()
+			return b, off, br.UnreadByte()
 		}
 	}
 }
 
-// uploader cuts an input into chunks and records them.
+// uploader writes an input out: inline while it is small, else in
+// chunks of u.chunk bytes cut anywhere (an element larger than a message
+// spans chunks), recorded as they fill.
 type uploader struct {
-	c                *Client
-	spec             *wire.JobSpec
-	chunk, max       int
-	open, sep, close string
+	c     *Client
+	spec  *wire.JobSpec
+	lead  int64 // white space before the value
+	chunk int
 
-	buf   []byte // the chunk being filled
-	parts int
-	from  uint64
-	to    uint64
-	size  int64
-	sum   hash.Hash
-	n     int // items added
-	// inline holds the whole input while it may still ride in the spec.
-	inline  []byte
+	buf     []byte // the input while it is inline, else the chunk being filled
 	chunked bool
+	n       int // items written
+	parts   int
+	from    uint64
+	to      uint64
+	size    int64
+	sum     hash.Hash
 }
 
 // items reads a list's elements (or an object's members) one by one.
 func (u *uploader) items(ctx context.Context, br *bufio.Reader, object bool) error {
 	dec := json.NewDecoder(br)
-	if _, err := dec.Token(); err != nil {
-		return inputErr(dec, err)
+	open, err := dec.Token()
+	if err != nil {
+		return u.inputErr(dec, err, -1)
 	}
-	for i := 0; dec.More(); i++ {
+	if err := u.write(ctx, []byte(open.(json.Delim).String())); err != nil {
+		return err
+	}
+	i := 0
+	for ; dec.More(); i++ {
 		var item []byte
 		if object {
 			k, err := dec.Token()
 			if err != nil {
-				return inputErr(dec, err)
+				return u.inputErr(dec, err, i)
 			}
 			key, _ := json.Marshal(k)
 			item = append(key, ':')
 		}
 		var v json.RawMessage
+		base := dec.InputOffset()
 		if err := dec.Decode(&v); err != nil {
-			what := "element"
-			if object {
-				what = "member"
-			}
-			return fmt.Errorf("%s %d: %w", what, i, inputErr(dec, err))
+			return u.decodeErr(dec, err, i, base)
 		}
-		item = append(item, v...)
-		if u.max > 0 && len(item) > u.max {
-			return fmt.Errorf("element %d is %d bytes, more than one bus message holds (%d): put it in storage and pass its URL instead", i, len(item), u.max)
-		}
-		if err := u.add(ctx, item); err != nil {
+		if err := u.add(ctx, item, v); err != nil {
 			return err
 		}
 	}
-	if _, err := dec.Token(); err != nil {
-		return inputErr(dec, err)
+	end, err := dec.Token()
+	if err != nil {
+		return u.inputErr(dec, err, i)
+	}
+	if err := u.write(ctx, []byte(end.(json.Delim).String())); err != nil {
+		return err
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		if err == nil {
 			err = errors.New("unexpected data after the JSON value")
 		}
-		return inputErr(dec, err)
+		return u.inputErr(dec, err, -1)
 	}
 	return nil
 }
@@ -161,83 +177,88 @@ func (u *uploader) raw(ctx context.Context, br *bufio.Reader) error {
 	dec := json.NewDecoder(br)
 	var v json.RawMessage
 	if err := dec.Decode(&v); err != nil {
-		return inputErr(dec, err)
+		return u.decodeErr(dec, err, -1, 0)
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		if err == nil {
 			err = errors.New("unexpected data after the JSON value")
 		}
-		return inputErr(dec, err)
+		return u.inputErr(dec, err, -1)
 	}
-	for len(v) > 0 {
-		n := min(len(v), u.chunk)
-		if err := u.add(ctx, v[:n]); err != nil {
-			return err
-		}
-		v = v[n:]
-	}
-	return nil
+	return u.write(ctx, v)
 }
 
-func inputErr(dec *json.Decoder, err error) error {
+// inputErr turns an error of the decoder's Token into an *InputError (a
+// read error stays what it is). Offsets count from the input's start.
+func (u *uploader) inputErr(dec *json.Decoder, err error, elem int) error {
 	var se *json.SyntaxError
 	switch {
 	case errors.As(err, &se):
-		return &InputError{Offset: se.Offset, Msg: se.Error()}
+		// Offset counts the offending byte: it sits at Offset-1.
+		return &InputError{Offset: u.lead + max(se.Offset-1, 0), Element: elem, Msg: se.Error()}
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-		return &InputError{Offset: dec.InputOffset(), Msg: "unexpected end of input"}
+		return &InputError{Offset: u.lead + dec.InputOffset(), Element: elem, Msg: "unexpected end of input"}
+	case strings.HasPrefix(err.Error(), "json: "), strings.HasPrefix(err.Error(), "unexpected data"):
+		return &InputError{Offset: u.lead + dec.InputOffset(), Element: elem, Msg: err.Error()}
 	}
-	return &InputError{Offset: dec.InputOffset(), Msg: err.Error()}
+	return err
 }
 
-// start opens the input.
-func (u *uploader) start() {
-	u.inline = []byte(u.open)
-	u.size = int64(len(u.open))
-	u.sum.Write(u.inline)
+// decodeErr is inputErr for Decode, whose syntax errors count from the
+// start of the value it decoded (base is where the decoder stood before).
+func (u *uploader) decodeErr(dec *json.Decoder, err error, elem int, base int64) error {
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return &InputError{Offset: u.lead + base, InElement: true, Element: elem, Msg: se.Error()}
+	}
+	return u.inputErr(dec, err, elem)
 }
 
-// add appends one item (an element, a member, a piece of a value) to the
-// input: to the inline copy while the input is small, else to the chunk
-// being filled, which is recorded when it is full.
-func (u *uploader) add(ctx context.Context, item []byte) error {
-	sep := ""
-	if u.n > 0 {
-		sep = u.sep
-	}
-	u.n++
-	u.size += int64(len(sep) + len(item))
-	u.sum.Write([]byte(sep))
-	u.sum.Write(item)
-	if !u.chunked && len(u.inline)+len(sep)+len(item)+len(u.close) <= min(InlineInput, u.chunk) {
-		u.inline = append(append(u.inline, sep...), item...)
-		return nil
-	}
-	if !u.chunked {
-		// Too large to ride in the spec: what was read so far is the
-		// first chunk.
-		u.chunked = true
-		if u.spec.ID == "" {
-			u.spec.ID = coordinator.NewJobID()
+// write appends b to the input, recording chunks as they fill.
+func (u *uploader) write(ctx context.Context, b []byte) error {
+	u.size += int64(len(b))
+	u.sum.Write(b)
+	for len(b) > 0 {
+		if !u.chunked {
+			if len(u.buf)+len(b) <= min(InlineInput, u.chunk) {
+				u.buf = append(u.buf, b...)
+				return nil
+			}
+			// Too large to ride in the spec: record it in chunks.
+			u.chunked = true
+			if u.spec.ID == "" {
+				u.spec.ID = coordinator.NewJobID()
+			}
 		}
-		u.buf = append(u.buf[:0], u.inline[len(u.open):]...)
-		u.inline = nil
-	}
-	if len(u.buf) > 0 && len(u.buf)+len(sep)+len(item) > u.chunk {
-		if err := u.flush(ctx); err != nil {
-			return err
+		n := min(len(b), u.chunk-len(u.buf))
+		u.buf = append(u.buf, b[:n]...)
+		b = b[n:]
+		if len(u.buf) >= u.chunk {
+			if err := u.flush(ctx, u.buf); err != nil {
+				return err
+			}
+			u.buf = u.buf[:0]
 		}
 	}
-	if len(u.buf) > 0 {
-		u.buf = append(u.buf, sep...)
-	}
-	u.buf = append(u.buf, item...)
 	return nil
 }
 
-// flush records the chunk being filled.
-func (u *uploader) flush(ctx context.Context) error {
-	resp, err := u.c.call(ctx, wire.APIInput, &wire.Request{Chunk: &wire.InputChunk{Job: u.spec.ID, Part: u.parts, Data: u.buf}})
+// add writes one element (or object member: key then value) with its
+// separator.
+func (u *uploader) add(ctx context.Context, key, value []byte) error {
+	if u.n > 0 {
+		key = append([]byte{','}, key...)
+	}
+	u.n++
+	if err := u.write(ctx, key); err != nil {
+		return err
+	}
+	return u.write(ctx, value)
+}
+
+// flush records one chunk.
+func (u *uploader) flush(ctx context.Context, data []byte) error {
+	resp, err := u.c.call(ctx, wire.APIInput, &wire.Request{Chunk: &wire.InputChunk{Job: u.spec.ID, Part: u.parts, Data: data}})
 	if err != nil {
 		return fmt.Errorf("recording chunk %d of the job's input: %w", u.parts, err)
 	}
@@ -249,29 +270,26 @@ func (u *uploader) flush(ctx context.Context) error {
 	}
 	u.to = resp.Seq
 	u.parts++
-	u.buf = u.buf[:0]
 	return nil
 }
 
-// finish closes the input and sets it on the spec.
+// finish sets the input on the spec: inline, or by its reference once
+// the last chunk is recorded.
 func (u *uploader) finish(ctx context.Context) error {
 	if !u.chunked {
-		u.inline = append(u.inline, u.close...)
 		if u.spec.Kind == wire.JobCall {
-			u.spec.Data = u.inline
+			u.spec.Data = u.buf
 		} else {
-			u.spec.Iterdata = u.inline
+			u.spec.Iterdata = u.buf
 		}
 		return nil
 	}
-	if len(u.buf) > 0 || u.parts == 0 {
-		if err := u.flush(ctx); err != nil {
+	if len(u.buf) > 0 {
+		if err := u.flush(ctx, u.buf); err != nil {
 			return err
 		}
 	}
-	u.size += int64(len(u.close))
-	u.sum.Write([]byte(u.close))
-	ref := &wire.InputRef{From: u.from, To: u.to, Parts: u.parts, Open: u.open, Sep: u.sep, Close: u.close, Size: u.size, SHA256: u.sum.Sum(nil)}
+	ref := &wire.InputRef{From: u.from, To: u.to, Parts: u.parts, Size: u.size, SHA256: u.sum.Sum(nil)}
 	if u.spec.Kind == wire.JobCall {
 		u.spec.Data, u.spec.DataRef = nil, ref
 	} else {

@@ -90,7 +90,6 @@ func (c *Coordinator) readInput(ctx context.Context, job string, ref *wire.Input
 	}
 	var buf bytes.Buffer
 	buf.Grow(int(ref.Size))
-	buf.WriteString(ref.Open)
 	next := 0
 	for m := range ch {
 		if !c.signedByUs(m) {
@@ -108,9 +107,6 @@ func (c *Coordinator) readInput(ctx context.Context, job string, ref *wire.Input
 		case chunk.Part > next:
 			return nil, fmt.Errorf("input chunk %d is missing from the job log (found chunk %d at position %d)", next, chunk.Part, m.Seq)
 		}
-		if next > 0 {
-			buf.WriteString(ref.Sep)
-		}
 		if int64(buf.Len()+len(chunk.Data)) > ref.Size {
 			return nil, fmt.Errorf("input chunks add up to more than the %d bytes of the reference", ref.Size)
 		}
@@ -123,7 +119,6 @@ func (c *Coordinator) readInput(ctx context.Context, job string, ref *wire.Input
 	if next != ref.Parts {
 		return nil, fmt.Errorf("found %d of the input's %d chunks on the job log (positions %d..%d; older than the stream's retention?)", next, ref.Parts, ref.From, ref.To)
 	}
-	buf.WriteString(ref.Close)
 	v := buf.Bytes()
 	if sum := sha256.Sum256(v); int64(len(v)) != ref.Size || !bytes.Equal(sum[:], ref.SHA256) {
 		return nil, fmt.Errorf("the input assembled from its chunks (%d bytes) does not match its reference (%d bytes, SHA-256 %x)", len(v), ref.Size, ref.SHA256)

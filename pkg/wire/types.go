@@ -313,18 +313,14 @@ type Request struct {
 
 // InputRef names a job input (data or iterdata) recorded in chunks on the
 // job log, on the subject JobInputSubject(job), at the stream positions
-// From to To. The value is Open + the chunks' Data joined by Sep + Close:
-// a list is cut between its elements ("[", ",", "]"), an object between
-// its members ("{", ",", "}"), any other value anywhere ("", "", "").
-// Size and SHA256 are those of the assembled value: a reader checks them,
-// so a chunk missing, doubled or forged is an error, never a wrong input.
+// From to To: the value is the chunks' Data one after the other (cut
+// anywhere, so an element larger than a message spans chunks). Size and
+// SHA256 are those of the value: a reader checks them, so a chunk
+// missing, doubled or forged is an error, never a wrong input.
 type InputRef struct {
 	From   uint64 `msgpack:"from"`
 	To     uint64 `msgpack:"to"`
 	Parts  int    `msgpack:"parts"`
-	Open   string `msgpack:"open,omitempty"`
-	Sep    string `msgpack:"sep,omitempty"`
-	Close  string `msgpack:"close,omitempty"`
 	Size   int64  `msgpack:"size"`
 	SHA256 []byte `msgpack:"sha256"`
 }
