@@ -100,6 +100,9 @@ func (o Options) Validate() error {
 	if o.Prefix != "" && !validToken(o.Prefix) {
 		errs = append(errs, fmt.Errorf("prefix %q: must be one subject token (letters, digits, - and _)", o.Prefix))
 	}
+	if o.DedupWindow < 0 {
+		errs = append(errs, fmt.Errorf("dedup window %v: must not be negative", o.DedupWindow))
+	}
 	if o.EventRetention < 0 {
 		errs = append(errs, fmt.Errorf("event retention %v: must not be negative", o.EventRetention))
 	}
