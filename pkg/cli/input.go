@@ -2,9 +2,7 @@ package cli
 
 import (
 	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -124,9 +122,6 @@ func (in *inputSource) send(ctx context.Context, c *client.Client, s *wire.JobSp
 // pays for it).
 func where(path string, ie *client.InputError) string {
 	at := ie.Offset
-	if ie.InElement {
-		at = breakInElement(path, ie.Offset)
-	}
 	f, err := os.Open(path)
 	if err != nil || at < 0 {
 		return strings.TrimPrefix(ie.Error(), "malformed JSON ")
@@ -162,41 +157,4 @@ func where(path string, ie *client.InputError) string {
 		pos += fmt.Sprintf(" (in element %d)", ie.Element)
 	}
 	return fmt.Sprintf("line %d, column %d, %s: %s\n    %s\n    %s^", line, col, pos, ie.Msg, text, strings.Repeat(" ", caret))
-}
-
-// breakInElement finds where the element after byte base breaks: it skips
-// white space and a separator, and decodes the element alone (at most a
-// megabyte of it). -1 when it cannot tell.
-func breakInElement(path string, base int64) int64 {
-	f, err := os.Open(path)
-	if err != nil {
-		return -1
-	}
-	defer f.Close()
-	br := bufio.NewReader(f)
-	if _, err := br.Discard(int(base)); err != nil {
-		return -1
-	}
-	start, sep := base, false
-	for {
-		b, err := br.ReadByte()
-		if err != nil {
-			return -1
-		}
-		if b == ' ' || b == '\t' || b == '\n' || b == '\r' || (!sep && (b == ',' || b == ':')) {
-			sep = sep || b == ',' || b == ':'
-			start++
-			continue
-		}
-		_ = br.UnreadByte()
-		break
-	}
-	elem := make([]byte, 1<<20)
-	n, _ := io.ReadFull(br, elem)
-	var x any
-	var se *json.SyntaxError
-	if err := json.NewDecoder(bytes.NewReader(elem[:n])).Decode(&x); errors.As(err, &se) {
-		return start + se.Offset - 1
-	}
-	return -1
 }

@@ -2,14 +2,12 @@ package client
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"hash"
 	"io"
-	"strings"
 
 	"github.com/skeinrun/skein/bus"
 	"github.com/skeinrun/skein/pkg/coordinator"
@@ -32,10 +30,6 @@ type InputError struct {
 	// Element is the list element (or object member) it breaks in; -1
 	// outside any.
 	Element int
-	// InElement says that the break lies inside Element, which starts
-	// after Offset (past white space and a separator): the decoder does
-	// not tell where inside (ElementStart finds it).
-	InElement bool
 }
 
 func (e *InputError) Error() string {
@@ -43,10 +37,6 @@ func (e *InputError) Error() string {
 		return e.Msg
 	}
 	switch {
-	case e.InElement && e.Element >= 0:
-		return fmt.Sprintf("malformed JSON in element %d (after byte %d): %s", e.Element, e.Offset, e.Msg)
-	case e.InElement:
-		return fmt.Sprintf("malformed JSON after byte %d: %s", e.Offset, e.Msg)
 	case e.Element >= 0:
 		return fmt.Sprintf("malformed JSON at byte %d (in element %d): %s", e.Offset, e.Element, e.Msg)
 	}
@@ -57,13 +47,13 @@ func (e *InputError) Error() string {
 // goes, and sets it on spec: as spec.Data for a call job, else as
 // spec.Iterdata, which must be a list. A value up to InlineInput bytes
 // rides in the spec; a larger one is cut into chunks of about a megabyte
-// (between a list's elements, an object's members, or anywhere in any
-// other value) that the coordinator records on the job log as they are
-// read, and the spec carries their reference (DataRef, IterdataRef). The
-// spec gets its job id then (the chunks are the job's records). Memory
-// stays at a chunk or two, whatever the input's size. A malformed input
-// is an *InputError; chunks recorded before it was found stay on the job
-// log until the stream's retention drops them.
+// that the coordinator records on the job log as they are read, and the
+// spec carries their reference (DataRef, IterdataRef). The spec gets its
+// job id then (the chunks are the job's records). Memory stays at a chunk
+// or two, whatever the input's size: the text goes through as it was read
+// (white space included), never decoded. A malformed input is an
+// *InputError; chunks recorded before it was found stay on the job log
+// until the stream's retention drops them.
 func (c *Client) StreamInput(ctx context.Context, spec *wire.JobSpec, r io.Reader) error {
 	br := bufio.NewReaderSize(r, 64<<10)
 	first, lead, err := firstByte(br)
@@ -73,17 +63,30 @@ func (c *Client) StreamInput(ctx context.Context, spec *wire.JobSpec, r io.Reade
 	if spec.Kind != wire.JobCall && first != '[' {
 		return &InputError{Offset: -1, Element: -1, Msg: "must be a JSON list, got " + coordinator.JSONKind(first)}
 	}
-	u := &uploader{c: c, spec: spec, chunk: inputChunk, sum: sha256.New(), lead: lead}
+	u := &uploader{c: c, spec: spec, chunk: inputChunk, sum: sha256.New()}
 	if l, ok := c.b.(bus.Limits); ok && l.MaxMessageSize() > 0 {
 		u.chunk = max(min(u.chunk, l.MaxMessageSize()/2), 1)
 	}
-	switch first {
-	case '[', '{':
-		err = u.items(ctx, br, first == '{')
-	default:
-		err = u.raw(ctx, br)
+	sc := &scanner{off: lead}
+	buf := make([]byte, 64<<10)
+	for {
+		n, rerr := br.Read(buf)
+		if n > 0 {
+			if err := sc.write(buf[:n]); err != nil {
+				return err
+			}
+			if err := u.write(ctx, buf[:n]); err != nil {
+				return err
+			}
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			return rerr
+		}
 	}
-	if err != nil {
+	if err := sc.end(); err != nil {
 		return err
 	}
 	return u.finish(ctx)
@@ -112,106 +115,15 @@ func firstByte(br *bufio.Reader) (byte, int64, error) {
 type uploader struct {
 	c     *Client
 	spec  *wire.JobSpec
-	lead  int64 // white space before the value
 	chunk int
 
 	buf     []byte // the input while it is inline, else the chunk being filled
 	chunked bool
-	n       int // items written
 	parts   int
 	from    uint64
 	to      uint64
 	size    int64
 	sum     hash.Hash
-}
-
-// items reads a list's elements (or an object's members) one by one.
-func (u *uploader) items(ctx context.Context, br *bufio.Reader, object bool) error {
-	dec := json.NewDecoder(br)
-	open, err := dec.Token()
-	if err != nil {
-		return u.inputErr(dec, err, -1)
-	}
-	if err := u.write(ctx, []byte(open.(json.Delim).String())); err != nil {
-		return err
-	}
-	i := 0
-	for ; dec.More(); i++ {
-		var item []byte
-		if object {
-			k, err := dec.Token()
-			if err != nil {
-				return u.inputErr(dec, err, i)
-			}
-			key, _ := json.Marshal(k)
-			item = append(key, ':')
-		}
-		var v json.RawMessage
-		base := dec.InputOffset()
-		if err := dec.Decode(&v); err != nil {
-			return u.decodeErr(dec, err, i, base)
-		}
-		if err := u.add(ctx, item, v); err != nil {
-			return err
-		}
-	}
-	end, err := dec.Token()
-	if err != nil {
-		return u.inputErr(dec, err, i)
-	}
-	if err := u.write(ctx, []byte(end.(json.Delim).String())); err != nil {
-		return err
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		if err == nil {
-			err = errors.New("unexpected data after the JSON value")
-		}
-		return u.inputErr(dec, err, -1)
-	}
-	return nil
-}
-
-// raw reads one value that is not a list or an object: its syntax is
-// checked whole (json.Valid) once it is read, and it is cut anywhere.
-func (u *uploader) raw(ctx context.Context, br *bufio.Reader) error {
-	dec := json.NewDecoder(br)
-	var v json.RawMessage
-	if err := dec.Decode(&v); err != nil {
-		return u.decodeErr(dec, err, -1, 0)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		if err == nil {
-			err = errors.New("unexpected data after the JSON value")
-		}
-		return u.inputErr(dec, err, -1)
-	}
-	return u.write(ctx, v)
-}
-
-// inputErr turns an error of the decoder's Token into an *InputError (a
-// read error stays what it is). Offsets count from the input's start.
-func (u *uploader) inputErr(dec *json.Decoder, err error, elem int) error {
-	var se *json.SyntaxError
-	switch {
-	case errors.As(err, &se):
-		// Offset counts the offending byte: it sits at Offset-1.
-		return &InputError{Offset: u.lead + max(se.Offset-1, 0), Element: elem, Msg: se.Error()}
-	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-		return &InputError{Offset: u.lead + dec.InputOffset(), Element: elem, Msg: "unexpected end of input"}
-	case strings.HasPrefix(err.Error(), "json: "), strings.HasPrefix(err.Error(), "unexpected data"):
-		return &InputError{Offset: u.lead + dec.InputOffset(), Element: elem, Msg: err.Error()}
-	}
-	return err
-}
-
-// decodeErr is inputErr for Decode, whose syntax errors count from the
-// start of the value it decoded (base is where the decoder stood before).
-func (u *uploader) decodeErr(dec *json.Decoder, err error, elem int, base int64) error {
-	var se *json.SyntaxError
-	if errors.As(err, &se) {
-		return &InputError{Offset: u.lead + base, InElement: true, Element: elem, Msg: se.Error()}
-	}
-	return u.inputErr(dec, err, elem)
 }
 
 // write appends b to the input, recording chunks as they fill.
@@ -243,19 +155,6 @@ func (u *uploader) write(ctx context.Context, b []byte) error {
 	return nil
 }
 
-// add writes one element (or object member: key then value) with its
-// separator.
-func (u *uploader) add(ctx context.Context, key, value []byte) error {
-	if u.n > 0 {
-		key = append([]byte{','}, key...)
-	}
-	u.n++
-	if err := u.write(ctx, key); err != nil {
-		return err
-	}
-	return u.write(ctx, value)
-}
-
 // flush records one chunk.
 func (u *uploader) flush(ctx context.Context, data []byte) error {
 	resp, err := u.c.call(ctx, wire.APIInput, &wire.Request{Chunk: &wire.InputChunk{Job: u.spec.ID, Part: u.parts, Data: data}})
@@ -273,14 +172,15 @@ func (u *uploader) flush(ctx context.Context, data []byte) error {
 	return nil
 }
 
-// finish sets the input on the spec: inline, or by its reference once
-// the last chunk is recorded.
+// finish sets the input on the spec: inline (without its trailing white
+// space), or by its reference once the last chunk is recorded.
 func (u *uploader) finish(ctx context.Context) error {
 	if !u.chunked {
+		v := bytes.TrimRight(u.buf, " \t\r\n")
 		if u.spec.Kind == wire.JobCall {
-			u.spec.Data = u.buf
+			u.spec.Data = v
 		} else {
-			u.spec.Iterdata = u.buf
+			u.spec.Iterdata = v
 		}
 		return nil
 	}

@@ -120,9 +120,9 @@ func TestStreamInputKeepsSmallInputsInline(t *testing.T) {
 		kind       wire.JobKind
 		in, inline string
 	}{
-		{wire.JobMap, " [1, 2,\n {\"a\": [3]}] ", `[1,2,{"a": [3]}]`},
+		{wire.JobMap, " [1, 2,\n {\"a\": [3]}] \n", "[1, 2,\n {\"a\": [3]}]"},
 		{wire.JobMap, "[]", `[]`},
-		{wire.JobCall, `{"x": 1, "y": "z"}`, `{"x":1,"y":"z"}`},
+		{wire.JobCall, `{"x": 1, "y": "z"}`, `{"x": 1, "y": "z"}`},
 		{wire.JobCall, `"a string"`, `"a string"`},
 		{wire.JobCall, `42`, `42`},
 	} {
