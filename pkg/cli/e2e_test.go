@@ -208,8 +208,8 @@ func waitForIndexResult(t *testing.T, url, id string, n int) {
 	}
 }
 
-// jobEvents replays a finished job's events from the bus.
-func jobEvents(t *testing.T, url, id string) []wire.Event {
+// onBus calls f with a connection of the test's own to url.
+func onBus(t *testing.T, url string, f func(ctx context.Context, b bus.Bus)) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -218,10 +218,19 @@ func jobEvents(t *testing.T, url, id string) []wire.Event {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	evs, _, err := client.New(b).Events(ctx, id)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f(ctx, b)
+}
+
+// jobEvents replays a finished job's events from the bus.
+func jobEvents(t *testing.T, url, id string) []wire.Event {
+	t.Helper()
+	var evs []wire.Event
+	onBus(t, url, func(ctx context.Context, b bus.Bus) {
+		var err error
+		if evs, _, err = client.New(b).Events(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	})
 	return evs
 }
 

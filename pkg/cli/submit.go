@@ -474,6 +474,9 @@ func runJob(ctx context.Context, kind wire.JobKind, args []string, env Env) erro
 	if o.Client != nil && o.Client.Resolve != nil {
 		c.Resolve = o.Client.Resolve
 	}
+	if o.Client != nil && o.Bus != "" {
+		c.StoreInput = o.Client.StoreInput // embedded: chunks on the in-process bus
+	}
 
 	if err := input.send(ctx, c, s); err != nil {
 		return err

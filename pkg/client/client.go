@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"strings"
 	"time"
@@ -22,6 +23,10 @@ type Client struct {
 	// Resolve loads results a runtime stored by reference; nil leaves
 	// them as {"$skein_ref": "…"} objects.
 	Resolve func(ctx context.Context, ref string) (wire.Value, error)
+	// StoreInput, when set, stores a job's large input (StreamInput) as
+	// an artifact of the job, reading r to its end, and returns its URL;
+	// nil records large inputs in chunks on the job log instead.
+	StoreInput func(ctx context.Context, job string, r io.Reader) (string, error)
 	// LivenessInterval is how often a wait checks that the coordinator
 	// still holds the job. Default 5s.
 	LivenessInterval time.Duration

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"hash"
 	"io"
@@ -67,7 +68,15 @@ func (c *Client) StreamInput(ctx context.Context, spec *wire.JobSpec, r io.Reade
 	if l, ok := c.b.(bus.Limits); ok && l.MaxMessageSize() > 0 {
 		u.chunk = max(min(u.chunk, l.MaxMessageSize()/2), 1)
 	}
-	sc := &scanner{off: lead}
+	if err := u.copy(ctx, br, &scanner{off: lead}); err != nil {
+		u.abort(err)
+		return err
+	}
+	return u.finish(ctx)
+}
+
+// copy checks the text from br and writes it out as it is read.
+func (u *uploader) copy(ctx context.Context, br *bufio.Reader, sc *scanner) error {
 	buf := make([]byte, 64<<10)
 	for {
 		n, rerr := br.Read(buf)
@@ -80,16 +89,12 @@ func (c *Client) StreamInput(ctx context.Context, spec *wire.JobSpec, r io.Reade
 			}
 		}
 		if rerr == io.EOF {
-			break
+			return sc.end()
 		}
 		if rerr != nil {
 			return rerr
 		}
 	}
-	if err := sc.end(); err != nil {
-		return err
-	}
-	return u.finish(ctx)
 }
 
 // firstByte peeks at the first byte that is not white space, and says how
@@ -119,11 +124,15 @@ type uploader struct {
 
 	buf     []byte // the input while it is inline, else the chunk being filled
 	chunked bool
-	parts   int
-	from    uint64
-	to      uint64
-	size    int64
-	sum     hash.Hash
+	// stored: the input goes to storage through pw, read by the
+	// StoreInput running on its own goroutine, which reports on stored.
+	pw     *io.PipeWriter
+	stored chan storedInput
+	parts  int
+	from   uint64
+	to     uint64
+	size   int64
+	sum    hash.Hash
 }
 
 // write appends b to the input, recording chunks as they fill.
@@ -136,11 +145,25 @@ func (u *uploader) write(ctx context.Context, b []byte) error {
 				u.buf = append(u.buf, b...)
 				return nil
 			}
-			// Too large to ride in the spec: record it in chunks.
+			// Too large to ride in the spec: record it in chunks, or
+			// store it.
 			u.chunked = true
 			if u.spec.ID == "" {
 				u.spec.ID = coordinator.NewJobID()
 			}
+			if u.c.StoreInput != nil {
+				u.startStore(ctx)
+				if _, err := u.pw.Write(u.buf); err != nil {
+					return u.storeErr(err)
+				}
+				u.buf = nil
+			}
+		}
+		if u.pw != nil {
+			if _, err := u.pw.Write(b); err != nil {
+				return u.storeErr(err)
+			}
+			return nil
 		}
 		n := min(len(b), u.chunk-len(u.buf))
 		u.buf = append(u.buf, b[:n]...)
@@ -184,16 +207,64 @@ func (u *uploader) finish(ctx context.Context) error {
 		}
 		return nil
 	}
-	if len(u.buf) > 0 {
-		if err := u.flush(ctx, u.buf); err != nil {
-			return err
+	ref := &wire.InputRef{Size: u.size, SHA256: u.sum.Sum(nil)}
+	if u.pw != nil {
+		u.pw.Close()
+		res := <-u.stored
+		if res.err != nil {
+			return fmt.Errorf("storing the job's input: %w", res.err)
 		}
+		ref.URL = res.url
+	} else {
+		if len(u.buf) > 0 {
+			if err := u.flush(ctx, u.buf); err != nil {
+				return err
+			}
+		}
+		ref.From, ref.To, ref.Parts = u.from, u.to, u.parts
 	}
-	ref := &wire.InputRef{From: u.from, To: u.to, Parts: u.parts, Size: u.size, SHA256: u.sum.Sum(nil)}
 	if u.spec.Kind == wire.JobCall {
 		u.spec.Data, u.spec.DataRef = nil, ref
 	} else {
 		u.spec.Iterdata, u.spec.IterdataRef = nil, ref
 	}
 	return nil
+}
+
+type storedInput struct {
+	url string
+	err error
+}
+
+// startStore starts StoreInput on a pipe that write feeds.
+func (u *uploader) startStore(ctx context.Context) {
+	pr, pw := io.Pipe()
+	u.pw, u.stored = pw, make(chan storedInput, 1)
+	go func() {
+		url, err := u.c.StoreInput(ctx, u.spec.ID, pr)
+		pr.CloseWithError(errors.Join(err, errStoreEnded))
+		u.stored <- storedInput{url, err}
+	}()
+}
+
+var errStoreEnded = errors.New("the store stopped reading")
+
+// storeErr is the store's own error when a write to it failed.
+func (u *uploader) storeErr(err error) error {
+	res := <-u.stored
+	u.pw = nil
+	if res.err != nil {
+		return fmt.Errorf("storing the job's input: %w", res.err)
+	}
+	return fmt.Errorf("storing the job's input: %w", err)
+}
+
+// abort stops a store in progress (the input was bad): it reads no
+// further and stores nothing.
+func (u *uploader) abort(err error) {
+	if u.pw != nil {
+		u.pw.CloseWithError(err)
+		<-u.stored
+		u.pw = nil
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"strings"
 	"sync"
@@ -116,6 +117,9 @@ type Hooks struct {
 	// when its task is published. It may store large inputs elsewhere
 	// and set Input.Ref in place of their Args and Kwargs.
 	Spill func(ctx context.Context, spec *wire.JobSpec, first int, inputs []Input) error
+	// LoadInput opens a job input the submitter put in storage
+	// (wire.InputRef.URL); without it such jobs are refused.
+	LoadInput func(ctx context.Context, spec *wire.JobSpec, url string) (io.ReadCloser, error)
 	// Ended is called once when a job reaches a terminal state (cleanup
 	// of artifacts).
 	Ended func(ctx context.Context, spec *wire.JobSpec, st wire.JobStatus)

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"io"
 	"strconv"
 
 	"github.com/skeinrun/skein/bus"
@@ -23,6 +24,9 @@ import (
 // restart, and checks every chunk's signature, their order, the size and
 // the hash. The chunks live on the stream as long as the job's other
 // records (the event stream's retention), so nothing needs cleaning up.
+// A submitter with storage configured stores the input as an artifact of
+// the job instead (InputRef.URL), which Hooks.LoadInput opens and the
+// Ended hook removes. See docs/large-jobs.md.
 
 // MaxInputSize bounds one job input assembled from chunks.
 const MaxInputSize = 4<<30 - 1
@@ -57,12 +61,12 @@ func (c *Coordinator) recordInput(ctx context.Context, req *wire.Request) (wire.
 func (c *Coordinator) specInputs(ctx context.Context, spec *wire.JobSpec) (data, iter wire.Value, err error) {
 	data, iter = spec.Data, spec.Iterdata
 	if spec.DataRef != nil {
-		if data, err = c.readInput(ctx, spec.ID, spec.DataRef); err != nil {
+		if data, err = c.readInput(ctx, spec, spec.DataRef); err != nil {
 			return nil, nil, fmt.Errorf("data: %w", err)
 		}
 	}
 	if spec.IterdataRef != nil {
-		if iter, err = c.readInput(ctx, spec.ID, spec.IterdataRef); err != nil {
+		if iter, err = c.readInput(ctx, spec, spec.IterdataRef); err != nil {
 			return nil, nil, fmt.Errorf("iterdata: %w", err)
 		}
 	}
@@ -73,14 +77,18 @@ func (c *Coordinator) specInputs(ctx context.Context, spec *wire.JobSpec) (data,
 // log. A chunk recorded twice (a retried request) counts once; a missing
 // chunk, one the coordinator did not sign, or a value whose size or hash
 // differs from the reference is an error.
-func (c *Coordinator) readInput(ctx context.Context, job string, ref *wire.InputRef) (wire.Value, error) {
+func (c *Coordinator) readInput(ctx context.Context, spec *wire.JobSpec, ref *wire.InputRef) (wire.Value, error) {
+	job := spec.ID
 	switch {
-	case ref.Parts <= 0 || ref.From == 0 || ref.To < ref.From:
+	case ref.URL == "" && (ref.Parts <= 0 || ref.From == 0 || ref.To < ref.From):
 		return nil, fmt.Errorf("%w: input reference with %d chunks at positions %d..%d", ErrInvalid, ref.Parts, ref.From, ref.To)
 	case ref.Size < 0 || ref.Size > MaxInputSize:
 		return nil, fmt.Errorf("%w: input of %d bytes: at most %d", ErrInvalid, ref.Size, int64(MaxInputSize))
 	case len(ref.SHA256) != sha256.Size:
 		return nil, fmt.Errorf("%w: input reference without a SHA-256", ErrInvalid)
+	}
+	if ref.URL != "" {
+		return c.loadInput(ctx, spec, ref)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -116,10 +124,35 @@ func (c *Coordinator) readInput(ctx context.Context, job string, ref *wire.Input
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	c.log.Debug("job input read from the job log", "job", job, "chunks", next, "bytes", buf.Len())
 	if next != ref.Parts {
 		return nil, fmt.Errorf("found %d of the input's %d chunks on the job log (positions %d..%d; older than the stream's retention?)", next, ref.Parts, ref.From, ref.To)
 	}
-	v := buf.Bytes()
+	return checkInput(buf.Bytes(), ref)
+}
+
+// loadInput reads an input the submitter put in storage.
+func (c *Coordinator) loadInput(ctx context.Context, spec *wire.JobSpec, ref *wire.InputRef) (wire.Value, error) {
+	h := c.cfg.Hooks.LoadInput
+	if h == nil {
+		return nil, fmt.Errorf("%w: the input is in storage, and this coordinator has no storage configured", ErrInvalid)
+	}
+	r, err := h(ctx, spec, ref.URL)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	var buf bytes.Buffer
+	buf.Grow(int(ref.Size))
+	if _, err := io.Copy(&buf, io.LimitReader(r, ref.Size+1)); err != nil {
+		return nil, fmt.Errorf("reading the job's input from storage: %w", err)
+	}
+	c.log.Debug("job input read from storage", "job", spec.ID, "bytes", buf.Len())
+	return checkInput(buf.Bytes(), ref)
+}
+
+// checkInput checks an input read back against its reference.
+func checkInput(v []byte, ref *wire.InputRef) (wire.Value, error) {
 	if sum := sha256.Sum256(v); int64(len(v)) != ref.Size || !bytes.Equal(sum[:], ref.SHA256) {
 		return nil, fmt.Errorf("the input assembled from its chunks (%d bytes) does not match its reference (%d bytes, SHA-256 %x)", len(v), ref.Size, ref.SHA256)
 	}

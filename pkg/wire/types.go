@@ -311,13 +311,17 @@ type Request struct {
 	Chunk *InputChunk `msgpack:"chunk,omitempty"`
 }
 
-// InputRef names a job input (data or iterdata) recorded in chunks on the
+// InputRef names a job input (data or iterdata) too large for a message.
+// Either URL names a storage artifact of the job holding it (when the
+// submitter has storage configured), or it was recorded in chunks on the
 // job log, on the subject JobInputSubject(job), at the stream positions
 // From to To: the value is the chunks' Data one after the other (cut
 // anywhere, so an element larger than a message spans chunks). Size and
 // SHA256 are those of the value: a reader checks them, so a chunk
-// missing, doubled or forged is an error, never a wrong input.
+// missing, doubled or forged, or a changed object, is an error, never a
+// wrong input.
 type InputRef struct {
+	URL    string `msgpack:"url,omitempty"`
 	From   uint64 `msgpack:"from"`
 	To     uint64 `msgpack:"to"`
 	Parts  int    `msgpack:"parts"`
