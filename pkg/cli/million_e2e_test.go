@@ -230,9 +230,9 @@ func TestLargeInputs(t *testing.T) {
 	}
 }
 
-// TestMillionTasks: a map of sizes().tasks no-op tasks completes embedded
-// and on nats-server, and on nats-server the coordinator is SIGKILLed a
-// third of the way through and started again: the new coordinator takes
+// TestMillionTasks: a map of sizes().tasks no-op tasks completes embedded,
+// on nats-server and on RabbitMQ, and on the brokers the coordinator is
+// SIGKILLed a third of the way through and started again: the new coordinator takes
 // the job up from the job log (reading its iterdata back from its chunks)
 // and every result is right. Each coordinator process stays under the
 // memory bound.
@@ -248,34 +248,46 @@ func TestMillionTasks(t *testing.T) {
 		}
 		t.Logf("%d tasks embedded: %v, peak RSS of the whole process (server, coordinator, workers, client) %d MB", sz.tasks, time.Since(start).Round(time.Millisecond), rss)
 	})
-	t.Run("nats-restart", func(t *testing.T) {
-		url := privateNATS(t)
-		co := start(t, "coordinator", "--bus", url)
-		waitOutput(t, co, "coordinator serving", 20*time.Second)
-		start(t, "runtime", "--bus", url, "--prefetch", "256")
-		began := time.Now()
-		id := submitNoWait(t, "map", "--function", "noop", "--iterdata-from", iter, "--bus", url)
-		waitProgress(t, url, id, sz.tasks/3)
-		hwm1 := vmHWM(t, co)
-		_ = co.cmd.Process.Kill()
-		_ = co.cmd.Wait()
-		co2 := start(t, "coordinator", "--bus", url)
-		waitOutput(t, co2, "coordinator serving", 2*time.Minute)
-		if !strings.Contains(co2.out.String(), "job taken up after a restart") {
-			t.Fatalf("the new coordinator did not take the job up:\n%s", co2.out.String())
-		}
-		if out, errOut, code, _ := run(t, 10*time.Minute, "wait", id, "--bus", url); code != 0 {
-			t.Fatalf("wait: exit %d %s %s", code, out, errOut)
-		}
-		took := time.Since(began)
-		out, errOut, code, _ := run(t, 5*time.Minute, "result", id, "--bus", url)
-		if code != 0 || out != want {
-			t.Fatalf("result: exit %d, %d bytes (want %d); stderr:\n%s", code, len(out), len(want), errOut)
-		}
-		hwm2 := vmHWM(t, co2)
-		t.Logf("%d tasks on nats-server with a coordinator restart: %v; coordinator peak RSS %d MB before the kill, %d MB after", sz.tasks, took.Round(time.Millisecond), hwm1, hwm2)
-		if hwm1 > sz.coordMB || hwm2 > sz.coordMB {
-			t.Errorf("coordinator peak RSS %d MB / %d MB: want under %d MB", hwm1, hwm2, sz.coordMB)
-		}
-	})
+	for _, bk := range []string{"nats", "rabbitmq"} {
+		t.Run(bk+"-restart", func(t *testing.T) { restartMidJob(t, bk, iter, want, sz) })
+	}
+}
+
+// restartMidJob runs the job on bk (a nats-server of the test's own, or
+// the shared RabbitMQ in a namespace of the test's own), SIGKILLs the
+// coordinator a third of the way through and starts another.
+func restartMidJob(t *testing.T, bk, iter, want string, sz millionSizes) {
+	url := ""
+	if bk == "nats" {
+		url = privateNATS(t)
+	} else {
+		url = namespaced(t, testenv.Require(t, testenv.AMQPURL))
+	}
+	co := start(t, "coordinator", "--bus", url)
+	waitOutput(t, co, "coordinator serving", 20*time.Second)
+	start(t, "runtime", "--bus", url, "--prefetch", "256")
+	began := time.Now()
+	id := submitNoWait(t, "map", "--function", "noop", "--iterdata-from", iter, "--bus", url)
+	waitProgress(t, url, id, sz.tasks/3)
+	hwm1 := vmHWM(t, co)
+	_ = co.cmd.Process.Kill()
+	_ = co.cmd.Wait()
+	co2 := start(t, "coordinator", "--bus", url)
+	waitOutput(t, co2, "coordinator serving", 2*time.Minute)
+	if !strings.Contains(co2.out.String(), "job taken up after a restart") {
+		t.Fatalf("the new coordinator did not take the job up:\n%s", co2.out.String())
+	}
+	if out, errOut, code, _ := run(t, 10*time.Minute, "wait", id, "--bus", url); code != 0 {
+		t.Fatalf("wait: exit %d %s %s", code, out, errOut)
+	}
+	took := time.Since(began)
+	out, errOut, code, _ := run(t, 5*time.Minute, "result", id, "--bus", url)
+	if code != 0 || out != want {
+		t.Fatalf("result: exit %d, %d bytes (want %d); stderr:\n%s", code, len(out), len(want), errOut)
+	}
+	hwm2 := vmHWM(t, co2)
+	t.Logf("%d tasks on %s with a coordinator restart: %v; coordinator peak RSS %d MB before the kill, %d MB after", sz.tasks, bk, took.Round(time.Millisecond), hwm1, hwm2)
+	if hwm1 > sz.coordMB || hwm2 > sz.coordMB {
+		t.Errorf("coordinator peak RSS %d MB / %d MB: want under %d MB", hwm1, hwm2, sz.coordMB)
+	}
 }
