@@ -289,10 +289,12 @@ func (j *job) publishAll() {
 			t, err := j.task(k, 1)
 			var m bus.Message
 			if err == nil {
-				m, err = j.encodeTask(t)
+				if m, err = j.encodeTask(t); err != nil {
+					err = fmt.Errorf("task %d: encoding: %w", k, err)
+				}
 			}
 			if err != nil {
-				j.requestEnd(wire.StateFailed, &wire.TaskError{Kind: wire.ErrInternal, Message: fmt.Sprintf("making task %d: %v", k, err)}, k)
+				j.requestEnd(wire.StateFailed, &wire.TaskError{Kind: wire.ErrInternal, Message: "making " + err.Error()}, k)
 				return
 			}
 			msgs = append(msgs, m)
@@ -726,13 +728,13 @@ func pageOf(resp wire.Response, total, offset, limit, maxBytes int, size func(in
 		return resp, fmt.Errorf("result offset %d out of range 0..%d", offset, total)
 	}
 	var missing []int
-	bytes := 0
+	n := 0
 	for k := offset; k < total; k++ {
 		if limit > 0 && k-offset >= limit {
 			break
 		}
-		bytes += size(k) + 8
-		if maxBytes > 0 && bytes > maxBytes && k > offset {
+		n += size(k) + 8
+		if maxBytes > 0 && n > maxBytes && k > offset {
 			break
 		}
 		v, ok := get(k)
