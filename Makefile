@@ -1,7 +1,7 @@
 GO ?= go
 BIN := bin
 
-.PHONY: build test bench run clean chaos
+.PHONY: build test bench run clean chaos million
 
 build:
 	$(GO) build -o $(BIN)/ ./cmd/...
@@ -29,6 +29,17 @@ bench:
 	$(GO) run ./bench/cmd/skein-bench fanout
 	$(GO) run ./bench/cmd/skein-bench reduce
 	$(GO) run ./bench/cmd/skein-bench fleet
+
+# Million-task jobs at full size (docs/benchmarks.md#million-task-jobs):
+# TestLargeInputs (50 MB --data-from, 200 MB iterdata, embedded and on
+# both buses) and TestMillionTasks (1,000,000 no-op tasks embedded and on
+# nats-server with a coordinator SIGKILLed and restarted mid-job, its peak
+# RSS under 400 MB); make test runs both scaled down. Then the benchmark:
+# wall time and peak RSS, medians of 3. Needs the services of make test
+# (source the environment scripts/test.sh exports).
+million:
+	SKEIN_MILLION=1 $(GO) test -count=1 -timeout 0 -v -run 'TestLargeInputs|TestMillionTasks' ./pkg/cli/
+	$(GO) run ./bench/cmd/skein-bench million -buses embedded,nats,amqp
 
 run:
 	$(GO) run ./cmd/submit map --function add --iterdata '[1,2,3]' --extra-params '{"y":1}'

@@ -295,3 +295,33 @@ func (w *syncWriter) String() string {
 	defer w.mu.Unlock()
 	return w.w.String()
 }
+
+// CoordinatorPeakRSS is the coordinator process's peak resident set in
+// bytes so far (VmHWM in /proc; Linux only).
+func (s *Services) CoordinatorPeakRSS() (int64, error) {
+	if len(s.procs) == 0 {
+		return 0, fmt.Errorf("no coordinator")
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.procs[0].Process.Pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmHWM:" {
+			var kb int64
+			_, err := fmt.Sscan(f[1], &kb)
+			return kb * 1024, err
+		}
+	}
+	return 0, fmt.Errorf("no VmHWM in /proc/%d/status", s.procs[0].Process.Pid)
+}
+
+// MedianRSS is the median of the runs' peak RSS.
+func MedianRSS(rs []Result) int64 {
+	v := make([]int64, len(rs))
+	for i, r := range rs {
+		v[i] = r.PeakRSS
+	}
+	slices.Sort(v)
+	return v[len(v)/2]
+}

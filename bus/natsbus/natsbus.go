@@ -42,6 +42,11 @@ type Options struct {
 	// MemoryStorage keeps the streams in memory instead of files: for an
 	// embedded server whose jobs live only as long as its process.
 	MemoryStorage bool
+	// DedupWindow is how long the streams remember message ids to drop a
+	// duplicate publish (a publish retried after a lost ack). The server
+	// keeps every id of the window in memory: about 90 bytes a message,
+	// 90 MB for a million tasks published within it. Default 2m.
+	DedupWindow time.Duration
 	// Name is the client name shown in server monitoring.
 	Name   string
 	Logger *slog.Logger
@@ -73,6 +78,9 @@ func (o *Options) setDefaults() {
 	if o.Prefix == "" {
 		o.Prefix = "skein"
 	}
+	if o.DedupWindow == 0 {
+		o.DedupWindow = 2 * time.Minute
+	}
 	if o.EventRetention == 0 {
 		o.EventRetention = 24 * time.Hour
 	}
@@ -92,6 +100,9 @@ func (o Options) Validate() error {
 	var errs []error
 	if o.Prefix != "" && !validToken(o.Prefix) {
 		errs = append(errs, fmt.Errorf("prefix %q: must be one subject token (letters, digits, - and _)", o.Prefix))
+	}
+	if o.DedupWindow < 0 {
+		errs = append(errs, fmt.Errorf("dedup window %v: must not be negative", o.DedupWindow))
 	}
 	if o.EventRetention < 0 {
 		errs = append(errs, fmt.Errorf("event retention %v: must not be negative", o.EventRetention))
@@ -292,7 +303,7 @@ func (b *Bus) ensureStreams(ctx context.Context) error {
 		Storage:     storage,
 		Replicas:    b.opts.Replicas,
 		MaxMsgSize:  maxMsg,
-		Duplicates:  2 * time.Minute,
+		Duplicates:  b.opts.DedupWindow,
 	})
 	if err != nil {
 		return fmt.Errorf("natsbus: create stream %s: %w", b.tasksStream, err)
@@ -306,7 +317,7 @@ func (b *Bus) ensureStreams(ctx context.Context) error {
 		Replicas:    b.opts.Replicas,
 		MaxAge:      b.opts.EventRetention,
 		MaxMsgSize:  maxMsg,
-		Duplicates:  2 * time.Minute,
+		Duplicates:  b.opts.DedupWindow,
 	})
 	if err != nil {
 		return fmt.Errorf("natsbus: create stream %s: %w", b.eventsStream, err)

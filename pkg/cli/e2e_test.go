@@ -208,8 +208,8 @@ func waitForIndexResult(t *testing.T, url, id string, n int) {
 	}
 }
 
-// jobEvents replays a finished job's events from the bus.
-func jobEvents(t *testing.T, url, id string) []wire.Event {
+// onBus calls f with a connection of the test's own to url.
+func onBus(t *testing.T, url string, f func(ctx context.Context, b bus.Bus)) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -218,10 +218,19 @@ func jobEvents(t *testing.T, url, id string) []wire.Event {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	evs, _, err := client.New(b).Events(ctx, id)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f(ctx, b)
+}
+
+// jobEvents replays a finished job's events from the bus.
+func jobEvents(t *testing.T, url, id string) []wire.Event {
+	t.Helper()
+	var evs []wire.Event
+	onBus(t, url, func(ctx context.Context, b bus.Bus) {
+		var err error
+		if evs, _, err = client.New(b).Events(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	})
 	return evs
 }
 
@@ -595,9 +604,9 @@ func TestCoordinatorRestart(t *testing.T) {
 }
 
 // An unknown job id is a usage error (exit 2) for every command that
-// takes one, and a job too large for one bus message is refused with
-// exit 2 and a hint, not an internal error.
-func TestUnknownJobAndTooLargeExitCodes(t *testing.T) {
+// takes one. (An input larger than one bus message is no error any more:
+// TestLargeInputs.)
+func TestUnknownJobExitCodes(t *testing.T) {
 	url := namespaced(t, testenv.Require(t, testenv.NATSURL))
 	cluster(t, url, 0)
 	for _, cmd := range []string{"status", "wait", "result", "cancel", "plot"} {
@@ -608,23 +617,6 @@ func TestUnknownJobAndTooLargeExitCodes(t *testing.T) {
 		if code != cli.ExitUsage || !strings.Contains(errOut, "unknown job") {
 			t.Errorf("%s of an unknown job: exit %d, want %d; stderr:\n%s", cmd, code, cli.ExitUsage, errOut)
 		}
-	}
-	big := filepath.Join(t.TempDir(), "big.json")
-	var b strings.Builder
-	b.WriteString("[")
-	for i := 0; b.Len() < 9<<20; i++ {
-		if i > 0 {
-			b.WriteString(",")
-		}
-		fmt.Fprintf(&b, `"element %d of a job too large for one message"`, i)
-	}
-	b.WriteString("]")
-	if err := os.WriteFile(big, []byte(b.String()), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	_, errOut, code := submit(t, "map", "--function", "noop", "--iterdata-from", big, "--bus", url)
-	if code != cli.ExitUsage || !strings.Contains(errOut, "does not fit in one bus message") || !strings.Contains(errOut, "limit") {
-		t.Fatalf("a job too large for the bus: exit %d, want %d; stderr:\n%s", code, cli.ExitUsage, errOut)
 	}
 }
 

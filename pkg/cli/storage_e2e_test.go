@@ -14,9 +14,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/skeinrun/skein/bus"
 	"github.com/skeinrun/skein/internal/testenv"
 	"github.com/skeinrun/skein/pkg/fn"
 	"github.com/skeinrun/skein/pkg/storage"
+	"github.com/skeinrun/skein/pkg/wire"
 )
 
 // writeText writes a text of about size bytes with lines of varied
@@ -357,6 +359,7 @@ func TestStorageS3ThroughServices(t *testing.T) {
 	})
 	t.Run("20 MB result and --clean", func(t *testing.T) { checkBigResult(t, jobs, bus...) })
 	t.Run("large input by reference", func(t *testing.T) { checkBigInput(t, jobs, bus...) })
+	t.Run("large iterdata stored by submit", func(t *testing.T) { checkStoredIterdata(t, url, jobs) })
 	t.Run("bad input", func(t *testing.T) {
 		for _, c := range []struct{ name, iter, want string }{
 			{"missing key", `["s3://` + bucket + `/books/nope.txt"]`, "s3://" + bucket + "/books/nope.txt: object not found"},
@@ -407,4 +410,58 @@ func TestTinyChunkSizeWarns(t *testing.T) {
 			t.Fatalf("--chunk-size %s: warned %v, want %v; stderr:\n%s", c.size, got, c.warn, errOut)
 		}
 	}
+}
+
+// checkStoredIterdata maps echo over an iterdata larger than a spec holds,
+// with storage configured: submit stores it as the job's input/spec (no
+// chunk goes on the job log), the coordinator reads it from there, the
+// result is the input, and the job's end removes the stored input.
+func checkStoredIterdata(t *testing.T, url string, list func() []string) {
+	t.Helper()
+	elems := make([]string, 3000)
+	for i := range elems {
+		elems[i] = fmt.Sprintf("%04d-%s", i, strings.Repeat("y", 1000))
+	}
+	iter, _ := json.Marshal(elems)
+	path := filepath.Join(t.TempDir(), "iter.json")
+	if err := os.WriteFile(path, iter, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	id := submitNoWait(t, "map", "--function", "echo", "--iterdata-from", path, "--bus", url)
+	if _, errOut, code := submit(t, "wait", id, "--bus", url, "--timeout", "90"); code != 0 {
+		t.Fatalf("wait: exit %d: %s", code, errOut)
+	}
+	out, errOut, code := submit(t, "result", id, "--bus", url)
+	if code != 0 || strings.TrimSpace(out) != string(iter) {
+		t.Fatalf("result: exit %d, %d bytes (want the %d of the input); %s", code, len(out), len(iter), errOut)
+	}
+	if n := len(logRecordsOf(t, url, wire.JobInputSubject(id))); n != 0 {
+		t.Errorf("%d input chunks on the job log: with storage configured the input goes there", n)
+	}
+	for _, k := range list() {
+		if strings.Contains(k, id+"/input/") {
+			t.Errorf("the job ended but its stored input %s is still there", k)
+		}
+	}
+}
+
+// logRecordsOf returns the records on a job-log subject from the start of
+// the stream to its current end (a mark published now).
+func logRecordsOf(t *testing.T, url, subject string) []bus.Message {
+	t.Helper()
+	var out []bus.Message
+	onBus(t, url, func(ctx context.Context, b bus.Bus) {
+		mark, err := b.PublishSeq(ctx, wire.JobLogMarkSubject("t"+strconv.FormatInt(time.Now().UnixNano(), 36)), bus.Message{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ch, err := b.Subscribe(ctx, subject, bus.SubscribeOptions{From: 1, To: mark})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for m := range ch {
+			out = append(out, m)
+		}
+	})
+	return out
 }

@@ -378,14 +378,18 @@ func runJob(ctx context.Context, kind wire.JobKind, args []string, env Env) erro
 	}
 	s.IncludeModules, s.ExcludeModules = include, exclude
 
+	var input *inputSource
 	if kind == wire.JobCall {
-		if s.Data, err = mergeData(data, dataFrom, env); err != nil {
-			return err
-		}
+		input, err = dataInput(data, dataFrom, env)
 	} else {
-		if s.Iterdata, err = iterdata(iter, iterFrom, env); err != nil {
-			return err
-		}
+		input, err = iterdataInput(iter, iterFrom, env)
+	}
+	if err != nil {
+		return err
+	}
+	defer input.Close()
+	input.standIn(s)
+	if kind != wire.JobCall {
 		if extra != "" {
 			if err := coordinator.JSONError([]byte(extra)); err != nil {
 				return usagef("--extra-params: %v", err)
@@ -470,7 +474,13 @@ func runJob(ctx context.Context, kind wire.JobKind, args []string, env Env) erro
 	if o.Client != nil && o.Client.Resolve != nil {
 		c.Resolve = o.Client.Resolve
 	}
+	if o.Client != nil && o.Bus != "" {
+		c.StoreInput = o.Client.StoreInput // embedded: chunks on the in-process bus
+	}
 
+	if err := input.send(ctx, c, s); err != nil {
+		return err
+	}
 	s.SubmittedAt = time.Now().UnixNano()
 	id, err := c.Submit(ctx, s)
 	if err != nil {
@@ -696,30 +706,6 @@ func mergeData(data, from string, env Env) (wire.Value, error) {
 	}
 	out, err := json.Marshal(a)
 	return out, err
-}
-
-func iterdata(iter, from string, env Env) (wire.Value, error) {
-	switch {
-	case iter != "" && from != "":
-		return nil, usagef("give --iterdata or --iterdata-from, not both")
-	case iter == "" && from == "":
-		return nil, usagef("--iterdata or --iterdata-from is required")
-	}
-	src, b := "--iterdata", []byte(iter)
-	if from != "" {
-		var err error
-		if b, err = readFrom(from, env); err != nil {
-			return nil, usagef("--iterdata-from: %v", err)
-		}
-		src = "--iterdata-from " + from
-	}
-	if err := coordinator.JSONError(b); err != nil {
-		return nil, usagef("%s: %v", src, err)
-	}
-	if c := firstNonSpace(string(b)); c != '[' {
-		return nil, usagef("%s: must be a JSON list, got %s", src, coordinator.JSONKind(c))
-	}
-	return wire.Value(bytes.TrimSpace(b)), nil
 }
 
 func printJSON(w io.Writer, v any) error {

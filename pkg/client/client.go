@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"strings"
 	"time"
@@ -22,6 +23,10 @@ type Client struct {
 	// Resolve loads results a runtime stored by reference; nil leaves
 	// them as {"$skein_ref": "…"} objects.
 	Resolve func(ctx context.Context, ref string) (wire.Value, error)
+	// StoreInput, when set, stores a job's large input (StreamInput) as
+	// an artifact of the job, reading r to its end, and returns its URL;
+	// nil records large inputs in chunks on the job log instead.
+	StoreInput func(ctx context.Context, job string, r io.Reader) (string, error)
 	// LivenessInterval is how often a wait checks that the coordinator
 	// still holds the job. Default 5s.
 	LivenessInterval time.Duration
@@ -267,20 +272,22 @@ func (c *Client) liveness() time.Duration {
 
 // Result fetches a finished job's result as JSON: a list in iterdata order
 // for map jobs (and for mapreduce with one reducer per object), the single
-// value otherwise. A job that did not end done gives a *JobError.
+// value otherwise. A job that did not end done gives a *JobError. The
+// list is written as its pages arrive (a million results cost their JSON,
+// not a million decoded values).
 func (c *Client) Result(ctx context.Context, id string) (json.RawMessage, error) {
 	var (
-		vals  []wire.Value
+		buf   bytes.Buffer
+		n     int
 		total = -1
 		list  bool
-		st    *wire.JobStatus
 	)
-	for total < 0 || len(vals) < total {
-		resp, err := c.call(ctx, wire.APIResult, &wire.Request{Job: id, Offset: len(vals)})
+	for total < 0 || n < total {
+		resp, err := c.call(ctx, wire.APIResult, &wire.Request{Job: id, Offset: n})
 		if err != nil {
 			return nil, err
 		}
-		st = resp.Status
+		st := resp.Status
 		if st == nil || st.State != wire.StateDone {
 			if st != nil && st.State.Terminal() {
 				return nil, &JobError{Status: *st}
@@ -289,32 +296,31 @@ func (c *Client) Result(ctx context.Context, id string) (json.RawMessage, error)
 		}
 		if total < 0 {
 			total, list = resp.Total, resp.List
+			if !list {
+				total = min(total, 1)
+			}
+			buf.WriteByte('[')
 		}
-		if len(resp.Results) == 0 && len(vals) < total {
-			return nil, fmt.Errorf("job %s: result page at %d is empty", id, len(vals))
+		if len(resp.Results) == 0 && n < total {
+			return nil, fmt.Errorf("job %s: result page at %d is empty", id, n)
 		}
-		vals = append(vals, resp.Results...)
-	}
-	for i, v := range vals {
-		nv, err := c.resolve(ctx, v)
-		if err != nil {
-			return nil, fmt.Errorf("job %s: result %d: %w", id, i, err)
+		for _, v := range resp.Results {
+			nv, err := c.resolve(ctx, v)
+			if err != nil {
+				return nil, fmt.Errorf("job %s: result %d: %w", id, n, err)
+			}
+			if n > 0 {
+				buf.WriteByte(',')
+			}
+			buf.Write(nullIfEmpty(nv))
+			n++
 		}
-		vals[i] = nv
 	}
 	if !list {
-		if len(vals) == 0 {
+		if n == 0 {
 			return json.RawMessage("null"), nil
 		}
-		return nullIfEmpty(vals[0]), nil
-	}
-	var buf bytes.Buffer
-	buf.WriteByte('[')
-	for i, v := range vals {
-		if i > 0 {
-			buf.WriteByte(',')
-		}
-		buf.Write(nullIfEmpty(v))
+		return buf.Bytes()[1:], nil
 	}
 	buf.WriteByte(']')
 	return buf.Bytes(), nil

@@ -56,6 +56,7 @@ func (c *Coordinator) Serve(ctx context.Context) error {
 			return c.answer(ctx, wire.APIStatus, &wire.Request{Job: id}, maxBytes*3/4)
 		}),
 	}
+	routes[wire.APIInput] = handle(c.recordInput)
 	for _, op := range []string{wire.APIStatus, wire.APIResult, wire.APICancel} {
 		routes[op] = handle(func(ctx context.Context, req *wire.Request) (wire.Response, error) {
 			return c.answer(ctx, op, req, maxBytes*3/4)

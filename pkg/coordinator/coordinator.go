@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"strings"
 	"sync"
@@ -27,6 +28,10 @@ type Config struct {
 	// Retention is how long a finished job's results stay in memory for
 	// result queries. Default 15m.
 	Retention time.Duration
+	// ResultMemory bounds the bytes of one map job's results held in
+	// memory; later results are read back from the event stream when
+	// asked for (results.go). Default 64 MiB.
+	ResultMemory int64
 	// PublishBatch bounds task publications in flight per job when the
 	// job does not set invoke_pool_threads. Default 500.
 	PublishBatch int
@@ -101,6 +106,9 @@ func (c *Config) setDefaults() {
 	if c.Lease == 0 {
 		c.Lease = DefaultLease
 	}
+	if c.ResultMemory == 0 {
+		c.ResultMemory = 64 << 20
+	}
 	if c.StallAfter == 0 {
 		c.StallAfter = time.Minute
 	}
@@ -119,10 +127,15 @@ type Hooks struct {
 	// more than Lithops' plain rules (storage URLs to be partitioned).
 	// It returns nil inputs to fall back to the plain rules.
 	Expand func(ctx context.Context, spec *wire.JobSpec, elems []wire.Value, extra map[string]wire.Value) ([]Input, []*wire.Object, error)
-	// Spill is called once with every task input of a job (after
-	// Expand); it may store large inputs elsewhere and set Input.Ref in
-	// place of their Args and Kwargs.
-	Spill func(ctx context.Context, spec *wire.JobSpec, inputs []Input) error
+	// Spill is called with task inputs of a job, inputs[k] being task
+	// first+k's: once with every input of a job whose inputs are made up
+	// front (a call, iterdata expanded by Expand), else with each input
+	// when its task is published. It may store large inputs elsewhere
+	// and set Input.Ref in place of their Args and Kwargs.
+	Spill func(ctx context.Context, spec *wire.JobSpec, first int, inputs []Input) error
+	// LoadInput opens a job input the submitter put in storage
+	// (wire.InputRef.URL); without it such jobs are refused.
+	LoadInput func(ctx context.Context, spec *wire.JobSpec, url string) (io.ReadCloser, error)
 	// Ended is called once when a job reaches a terminal state (cleanup
 	// of artifacts).
 	Ended func(ctx context.Context, spec *wire.JobSpec, st wire.JobStatus)

@@ -45,17 +45,24 @@ func Validate(s *wire.JobSpec) error {
 		bad("reduce_mode %q: want streaming or barrier", s.ReduceMode)
 	}
 	if s.Kind == wire.JobCall {
-		if len(s.Iterdata) > 0 {
+		if len(s.Iterdata) > 0 || s.IterdataRef != nil {
 			bad("iterdata: not used by call jobs (use data)")
+		}
+		if s.DataRef != nil && len(s.Data) > 0 {
+			bad("data and data_ref: set one, not both")
 		}
 		if err := checkJSON(s.Data); err != nil {
 			bad("data: %v", err)
 		}
 	} else {
-		if len(s.Data) > 0 {
+		if len(s.Data) > 0 || s.DataRef != nil {
 			bad("data: not used by %s jobs (use iterdata)", s.Kind)
 		}
-		if len(bytes.TrimSpace(s.Iterdata)) == 0 {
+		if s.IterdataRef != nil {
+			if len(s.Iterdata) > 0 {
+				bad("iterdata and iterdata_ref: set one, not both")
+			}
+		} else if len(bytes.TrimSpace(s.Iterdata)) == 0 {
 			bad("iterdata: required for %s jobs", s.Kind)
 		} else if err := checkJSON(s.Iterdata); err != nil {
 			bad("iterdata: %v", err)
@@ -162,6 +169,9 @@ func checkJSON(v []byte) error {
 // JSONError returns nil for valid JSON, else an error that shows where it
 // breaks.
 func JSONError(v []byte) error {
+	if json.Valid(v) {
+		return nil // the common case, without decoding anything
+	}
 	var x any
 	dec := json.NewDecoder(bytes.NewReader(v))
 	dec.UseNumber()

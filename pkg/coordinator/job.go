@@ -31,7 +31,11 @@ type job struct {
 	id   string
 	n    int // map (or call) tasks
 
+	// A task's input: inputs[i] (a call, or iterdata expanded over
+	// storage), else made from elems (the plain rules, lazily: input).
 	inputs   []Input
+	elems    *elements
+	extra    map[string]wire.Value
 	objs     []*wire.Object
 	deadline time.Time
 
@@ -52,7 +56,7 @@ type job struct {
 	mu      sync.Mutex
 	status  wire.JobStatus
 	maps    attempts // the map (or call) tasks
-	results []wire.Value
+	results *resultStore
 	lat     []int64
 	ended   time.Time
 	mon     monitorState // telemetry, poll mode (monitor.go)
@@ -94,46 +98,9 @@ type job struct {
 
 func newJob(ctx context.Context, c *Coordinator, spec *wire.JobSpec) (*job, error) {
 	j := &job{c: c, spec: spec, id: spec.ID, done: make(chan struct{}), endReq: make(chan endRequest, 4)}
-	extra, err := ParseExtra(spec.ExtraParams)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	if err := j.makeInputs(ctx); err != nil {
+		return nil, err
 	}
-	switch spec.Kind {
-	case wire.JobCall:
-		in, err := SplitElement(spec.Data, extra)
-		if err != nil {
-			return nil, fmt.Errorf("%w: data: %v", ErrInvalid, err)
-		}
-		j.inputs = []Input{in}
-	default:
-		elems, err := SplitList(spec.Iterdata)
-		if err != nil {
-			return nil, fmt.Errorf("%w: iterdata: %v", ErrInvalid, err)
-		}
-		if h := c.cfg.Hooks.Expand; h != nil {
-			ins, objs, err := h(ctx, spec, elems, extra)
-			if err != nil {
-				return nil, fmt.Errorf("%w: iterdata: %w", ErrInvalid, err)
-			}
-			j.inputs, j.objs = ins, objs
-		}
-		if j.inputs == nil {
-			j.inputs = make([]Input, len(elems))
-			for i, e := range elems {
-				in, err := SplitElement(e, extra)
-				if err != nil {
-					return nil, fmt.Errorf("%w: iterdata element %d: %v", ErrInvalid, i, err)
-				}
-				j.inputs[i] = in
-			}
-		}
-	}
-	if h := c.cfg.Hooks.Spill; h != nil {
-		if err := h(ctx, spec, j.inputs); err != nil {
-			return nil, fmt.Errorf("storing large task inputs: %w", err)
-		}
-	}
-	j.n = len(j.inputs)
 	// The deadline is the accepting coordinator's (recorded in the spec);
 	// a spec recorded without one (an older coordinator) gets a whole
 	// timeout from now rather than one counted on a submitter's clock.
@@ -151,7 +118,7 @@ func newJob(ctx context.Context, c *Coordinator, spec *wire.JobSpec) (*job, erro
 		j.setupGroups()
 	}
 	j.maps = newAttempts(j.n)
-	j.results = make([]wire.Value, j.n)
+	j.results = newResultStore(j.n, c.cfg.ResultMemory)
 	j.status = wire.JobStatus{ID: spec.ID, State: wire.StateRunning, Kind: spec.Kind, Total: j.n + j.groups, Submitted: submitted, Owner: c.own.id}
 	j.ctx, j.cancel = context.WithCancel(c.ctx)
 	return j, nil
@@ -270,14 +237,18 @@ func (j *job) memory(kind wire.TaskKind) int {
 	return j.spec.RuntimeMemory
 }
 
-func (j *job) task(i int, attempt int) *wire.Task {
+func (j *job) task(i int, attempt int) (*wire.Task, error) {
 	kind := wire.TaskMap
 	if j.spec.Kind == wire.JobCall {
 		kind = wire.TaskCall
 	}
+	in, err := j.input(i)
+	if err != nil {
+		return nil, fmt.Errorf("task %d: %w", i, err)
+	}
 	t := &wire.Task{
 		Job: j.id, Index: i, Attempt: attempt, Kind: kind, Function: j.spec.Function,
-		Args: j.inputs[i].Args, Kwargs: j.inputs[i].Kwargs, InputRef: j.inputs[i].Ref,
+		Args: in.Args, Kwargs: in.Kwargs, InputRef: in.Ref,
 		TimeoutMS: j.spec.TaskTimeoutMS, MemoryMB: j.memory(kind), Env: j.spec.Env,
 		Modules: j.spec.Modules, Queued: time.Now().UnixNano(), Monitor: j.spec.Monitor, Trace: j.mon.trace,
 	}
@@ -287,7 +258,7 @@ func (j *job) task(i int, attempt int) *wire.Task {
 	if !j.deadline.IsZero() {
 		t.Deadline = j.deadline.UnixNano()
 	}
-	return t
+	return t, nil
 }
 
 func (j *job) reduceTask(g int, attempt int) *wire.Task {
@@ -336,9 +307,15 @@ func (j *job) publishAll() {
 		}
 		msgs = msgs[:0]
 		for k := i; k < i+batch && k < j.n; k++ {
-			m, err := j.encodeTask(j.task(k, 1))
+			t, err := j.task(k, 1)
+			var m bus.Message
+			if err == nil {
+				if m, err = j.encodeTask(t); err != nil {
+					err = fmt.Errorf("task %d: encoding: %w", k, err)
+				}
+			}
 			if err != nil {
-				j.requestEnd(wire.StateFailed, &wire.TaskError{Kind: wire.ErrInternal, Message: fmt.Sprintf("encoding task %d: %v", k, err)}, k)
+				j.requestEnd(wire.StateFailed, &wire.TaskError{Kind: wire.ErrInternal, Message: "making " + err.Error()}, k)
 				return
 			}
 			msgs = append(msgs, m)
@@ -476,7 +453,7 @@ func (j *job) onMessage(m bus.Message) {
 		if j.snapshot().State.Terminal() {
 			return
 		}
-		j.onEvent(evs[i])
+		j.onEvent(evs[i], m.Seq)
 	}
 }
 
@@ -504,8 +481,9 @@ func DecodeEvents(data []byte) ([]wire.Event, error) {
 }
 
 // onEvent applies one task event to the job: map (or call) tasks and
-// reducers go through the same state machine (attempts).
-func (j *job) onEvent(ev wire.Event) {
+// reducers go through the same state machine (attempts). seq is the
+// stream position of the message that carried it.
+func (j *job) onEvent(ev wire.Event, seq uint64) {
 	if ev.Job != j.id {
 		return
 	}
@@ -532,20 +510,27 @@ func (j *job) onEvent(ev wire.Event) {
 			j.reduceDone(&ev)
 			break
 		}
-		j.results[i] = v
+		j.results.set(i, v, seq)
 		j.taskDone(&ev)
 		if j.spec.Kind == wire.JobMapReduce {
 			j.mapsDone++
 			j.feed(i, &ev)
 		}
 	case retried:
-		var t *wire.Task
-		if reduce {
-			t = j.reduceTask(i, next)
-		} else {
-			t = j.task(i, next)
-		}
-		j.spawn(func() { j.enqueue(t) })
+		j.spawn(func() {
+			var t *wire.Task
+			var err error
+			if reduce {
+				t = j.reduceTask(i, next)
+			} else {
+				t, err = j.task(i, next)
+			}
+			if err != nil {
+				j.requestEnd(wire.StateFailed, &wire.TaskError{Kind: wire.ErrInternal, Message: "re-publishing " + err.Error()}, i)
+				return
+			}
+			j.enqueue(t)
+		})
 		j.c.log.Info("retrying "+what, "job", j.id, what, i, "attempt", next, "error", ev.Error.Error())
 	case failed:
 		j.taskFailed(&ev)
@@ -736,39 +721,74 @@ func (j *job) endedAt() time.Time {
 
 func (j *job) page(offset, limit, maxBytes int) (wire.Response, error) {
 	j.mu.Lock()
-	defer j.mu.Unlock()
 	st := j.status
 	resp := wire.Response{Status: &st}
 	if st.State != wire.StateDone {
+		j.mu.Unlock()
 		return resp, nil
 	}
-	var all []wire.Value
 	switch {
 	case j.spec.Kind == wire.JobCall:
-		resp.Results, resp.Total = j.results[:1], 1
+		v, _ := j.results.get(0)
+		j.mu.Unlock()
+		resp.Results, resp.Total = []wire.Value{v}, 1
 		return resp, nil
 	case j.spec.Kind == wire.JobMapReduce && !j.spec.ReducerOnePerObject:
 		resp.Results, resp.Total = j.rResults[:1], 1
+		j.mu.Unlock()
 		return resp, nil
 	case j.spec.Kind == wire.JobMapReduce:
-		all = j.rResults
-	default:
-		all = j.results
+		all := j.rResults
+		j.mu.Unlock()
+		return pageOf(resp, len(all), offset, limit, maxBytes, func(k int) int { return len(all[k]) },
+			func(k int) (wire.Value, bool) { return all[k], true }, nil)
 	}
-	resp.Total, resp.List = len(all), true
-	if offset < 0 || offset > len(all) {
-		return resp, fmt.Errorf("result offset %d out of range 0..%d", offset, len(all))
+	r := j.results
+	j.mu.Unlock()
+	// A finished job's store no longer changes.
+	return pageOf(resp, j.n, offset, limit, maxBytes, r.size, r.get, func(tasks []int) (map[int]wire.Value, error) {
+		pos := make([]uint64, len(tasks))
+		for k, t := range tasks {
+			pos[k] = r.seq[t]
+		}
+		ctx, cancel := context.WithTimeout(j.c.ctx, time.Minute)
+		defer cancel()
+		return fromStream(ctx, j.c.bus, j.id, tasks, pos)
+	})
+}
+
+// pageOf fills resp with the results from offset: at most limit (0: no
+// limit) and about maxBytes (0: no bound; at least one result). get gives
+// a result held in memory; the others are read with load, in one go.
+func pageOf(resp wire.Response, total, offset, limit, maxBytes int, size func(int) int, get func(int) (wire.Value, bool), load func([]int) (map[int]wire.Value, error)) (wire.Response, error) {
+	resp.Total, resp.List = total, true
+	if offset < 0 || offset > total {
+		return resp, fmt.Errorf("result offset %d out of range 0..%d", offset, total)
 	}
-	size := 0
-	for k := offset; k < len(all); k++ {
+	var missing []int
+	n := 0
+	for k := offset; k < total; k++ {
 		if limit > 0 && k-offset >= limit {
 			break
 		}
-		size += len(all[k]) + 8
-		if maxBytes > 0 && size > maxBytes && k > offset {
+		n += size(k) + 8
+		if maxBytes > 0 && n > maxBytes && k > offset {
 			break
 		}
-		resp.Results = append(resp.Results, all[k])
+		v, ok := get(k)
+		if !ok {
+			missing = append(missing, k)
+		}
+		resp.Results = append(resp.Results, v)
+	}
+	if len(missing) > 0 {
+		vals, err := load(missing)
+		if err != nil {
+			return resp, err
+		}
+		for _, k := range missing {
+			resp.Results[k-offset] = vals[k]
+		}
 	}
 	return resp, nil
 }

@@ -215,7 +215,12 @@ func (j *job) republish() {
 	for start := 0; start < len(todo); start += 500 {
 		var msgs []bus.Message
 		for k, i := range todo[start:min(start+500, len(todo))] {
-			m, err := j.encodeTask(j.task(i, attempts[start+k]))
+			t, err := j.task(i, attempts[start+k])
+			if err != nil {
+				j.requestEnd(wire.StateFailed, &wire.TaskError{Kind: wire.ErrInternal, Message: "re-publishing " + err.Error()}, i)
+				return
+			}
+			m, err := j.encodeTask(t)
 			if err != nil {
 				return
 			}

@@ -3,11 +3,13 @@ package datapath
 import (
 	"context"
 	"log/slog"
+	"os"
 
 	"github.com/skeinrun/skein/pkg/cli"
 	"github.com/skeinrun/skein/pkg/client"
 	"github.com/skeinrun/skein/pkg/coordinator"
 	"github.com/skeinrun/skein/pkg/runtime"
+	"github.com/skeinrun/skein/pkg/storage"
 	"github.com/skeinrun/skein/pkg/wire"
 )
 
@@ -54,6 +56,11 @@ func Extend(ctx context.Context, o *cli.Options) error {
 		o.Client = &client.Client{} // carries Resolve to the client submit builds
 	}
 	o.Client.Resolve = p.Resolve
+	if os.Getenv(storage.EnvArtifacts) != "" {
+		// Storage is configured (not only the embedded default): large
+		// inputs go there rather than in chunks on the job log.
+		o.Client.StoreInput = p.StoreInput
+	}
 	o.Cleanup = p.Clean
 	return nil
 }
@@ -69,7 +76,7 @@ func (p *Path) WireCoordinator(cfg *coordinator.Config) {
 			ours(ctx, spec, st)
 		}
 	}
-	cfg.Hooks.Expand, cfg.Hooks.Spill, cfg.Hooks.Ended = h.Expand, h.Spill, h.Ended
+	cfg.Hooks.Expand, cfg.Hooks.Spill, cfg.Hooks.Ended, cfg.Hooks.LoadInput = h.Expand, h.Spill, h.Ended, h.LoadInput
 }
 
 // ServiceHooks are the coordinator and runtime programs' hooks: each

@@ -74,7 +74,7 @@ func (p *Path) Artifacts() *storage.Artifacts { return p.art }
 // CoordinatorHooks returns the coordinator's Expand, Spill and Ended
 // hooks.
 func (p *Path) CoordinatorHooks() coordinator.Hooks {
-	return coordinator.Hooks{Expand: p.Expand, Spill: p.Spill, Ended: p.Ended}
+	return coordinator.Hooks{Expand: p.Expand, Spill: p.Spill, Ended: p.Ended, LoadInput: p.LoadInput}
 }
 
 // ConfigureRuntime sets the runtime's Prepare, Finish and Resolve; shipped
@@ -178,8 +178,9 @@ func inputSize(in coordinator.Input) int {
 }
 
 // Spill is coordinator.Hooks.Spill: inputs whose arguments exceed the
-// inline limit are stored as in/<task> and replaced by a reference.
-func (p *Path) Spill(ctx context.Context, spec *wire.JobSpec, ins []coordinator.Input) error {
+// inline limit are stored as in/<task> (ins[k] is task first+k's) and
+// replaced by a reference.
+func (p *Path) Spill(ctx context.Context, spec *wire.JobSpec, first int, ins []coordinator.Input) error {
 	var big []int
 	for i := range ins {
 		if !p.art.Inline(inputSize(ins[i])) {
@@ -194,9 +195,9 @@ func (p *Path) Spill(ctx context.Context, spec *wire.JobSpec, ins []coordinator.
 		if err != nil {
 			return fmt.Errorf("task %d: encoding its input: %w", i, err)
 		}
-		ref, err := p.art.Put(ctx, spec.ID, storage.InputName(i), data)
+		ref, err := p.art.Put(ctx, spec.ID, storage.InputName(first+i), data)
 		if err != nil {
-			return fmt.Errorf("task %d: %w", i, err)
+			return fmt.Errorf("task %d: %w", first+i, err)
 		}
 		ins[i] = coordinator.Input{Ref: ref}
 		return nil
@@ -235,15 +236,22 @@ func parallel(ctx context.Context, idx []int, f func(context.Context, int) error
 // cleanTimeout bounds the removal of one job's artifacts.
 const cleanTimeout = 2 * time.Minute
 
-// Ended is coordinator.Hooks.Ended: for a --clean job it removes the
-// job's stored inputs, and, unless the job succeeded (its results are
-// still to be fetched), every artifact of the job.
+// Ended is coordinator.Hooks.Ended: it removes the job's input the
+// submitter stored (input/: no coordinator needs it once the job ended),
+// and for a --clean job the job's stored task inputs, and, unless the job
+// succeeded (its results are still to be fetched), every artifact of the
+// job.
 func (p *Path) Ended(ctx context.Context, spec *wire.JobSpec, st wire.JobStatus) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanTimeout)
+	defer cancel()
+	if inputStored(spec) {
+		if err := p.art.CleanUnder(ctx, spec.ID, "input/"); err != nil {
+			p.log.Warn("removing the job's stored input", "job", spec.ID, "err", err)
+		}
+	}
 	if !spec.Clean {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanTimeout)
-	defer cancel()
 	sub := ""
 	if st.State == wire.StateDone {
 		sub = "in/"
@@ -350,4 +358,30 @@ func (p *Path) Resolve(ctx context.Context, ref string) (wire.Value, error) {
 		return nil, fmt.Errorf("stored value %s is not JSON", storage.Redact(ref))
 	}
 	return data, nil
+}
+
+// ---- job inputs in storage ----
+
+// inputName is the artifact of a job's input stored by its submitter.
+const inputName = "input/spec"
+
+// StoreInput is client.Client.StoreInput: it stores a job's large data or
+// iterdata as the job's artifact input/spec, read from r to its end.
+func (p *Path) StoreInput(ctx context.Context, job string, r io.Reader) (string, error) {
+	return p.art.PutReader(ctx, job, inputName, r, -1)
+}
+
+// LoadInput is coordinator.Hooks.LoadInput: it opens the input the
+// submitter stored, which must be the job's own input artifact (a spec
+// cannot make the coordinator read anything else).
+func (p *Path) LoadInput(ctx context.Context, spec *wire.JobSpec, url string) (io.ReadCloser, error) {
+	if want := p.art.JobURL(spec.ID) + inputName; url != want {
+		return nil, fmt.Errorf("%w: the job's input %s is not its artifact %s", coordinator.ErrInvalid, storage.Redact(url), storage.Redact(want))
+	}
+	return p.art.Open(ctx, url)
+}
+
+// inputStored reports whether the submitter stored the job's input.
+func inputStored(spec *wire.JobSpec) bool {
+	return spec.DataRef != nil && spec.DataRef.URL != "" || spec.IterdataRef != nil && spec.IterdataRef.URL != ""
 }

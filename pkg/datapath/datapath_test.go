@@ -106,7 +106,7 @@ func TestSpillPrepareFinishResolve(t *testing.T) {
 	spec := &wire.JobSpec{ID: "job1", Clean: true}
 	big := wire.Value(`"` + strings.Repeat("x", 2000) + `"`)
 	ins := []coordinator.Input{{Args: vals("1")}, {Args: []wire.Value{big}, Kwargs: map[string]wire.Value{"y": wire.Value("2")}}}
-	if err := p.Spill(ctx, spec, ins); err != nil {
+	if err := p.Spill(ctx, spec, 0, ins); err != nil {
 		t.Fatal(err)
 	}
 	if ins[0].Ref != "" || ins[1].Ref == "" || ins[1].Args != nil {
@@ -190,7 +190,7 @@ func TestSpillPrepareFinishResolve(t *testing.T) {
 func TestStoredInputFormat(t *testing.T) {
 	p, _ := newPath(t)
 	ins := []coordinator.Input{{Kwargs: map[string]wire.Value{"x": wire.Value(`"` + strings.Repeat("y", 3000) + `"`)}}}
-	if err := p.Spill(context.Background(), &wire.JobSpec{ID: "j2"}, ins); err != nil {
+	if err := p.Spill(context.Background(), &wire.JobSpec{ID: "j2"}, 0, ins); err != nil {
 		t.Fatal(err)
 	}
 	data, err := p.Artifacts().Get(context.Background(), ins[0].Ref)

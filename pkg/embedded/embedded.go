@@ -60,13 +60,19 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	}
 	// Two connections: the coordinator's and the runtime's each get their
 	// own read loop.
-	// The jobs of an embedded installation end with its process: its
-	// streams need no files.
-	mem := cfg.Dir == ""
-	if c.coordBus, err = srv.Connect(ctx, natsbus.Options{Name: "skein-coordinator", Logger: cfg.Logger, MemoryStorage: mem}); err != nil {
+	// The streams are files (in a temporary directory unless Dir is
+	// set), so that a job's events do not stay in the process's memory:
+	// a million-task job records about 300 MB of them. The connections
+	// are in-process, so a publish's ack is not lost: a short window of
+	// message ids (kept in memory) is enough to drop the copies of a
+	// publish retried after a timeout.
+	bo := natsbus.Options{Logger: cfg.Logger, DedupWindow: 2 * time.Second}
+	bo.Name = "skein-coordinator"
+	if c.coordBus, err = srv.Connect(ctx, bo); err != nil {
 		return fail(fmt.Errorf("embedded: %w", err))
 	}
-	if c.runBus, err = srv.Connect(ctx, natsbus.Options{Name: "skein-runtime", Logger: cfg.Logger, MemoryStorage: mem}); err != nil {
+	bo.Name = "skein-runtime"
+	if c.runBus, err = srv.Connect(ctx, bo); err != nil {
 		return fail(fmt.Errorf("embedded: %w", err))
 	}
 	cc := cfg.Coordinator

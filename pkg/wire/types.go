@@ -33,8 +33,13 @@ type JobSpec struct {
 	// Data is the call's keyword arguments (call jobs).
 	Data Value `msgpack:"data,omitempty"`
 	// Iterdata is a JSON list; one task per element (map jobs).
-	Iterdata    Value `msgpack:"iter,omitempty"`
-	ExtraParams Value `msgpack:"extra,omitempty"`
+	Iterdata Value `msgpack:"iter,omitempty"`
+	// DataRef and IterdataRef stand for Data and Iterdata when those are
+	// too large for one message: the value was recorded in chunks on the
+	// job log (see InputRef). A spec sets a value or its reference.
+	DataRef     *InputRef `msgpack:"data_ref,omitempty"`
+	IterdataRef *InputRef `msgpack:"iter_ref,omitempty"`
+	ExtraParams Value     `msgpack:"extra,omitempty"`
 
 	ChunkSize int64 `msgpack:"chunk_size,omitempty"`
 	ChunkN    int   `msgpack:"chunk_n,omitempty"`
@@ -313,6 +318,35 @@ type Request struct {
 	// coordinator that knows the job (the first attempt arrived) answers
 	// with its status instead of refusing the id.
 	Retry bool `msgpack:"retry,omitempty"`
+	// Chunk is one chunk of a large job input (APIInput).
+	Chunk *InputChunk `msgpack:"chunk,omitempty"`
+}
+
+// InputRef names a job input (data or iterdata) too large for a message.
+// Either URL names a storage artifact of the job holding it (when the
+// submitter has storage configured), or it was recorded in chunks on the
+// job log, on the subject JobInputSubject(job), at the stream positions
+// From to To: the value is the chunks' Data one after the other (cut
+// anywhere, so an element larger than a message spans chunks). Size and
+// SHA256 are those of the value: a reader checks them, so a chunk
+// missing, doubled or forged, or a changed object, is an error, never a
+// wrong input.
+type InputRef struct {
+	URL    string `msgpack:"url,omitempty"`
+	From   uint64 `msgpack:"from"`
+	To     uint64 `msgpack:"to"`
+	Parts  int    `msgpack:"parts"`
+	Size   int64  `msgpack:"size"`
+	SHA256 []byte `msgpack:"sha256"`
+}
+
+// InputChunk is part Part (from 0) of a job's large input: the body of an
+// APIInput request, and of the record the coordinator keeps of it on the
+// job log (KindInput).
+type InputChunk struct {
+	Job  string `msgpack:"job"`
+	Part int    `msgpack:"part"`
+	Data []byte `msgpack:"data"`
 }
 
 // Response is the body of every coordinator API answer.
@@ -324,6 +358,8 @@ type Response struct {
 	Total   int     `msgpack:"total,omitempty"`
 	// List is set when the job's result is the list of Results.
 	List bool `msgpack:"list,omitempty"`
+	// Seq is the stream position of a recorded input chunk (APIInput).
+	Seq uint64 `msgpack:"seq,omitempty"`
 }
 
 // API subjects served by the coordinator.
@@ -332,6 +368,9 @@ const (
 	APIStatus = "api.status"
 	APIResult = "api.result"
 	APICancel = "api.cancel"
+	// APIInput records one chunk of a large job input on the job log
+	// before the job is submitted (Request.Chunk; Response.Seq).
+	APIInput = "api.input"
 )
 
 // Subjects on the event stream.
@@ -339,6 +378,9 @@ func TaskEvents(job string) string      { return "task." + job }
 func JobSpecSubject(job string) string  { return "job." + job + ".spec" }
 func JobEndSubject(job string) string   { return "job." + job + ".end" }
 func ProgressSubject(job string) string { return "progress." + job }
+
+// JobInputSubject holds the chunks of a job's large inputs on the job log.
+func JobInputSubject(job string) string { return "job." + job + ".input" }
 
 // FeedItem is one map result forwarded to a reducer.
 type FeedItem struct {

@@ -35,6 +35,7 @@ const (
 	KindFeed      Kind = "feed"      // a map result forwarded to a reducer
 	KindOwner     Kind = "owner"     // a coordinator takes a job over (job log)
 	KindAlive     Kind = "alive"     // a coordinator's heartbeat (broadcast)
+	KindInput     Kind = "input"     // a chunk of a large job input, on the job log
 )
 
 // envelope is the outer frame of every Skein message.

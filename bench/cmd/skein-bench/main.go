@@ -3,6 +3,7 @@
 //
 //	skein-bench fanout [-n 1,100,1000,10000,100000] [-runs 3]
 //	skein-bench fleet [-bus nats,rabbitmq] [-runs 3] [-jobs 20] [-tasks 500] [-kills 20]
+//	skein-bench million [-n 1000000] [-runs 3] [-buses embedded,nats,amqp]
 package main
 
 import (
@@ -26,7 +27,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: skein-bench fanout|reduce|fleet [flags]")
+		fmt.Fprintln(os.Stderr, "usage: skein-bench fanout|reduce|fleet|million [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -37,6 +38,8 @@ func main() {
 		err = runReduce(os.Args[2:])
 	case "fleet":
 		err = runFleet(os.Args[2:])
+	case "million":
+		err = runMillion(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown benchmark %q", os.Args[1])
 	}
@@ -237,5 +240,76 @@ func runReduce(args []string) error {
 		}
 	}
 	fmt.Println("\nreduce latency = reduce result (reducer's function end) - last map's function end; maps: echo of an int; embedded, in-process")
+	return nil
+}
+
+// runMillion measures one job of n no-op tasks (a million by default):
+// wall time from exec of submit to its exit with every result printed,
+// and peak memory: of the whole submit process embedded, of the
+// coordinator process on a broker (a new coordinator and runtime for each
+// run, so that each run's peak is its own).
+func runMillion(args []string) error {
+	fs := flag.NewFlagSet("million", flag.ExitOnError)
+	n := fs.Int("n", 1_000_000, "tasks")
+	runs := fs.Int("runs", 3, "runs per bus (the median is reported)")
+	busList := fs.String("buses", "embedded,nats", "embedded, nats (SKEIN_BENCH_NATS_URL or SKEIN_TEST_NATS_URL), amqp (SKEIN_BENCH_AMQP_URL or SKEIN_TEST_AMQP_URL)")
+	prefetch := fs.Int("prefetch", 256, "--prefetch of the runtime process on a broker")
+	_ = fs.Parse(args)
+	bin, cleanup, err := buildPrograms()
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	ctx := context.Background()
+	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(w, "bus\tN\twall\ttasks/s\tpeak RSS\tof\t\n")
+	for _, b := range strings.Split(*busList, ",") {
+		url := ""
+		switch b = strings.TrimSpace(b); b {
+		case "embedded":
+		case "nats":
+			url = envOr("SKEIN_BENCH_NATS_URL", "SKEIN_TEST_NATS_URL")
+		case "amqp":
+			url = envOr("SKEIN_BENCH_AMQP_URL", "SKEIN_TEST_AMQP_URL")
+		default:
+			return fmt.Errorf("unknown bus %q", b)
+		}
+		if b != "embedded" && url == "" {
+			return fmt.Errorf("-buses %s needs SKEIN_BENCH_%s_URL", b, strings.ToUpper(b))
+		}
+		var res []fanout.Result
+		for r := 0; r < *runs; r++ {
+			if url == "" {
+				k, err := fanout.Submit(ctx, filepath.Join(bin, "submit"), *n)
+				if err != nil {
+					return fmt.Errorf("%s: %w", b, err)
+				}
+				res = append(res, k)
+				continue
+			}
+			svc, err := fanout.StartServices(bin, url, 1, goruntime.NumCPU(), *prefetch)
+			if err != nil {
+				return err
+			}
+			k, err := fanout.Submit(ctx, filepath.Join(bin, "submit"), *n, "--bus", url)
+			if err == nil {
+				k.PeakRSS, err = svc.CoordinatorPeakRSS()
+			}
+			svc.Stop()
+			if err != nil {
+				return fmt.Errorf("%s: %w", b, err)
+			}
+			res = append(res, k)
+		}
+		k := fanout.Median(res)
+		rss := fanout.MedianRSS(res)
+		of := "submit process (server, coordinator, workers, client)"
+		if url != "" {
+			of = "coordinator process"
+		}
+		fmt.Fprintf(w, "%s\t%d\t%v\t%.0f\t%.0f MB\t%s\t\n", b, *n, k.Wall.Round(10*time.Millisecond), k.TasksPerSec(), float64(rss)/1e6, of)
+		w.Flush()
+	}
+	fmt.Printf("\n`submit map --function noop --iterdata-from FILE --quiet` as a new process, from exec to exit with all %d results printed; median of %d. On a broker: one coordinator and one runtime process (%d slots, prefetch %d) started fresh for each run.\n", *n, *runs, goruntime.NumCPU(), *prefetch)
 	return nil
 }
