@@ -11,6 +11,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/skeinrun/skein/bus"
+	"github.com/skeinrun/skein/internal/retry"
 )
 
 var errNoStreams = errors.New("rabbitmq: the broker has no stream queues (RabbitMQ 3.9 or newer is needed for bus.Stream)")
@@ -60,18 +61,31 @@ func (b *Bus) PublishSeq(ctx context.Context, subject string, msg bus.Message) (
 	if err := b.checkSize("event on "+subject, len(msg.Data)); err != nil {
 		return 0, err
 	}
-	ch, err := b.channel(ctx)
+	// Attach at the stream's end before publishing. A stream the broker
+	// has only just created may answer the first attach with 541
+	// INTERNAL_ERROR: nothing is published yet, so that is tried again.
+	var (
+		ch         *amqp.Channel
+		deliveries <-chan amqp.Delivery
+	)
+	err := retry.Do(ctx, retry.Policy{Initial: 100 * time.Millisecond, Tries: 4}, func() error {
+		var err error
+		if ch, err = b.channel(ctx); err != nil {
+			return retry.Permanent(err)
+		}
+		if err := ch.Qos(b.opts.StreamPrefetch, 0, false); err != nil {
+			_ = ch.Close()
+			return internalOr(fmt.Errorf("rabbitmq: set prefetch on stream %s: %w", b.eventsName(), err))
+		}
+		deliveries, err = ch.ConsumeWithContext(context.Background(), b.eventsName(), "", false, false, false, false, amqp.Table{hdrOffset: "next"})
+		if err != nil {
+			_ = ch.Close()
+			return internalOr(fmt.Errorf("rabbitmq: publish on %s: reading the stream's end: %w", subject, err))
+		}
+		return nil
+	})
 	if err != nil {
 		return 0, err
-	}
-	if err := ch.Qos(b.opts.StreamPrefetch, 0, false); err != nil {
-		_ = ch.Close()
-		return 0, fmt.Errorf("rabbitmq: set prefetch on stream %s: %w", b.eventsName(), err)
-	}
-	deliveries, err := ch.ConsumeWithContext(context.Background(), b.eventsName(), "", false, false, false, false, amqp.Table{hdrOffset: "next"})
-	if err != nil {
-		_ = ch.Close()
-		return 0, fmt.Errorf("rabbitmq: publish on %s: reading the stream's end: %w", subject, err)
 	}
 	defer closeConsumer(ch, deliveries)
 	var nb [12]byte
@@ -274,4 +288,14 @@ func (s *subscription) forward(ch *amqp.Channel, deliveries <-chan amqp.Delivery
 			return
 		}
 	}
+}
+
+// internalOr returns err as retryable when the broker answered 541
+// INTERNAL_ERROR, else as permanent.
+func internalOr(err error) error {
+	var ae *amqp.Error
+	if errors.As(err, &ae) && ae.Code == amqp.InternalError {
+		return err
+	}
+	return retry.Permanent(err)
 }

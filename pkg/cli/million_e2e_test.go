@@ -274,7 +274,7 @@ func restartMidJob(t *testing.T, bk, iter, want string, sz millionSizes) {
 	_ = co.cmd.Wait()
 	co2 := start(t, "coordinator", "--bus", url)
 	waitOutput(t, co2, "coordinator serving", 2*time.Minute)
-	if !strings.Contains(co2.out.String(), "job taken up after a restart") {
+	if !strings.Contains(co2.out.String(), "job taken up") {
 		t.Fatalf("the new coordinator did not take the job up:\n%s", co2.out.String())
 	}
 	if out, errOut, code, _ := run(t, 10*time.Minute, "wait", id, "--bus", url); code != 0 {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -180,6 +181,13 @@ func startRuntime(t *testing.T, b bus.Bus, slots int) {
 // killed when the test ends.
 func newCoordinator(t *testing.T, b bus.Bus, cfg coordinator.Config) (*coordinator.Coordinator, func()) {
 	t.Helper()
+	return startCoordinator(t, b, cfg, false)
+}
+
+// startCoordinator is newCoordinator that first joins the namespace
+// (Recover) when join is set.
+func startCoordinator(t *testing.T, b bus.Bus, cfg coordinator.Config, join bool) (*coordinator.Coordinator, func()) {
+	t.Helper()
 	if cfg.Logger == nil {
 		cfg.Logger = busLogger(t)
 	}
@@ -191,10 +199,21 @@ func newCoordinator(t *testing.T, b bus.Bus, cfg coordinator.Config) (*coordinat
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	if join {
+		rctx, rcancel := context.WithTimeout(ctx, time.Minute)
+		_, err := c.Recover(rctx, time.Hour)
+		rcancel()
+		if err != nil {
+			cancel()
+			t.Fatal(err)
+		}
+	}
 	if err := c.Serve(ctx); err != nil {
+		cancel()
 		t.Fatal(err)
 	}
-	kill := func() { cancel(); c.Close() }
+	var once sync.Once
+	kill := func() { once.Do(func() { cancel(); c.Close() }) }
 	t.Cleanup(kill)
 	return c, kill
 }

@@ -19,29 +19,7 @@ import (
 // (Recover) before it serves, as `coordinator` does.
 func joinCoordinator(t *testing.T, b bus.Bus, cfg coordinator.Config) (*coordinator.Coordinator, func()) {
 	t.Helper()
-	if cfg.Logger == nil {
-		cfg.Logger = busLogger(t)
-	}
-	if cfg.ProgressInterval == 0 {
-		cfg.ProgressInterval = 50 * time.Millisecond
-	}
-	c, err := coordinator.New(b, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	rctx, rcancel := context.WithTimeout(ctx, time.Minute)
-	defer rcancel()
-	if _, err := c.Recover(rctx, time.Hour); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Serve(ctx); err != nil {
-		t.Fatal(err)
-	}
-	var once sync.Once
-	kill := func() { once.Do(func() { cancel(); c.Close() }) }
-	t.Cleanup(kill)
-	return c, kill
+	return startCoordinator(t, b, cfg, true)
 }
 
 // sleepValues is iterdata for n sleeps of secs returning "<tag>/<i>", and
