@@ -80,7 +80,7 @@ func coordinatorMain(ctx context.Context, args []string, env Env, hooks ServiceH
 	fs.StringVar(&pool, "pool", "", "default worker pool (default \"default\")")
 	fs.StringVar(&configPath, "config", "", "config file (env SKEIN_CONFIG)")
 	fs.DurationVar(&retention, "retention", 15*time.Minute, "how long finished jobs' results stay available")
-	fs.DurationVar(&recoverWindow, "recover-window", 24*time.Hour, "on start, take up unfinished jobs submitted this far back (0: none)")
+	fs.DurationVar(&recoverWindow, "recover-window", 24*time.Hour, "on start, read the job log this far back: unfinished jobs submitted since then whose coordinator is gone are taken up (0: none from before the start)")
 	fs.DurationVar(&lease, "lease", coordinator.DefaultLease, "how long a coordinator that stopped being heard keeps its jobs before another coordinator of the namespace takes them over (200ms to 10m)")
 	fs.DurationVar(&stallAfter, "stall-after", time.Minute, "ask the compute backend for runtimes again when a job has seen no event for this long (negative: never)")
 	fs.StringVar(&lf.Level, "log-level", "info", "debug, info, warn or error")
@@ -96,6 +96,9 @@ func coordinatorMain(ctx context.Context, args []string, env Env, hooks ServiceH
 	}
 	if bf.fo, err = bf.funcs.resolve(fc, env.Getenv, DefaultHosts); err != nil {
 		return err
+	}
+	if recoverWindow < 0 {
+		return usagef("--recover-window %v: must not be negative", recoverWindow)
 	}
 	ctx, stop := serviceContext(ctx, env)
 	defer stop()
@@ -166,26 +169,27 @@ func coordinatorMain(ctx context.Context, args []string, env Env, hooks ServiceH
 		return usagef("%v", err)
 	}
 	defer c.Close()
-	if recoverWindow > 0 {
-		// Running jobs must be taken up before the API answers for them:
-		// retry reading the job log for a minute (a broker that has just
-		// created its streams may refuse the first replay), then give up
-		// and exit, so that a supervisor restarts the coordinator rather
-		// than have it serve without the jobs it should hold.
-		rctx, cancel := context.WithTimeout(ctx, time.Minute)
-		taken, err := retry.Value(rctx, retry.Policy{Initial: 250 * time.Millisecond, Max: 5 * time.Second, OnRetry: func(attempt int, err error, _ time.Duration) {
-			log.Warn("reading the job log to take up unfinished jobs", "attempt", attempt, "err", err)
-		}}, func() ([]string, error) { return c.Recover(rctx, recoverWindow) })
-		cancel()
-		if ctx.Err() != nil {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("%w: the job log cannot be read, so unfinished jobs cannot be taken up: %v", bus.ErrUnreachable, err)
-		}
-		if len(taken) > 0 {
-			log.Info("took up unfinished jobs", "jobs", len(taken))
-		}
+	// The coordinator joins its namespace (heartbeats, the job log's
+	// owners) whatever the window, so that other coordinators never
+	// take its jobs for a dead one's.
+	// Running jobs must be taken up before the API answers for them:
+	// retry reading the job log for a minute (a broker that has just
+	// created its streams may refuse the first replay), then give up
+	// and exit, so that a supervisor restarts the coordinator rather
+	// than have it serve without the jobs it should hold.
+	rctx, cancel := context.WithTimeout(ctx, time.Minute)
+	taken, err := retry.Value(rctx, retry.Policy{Initial: 250 * time.Millisecond, Max: 5 * time.Second, OnRetry: func(attempt int, err error, _ time.Duration) {
+		log.Warn("reading the job log to take up unfinished jobs", "attempt", attempt, "err", err)
+	}}, func() ([]string, error) { return c.Recover(rctx, recoverWindow) })
+	cancel()
+	if ctx.Err() != nil {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("%w: the job log cannot be read, so unfinished jobs cannot be taken up: %v", bus.ErrUnreachable, err)
+	}
+	if len(taken) > 0 {
+		log.Info("took up unfinished jobs", "jobs", len(taken))
 	}
 	if err := c.Serve(ctx); err != nil {
 		return err
