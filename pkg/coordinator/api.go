@@ -144,16 +144,9 @@ func (c *Coordinator) answer(ctx context.Context, op string, req *wire.Request, 
 	}
 }
 
-// answerLocal answers op for a job this coordinator holds. A running job
-// held without the lease (the coordinator has just come back from a pause,
-// and another may own the job now) is dropped first and reported unknown,
-// so that the answer comes from the job's owner or the job log instead of
-// a stale memory.
+// answerLocal answers op for a job this coordinator holds (c.job: not a
+// job held without the lease).
 func (c *Coordinator) answerLocal(ctx context.Context, op string, j *job, req *wire.Request, maxBytes int) (wire.Response, error) {
-	if j.owned() && !j.snapshot().State.Terminal() && !c.leaseHeld() {
-		c.drop(j, "the coordinator's lease ran out (it was paused or lost the broker)")
-		return wire.Response{}, fmt.Errorf("%w %q: this coordinator no longer holds it", ErrUnknownJob, j.id)
-	}
 	switch op {
 	case wire.APIResult:
 		return j.page(req.Offset, req.Limit, maxBytes)

@@ -346,12 +346,20 @@ func (c *Coordinator) abandon(id string, cause error) {
 	}
 }
 
+// job returns a job this coordinator holds. A running job held without
+// the lease (the coordinator is just back from a pause, and another may
+// own the job now) is dropped here rather than answered from a stale
+// memory.
 func (c *Coordinator) job(id string) (*job, error) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	j, ok := c.jobs[id]
+	c.mu.Unlock()
 	if !ok {
 		return nil, fmt.Errorf("%w %q (finished jobs are kept for %v)", ErrUnknownJob, id, c.cfg.Retention)
+	}
+	if j.owned() && !j.snapshot().State.Terminal() && !c.leaseHeld() {
+		c.drop(j, "the coordinator's lease ran out (it was paused or lost the broker)")
+		return nil, fmt.Errorf("%w %q: this coordinator no longer holds it", ErrUnknownJob, id)
 	}
 	return j, nil
 }
