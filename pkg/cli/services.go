@@ -109,6 +109,7 @@ func coordinatorMain(ctx context.Context, args []string, env Env, hooks ServiceH
 	defer stopTel()
 	var b bus.Bus
 	var connect func(context.Context) (bus.Bus, error) // another connection, for local workers
+	var beats func(context.Context) (bus.Bus, error)   // the heartbeats' own connection
 	switch {
 	case listen != "" && busURL != "":
 		return usagef("give --bus or --embedded-listen, not both")
@@ -122,6 +123,9 @@ func coordinatorMain(ctx context.Context, args []string, env Env, hooks ServiceH
 		busURL = srv.ClientURL()
 		connect = func(ctx context.Context) (bus.Bus, error) {
 			return srv.Connect(ctx, natsbus.Options{Name: "skein-runtime", Logger: log})
+		}
+		beats = func(ctx context.Context) (bus.Bus, error) {
+			return srv.Connect(ctx, natsbus.Options{Name: "skein-coordinator-lease", Logger: log})
 		}
 		nb, err := srv.Connect(ctx, natsbus.Options{Name: "skein-coordinator", Logger: log})
 		if err != nil {
@@ -141,6 +145,11 @@ func coordinatorMain(ctx context.Context, args []string, env Env, hooks ServiceH
 		ro.Name = "skein-runtime"
 		connect = func(ctx context.Context) (bus.Bus, error) {
 			return dial.Open(ctx, busURL, ro)
+		}
+		bo := do
+		bo.Name = "skein-coordinator-lease"
+		beats = func(ctx context.Context) (bus.Bus, error) {
+			return dial.Open(ctx, busURL, bo)
 		}
 	default:
 		return usagef("--bus (or SKEIN_BUS) or --embedded-listen is required")
@@ -164,6 +173,15 @@ func coordinatorMain(ctx context.Context, args []string, env Env, hooks ServiceH
 	}
 	defer be.Close()
 	useBackend(&cfg, be, log)
+	// The heartbeats that hold the coordinator's lease get a connection
+	// of their own: on the main one they would wait behind the events of
+	// every running job.
+	hb, err := beats(ctx)
+	if err != nil {
+		return err
+	}
+	defer hb.Close()
+	cfg.Heartbeats = hb
 	c, err := coordinator.New(b, cfg)
 	if err != nil {
 		return usagef("%v", err)

@@ -47,6 +47,11 @@ type Config struct {
 	// before that (own.go). Used once the coordinator has joined its
 	// namespace (Recover). Default 2.4s.
 	Lease time.Duration
+	// Heartbeats, when set, carries the coordinator's heartbeats instead
+	// of the main bus: a connection of their own, so that a flood of
+	// events on the main connection (many jobs, fast runtimes) does not
+	// delay them past the lease. The coordinator does not close it.
+	Heartbeats bus.Broadcast
 	// Signer, when set, signs the messages that decide outcomes: tasks,
 	// reducer feeds and end records (coordinator --sign-key), so that
 	// runtimes and submitters can refuse what others published.

@@ -143,6 +143,15 @@ func nodeName() string {
 // accepts and the owner records it writes.
 func (c *Coordinator) ID() string { return c.own.id }
 
+// beats is where the heartbeats go: a connection of their own when the
+// coordinator has one (Config.Heartbeats).
+func (c *Coordinator) beats() bus.Broadcast {
+	if c.cfg.Heartbeats != nil {
+		return c.cfg.Heartbeats
+	}
+	return c.bus
+}
+
 // joined reports whether the coordinator has joined its namespace.
 func (c *Coordinator) joined() bool {
 	c.own.mu.Lock()
@@ -175,7 +184,7 @@ func (c *Coordinator) heartbeats(alive <-chan bus.Message) {
 		o.mu.Unlock()
 		data, err := wire.Encode(wire.KindAlive, wire.Alive{Coordinator: o.id, Node: o.node, Seq: seq})
 		if err == nil {
-			err = c.bus.Notify(c.ctx, wire.AliveSubject, data)
+			err = c.beats().Notify(c.ctx, wire.AliveSubject, data)
 		}
 		if err != nil && c.ctx.Err() == nil {
 			c.log.Debug("broadcasting the coordinator's heartbeat", "err", err)

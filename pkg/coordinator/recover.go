@@ -56,7 +56,7 @@ func (c *Coordinator) Recover(ctx context.Context, window time.Duration) ([]stri
 	if err != nil {
 		return nil, fmt.Errorf("reading the job log: %w", err)
 	}
-	alive, err := c.bus.Listen(sctx, wire.AliveSubject)
+	alive, err := c.beats().Listen(sctx, wire.AliveSubject)
 	if err != nil {
 		return nil, fmt.Errorf("listening to the coordinators' heartbeats: %w", err)
 	}
