@@ -28,10 +28,14 @@ type Config struct {
 	Pool string
 	// Slots is how many tasks run at once. Default 1.
 	Slots int
-	// Prefetch bounds tasks held but not yet running: the runtime asks
-	// the bus for at most Slots+Prefetch unsettled tasks, and renews the
-	// leases of those waiting for a slot as of those running. Default
-	// 2×Slots.
+	// Prefetch, when set, fixes how many tasks are held beyond the
+	// running ones: the runtime asks the bus for at most Slots+Prefetch
+	// unsettled tasks. Zero means adaptive: the runtime sizes its window
+	// from the tasks' durations and the broker's round trips (deep for
+	// floods of short tasks, a spare per few slots for long ones; see
+	// pacer). With MaxTasks set, zero means 2×Slots. Either way the
+	// leases of tasks waiting for a slot are renewed as those of running
+	// ones.
 	Prefetch int
 	// Lease is the queue's redelivery lease; a running task's lease is
 	// renewed every Lease/3. Default 30s.
@@ -96,7 +100,7 @@ func (c *Config) setDefaults() {
 	if c.Slots == 0 {
 		c.Slots = 1
 	}
-	if c.Prefetch == 0 {
+	if c.Prefetch == 0 && c.MaxTasks > 0 {
 		c.Prefetch = 2 * c.Slots
 	}
 	if c.Lease == 0 {
@@ -161,6 +165,7 @@ type Runtime struct {
 	ran       atomic.Int64
 	pending   sync.WaitGroup // event publications and reducers in flight
 	reducer   *Reducer
+	pacer     *pacer        // sizes the window; nil with a fixed Prefetch
 	reducers  chan struct{} // bounds concurrent reducers
 	outcomes  chan outcome  // finished attempts for the publishers
 }
@@ -195,7 +200,12 @@ func New(b bus.Bus, cfg Config) (*Runtime, error) {
 	}
 	cfg.setDefaults()
 	r := &Runtime{bus: b, cfg: cfg, log: cfg.Logger.With("worker", cfg.WorkerID), reducers: make(chan struct{}, 64)}
-	r.outcomes = make(chan outcome, 4*cfg.Prefetch+64)
+	if cfg.Prefetch == 0 {
+		r.pacer = newPacer(cfg.Slots)
+		r.outcomes = make(chan outcome, maxWindow+64)
+	} else {
+		r.outcomes = make(chan outcome, 4*cfg.Prefetch+64)
+	}
 	r.reducer = &Reducer{Bus: b, Registry: cfg.Registry, Hosts: cfg.Hosts, Resolve: cfg.Resolve, Prepare: cfg.Prepare, FuncEnv: cfg.FuncEnv,
 		Verifier: cfg.Verifier, Logger: r.log}
 	return r, nil
@@ -239,6 +249,9 @@ func (r *Runtime) Run(ctx context.Context) (Summary, error) {
 		MaxAttempts: r.cfg.MaxAttempts,
 		Transient:   r.cfg.Transient,
 		Limit:       r.cfg.MaxTasks,
+	}
+	if r.pacer != nil {
+		opts.Window = r.pacer.win
 	}
 	if r.cfg.MaxTasks > 0 {
 		opts.Prefetch = r.cfg.Prefetch
@@ -693,6 +706,7 @@ func (r *Runtime) settleOne(ctx context.Context, job string, o outcome, publishe
 		_ = o.d.Nak(ctx, time.Second)
 		return
 	}
+	ackStart := time.Now()
 	err := retry.Do(ctx, retry.Policy{Initial: 100 * time.Millisecond, Tries: 3}, func() error {
 		var err error
 		if o.term {
@@ -707,6 +721,12 @@ func (r *Runtime) settleOne(ctx context.Context, job string, o outcome, publishe
 	})
 	if err != nil {
 		r.log.Warn("runtime: settling task", "job", job, "task", o.t.Index, "err", err)
+		return
+	}
+	if r.pacer != nil && o.rt != nil && o.ev.Finished > 0 {
+		now := time.Now()
+		finished := time.Unix(0, o.ev.Finished)
+		r.pacer.settled(finished.Sub(o.rt.started), now.Sub(finished), now.Sub(ackStart))
 	}
 }
 
