@@ -186,11 +186,13 @@ func runFanout(args []string) error {
 			w.Flush()
 		}
 	}
-	p50, p99, err := fanout.Isolated(ctx, *iso)
-	if err != nil {
-		return err
+	if *iso > 0 {
+		p50, p99, err := fanout.Isolated(ctx, *iso)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("\nisolated task (one-task jobs, embedded, in-process, %d runs): completion latency p50 %v, p99 %v\n", *iso, p50, p99)
 	}
-	fmt.Printf("\nisolated task (one-task jobs, embedded, in-process, %d runs): completion latency p50 %v, p99 %v\n", *iso, p50, p99)
 	fmt.Printf("skein: `submit map --function noop --iterdata-from FILE --quiet` as a new process (start included); with a broker, one coordinator and one runtime process (%d slots, prefetch %d; 0 = default) already running.\n", goruntime.NumCPU(), *prefetch)
 	fmt.Printf("floor: bare loop on the same bus (NATS: JetStream work queue + event stream, async publish, prefetch 64, or -prefetch when set; RabbitMQ: amqp091 with confirms, prefetch 256).\n")
 	return nil
