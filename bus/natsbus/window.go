@@ -13,10 +13,12 @@ import (
 	"github.com/skeinrun/skein/internal/retry"
 )
 
-// windowExpiry is how long one pull request waits on an empty queue. A
-// stopping consumer reads its pending requests to their end (handing
-// back what arrives), so it also bounds how long stopping takes.
-const windowExpiry = 500 * time.Millisecond
+// windowExpiry is how long one pull request waits on an empty queue.
+// A stopping consumer does not wait for its requests to expire: it
+// abandons them, as stopping a jetstream iterator does, and hands back
+// what they had already brought. A message the server sends to an
+// abandoned request in the meantime comes back after its lease.
+const windowExpiry = time.Second
 
 // credit counts what a windowed consumer holds: messages asked for and
 // not yet arrived, plus deliveries handed out and not yet settled.
@@ -68,8 +70,9 @@ func (b *Bus) consumeWindow(ctx context.Context, queue string, c jetstream.Consu
 	var batches sync.WaitGroup
 	// forward hands one pull request's messages over; what the request
 	// did not bring frees its room when it ends.
-	forward := func(batch jetstream.MessageBatch, n int) {
+	forward := func(batch jetstream.MessageBatch, n int, stop context.CancelFunc) {
 		defer batches.Done()
+		defer stop()
 		got := 0
 		for m := range batch.Messages() {
 			got++
@@ -86,7 +89,7 @@ func (b *Bus) consumeWindow(ctx context.Context, queue string, c jetstream.Consu
 			_ = d.Nak(context.Background(), 0)
 		}
 		var err error
-		if berr := batch.Error(); berr != nil && !errors.Is(berr, nats.ErrTimeout) && got == 0 && pctx.Err() == nil {
+		if berr := batch.Error(); berr != nil && !errors.Is(berr, nats.ErrTimeout) && !errors.Is(berr, context.DeadlineExceeded) && got == 0 && pctx.Err() == nil {
 			err = berr
 		}
 		cr.mu.Lock()
@@ -129,8 +132,10 @@ func (b *Bus) consumeWindow(ctx context.Context, queue string, c jetstream.Consu
 				}
 				c = nc
 			}
-			batch, err := c.Fetch(n, jetstream.FetchMaxWait(windowExpiry))
+			fctx, stop := context.WithTimeout(pctx, windowExpiry)
+			batch, err := c.Fetch(n, jetstream.FetchContext(fctx))
 			if err != nil {
+				stop()
 				if pctx.Err() != nil {
 					return retry.Permanent(pctx.Err())
 				}
@@ -139,7 +144,7 @@ func (b *Bus) consumeWindow(ctx context.Context, queue string, c jetstream.Consu
 			}
 			cr.add(n, nil)
 			batches.Add(1)
-			go forward(batch, n)
+			go forward(batch, n, stop)
 			return nil
 		}
 		for pctx.Err() == nil {

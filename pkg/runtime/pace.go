@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/skeinrun/skein/bus"
+	"github.com/skeinrun/skein/internal/stats"
 )
 
 // maxWindow bounds the adaptive window: deep enough that a flood of
@@ -26,9 +27,11 @@ type pacer struct {
 	win   *bus.Window
 
 	mu       sync.Mutex
-	run      float64 // seconds a task runs (moving average)
-	settle   float64 // seconds from a task's end to its ack's confirmation
-	ack      float64 // seconds an ack takes: a round trip to the broker
+	runs     [15]time.Duration // the last run times, a ring
+	next     int               // where the next run time goes in runs
+	run      float64           // seconds a task runs (median of runs)
+	settle   float64           // seconds from a task's end to its ack's confirmation
+	ack      float64           // seconds an ack takes: a round trip to the broker
 	observed bool
 	size     int
 }
@@ -55,7 +58,13 @@ func (p *pacer) settled(run, settle, ack time.Duration) {
 	defer p.mu.Unlock()
 	first := !p.observed
 	p.observed = true
-	p.run = ewma(p.run, run.Seconds(), first)
+	// The run time is the median of the last few: a short task that was
+	// descheduled (a GC pause, a busy machine) must not collapse the
+	// window, and a job of long tasks still shows within a few tasks.
+	p.runs[p.next%len(p.runs)] = run
+	p.next++
+	recent := p.runs[:min(p.next, len(p.runs))]
+	p.run = stats.Percentile(recent, 50).Seconds()
 	p.settle = ewma(p.settle, settle.Seconds(), first)
 	p.ack = ewma(p.ack, ack.Seconds(), first)
 	n := p.target()
