@@ -26,7 +26,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: skein-bench fanout|reduce|fleet [flags]")
+		fmt.Fprintln(os.Stderr, "usage: skein-bench fanout|reduce|fleet|jobs [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -37,6 +37,8 @@ func main() {
 		err = runReduce(os.Args[2:])
 	case "fleet":
 		err = runFleet(os.Args[2:])
+	case "jobs":
+		err = runJobs(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown benchmark %q", os.Args[1])
 	}
