@@ -286,7 +286,11 @@ func Isolated(ctx context.Context, jobs int) (p50, p99 time.Duration, err error)
 // for the fan-out over a broker.
 type Services struct {
 	procs []*exec.Cmd
+	log   *syncWriter // the coordinator's log
 }
+
+// Log returns what the coordinator logged so far.
+func (s *Services) Log() string { return s.log.String() }
 
 // StartServices starts `coordinator --bus url` and `runtime --bus url`
 // (runtimes processes of slots slots each) from binDir and waits until the
@@ -314,6 +318,7 @@ func StartServices(binDir, url string, runtimes, slots, prefetch int) (*Services
 	}
 	deadline := time.Now().Add(20 * time.Second)
 	sw := co.Stderr.(*syncWriter)
+	s.log = sw
 	for !strings.Contains(sw.String(), "coordinator serving") {
 		if time.Now().After(deadline) {
 			s.Stop()

@@ -93,7 +93,7 @@ func runJobs(args []string) error {
 		svc.Stop()
 		for _, err := range errs {
 			if err != nil {
-				return fmt.Errorf("%s concurrent jobs: %w", name, err)
+				return fmt.Errorf("%s concurrent jobs: %w\ncoordinator log:\n%s", name, err, svc.Log())
 			}
 		}
 		single := float64(*tasks) / stats.Percentile(singles, 50).Seconds()
