@@ -26,7 +26,6 @@ type credit struct {
 	mu   sync.Mutex
 	held int
 	err  error         // the last failed pull, for the pulling loop
-	ok   bool          // a pull brought messages since the last state
 	wake chan struct{} // a receive after a change
 }
 
@@ -43,12 +42,19 @@ func (c *credit) add(n int, err error) {
 	}
 }
 
-func (c *credit) state() (held int, ok bool, err error) {
+// heldNow is what the window holds.
+func (c *credit) heldNow() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	held, ok, err = c.held, c.ok, c.err
-	c.ok, c.err = false, nil
-	return held, ok, err
+	return c.held
+}
+
+func (c *credit) state() (held int, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	held, err = c.held, c.err
+	c.err = nil
+	return held, err
 }
 
 // consumeWindow delivers the queue's messages while never holding more
@@ -60,9 +66,12 @@ func (c *credit) state() (held int, ok bool, err error) {
 // once a quarter of the window is free (or nothing is asked for), so
 // that a flood of short tasks costs a pull request per quarter window.
 //
-// A failing pull is retried as pump retries one: with backoff, the
-// queue's consumer opened again (it may have been deleted), logged once
-// per streak.
+// A failing pull is retried as pump retries one: with backoff (pullRetry),
+// the queue's consumer opened again (it may have been deleted), logged
+// once per streak. A request that fails later (its batch ends in an
+// error without a message) turns the next requests synchronous: each
+// waits for its first message or its end, under the same backoff, until
+// one succeeds.
 func (b *Bus) consumeWindow(ctx context.Context, queue string, c jetstream.Consumer, o bus.QueueOptions, win *bus.Window) <-chan bus.Delivery {
 	out := make(chan bus.Delivery)
 	cr := &credit{wake: make(chan struct{}, 1)}
@@ -70,12 +79,16 @@ func (b *Bus) consumeWindow(ctx context.Context, queue string, c jetstream.Consu
 	var batches sync.WaitGroup
 	// forward hands one pull request's messages over; what the request
 	// did not bring frees its room when it ends.
-	forward := func(batch jetstream.MessageBatch, n int, stop context.CancelFunc) {
+	// first hears nil at the batch's first message, or its error at its
+	// end.
+	forward := func(batch jetstream.MessageBatch, n int, stop context.CancelFunc, first chan<- error) {
 		defer batches.Done()
 		defer stop()
 		got := 0
 		for m := range batch.Messages() {
-			got++
+			if got++; got == 1 {
+				first <- nil
+			}
 			d := b.newDelivery(m, queue)
 			d.release = func() { cr.add(-1, nil) }
 			if pctx.Err() == nil {
@@ -92,10 +105,10 @@ func (b *Bus) consumeWindow(ctx context.Context, queue string, c jetstream.Consu
 		if berr := batch.Error(); berr != nil && !errors.Is(berr, nats.ErrTimeout) && !errors.Is(berr, context.DeadlineExceeded) && got == 0 && pctx.Err() == nil {
 			err = berr
 		}
-		cr.mu.Lock()
-		cr.ok = cr.ok || got > 0
-		cr.mu.Unlock()
 		cr.add(got-n, err)
+		if got == 0 {
+			first <- err
+		}
 	}
 	b.wg.Add(1)
 	go func() {
@@ -118,7 +131,9 @@ func (b *Bus) consumeWindow(ctx context.Context, queue string, c jetstream.Consu
 				b.log.Warn("natsbus: pull failing; retrying with backoff", "queue", queue, "err", err, "wait", wait)
 			}
 		}
-		pull := func(n int) error {
+		// pull asks for n messages; sync, it waits for the request's
+		// first message or its end, and returns the request's error.
+		pull := func(n int, sync bool) error {
 			if c == nil {
 				rctx, rcancel := context.WithTimeout(pctx, reopenTimeout)
 				b.forgetConsumer(queue)
@@ -144,40 +159,47 @@ func (b *Bus) consumeWindow(ctx context.Context, queue string, c jetstream.Consu
 			}
 			cr.add(n, nil)
 			batches.Add(1)
-			go forward(batch, n, stop)
-			return nil
-		}
-		for pctx.Err() == nil {
-			size, changed := win.Size()
-			held, ok, err := cr.state()
-			if ok && failures > 0 {
-				if failures >= 3 {
-					b.log.Info("natsbus: pull recovered", "queue", queue, "failures", failures)
-				}
-				failures = 0
+			first := make(chan error, 1)
+			go forward(batch, n, stop, first)
+			if !sync {
+				return nil
+			}
+			select {
+			case err = <-first:
+			case <-pctx.Done():
+				return retry.Permanent(pctx.Err())
 			}
 			if err != nil {
-				// A request failed without a message: the next one
-				// opens the consumer again, after a pause.
 				c = nil
-				failures++
-				if failures == 3 {
-					b.log.Warn("natsbus: pull failing; retrying with backoff", "queue", queue, "err", err)
-				}
-				select {
-				case <-time.After(min(pullRetry.Initial<<min(failures, 5), pullRetry.Max)):
-				case <-pctx.Done():
-					return
-				}
-				continue
 			}
-			if free := size - held; free > 0 && (4*free >= size || held == 0) {
-				if err := retry.Do(pctx, p, func() error { return pull(free) }); err != nil {
+			return err
+		}
+		failing := false
+		for pctx.Err() == nil {
+			size, changed := win.Size()
+			held, err := cr.state()
+			if err != nil {
+				// A request failed without a message: open the consumer
+				// again and ask synchronously until a request succeeds.
+				c, failing = nil, true
+				failures++
+			}
+			if free := size - held; free > 0 && (failing || 4*free >= size || held == 0) {
+				if err := retry.Do(pctx, p, func() error {
+					if failing {
+						free = max(1, size-cr.heldNow())
+					}
+					return pull(free, failing)
+				}); err != nil {
 					if pctx.Err() == nil {
 						b.log.Error("natsbus: pull ended", "queue", queue, "err", err)
 					}
 					return
 				}
+				if failing && failures >= 3 {
+					b.log.Info("natsbus: pull recovered", "queue", queue, "failures", failures)
+				}
+				failing, failures = false, 0
 				continue
 			}
 			select {
