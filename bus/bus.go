@@ -57,8 +57,17 @@ type Delivery interface {
 // QueueOptions configure a consumer of a work queue.
 type QueueOptions struct {
 	// Prefetch bounds the number of unsettled deliveries held by this
-	// consumer. Zero means 1.
+	// consumer: those handed to the reader and not yet settled, plus
+	// those the bus took from the broker and has not handed over yet.
+	// Zero means 1. A reader that takes every delivery at once and
+	// renews its lease (InProgress) keeps every message it holds from
+	// being redelivered.
 	Prefetch int
+	// Window, when set, replaces Prefetch with a bound the reader may
+	// change while the consumer runs (Window.Set): a smaller window takes
+	// nothing back, the bus just takes no more until the unsettled
+	// deliveries fall below it.
+	Window *Window
 	// Lease is how long a delivery may stay unsettled without InProgress
 	// before the bus redelivers it to another consumer. Zero means the
 	// bus default (30s). All consumers of a queue must use the same lease.

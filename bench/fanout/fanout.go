@@ -7,8 +7,10 @@ package fanout
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -31,12 +33,15 @@ import (
 
 // Result is one measured run.
 type Result struct {
-	N        int
-	Wall     time.Duration
-	LatP50   time.Duration // completion latency: function end -> coordinator recorded
-	LatP99   time.Duration
-	PeakRSS  int64 // bytes, of the submit process (embedded: coordinator, bus and workers)
-	Commands string
+	N      int
+	Wall   time.Duration
+	LatP50 time.Duration // completion latency: function end -> its event read (Skein: by the coordinator)
+	LatP99 time.Duration
+	// MsgsPerTask is the messages the clients exchanged with the broker
+	// per task (0: not measured).
+	MsgsPerTask float64
+	PeakRSS     int64 // bytes, of the submit process (embedded: coordinator, bus and workers)
+	Commands    string
 }
 
 // TasksPerSec is N over the wall time.
@@ -148,36 +153,67 @@ func floor(ctx context.Context, n int, prefetch int, url string, storage jetstre
 	done := make(chan struct{})
 	var lats []time.Duration
 	cc, err := ocons.Consume(func(m jetstream.Msg) {
-		var sent int64
-		_ = json.Unmarshal(m.Data(), &sent)
-		lats = append(lats, time.Since(time.Unix(0, sent)))
-		if got.Add(1) == int64(n) {
-			close(done)
+		// An event message carries the end times of the tasks it reports.
+		now := time.Now()
+		for b := m.Data(); len(b) >= 8; b = b[8:] {
+			lats = append(lats, now.Sub(time.Unix(0, int64(binary.BigEndian.Uint64(b)))))
+			if got.Add(1) == int64(n) {
+				close(done)
+			}
 		}
 	})
 	if err != nil {
 		return Result{}, err
 	}
 	defer cc.Stop()
-	wc, err := cons.Consume(func(m jetstream.Msg) {
-		// The "function" is a no-op; the event carries its end time.
-		now := []byte(fmt.Sprint(time.Now().UnixNano()))
-		f, err := wjs.PublishAsync("ft.ev.job", now)
-		if err != nil {
-			return
-		}
+	// The worker batches events as Skein's runtime does: a publisher takes
+	// what finished tasks are waiting (up to 128), publishes one event
+	// message for them and acks them once it is stored. Nothing waits for
+	// a batch to fill.
+	finished := make(chan finishedTask, 2*prefetch)
+	var pubs sync.WaitGroup
+	defer func() { close(finished); pubs.Wait() }()
+	for range 8 {
+		pubs.Add(1)
 		go func() {
-			select {
-			case <-f.Ok():
-				_ = m.Ack()
-			case <-f.Err():
+			defer pubs.Done()
+			batch := make([]finishedTask, 0, 128)
+			for f := range finished {
+				batch = append(batch[:0], f)
+			drain:
+				for len(batch) < 128 {
+					select {
+					case f2, ok := <-finished:
+						if !ok {
+							break drain
+						}
+						batch = append(batch, f2)
+					default:
+						break drain
+					}
+				}
+				body := make([]byte, 0, 8*len(batch))
+				for _, f := range batch {
+					body = binary.BigEndian.AppendUint64(body, uint64(f.end))
+				}
+				if _, err := wjs.Publish(ctx, "ft.ev.job", body); err != nil {
+					continue
+				}
+				for _, f := range batch {
+					_ = f.m.Ack()
+				}
 			}
 		}()
+	}
+	wc, err := cons.Consume(func(m jetstream.Msg) {
+		// The "function" is a no-op; the event carries its end time.
+		finished <- finishedTask{m: m, end: time.Now().UnixNano()}
 	}, jetstream.PullMaxMessages(prefetch))
 	if err != nil {
 		return Result{}, err
 	}
 	defer wc.Stop()
+	before := msgs(pub, work)
 	start := time.Now()
 	payload := make([]byte, 64)
 	for i := 0; i < n; i++ {
@@ -197,7 +233,26 @@ func floor(ctx context.Context, n int, prefetch int, url string, storage jetstre
 	}
 	wall := time.Since(start)
 	slices.Sort(lats)
-	return Result{N: n, Wall: wall, LatP50: stats.Sorted(lats, 50), LatP99: stats.Sorted(lats, 99)}, nil
+	return Result{N: n, Wall: wall, LatP50: stats.Sorted(lats, 50), LatP99: stats.Sorted(lats, 99),
+		MsgsPerTask: float64(msgs(pub, work)-before) / float64(n)}, nil
+}
+
+// finishedTask is a floor task whose no-op ran, waiting for its event.
+type finishedTask struct {
+	m   jetstream.Msg
+	end int64
+}
+
+// msgs counts the messages the connections sent and received: what the
+// floor cost the broker (publishes, acks and their replies, pull
+// requests, deliveries).
+func msgs(conns ...*nats.Conn) uint64 {
+	var n uint64
+	for _, c := range conns {
+		st := c.Stats()
+		n += st.InMsgs + st.OutMsgs
+	}
+	return n
 }
 
 // Median returns the run with the median wall time.
@@ -231,7 +286,11 @@ func Isolated(ctx context.Context, jobs int) (p50, p99 time.Duration, err error)
 // for the fan-out over a broker.
 type Services struct {
 	procs []*exec.Cmd
+	log   *syncWriter // the coordinator's log
 }
+
+// Log returns what the coordinator logged so far.
+func (s *Services) Log() string { return s.log.String() }
 
 // StartServices starts `coordinator --bus url` and `runtime --bus url`
 // (runtimes processes of slots slots each) from binDir and waits until the
@@ -259,6 +318,7 @@ func StartServices(binDir, url string, runtimes, slots, prefetch int) (*Services
 	}
 	deadline := time.Now().Add(20 * time.Second)
 	sw := co.Stderr.(*syncWriter)
+	s.log = sw
 	for !strings.Contains(sw.String(), "coordinator serving") {
 		if time.Now().After(deadline) {
 			s.Stop()
@@ -324,4 +384,27 @@ func MedianRSS(rs []Result) int64 {
 	}
 	slices.Sort(v)
 	return v[len(v)/2]
+}
+
+// VarzMsgs reads the messages a NATS server received and sent so far
+// from its monitoring endpoint (nats-server -m): read before and after a
+// run, it counts what the run cost the broker, whoever the clients were.
+func VarzMsgs(ctx context.Context, monitor string) (uint64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(monitor, "/")+"/varz", nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var v struct {
+		InMsgs  uint64 `json:"in_msgs"`
+		OutMsgs uint64 `json:"out_msgs"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
+		return 0, fmt.Errorf("varz: %w", err)
+	}
+	return v.InMsgs + v.OutMsgs, nil
 }

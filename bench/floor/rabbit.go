@@ -10,29 +10,38 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/skeinrun/skein/internal/stats"
 )
 
 // Result is one floor run.
 type Result struct {
 	N      int
 	Wall   time.Duration // first publish to last event read
-	LatP50 time.Duration // task published -> its event read
+	LatP50 time.Duration // task's function ended -> its event read (Skein's definition)
 	LatP99 time.Duration
+	// MsgsPerTask is the AMQP messages the clients exchanged with the
+	// broker per task: publishes and their confirms, deliveries, acks.
+	MsgsPerTask float64
 }
 
 // TasksPerSec is N over the wall time.
 func (r Result) TasksPerSec() float64 { return float64(r.N) / r.Wall.Seconds() }
 
-// RabbitFloor runs n tasks through RabbitMQ with bare amqp091-go: a
-// publisher sends persistent tasks to a durable quorum queue with
-// publisher confirms (pipelined, up to 1024 unconfirmed); a worker
-// consumes with prefetch 256, publishes one persistent event per task to
-// amq.topic with a confirm, and acks the task once the event is
-// confirmed; a subscriber counts the events on an exclusive queue. The
-// task queue is deleted at the end.
+// RabbitFloor runs n tasks through RabbitMQ with bare amqp091-go, with
+// the durability Skein has: a publisher sends persistent tasks to a
+// durable quorum queue with publisher confirms (pipelined, up to 1024
+// unconfirmed); a worker consumes with prefetch 1024 (the deepest window
+// of Skein's runtime), batches its events as Skein's runtime does (the
+// end times of the tasks finished and waiting, up to 128, in one
+// persistent event published through amq.topic to a durable stream
+// queue, with a confirm) and acks each task once its event is
+// confirmed; a subscriber reads the stream. The queue and the stream are
+// deleted at the end.
 func RabbitFloor(ctx context.Context, url string, n int) (Result, error) {
 	if n < 1 {
 		return Result{}, fmt.Errorf("floor: n = %d, want at least 1", n)
@@ -56,13 +65,15 @@ func RabbitFloor(ctx context.Context, url string, n int) (Result, error) {
 		return Result{}, fmt.Errorf("floor: declare %s: %w", queue, err)
 	}
 	defer func() { _, _ = admin.QueueDelete(queue, false, false, false) }()
-	evq, err := admin.QueueDeclare("", false, true, true, false, nil)
+	evq, err := admin.QueueDeclare(queue+"-events", true, false, false, false, amqp.Table{amqp.QueueTypeArg: amqp.QueueTypeStream})
 	if err != nil {
-		return Result{}, err
+		return Result{}, fmt.Errorf("floor: declare the event stream: %w", err)
 	}
+	defer func() { _, _ = admin.QueueDelete(evq.Name, false, false, false) }()
 	if err := admin.QueueBind(evq.Name, topic+".#", "amq.topic", false, nil); err != nil {
 		return Result{}, err
 	}
+	var count counter
 
 	// Subscriber.
 	subCh, err := conn.Channel()
@@ -70,7 +81,10 @@ func RabbitFloor(ctx context.Context, url string, n int) (Result, error) {
 		return Result{}, err
 	}
 	defer subCh.Close()
-	events, err := subCh.Consume(evq.Name, "", true, true, false, false, nil)
+	if err := subCh.Qos(1024, 0, false); err != nil {
+		return Result{}, err
+	}
+	events, err := subCh.Consume(evq.Name, "", false, false, false, false, amqp.Table{"x-stream-offset": "next"})
 	if err != nil {
 		return Result{}, err
 	}
@@ -85,9 +99,12 @@ func RabbitFloor(ctx context.Context, url string, n int) (Result, error) {
 					subDone <- fmt.Errorf("floor: event consumer closed after %d events", len(lats))
 					return
 				}
-				if len(d.Body) >= 8 {
-					lats = append(lats, time.Since(time.Unix(0, int64(binary.BigEndian.Uint64(d.Body)))))
+				count.add(2) // the delivery and its ack (streams grant credit on acks)
+				now := time.Now()
+				for b := d.Body; len(b) >= 8; b = b[8:] {
+					lats = append(lats, now.Sub(time.Unix(0, int64(binary.BigEndian.Uint64(b)))))
 				}
+				_ = d.Ack(false)
 			case <-ctx.Done():
 				subDone <- fmt.Errorf("floor: %d of %d events: %w", len(lats), n, ctx.Err())
 				return
@@ -103,7 +120,7 @@ func RabbitFloor(ctx context.Context, url string, n int) (Result, error) {
 		return Result{}, err
 	}
 	defer wch.Close()
-	if err := wch.Qos(256, 0, false); err != nil {
+	if err := wch.Qos(1024, 0, false); err != nil {
 		return Result{}, err
 	}
 	if err := wch.Confirm(false); err != nil {
@@ -120,26 +137,47 @@ func RabbitFloor(ctx context.Context, url string, n int) (Result, error) {
 	go func() {
 		defer wwg.Done()
 		for {
+			var batch []amqp.Delivery
 			select {
 			case d, ok := <-tasks:
 				if !ok {
 					return
 				}
-				conf, err := wch.PublishWithDeferredConfirmWithContext(wctx, "amq.topic", topic+".done", false, false,
-					amqp.Publishing{DeliveryMode: amqp.Persistent, Body: d.Body})
-				if err != nil {
-					return
-				}
-				wwg.Add(1)
-				go func() {
-					defer wwg.Done()
-					if ok, _ := conf.WaitContext(wctx); ok {
-						_ = d.Ack(false)
-					}
-				}()
+				batch = append(batch, d)
 			case <-wctx.Done():
 				return
 			}
+			// The no-op ran; take the others already waiting.
+			body := binary.BigEndian.AppendUint64(nil, uint64(time.Now().UnixNano()))
+		drain:
+			for len(batch) < 128 {
+				select {
+				case d, ok := <-tasks:
+					if !ok {
+						break drain
+					}
+					batch = append(batch, d)
+					body = binary.BigEndian.AppendUint64(body, uint64(time.Now().UnixNano()))
+				default:
+					break drain
+				}
+			}
+			count.add(len(batch) + 2) // deliveries, the event and its confirm
+			conf, err := wch.PublishWithDeferredConfirmWithContext(wctx, "amq.topic", topic+".done", false, false,
+				amqp.Publishing{DeliveryMode: amqp.Persistent, Body: body})
+			if err != nil {
+				return
+			}
+			wwg.Add(1)
+			go func() {
+				defer wwg.Done()
+				if ok, _ := conf.WaitContext(wctx); ok {
+					for _, d := range batch {
+						count.add(1)
+						_ = d.Ack(false)
+					}
+				}
+			}()
 		}
 	}()
 
@@ -175,6 +213,7 @@ func RabbitFloor(ctx context.Context, url string, n int) (Result, error) {
 			close(window)
 			return Result{}, fmt.Errorf("floor: publish: %w", err)
 		}
+		count.add(2) // the task and its confirm
 		window <- c
 	}
 	close(window)
@@ -188,9 +227,15 @@ func RabbitFloor(ctx context.Context, url string, n int) (Result, error) {
 	wwg.Wait()
 	slices.Sort(lats)
 	return Result{
-		N:      n,
-		Wall:   end.Sub(start),
-		LatP50: lats[len(lats)/2],
-		LatP99: lats[min(len(lats)-1, len(lats)*99/100)],
+		N:           n,
+		Wall:        end.Sub(start),
+		LatP50:      stats.Sorted(lats, 50),
+		LatP99:      stats.Sorted(lats, 99),
+		MsgsPerTask: float64(count.n.Load()) / float64(n),
 	}, nil
 }
+
+// counter counts protocol messages from several goroutines.
+type counter struct{ n atomic.Int64 }
+
+func (c *counter) add(k int) { c.n.Add(int64(k)) }

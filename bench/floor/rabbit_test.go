@@ -17,8 +17,8 @@ func TestRabbitFloor(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.N != 500 || r.Wall <= 0 || r.LatP50 <= 0 || r.LatP99 < r.LatP50 {
+	if r.N != 500 || r.Wall <= 0 || r.LatP50 <= 0 || r.LatP99 < r.LatP50 || r.MsgsPerTask <= 0 {
 		t.Fatalf("implausible result %+v", r)
 	}
-	t.Logf("%d tasks in %s: %.0f tasks/s, latency p50 %s p99 %s", r.N, r.Wall, r.TasksPerSec(), r.LatP50, r.LatP99)
+	t.Logf("%d tasks in %s: %.0f tasks/s, latency p50 %s p99 %s, %.2f messages per task", r.N, r.Wall, r.TasksPerSec(), r.LatP50, r.LatP99, r.MsgsPerTask)
 }

@@ -64,6 +64,7 @@ func Run(t *testing.T, f Features, newBus func(t *testing.T) bus.Bus) {
 		t.Run("QueueMaxAttempts", s.queueMaxAttempts)
 		t.Run("QueueMaxAttemptsNotTerminated", s.queueMaxAttemptsNotTerminated)
 		t.Run("QueueConsumeStops", s.queueConsumeStops)
+		t.Run("QueueWindow", s.queueWindow)
 		t.Run("StreamWildcards", s.streamWildcards)
 		t.Run("StreamOrdering", s.streamOrdering)
 		t.Run("StreamReplaySince", s.streamReplaySince)

@@ -85,6 +85,15 @@
 // Attempt() 1: runtimes settle such deliveries like any other, and the
 // coordinator keeps the first outcome of each task.
 //
+// # Windows
+//
+// A queue consumer pulls with Fetch requests for the room left in its
+// window (QueueOptions.Prefetch or Window): deliveries handed out and not
+// yet settled, plus messages asked for and not yet arrived, never exceed
+// it, and nothing waits unrenewed in a client-side buffer. A new request
+// goes out once a quarter of the window is free; an empty queue parks
+// one request for up to a second.
+//
 // # Consumers that fail
 //
 // A pull that fails (the durable consumer deleted, heartbeats missing,

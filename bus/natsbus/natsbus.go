@@ -522,26 +522,11 @@ func (b *Bus) Consume(ctx context.Context, queue string, o bus.QueueOptions) (<-
 	if o.Limit > 0 {
 		return b.consumeLimited(ctx, queue, c, o), nil
 	}
-	pullOpts := []jetstream.PullMessagesOpt{jetstream.PullMaxMessages(o.Prefetch), jetstream.PullExpiry(2 * time.Second)}
-	it, err := c.Messages(pullOpts...)
-	if err != nil {
-		return nil, fmt.Errorf("natsbus: consume %s: %w", queue, err)
+	win := o.Window
+	if win == nil {
+		win = bus.NewWindow(o.Prefetch)
 	}
-	// A pull that fails (the consumer was deleted, or heartbeats stopped)
-	// opens the queue's consumer again: creating it is idempotent, and a
-	// deleted durable comes back with every unacked message of the
-	// work-queue stream.
-	reopen := func(ctx context.Context) (jetstream.MessagesContext, error) {
-		b.forgetConsumer(queue)
-		c, err := b.consumer(ctx, queue, o)
-		if err != nil {
-			return nil, err
-		}
-		return c.Messages(pullOpts...)
-	}
-	out := make(chan bus.Delivery)
-	pump(b, ctx, it, reopen, out, "queue "+queue, func(m jetstream.Msg) bus.Delivery { return b.newDelivery(m, queue) })
-	return out, nil
+	return b.consumeWindow(ctx, queue, c, o, win), nil
 }
 
 // forgetConsumer drops the cached consumer of queue, so that the next
@@ -684,6 +669,10 @@ type delivery struct {
 	attempt int
 	mu      sync.Mutex
 	settled bool
+	// release, when set, is called once by the first final settle (Ack,
+	// Nak or Term, whether the server confirmed it or not): it frees the
+	// delivery's room in its consumer's window.
+	release func()
 }
 
 func (b *Bus) newDelivery(m jetstream.Msg, queue string) *delivery {
@@ -735,6 +724,10 @@ func (d *delivery) settle(ctx context.Context, what string, final bool, f func(c
 		}
 		return err
 	})
+	if final && d.release != nil {
+		d.release()
+		d.release = nil
+	}
 	if err != nil {
 		return fmt.Errorf("natsbus: %s: %w", what, err)
 	}

@@ -21,7 +21,9 @@
 // # Delivery
 //
 // Every Enqueue and Publish waits for publisher confirms. Consumers use
-// manual acks and basic.qos(Prefetch), one AMQP channel per Consume.
+// manual acks and basic.qos(Prefetch, or the Window's size), one AMQP
+// channel per Consume; a Window that changes is applied by consuming again
+// on the same channel under the new basic.qos.
 // Attempt() is 1 + the quorum queue's x-delivery-count (+ the attempts
 // carried in a header by a republished copy); on classic queues only the
 // redelivered flag is known, so Attempt() is 1 or 2 there.

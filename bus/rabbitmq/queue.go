@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -127,11 +128,24 @@ type consumer struct {
 	opts  bus.QueueOptions
 	out   chan bus.Delivery
 	ctx   context.Context
+	win   *bus.Window
+	tag   string // the consumer tag, so that a resize can cancel it
 }
 
+// consumerTags numbers the consumers of this process.
+var consumerTags atomic.Int64
+
 // Consume implements bus.Queue. Each call has its own AMQP channel with
-// basic.qos(Prefetch). See the package documentation for how Lease maps
-// onto AMQP.
+// basic.qos(Prefetch), or the window's size. See the package
+// documentation for how Lease maps onto AMQP.
+//
+// A window that changes is applied by consuming again on the same
+// channel: basic.qos applies to consumers started after it, so the
+// consumer is cancelled (what the broker already sent is still handed
+// over), basic.qos sets the new size, and a new consumer starts.
+// Unsettled deliveries stay valid across that (their tags belong to the
+// channel); when the window shrinks, the new consumer may take up to the
+// new size more while the old consumer's deliveries are still unsettled.
 func (b *Bus) Consume(ctx context.Context, queue string, opts bus.QueueOptions) (<-chan bus.Delivery, error) {
 	if b.isClosed() {
 		return nil, bus.ErrClosed
@@ -155,7 +169,11 @@ func (b *Bus) Consume(ctx context.Context, queue string, opts bus.QueueOptions) 
 	if err := b.ensureQueue(ctx, queue); err != nil {
 		return nil, err
 	}
-	c := &consumer{b: b, queue: queue, opts: opts, out: make(chan bus.Delivery), ctx: ctx}
+	win := opts.Window
+	if win == nil {
+		win = bus.NewWindow(opts.Prefetch)
+	}
+	c := &consumer{b: b, queue: queue, opts: opts, out: make(chan bus.Delivery), ctx: ctx, win: win}
 	ch, deliveries, err := c.subscribe()
 	if err != nil {
 		return nil, err
@@ -170,16 +188,50 @@ func (c *consumer) subscribe() (*amqp.Channel, <-chan amqp.Delivery, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := ch.Qos(c.opts.Prefetch, 0, false); err != nil {
-		_ = ch.Close()
-		return nil, nil, fmt.Errorf("rabbitmq: set prefetch on %s: %w", c.queue, err)
-	}
-	deliveries, err := ch.ConsumeWithContext(context.Background(), c.queue, "", false, false, false, false, nil)
+	deliveries, err := c.start(ch)
 	if err != nil {
 		_ = ch.Close()
-		return nil, nil, fmt.Errorf("rabbitmq: consume %s: %w", c.queue, err)
+		return nil, nil, err
 	}
 	return ch, deliveries, nil
+}
+
+// start sets the window's size as the channel's prefetch and starts
+// consuming.
+func (c *consumer) start(ch *amqp.Channel) (<-chan amqp.Delivery, error) {
+	size, _ := c.win.Size()
+	if err := ch.Qos(min(size, 65535), 0, false); err != nil {
+		return nil, fmt.Errorf("rabbitmq: set prefetch on %s: %w", c.queue, err)
+	}
+	// A tag of its own each time: a consumer is never started again
+	// under the tag of one cancelled on the same channel.
+	c.tag = "skein-" + strconv.FormatInt(consumerTags.Add(1), 10)
+	deliveries, err := ch.ConsumeWithContext(context.Background(), c.queue, c.tag, false, false, false, false, nil)
+	if err != nil {
+		return nil, fmt.Errorf("rabbitmq: consume %s: %w", c.queue, err)
+	}
+	return deliveries, nil
+}
+
+// resize applies a changed window: the consumer is cancelled, what the
+// broker already sent it is handed over, and a consumer with the new
+// prefetch starts on the same channel. It returns nil when the channel
+// failed or ctx ended (the caller then subscribes again or stops).
+func (c *consumer) resize(ch *amqp.Channel, deliveries <-chan amqp.Delivery) <-chan amqp.Delivery {
+	if err := ch.Cancel(c.tag, false); err != nil {
+		return nil
+	}
+	for d := range deliveries {
+		if !c.deliver(ch, d) {
+			return nil
+		}
+	}
+	nd, err := c.start(ch)
+	if err != nil {
+		c.b.log.Warn("rabbitmq: resizing the consumer's window failed; subscribing again", "queue", c.queue, "err", err)
+		return nil
+	}
+	return nd
 }
 
 func (c *consumer) run(ch *amqp.Channel, deliveries <-chan amqp.Delivery) {
@@ -187,9 +239,12 @@ func (c *consumer) run(ch *amqp.Channel, deliveries <-chan amqp.Delivery) {
 	defer close(c.out)
 	for attempt := 0; ; {
 		if ch != nil {
-			c.forward(ch, deliveries)
 			// Unsettled deliveries go back to the queue with the channel.
-			closeConsumer(ch, deliveries)
+			if deliveries = c.forward(ch, deliveries); deliveries != nil {
+				closeConsumer(ch, deliveries)
+			} else {
+				_ = ch.Close()
+			}
 			ch = nil
 		}
 		if c.ctx.Err() != nil || c.b.isClosed() {
@@ -213,39 +268,56 @@ func (c *consumer) run(ch *amqp.Channel, deliveries <-chan amqp.Delivery) {
 	}
 }
 
-// forward hands deliveries to the reader until the channel ends.
-func (c *consumer) forward(ch *amqp.Channel, deliveries <-chan amqp.Delivery) {
+// forward hands deliveries to the reader until the channel ends (or
+// returns them with it, when the window's resize fails).
+func (c *consumer) forward(ch *amqp.Channel, deliveries <-chan amqp.Delivery) <-chan amqp.Delivery {
+	size, changed := c.win.Size()
 	for {
-		var d amqp.Delivery
-		var ok bool
 		select {
-		case d, ok = <-deliveries:
-			if !ok {
-				return
+		case d, ok := <-deliveries:
+			if !ok || !c.deliver(ch, d) {
+				return deliveries
+			}
+		case <-changed:
+			var now int
+			now, changed = c.win.Size()
+			if now == size {
+				continue
+			}
+			size = now
+			if deliveries = c.resize(ch, deliveries); deliveries == nil {
+				return nil
 			}
 		case <-c.ctx.Done():
-			return
+			return deliveries
 		case <-c.b.done:
-			return
-		}
-		dl := c.newDelivery(ch, d)
-		if dl.attempt > c.opts.MaxAttempts+1 {
-			// The consumer was handed it once more with Attempt() >
-			// MaxAttempts and still did not settle it.
-			reason := fmt.Sprintf("delivered %d times, more than MaxAttempts (%d) + 1", dl.attempt, c.opts.MaxAttempts)
-			if err := dl.Term(c.ctx, reason); err != nil {
-				c.b.log.Warn("rabbitmq dead-lettering failed", "queue", c.queue, "err", err)
-			}
-			continue
-		}
-		select {
-		case c.out <- dl:
-		case <-c.ctx.Done():
-			return
-		case <-c.b.done:
-			return
+			return deliveries
 		}
 	}
+}
+
+// deliver hands one delivery to the reader; false when ctx ended or the
+// bus closed first.
+func (c *consumer) deliver(ch *amqp.Channel, d amqp.Delivery) bool {
+	dl := c.newDelivery(ch, d)
+	if dl.attempt > c.opts.MaxAttempts+1 {
+		// The consumer was handed it once more with Attempt() >
+		// MaxAttempts and still did not settle it.
+		reason := fmt.Sprintf("delivered %d times, more than MaxAttempts (%d) + 1", dl.attempt, c.opts.MaxAttempts)
+		if err := dl.Term(c.ctx, reason); err != nil {
+			c.b.log.Warn("rabbitmq dead-lettering failed", "queue", c.queue, "err", err)
+		}
+		return true
+	}
+	select {
+	case c.out <- dl:
+		return true
+	case <-c.ctx.Done():
+	case <-c.b.done:
+	}
+	// Not handed over: it goes back with the channel.
+	dl.settle()
+	return false
 }
 
 func (c *consumer) newDelivery(ch *amqp.Channel, d amqp.Delivery) *delivery {

@@ -243,7 +243,7 @@ func runtimeMain(ctx context.Context, args []string, env Env, hooks ServiceHooks
 	ff.register(fs, "runtime", DefaultHosts, true)
 	fs.StringVar(&configPath, "config", "", "config file (env SKEIN_CONFIG)")
 	fs.IntVar(&cfg.Slots, "slots", goruntime.NumCPU(), "tasks run at once")
-	fs.IntVar(&cfg.Prefetch, "prefetch", 0, "tasks held ahead of the slots (default 2×slots)")
+	fs.IntVar(&cfg.Prefetch, "prefetch", 0, "tasks held ahead of the slots, fixed (default: adapts to the tasks' durations and the broker's round trips)")
 	fs.DurationVar(&cfg.Lease, "lease", 30*time.Second, "redelivery lease of a task; renewed while it runs")
 	fs.IntVar(&cfg.MaxAttempts, "max-attempts", 5, "deliveries of one task before it is reported lost")
 	fs.IntVar(&cfg.MaxTasks, "max-tasks", 0, "exit after this many tasks (0: never)")

@@ -3,12 +3,16 @@
 //
 // # Life of a task
 //
-// A slot takes a delivery, decodes the task (a malformed one is
-// terminated with a logged reason: it cannot block the queue), and runs
-// the function under the task's deadline. One heartbeat loop renews the
-// lease of tasks running longer than a third of it and publishes a
-// "started" event for tasks still running after StartedAfter (20ms), so
-// short tasks cost a single event. The done or failed event goes to a
+// The runtime takes every delivery off the bus as soon as it arrives and
+// holds it until a slot is free; the bus never hands it more than the
+// runtime's window (see below). A slot takes a held delivery, decodes the
+// task (a malformed one is terminated with a logged reason: it cannot
+// block the queue), and runs the function under the task's deadline. One
+// heartbeat loop renews the lease of tasks held or running longer than a
+// third of it, so that a task is never redelivered for waiting in the
+// buffer (TestBufferedTaskKeepsItsLease), and publishes a "started" event
+// for tasks still running after StartedAfter (20ms), so short tasks cost
+// a single event. The done or failed event goes to a
 // pool of publishers that batch the events already waiting for the same
 // job into one message; a delivery is acked only after its event is safe
 // on the bus. A panic becomes a failed event with its stack; an unknown
@@ -16,6 +20,18 @@
 //
 // A delivery seen more than MaxAttempts times (its runtimes kept dying)
 // is reported lost and terminated.
+//
+// # How many tasks a runtime holds
+//
+// The window (bus.Window) bounds the tasks a runtime holds: running,
+// waiting for a slot, and finished but not yet acked. Unless Prefetch fixes
+// it (Slots+Prefetch), a pacer sizes it by Little's law from what the
+// runtime observes: the tasks' run time (the median of the last few),
+// the time from a task's end to its ack, and the ack's round trip. A
+// flood of no-ops gets a deep window (up to 1,024), so that the broker's
+// round trips overlap; tasks of half a second get a slot's worth and a
+// spare, so that long tasks stay spread over runtimes. It starts at twice
+// the slots, before anything was observed.
 //
 // # Reducers
 //

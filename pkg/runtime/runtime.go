@@ -28,7 +28,14 @@ type Config struct {
 	Pool string
 	// Slots is how many tasks run at once. Default 1.
 	Slots int
-	// Prefetch bounds tasks held but not yet running. Default 2×Slots.
+	// Prefetch, when set, fixes how many tasks are held beyond the
+	// running ones: the runtime asks the bus for at most Slots+Prefetch
+	// unsettled tasks. Zero means adaptive: the runtime sizes its window
+	// from the tasks' durations and the broker's round trips (deep for
+	// floods of short tasks, a spare per few slots for long ones; see
+	// pacer). With MaxTasks set, zero means 2×Slots. Either way the
+	// leases of tasks waiting for a slot are renewed as those of running
+	// ones.
 	Prefetch int
 	// Lease is the queue's redelivery lease; a running task's lease is
 	// renewed every Lease/3. Default 30s.
@@ -93,7 +100,7 @@ func (c *Config) setDefaults() {
 	if c.Slots == 0 {
 		c.Slots = 1
 	}
-	if c.Prefetch == 0 {
+	if c.Prefetch == 0 && c.MaxTasks > 0 {
 		c.Prefetch = 2 * c.Slots
 	}
 	if c.Lease == 0 {
@@ -153,12 +160,24 @@ type Runtime struct {
 	log *slog.Logger
 
 	cancelled sync.Map // job id -> time cancelled
+	held      sync.Map // *heldTask -> struct{}: taken from the bus, not yet running
 	running   sync.Map // *runningTask -> struct{}
 	ran       atomic.Int64
 	pending   sync.WaitGroup // event publications and reducers in flight
 	reducer   *Reducer
+	pacer     *pacer        // sizes the window; nil with a fixed Prefetch
 	reducers  chan struct{} // bounds concurrent reducers
 	outcomes  chan outcome  // finished attempts for the publishers
+}
+
+// heldTask is a delivery taken from the bus and waiting for a slot (or a
+// reducer's turn). The heartbeat renews its lease as it renews a running
+// task's, so that a task is never redelivered for waiting here.
+type heldTask struct {
+	d bus.Delivery
+
+	mu      sync.Mutex
+	renewed time.Time // when its lease last started or was renewed
 }
 
 type runningTask struct {
@@ -181,7 +200,12 @@ func New(b bus.Bus, cfg Config) (*Runtime, error) {
 	}
 	cfg.setDefaults()
 	r := &Runtime{bus: b, cfg: cfg, log: cfg.Logger.With("worker", cfg.WorkerID), reducers: make(chan struct{}, 64)}
-	r.outcomes = make(chan outcome, 4*cfg.Prefetch+64)
+	if cfg.Prefetch == 0 {
+		r.pacer = newPacer(cfg.Slots)
+		r.outcomes = make(chan outcome, maxWindow+64)
+	} else {
+		r.outcomes = make(chan outcome, 4*cfg.Prefetch+64)
+	}
 	r.reducer = &Reducer{Bus: b, Registry: cfg.Registry, Hosts: cfg.Hosts, Resolve: cfg.Resolve, Prepare: cfg.Prepare, FuncEnv: cfg.FuncEnv,
 		Verifier: cfg.Verifier, Logger: r.log}
 	return r, nil
@@ -219,51 +243,61 @@ func (r *Runtime) Run(ctx context.Context) (Summary, error) {
 		close(r.outcomes)
 		pubs.Wait()
 	}()
-	deliveries, err := r.consume(ctx, r.cfg.Pool, bus.QueueOptions{
-		Prefetch:    r.cfg.Prefetch,
+	opts := bus.QueueOptions{
+		Window:      bus.NewWindow(r.cfg.Slots + r.cfg.Prefetch),
 		Lease:       r.cfg.Lease,
 		MaxAttempts: r.cfg.MaxAttempts,
 		Transient:   r.cfg.Transient,
 		Limit:       r.cfg.MaxTasks,
-	})
+	}
+	if r.pacer != nil {
+		opts.Window = r.pacer.win
+	}
+	if r.cfg.MaxTasks > 0 {
+		opts.Prefetch = r.cfg.Prefetch
+	}
+	taken, err := r.consume(ctx, r.cfg.Pool, opts)
 	if err != nil {
 		return Summary{}, fmt.Errorf("runtime: consume pool %s: %w", r.cfg.Pool, err)
 	}
+	deliveries := r.hold(ctx, taken)
 	var wg sync.WaitGroup
 	if !r.cfg.Transient {
 		// Reduce tasks have a queue of their own, so that a reducer starts
 		// with the first map result even while maps are queued.
-		reduces, err := r.consume(ctx, wire.ReducePool(r.cfg.Pool), bus.QueueOptions{
+		rtaken, err := r.consume(ctx, wire.ReducePool(r.cfg.Pool), bus.QueueOptions{
 			Prefetch: 4, Lease: r.cfg.Lease, MaxAttempts: r.cfg.MaxAttempts, Limit: r.cfg.MaxTasks,
 		})
 		if err != nil {
 			return Summary{}, fmt.Errorf("runtime: consume pool %s: %w", wire.ReducePool(r.cfg.Pool), err)
 		}
+		reduces := r.hold(ctx, rtaken)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			k := 0
-			for d := range reduces {
-				r.handle(ctx, r.cfg.Slots+k%64, d)
+			for h := range reduces {
+				r.handle(ctx, r.cfg.Slots+k%64, h)
 				k++
 			}
 		}()
 	}
 	r.log.Info("runtime started", "pool", r.cfg.Pool, "slots", r.cfg.Slots)
-	var taken atomic.Int64
+	var started atomic.Int64
 	var lastTask atomic.Int64
 	lastTask.Store(time.Now().UnixNano())
 	for i := 0; i < r.cfg.Slots; i++ {
 		wg.Add(1)
 		go func(slot int) {
 			defer wg.Done()
-			for d := range deliveries {
-				if r.cfg.MaxTasks > 0 && taken.Add(1) > int64(r.cfg.MaxTasks) {
-					_ = d.Nak(context.Background(), 0)
+			for h := range deliveries {
+				if r.cfg.MaxTasks > 0 && started.Add(1) > int64(r.cfg.MaxTasks) {
+					r.held.Delete(h)
+					_ = h.d.Nak(context.Background(), 0)
 					stop()
 					continue
 				}
-				r.handle(ctx, slot, d)
+				r.handle(ctx, slot, h)
 				lastTask.Store(time.Now().UnixNano())
 				if r.cfg.MaxTasks > 0 && r.ran.Load() >= int64(r.cfg.MaxTasks) {
 					stop()
@@ -299,7 +333,48 @@ func (r *Runtime) Run(ctx context.Context) (Summary, error) {
 func (r *Runtime) inFlight() int {
 	n := 0
 	r.running.Range(func(any, any) bool { n++; return true })
+	r.held.Range(func(any, any) bool { n++; return true })
 	return n
+}
+
+// hold takes every delivery off the bus channel as soon as it arrives
+// and keeps it among the held tasks, whose leases the heartbeat renews,
+// until a slot takes it from the returned channel. The bus bounds how
+// many it hands over (the window), so the queue here stays that short.
+// When ctx ends, the tasks still waiting go back to the queue at once.
+func (r *Runtime) hold(ctx context.Context, in <-chan bus.Delivery) <-chan *heldTask {
+	out := make(chan *heldTask)
+	r.pending.Add(1)
+	go func() {
+		defer r.pending.Done()
+		defer close(out)
+		var q []*heldTask
+		for in != nil {
+			var send chan *heldTask
+			var first *heldTask
+			if len(q) > 0 && ctx.Err() == nil {
+				send, first = out, q[0]
+			}
+			select {
+			case d, ok := <-in:
+				if !ok {
+					in = nil
+					continue
+				}
+				h := &heldTask{d: d, renewed: time.Now()}
+				r.held.Store(h, struct{}{})
+				q = append(q, h)
+			case send <- first:
+				q[0] = nil
+				q = q[1:]
+			}
+		}
+		for _, h := range q {
+			r.held.Delete(h)
+			_ = h.d.Nak(context.Background(), 0)
+		}
+	}()
+	return out
 }
 
 func (r *Runtime) listenCancels(ctx context.Context) {
@@ -327,7 +402,14 @@ func (r *Runtime) listenCancels(ctx context.Context) {
 }
 
 // handle runs one delivery to its settlement.
-func (r *Runtime) handle(ctx context.Context, slot int, d bus.Delivery) {
+func (r *Runtime) handle(ctx context.Context, slot int, h *heldTask) {
+	d := h.d
+	ran := false
+	defer func() {
+		if !ran {
+			r.held.Delete(h)
+		}
+	}()
 	if r.cfg.Verifier != nil {
 		if err := r.cfg.Verifier.Verify(d.Message()); err != nil {
 			r.log.Error("runtime: refusing a task the coordinator did not sign", "err", err, "subject", d.Message().Subject)
@@ -360,15 +442,17 @@ func (r *Runtime) handle(ctx context.Context, slot int, d bus.Delivery) {
 		case <-ctx.Done():
 			return
 		}
+		ran = true
 		r.pending.Add(1)
 		go func() {
 			defer r.pending.Done()
 			defer func() { <-r.reducers }()
-			r.execute(ctx, slot, d, &t)
+			r.execute(ctx, slot, h, &t)
 		}()
 		return
 	}
-	r.execute(ctx, slot, d, &t)
+	ran = true
+	r.execute(ctx, slot, h, &t)
 }
 
 func (r *Runtime) event(t *wire.Task, d bus.Delivery, typ wire.EventType) *wire.Event {
@@ -376,7 +460,8 @@ func (r *Runtime) event(t *wire.Task, d bus.Delivery, typ wire.EventType) *wire.
 		Type: typ, Worker: r.cfg.WorkerID, Queued: t.Queued, Trace: t.Trace}
 }
 
-func (r *Runtime) execute(parent context.Context, slot int, d bus.Delivery, t *wire.Task) {
+func (r *Runtime) execute(parent context.Context, slot int, h *heldTask, t *wire.Task) {
+	d := h.d
 	ctx, cancel := context.WithCancel(parent)
 	defer cancel()
 	if t.Deadline > 0 {
@@ -391,8 +476,11 @@ func (r *Runtime) execute(parent context.Context, slot int, d bus.Delivery, t *w
 	}
 	ctx, span := r.cfg.Telemetry.StartTask(telemetry.Extract(ctx, t.Trace), t.Job, t.Index, t.Attempt, string(t.Kind), r.cfg.WorkerID)
 	started := time.Now()
-	rt := &runningTask{job: t.Job, cancel: cancel, task: t, d: d, started: started}
+	h.mu.Lock()
+	rt := &runningTask{job: t.Job, cancel: cancel, task: t, d: d, started: started, renewed: h.renewed}
+	h.mu.Unlock()
 	r.running.Store(rt, struct{}{})
+	r.held.Delete(h)
 
 	var logBuf boundedBuffer
 	var arrivals []int64
@@ -431,8 +519,9 @@ func (r *Runtime) execute(parent context.Context, slot int, d bus.Delivery, t *w
 }
 
 // heartbeat is the runtime's one timer loop: it renews the lease of tasks
-// running longer than a third of it, and announces (a "started" event)
-// tasks still running after StartedAfter. Short tasks cost no timer.
+// held (running, or waiting for a slot) longer than a third of it, and
+// announces (a "started" event) tasks still running after StartedAfter.
+// Short tasks cost no timer.
 func (r *Runtime) heartbeat(ctx context.Context) {
 	every := r.cfg.StartedAfter
 	if every <= 0 || every > r.cfg.Lease/3 {
@@ -456,13 +545,28 @@ func (r *Runtime) heartbeat(ctx context.Context) {
 					rt.announced = true
 					r.publishStarted(ctx, rt.task, rt.d, rt.started)
 				}
-				if now.Sub(rt.renewed) >= r.cfg.Lease/3 && age >= r.cfg.Lease/3 {
+				if now.Sub(rt.renewed) >= r.cfg.Lease/3 {
 					rt.renewed = now
 					if err := rt.d.InProgress(ctx); err != nil && !errors.Is(err, bus.ErrSettled) {
 						r.log.Warn("runtime: lease renewal failed", "job", rt.job, "task", rt.task.Index, "err", err)
 					}
 				}
 				rt.mu.Unlock()
+				return true
+			})
+			r.held.Range(func(k, _ any) bool {
+				h := k.(*heldTask)
+				h.mu.Lock()
+				due := now.Sub(h.renewed) >= r.cfg.Lease/3
+				if due {
+					h.renewed = now
+				}
+				h.mu.Unlock()
+				if due {
+					if err := h.d.InProgress(ctx); err != nil && !errors.Is(err, bus.ErrSettled) && ctx.Err() == nil {
+						r.log.Warn("runtime: lease renewal of a waiting task failed", "err", err)
+					}
+				}
 				return true
 			})
 		}
@@ -602,6 +706,7 @@ func (r *Runtime) settleOne(ctx context.Context, job string, o outcome, publishe
 		_ = o.d.Nak(ctx, time.Second)
 		return
 	}
+	ackStart := time.Now()
 	err := retry.Do(ctx, retry.Policy{Initial: 100 * time.Millisecond, Tries: 3}, func() error {
 		var err error
 		if o.term {
@@ -616,6 +721,12 @@ func (r *Runtime) settleOne(ctx context.Context, job string, o outcome, publishe
 	})
 	if err != nil {
 		r.log.Warn("runtime: settling task", "job", job, "task", o.t.Index, "err", err)
+		return
+	}
+	if r.pacer != nil && o.rt != nil && o.ev.Finished > 0 {
+		now := time.Now()
+		finished := time.Unix(0, o.ev.Finished)
+		r.pacer.settled(finished.Sub(o.rt.started), now.Sub(finished), now.Sub(ackStart))
 	}
 }
 

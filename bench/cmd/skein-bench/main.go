@@ -27,7 +27,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: skein-bench fanout|reduce|fleet|million [flags]")
+		fmt.Fprintln(os.Stderr, "usage: skein-bench fanout|reduce|fleet|million|jobs [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -40,6 +40,8 @@ func main() {
 		err = runFleet(os.Args[2:])
 	case "million":
 		err = runMillion(os.Args[2:])
+	case "jobs":
+		err = runJobs(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown benchmark %q", os.Args[1])
 	}
@@ -106,6 +108,7 @@ func runFanout(args []string) error {
 	ctx := context.Background()
 	type setup struct {
 		name, url string
+		monitor   string // NATS monitoring endpoint: messages counted by the broker
 		svc       *fanout.Services
 	}
 	var setups []*setup
@@ -118,7 +121,7 @@ func runFanout(args []string) error {
 			if u == "" {
 				return fmt.Errorf("-buses nats needs SKEIN_BENCH_NATS_URL")
 			}
-			setups = append(setups, &setup{name: "nats-server", url: u})
+			setups = append(setups, &setup{name: "nats-server", url: u, monitor: os.Getenv("SKEIN_BENCH_NATS_MONITOR")})
 		case "amqp":
 			u := envOr("SKEIN_BENCH_AMQP_URL", "SKEIN_TEST_AMQP_URL")
 			if u == "" {
@@ -143,7 +146,7 @@ func runFanout(args []string) error {
 		s.svc = svc
 	}
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(w, "bus\tN\tskein wall\tskein tasks/s\tlat p50\tlat p99\tsubmit peak RSS\tfloor tasks/s\tfloor lat p50\tskein/floor\t\n")
+	fmt.Fprintf(w, "bus\tN\tskein wall\tskein tasks/s\tlat p50\tlat p99\tsubmit peak RSS\tmsgs/task\tfloor tasks/s\tfloor lat p50\tfloor msgs/task\tskein/floor\t\n")
 	for _, n := range counts {
 		for _, s := range setups {
 			var sk, fl []fanout.Result
@@ -153,30 +156,48 @@ func runFanout(args []string) error {
 				if s.url != "" {
 					extra = []string{"--bus", s.url}
 				}
+				count := func() uint64 {
+					if s.monitor == "" {
+						return 0
+					}
+					m, err := fanout.VarzMsgs(ctx, s.monitor)
+					if err != nil {
+						fmt.Fprintf(os.Stderr, "counting messages: %v\n", err)
+					}
+					return m
+				}
+				before := count()
 				res, err := fanout.Submit(ctx, filepath.Join(bin, "submit"), n, extra...)
 				if err != nil {
 					return fmt.Errorf("%s n=%d: %w", s.name, n, err)
 				}
+				if s.monitor != "" && n > 0 {
+					res.MsgsPerTask = float64(count()-before) / float64(n)
+				}
 				sk = append(sk, res)
+				before = count()
 				if n == 0 {
 					continue
 				}
 				var f fanout.Result
 				switch s.name {
 				case "embedded":
-					f, err = fanout.Floor(ctx, n, 64)
+					f, err = fanout.Floor(ctx, n, 1024)
 				case "nats-server":
 					// The floor's consumer holds as many tasks as the
-					// runtime does (64 when the runtime keeps its default).
-					fp := 64
+					// runtime may (its adaptive window goes up to 1024).
+					fp := 1024
 					if *prefetch > 0 {
 						fp = *prefetch
 					}
 					f, err = fanout.FloorURL(ctx, s.url, n, fp)
+					if err == nil && s.monitor != "" {
+						f.MsgsPerTask = float64(count()-before) / float64(n)
+					}
 				case "rabbitmq":
 					var rf floor.Result
 					rf, err = floor.RabbitFloor(ctx, s.url, n)
-					f = fanout.Result{N: rf.N, Wall: rf.Wall, LatP50: rf.LatP50, LatP99: rf.LatP99}
+					f = fanout.Result{N: rf.N, Wall: rf.Wall, LatP50: rf.LatP50, LatP99: rf.LatP99, MsgsPerTask: rf.MsgsPerTask}
 				}
 				if err != nil {
 					return fmt.Errorf("%s floor n=%d: %w", s.name, n, err)
@@ -184,18 +205,21 @@ func runFanout(args []string) error {
 				fl = append(fl, f)
 			}
 			k, f := fanout.Median(sk), fanout.Median(fl)
-			fmt.Fprintf(w, "%s\t%d\t%v\t%.0f\t%v\t%v\t%.0f MB\t%.0f\t%v\t%.2f\t\n", s.name, n, k.Wall.Round(time.Millisecond), k.TasksPerSec(),
-				k.LatP50, k.LatP99, float64(k.PeakRSS)/1e6, f.TasksPerSec(), f.LatP50.Round(time.Microsecond), k.TasksPerSec()/f.TasksPerSec())
+			fmt.Fprintf(w, "%s\t%d\t%v\t%.0f\t%v\t%v\t%.0f MB\t%s\t%.0f\t%v\t%s\t%.2f\t\n", s.name, n, k.Wall.Round(time.Millisecond), k.TasksPerSec(),
+				k.LatP50, k.LatP99, float64(k.PeakRSS)/1e6, perTask(k.MsgsPerTask), f.TasksPerSec(), f.LatP50.Round(time.Microsecond), perTask(f.MsgsPerTask), k.TasksPerSec()/f.TasksPerSec())
 			w.Flush()
 		}
 	}
-	p50, p99, err := fanout.Isolated(ctx, *iso)
-	if err != nil {
-		return err
+	if *iso > 0 {
+		p50, p99, err := fanout.Isolated(ctx, *iso)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("\nisolated task (one-task jobs, embedded, in-process, %d runs): completion latency p50 %v, p99 %v\n", *iso, p50, p99)
 	}
-	fmt.Printf("\nisolated task (one-task jobs, embedded, in-process, %d runs): completion latency p50 %v, p99 %v\n", *iso, p50, p99)
 	fmt.Printf("skein: `submit map --function noop --iterdata-from FILE --quiet` as a new process (start included); with a broker, one coordinator and one runtime process (%d slots, prefetch %d; 0 = default) already running.\n", goruntime.NumCPU(), *prefetch)
-	fmt.Printf("floor: bare loop on the same bus (NATS: JetStream work queue + event stream, async publish, prefetch 64, or -prefetch when set; RabbitMQ: amqp091 with confirms, prefetch 256).\n")
+	fmt.Printf("floor: bare loop on the same bus with Skein's durability: tasks on a durable work queue, events batched as the runtime batches them (what finished tasks wait, up to 128 per event) on a durable stream, a task acked once its event is stored (NATS: JetStream, prefetch 1024 or -prefetch; RabbitMQ: amqp091 with confirms, quorum queue, stream queue, prefetch 1024).\n")
+	fmt.Printf("lat: a task's function end to its event read (Skein: recorded by the coordinator). msgs/task: messages between clients and broker per task (with SKEIN_BENCH_NATS_MONITOR set, the NATS server counts them for both sides; otherwise the floors count their own clients' messages; -: not measured).\n")
 	return nil
 }
 
@@ -312,4 +336,12 @@ func runMillion(args []string) error {
 	}
 	fmt.Printf("\n`submit map --function noop --iterdata-from FILE --quiet` as a new process, from exec to exit with all %d results printed; median of %d. On a broker: one coordinator and one runtime process (%d slots, prefetch %d) started fresh for each run.\n", *n, *runs, goruntime.NumCPU(), *prefetch)
 	return nil
+}
+
+// perTask formats a messages-per-task count; "-" when not measured.
+func perTask(m float64) string {
+	if m == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f", m)
 }

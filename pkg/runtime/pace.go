@@ -1,0 +1,91 @@
+package runtime
+
+import (
+	"math"
+	"sync"
+	"time"
+
+	"github.com/skeinrun/skein/bus"
+	"github.com/skeinrun/skein/internal/stats"
+)
+
+// maxWindow bounds the adaptive window: deep enough that a flood of
+// no-op tasks streams (the broker's round trips overlap), small enough
+// that one runtime cannot take a whole job of short tasks at once.
+const maxWindow = 1024
+
+// pacer sizes how many tasks a runtime holds (its window on the bus:
+// running, waiting for a slot, and finished but not yet acked) from what
+// it observes, by Little's law: to keep the slots busy, the runtime must
+// hold what the slots finish while a finished task travels to its ack
+// (event publication, the ack's round trip) and a new one comes from the
+// broker (another round trip). Floods of short tasks get a deep window,
+// long tasks a shallow one (a slot's worth and a spare), so that they
+// stay spread over runtimes.
+type pacer struct {
+	slots int
+	win   *bus.Window
+
+	mu       sync.Mutex
+	runs     [15]time.Duration // the last run times, a ring
+	next     int               // where the next run time goes in runs
+	run      float64           // seconds a task runs (median of runs)
+	settle   float64           // seconds from a task's end to its ack's confirmation
+	ack      float64           // seconds an ack takes: a round trip to the broker
+	observed bool
+	size     int
+}
+
+// newPacer starts at twice the slots: shallow until tasks show they are
+// short, so that the first long tasks of a job spread over runtimes.
+func newPacer(slots int) *pacer {
+	n := 2 * slots
+	return &pacer{slots: slots, win: bus.NewWindow(n), size: n}
+}
+
+// ewma weighs a new observation by 1/8.
+func ewma(avg, x float64, first bool) float64 {
+	if first {
+		return x
+	}
+	return avg + (x-avg)/8
+}
+
+// settled records one task that ran for run, was acked settle after it
+// ended, the ack taking ack; and resizes the window.
+func (p *pacer) settled(run, settle, ack time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	first := !p.observed
+	p.observed = true
+	// The run time is the median of the last few: a short task that was
+	// descheduled (a GC pause, a busy machine) must not collapse the
+	// window, and a job of long tasks still shows within a few tasks.
+	p.runs[p.next%len(p.runs)] = run
+	p.next++
+	recent := p.runs[:min(p.next, len(p.runs))]
+	p.run = stats.Percentile(recent, 50).Seconds()
+	p.settle = ewma(p.settle, settle.Seconds(), first)
+	p.ack = ewma(p.ack, ack.Seconds(), first)
+	n := p.target()
+	// Resize on a real change only: a RabbitMQ consumer changes its
+	// window with a few round trips.
+	if d := n - p.size; d != 0 && (4*abs(d) >= p.size || n <= p.slots+2) {
+		p.size = n
+		p.win.Set(n)
+	}
+}
+
+// target is the window the averages ask for.
+func (p *pacer) target() int {
+	perSlot := (p.settle + p.ack) / math.Max(p.run, 1e-6)
+	n := p.slots + int(math.Ceil(2*float64(p.slots)*perSlot))
+	return min(max(n, p.slots+1), maxWindow)
+}
+
+func abs(n int) int {
+	if n < 0 {
+		return -n
+	}
+	return n
+}

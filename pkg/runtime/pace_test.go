@@ -1,0 +1,44 @@
+package runtime
+
+import (
+	"testing"
+	"time"
+)
+
+// The window follows the tasks: deep for floods of short tasks, a spare
+// or so per slot for long ones, and it comes back down when a job of
+// long tasks follows a flood.
+func TestPacerWindow(t *testing.T) {
+	ms := time.Millisecond
+	for _, c := range []struct {
+		name             string
+		slots            int
+		run, settle, ack time.Duration
+		min, max         int
+	}{
+		{"no-op flood", 2, 5 * time.Microsecond, 2 * ms, ms, maxWindow, maxWindow},
+		{"1ms tasks", 4, ms, 2 * ms, ms, 20, 40},
+		{"half-second tasks", 2, 500 * ms, 2 * ms, ms, 3, 3},
+		{"minute tasks, many slots", 16, time.Minute, 5 * ms, 2 * ms, 17, 17},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			p := newPacer(c.slots)
+			for range 100 {
+				p.settled(c.run, c.settle, c.ack)
+			}
+			if n, _ := p.win.Size(); n < c.min || n > c.max {
+				t.Errorf("window %d, want %d to %d", n, c.min, c.max)
+			}
+		})
+	}
+	p := newPacer(2)
+	for range 100 {
+		p.settled(5*time.Microsecond, 2*ms, ms)
+	}
+	for range 100 {
+		p.settled(500*ms, 2*ms, ms)
+	}
+	if n, _ := p.win.Size(); n != 3 {
+		t.Errorf("window %d after long tasks followed a flood, want 3", n)
+	}
+}
