@@ -349,13 +349,30 @@ func (r *Runtime) hold(ctx context.Context, in <-chan bus.Delivery) <-chan *held
 		defer r.pending.Done()
 		defer close(out)
 		var q []*heldTask
-		for in != nil {
+		// The bus may close in while tasks still wait here (a consumer
+		// with a Limit ends once it has delivered them all): they are
+		// still handed to the slots, until ctx ends.
+		for in != nil || (len(q) > 0 && ctx.Err() == nil) {
 			var send chan *heldTask
 			var first *heldTask
 			if len(q) > 0 && ctx.Err() == nil {
 				send, first = out, q[0]
 			}
 			select {
+			case <-ctx.Done():
+				if in == nil {
+					continue
+				}
+				// Keep taking what the bus still hands over, to give it
+				// back below.
+				d, ok := <-in
+				if !ok {
+					in = nil
+					continue
+				}
+				h := &heldTask{d: d, renewed: time.Now()}
+				r.held.Store(h, struct{}{})
+				q = append(q, h)
 			case d, ok := <-in:
 				if !ok {
 					in = nil
