@@ -344,6 +344,12 @@ func (b *Bus) ensureStream(ctx context.Context, cfg jetstream.StreamConfig) erro
 		return nil // another connection created it first
 	}
 	if err != nil {
+		// Two connections creating it at once: nats-server 2.9 may answer
+		// the second "subjects overlap with an existing stream" (the
+		// stream the first one has just made). It exists now: done.
+		if _, serr := b.js.Stream(ctx, cfg.Name); serr == nil {
+			return nil
+		}
 		// A runtime's or submitter's credentials may not create streams
 		// (deploy/nats): the coordinator creates them on its first start.
 		return fmt.Errorf("%w (the stream does not exist yet and this connection could not create it: start the coordinator first)", err)
