@@ -26,7 +26,8 @@ type millionSizes struct {
 	tasks          int
 	dataMB, iterMB int
 	// coordMB bounds the coordinator process's peak RSS (VmHWM) over a
-	// job of tasks no-op tasks.
+	// job of tasks no-op tasks: on a broker the coordinator process,
+	// embedded the whole submit process (server, coordinator, workers).
 	coordMB int
 }
 
@@ -247,6 +248,9 @@ func TestMillionTasks(t *testing.T) {
 			t.Fatalf("exit %d, %d bytes of output (want %d); stderr:\n%s", code, len(out), len(want), errOut)
 		}
 		t.Logf("%d tasks embedded: %v, peak RSS of the whole process (server, coordinator, workers, client) %d MB", sz.tasks, time.Since(start).Round(time.Millisecond), rss)
+		if rss > sz.coordMB {
+			t.Errorf("the embedded submit process peaked at %d MB, over the bound of %d MB", rss, sz.coordMB)
+		}
 	})
 	for _, bk := range []string{"nats", "rabbitmq"} {
 		t.Run(bk+"-restart", func(t *testing.T) { restartMidJob(t, bk, iter, want, sz) })
