@@ -158,25 +158,7 @@ func runRounds(t *testing.T, newBroker func(*Procs, string) (Broker, error)) {
 	}
 	for i := 1; i <= rounds; i++ {
 		t.Run(fmt.Sprintf("round%d", i), func(t *testing.T) {
-			dataDir := t.TempDir()
-			logDir := filepath.Join(logRoot(t), fmt.Sprintf("%s-%s", strings.ReplaceAll(t.Name(), "/", "-"), time.Now().Format("20060102-150405")))
-			procs, err := NewProcs(logDir)
-			if err != nil {
-				t.Fatal(err)
-			}
-			// Every process is stopped at the end, whatever happens.
-			t.Cleanup(procs.Close)
-			broker, err := newBroker(procs, filepath.Join(dataDir, "broker"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(broker.Close)
-			ctx := context.Background()
-			if dl, ok := t.Deadline(); ok {
-				var cancel context.CancelFunc
-				ctx, cancel = context.WithDeadline(ctx, dl.Add(-30*time.Second))
-				defer cancel()
-			}
+			ctx, procs, broker, dataDir := roundSetup(t, newBroker)
 			r := Run(ctx, Config{Bins: b, Procs: procs, Broker: broker, DataDir: filepath.Join(dataDir, "programs"),
 				Tasks: tasks, Busy: busy, Seed: seed, Logf: t.Logf})
 			totalsMu.Lock()
@@ -223,4 +205,32 @@ func processLogs(procs *Procs) string {
 		fmt.Fprintf(&b, "--- runtimes that logged no warning or error: %s\n", strings.Join(quiet, " "))
 	}
 	return b.String()
+}
+
+// roundSetup gives a round its process table (logs under logRoot), its
+// broker (not started yet) and data directory, both stopped and removed
+// when the test ends, and a context that ends 30 s before the test's
+// deadline.
+func roundSetup(t *testing.T, newBroker func(*Procs, string) (Broker, error)) (context.Context, *Procs, Broker, string) {
+	t.Helper()
+	dataDir := t.TempDir()
+	logDir := filepath.Join(logRoot(t), fmt.Sprintf("%s-%s", strings.ReplaceAll(t.Name(), "/", "-"), time.Now().Format("20060102-150405")))
+	procs, err := NewProcs(logDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Every process is stopped at the end, whatever happens.
+	t.Cleanup(procs.Close)
+	broker, err := newBroker(procs, filepath.Join(dataDir, "broker"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(broker.Close)
+	ctx := context.Background()
+	if dl, ok := t.Deadline(); ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, dl.Add(-30*time.Second))
+		t.Cleanup(cancel)
+	}
+	return ctx, procs, broker, dataDir
 }

@@ -1,9 +1,7 @@
 package chaos
 
 import (
-	"context"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 )
@@ -28,24 +26,7 @@ func TestFleetRabbitMQ(t *testing.T) {
 func runFleet(t *testing.T, newBroker func(*Procs, string) (Broker, error)) {
 	b := buildPrograms(t)
 	kills := envInt(t, "SKEIN_FLEET_KILLS", 0)
-	dataDir := t.TempDir()
-	logDir := filepath.Join(logRoot(t), strings.ReplaceAll(t.Name(), "/", "-")+"-"+time.Now().Format("20060102-150405"))
-	procs, err := NewProcs(logDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(procs.Close)
-	broker, err := newBroker(procs, filepath.Join(dataDir, "broker"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(broker.Close)
-	ctx := context.Background()
-	if dl, ok := t.Deadline(); ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, dl.Add(-30*time.Second))
-		defer cancel()
-	}
+	ctx, procs, broker, dataDir := roundSetup(t, newBroker)
 	// Every other action, the first one too, is a 6 s SIGSTOP (more than
 	// twice the lease) instead of a SIGKILL; 90 tasks per job keep the
 	// jobs running for about 30 s: a pause, a kill, a pause.
