@@ -61,7 +61,7 @@ func (c *Coordinator) Serve(ctx context.Context) error {
 		routes[op] = handle(func(ctx context.Context, req *wire.Request) (wire.Response, error) {
 			return c.answer(ctx, op, req, maxBytes*3/4)
 		})
-		routes[wire.APIAt(op, c.own.node)] = handle(func(ctx context.Context, req *wire.Request) (wire.Response, error) {
+		routes[wire.APIAt(op, c.own.id)] = handle(func(ctx context.Context, req *wire.Request) (wire.Response, error) {
 			j, err := c.job(req.Job)
 			if err != nil {
 				return wire.Response{}, err
@@ -181,7 +181,7 @@ func (c *Coordinator) forward(ctx context.Context, op, node string, req *wire.Re
 
 // syncLedger reads the job log to its present end (a mark recorded now).
 func (c *Coordinator) syncLedger(ctx context.Context) error {
-	mark, err := c.bus.PublishSeq(ctx, wire.JobLogMarkSubject("sync-"+c.own.node), bus.Message{})
+	mark, err := c.bus.PublishSeq(ctx, wire.JobLogMarkSubject("sync-"+c.own.id), bus.Message{})
 	if err != nil {
 		return fmt.Errorf("marking the end of the job log: %w", err)
 	}

@@ -87,8 +87,9 @@ type entry struct {
 }
 
 type ownership struct {
-	node  string // this process; its direct API subjects
-	id    string // its lease identity on the bus
+	// id names this coordinator: its lease identity on the bus, and
+	// its direct API subjects (wire.APIAt).
+	id    string
 	beat  time.Duration
 	fence time.Duration
 
@@ -102,13 +103,11 @@ type ownership struct {
 	ledger  map[string]*entry
 	pos     uint64        // job log position handled
 	moved   chan struct{} // closed when pos moves
-	started sync.Once
 }
 
 func newOwnership(lease time.Duration) *ownership {
-	node := nodeName()
 	return &ownership{
-		node: node, id: node, beat: lease / beatsToDeath, fence: 2 * lease / beatsToDeath,
+		id: nodeName(), beat: lease / beatsToDeath, fence: 2 * lease / beatsToDeath,
 		sent: map[uint64]time.Time{}, members: map[string]*member{}, ledger: map[string]*entry{},
 		moved: make(chan struct{}),
 	}
@@ -182,7 +181,7 @@ func (c *Coordinator) heartbeats(alive <-chan bus.Message) {
 		o.sent[seq] = time.Now()
 		delete(o.sent, seq-64)
 		o.mu.Unlock()
-		data, err := wire.Encode(wire.KindAlive, wire.Alive{Coordinator: o.id, Node: o.node, Seq: seq})
+		data, err := wire.Encode(wire.KindAlive, wire.Alive{Coordinator: o.id, Node: o.id, Seq: seq})
 		if err == nil {
 			err = c.beats().Notify(c.ctx, wire.AliveSubject, data)
 		}
