@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -61,29 +62,8 @@ func (b *Bus) PublishSeq(ctx context.Context, subject string, msg bus.Message) (
 	if err := b.checkSize("event on "+subject, len(msg.Data)); err != nil {
 		return 0, err
 	}
-	// Attach at the stream's end before publishing. A stream the broker
-	// has only just created may answer the first attach with 541
-	// INTERNAL_ERROR: nothing is published yet, so that is tried again.
-	var (
-		ch         *amqp.Channel
-		deliveries <-chan amqp.Delivery
-	)
-	err := retry.Do(ctx, retry.Policy{Initial: 100 * time.Millisecond, Tries: 4}, func() error {
-		var err error
-		if ch, err = b.channel(ctx); err != nil {
-			return retry.Permanent(err)
-		}
-		if err := ch.Qos(b.opts.StreamPrefetch, 0, false); err != nil {
-			_ = ch.Close()
-			return internalOr(fmt.Errorf("rabbitmq: set prefetch on stream %s: %w", b.eventsName(), err))
-		}
-		deliveries, err = ch.ConsumeWithContext(context.Background(), b.eventsName(), "", false, false, false, false, amqp.Table{hdrOffset: "next"})
-		if err != nil {
-			_ = ch.Close()
-			return internalOr(fmt.Errorf("rabbitmq: publish on %s: reading the stream's end: %w", subject, err))
-		}
-		return nil
-	})
+	// Attach at the stream's end before publishing.
+	ch, deliveries, err := b.attach(ctx, "next", "publish on "+subject+": reading the stream's end")
 	if err != nil {
 		return 0, err
 	}
@@ -191,19 +171,39 @@ func (s *subscription) floor() time.Time {
 }
 
 func (s *subscription) subscribe() (*amqp.Channel, <-chan amqp.Delivery, error) {
-	ch, err := s.b.channel(s.ctx)
+	return s.b.attach(s.ctx, s.offset(), "subscribe "+s.pattern)
+}
+
+// attach opens a channel with a consumer on the event stream from offset
+// (an x-stream-offset value). A stream the broker has only just created
+// (the first of a new node, above all) may refuse the first attach with
+// 541 INTERNAL_ERROR, which closes the connection: that is tried again
+// once the connection is back, as is a node whose member of the stream
+// has not started yet. what says in errors what the attach was
+// for.
+func (b *Bus) attach(ctx context.Context, offset any, what string) (*amqp.Channel, <-chan amqp.Delivery, error) {
+	var (
+		ch         *amqp.Channel
+		deliveries <-chan amqp.Delivery
+	)
+	err := retry.Do(ctx, retry.Policy{Initial: 100 * time.Millisecond, Tries: 6}, func() error {
+		var err error
+		if ch, err = b.channel(ctx); err != nil {
+			return retry.Permanent(err)
+		}
+		if err := ch.Qos(b.opts.StreamPrefetch, 0, false); err != nil {
+			_ = ch.Close()
+			return internalOr(fmt.Errorf("rabbitmq: %s: set prefetch on stream %s: %w", what, b.eventsName(), err))
+		}
+		deliveries, err = ch.ConsumeWithContext(context.Background(), b.eventsName(), "", false, false, false, false, amqp.Table{hdrOffset: offset})
+		if err != nil {
+			_ = ch.Close()
+			return internalOr(fmt.Errorf("rabbitmq: %s on stream %s: %w", what, b.eventsName(), err))
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, nil, err
-	}
-	if err := ch.Qos(s.b.opts.StreamPrefetch, 0, false); err != nil {
-		_ = ch.Close()
-		return nil, nil, fmt.Errorf("rabbitmq: set prefetch on stream %s: %w", s.b.eventsName(), err)
-	}
-	args := amqp.Table{hdrOffset: s.offset()}
-	deliveries, err := ch.ConsumeWithContext(context.Background(), s.b.eventsName(), "", false, false, false, false, args)
-	if err != nil {
-		_ = ch.Close()
-		return nil, nil, fmt.Errorf("rabbitmq: subscribe %s on stream %s: %w", s.pattern, s.b.eventsName(), err)
 	}
 	return ch, deliveries, nil
 }
@@ -291,10 +291,13 @@ func (s *subscription) forward(ch *amqp.Channel, deliveries <-chan amqp.Delivery
 }
 
 // internalOr returns err as retryable when the broker answered 541
-// INTERNAL_ERROR, else as permanent.
+// INTERNAL_ERROR, or 406 PRECONDITION_FAILED because the stream's member
+// on this node is not started yet (a new stream, a node that has just
+// joined), else as permanent.
 func internalOr(err error) error {
 	var ae *amqp.Error
-	if errors.As(err, &ae) && ae.Code == amqp.InternalError {
+	if errors.As(err, &ae) && (ae.Code == amqp.InternalError ||
+		ae.Code == amqp.PreconditionFailed && strings.Contains(ae.Reason, "does not have a replica on the local node")) {
 		return err
 	}
 	return retry.Permanent(err)
