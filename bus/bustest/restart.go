@@ -2,7 +2,9 @@ package bustest
 
 import (
 	"context"
+	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -121,7 +123,10 @@ func (s *suite) brokerRestart(t *testing.T) {
 		for !cond() {
 			if time.Now().After(deadline) {
 				c, e := progress()
-				t.Fatalf("%s: not within %s (%d/%d tasks consumed, %d events read)", what, d, c, count, e)
+				mu.Lock()
+				missing := fmt.Sprintf("tasks never consumed: %s; events never read: %s", ranges(count, consumed), ranges(count, seen))
+				mu.Unlock()
+				t.Fatalf("%s: not within %s (%d/%d tasks consumed, %d events read; %s)", what, d, c, count, e, missing)
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
@@ -165,4 +170,29 @@ func (s *suite) brokerRestart(t *testing.T) {
 	}
 	t.Logf("%d tasks: %d redelivered, %d events read twice, %d send errors retried, %d acks lost",
 		count, dupTasks, dupEvents, sendErrs.Load(), ackErrs.Load())
+}
+
+// ranges lists the indexes below count that have no entry in m, as
+// ranges ("0-99, 250").
+func ranges(count int, m map[int]int) string {
+	var out []string
+	for i := 0; i < count; i++ {
+		if m[i] > 0 {
+			continue
+		}
+		j := i
+		for j+1 < count && m[j+1] == 0 {
+			j++
+		}
+		if j == i {
+			out = append(out, strconv.Itoa(i))
+		} else {
+			out = append(out, fmt.Sprintf("%d-%d", i, j))
+		}
+		i = j
+	}
+	if len(out) == 0 {
+		return "none"
+	}
+	return strings.Join(out, ", ")
 }

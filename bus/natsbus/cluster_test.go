@@ -91,3 +91,35 @@ func TestClusterSettleDuringElection(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestClusterRequestRightAfterServe: on the 3-node cluster, a request sent
+// through one node right after Serve returned on another finds its
+// server. The other nodes learn of a new subscription a moment later
+// (routes carry interest asynchronously); without Request's grace for
+// "no responders" it failed (seen in CI as the conformance suite's
+// RequestConcurrent never reaching its handler).
+func TestClusterRequestRightAfterServe(t *testing.T) {
+	c := testenv.NATSClusterEnv(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	prefix := fmt.Sprintf("rpc%d", time.Now().UnixNano()%1e9)
+	open := func(url string) *natsbus.Bus {
+		b, err := natsbus.Connect(ctx, url, natsbus.Options{Prefix: prefix, Replicas: 3, Logger: slog.New(slog.NewTextHandler(tlog{t}, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = b.Close() })
+		return b
+	}
+	srv, cli := open(c.URLs[0]), open(c.URLs[2])
+	for i := range 30 {
+		subject := "svc" + strconv.Itoa(i)
+		if err := srv.Serve(ctx, subject, func(context.Context, bus.Message) ([]byte, error) { return []byte("here"), nil }); err != nil {
+			t.Fatal(err)
+		}
+		got, err := cli.Request(ctx, subject, []byte("?"))
+		if err != nil || string(got) != "here" {
+			t.Fatalf("request %d right after Serve on another node: %q, %v", i, got, err)
+		}
+	}
+}

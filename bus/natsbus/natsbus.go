@@ -330,7 +330,27 @@ func (b *Bus) ensureStreams(ctx context.Context) error {
 // a stream update racing consumer creations is a data race inside
 // nats-server itself. (Changing an existing stream is an operator's
 // decision: `nats stream edit`.)
+//
+// In a cluster a JetStream API request can go unanswered while a stream's
+// leader changes: each attempt is bounded by apiAttempt and tried again
+// while ctx lasts.
 func (b *Bus) ensureStream(ctx context.Context, cfg jetstream.StreamConfig) error {
+	return retry.Do(ctx, retry.Policy{Initial: 200 * time.Millisecond, Max: 2 * time.Second}, func() error {
+		actx, cancel := context.WithTimeout(ctx, apiAttempt)
+		defer cancel()
+		err := b.ensureStreamOnce(actx, cfg)
+		if err != nil && errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			b.log.Debug("natsbus: stream request unanswered; trying again", "stream", cfg.Name, "err", err)
+			return err
+		}
+		return retry.Permanent(err)
+	})
+}
+
+// apiAttempt bounds one JetStream API request that is tried again.
+const apiAttempt = 4 * time.Second
+
+func (b *Bus) ensureStreamOnce(ctx context.Context, cfg jetstream.StreamConfig) error {
 	ctx, stop := b.denied.watch(ctx, "$JS.API.STREAM.INFO."+cfg.Name, "$JS.API.STREAM.CREATE."+cfg.Name)
 	defer stop()
 	if _, err := b.js.Stream(ctx, cfg.Name); err == nil {
@@ -829,7 +849,16 @@ func (b *Bus) Subscribe(ctx context.Context, pattern string, o bus.SubscribeOpti
 		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
 		cfg.OptStartSeq = o.From
 	case o.Since.IsZero():
-		cfg.DeliverPolicy = jetstream.DeliverNewPolicy
+		// "From now on" is pinned to a sequence: the consumer is made
+		// again after a lost server or node (by nats.go or by reopen), and
+		// made "from now on" again before its first message it would skip
+		// what was published in between.
+		st, err := b.js.Stream(ctx, b.eventsStream)
+		if err != nil {
+			return nil, fmt.Errorf("natsbus: subscribe %s: %w", pattern, err)
+		}
+		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+		cfg.OptStartSeq = st.CachedInfo().State.LastSeq + 1
 	default:
 		t := o.Since
 		cfg.DeliverPolicy = jetstream.DeliverByStartTimePolicy
@@ -998,7 +1027,7 @@ func (b *Bus) Request(ctx context.Context, subject string, data []byte) ([]byte,
 	}
 	ctx, stop := b.denied.watch(ctx, m.Subject)
 	defer stop()
-	resp, err := b.nc.RequestMsgWithContext(ctx, m)
+	resp, err := b.request(ctx, m)
 	err = deniedErr(ctx, err)
 	if err != nil {
 		if errors.Is(err, nats.ErrNoResponders) {
@@ -1018,6 +1047,29 @@ func (b *Bus) Request(ctx context.Context, subject string, data []byte) ([]byte,
 // serveConcurrency bounds the handlers one Serve runs at once; more
 // requests wait in the subscription's buffer.
 const serveConcurrency = 64
+
+// noRespondersGrace is how long Request keeps asking while nobody
+// answers. In a cluster a new subscription reaches the other servers a
+// moment after Serve returns (routes carry interest asynchronously), so a
+// request sent through another server at once may find nobody.
+const noRespondersGrace = 500 * time.Millisecond
+
+func (b *Bus) request(ctx context.Context, m *nats.Msg) (*nats.Msg, error) {
+	deadline := time.Now().Add(noRespondersGrace)
+	wait := 10 * time.Millisecond
+	for {
+		resp, err := b.nc.RequestMsgWithContext(ctx, m)
+		if !errors.Is(err, nats.ErrNoResponders) || time.Now().Add(wait).After(deadline) {
+			return resp, err
+		}
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return nil, err
+		}
+		wait = min(2*wait, 100*time.Millisecond)
+	}
+}
 
 // Serve answers requests on subject in the "skein" queue group, each on
 // its own goroutine (at most serveConcurrency at once), so that a slow
@@ -1061,7 +1113,8 @@ func (b *Bus) Serve(ctx context.Context, subject string, h bus.Handler) error {
 		return fmt.Errorf("natsbus: serve %s: %w", subject, err)
 	}
 	// Serving starts when Serve returns: the server must know the
-	// subscription before a request can find it.
+	// subscription before a request can find it. (The other servers of
+	// a cluster learn of it a moment later: see noRespondersGrace.)
 	if err := b.nc.FlushTimeout(5 * time.Second); err != nil {
 		_ = sub.Unsubscribe()
 		hcancel()
