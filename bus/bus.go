@@ -54,6 +54,15 @@ type Delivery interface {
 	Term(ctx context.Context, reason string) error
 }
 
+// BatchAcker is implemented by buses that acknowledge several deliveries
+// more cheaply together than one by one (one confirmation for the lot).
+// AckAll acks each of ds, which the bus itself handed out, as Ack would,
+// and returns one error per delivery (nil: acked). A delivery whose ack
+// failed is left unsettled: Ack may be called on it again.
+type BatchAcker interface {
+	AckAll(ctx context.Context, ds []Delivery) []error
+}
+
 // QueueOptions configure a consumer of a work queue.
 type QueueOptions struct {
 	// Prefetch bounds the number of unsettled deliveries held by this

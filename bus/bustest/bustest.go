@@ -57,6 +57,7 @@ func Run(t *testing.T, f Features, newBus func(t *testing.T) bus.Bus) {
 		t.Run("QueueEnqueueConsume", s.queueEnqueueConsume)
 		t.Run("QueueCompetingConsumers", s.queueCompeting)
 		t.Run("QueueAckNakTerm", s.queueAckNakTerm)
+		t.Run("QueueAckAll", s.queueAckAll)
 		t.Run("QueueNakDelay", s.queueNakDelay)
 		t.Run("QueueInProgress", s.queueInProgress)
 		t.Run("QueueLeaseExpiry", s.queueLeaseExpiry)
@@ -276,6 +277,52 @@ func (s *suite) queueCompeting(t *testing.T) {
 	if busy < 2 {
 		t.Errorf("consumers got %v messages: want the load spread over at least two", per)
 	}
+}
+
+// queueAckAll: a bus that acks in batches (bus.BatchAcker) acks every
+// delivery of the batch, once: none comes back after its lease, and each
+// is settled (ErrSettled on a second ack, alone or in a batch).
+func (s *suite) queueAckAll(t *testing.T) {
+	t.Parallel()
+	b, ctx, q := s.newBus(t), s.ctx(t), s.name(t, "ackall")
+	ba, ok := b.(bus.BatchAcker)
+	if !ok {
+		t.Skip("the bus does not ack in batches (bus.BatchAcker)")
+	}
+	const count = 50
+	msgs := make([]bus.Message, count)
+	for i := range msgs {
+		msgs[i] = bus.Message{Data: []byte(strconv.Itoa(i))}
+	}
+	settle(t, ctx, "enqueue", b.Enqueue(ctx, q, msgs...))
+	lease := s.d(time.Second)
+	ds, err := b.Consume(ctx, q, bus.QueueOptions{Prefetch: count, Lease: lease})
+	settle(t, ctx, "consume", err)
+	got := make([]bus.Delivery, 0, count)
+	seen := map[string]bool{}
+	for len(got) < count {
+		d := recv(t, ds, s.d(10*time.Second), "delivery")
+		if seen[string(d.Message().Data)] {
+			t.Fatalf("message %s delivered twice before any ack", d.Message().Data)
+		}
+		seen[string(d.Message().Data)] = true
+		got = append(got, d)
+	}
+	for i, err := range ba.AckAll(ctx, got) {
+		if err != nil {
+			t.Errorf("AckAll: delivery %d: %v", i, err)
+		}
+	}
+	if err := got[0].Ack(ctx); !errors.Is(err, bus.ErrSettled) {
+		t.Errorf("ack after AckAll: %v, want ErrSettled", err)
+	}
+	for i, err := range ba.AckAll(ctx, got[:2]) {
+		if !errors.Is(err, bus.ErrSettled) {
+			t.Errorf("AckAll again: delivery %d: %v, want ErrSettled", i, err)
+		}
+	}
+	// Past three leases nothing comes back.
+	none(t, ds, 3*lease, "queue after AckAll")
 }
 
 func (s *suite) queueAckNakTerm(t *testing.T) {

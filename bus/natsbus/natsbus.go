@@ -777,6 +777,76 @@ func (d *delivery) Ack(ctx context.Context) error {
 	return d.settle(ctx, "ack", true, d.m.DoubleAck)
 }
 
+// AckAll implements bus.BatchAcker. On a single server it publishes the
+// acks and confirms them all with one round trip (a flush: the server
+// handles a connection's messages in order, so the PONG comes after it
+// has taken every ack), instead of a reply per ack: half the messages and
+// far less work per task. With replicated streams the consumer's leader
+// may be changing, so each ack waits for its own reply (Ack), all at once.
+func (b *Bus) AckAll(ctx context.Context, ds []bus.Delivery) []error {
+	errs := make([]error, len(ds))
+	if b.opts.Replicas > 1 {
+		var wg sync.WaitGroup
+		for i, x := range ds {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs[i] = x.Ack(ctx)
+			}()
+		}
+		wg.Wait()
+		return errs
+	}
+	sent := make([]int, 0, len(ds))
+	for i, x := range ds {
+		d, ok := x.(*delivery)
+		if !ok {
+			errs[i] = x.Ack(ctx)
+			continue
+		}
+		d.mu.Lock()
+		switch {
+		case d.settled:
+			errs[i] = bus.ErrSettled
+		default:
+			// Published here rather than with jetstream's Ack, which
+			// would refuse the DoubleAck of a retry after a failed
+			// flush.
+			if err := d.nc.Publish(d.m.Reply(), []byte("+ACK")); err != nil {
+				errs[i] = fmt.Errorf("natsbus: ack: %w", err)
+			} else {
+				sent = append(sent, i)
+			}
+		}
+		d.mu.Unlock()
+	}
+	if len(sent) == 0 {
+		return errs
+	}
+	fctx := ctx
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		fctx, cancel = context.WithTimeout(ctx, settleTimeout)
+		defer cancel()
+	}
+	err := b.nc.FlushWithContext(fctx)
+	for _, i := range sent {
+		d := ds[i].(*delivery)
+		d.mu.Lock()
+		if err != nil {
+			errs[i] = fmt.Errorf("natsbus: ack: %w", err)
+		} else {
+			d.settled = true
+		}
+		if d.release != nil {
+			d.release()
+			d.release = nil
+		}
+		d.mu.Unlock()
+	}
+	return errs
+}
+
 // Nak returns once the server has scheduled the redelivery.
 func (d *delivery) Nak(ctx context.Context, delay time.Duration) error {
 	body := []byte("-NAK")

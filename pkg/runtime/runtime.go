@@ -693,24 +693,61 @@ func (r *Runtime) publishGroup(ctx context.Context, job string, group []outcome)
 			}
 		}
 	}
-	// Settle the group's deliveries at once: each settle waits for the
-	// broker's confirmation, and one after another they would add a round
-	// trip per task.
-	var wg sync.WaitGroup
-	for _, o := range group {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			r.settleOne(ctx, job, o, err)
-		}()
-	}
-	wg.Wait()
+	r.settleGroup(ctx, job, group, err)
 	for _, o := range group {
 		if o.rt != nil {
 			r.running.Delete(o.rt)
 		}
 		r.pending.Done()
 	}
+}
+
+// settleGroup settles the deliveries of a group whose event message was
+// published (or failed: published). A bus that acks a batch at once gets
+// the group's acks together; the rest, and any ack of the batch that
+// failed, are settled one by one, at once: each settle waits for the
+// broker's confirmation, and one after another they would add a round
+// trip per task.
+func (r *Runtime) settleGroup(ctx context.Context, job string, group []outcome, published error) {
+	rest := group
+	if ba, ok := r.bus.(bus.BatchAcker); ok && published == nil {
+		rest = nil
+		var acks []outcome
+		for _, o := range group {
+			if o.term {
+				rest = append(rest, o)
+			} else {
+				acks = append(acks, o)
+			}
+		}
+		if len(acks) > 0 {
+			ds := make([]bus.Delivery, len(acks))
+			for i, o := range acks {
+				ds[i] = o.d
+			}
+			ackStart := time.Now()
+			errs := ba.AckAll(ctx, ds)
+			for i, o := range acks {
+				switch {
+				case errs[i] == nil:
+					r.acked(o, ackStart)
+				case errors.Is(errs[i], bus.ErrSettled):
+					r.log.Warn("runtime: settling task", "job", job, "task", o.t.Index, "err", errs[i])
+				default:
+					rest = append(rest, o) // tried again one by one
+				}
+			}
+		}
+	}
+	var wg sync.WaitGroup
+	for _, o := range rest {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.settleOne(ctx, job, o, published)
+		}()
+	}
+	wg.Wait()
 }
 
 // settleOne acks (or terms) a delivery whose event is safe, retrying a
@@ -740,6 +777,12 @@ func (r *Runtime) settleOne(ctx context.Context, job string, o outcome, publishe
 		r.log.Warn("runtime: settling task", "job", job, "task", o.t.Index, "err", err)
 		return
 	}
+	r.acked(o, ackStart)
+}
+
+// acked tells the pacer how long o's task ran, waited for its event and
+// waited for its ack, begun at ackStart.
+func (r *Runtime) acked(o outcome, ackStart time.Time) {
 	if r.pacer != nil && o.rt != nil && o.ev.Finished > 0 {
 		now := time.Now()
 		finished := time.Unix(0, o.ev.Finished)
