@@ -7,12 +7,14 @@ import (
 	"context"
 	"os"
 
+	"github.com/skeinrun/skein/internal/profile"
 	"github.com/skeinrun/skein/pkg/cli"
 	"github.com/skeinrun/skein/pkg/datapath"
 )
 
 func main() {
-	os.Exit(cli.Coordinator(context.Background(), os.Args[1:], cli.Env{
+	stop := profile.Start()
+	profile.Exit(stop, cli.Coordinator(context.Background(), os.Args[1:], cli.Env{
 		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv, Signals: true,
 	}, datapath.ServiceHooks()))
 }

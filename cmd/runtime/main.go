@@ -8,14 +8,16 @@ import (
 	"context"
 	"os"
 
+	"github.com/skeinrun/skein/internal/profile"
 	"github.com/skeinrun/skein/pkg/cli"
 	"github.com/skeinrun/skein/pkg/datapath"
 )
 
 func main() {
+	stop := profile.Start()
 	env := cli.Env{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv, Signals: true}
 	if len(os.Args) > 1 && os.Args[1] == "action" {
-		os.Exit(cli.RuntimeAction(context.Background(), os.Args[2:], env, datapath.ServiceHooks()))
+		profile.Exit(stop, cli.RuntimeAction(context.Background(), os.Args[2:], env, datapath.ServiceHooks()))
 	}
-	os.Exit(cli.Runtime(context.Background(), os.Args[1:], env, datapath.ServiceHooks()))
+	profile.Exit(stop, cli.Runtime(context.Background(), os.Args[1:], env, datapath.ServiceHooks()))
 }

@@ -6,12 +6,14 @@ import (
 	"context"
 	"os"
 
+	"github.com/skeinrun/skein/internal/profile"
 	"github.com/skeinrun/skein/pkg/cli"
 	"github.com/skeinrun/skein/pkg/datapath"
 )
 
 func main() {
-	os.Exit(cli.Submit(context.Background(), os.Args[1:], cli.Env{
+	stop := profile.Start()
+	profile.Exit(stop, cli.Submit(context.Background(), os.Args[1:], cli.Env{
 		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Signals: true,
 		Extend: datapath.Extend,
 	}))
