@@ -41,7 +41,14 @@ type Result struct {
 	// per task (0: not measured).
 	MsgsPerTask float64
 	PeakRSS     int64 // bytes, of the submit process (embedded: coordinator, bus and workers)
-	Commands    string
+	// CPU is the processor time (user and system) the run cost its
+	// clients: Skein's submit process (embedded: with its server,
+	// coordinator and workers) and, on a broker, the coordinator's and
+	// runtimes' processes; the floor's loop. ServerCPU is the broker's,
+	// when its process is known (0: not measured). On a shared, loaded
+	// machine CPU time is steadier than wall time.
+	CPU, ServerCPU time.Duration
+	Commands       string
 }
 
 // TasksPerSec is N over the wall time.
@@ -96,7 +103,43 @@ func Submit(ctx context.Context, submitBin string, n int, extraArgs ...string) (
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		r.PeakRSS = ru.Maxrss * 1024
 	}
+	r.CPU = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 	return r, nil
+}
+
+// SelfCPU is the processor time this process has used so far.
+func SelfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// ProcCPU is the processor time process pid has used so far, from
+// /proc/PID/stat (Linux; 10 ms resolution).
+func ProcCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name (field 2) may hold spaces: count from its ')'.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("/proc/%d/stat: no command name", pid)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f))
+	}
+	var ut, st int64
+	if _, err := fmt.Sscan(f[11], &ut); err != nil {
+		return 0, err
+	}
+	if _, err := fmt.Sscan(f[12], &st); err != nil {
+		return 0, err
+	}
+	return time.Duration(ut+st) * 10 * time.Millisecond, nil // USER_HZ is 100 on Linux
 }
 
 // Floor runs the bare JetStream loop over n tasks with the same streams
@@ -107,8 +150,10 @@ func Floor(ctx context.Context, n int, prefetch int) (Result, error) {
 		return Result{}, err
 	}
 	defer srv.Shutdown()
-	// The same storage as Skein's embedded mode: memory.
-	return floor(ctx, n, prefetch, "", jetstream.MemoryStorage, nats.InProcessServer(srv.Server()))
+	// The same storage as Skein's embedded mode: files (in the server's
+	// temporary directory), so that a million-task job's events do not
+	// stay in memory.
+	return floor(ctx, n, prefetch, "", jetstream.FileStorage, nats.InProcessServer(srv.Server()))
 }
 
 // FloorURL is Floor against a NATS server at url (streams of its own,
@@ -356,6 +401,18 @@ func (w *syncWriter) String() string {
 	return w.w.String()
 }
 
+// CPU is the processor time the coordinator and runtime processes have
+// used so far.
+func (s *Services) CPU() time.Duration {
+	var sum time.Duration
+	for _, p := range s.procs {
+		if d, err := ProcCPU(p.Process.Pid); err == nil {
+			sum += d
+		}
+	}
+	return sum
+}
+
 // CoordinatorPeakRSS is the coordinator process's peak resident set in
 // bytes so far (VmHWM in /proc; Linux only).
 func (s *Services) CoordinatorPeakRSS() (int64, error) {
@@ -407,4 +464,18 @@ func VarzMsgs(ctx context.Context, monitor string) (uint64, error) {
 		return 0, fmt.Errorf("varz: %w", err)
 	}
 	return v.InMsgs + v.OutMsgs, nil
+}
+
+// MedianCPU is the median of the runs' CPU plus ServerCPU (0 when a run
+// has none).
+func MedianCPU(rs []Result) time.Duration {
+	v := make([]time.Duration, len(rs))
+	for i, r := range rs {
+		v[i] = r.CPU + r.ServerCPU
+	}
+	slices.Sort(v)
+	if len(v) == 0 {
+		return 0
+	}
+	return v[len(v)/2]
 }

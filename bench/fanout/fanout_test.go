@@ -2,6 +2,7 @@ package fanout
 
 import (
 	"context"
+	"os"
 	"testing"
 	"time"
 )
@@ -30,4 +31,23 @@ func TestFloor(t *testing.T) {
 		t.Fatalf("implausible result %+v", r)
 	}
 	t.Logf("%d tasks in %s: %.0f tasks/s, latency p50 %s p99 %s, %.2f messages per task", r.N, r.Wall, r.TasksPerSec(), r.LatP50, r.LatP99, r.MsgsPerTask)
+}
+
+// TestProcCPU: /proc's count of this process's processor time follows
+// getrusage's, after a busy loop of 200 ms of CPU.
+func TestProcCPU(t *testing.T) {
+	start := SelfCPU()
+	for SelfCPU()-start < 200*time.Millisecond {
+		for i := 0; i < 1e6; i++ {
+			_ = i * i
+		}
+	}
+	self := SelfCPU()
+	proc, err := ProcCPU(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if self < 200*time.Millisecond || proc < self-50*time.Millisecond || proc > self+50*time.Millisecond {
+		t.Fatalf("/proc says %v, getrusage %v", proc, self)
+	}
 }

@@ -109,6 +109,7 @@ func runFanout(args []string) error {
 	type setup struct {
 		name, url string
 		monitor   string // NATS monitoring endpoint: messages counted by the broker
+		serverPID int    // the broker's process, for its CPU time (0: unknown)
 		svc       *fanout.Services
 	}
 	var setups []*setup
@@ -121,13 +122,13 @@ func runFanout(args []string) error {
 			if u == "" {
 				return fmt.Errorf("-buses nats needs SKEIN_BENCH_NATS_URL")
 			}
-			setups = append(setups, &setup{name: "nats-server", url: u, monitor: os.Getenv("SKEIN_BENCH_NATS_MONITOR")})
+			setups = append(setups, &setup{name: "nats-server", url: u, monitor: os.Getenv("SKEIN_BENCH_NATS_MONITOR"), serverPID: envPID("SKEIN_BENCH_NATS_PID")})
 		case "amqp":
 			u := envOr("SKEIN_BENCH_AMQP_URL", "SKEIN_TEST_AMQP_URL")
 			if u == "" {
 				return fmt.Errorf("-buses amqp needs SKEIN_BENCH_AMQP_URL")
 			}
-			setups = append(setups, &setup{name: "rabbitmq", url: u})
+			setups = append(setups, &setup{name: "rabbitmq", url: u, serverPID: envPID("SKEIN_BENCH_AMQP_PID")})
 		default:
 			return fmt.Errorf("unknown bus %q", b)
 		}
@@ -146,7 +147,7 @@ func runFanout(args []string) error {
 		s.svc = svc
 	}
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(w, "bus\tN\tskein wall\tskein tasks/s\tlat p50\tlat p99\tsubmit peak RSS\tmsgs/task\tfloor tasks/s\tfloor lat p50\tfloor msgs/task\tskein/floor\t\n")
+	fmt.Fprintf(w, "bus\tN\tskein wall\tskein tasks/s\tlat p50\tlat p99\tsubmit peak RSS\tmsgs/task\tskein cpu/1k\tfloor tasks/s\tfloor lat p50\tfloor msgs/task\tfloor cpu/1k\tskein/floor\tfloor/skein cpu\t\n")
 	for _, n := range counts {
 		for _, s := range setups {
 			var sk, fl []fanout.Result
@@ -166,11 +167,30 @@ func runFanout(args []string) error {
 					}
 					return m
 				}
+				serverCPU := func() time.Duration {
+					if s.serverPID == 0 {
+						return 0
+					}
+					d, err := fanout.ProcCPU(s.serverPID)
+					if err != nil {
+						fmt.Fprintf(os.Stderr, "broker CPU: %v\n", err)
+					}
+					return d
+				}
 				before := count()
+				var svcCPU time.Duration
+				if s.svc != nil {
+					svcCPU = s.svc.CPU()
+				}
+				srvCPU := serverCPU()
 				res, err := fanout.Submit(ctx, filepath.Join(bin, "submit"), n, extra...)
 				if err != nil {
 					return fmt.Errorf("%s n=%d: %w", s.name, n, err)
 				}
+				if s.svc != nil {
+					res.CPU += s.svc.CPU() - svcCPU
+				}
+				res.ServerCPU = serverCPU() - srvCPU
 				if s.monitor != "" && n > 0 {
 					res.MsgsPerTask = float64(count()-before) / float64(n)
 				}
@@ -180,6 +200,7 @@ func runFanout(args []string) error {
 					continue
 				}
 				var f fanout.Result
+				selfCPU, srvCPU := fanout.SelfCPU(), serverCPU()
 				switch s.name {
 				case "embedded":
 					f, err = fanout.Floor(ctx, n, 1024)
@@ -202,11 +223,17 @@ func runFanout(args []string) error {
 				if err != nil {
 					return fmt.Errorf("%s floor n=%d: %w", s.name, n, err)
 				}
+				f.CPU, f.ServerCPU = fanout.SelfCPU()-selfCPU, serverCPU()-srvCPU
 				fl = append(fl, f)
 			}
 			k, f := fanout.Median(sk), fanout.Median(fl)
-			fmt.Fprintf(w, "%s\t%d\t%v\t%.0f\t%v\t%v\t%.0f MB\t%s\t%.0f\t%v\t%s\t%.2f\t\n", s.name, n, k.Wall.Round(time.Millisecond), k.TasksPerSec(),
-				k.LatP50, k.LatP99, float64(k.PeakRSS)/1e6, perTask(k.MsgsPerTask), f.TasksPerSec(), f.LatP50.Round(time.Microsecond), perTask(f.MsgsPerTask), k.TasksPerSec()/f.TasksPerSec())
+			kc, fc := fanout.MedianCPU(sk), fanout.MedianCPU(fl)
+			cpuRatio := "-"
+			if kc > 0 && fc > 0 {
+				cpuRatio = fmt.Sprintf("%.2f", fc.Seconds()/kc.Seconds())
+			}
+			fmt.Fprintf(w, "%s\t%d\t%v\t%.0f\t%v\t%v\t%.0f MB\t%s\t%s\t%.0f\t%v\t%s\t%s\t%.2f\t%s\t\n", s.name, n, k.Wall.Round(time.Millisecond), k.TasksPerSec(),
+				k.LatP50, k.LatP99, float64(k.PeakRSS)/1e6, perTask(k.MsgsPerTask), perK(kc, n), f.TasksPerSec(), f.LatP50.Round(time.Microsecond), perTask(f.MsgsPerTask), perK(fc, n), k.TasksPerSec()/f.TasksPerSec(), cpuRatio)
 			w.Flush()
 		}
 	}
@@ -219,6 +246,7 @@ func runFanout(args []string) error {
 	}
 	fmt.Printf("skein: `submit map --function noop --iterdata-from FILE --quiet` as a new process (start included); with a broker, one coordinator and one runtime process (%d slots, prefetch %d; 0 = default) already running.\n", goruntime.NumCPU(), *prefetch)
 	fmt.Printf("floor: bare loop on the same bus with Skein's durability: tasks on a durable work queue, events batched as the runtime batches them (what finished tasks wait, up to 128 per event) on a durable stream, a task acked once its event is stored (NATS: JetStream, prefetch 1024 or -prefetch; RabbitMQ: amqp091 with confirms, quorum queue, stream queue, prefetch 1024).\n")
+	fmt.Printf("cpu/1k: processor time per 1,000 tasks, median of the runs: Skein's processes (submit; on a broker also the coordinator and runtime) and the floor's loop, each plus the broker's own when its process is given (SKEIN_BENCH_NATS_PID, SKEIN_BENCH_AMQP_PID; embedded: inside submit and the floor). floor/skein cpu is the share of Skein's processor time the floor needs: what skein/floor would be on an idle machine where processor time is the limit.\n")
 	fmt.Printf("lat: a task's function end to its event read (Skein: recorded by the coordinator). msgs/task: messages between clients and broker per task (with SKEIN_BENCH_NATS_MONITOR set, the NATS server counts them for both sides; otherwise the floors count their own clients' messages; -: not measured).\n")
 	return nil
 }
@@ -344,4 +372,27 @@ func perTask(m float64) string {
 		return "-"
 	}
 	return fmt.Sprintf("%.2f", m)
+}
+
+// perK writes processor time per 1,000 of n tasks ("-": not measured).
+func perK(d time.Duration, n int) string {
+	if d <= 0 || n <= 0 {
+		return "-"
+	}
+	return (d * 1000 / time.Duration(n)).Round(10 * time.Microsecond).String()
+}
+
+// envPID reads a process id from the environment variable name (0: unset
+// or not a number, with a warning).
+func envPID(name string) int {
+	v := os.Getenv(name)
+	if v == "" {
+		return 0
+	}
+	pid, err := strconv.Atoi(v)
+	if err != nil || pid <= 0 {
+		fmt.Fprintf(os.Stderr, "%s=%q: not a process id; the broker's CPU is not measured\n", name, v)
+		return 0
+	}
+	return pid
 }
