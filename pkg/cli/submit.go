@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -71,6 +72,9 @@ type Options struct {
 	Workers   int
 	NoWait    bool
 	NoFetch   bool
+	// Stream prints each task's result as a JSON line as it lands, then
+	// the final status (--stream).
+	Stream bool
 	// ConfigureRuntime, when set, completes the config of any runtime this
 	// process runs (storage hooks of reducer_wait_local reducers).
 	ConfigureRuntime func(*runtime.Config)
@@ -341,6 +345,9 @@ func runJob(ctx context.Context, kind wire.JobKind, args []string, env Env) erro
 	fs.BoolVar(&o.NoWait, "no-wait", false, "print the job id and exit (wait_for_result=False)")
 	fs.StringVar(&o.StatusFile, "status-file", "", "write the job's final status (counts, timings, completion latency) as JSON to this file")
 	fs.BoolVar(&o.NoFetch, "no-fetch", false, "wait for the job but do not fetch its result; print its status (fetch_result=False)")
+	if kind != wire.JobMapReduce {
+		fs.BoolVar(&o.Stream, "stream", false, `print each task's result as one JSON line as it lands ({"index":…,"result":…}, or the error of the task that failed the job), then {"status":…}`)
+	}
 	fs.Var(envs, "env", "KEY=VALUE set in the functions' environment (repeatable)")
 	fs.Var(&include, "include-modules", "Python modules or paths to ship with the job (repeatable, comma-separated)")
 	fs.Var(&exclude, "exclude-modules", "modules or paths to leave out of the shipped code (repeatable)")
@@ -361,6 +368,9 @@ func runJob(ctx context.Context, kind wire.JobKind, args []string, env Env) erro
 	}
 	if len(pos) > 0 {
 		return usagef("unexpected argument %q (flags only)", pos[0])
+	}
+	if o.Stream && (o.NoWait || o.NoFetch) {
+		return usagef("--stream prints the results as they land: it cannot be combined with --no-wait or --no-fetch")
 	}
 	if strings.TrimSpace(s.Function) == "" {
 		return usagef("--function is required")
@@ -550,6 +560,20 @@ func runJob(ctx context.Context, kind wire.JobKind, args []string, env Env) erro
 			}
 		}()
 	}
+	if o.Stream {
+		st, err := streamResults(ctx, c, id, s, env)
+		if err != nil {
+			return err
+		}
+		if err := writeStatusFile(o, st); err != nil {
+			return err
+		}
+		if st.State != wire.StateDone {
+			return &client.JobError{Status: st}
+		}
+		cleanup(ctx, o, id, env)
+		return nil
+	}
 	st, err := waitWithProgress(ctx, c, id, s, o, env)
 	if err != nil && localDone != nil && ctx.Err() != nil {
 		<-localDone
@@ -563,11 +587,8 @@ func runJob(ctx context.Context, kind wire.JobKind, args []string, env Env) erro
 	if err != nil {
 		return err
 	}
-	if o.StatusFile != "" {
-		b, _ := json.Marshal(st)
-		if err := os.WriteFile(o.StatusFile, append(b, '\n'), 0o644); err != nil {
-			return fmt.Errorf("--status-file: %w", err)
-		}
+	if err := writeStatusFile(o, st); err != nil {
+		return err
 	}
 	if o.Monitoring.Plot != "" {
 		if err := writeJobPlot(ctx, c, id, o.Monitoring.Plot); err != nil {
@@ -587,6 +608,59 @@ func runJob(ctx context.Context, kind wire.JobKind, args []string, env Env) erro
 	}
 	cleanup(ctx, o, id, env)
 	return printRaw(env.Stdout, res)
+}
+
+// writeStatusFile writes st to --status-file, if given.
+func writeStatusFile(o *Options, st wire.JobStatus) error {
+	if o.StatusFile == "" {
+		return nil
+	}
+	b, _ := json.Marshal(st)
+	if err := os.WriteFile(o.StatusFile, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("--status-file: %w", err)
+	}
+	return nil
+}
+
+// streamResults prints the job's results as JSON lines as they land,
+// then its final status as {"status":…}, and returns that status.
+func streamResults(ctx context.Context, c *client.Client, id string, s *wire.JobSpec, env Env) (wire.JobStatus, error) {
+	if s.TimeoutMS > 0 {
+		// As in waitWithProgress: only a guard against a coordinator
+		// that went away.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, time.Duration(s.TimeoutMS)*time.Millisecond+30*time.Second)
+		defer cancel()
+	}
+	rs, err := c.Results(ctx, id)
+	if err != nil {
+		return wire.JobStatus{}, err
+	}
+	w := bufio.NewWriter(env.Stdout)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false) // results as they are, as printed without --stream
+	for r := range rs.C {
+		if err := enc.Encode(r); err != nil {
+			return wire.JobStatus{}, fmt.Errorf("writing a result: %w", err)
+		}
+		if len(rs.C) == 0 {
+			// Nothing more waiting: let the reader see the lines now.
+			if err := w.Flush(); err != nil {
+				return wire.JobStatus{}, fmt.Errorf("writing a result: %w", err)
+			}
+		}
+	}
+	st, err := rs.Status()
+	if err != nil {
+		_ = w.Flush()
+		return st, err
+	}
+	if err := enc.Encode(struct {
+		Status wire.JobStatus `json:"status"`
+	}{st}); err != nil {
+		return st, fmt.Errorf("writing the status: %w", err)
+	}
+	return st, w.Flush()
 }
 
 // chunksPerGB is how many chunks one gigabyte of input makes at size
