@@ -16,6 +16,9 @@ const (
 	RoleSubmitter   = "submitter"
 	RoleCoordinator = "coordinator"
 	RoleRuntime     = "runtime"
+	// RoleWatcher reads job events and publishes nothing (`submit
+	// events`).
+	RoleWatcher = "watcher"
 )
 
 // Credentials authenticate a connection without putting secrets in the

@@ -325,3 +325,81 @@ func waitFor(t *testing.T, p *proc, s string) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestWatcherRights: a watcher reads the job events of its namespace and
+// can publish nothing: no API request, no event, no task, and through
+// JetStream no replay of anything but job events.
+func TestWatcherRights(t *testing.T) {
+	s := startServer(t, "", "a", "b")
+	s.createStreams(t, "a")
+	s.createStreams(t, "b")
+	events := s.msgs(t, "a", "EVENTS")
+	c := s.connect(t, "a", "watcher")
+	for _, subj := range []string{"a.rpc.api.status", "a.rpc.api.submit", "a.ev.jobevents.j1", "a.ev.task.j1", "a.ev.job.j1.end", "a.task.default.j1", "a.bc.cancel", "a.bc.progress.j1"} {
+		if err := c.nc.Publish(subj, []byte("forged")); err != nil {
+			t.Fatal(err)
+		}
+		c.expectDenied(t, subj)
+	}
+	for _, subj := range []string{"a.>", "a.bc.progress.*", "_INBOX.a.submitter.>", "_INBOX.a.coordinator.>", "a.rpc.api.status"} {
+		if _, err := c.nc.SubscribeSync(subj); err != nil {
+			t.Fatal(err)
+		}
+		c.expectDenied(t, subj)
+	}
+	for _, subj := range []string{
+		"$JS.API.CONSUMER.CREATE.A_EVENTS.x.a.ev.task.*",
+		"$JS.API.CONSUMER.CREATE.A_EVENTS.x.a.ev.job.*.spec",
+		"$JS.API.CONSUMER.CREATE.A_EVENTS.x.a.ev.>",
+		"$JS.API.CONSUMER.CREATE.A_EVENTS.x",
+		"$JS.API.CONSUMER.CREATE.B_EVENTS.x.b.ev.jobevents.*",
+		"$JS.API.CONSUMER.MSG.NEXT.A_TASKS.q-default",
+		"$JS.API.STREAM.PURGE.A_EVENTS",
+	} {
+		if err := c.nc.PublishRequest(subj, "_INBOX.a.watcher.x", []byte(`{}`)); err != nil {
+			t.Fatal(err)
+		}
+		c.expectDenied(t, subj)
+	}
+	js, err := jetstream.New(c.nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := js.OrderedConsumer(ctx, "A_EVENTS", jetstream.OrderedConsumerConfig{FilterSubjects: []string{"a.ev.jobevents.*"}}); err != nil {
+		t.Fatalf("a watcher cannot follow its namespace's job events: %v", err)
+	}
+	if err := c.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.msgs(t, "a", "EVENTS"); got != events {
+		t.Errorf("events stream holds %d messages, want %d: a watcher's publish got through", got, events)
+	}
+
+	// End to end: a job run with the other roles' rights, its events
+	// followed by `submit events` with the watcher's.
+	co := start(t, s.roleEnv("a", "coordinator"), "coordinator", "--log-level", "debug")
+	waitFor(t, co, "coordinator serving")
+	rt := start(t, s.roleEnv("a", "runtime"), "runtime", "--slots", "2")
+	w := start(t, s.roleEnv("a", "watcher"), "submit", "events", "--since", "60")
+	code, out, errOut := run(t, s.roleEnv("a", "submitter"), "submit", "map", "--function", "add", "--iterdata", "[1,2,3]", "--extra-params", `{"y":1}`, "--quiet")
+	if code != 0 || strings.TrimSpace(out) != "[2,3,4]" {
+		t.Fatalf("submit: exit %d, %q, %s", code, out, errOut)
+	}
+	waitFor(t, w, `"type":"run.skein.job.done"`)
+	for _, p := range []*proc{co, rt, w} {
+		if strings.Contains(strings.ToLower(p.out.String()), "permission") {
+			t.Errorf("%s met a permission violation:\n%s", p.cmd.Path, p.out.String())
+		}
+	}
+	// The submitter may follow one job's events too.
+	var id string
+	code, out, errOut = run(t, s.roleEnv("a", "submitter"), "submit", "map", "--function", "add", "--iterdata", "[1]", "--extra-params", `{"y":1}`, "--no-wait")
+	if code != 0 || json.Unmarshal([]byte(out), &id) != nil {
+		t.Fatalf("submit --no-wait: exit %d, %q, %s", code, out, errOut)
+	}
+	if code, out, errOut = run(t, s.roleEnv("a", "submitter"), "submit", "events", id); code != 0 || !strings.Contains(out, `"type":"run.skein.job.done"`) {
+		t.Fatalf("submit events %s as the submitter: exit %d, %q, %s", id, code, out, errOut)
+	}
+}

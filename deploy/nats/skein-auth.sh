@@ -1,8 +1,8 @@
 #!/bin/sh
 # skein-auth.sh: write the nats-server `accounts` block that gives each
-# Skein namespace (tenant) an account of its own, with JetStream, and three
-# users with the least rights of their role: NS-submitter, NS-coordinator
-# and NS-runtime. Accounts keep tenants apart even where subject
+# Skein namespace (tenant) an account of its own, with JetStream, and four
+# users with the least rights of their role: NS-submitter, NS-coordinator,
+# NS-runtime and NS-watcher (reads job events, publishes nothing). Accounts keep tenants apart even where subject
 # permissions cannot (what a JetStream consumer delivers, for instance).
 #
 #   skein-auth.sh [-p POOL]... NAMESPACE... > skein-auth.conf
@@ -66,25 +66,26 @@ for ns in "$@"; do
    jetstream: enabled
    users = [
     # submitter (calls the API, reads end records, task
-    # events and progress of the namespace's jobs; publishes nothing else)
+    # events, job events and progress of the namespace's jobs; publishes
+    # nothing else)
     { user: "$ns-submitter", password: \$SKEIN_${V}_SUBMITTER_PASSWORD
       permissions: {
         publish: { allow: ["$ns.rpc.api.*", $info,
-                           "$ev.job.*.end", "$ev.task.*", $next] }
-        subscribe: { allow: ["_INBOX.$ns.submitter.>", "$ns.bc.progress.*"] }
+                           "$ev.job.*.end", "$ev.task.*", "$ev.jobevents.*", $next] }
+        subscribe: { allow: ["_INBOX.$ns.submitter.>", "_INBOX.$ns.watcher.>", "$ns.bc.progress.*"] }
       } }
 
     # coordinator (serves the API, and its direct API subjects
     # on which other coordinators forward requests; publishes tasks, the
     # job log with its owner records, reducer feeds, progress and cancel
-    # notices, heartbeats (and hears those of the other coordinators), and
-    # marks on a job's event subject when it takes the job up; reads
+    # notices, heartbeats (and hears those of the other coordinators), job
+    # events, and marks on a job's event subject when it takes the job up; reads
     # events; purges
     # a job's tasks: a filtered purge, or on 2.9.10-11 a get and delete
     # per message)
     { user: "$ns-coordinator", password: \$SKEIN_${V}_COORDINATOR_PASSWORD
       permissions: {
-        publish: { allow: ["$ns.task.>", "$ns.ev.job.>", "$ns.ev.feed.>", "$ns.ev.task.*", "$ns.bc.>",
+        publish: { allow: ["$ns.task.>", "$ns.ev.job.>", "$ns.ev.jobevents.*", "$ns.ev.feed.>", "$ns.ev.task.*", "$ns.bc.>",
                            "$api.STREAM.CREATE.${S}_TASKS", "$api.STREAM.CREATE.${S}_EVENTS", $info,
                            "$api.STREAM.PURGE.${S}_TASKS", "$api.STREAM.MSG.GET.${S}_TASKS", "$api.STREAM.MSG.DELETE.${S}_TASKS",
                            "$api.CONSUMER.CREATE.${S}_EVENTS.>", $next,
@@ -101,6 +102,14 @@ for ns in "$@"; do
                            $take,
                            "$ev.feed.*.*", $next] }
         subscribe: { allow: ["_INBOX.$ns.runtime.>", "$ns.bc.cancel"] }
+      } }
+
+    # watcher (reads the namespace's job events, CloudEvents;
+    # publishes nothing)
+    { user: "$ns-watcher", password: \$SKEIN_${V}_WATCHER_PASSWORD
+      permissions: {
+        publish: { allow: [$info, "$ev.jobevents.*", $next] }
+        subscribe: { allow: ["_INBOX.$ns.watcher.>"] }
       } }
    ]
   }

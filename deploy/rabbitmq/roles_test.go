@@ -80,7 +80,7 @@ func makeTenant(t *testing.T, name string, args ...string) *tenant {
 	cmd := exec.Command("sh", append(append([]string{"skein-users.sh"}, args...), tn.vhost, tn.ns)...)
 	cmd.Env = append(os.Environ(), "RABBITMQCTL="+ctl)
 	V := strings.ToUpper(strings.ReplaceAll(tn.ns, "-", "_"))
-	for _, role := range []string{"submitter", "coordinator", "runtime"} {
+	for _, role := range []string{"submitter", "coordinator", "runtime", "watcher"} {
 		pw := fmt.Sprintf("pw-%s-%s-%d", tn.ns, role, rand.IntN(1e9))
 		tn.pw[role] = pw
 		cmd.Env = append(cmd.Env, "SKEIN_"+V+"_"+strings.ToUpper(role)+"_PASSWORD="+pw)
@@ -88,7 +88,7 @@ func makeTenant(t *testing.T, name string, args ...string) *tenant {
 	t.Cleanup(func() {
 		sh := func(args ...string) { _ = exec.Command("sh", "-c", ctl+" "+strings.Join(args, " ")).Run() }
 		sh("delete_vhost", tn.vhost)
-		for _, role := range []string{"submitter", "coordinator", "runtime"} {
+		for _, role := range []string{"submitter", "coordinator", "runtime", "watcher"} {
 			sh("delete_user", tn.ns+"-"+role)
 		}
 	})
@@ -477,5 +477,48 @@ func TestCoordinatorRestartUnderRoles(t *testing.T) {
 	}
 	if o := strings.ToLower(c2.out.String()); strings.Contains(o, "access_refused") || strings.Contains(o, "access refused") {
 		t.Errorf("the restarted coordinator was refused something:\n%s", c2.out.String())
+	}
+}
+
+// TestWatcherRights: a watcher reads the event stream (the job events
+// `submit events` follows) and can publish nothing, bind nothing, take no
+// queue; end to end, it follows a job run with the other roles' rights.
+func TestWatcherRights(t *testing.T) {
+	a := makeTenant(t, "w")
+	co := start(t, a.env("coordinator"), "coordinator")
+	waitFor(t, co, "coordinator serving")
+	rt := start(t, a.env("runtime"), "runtime", "--slots", "2")
+
+	w := a.dial(t, "watcher")
+	for name, op := range map[string]func(*amqp.Channel) error{
+		"publish a job event":        publish(a.ns+".events", "jobevents.j1"),
+		"publish a task event":       publish(a.ns+".events", "task.j1"),
+		"publish an end record":      publish(a.ns+".events", "job.j1.end"),
+		"publish a request":          publish(a.ns+".rpc", a.ns+".rpc.api.status"),
+		"publish a cancel notice":    publish(a.ns+".broadcast", "cancel"),
+		"publish a task":             publish("", a.ns+".default"),
+		"consume the task queue":     consume(a.ns + ".default"),
+		"consume the API queue":      consume(a.ns + ".rpc.api.submit"),
+		"listen to progress":         bind(a.ns+".broadcast", "progress.*"),
+		"bind to the event exchange": bind(a.ns+".events", "#"),
+	} {
+		if !refused(t, w, op) {
+			t.Errorf("a watcher could %s", name)
+		}
+	}
+	if refused(t, w, func(ch *amqp.Channel) error { _ = ch.Qos(10, 0, false); return consume(a.ns + ".events")(ch) }) {
+		t.Errorf("a watcher cannot read the event stream")
+	}
+
+	follow := start(t, a.env("watcher"), "submit", "events", "--since", "60")
+	code, out, errOut := run(t, a.env("submitter"), "submit", "map", "--function", "add", "--iterdata", "[1,2,3]", "--extra-params", `{"y":1}`, "--quiet")
+	if code != 0 || strings.TrimSpace(out) != "[2,3,4]" {
+		t.Fatalf("submit: exit %d, %q, %s", code, out, errOut)
+	}
+	waitFor(t, follow, `"type":"run.skein.job.done"`)
+	for _, p := range []*proc{co, rt, follow} {
+		if out := strings.ToLower(p.out.String()); strings.Contains(out, "access_refused") || strings.Contains(out, "access refused") {
+			t.Errorf("%s was refused something:\n%s", p.cmd.Path, p.out.String())
+		}
 	}
 }

@@ -1,10 +1,11 @@
 #!/bin/sh
 # skein-users.sh: create a Skein tenant on RabbitMQ: a virtual host and
-# three users with the least rights of their role, NS-submitter,
-# NS-coordinator and NS-runtime.
+# four users with the least rights of their role, NS-submitter,
+# NS-coordinator, NS-runtime and NS-watcher (reads job events).
 #
 #   SKEIN_<NS>_SUBMITTER_PASSWORD=… SKEIN_<NS>_COORDINATOR_PASSWORD=… \
-#   SKEIN_<NS>_RUNTIME_PASSWORD=… skein-users.sh [-p POOL]... VHOST NAMESPACE
+#   SKEIN_<NS>_RUNTIME_PASSWORD=… SKEIN_<NS>_WATCHER_PASSWORD=… \
+#   skein-users.sh [-p POOL]... VHOST NAMESPACE
 #
 # NS is the namespace upper-cased with '-' as '_'. The programs then use
 # amqp://NS-ROLE@host:5672/VHOST?ns=NAMESPACE with the role's password in
@@ -79,7 +80,7 @@ ctl set_topic_permissions -p "$vhost" "$ns-submitter" "$n.events" '^$' '^$' >/de
 # on a job's events when it takes the job up.
 user "$ns-coordinator" coordinator
 ctl set_permissions -p "$vhost" "$ns-coordinator" '.*' '.*' '.*' >/dev/null
-ctl set_topic_permissions -p "$vhost" "$ns-coordinator" "$n.events" '^(job|feed|task)\.' '.*' >/dev/null
+ctl set_topic_permissions -p "$vhost" "$ns-coordinator" "$n.events" '^(job|jobevents|feed|task)\.' '.*' >/dev/null
 ctl set_topic_permissions -p "$vhost" "$ns-coordinator" "$n.broadcast" '.*' '.*' >/dev/null
 
 # runtime: takes tasks of its pools' queues, writes task events only,
@@ -89,4 +90,12 @@ user "$ns-runtime" runtime
 ctl set_permissions -p "$vhost" "$ns-runtime" "^(($queues)(\\.dead)?|$n\\.delay\\..*|amq\\.gen-.*)\$" "^($ev|amq\\.default|amq\\.gen-.*)\$" "^($queues|$ev|$bc|amq\\.gen-.*)\$" >/dev/null
 ctl set_topic_permissions -p "$vhost" "$ns-runtime" "$n.events" '^task\.[^.]+$' '^$' >/dev/null
 ctl set_topic_permissions -p "$vhost" "$ns-runtime" "$n.broadcast" '^$' '^cancel$' >/dev/null
-echo "skein-users.sh: vhost $vhost, namespace $ns: users $ns-submitter, $ns-coordinator, $ns-runtime (pools:$pools)"
+
+# watcher: reads the event stream (job events; RabbitMQ cannot narrow a
+# stream queue's readers to some routing keys: the watcher can read the
+# whole stream, as a submitter can), publishes nothing.
+user "$ns-watcher" watcher
+ctl set_permissions -p "$vhost" "$ns-watcher" '^amq\.gen-.*' '^$' "^($ev)\$" >/dev/null
+ctl set_topic_permissions -p "$vhost" "$ns-watcher" "$n.events" '^$' '^$' >/dev/null
+ctl set_topic_permissions -p "$vhost" "$ns-watcher" "$n.broadcast" '^$' '^$' >/dev/null
+echo "skein-users.sh: vhost $vhost, namespace $ns: users $ns-submitter, $ns-coordinator, $ns-runtime, $ns-watcher (pools:$pools)"

@@ -75,6 +75,9 @@ type Options struct {
 	// Stream prints each task's result as a JSON line as it lands, then
 	// the final status (--stream).
 	Stream bool
+	// Role is the bus role to connect with (default the submitter's;
+	// `submit events` takes the watcher's inbox).
+	Role string
 	// ConfigureRuntime, when set, completes the config of any runtime this
 	// process runs (storage hooks of reducer_wait_local reducers).
 	ConfigureRuntime func(*runtime.Config)
@@ -105,6 +108,8 @@ Commands:
   result JOB print a finished job's result
   cancel JOB cancel a job
   plot JOB   write a job's timeline plot as HTML (-o FILE, default JOB.html)
+  events [JOB] follow job events (CloudEvents, one JSON line each): a job's
+             from its start to its end, or every job's from now on
 
 With no bus configured (--bus or SKEIN_BUS) everything runs inside this
 process. Exit codes: 0 ok, 1 internal error, 2 bad input, 3 job failed,
@@ -129,12 +134,12 @@ func Submit(ctx context.Context, args []string, env Env) int {
 	switch cmd {
 	case "call", "map", "mapreduce":
 		err = runJob(ctx, wire.JobKind(cmd), rest, env)
-	case "status", "wait", "result", "cancel":
+	case "status", "wait", "result", "cancel", "events":
 		err = runJobCommand(ctx, cmd, rest, env)
 	case "plot":
 		err = runPlot(ctx, rest, env)
 	default:
-		err = usagef("unknown command %q (want call, map, mapreduce, status, wait, result, cancel or plot)", cmd)
+		err = usagef("unknown command %q (want call, map, mapreduce, status, wait, result, cancel, plot or events)", cmd)
 	}
 	return report(err, env)
 }
@@ -258,9 +263,14 @@ func (s seconds) Set(v string) error {
 	return nil
 }
 
-// openBus connects submit to the bus of o.Bus with the submitter role.
+// openBus connects submit to the bus of o.Bus with the submitter role
+// (o.Role when set).
 func (o *Options) openBus(ctx context.Context, env Env, log *slog.Logger) (bus.Bus, error) {
-	do, err := o.BusAuth.dialOptions("skein-submit", dial.RoleSubmitter, log, env.Getenv, 3*time.Second)
+	role := dial.RoleSubmitter
+	if o.Role != "" {
+		role = o.Role
+	}
+	do, err := o.BusAuth.dialOptions("skein-submit", role, log, env.Getenv, 3*time.Second)
 	if err != nil {
 		return nil, err
 	}
@@ -823,6 +833,10 @@ func runJobCommand(ctx context.Context, cmd string, args []string, env Env) erro
 	if cmd == "wait" {
 		fs.Var(seconds{&timeout}, "timeout", "give up waiting after this many seconds (0: never)")
 	}
+	var since time.Duration
+	if cmd == "events" {
+		fs.Var(seconds{&since}, "since", "without a job: start with the events of the last this many seconds (default: from now on)")
+	}
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -831,10 +845,20 @@ func runJobCommand(ctx context.Context, cmd string, args []string, env Env) erro
 		}
 		return usagef("%v", err)
 	}
-	if len(pos) != 1 {
-		return usagef("%s takes one job id", cmd)
+	var id string
+	if cmd == "events" {
+		o.Role = dial.RoleWatcher
 	}
-	id := pos[0]
+	switch {
+	case cmd == "events" && len(pos) <= 1:
+		if len(pos) == 1 {
+			id = pos[0]
+		}
+	case len(pos) != 1:
+		return usagef("%s takes one job id", cmd)
+	default:
+		id = pos[0]
+	}
 	fc, err := loadConfig(o.Config, env.Getenv)
 	if err != nil {
 		return err
@@ -863,6 +887,35 @@ func runJobCommand(ctx context.Context, cmd string, args []string, env Env) erro
 		}
 	}
 	switch cmd {
+	case "events":
+		if since > 0 && id != "" {
+			return usagef("--since is for following every job; a job's events start at its submission")
+		}
+		var from time.Time
+		if since > 0 {
+			from = time.Now().Add(-since)
+		}
+		evs, err := c.JobEvents(ctx, id, from)
+		if err != nil {
+			return err
+		}
+		w := bufio.NewWriter(env.Stdout)
+		enc := json.NewEncoder(w)
+		enc.SetEscapeHTML(false)
+		for ev := range evs {
+			if err := enc.Encode(ev); err != nil {
+				return err
+			}
+			if len(evs) == 0 {
+				if err := w.Flush(); err != nil {
+					return err
+				}
+			}
+		}
+		if err := w.Flush(); err != nil {
+			return err
+		}
+		return ctx.Err()
 	case "status":
 		if !watch {
 			st, err := c.Status(ctx, id)

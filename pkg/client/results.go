@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/skeinrun/skein/bus"
 	"github.com/skeinrun/skein/pkg/coordinator"
@@ -196,4 +197,59 @@ func (f *follower) take(m bus.Message) bool {
 		}
 	}
 	return true
+}
+
+// JobEvents follows job events (CloudEvents, wire.JobEventsSubject): with
+// a job id, that job's from its submission to its end event, after which
+// the channel is closed (this asks the API for the job's position: the
+// submitter's rights); with "", every job's of the namespace from since
+// (zero: from now on) until ctx ends (a watcher's rights suffice).
+func (c *Client) JobEvents(ctx context.Context, id string, since time.Time) (<-chan wire.CloudEvent, error) {
+	opts := bus.SubscribeOptions{Since: since}
+	subject := wire.JobEventsSubject("*")
+	if id != "" {
+		st, err := c.Status(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		if st.From == 0 {
+			return nil, fmt.Errorf("job %s: the coordinator did not report the job's stream position (it is older than this client)", id)
+		}
+		subject, opts.From = wire.JobEventsSubject(id), st.From
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	ch, err := c.subscribe(ctx, subject, opts)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	out := make(chan wire.CloudEvent, 64)
+	go func() {
+		defer cancel()
+		defer close(out)
+		for m := range ch {
+			var ev wire.CloudEvent
+			if err := json.Unmarshal(m.Data, &ev); err != nil || ev.SpecVersion == "" {
+				c.log().Warn("ignoring a message on the job events subject that is not a CloudEvent", "seq", m.Seq, "err", err)
+				continue
+			}
+			select {
+			case out <- ev:
+			case <-ctx.Done():
+				return
+			}
+			if id != "" && ev.Subject == id && isEndEvent(ev.Type) {
+				return
+			}
+		}
+	}()
+	return out, nil
+}
+
+func isEndEvent(typ string) bool {
+	switch typ {
+	case wire.JobEventDone, wire.JobEventFailed, wire.JobEventCancelled, wire.JobEventTimedOut:
+		return true
+	}
+	return false
 }

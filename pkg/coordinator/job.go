@@ -30,6 +30,7 @@ type job struct {
 	spec *wire.JobSpec
 	id   string
 	n    int // map (or call) tasks
+	jev  progressEvents
 
 	// A task's input: inputs[i] (a call, or iterdata expanded over
 	// storage), else made from elems (the plain rules, lazily: input).
@@ -205,6 +206,10 @@ func (j *job) start() error {
 		j.spawn(j.publishAll)
 	case !j.wasPublished:
 		j.spawn(j.republish)
+	}
+	if !j.recovered {
+		j.c.wg.Add(1)
+		go func() { defer j.c.wg.Done(); j.jobEvent(j.ctx, wire.JobEventSubmitted, j.snapshot(), 0, nil) }()
 	}
 	j.c.wg.Add(1)
 	go func() { defer j.c.wg.Done(); j.run() }()
@@ -421,6 +426,7 @@ func (j *job) run() {
 				if data, err := wire.Encode(wire.KindResp, wire.Response{Status: &st}); err == nil {
 					_ = j.c.bus.Notify(j.ctx, wire.ProgressSubject(j.id), data)
 				}
+				j.progressEvent(j.ctx, st)
 			}
 		case <-j.c.ctx.Done():
 			return
@@ -534,10 +540,14 @@ func (j *job) onEvent(ev wire.Event, seq uint64) {
 		j.c.log.Info("retrying "+what, "job", j.id, what, i, "attempt", next, "error", ev.Error.Error())
 	case failed:
 		j.taskFailed(&ev)
+		st := j.status
 		j.mu.Unlock()
 		e := ev.Error
 		if e == nil {
 			e = &wire.TaskError{Kind: wire.ErrInternal, Message: what + " failed without an error"}
+		}
+		if j.acting() {
+			j.jobEvent(j.ctx, wire.JobEventTaskFailed, st, int64(i)+1, func(d *wire.JobEventData) { d.Task, d.Error = &i, e })
 		}
 		j.finish(j.failureState(e), e, i)
 		return
@@ -656,6 +666,18 @@ func (j *job) finish(state wire.JobState, e *wire.TaskError, task int) {
 	if data, err := wire.Encode(wire.KindResp, wire.Response{Status: &st}); err == nil {
 		_ = j.c.bus.Notify(bctx, wire.ProgressSubject(j.id), data)
 	}
+	j.jobEvent(bctx, wire.JobEventType(state), st, 0, func(d *wire.JobEventData) {
+		d.Error = e
+		if task >= 0 && e != nil {
+			d.Task = &task
+		}
+		if state == wire.StateDone {
+			d.Result = &wire.JobResult{Fetch: "submit result " + j.id}
+			if ref := j.resultRef(); ref != "" {
+				d.Result.Ref = ref
+			}
+		}
+	})
 	if h := j.c.cfg.Hooks.Ended; h != nil {
 		h(bctx, j.spec, st)
 	}

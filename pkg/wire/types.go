@@ -484,3 +484,8 @@ type Alive struct {
 // the API subjects) for the jobs it holds: other coordinators forward
 // requests there.
 func APIAt(op, node string) string { return op + "-" + node }
+
+// JobEventsSubject carries a job's lifecycle events for other programs
+// (CloudEvents, JSON; docs/pipelines.md): JobEventsSubject("*") follows
+// every job of the namespace.
+func JobEventsSubject(job string) string { return "jobevents." + job }
