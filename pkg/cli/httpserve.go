@@ -6,10 +6,13 @@ import (
 	"flag"
 	"log/slog"
 	"net/http"
+	"os"
+	"strings"
 	"sync/atomic"
 
 	"github.com/skeinrun/skein/bus"
 	"github.com/skeinrun/skein/pkg/coordinator"
+	"github.com/skeinrun/skein/pkg/dashboard"
 	"github.com/skeinrun/skein/pkg/metrics"
 	"github.com/skeinrun/skein/pkg/runtime"
 	"github.com/skeinrun/skein/pkg/wire"
@@ -20,11 +23,26 @@ import (
 type httpFlags struct {
 	addr   string
 	public bool
+
+	// The coordinator's dashboard.
+	dashboard   bool
+	tokenFile   string
+	token       string
+	userHeader  string
+	cancelUsers string
 }
 
 func (h *httpFlags) register(fs *flag.FlagSet, what string) {
 	fs.StringVar(&h.addr, "http", "", "serve "+what+" /metrics, /healthz and /readyz on this host:port (loopback unless --http-public; env SKEIN_HTTP)")
 	fs.BoolVar(&h.public, "http-public", false, "allow --http on an address other than loopback")
+}
+
+// registerDashboard adds the dashboard's access flags (coordinator).
+func (h *httpFlags) registerDashboard(fs *flag.FlagSet) {
+	h.dashboard = true
+	fs.StringVar(&h.tokenFile, "http-token-file", "", "file holding the dashboard's token (env SKEIN_HTTP_TOKEN holds it directly): whoever presents it may cancel jobs")
+	fs.StringVar(&h.userHeader, "http-user-header", "", "header a reverse proxy sets to the signed-in user (e.g. X-Forwarded-User); the proxy must strip it from clients' requests")
+	fs.StringVar(&h.cancelUsers, "http-cancel-users", "", "users of --http-user-header who may cancel jobs, comma-separated (* for all)")
 }
 
 func (h *httpFlags) resolve(getenv func(string) string) error {
@@ -37,7 +55,37 @@ func (h *httpFlags) resolve(getenv func(string) string) error {
 	if err := metrics.CheckAddr(h.addr, h.public); err != nil {
 		return usagef("--http: %v", err)
 	}
+	if !h.dashboard {
+		return nil
+	}
+	h.token = getenv("SKEIN_HTTP_TOKEN")
+	if h.tokenFile != "" {
+		b, err := os.ReadFile(h.tokenFile)
+		if err != nil {
+			return usagef("--http-token-file: %v", err)
+		}
+		h.token = strings.TrimSpace(string(b))
+	}
+	if h.token != "" && len(h.token) < 16 {
+		return usagef("the dashboard token (SKEIN_HTTP_TOKEN or --http-token-file) is shorter than 16 characters")
+	}
+	if h.cancelUsers != "" && h.userHeader == "" {
+		return usagef("--http-cancel-users needs --http-user-header")
+	}
 	return nil
+}
+
+// auth is the dashboard's access: reading needs credentials only on a
+// public address where some are configured.
+func (h *httpFlags) auth() dashboard.Auth {
+	a := dashboard.Auth{Token: h.token, UserHeader: h.userHeader}
+	for _, u := range strings.Split(h.cancelUsers, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			a.CancelUsers = append(a.CancelUsers, u)
+		}
+	}
+	a.ReadNeedsAuth = h.public && (h.token != "" || h.userHeader != "")
+	return a
 }
 
 // wireCoordinator makes the coordinator's metrics and hooks them into
@@ -80,6 +128,11 @@ func (h *httpFlags) serveCoordinator(c *coordinator.Coordinator, b bus.Bus, m *m
 	mux := http.NewServeMux()
 	metrics.Probes(mux, coordinatorReady(c, b, serving))
 	mux.Handle("GET /metrics", m.Handler(func() metrics.Scrape { return metrics.Scrape{Jobs: c.Jobs(), Bus: b, Lease: c.LeaseHeld} }))
+	d, err := dashboard.New(dashboard.Config{Coordinator: c, Events: b, Auth: h.auth(), Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	mux.Handle("/", d)
 	return metrics.Listen(h.addr, h.public, mux, log)
 }
 

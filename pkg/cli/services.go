@@ -75,6 +75,7 @@ func coordinatorMain(ctx context.Context, args []string, env Env, hooks ServiceH
 	)
 	bf.register(fs)
 	hf.register(fs, "the dashboard,")
+	hf.registerDashboard(fs)
 	bf.funcs.register(fs, "coordinator", DefaultHosts, true)
 	auth.register(fs)
 	fs.StringVar(&busURL, "bus", "", "bus URL, or the URLs of a cluster's nodes comma-separated (env SKEIN_BUS)")
