@@ -1,6 +1,7 @@
 package cli_test
 
 import (
+	"encoding/json"
 	"io"
 	"net/http"
 	"os/exec"
@@ -135,5 +136,62 @@ func TestHTTPEndpoints(t *testing.T) {
 		if rv[k] != want {
 			t.Errorf("runtime %s = %v, want %v\n%s", k, rv[k], want, body)
 		}
+	}
+}
+
+// TestEmbeddedDashboard runs `submit --dashboard` in embedded mode: while
+// the job runs, the page's API lists it running and /metrics counts its
+// tasks; --dashboard with --bus, or on a public address, is a usage
+// error.
+func TestEmbeddedDashboard(t *testing.T) {
+	for _, args := range [][]string{
+		{"map", "--function", "noop", "--iterdata", "[1]", "--bus", "nats://127.0.0.1:1", "--dashboard", "127.0.0.1:0"},
+		{"map", "--function", "noop", "--iterdata", "[1]", "--dashboard", "0.0.0.0:0"},
+	} {
+		if _, errOut, code := submit(t, args...); code != cli.ExitUsage || !strings.Contains(errOut, "--dashboard") {
+			t.Errorf("submit %v: exit %d, stderr %q", args, code, errOut)
+		}
+	}
+	port := freePort(t)
+	base := "http://127.0.0.1:" + strconv.Itoa(port)
+	p := start(t, "submit", "map", "--function", "sleep", "--workers", "2", "--progress", "none",
+		"--iterdata", "["+strings.TrimSuffix(strings.Repeat("0.1,", 40), ",")+"]", "--dashboard", "127.0.0.1:"+strconv.Itoa(port))
+	deadline := time.Now().Add(30 * time.Second)
+	var jobs []struct {
+		ID    string `json:"id"`
+		State string `json:"state"`
+		Done  int    `json:"done"`
+	}
+	for {
+		code, body := httpGet(base + "/api/jobs")
+		if code == 200 {
+			jobs = nil
+			if err := json.Unmarshal([]byte(body), &jobs); err != nil {
+				t.Fatal(err)
+			}
+			if len(jobs) == 1 && jobs[0].State == "running" && jobs[0].Done > 0 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the dashboard never listed the job running with tasks done: %d %s\n%s", code, body, p.out.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	code, body := httpGet(base + "/metrics")
+	if code != 200 {
+		t.Fatalf("/metrics: %d", code)
+	}
+	if v := promValues(t, body)["skein_tasks_done_total{pool=default}"]; v < 1 || v > 40 {
+		t.Errorf("mid-job skein_tasks_done_total = %v", v)
+	}
+	if code, page := httpGet(base + "/jobs/" + jobs[0].ID); code != 200 || !strings.Contains(page, "/static/app.js") {
+		t.Errorf("the job's page: %d %.200s", code, page)
+	}
+	if err := p.cmd.Wait(); err != nil {
+		t.Fatalf("submit: %v\n%s", err, p.out.String())
+	}
+	if !strings.Contains(p.out.String(), "dashboard of job "+jobs[0].ID+": "+base+"/jobs/"+jobs[0].ID) {
+		t.Errorf("submit did not print the job's dashboard URL:\n%s", p.out.String())
 	}
 }
