@@ -142,6 +142,10 @@ func TestChromium(t *testing.T) {
 		t.Errorf("the job is %v (%v) after the cancel button", st.State, err)
 	}
 
+	// A job this coordinator does not hold.
+	b.navigate(s.url+"/jobs/nosuchjob", s.url+"/jobs/nosuchjob")
+	b.waitFor(`document.getElementById('unknown')?.innerText.includes('holds no job nosuchjob')`, 30*time.Second)
+
 	// Nothing was fetched from anywhere else.
 	var foreign []string
 	if err := b.eval(`performance.getEntriesByType('resource').map(e => e.name).filter(n => !n.startsWith(location.origin + '/'))`, &foreign); err != nil || len(foreign) > 0 {

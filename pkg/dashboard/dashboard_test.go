@@ -135,6 +135,7 @@ func TestEventStream(t *testing.T) {
 	s := newStack(t, dashboard.Auth{}, 8)
 	const n = 60
 	id := s.submit(t, n)
+	var err error
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, "GET", s.url+"/api/jobs/"+id+"/events", nil)
@@ -207,6 +208,72 @@ func TestEventStream(t *testing.T) {
 	if r, _ := http.Get(s.url + "/api/jobs/nosuchjob/events"); r == nil || r.StatusCode != 404 {
 		t.Errorf("events of an unknown job: %v", r)
 	}
+
+	// A map-reduce job: the reducer's done event carries the times its
+	// inputs arrived.
+	id, err = s.cl.Submit(context.Background(), &wire.JobSpec{Kind: wire.JobMapReduce, Function: "step", Iterdata: iterdata(20), ReduceFunction: "sum", Retries: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs, endSt := readStream(t, s.url+"/api/jobs/"+id+"/events")
+	arrivals := 0
+	for _, ev := range evs {
+		if ev.Kind == wire.TaskReduce && ev.Type == wire.EventDone {
+			arrivals += len(ev.Arrivals)
+			for _, a := range ev.Arrivals {
+				if a <= 0 || a > float64(endSt.ElapsedMS)+1 {
+					t.Errorf("arrival at %v ms of a job that lasted %d ms", a, endSt.ElapsedMS)
+				}
+			}
+		}
+	}
+	if endSt.State != wire.StateDone || arrivals != 20 {
+		t.Errorf("map-reduce job ended %s with %d reducer arrivals, want done and 20", endSt.State, arrivals)
+	}
+}
+
+// readStream reads a job's event stream to its end.
+func readStream(t *testing.T, url string) ([]dashboard.EventView, dashboard.JobView) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var all []dashboard.EventView
+	var end struct {
+		Status dashboard.JobView `json:"status"`
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(nil, 16<<20)
+	event := ""
+	for sc.Scan() {
+		line := sc.Text()
+		if e, ok := strings.CutPrefix(line, "event: "); ok {
+			event = e
+			continue
+		}
+		data, ok := strings.CutPrefix(line, "data: ")
+		if !ok {
+			continue
+		}
+		switch event {
+		case "events":
+			var evs []dashboard.EventView
+			if err := json.Unmarshal([]byte(data), &evs); err != nil {
+				t.Fatal(err)
+			}
+			all = append(all, evs...)
+		case "end":
+			if err := json.Unmarshal([]byte(data), &end); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return all, end.Status
 }
 
 // TestRights: reading is open unless ReadNeedsAuth; cancelling needs the
@@ -236,7 +303,7 @@ func TestRights(t *testing.T) {
 	}{
 		{"anonymous read", "GET", "/api/jobs", nil, 401},
 		{"anonymous page", "GET", "/", nil, 401},
-		{"metrics-free static asset", "GET", "/static/app.js", nil, 200},
+		{"static asset without credentials", "GET", "/static/app.js", nil, 200},
 		{"wrong token", "GET", "/api/jobs", []string{"Authorization", "Bearer nope"}, 401},
 		{"proxy user reads", "GET", "/api/jobs", []string{"X-Forwarded-User", "bob"}, 200},
 		{"proxy user may not cancel", "POST", cancelPath, []string{"X-Forwarded-User", "bob", "X-Skein-Request", "1"}, 403},

@@ -213,21 +213,32 @@
     setInterval(() => { if (st && !terminal(st.state)) dirty = true; draw(); }, 250);
     window.addEventListener("resize", () => { dirty = true; });
 
-    const es = new EventSource("/api/jobs/" + encodeURIComponent(id) + "/events");
-    es.addEventListener("status", (m) => showStatus(JSON.parse(m.data)));
-    es.addEventListener("events", (m) => { for (const ev of JSON.parse(m.data)) onEvent(ev); });
-    es.addEventListener("end", (m) => {
-      ended = true; es.close();
-      const d = JSON.parse(m.data);
-      showStatus(d.status);
-      draw(); // the last picture, before the page says it ended
-      main.dataset.ended = "true";
-      if (d.note) main.append(el("p", { class: "muted", text: d.note }));
-    });
-    es.onerror = () => {
-      if (ended) return;
-      if (es.readyState === EventSource.CLOSED) main.append(el("p", { class: "muted", text: "The live stream closed; reload to follow the job again." }));
-    };
+    // A job this coordinator does not hold: say so, follow nothing.
+    fetch("/api/jobs/" + encodeURIComponent(id)).then((r) => {
+      if (r.status === 404) {
+        main.replaceChildren(el("p", { class: "error", id: "unknown", text: "This coordinator holds no job " + id +
+          " (finished jobs are kept for its --retention; with several coordinators, another may hold it)." }));
+        return;
+      }
+      follow();
+    }).catch(follow);
+    function follow() {
+      const es = new EventSource("/api/jobs/" + encodeURIComponent(id) + "/events");
+      es.addEventListener("status", (m) => showStatus(JSON.parse(m.data)));
+      es.addEventListener("events", (m) => { for (const ev of JSON.parse(m.data)) onEvent(ev); });
+      es.addEventListener("end", (m) => {
+        ended = true; es.close();
+        const d = JSON.parse(m.data);
+        showStatus(d.status);
+        draw(); // the last picture, before the page says it ended
+        main.dataset.ended = "true";
+        if (d.note) main.append(el("p", { class: "muted", text: d.note }));
+      });
+      es.onerror = () => {
+        if (ended) return;
+        if (es.readyState === EventSource.CLOSED) main.append(el("p", { class: "muted", text: "The live stream closed; reload to follow the job again." }));
+      };
+    }
   }
 
   who().finally(() => {
