@@ -12,9 +12,13 @@ import (
 // metrics (pkg/metrics); one passive declare on a short-lived channel. A
 // queue that does not exist yet is an error.
 func (b *Bus) QueueDepth(ctx context.Context, queue string) (int, error) {
+	if err := validSubject("queue", queue); err != nil {
+		return 0, err
+	}
+	name := b.physical(queue)
 	n := 0
 	err := b.declare(ctx, func(ch *amqp.Channel) error {
-		q, err := ch.QueueDeclarePassive(queue, true, false, false, false, nil)
+		q, err := ch.QueueDeclarePassive(name, true, false, false, false, nil)
 		n = q.Messages
 		return err
 	})
