@@ -3,9 +3,12 @@ package metrics
 import (
 	"bytes"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -165,3 +168,33 @@ func TestWriteRuntime(t *testing.T) {
 type restarter int64
 
 func (r restarter) Restarts() int64 { return int64(r) }
+
+// /healthz answers while the process does; /readyz answers 503 with the
+// reason until ready returns nil.
+func TestProbes(t *testing.T) {
+	mux := http.NewServeMux()
+	var notReady atomic.Pointer[string]
+	reason := "the bus is not connected"
+	notReady.Store(&reason)
+	Probes(mux, func() error {
+		if r := notReady.Load(); r != nil {
+			return errors.New(*r)
+		}
+		return nil
+	})
+	get := func(path string) (int, string) {
+		rec := httptest.NewRecorder()
+		mux.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+		return rec.Code, rec.Body.String()
+	}
+	if code, body := get("/healthz"); code != 200 || body != "ok\n" {
+		t.Errorf("/healthz: %d %q", code, body)
+	}
+	if code, body := get("/readyz"); code != 503 || !strings.Contains(body, reason) {
+		t.Errorf("/readyz while not ready: %d %q", code, body)
+	}
+	notReady.Store(nil)
+	if code, body := get("/readyz"); code != 200 || body != "ok\n" {
+		t.Errorf("/readyz when ready: %d %q", code, body)
+	}
+}
