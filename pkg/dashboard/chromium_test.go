@@ -2,6 +2,7 @@ package dashboard_test
 
 import (
 	"bytes"
+	"context"
 	"image/png"
 	"os"
 	"path/filepath"
@@ -140,6 +141,18 @@ func TestChromium(t *testing.T) {
 	b.waitFor(`document.getElementById('main').dataset.state === 'cancelled' && `+btn+`.hidden`, 30*time.Second)
 	if st, err := s.c.Status(id2); err != nil || st.State != wire.StateCancelled {
 		t.Errorf("the job is %v (%v) after the cancel button", st.State, err)
+	}
+
+	// A map-reduce job: the reducer's input arrivals are drawn.
+	mr, err := s.cl.Submit(context.Background(), &wire.JobSpec{Kind: wire.JobMapReduce, Function: "step", Iterdata: iterdata(30), ReduceFunction: "sum"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.navigate(s.url+"/jobs/"+mr, s.url+"/jobs/"+mr)
+	b.waitFor(`document.getElementById('main').dataset.ended === 'true'`, 60*time.Second)
+	var arr int
+	if err := b.eval(`+`+canvas+`.dataset.arrivals`, &arr); err != nil || arr != 30 {
+		t.Errorf("the map-reduce job's page drew %d reducer arrivals (%v), want 30", arr, err)
 	}
 
 	// A job this coordinator does not hold.
