@@ -382,6 +382,7 @@ func checkScaledObject(t *testing.T, d doc, idx map[string]doc) {
 		need := map[string][]string{
 			"nats-jetstream": {"natsServerMonitoringEndpoint", "account", "stream", "consumer", "lagThreshold"},
 			"rabbitmq":       {"host", "queueName", "mode", "value"},
+			"prometheus":     {"serverAddress", "query", "threshold"},
 		}[typ]
 		if need == nil {
 			t.Errorf("trigger type %q is not one Skein uses", typ)

@@ -30,7 +30,7 @@ const (
 	S3Secret      = "SKEIN_TEST_S3_SECRET"
 	Venv          = "SKEIN_TEST_VENV" // a Python virtual environment (Airflow, msgpack)
 	Python        = "SKEIN_TEST_PYTHON"
-	Chromium      = "SKEIN_TEST_CHROMIUM" // headless Chromium (plot rendering tests)
+	Chromium      = "SKEIN_TEST_CHROMIUM" // headless Chromium (plot rendering and dashboard tests)
 
 	// Clustered brokers (scripts/services/nats-cluster.sh and
 	// rabbitmq-cluster.sh): three nodes each on loopback. The URL lists

@@ -20,7 +20,10 @@ type MonitorOptions struct {
 	Progress string
 	// Plot is --plot: write the job's plot to this file when it ends.
 	Plot string
-	OTel otelFlags
+	// Dashboard is --dashboard: serve the embedded coordinator's
+	// dashboard and metrics on this loopback address while the job runs.
+	Dashboard string
+	OTel      otelFlags
 }
 
 // otelFlags are the telemetry flags every program takes; each overrides
@@ -98,6 +101,7 @@ func jobMonitorFlags(fs *flag.FlagSet, o *Options) {
 	m := &o.Monitoring
 	fs.Var((*progressFlag)(&m.Progress), "progress", "progress on stderr: auto (a bar on a terminal, a line every 10s otherwise), bar, lines or none")
 	fs.StringVar(&m.Plot, "plot", "", "write the job's timeline plot (HTML) to this file when it ends")
+	fs.StringVar(&m.Dashboard, "dashboard", "", "embedded mode: serve the live dashboard and /metrics on this loopback host:port while the job runs (docs/dashboard.md)")
 	fs.StringVar(&o.Spec.Monitor, "monitor", "", "completion detection: events (default) or poll (the storage-polling baseline: runtimes write status objects, the coordinator lists them)")
 	fs.Func("poll-interval", "with --monitor poll: time between two listings (default 2s)", func(v string) error {
 		d, err := time.ParseDuration(v)

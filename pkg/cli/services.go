@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os/signal"
 	goruntime "runtime"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -70,8 +71,11 @@ func coordinatorMain(ctx context.Context, args []string, env Env, hooks ServiceH
 		otel                      otelFlags
 		auth                      BusAuth
 		signKey                   keyFlag
+		hf                        httpFlags
 	)
 	bf.register(fs)
+	hf.register(fs, "the dashboard,")
+	hf.registerDashboard(fs)
 	bf.funcs.register(fs, "coordinator", DefaultHosts, true)
 	auth.register(fs)
 	fs.StringVar(&busURL, "bus", "", "bus URL, or the URLs of a cluster's nodes comma-separated (env SKEIN_BUS)")
@@ -99,6 +103,9 @@ func coordinatorMain(ctx context.Context, args []string, env Env, hooks ServiceH
 	}
 	if recoverWindow < 0 {
 		return usagef("--recover-window %v: must not be negative", recoverWindow)
+	}
+	if err := hf.resolve(env.Getenv); err != nil {
+		return err
 	}
 	ctx, stop := serviceContext(ctx, env)
 	defer stop()
@@ -182,11 +189,20 @@ func coordinatorMain(ctx context.Context, args []string, env Env, hooks ServiceH
 	}
 	defer hb.Close()
 	cfg.Heartbeats = hb
+	met := hf.wireCoordinator(&cfg)
 	c, err := coordinator.New(b, cfg)
 	if err != nil {
 		return usagef("%v", err)
 	}
 	defer c.Close()
+	var serving atomic.Bool
+	if met != nil {
+		srv, err := hf.serveCoordinator(c, b, met, &serving, log)
+		if err != nil {
+			return err
+		}
+		defer srv.Close()
+	}
 	// The coordinator joins its namespace (heartbeats, the job log's
 	// owners) whatever the window, so that other coordinators never
 	// take its jobs for a dead one's.
@@ -212,6 +228,7 @@ func coordinatorMain(ctx context.Context, args []string, env Env, hooks ServiceH
 	if err := c.Serve(ctx); err != nil {
 		return err
 	}
+	serving.Store(true)
 	log.Info("coordinator serving", "bus", dial.Redact(busURL), "pool", pool, "backend", bf.kind, "id", c.ID())
 	<-ctx.Done()
 	log.Info("coordinator stopping")
@@ -235,10 +252,12 @@ func runtimeMain(ctx context.Context, args []string, env Env, hooks ServiceHooks
 		ff                 funcFlags
 		auth               BusAuth
 		verifyKey          keyFlag
+		hf                 httpFlags
 	)
 	fs.StringVar(&busURL, "bus", "", "bus URL, or the URLs of a cluster's nodes comma-separated (env SKEIN_BUS)")
 	auth.register(fs)
 	verifyKey.registerVerify(fs)
+	hf.register(fs, "the runtime's")
 	fs.StringVar(&cfg.Pool, "pool", "", "worker pool (queue) to pull tasks from (default \"default\")")
 	ff.register(fs, "runtime", DefaultHosts, true)
 	fs.StringVar(&configPath, "config", "", "config file (env SKEIN_CONFIG)")
@@ -262,6 +281,9 @@ func runtimeMain(ctx context.Context, args []string, env Env, hooks ServiceHooks
 	}
 	fo, err := ff.resolve(fc, env.Getenv, DefaultHosts)
 	if err != nil {
+		return err
+	}
+	if err := hf.resolve(env.Getenv); err != nil {
 		return err
 	}
 	cfg.Logger = log
@@ -301,6 +323,17 @@ func runtimeMain(ctx context.Context, args []string, env Env, hooks ServiceHooks
 	rt, err := runtime.New(b, cfg)
 	if err != nil {
 		return usagef("%v", err)
+	}
+	if hf.addr != "" {
+		hs := make(map[string]any, len(cfg.Hosts))
+		for k, h := range cfg.Hosts {
+			hs[k] = h
+		}
+		srv, err := hf.serveRuntime(rt, b, hs, log)
+		if err != nil {
+			return err
+		}
+		defer srv.Close()
 	}
 	_, err = rt.Run(ctx)
 	return err

@@ -440,6 +440,9 @@ func runJob(ctx context.Context, kind wire.JobKind, args []string, env Env) erro
 	if o.NoWait && o.Bus == "" {
 		return usagef("--no-wait needs a bus (--bus or SKEIN_BUS): in embedded mode the job lives only as long as this process")
 	}
+	if err := o.Monitoring.checkDashboard(o.Bus); err != nil {
+		return err
+	}
 	log, err := o.Logging.Logger(env.Stderr)
 	if err != nil {
 		return usagef("%v", err)
@@ -467,6 +470,7 @@ func runJob(ctx context.Context, kind wire.JobKind, args []string, env Env) erro
 		}
 	}
 	var c *client.Client
+	var dashURL string // submit --dashboard
 	if o.Bus == "" {
 		if o.Embedded.Runtime.Hosts == nil {
 			hosts, err := openHosts(fo, env.Getenv, log)
@@ -483,12 +487,21 @@ func runJob(ctx context.Context, kind wire.JobKind, args []string, env Env) erro
 		if env.Getenv("GOGC") == "" {
 			defer debug.SetGCPercent(debug.SetGCPercent(50))
 		}
+		met := o.Monitoring.wireDashboard(o.Embedded)
 		cl, err := embedded.Start(ctx, *o.Embedded)
 		if err != nil {
 			return err
 		}
 		defer cl.Close()
 		c = cl.Client
+		if met != nil {
+			srv, err := serveEmbeddedDashboard(o.Monitoring.Dashboard, cl, met, log)
+			if err != nil {
+				return err
+			}
+			defer srv.Close()
+			dashURL = "http://" + srv.Addr()
+		}
 	} else {
 		b, err := o.openBus(ctx, env, log)
 		if err != nil {
@@ -516,6 +529,9 @@ func runJob(ctx context.Context, kind wire.JobKind, args []string, env Env) erro
 	}
 	if o.NoWait {
 		return printJSON(env.Stdout, id)
+	}
+	if dashURL != "" && !o.Quiet {
+		fmt.Fprintf(env.Stderr, "submit: dashboard of job %s: %s/jobs/%s\n", id, dashURL, id)
 	}
 	var localDone chan struct{}
 	var localErr error

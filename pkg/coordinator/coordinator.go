@@ -62,6 +62,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Telemetry records the job spans and task metrics; nil means off.
 	Telemetry *telemetry.Telemetry
+	// Observer, when set, is told of every task recorded (Prometheus
+	// metrics, pkg/metrics). Optional.
+	Observer Observer
 }
 
 // DefaultLease is the default Config.Lease: a dead coordinator's jobs are

@@ -337,6 +337,7 @@ func (j *job) publishAll() {
 			return
 		}
 		j.tel().Metrics.Published(j.ctx, len(msgs))
+		j.observePublished(len(msgs))
 	}
 	j.markPublished()
 	if j.n > 0 {
@@ -505,6 +506,7 @@ func (j *job) onEvent(ev wire.Event, seq uint64) {
 	}
 	j.mu.Lock()
 	o, next := set.apply(i, &ev, j.spec.Retries, &j.status)
+	j.observe(o, ev.Worker, ev.Started, ev.Finished)
 	switch o {
 	case succeeded:
 		v := ev.Result
@@ -581,6 +583,7 @@ func (j *job) enqueue(t *wire.Task) {
 		j.tel().Metrics.Retried(j.ctx)
 	} else if err == nil {
 		j.tel().Metrics.Published(j.ctx, 1)
+		j.observePublished(1)
 	}
 	if err == nil && (pool == j.spec.Pool || pool == wire.ReducePool(j.spec.Pool)) {
 		j.published(1)

@@ -48,6 +48,7 @@ func checkMonitor(s *wire.JobSpec) error {
 type monitorState struct {
 	span  trace.Span
 	trace map[string]string // Task.Trace: the job span's context
+	obs   PoolObserver      // Config.Observer's for the job's pool; nil: none
 
 	poll     bool
 	polled   chan polled
@@ -75,6 +76,9 @@ func (j *job) startMonitoring() error {
 	ctx := telemetry.Extract(context.Background(), j.spec.Trace)
 	ctx, j.mon.span = j.tel().StartJob(ctx, j.id, string(j.spec.Kind), j.n+j.groups)
 	j.mon.trace = telemetry.Inject(ctx)
+	if o := j.c.cfg.Observer; o != nil {
+		j.mon.obs = o.Pool(j.spec.Pool)
+	}
 	if j.spec.Monitor != MonitorPoll {
 		return nil
 	}

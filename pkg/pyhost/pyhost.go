@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/skeinrun/skein/pkg/fn"
 	"github.com/skeinrun/skein/pkg/fnproc"
@@ -100,12 +101,20 @@ type Host struct {
 	mu     sync.Mutex
 	slots  map[int]*slot
 	closed bool
+
+	restarts atomic.Int64 // interpreters started on a slot that had one
 }
 
 type slot struct {
-	mu sync.Mutex
-	p  *proc
+	mu  sync.Mutex
+	p   *proc
+	had bool // an interpreter ran on this slot before
 }
+
+// Restarts counts the interpreters started on a slot that had one before
+// (it crashed, was killed at a deadline, or served other modules or
+// another memory limit). For metrics.
+func (h *Host) Restarts() int64 { return h.restarts.Load() }
 
 var _ fn.Host = (*Host)(nil)
 
@@ -215,11 +224,14 @@ func (h *Host) Call(ctx context.Context, c *fn.Call) (wire.Value, error) {
 		s.p = nil
 	}
 	if s.p == nil {
+		if s.had {
+			h.restarts.Add(1)
+		}
 		p, err := h.start(ctx, c)
 		if err != nil {
 			return nil, err
 		}
-		s.p = p
+		s.p, s.had = p, true
 	}
 	res, err, keep := s.p.call(ctx, c)
 	if !keep {

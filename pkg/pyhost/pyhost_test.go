@@ -302,9 +302,15 @@ func TestTimeout(t *testing.T) {
 	if !te.Retryable {
 		t.Errorf("timeout is not retryable: %+v", te)
 	}
+	if n := h.Restarts(); n != 0 {
+		t.Errorf("%d restarts counted before the slot's interpreter started again", n)
+	}
 	after := mustCall(t, h, &fn.Call{Ref: "funcs:pid", ModulesDir: dir})
 	if after == before {
 		t.Fatalf("interpreter %s survived the timeout", before)
+	}
+	if n := h.Restarts(); n != 1 {
+		t.Errorf("Restarts() = %d after the interpreter killed at the deadline was started again, want 1", n)
 	}
 	var pid int
 	_ = json.Unmarshal([]byte(before), &pid)

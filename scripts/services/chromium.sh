@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Headless Chromium for the plot rendering test (pkg/plot). Nothing runs in
+# Headless Chromium for the plot rendering test (pkg/plot) and the live
+# dashboard test (pkg/dashboard, driven over --remote-debugging-pipe). Nothing runs in
 # the background: each test starts its own short-lived headless browser.
 # start: install Debian's chromium when missing, print its path.
 # stop:  nothing to stop.
