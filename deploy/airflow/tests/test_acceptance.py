@@ -161,3 +161,14 @@ def test_a_builtin_timeout_fails_the_task_with_a_timeout_message(airflow_db, cap
     out, err = capfd.readouterr()
     assert "the Skein job timed out (exit 4)" in task_log(dr, "too_slow") + out + err
     assert took < 25, f"the 2 s timeout took {took:.0f} s to fail the task"
+
+
+def test_task_timeout_limits_one_call_within_a_longer_job_timeout(airflow_db, capfd):
+    start = time.monotonic()
+    dr = dag_file("acceptance_dags.py", "acceptance_builtin_task_timeout").test()
+    took = time.monotonic() - start
+    assert ti_states(dr) == {"too_slow_call": "failed"}
+    out, err = capfd.readouterr()
+    log = task_log(dr, "too_slow_call") + out + err
+    assert "the Skein job failed (exit 3)" in log and "function ran past its deadline" in log
+    assert took < 25, f"the 2 s task_timeout took {took:.0f} s to fail the task (the job's timeout is 120 s)"

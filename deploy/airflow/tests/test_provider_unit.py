@@ -102,6 +102,7 @@ def test_map_argv_with_every_parameter(standin):
         extra_env={"A": "1"},
         runtime_memory=512,
         timeout=30,
+        task_timeout=5,
         include_modules=["extra_mod", "/opt/lib/helpers.py"],
         exclude_modules="numpy,pandas",
         function_retries=2,
@@ -113,7 +114,7 @@ def test_map_argv_with_every_parameter(standin):
         "map", "--config", "/etc/skein.yaml",
         "--function", "py:my_functions:add", "--iterdata-from", "-", "--extra-params", '{"y": 1}',
         "--chunk-n", "4", "--remote-invocation", "--invoke-pool-threads", "16",
-        "--timeout", "30", "--runtime-memory", "512", "--retries", "2", "--no-fetch", "--clean",
+        "--timeout", "30", "--task-timeout", "5", "--runtime-memory", "512", "--retries", "2", "--no-fetch", "--clean",
         "--env", "A=1",
         "--include-modules", MYF, "--include-modules", "extra_mod", "--include-modules", "/opt/lib/helpers.py",
         "--exclude-modules", "numpy", "--exclude-modules", "pandas", "--log-level", "debug",
@@ -176,7 +177,7 @@ def test_connection_settings_travel_in_the_environment_only(standin, monkeypatch
         "password": "s3cr3t-pw",
         "extra": {
             "config": "/etc/skein/config.yaml",
-            "storage": {"backend": "s3", "endpoint": "http://127.0.0.1:7070", "bucket": "skein",
+            "storage": {"endpoint": "http://127.0.0.1:7070", "artifacts": "s3://skein/jobs/",
                         "access_key_id": "AKIA-ID", "secret_access_key": "very-secret-key"},
             "env": {"STANDIN_PROBE": "yes"},
         },
@@ -189,9 +190,10 @@ def test_connection_settings_travel_in_the_environment_only(standin, monkeypatch
     env = rec["env"]
     assert env["SKEIN_BUS"] == "nats://alice:s3cr3t-pw@bus.example:4222"
     assert env["SKEIN_CONFIG"] == "/etc/skein/config.yaml"
-    assert env["SKEIN_STORAGE_BACKEND"] == "s3"
-    assert env["SKEIN_STORAGE_SECRET_ACCESS_KEY"] == "very-secret-key"
-    assert env["SKEIN_STORAGE_ACCESS_KEY_ID"] == "AKIA-ID"
+    assert env["SKEIN_STORAGE_ARTIFACTS"] == "s3://skein/jobs/"
+    # The S3 names of the keys are taken for Skein's.
+    assert env["SKEIN_STORAGE_SECRET_KEY"] == "very-secret-key"
+    assert env["SKEIN_STORAGE_ACCESS_KEY"] == "AKIA-ID"
     assert env["STANDIN_PROBE"] == "yes"
     out, err = capfd.readouterr()
     logged = caplog.text + out + err
@@ -390,6 +392,8 @@ def nested_holder():
         (ops.SkeinCallAsyncOperator, {"func": 42}, "must be a callable"),
         (ops.SkeinCallAsyncOperator, {"func": "add", "data_from_task": ["x"]}, "data_from_task must be a dict"),
         (ops.SkeinCallAsyncOperator, {"func": "add", "timeout": -1}, "timeout must be a positive number"),
+        (ops.SkeinCallAsyncOperator, {"func": "add", "task_timeout": 0}, "task_timeout must be a positive number"),
+        (ops.SkeinCallAsyncOperator, {"func": "add", "timeout": 10, "task_timeout": 60}, "longer than the job's timeout"),
         (ops.SkeinCallAsyncOperator, {"func": "add", "deferrable": True, "config": {"a": 1}}, "config as a file path"),
         (ops.SkeinCallAsyncOperator, {"func": "add", "deferrable": True, "wait_for_result": False}, "makes no sense"),
         (ops.SkeinCallAsyncOperator, {"func": "add", "config": "/a", "lithops_config": "/b"}, "old name of config"),
@@ -451,8 +455,8 @@ def test_provider_is_discovered():
     from airflow.providers_manager import ProvidersManager
 
     pm = ProvidersManager()
-    assert "apache-airflow-providers-skein" in pm.providers
-    info = pm.providers["apache-airflow-providers-skein"].data
-    assert info["connection-types"] == [
-        {"hook-class-name": "skein_provider.hooks.skein.SkeinHook", "connection-type": "skein"}
-    ]
+    assert "airflow-provider-skein" in pm.providers
+    info = pm.providers["airflow-provider-skein"].data
+    (conn,) = info["connection-types"]
+    assert conn["hook-class-name"] == "skein_provider.hooks.skein.SkeinHook" and conn["connection-type"] == "skein"
+    assert pm.hooks["skein"].hook_class_name == "skein_provider.hooks.skein.SkeinHook"

@@ -106,7 +106,10 @@ class SkeinBaseOperator(BaseOperator):
     :param clean_data: delete the job's data from storage when done (default False).
     :param extra_env: environment variables for the functions' runtime.
     :param runtime_memory: runtime memory in MB (default from Skein's config).
-    :param timeout: seconds the job has before it times out (default from Skein's config).
+    :param timeout: seconds the whole job has before it times out (default from Skein's config).
+    :param task_timeout: seconds one function call (one attempt of one task) has before it
+        times out and is retried or fails (the old plugin's per-function ``timeout``);
+        default: the job's timeout.
     :param include_modules: more modules or paths to ship with the function.
     :param exclude_modules: modules or paths not to ship.
     :param function_retries: retries of a failed function (submit --retries).
@@ -128,6 +131,7 @@ class SkeinBaseOperator(BaseOperator):
         extra_env: dict[str, str] | None = None,
         runtime_memory: int | None = None,
         timeout: int | float | None = None,
+        task_timeout: int | float | None = None,
         include_modules: list[str] | str | None = None,
         exclude_modules: list[str] | str | None = None,
         function_retries: int | None = None,
@@ -151,6 +155,7 @@ class SkeinBaseOperator(BaseOperator):
         self.extra_env = extra_env
         self.runtime_memory = runtime_memory
         self.timeout = timeout
+        self.task_timeout = task_timeout
         self.include_modules = include_modules
         self.exclude_modules = exclude_modules
         self.function_retries = function_retries
@@ -179,9 +184,17 @@ class SkeinBaseOperator(BaseOperator):
         _positive_int(cls_name, "runtime_memory", self.runtime_memory)
         if self.function_retries is not None and (not isinstance(self.function_retries, int) or self.function_retries < 0):
             raise AirflowException(f"{cls_name}: function_retries must be an integer >= 0, got {self.function_retries!r}")
-        if self.timeout is not None and not _is_template(self.timeout):
-            if isinstance(self.timeout, bool) or not isinstance(self.timeout, (int, float)) or self.timeout <= 0:
-                raise AirflowException(f"{cls_name}: timeout must be a positive number of seconds, got {self.timeout!r}")
+        for name in ("timeout", "task_timeout"):
+            v = getattr(self, name)
+            if v is not None and not _is_template(v):
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
+                    raise AirflowException(f"{cls_name}: {name} must be a positive number of seconds, got {v!r}")
+        if (self.timeout is not None and self.task_timeout is not None and not _is_template(self.timeout)
+                and not _is_template(self.task_timeout) and self.task_timeout > self.timeout):
+            raise AirflowException(
+                f"{cls_name}: task_timeout={self.task_timeout} is longer than the job's timeout={self.timeout}; "
+                "a function cannot run longer than its job"
+            )
         if self.extra_env is not None and not isinstance(self.extra_env, (dict, str)):
             raise AirflowException(f"{cls_name}: extra_env must be a dict of environment variables")
         for name in ("include_modules", "exclude_modules"):
@@ -213,6 +226,8 @@ class SkeinBaseOperator(BaseOperator):
             flags += ["--config", config_path]
         if self.timeout is not None:
             flags += ["--timeout", str(self.timeout)]
+        if self.task_timeout is not None:
+            flags += ["--task-timeout", str(self.task_timeout)]
         if self.runtime_memory is not None:
             flags += ["--runtime-memory", str(self.runtime_memory)]
         if self.function_retries is not None:
