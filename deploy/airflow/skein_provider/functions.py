@@ -14,6 +14,7 @@ DAG file under a private module name that no runtime can import).
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 import os
 import re
@@ -170,3 +171,110 @@ def _resolve_callable(fn: Callable[..., Any], param: str, dag_file: str | None) 
         )
     ship = _ship_path(module)
     return FunctionRef(ref=f"py:{module_name}:{name}", ship=(ship,) if ship else ())
+
+
+_MODULE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+
+
+def _looks_like_path(entry: str) -> bool:
+    return os.sep in entry or "/" in entry or entry.endswith(".py") or entry.startswith(".")
+
+
+def _search_dirs(dag_dir: str | None) -> list[str]:
+    """The DAG file's folder, then the Python path (absolute entries, no duplicates)."""
+    dirs: list[str] = []
+    for d in ([dag_dir] if dag_dir else []) + [p or os.getcwd() for p in sys.path]:
+        if not os.path.isdir(d):
+            continue
+        d = os.path.realpath(d)
+        if d not in dirs:
+            dirs.append(d)
+    return dirs
+
+
+def _find_name_in(d: str, name: str) -> str | None:
+    """What to ship for module name in directory d: the module file or package
+    directory of a plain name; for a dotted name a.b, the top-level package a
+    (when a/b.py or a/b/ exists under d)."""
+    parts = name.split(".")
+    if len(parts) == 1:
+        if os.path.isfile(os.path.join(d, name + ".py")):
+            return os.path.join(d, name + ".py")
+        if os.path.isdir(os.path.join(d, name)):
+            return os.path.join(d, name)
+        return None
+    sub = os.path.join(d, *parts)
+    if os.path.isfile(sub + ".py") or os.path.isdir(sub):
+        return os.path.join(d, parts[0])
+    return None
+
+
+def resolve_include(entry: str, dag_file: str | None) -> str | None:
+    """Where include_modules' entry is: an absolute path as it is; a relative
+    path or a module name looked up in the DAG file's folder, then on the Python
+    path (as the old plugin's users expect: ``["my_helpers"]``,
+    ``["my_helpers.py"]``, ``["lib/helpers.py"]``, ``["pkg.sub"]``). A dotted name
+    ships its top-level package. Returns None for a standard-library module
+    (the runtime has its own) and raises FunctionError when nothing is found."""
+    entry = entry.strip()
+    dag_dir = os.path.dirname(os.path.realpath(dag_file)) if dag_file else None
+    if os.path.isabs(entry):
+        if not os.path.exists(entry):
+            raise FunctionError(f"include_modules: {entry} does not exist")
+        return entry
+    where = f"the DAG file's folder ({dag_dir})" if dag_dir else "the DAG file's folder (unknown here)"
+    if _looks_like_path(entry) or not _MODULE_NAME.match(entry):
+        for d in _search_dirs(dag_dir):
+            p = os.path.normpath(os.path.join(d, entry))
+            if os.path.exists(p):
+                return p
+        raise FunctionError(
+            f"include_modules: cannot find the path {entry!r}: looked in {where}, then on the Python path; "
+            "give a path relative to the DAG file's folder, an absolute path, or a module name"
+        )
+    if dag_dir:
+        found = _find_name_in(os.path.realpath(dag_dir), entry)
+        if found:
+            return found
+    top = entry.split(".")[0]
+    try:
+        spec = importlib.util.find_spec(top)  # a top-level name: nothing is executed
+    except (ImportError, ValueError):
+        spec = None
+    if spec is not None:
+        if spec.origin in ("built-in", "frozen"):
+            return None
+        locations = list(spec.submodule_search_locations or [])
+        path = os.path.realpath(locations[0]) if locations else (os.path.realpath(spec.origin) if spec.origin else None)
+        if path:
+            if _under(path, _std_paths()) and not _under(path, _site_paths()):
+                return None  # the standard library
+            if "." in entry:
+                rest = entry.split(".")[1:]
+                sub = os.path.join(path, *rest)
+                if not locations or not (os.path.isfile(sub + ".py") or os.path.isdir(sub)):
+                    raise FunctionError(f"include_modules: {top} has no module {entry!r}")
+            return path
+    raise FunctionError(
+        f"include_modules: cannot find the module {entry!r}: looked in {where}, then on the Python path; "
+        "give a module name importable here, or a path (absolute, or relative to the DAG file's folder)"
+    )
+
+
+def _site_paths() -> tuple[str, ...]:
+    paths = set()
+    for key in ("purelib", "platlib"):
+        p = sysconfig.get_paths().get(key)
+        if p:
+            paths.add(os.path.realpath(p))
+    return tuple(sorted(paths))
+
+
+def resolve_includes(entries: list[str], dag_file: str | None) -> list[str]:
+    """resolve_include over a list, without duplicates or standard-library modules."""
+    out: list[str] = []
+    for e in entries:
+        p = resolve_include(e, dag_file)
+        if p and p not in out:
+            out.append(p)
+    return out

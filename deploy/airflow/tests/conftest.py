@@ -21,7 +21,7 @@ DAGS_FOLDER = os.path.join(_HOME, "dags")
 os.makedirs(DAGS_FOLDER)
 for _d in (EXAMPLES, TEST_DAGS):
     for _f in sorted(os.listdir(_d)):
-        if _f.endswith(".py"):
+        if _f.endswith(".py") or (_d == TEST_DAGS and os.path.isdir(os.path.join(_d, _f)) and _f != "__pycache__"):
             os.symlink(os.path.join(_d, _f), os.path.join(DAGS_FOLDER, _f))
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = DAGS_FOLDER
 os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "False"

@@ -172,3 +172,15 @@ def test_task_timeout_limits_one_call_within_a_longer_job_timeout(airflow_db, ca
     log = task_log(dr, "too_slow_call") + out + err
     assert "the Skein job failed (exit 3)" in log and "function ran past its deadline" in log
     assert took < 25, f"the 2 s task_timeout took {took:.0f} s to fail the task (the job's timeout is 120 s)"
+
+
+def test_include_modules_are_found_next_to_the_dag_file(airflow_db, python_functions, tmp_path, monkeypatch):
+    """Names and relative paths resolve against the DAG file's folder (not on the
+    Python path, not the current directory), then the Python path."""
+    monkeypatch.chdir(tmp_path)
+    dr = dag_file(os.path.join("incl", "dag_include.py"), "acceptance_include_modules").test()
+    assert set(ti_states(dr).values()) == {"success"}, ti_states(dr)
+    assert xcom(dr, "by_name") == [3, 6, 9]
+    assert xcom(dr, "by_file_name") == [15]
+    assert xcom(dr, "by_relative_path") == [-1, -2]
+    assert xcom(dr, "by_dotted_name") == 16

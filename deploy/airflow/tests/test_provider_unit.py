@@ -28,6 +28,8 @@ from skein_provider.operators import skein as ops
 from skein_provider.triggers.skein import SkeinJobTrigger
 
 MYF = os.path.join(EXAMPLES, "my_functions.py")
+STANDIN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "standin_submit.py")
+BOOKS = os.path.join(EXAMPLES, "data", "books")
 
 
 class Standin:
@@ -103,7 +105,7 @@ def test_map_argv_with_every_parameter(standin):
         runtime_memory=512,
         timeout=30,
         task_timeout=5,
-        include_modules=["extra_mod", "/opt/lib/helpers.py"],
+        include_modules=["standin_submit", BOOKS],
         exclude_modules="numpy,pandas",
         function_retries=2,
         log_level="debug",
@@ -116,7 +118,7 @@ def test_map_argv_with_every_parameter(standin):
         "--chunk-n", "4", "--remote-invocation", "--invoke-pool-threads", "16",
         "--timeout", "30", "--task-timeout", "5", "--runtime-memory", "512", "--retries", "2", "--no-fetch", "--clean",
         "--env", "A=1",
-        "--include-modules", MYF, "--include-modules", "extra_mod", "--include-modules", "/opt/lib/helpers.py",
+        "--include-modules", MYF, "--include-modules", STANDIN, "--include-modules", BOOKS,
         "--exclude-modules", "numpy", "--exclude-modules", "pandas", "--log-level", "debug",
     ]
     assert rec["stdin"] == [1, 2, 3]
@@ -460,3 +462,48 @@ def test_provider_is_discovered():
     (conn,) = info["connection-types"]
     assert conn["hook-class-name"] == "skein_provider.hooks.skein.SkeinHook" and conn["connection-type"] == "skein"
     assert pm.hooks["skein"].hook_class_name == "skein_provider.hooks.skein.SkeinHook"
+
+
+# -- include_modules: the DAG file's folder, then the Python path --------------------------------
+
+
+def test_include_modules_resolve_against_the_dag_folder_then_the_python_path(standin, tmp_path, monkeypatch):
+    dags = tmp_path / "dags"
+    (dags / "lib").mkdir(parents=True)
+    (dags / "pkg_h").mkdir()
+    (dags / "my_helpers.py").write_text("def f(x):\n    return x\n")
+    (dags / "lib" / "more.py").write_text("")
+    (dags / "pkg_h" / "__init__.py").write_text("")
+    (dags / "pkg_h" / "sub.py").write_text("")
+    (dags / "dag_incl.py").write_text(
+        "from airflow.sdk import DAG\n"
+        "from skein_provider.operators import SkeinMapOperator\n"
+        "with DAG(dag_id='incl', schedule=None) as dag:\n"
+        "    SkeinMapOperator(task_id='m', map_function='add', map_iterdata=[1], include_modules=[\n"
+        "        'my_helpers', 'my_helpers.py', 'lib/more.py', 'pkg_h.sub', 'standin_submit', 'json'])\n"
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    dag = load_dag(str(dags / "dag_incl.py"), "incl")
+    run(dag.task_dict["m"])
+    argv = standin.records()[0]["argv"]
+    shipped = [argv[i + 1] for i, a in enumerate(argv) if a == "--include-modules"]
+    d = os.path.realpath(dags)
+    # Names and relative paths from the DAG folder; standin_submit from the Python
+    # path (the tests folder); json is the standard library: not shipped; no duplicates.
+    assert shipped == [os.path.join(d, "my_helpers.py"), os.path.join(d, "lib", "more.py"),
+                       os.path.join(d, "pkg_h"), os.path.realpath(STANDIN)]
+
+
+@pytest.mark.parametrize("entry,message", [
+    ("no_such_helpers", "cannot find the module 'no_such_helpers': looked in the DAG file's folder"),
+    ("lib/none.py", "cannot find the path 'lib/none.py'"),
+    ("/no/such/file.py", "/no/such/file.py does not exist"),
+    ("standin_submit.nope", "standin_submit has no module 'standin_submit.nope'"),
+])
+def test_include_modules_that_do_not_exist_fail_the_task_naming_where_it_looked(standin, entry, message):
+    op = ops.SkeinMapOperator(task_id="t", map_function="add", map_iterdata=[1], include_modules=[entry])
+    with pytest.raises(FunctionError, match=message):
+        run(op)
+    assert standin.records() == []

@@ -22,7 +22,7 @@ from typing import Any, Callable, Mapping, Sequence
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException
 
-from skein_provider.functions import FunctionRef, resolve
+from skein_provider.functions import FunctionRef, resolve, resolve_includes
 from skein_provider.hooks.skein import SkeinHook, error_for
 from skein_provider.triggers.skein import SkeinJobTrigger
 
@@ -110,7 +110,8 @@ class SkeinBaseOperator(BaseOperator):
     :param task_timeout: seconds one function call (one attempt of one task) has before it
         times out and is retried or fails (the old plugin's per-function ``timeout``);
         default: the job's timeout.
-    :param include_modules: more modules or paths to ship with the function.
+    :param include_modules: more modules or paths to ship with the function: module names
+        and relative paths are looked up in the DAG file's folder, then on the Python path.
     :param exclude_modules: modules or paths not to ship.
     :param function_retries: retries of a failed function (submit --retries).
     :param deferrable: defer to the triggerer while the job runs.
@@ -246,7 +247,7 @@ class SkeinBaseOperator(BaseOperator):
             for p in ref.ship:
                 if p not in seen:
                     seen.append(p)
-        for m in _as_list(self.include_modules):
+        for m in resolve_includes(_as_list(self.include_modules), self._dag_file()):
             if m not in seen:
                 seen.append(m)
         for m in seen:
