@@ -360,9 +360,9 @@ def test_old_names_and_classes():
     assert op.iterdata_from_task == {"x": "up"} and op.extra_params == {"y": 1}
     assert op.reduce_function is my_functions.mult and op.config == "/c.yaml"
     assert op.wait_for_result is True and op.fetch_result is False and op.remote_invocation is True
-    p = ops.IbmPyWrenMapOperator(task_id="p", map_function="add", map_iterdata=[1], pywren_executor_config={"a": 1},
+    p = ops.IbmPyWrenMapOperator(task_id="p", map_function="add", map_iterdata=[1], pywren_executor_config={"pool": "p1"},
                                  async_invoke=True)
-    assert p.config == {"a": 1} and p.wait_for_result is False
+    assert p.config == {"pool": "p1"} and p.wait_for_result is False
 
 
 # -- bad arguments fail at construction -----------------------------------------------------
@@ -507,3 +507,120 @@ def test_include_modules_that_do_not_exist_fail_the_task_naming_where_it_looked(
     with pytest.raises(FunctionError, match=message):
         run(op)
     assert standin.records() == []
+
+
+# -- a Lithops config dict, translated or refused at parse time ------------------------------------
+
+LITHOPS_COS = {
+    "lithops": {"backend": "localhost", "storage": "ibm_cos", "storage_bucket": "my-bucket", "monitoring": "rabbitmq",
+                "workers": 10, "execution_timeout": 30, "log_level": "INFO"},
+    "rabbitmq": {"amqp_url": "amqp://user:rabbit-pw@rabbit.example:5672/vhost"},
+    "ibm": {"iam_api_key": "iam-secret-key"},
+    "ibm_cos": {"region": "eu-de", "access_key_id": "COS-ID", "secret_access_key": "cos-secret-key"},
+}
+
+
+def spy_config(monkeypatch):
+    seen = {}
+    real = ops._config_file.__enter__
+
+    def spy(self):
+        p = real(self)
+        seen["content"] = json.load(open(p))
+        seen["mode"] = stat.S_IMODE(os.stat(p).st_mode)
+        return p
+
+    monkeypatch.setattr(ops._config_file, "__enter__", spy)
+    return seen
+
+
+def test_a_lithops_config_is_translated_and_no_secret_is_logged(standin, monkeypatch, caplog, capfd):
+    seen = spy_config(monkeypatch)
+    caplog.set_level(logging.DEBUG)
+    op = ops.LithopsMapOperator(task_id="t", map_function="add", map_iterdata=[1, 2], extra_params={"y": 1},
+                                lithops_config=LITHOPS_COS)
+    run(op)
+    assert seen["mode"] == 0o600
+    assert seen["content"] == {
+        "bus": "amqp://user:rabbit-pw@rabbit.example:5672/vhost",
+        "storage": {"endpoint": "https://s3.eu-de.cloud-object-storage.appdomain.cloud", "region": "eu-de",
+                    "artifacts": "cos://my-bucket/skein/", "access_key": "COS-ID", "secret_key": "cos-secret-key",
+                    "api_key": "iam-secret-key"},
+    }
+    argv = standin.records()[0]["argv"]
+    assert argv[argv.index("--task-timeout") + 1] == "30.0"
+    assert argv[argv.index("--workers") + 1] == "10"
+    assert argv[argv.index("--log-level") + 1] == "info"
+    out, err = capfd.readouterr()
+    logged = caplog.text + out + err
+    assert "bus <- rabbitmq.amqp_url (amqp://***@rabbit.example:5672/vhost)" in logged
+    assert "storage from ibm_cos" in logged
+    for secret in ("rabbit-pw", "cos-secret-key", "iam-secret-key"):
+        assert secret not in logged and not any(secret in a for a in argv)
+
+
+def test_aws_s3_minio_and_the_old_pywren_section_translate():
+    from skein_provider.config import translate
+
+    aws = translate({"lithops": {"storage": "aws_s3"}, "aws": {"access_key_id": "A", "secret_access_key": "S",
+                                                               "region": "us-east-1"},
+                     "aws_s3": {"storage_bucket": "b"}}).config
+    assert aws == {"storage": {"endpoint": "https://s3.us-east-1.amazonaws.com", "region": "us-east-1",
+                               "artifacts": "s3://b/skein/", "access_key": "A", "secret_key": "S"}}
+    minio = translate({"minio": {"endpoint": "http://127.0.0.1:9000", "storage_bucket": "b", "access_key_id": "A",
+                                 "secret_access_key": "S"}, "localhost": {"worker_processes": 4}})
+    assert minio.config["storage"]["path_style"] == "true" and minio.workers == 4
+    old = translate({"pywren": {"storage_bucket": "b", "rabbitmq_monitor": True},
+                     "rabbitmq": {"amqp_url": "amqp://h:5672"}, "ibm_cos": {"endpoint": "https://cos.example"}})
+    assert old.config == {"bus": "amqp://h:5672",
+                          "storage": {"endpoint": "https://cos.example", "artifacts": "cos://b/skein/"}}
+    skein = translate({"bus": "nats://h:4222", "storage": {"endpoint": "http://s", "path_style": True}})
+    assert skein.config == {"bus": "nats://h:4222", "storage": {"endpoint": "http://s", "path_style": "true"}}
+
+
+@pytest.mark.parametrize("cfg,message", [
+    ({"lithops": {"backend": "ibm_cf"}, "ibm_cf": {"endpoint": "x"}},
+     r"lithops_config: 'ibm_cf' \(a Lithops compute backend.*lithops.backend='ibm_cf'"),
+    ({"lithops": {"data_limit": 4}}, "lithops_config: lithops.data_limit: no meaning in Skein; remove it"),
+    ({"rabbitmq": {"amqp_url": "amqp://h", "queue": "q"}}, "rabbitmq.queue"),
+    ({"ibm_cos": {"endpoint": "e", "private_endpoint": "p"}}, "ibm_cos.private_endpoint"),
+    ({"aws": {"session_token": "t"}, "aws_s3": {"region": "r"}}, "aws.session_token"),
+    ({"ibm_cos": {"endpoint": "e"}, "aws_s3": {"endpoint": "e"}}, "both set; say which with lithops.storage"),
+    ({"lithops": {"storage": "redis"}}, "lithops.storage='redis'"),
+    ({"lithops": {"workers": 0}}, "workers must be a positive integer"),
+    ({"bus": "nats://h", "rabbitmq": {"amqp_url": "amqp://h"}}, "both bus and rabbitmq.amqp_url"),
+    ({"storage": {"bucket": "b"}}, "storage: unknown setting"),
+    ({"serverless": {}, "whatever": 1}, r"'serverless' \(a Lithops compute backend.*'whatever' \(not a Skein"),
+])
+def test_a_config_key_with_no_meaning_in_skein_fails_when_the_dag_is_parsed(cfg, message):
+    with pytest.raises(AirflowException, match=message):
+        ops.LithopsCallAsyncOperator(task_id="bad", func="add", lithops_config=cfg)
+
+
+def test_a_lithops_config_with_minio_storage_runs_for_real(airflow_db, submit_bin, monkeypatch, tmp_path):
+    """Embedded submit with the translated storage (the test S3 server as Lithops'
+    minio section): a call that ships a module uploads it to that bucket; the
+    same config with a wrong secret fails the task and never shows the secret."""
+    endpoint, access, secret = (os.environ.get(k) for k in ("SKEIN_TEST_S3_ENDPOINT", "SKEIN_TEST_S3_ACCESS",
+                                                             "SKEIN_TEST_S3_SECRET"))
+    if not endpoint:
+        from conftest import need
+
+        need("the test S3 server", "source /work/services.env or run scripts/test.sh (SKEIN_TEST_S3_*)")
+    monkeypatch.setenv("SKEIN_SUBMIT", submit_bin)
+    monkeypatch.delenv("SKEIN_BUS", raising=False)
+    monkeypatch.delenv("AIRFLOW_CONN_SKEIN_DEFAULT", raising=False)
+    bucket = "airflow-lithops-" + os.urandom(4).hex()
+
+    def cfg(sec):
+        return {"lithops": {"storage": "minio", "storage_bucket": bucket, "workers": 2},
+                "minio": {"endpoint": endpoint, "access_key_id": access, "secret_access_key": sec}}
+
+    op = ops.SkeinCallAsyncOperator(task_id="t", func="add", data={"x": 1, "y": 3}, lithops_config=cfg(secret),
+                                    include_modules=[MYF])
+    assert run(op)[0] == 4
+    bad = ops.SkeinCallAsyncOperator(task_id="t", func="add", data={"x": 1, "y": 3},
+                                     lithops_config=cfg("wrong-secret-value"), include_modules=[MYF])
+    with pytest.raises(AirflowException) as ei:
+        run(bad)
+    assert "access denied" in str(ei.value) and "wrong-secret-value" not in str(ei.value)

@@ -22,8 +22,9 @@ from typing import Any, Callable, Mapping, Sequence
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException
 
+from skein_provider.config import Translated, translate
 from skein_provider.functions import FunctionRef, resolve, resolve_includes
-from skein_provider.hooks.skein import SkeinHook, error_for
+from skein_provider.hooks.skein import SkeinHook, _mask, error_for
 from skein_provider.triggers.skein import SkeinJobTrigger
 
 # Old names (from the IBM-PyWren, Cloudbutton and Lithops plugins, typos
@@ -97,9 +98,10 @@ def _literal(v: Any, name: str, want: tuple[type, ...]) -> Any:
 class SkeinBaseOperator(BaseOperator):
     """Parameters common to the Skein operators (the seeds' inherited parameters).
 
-    :param config: Skein config file path (or, not in deferrable mode, a dict written to a
-        private temporary file). Aliases: lithops_config, cloudbutton_engine_config,
-        pywren_executor_config.
+    :param config: Skein config file path, or (not in deferrable mode) a dict: Skein's config
+        keys, or a Lithops config translated (see skein_provider.config), written to a
+        private temporary file for the call. Aliases: lithops_config,
+        cloudbutton_engine_config, pywren_executor_config.
     :param wait_for_result: wait for the job to end (default True); False submits with
         --no-wait and pushes the job id. Alias: async_invoke (inverted).
     :param fetch_result: download the result (default True). Alias: get_result.
@@ -143,6 +145,8 @@ class SkeinBaseOperator(BaseOperator):
         **kwargs: Any,
     ) -> None:
         cls_name = type(self).__name__
+        config_param = next((k for k in ("lithops_config", "cloudbutton_engine_config", "pywren_executor_config")
+                             if k in kwargs), "config")
         common = {"config": config, "wait_for_result": wait_for_result, "fetch_result": fetch_result}
         common = _take_aliases(cls_name, kwargs, common)
         ignored = {k: kwargs.pop(k) for k in IGNORED_LEGACY if k in kwargs}
@@ -166,6 +170,14 @@ class SkeinBaseOperator(BaseOperator):
         self.submit_path = submit_path
         self._hook: SkeinHook | None = None
         self._validate_common(cls_name)
+        # A config dict (Skein's or Lithops') is checked and translated when the DAG
+        # is parsed: a key with no meaning in Skein is a DAG import error.
+        self._translated: Translated | None = None
+        if isinstance(self.config, dict):
+            try:
+                self._translated = translate(self.config, config_param)
+            except AirflowException as e:
+                raise type(e)(f"{cls_name}: {e}") from None
 
     # -- validation -----------------------------------------------------------
 
@@ -227,8 +239,12 @@ class SkeinBaseOperator(BaseOperator):
             flags += ["--config", config_path]
         if self.timeout is not None:
             flags += ["--timeout", str(self.timeout)]
-        if self.task_timeout is not None:
-            flags += ["--task-timeout", str(self.task_timeout)]
+        tr = self._translated
+        task_timeout = self.task_timeout if self.task_timeout is not None else (tr.task_timeout if tr else None)
+        if task_timeout is not None:
+            flags += ["--task-timeout", str(task_timeout)]
+        if tr and tr.workers:
+            flags += ["--workers", str(tr.workers)]
         if self.runtime_memory is not None:
             flags += ["--runtime-memory", str(self.runtime_memory)]
         if self.function_retries is not None:
@@ -254,8 +270,9 @@ class SkeinBaseOperator(BaseOperator):
             flags += ["--include-modules", m]
         for m in _as_list(self.exclude_modules):
             flags += ["--exclude-modules", m]
-        if self.log_level:
-            flags += ["--log-level", str(self.log_level)]
+        log_level = self.log_level or (tr.log_level if tr else None)
+        if log_level:
+            flags += ["--log-level", str(log_level)]
         return flags
 
     def build(self, context: Mapping[str, Any] | None) -> tuple[str, list[str], Any]:
@@ -268,7 +285,13 @@ class SkeinBaseOperator(BaseOperator):
         for k in self._ignored_legacy:
             self.log.warning("%s is a Lithops executor setting; Skein takes it from its own configuration and ignores it here", k)
         mode, flags, payload = self.build(context)
-        with _config_file(self.config) as config_path:
+        config = self.config
+        if self._translated is not None:
+            for secret in self._translated.secrets:
+                _mask(secret)
+            self.log.info("config dict: %s", self._translated.describe())
+            config = self._translated.config
+        with _config_file(config) as config_path:
             if config_path:
                 flags = ["--config", config_path, *flags]
             value = self.hook.submit(mode, flags, payload)
