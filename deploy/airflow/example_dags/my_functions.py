@@ -33,3 +33,15 @@ def slow_add(x, y, seconds=2):
 def boom(x):
     """Raises, for the examples and tests of a failing function."""
     raise ValueError(f"boom: cannot handle {x!r}")
+
+
+class Unpicklable:
+    """A callable holding a lock: cloudpickle cannot ship it (for the tests)."""
+
+    def __init__(self):
+        import threading
+
+        self.lock = threading.Lock()
+
+    def __call__(self, x):
+        return x

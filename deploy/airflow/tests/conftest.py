@@ -27,6 +27,9 @@ os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = DAGS_FOLDER
 os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "False"
 os.environ.pop("AIRFLOW_CONN_SKEIN_DEFAULT", None)
 os.environ.pop("SKEIN_BUS", None)
+# The functions' Python (embedded submit and the runtimes): this venv's, which has
+# the cloudpickle that functions shipped by value were pickled with.
+os.environ.setdefault("SKEIN_PYTHON", sys.executable)
 if EXAMPLES not in sys.path:
     sys.path.insert(0, EXAMPLES)
 if HERE not in sys.path:
@@ -161,7 +164,9 @@ def skein_bus(submit_bin, tmp_path_factory):
         p = start([nats, "-js", "-a", "127.0.0.1", "-p", str(port), "-sd", str(d / "js")], "nats")
         _wait_port(port, p, "nats-server")
         start([coord, "--bus", url], "coordinator")
-        start([runtime, "--bus", url], "runtime")
+        # As this user, not nobody: the functions' Python (SKEIN_PYTHON, this venv)
+        # lives under this user's home.
+        start([runtime, "--bus", url, "--run-as", str(os.getuid())], "runtime")
         time.sleep(1.0)
         for p, name in zip(procs, ("nats-server", "coordinator", "runtime")):
             if p.poll() is not None:

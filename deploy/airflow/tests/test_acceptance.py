@@ -184,3 +184,19 @@ def test_include_modules_are_found_next_to_the_dag_file(airflow_db, python_funct
     assert xcom(dr, "by_file_name") == [15]
     assert xcom(dr, "by_relative_path") == [-1, -2]
     assert xcom(dr, "by_dotted_name") == 16
+
+
+SEEDS = {"add_task_1": 4, "add_task_2": 8, "map_task": [2, 3, 4], "map_from_task": [12, 13, 14],
+         "mapreduce_task": 8, "wordcount_per_book": [300, 500, 700], "square_map": [1, 4, 9]}
+
+
+def test_the_seeds_dag_runs_unchanged_embedded(airflow_db, python_functions):
+    dr = dag_file("seeds_lithops_dag.py", "seeds_lithops").test()
+    assert ti_states(dr) == {t: "success" for t in SEEDS}, ti_states(dr)
+    assert {t: xcom(dr, t) for t in SEEDS} == SEEDS
+
+
+def test_the_seeds_dag_runs_unchanged_on_nats(airflow_db, python_functions, bus_connection):
+    dr = dag_file("seeds_lithops_dag.py", "seeds_lithops").test()
+    assert ti_states(dr) == {t: "success" for t in SEEDS}, ti_states(dr)
+    assert {t: xcom(dr, t) for t in SEEDS} == SEEDS

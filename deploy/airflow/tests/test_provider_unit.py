@@ -380,8 +380,8 @@ def nested_holder():
         (ops.SkeinMapOperator, {"map_function": "add"}, "set map_iterdata or iterdata_from_task"),
         (ops.SkeinMapOperator, {"map_function": "add", "map_iterdata": [1], "chunk_size": 10, "chunk_n": 2},
          "chunk_size and chunk_n are exclusive"),
-        (ops.SkeinMapOperator, {"map_function": lambda x: x, "map_iterdata": [1]}, "is a lambda"),
-        (ops.SkeinMapOperator, {"map_function": nested_holder(), "map_iterdata": [1]}, "nested in another function"),
+        (ops.SkeinMapOperator, {"map_function": my_functions.Unpicklable(), "map_iterdata": [1]},
+         "cannot be pickled to ship it to the runtimes"),
         (ops.SkeinMapOperator, {"map_iterdata": [1]}, "map_function is required"),
         (ops.SkeinMapOperator, {"map_function": "add", "map_iterdata": 5}, "map_iterdata must be a list"),
         (ops.SkeinMapOperator, {"map_function": "add", "map_iterdata": [1], "chunk_n": 0}, "chunk_n must be a positive integer"),
@@ -412,24 +412,62 @@ def test_unknown_argument_is_refused_by_airflow():
         ops.SkeinMapOperator(task_id="bad", map_function="add", map_iterdata=[1], no_such_param=1)
 
 
-def test_function_defined_in_the_dag_file_fails_at_parse_time(tmp_path, airflow_db):
-    dag_file = tmp_path / "dag_with_local_function.py"
-    dag_file.write_text(
+def test_functions_of_the_dag_file_lambdas_and_closures_travel_by_value(standin, tmp_path, airflow_db):
+    """What the old plugin took and the runtimes cannot import by name is pickled
+    with cloudpickle: the DAG parses (in a DagBag too), the operator hands submit
+    py:@<its pickle>, ships the modules the function uses by name, and removes the
+    pickle afterwards."""
+    import cloudpickle
+
+    dag_path = tmp_path / "dag_with_local_function.py"
+    dag_path.write_text(
         "from airflow.sdk import DAG\n"
-        "from skein_provider.operators.skein import SkeinMapOperator\n"
-        "def double(x):\n    return 2 * x\n"
-        "with DAG(dag_id='local_fn', schedule=None):\n"
+        "from my_functions import add\n"
+        "from skein_provider.operators import SkeinMapOperator\n"
+        "OFFSET = 100\n"
+        "def helper(x):\n    return add(x, OFFSET)\n"
+        "def double(x):\n    return 2 * helper(x)\n"
+        "with DAG(dag_id='local_fn', schedule=None) as dag:\n"
         "    SkeinMapOperator(task_id='m', map_function=double, map_iterdata=[1])\n"
+        "    SkeinMapOperator(task_id='l', map_function=lambda x: -x, map_iterdata=[1])\n"
     )
     from airflow.dag_processing.dagbag import DagBag
 
-    bag = DagBag(dag_folder=str(dag_file))
-    assert "local_fn" not in bag.dags
-    (err,) = bag.import_errors.values()
-    assert "map_function=double is defined in the DAG file" in err
-    # Imported as a plain module too (dag.test() from a script or a test): caught by the file check.
-    with pytest.raises(FunctionError, match="defined in the DAG file"):
-        load_dag(str(dag_file), "local_fn")
+    bag = DagBag(dag_folder=str(dag_path))
+    assert bag.import_errors == {} and "local_fn" in bag.dags
+    dag = load_dag(str(dag_path), "local_fn")
+    op = dag.task_dict["m"]
+    ref = op._resolve(op.map_function, "map_function")
+    assert ref.ref.startswith("py:@skein_fn_") and ref.ref.endswith(".pkl")
+    # my_functions is used by name (add): shipped beside the pickle.
+    assert ref.ship == (MYF,)
+    head, _, body = ref.pickled.partition(b"\n")
+    header = json.loads(head[len(b"#skein-pickle "):])
+    assert header["python"] == "%d.%d.%d" % sys.version_info[:3] and header["name"].endswith("double")
+    f = cloudpickle.loads(body)
+    assert f(1) == 202
+
+    run(op)
+    argv = standin.records()[0]["argv"]
+    fn_arg = argv[argv.index("--function") + 1]
+    assert fn_arg.startswith("py:@/") and os.path.basename(fn_arg) == ref.file
+    assert not os.path.exists(fn_arg[len("py:@"):]), "the pickle outlived the submit"
+    assert argv[argv.index("--include-modules") + 1] == MYF
+
+    lam = dag.task_dict["l"]._resolve(dag.task_dict["l"].map_function, "map_function")
+    assert lam.ref.startswith("py:@skein_fn_") and cloudpickle.loads(lam.pickled.partition(b"\n")[2])(3) == -3
+
+
+def test_nested_functions_and_partials_travel_by_value():
+    import functools
+
+    import cloudpickle
+
+    for fn, arg, want in ((nested_holder(), 5, 5), (functools.partial(my_functions.add, y=10), 1, 11)):
+        ref = resolve(fn, "f")
+        assert ref.ref.startswith("py:@skein_fn_")
+        assert cloudpickle.loads(ref.pickled.partition(b"\n")[2])(arg) == want
+    assert resolve(functools.partial(my_functions.add, y=10), "f").ship == (MYF,)
 
 
 def test_resolve_references():

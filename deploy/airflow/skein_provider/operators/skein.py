@@ -16,6 +16,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import shutil
 import tempfile
 from typing import Any, Callable, Mapping, Sequence
 
@@ -225,6 +226,25 @@ class SkeinBaseOperator(BaseOperator):
     def _resolve(self, fn: Any, param: str) -> FunctionRef:
         return resolve(fn, param, self._dag_file())
 
+    def _fn_arg(self, ref: FunctionRef) -> str:
+        """--function's argument: the reference, or for a function shipped by value
+        py:@PATH of its pickle in a private directory removed after the submit
+        (submit ships the file with the job's modules)."""
+        if ref.pickled is None:
+            return ref.ref
+        if getattr(self, "_pickle_dir", None) is None:
+            self._pickle_dir = tempfile.mkdtemp(prefix="skein-fn-")
+        path = os.path.join(self._pickle_dir, ref.file)
+        with open(path, "wb") as f:
+            f.write(ref.pickled)
+        return "py:@" + path
+
+    def _drop_pickles(self) -> None:
+        d = getattr(self, "_pickle_dir", None)
+        if d:
+            shutil.rmtree(d, ignore_errors=True)
+            self._pickle_dir = None
+
     # -- building the command -----------------------------------------------------
 
     @property
@@ -284,6 +304,12 @@ class SkeinBaseOperator(BaseOperator):
     def execute(self, context: Mapping[str, Any]) -> Any:
         for k in self._ignored_legacy:
             self.log.warning("%s is a Lithops executor setting; Skein takes it from its own configuration and ignores it here", k)
+        try:
+            return self._execute(context)
+        finally:
+            self._drop_pickles()
+
+    def _execute(self, context: Mapping[str, Any]) -> Any:
         mode, flags, payload = self.build(context)
         config = self.config
         if self._translated is not None:
@@ -415,7 +441,7 @@ class SkeinCallAsyncOperator(SkeinBaseOperator):
                 data.append(value)
             else:
                 data[arg] = value
-        flags = ["--function", ref.ref, "--data-from", "-", *self._common_flags([ref], None)]
+        flags = ["--function", self._fn_arg(ref), "--data-from", "-", *self._common_flags([ref], None)]
         return "call", flags, data
 
 
@@ -516,7 +542,7 @@ class SkeinMapOperator(SkeinBaseOperator):
         return list(_literal(self.map_iterdata, "map_iterdata", (list,)))
 
     def _map_flags(self, ref: FunctionRef) -> list[str]:
-        flags = ["--function", ref.ref, "--iterdata-from", "-"]
+        flags = ["--function", self._fn_arg(ref), "--iterdata-from", "-"]
         if self.extra_params:
             flags += ["--extra-params", json.dumps(_literal(self.extra_params, "extra_params", (dict,)))]
         if self.chunk_size is not None:
@@ -582,7 +608,7 @@ class SkeinMapReduceOperator(SkeinMapOperator):
         ref = self._resolve(self.map_function, "map_function")
         red = self._resolve(self.reduce_function, "reduce_function")
         iterdata = self._iterdata(context)
-        flags = [*self._map_flags(ref), "--reduce-function", red.ref]
+        flags = [*self._map_flags(ref), "--reduce-function", self._fn_arg(red)]
         if self.reducer_one_per_object:
             flags.append("--reducer-one-per-object")
         if self.reducer_wait_local:
