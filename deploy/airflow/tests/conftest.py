@@ -25,6 +25,11 @@ for _d in (EXAMPLES, TEST_DAGS):
             os.symlink(os.path.join(_d, _f), os.path.join(DAGS_FOLDER, _f))
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = DAGS_FOLDER
 os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "False"
+# One Fernet key for this process and the airflow commands it runs, so that a
+# password one of them encrypts the others can read.
+from cryptography.fernet import Fernet  # noqa: E402
+
+os.environ["AIRFLOW__CORE__FERNET_KEY"] = Fernet.generate_key().decode()
 os.environ.pop("AIRFLOW_CONN_SKEIN_DEFAULT", None)
 os.environ.pop("SKEIN_BUS", None)
 # The functions' Python (embedded submit and the runtimes): this venv's, which has
