@@ -46,7 +46,8 @@ install_provider() {
 	"$venv/bin/python" -m pip wheel --quiet --no-deps --no-build-isolation -w "$venv/wheels" "$tmp/src" >&2
 	rm -rf "$tmp"
 	"$venv/bin/python" -m pip uninstall --quiet -y airflow-provider-skein apache-airflow-providers-skein >&2 2>/dev/null || true
-	"$venv/bin/python" -m pip install --quiet --no-deps "$venv"/wheels/airflow_provider_skein-*.whl >&2
+	# With its dependencies checked (the pins satisfy them: nothing is fetched).
+	"$venv/bin/python" -m pip install --quiet "$venv"/wheels/airflow_provider_skein-*.whl >&2
 }
 
 case "${1:-start}" in

@@ -1,8 +1,9 @@
 """Functions for the example DAGs.
 
-They live in their own module, not in the DAG files: the Skein operators ship
-this module to the runtimes (--include-modules) and call the functions there
-by module and name (py:my_functions:add).
+They live in their own module: the Skein operators ship this module to the
+runtimes (--include-modules) and call the functions there by module and name
+(py:my_functions:add). Functions defined in a DAG file work too: they are
+shipped by value (cloudpickle), see docs/airflow.md.
 """
 
 import time
