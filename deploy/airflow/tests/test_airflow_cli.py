@@ -79,6 +79,8 @@ def test_connections_cli_stores_a_skein_connection_the_hook_reads(airflow_db):
             "--conn-login", "alice", "--conn-password", "pw", "--conn-extra", json.dumps(extra))
     got = as_json(airflow("connections", "get", "skein_cli", "-o", "json"))[0]
     assert got["conn_type"] == "skein" and got["host"] == "nats://10.0.0.5:4222"
+    listed = {c["conn_id"]: c for c in as_json(airflow("connections", "list", "-o", "json"))}
+    assert listed["skein_cli"]["conn_type"] == "skein"
 
     from skein_provider.hooks import SkeinHook
 
