@@ -3,7 +3,9 @@ package cli_test
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -116,5 +118,63 @@ func TestCommandOverChunks(t *testing.T) {
 	got, parts := sumList(t, out)
 	if got != want || parts != 7 {
 		t.Fatalf("cmd:wc -w over 7 chunks: %d words in %d parts, want %d", got, parts, want)
+	}
+}
+
+// pickleScript pickles, with cloudpickle, a closure and a reducer defined
+// in __main__ (they can only travel by value) into the directory argv[1].
+const pickleScript = `
+import sys, cloudpickle
+factor = 7
+scale = lambda x: factor * x
+def total(results):
+    return sum(results)
+for name, f in (("scale.pkl", scale), ("total.pkl", total)):
+    with open(sys.argv[1] + "/" + name, "wb") as out:
+        out.write(cloudpickle.dumps(f))
+`
+
+// TestPythonPickledFunctions: --function py:@PATH ships a callable pickled
+// with cloudpickle with the job and the runtimes' Python host runs it,
+// embedded and on each bus.
+func TestPythonPickledFunctions(t *testing.T) {
+	py := testenv.Require(t, testenv.Python) // the test venv: it has cloudpickle
+	targets := []struct {
+		name string
+		bus  func(t *testing.T, env []string) []string
+	}{{"embedded", func(t *testing.T, env []string) []string { return nil }}}
+	for _, bk := range buses {
+		bk := bk
+		targets = append(targets, struct {
+			name string
+			bus  func(t *testing.T, env []string) []string
+		}{bk.name, func(t *testing.T, env []string) []string {
+			url := namespaced(t, testenv.Require(t, bk.env))
+			// The venv's Python (with cloudpickle) is under this user's
+			// home: run the functions as this user, not nobody.
+			clusterEnv(t, url, 1, env, "--run-as", strconv.Itoa(os.Getuid()))
+			return []string{"--bus", url}
+		}})
+	}
+	for _, tg := range targets {
+		t.Run(tg.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if out, err := exec.Command(py, "-c", pickleScript, dir).CombinedOutput(); err != nil {
+				t.Fatalf("pickling with %s: %v\n%s", py, err, out)
+			}
+			env := []string{"SKEIN_PYTHON=" + py, "SKEIN_STORAGE_LOCAL_ROOT=" + filepath.Join(dir, "store")}
+			busArgs := tg.bus(t, env)
+			out, errOut, code := submitEnv(t, env, append([]string{"mapreduce", "--iterdata", `[1,2,3]`,
+				"--function", "py:@" + filepath.Join(dir, "scale.pkl"),
+				"--reduce-function", "py:@" + filepath.Join(dir, "total.pkl")}, busArgs...)...)
+			if code != 0 || out != "42\n" {
+				t.Fatalf("mapreduce of pickled functions: exit %d, %q, want 42; %s", code, out, errOut)
+			}
+			_, errOut, code = submitEnv(t, env, append([]string{"call", "--data", `{"x":1}`,
+				"--function", "py:@" + filepath.Join(dir, "none.pkl")}, busArgs...)...)
+			if code != 2 || !strings.Contains(errOut, "no such file") {
+				t.Fatalf("a missing pickle: exit %d, want 2 and 'no such file'; %s", code, errOut)
+			}
+		})
 	}
 }

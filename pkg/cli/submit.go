@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/debug"
 	"sort"
 	"strconv"
@@ -326,7 +327,7 @@ func runJob(ctx context.Context, kind wire.JobKind, args []string, env Env) erro
 		reduceMode                            string
 		ff                                    funcFlags
 	)
-	fs.StringVar(&s.Function, "function", "", "function: a built-in name, go:name, py:module:function or cmd:argv (required)")
+	fs.StringVar(&s.Function, "function", "", "function: a built-in name, go:name, py:module:function, py:@FILE (a callable pickled with cloudpickle) or cmd:argv (required)")
 	fs.StringVar(&s.Function, "f", "", "shorthand for --function")
 	if kind == wire.JobCall {
 		fs.StringVar(&data, "data", "", "the call's arguments as JSON: an object is keyword arguments, a list positional ones")
@@ -398,6 +399,9 @@ func runJob(ctx context.Context, kind wire.JobKind, args []string, env Env) erro
 		s.Env = envs
 	}
 	s.IncludeModules, s.ExcludeModules = include, exclude
+	if err := shipPickled(s); err != nil {
+		return err
+	}
 
 	var input *inputSource
 	if kind == wire.JobCall {
@@ -993,4 +997,35 @@ func printHelp(fs *flag.FlagSet, env Env) {
 	fs.SetOutput(env.Stderr)
 	fs.PrintDefaults()
 	fs.SetOutput(io.Discard)
+}
+
+// shipPickled turns --function and --reduce-function py:@PATH, a callable
+// pickled with cloudpickle in a local file, into py:@NAME shipped with the
+// job's modules (NAME is the file's base name). py:@NAME without a path
+// separator names a file already among --include-modules.
+func shipPickled(s *wire.JobSpec) error {
+	names := map[string]string{}
+	for _, f := range []*string{&s.Function, &s.ReduceFunction} {
+		p, ok := strings.CutPrefix(strings.TrimSpace(*f), "py:@")
+		if !ok || !strings.ContainsRune(p, filepath.Separator) {
+			continue
+		}
+		abs, err := filepath.Abs(p)
+		if err != nil {
+			return usagef("%s: %v", *f, err)
+		}
+		if st, err := os.Stat(abs); err != nil || !st.Mode().IsRegular() {
+			return usagef("%s: no such file (a callable pickled with cloudpickle)", *f)
+		}
+		name := filepath.Base(abs)
+		if other, ok := names[name]; ok && other != abs {
+			return usagef("the pickled map and reduce functions %s and %s have the same file name; rename one", other, abs)
+		}
+		if _, ok := names[name]; !ok {
+			s.IncludeModules = append(s.IncludeModules, abs)
+		}
+		names[name] = abs
+		*f = "py:@" + name
+	}
+	return nil
 }

@@ -1,6 +1,21 @@
 // Package pyhost runs Python callables ("py:module:function" or
 // "py:module.function") for the runtime, as an fn.Host.
 //
+// # Callables shipped by value
+//
+// "py:@FILE" names a callable pickled with cloudpickle (a function
+// defined in a script, a notebook or an Airflow DAG file, a lambda, a
+// closure), stored as FILE among the job's shipped modules (the file is
+// shipped like any include_modules entry; submit does it for
+// --function py:@PATH). The file may start with one header line,
+// '#skein-pickle {"python":"3.11.7","cloudpickle":"3.1.2","name":"f"}',
+// then the pickle. The interpreter loads it once (like an imported
+// module) and calls it like any other function. A runtime Python of
+// another minor version than the header's, one without the cloudpickle
+// module, or a pickle that needs a module the runtime lacks, fails the
+// call as ErrUnknownFn (not retryable) with a message that says which and
+// what to do.
+//
 // # Interpreters
 //
 // The host keeps one long-lived interpreter per worker slot (fn.Call.Slot),

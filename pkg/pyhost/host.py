@@ -107,15 +107,79 @@ class Obj:
 
 
 _funcs = {}
+# The job's shipped modules (first on sys.path): where pickled callables are.
+_modules_dir = ""
+PICKLE_MAGIC = b"#skein-pickle "
 
 
 class _Unknown(Exception):
     pass
 
 
+def _python():
+    return "%s (Python %s)" % (sys.executable, sys.version.split()[0])
+
+
+def load_pickled(ref):
+    """The callable of ref "@FILE": FILE among the job's shipped modules holds it,
+    pickled with cloudpickle, after an optional header line
+    '#skein-pickle {"python": "3.11.7", "cloudpickle": "3.1.2", "name": "f"}'."""
+    name = ref[1:]
+    if not _modules_dir:
+        raise _Unknown("py:%s names a pickled callable, but the job ships no modules" % ref)
+    path = os.path.join(_modules_dir, name)
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise _Unknown("py:%s: the job's shipped modules have no file %r" % (ref, name))
+    header = {}
+    if data.startswith(PICKLE_MAGIC):
+        nl = data.find(b"\n")
+        try:
+            header = json.loads(data[len(PICKLE_MAGIC):nl].decode())
+        except ValueError:
+            raise _Unknown("py:%s: unreadable header" % ref)
+        data = data[nl + 1:]
+    what = "py:%s%s" % (ref, " (%s)" % header["name"] if header.get("name") else "")
+    want = str(header.get("python") or "")
+    here = "%d.%d" % sys.version_info[:2]
+    if want and ".".join(want.split(".")[:2]) != here:
+        raise _Unknown("%s was pickled by Python %s and this runtime's Python is %s: a function shipped "
+                       "by value needs the same Python minor version on both sides (set SKEIN_PYTHON on the "
+                       "runtimes)" % (what, want, _python()))
+    try:
+        import cloudpickle  # noqa: F401  (the pickle refers to its functions)
+    except ImportError:
+        raise _Unknown("%s is a function shipped by value with cloudpickle, and this runtime's Python, %s, "
+                       "has no cloudpickle module: install it there (python3 -m pip install cloudpickle) "
+                       "or point SKEIN_PYTHON at a Python that has it" % (what, _python()))
+    import pickle
+    try:
+        return pickle.loads(data)
+    except ModuleNotFoundError as e:
+        raise _Unknown("unpickling %s: no module named %r on the runtime (ship it with include_modules)"
+                       % (what, e.name))
+    except Exception as e:
+        raise _Unknown("unpickling %s failed (%s: %s); it was pickled with cloudpickle %s, this runtime "
+                       "has %s" % (what, type(e).__name__, e, header.get("cloudpickle", "?"),
+                                   getattr(sys.modules.get("cloudpickle"), "__version__", "?")))
+
+
 def resolve(ref):
     f = _funcs.get(ref)
     if f is not None:
+        return f
+    if ref.startswith("@"):
+        obj = load_pickled(ref)
+        if not callable(obj):
+            raise _Unknown("py:%s holds a %s, not a callable" % (ref, type(obj).__name__))
+        try:
+            sig = inspect.signature(obj)
+        except (TypeError, ValueError):
+            sig = None
+        f = (obj, sig)
+        _funcs[ref] = f
         return f
     if ":" in ref:
         modname, attr = ref.split(":", 1)
@@ -223,7 +287,7 @@ def with_env(env, fn, *a):
 
 
 def main():
-    global _req, _resp
+    global _req, _resp, _modules_dir
     os.set_inheritable(3, False)
     os.set_inheritable(4, False)
     _req = os.fdopen(3, "rb", buffering=1 << 16)
@@ -240,6 +304,7 @@ def main():
         del sys.path[0]
     if path:
         sys.path.insert(0, path)
+        _modules_dir = path
 
     send({"op": "ready", "pid": os.getpid(), "python": sys.version.split()[0]})
     while True:

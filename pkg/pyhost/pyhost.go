@@ -193,8 +193,9 @@ func writeScript(dir string) (string, error) {
 	return path, nil
 }
 
-// Call runs one attempt of c.Ref ("module:function" or "module.function")
-// on c.Slot's interpreter, starting it if needed.
+// Call runs one attempt of c.Ref ("module:function", "module.function",
+// or "@file" for a pickled callable) on c.Slot's interpreter, starting it
+// if needed.
 func (h *Host) Call(ctx context.Context, c *fn.Call) (wire.Value, error) {
 	if err := checkCall(c); err != nil {
 		return nil, &wire.TaskError{Kind: wire.ErrBadInput, Message: err.Error()}
@@ -249,8 +250,16 @@ func checkCall(c *fn.Call) error {
 	if strings.ContainsFunc(ref, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
 		return fmt.Errorf("pyhost: function reference %q contains spaces or control characters", ref)
 	}
-	if !strings.ContainsAny(ref, ":.") {
-		return fmt.Errorf("pyhost: function reference %q is not module:function or module.function", ref)
+	if file, ok := strings.CutPrefix(ref, "@"); ok {
+		// A pickled callable: a file among the job's shipped modules.
+		if file == "" || file == "." || file == ".." || strings.ContainsAny(file, `/\`) {
+			return fmt.Errorf("pyhost: pickled callable %q must name a file of the job's shipped modules", ref)
+		}
+		if c.ModulesDir == "" {
+			return fmt.Errorf("pyhost: py:%s names a pickled callable, but the job ships no modules", ref)
+		}
+	} else if !strings.ContainsAny(ref, ":.") {
+		return fmt.Errorf("pyhost: function reference %q is not module:function, module.function or @file", ref)
 	}
 	if c.Slot < 0 {
 		return fmt.Errorf("pyhost: negative slot %d", c.Slot)

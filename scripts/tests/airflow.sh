@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The Airflow provider's tests in real Apache Airflow: builds submit,
 # coordinator and runtime, puts them on PATH and runs the provider's pytest
-# suite with the venv's python (scripts/services/venv.sh makes the venv).
+# suite with the venv's python (scripts/services/venv.sh makes the venv and
+# installs the provider from its wheel). pytest runs from the tests folder so
+# that what is imported, there and in the airflow commands the tests run, is
+# the installed wheel, never the checkout's skein_provider.
 # pytest's exit code 5 (no tests collected) counts as a failure.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -33,9 +36,9 @@ if ! command -v nats-server >/dev/null; then
 fi
 
 
-cd deploy/airflow
+cd deploy/airflow/tests
 set +e
-"$SKEIN_TEST_PYTHON" -m pytest -p no:cacheprovider -o addopts="" -rs -q tests "$@"
+"$SKEIN_TEST_PYTHON" -m pytest -p no:cacheprovider -o addopts="" -rs -q . "$@"
 rc=$?
 set -e
 if [ $rc -eq 5 ]; then

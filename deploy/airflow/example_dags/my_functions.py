@@ -1,8 +1,9 @@
 """Functions for the example DAGs.
 
-They live in their own module, not in the DAG files: the Skein operators ship
-this module to the runtimes (--include-modules) and call the functions there
-by module and name (py:my_functions:add).
+They live in their own module: the Skein operators ship this module to the
+runtimes (--include-modules) and call the functions there by module and name
+(py:my_functions:add). Functions defined in a DAG file work too: they are
+shipped by value (cloudpickle), see docs/airflow.md.
 """
 
 import time
@@ -33,3 +34,15 @@ def slow_add(x, y, seconds=2):
 def boom(x):
     """Raises, for the examples and tests of a failing function."""
     raise ValueError(f"boom: cannot handle {x!r}")
+
+
+class Unpicklable:
+    """A callable holding a lock: cloudpickle cannot ship it (for the tests)."""
+
+    def __init__(self):
+        import threading
+
+        self.lock = threading.Lock()
+
+    def __call__(self, x):
+        return x

@@ -21,12 +21,20 @@ DAGS_FOLDER = os.path.join(_HOME, "dags")
 os.makedirs(DAGS_FOLDER)
 for _d in (EXAMPLES, TEST_DAGS):
     for _f in sorted(os.listdir(_d)):
-        if _f.endswith(".py"):
+        if _f.endswith(".py") or (_d == TEST_DAGS and os.path.isdir(os.path.join(_d, _f)) and _f != "__pycache__"):
             os.symlink(os.path.join(_d, _f), os.path.join(DAGS_FOLDER, _f))
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = DAGS_FOLDER
 os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "False"
+# One Fernet key for this process and the airflow commands it runs, so that a
+# password one of them encrypts the others can read.
+from cryptography.fernet import Fernet  # noqa: E402
+
+os.environ["AIRFLOW__CORE__FERNET_KEY"] = Fernet.generate_key().decode()
 os.environ.pop("AIRFLOW_CONN_SKEIN_DEFAULT", None)
 os.environ.pop("SKEIN_BUS", None)
+# The functions' Python (embedded submit and the runtimes): this venv's, which has
+# the cloudpickle that functions shipped by value were pickled with.
+os.environ.setdefault("SKEIN_PYTHON", sys.executable)
 if EXAMPLES not in sys.path:
     sys.path.insert(0, EXAMPLES)
 if HERE not in sys.path:
@@ -161,7 +169,9 @@ def skein_bus(submit_bin, tmp_path_factory):
         p = start([nats, "-js", "-a", "127.0.0.1", "-p", str(port), "-sd", str(d / "js")], "nats")
         _wait_port(port, p, "nats-server")
         start([coord, "--bus", url], "coordinator")
-        start([runtime, "--bus", url], "runtime")
+        # As this user, not nobody: the functions' Python (SKEIN_PYTHON, this venv)
+        # lives under this user's home.
+        start([runtime, "--bus", url, "--run-as", str(os.getuid())], "runtime")
         time.sleep(1.0)
         for p, name in zip(procs, ("nats-server", "coordinator", "runtime")):
             if p.poll() is not None:

@@ -161,3 +161,42 @@ def test_a_builtin_timeout_fails_the_task_with_a_timeout_message(airflow_db, cap
     out, err = capfd.readouterr()
     assert "the Skein job timed out (exit 4)" in task_log(dr, "too_slow") + out + err
     assert took < 25, f"the 2 s timeout took {took:.0f} s to fail the task"
+
+
+def test_task_timeout_limits_one_call_within_a_longer_job_timeout(airflow_db, capfd):
+    start = time.monotonic()
+    dr = dag_file("acceptance_dags.py", "acceptance_builtin_task_timeout").test()
+    took = time.monotonic() - start
+    assert ti_states(dr) == {"too_slow_call": "failed"}
+    out, err = capfd.readouterr()
+    log = task_log(dr, "too_slow_call") + out + err
+    assert "the Skein job failed (exit 3)" in log and "function ran past its deadline" in log
+    assert took < 25, f"the 2 s task_timeout took {took:.0f} s to fail the task (the job's timeout is 120 s)"
+
+
+def test_include_modules_are_found_next_to_the_dag_file(airflow_db, python_functions, tmp_path, monkeypatch):
+    """Names and relative paths resolve against the DAG file's folder (not on the
+    Python path, not the current directory), then the Python path."""
+    monkeypatch.chdir(tmp_path)
+    dr = dag_file(os.path.join("incl", "dag_include.py"), "acceptance_include_modules").test()
+    assert set(ti_states(dr).values()) == {"success"}, ti_states(dr)
+    assert xcom(dr, "by_name") == [3, 6, 9]
+    assert xcom(dr, "by_file_name") == [15]
+    assert xcom(dr, "by_relative_path") == [-1, -2]
+    assert xcom(dr, "by_dotted_name") == 16
+
+
+SEEDS = {"add_task_1": 4, "add_task_2": 8, "map_task": [2, 3, 4], "map_from_task": [12, 13, 14],
+         "mapreduce_task": 8, "wordcount_per_book": [300, 500, 700], "square_map": [1, 4, 9]}
+
+
+def test_the_seeds_dag_runs_unchanged_embedded(airflow_db, python_functions):
+    dr = dag_file("seeds_lithops_dag.py", "seeds_lithops").test()
+    assert ti_states(dr) == {t: "success" for t in SEEDS}, ti_states(dr)
+    assert {t: xcom(dr, t) for t in SEEDS} == SEEDS
+
+
+def test_the_seeds_dag_runs_unchanged_on_nats(airflow_db, python_functions, bus_connection):
+    dr = dag_file("seeds_lithops_dag.py", "seeds_lithops").test()
+    assert ti_states(dr) == {t: "success" for t in SEEDS}, ti_states(dr)
+    assert {t: xcom(dr, t) for t in SEEDS} == SEEDS

@@ -9,11 +9,14 @@ Where the settings come from, first match wins:
       {"bus": "nats://host:4222",            # instead of Host
        "config": "/etc/skein/config.yaml",   # Skein's config file (SKEIN_CONFIG)
        "submit_path": "/usr/local/bin/submit",
-       "storage": {"backend": "s3", "endpoint": "http://...", "bucket": "b",
-                   "access_key_id": "...", "secret_access_key": "..."},
+       "storage": {"endpoint": "http://...", "artifacts": "s3://b/skein/",
+                   "access_key": "...", "secret_key": "..."},
        "env": {"ANY_VAR": "value"}}          # more environment for submit
 
-  storage keys become ``SKEIN_STORAGE_<KEY>`` environment variables;
+  storage keys become ``SKEIN_STORAGE_<KEY>`` environment variables (the S3 names
+  access_key_id and secret_access_key are taken for access_key and secret_key), and
+  the connection form's fields (``storage_endpoint``...) land in the extra as
+  ``storage_<key>``;
 * what the worker's environment already has (SKEIN_BUS, SKEIN_CONFIG, SKEIN_STORAGE_*);
 * Skein's own config file, then the embedded default (everything in the submit process),
   both decided by ``submit`` itself when nothing above sets a bus.
@@ -50,6 +53,15 @@ EXIT_BUS = 5
 EXIT_CANCELLED = 6
 
 _STDERR_TAIL_LINES = 200
+_FORM_PREFIX = "extra__skein__"
+
+# Storage settings under the names S3 and Lithops users know -> Skein's
+# (SKEIN_STORAGE_<NAME>).
+STORAGE_KEY_ALIASES = {
+    "access_key_id": "access_key",
+    "secret_access_key": "secret_key",
+    "iam_api_key": "api_key",
+}
 _SECRET_WORDS = ("secret", "password", "passwd", "token", "key", "credential")
 
 
@@ -182,20 +194,10 @@ class SkeinHook(BaseHook):
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        return {
-            "hidden_fields": ["schema"],
-            "relabeling": {"host": "Bus URL (nats://host:4222 or amqp://host:5672)", "login": "Bus user", "password": "Bus password"},
-            "placeholders": {
-                "host": "nats://127.0.0.1:4222 (empty: Skein's config file, then the embedded default)",
-                "extra": json.dumps(
-                    {
-                        "config": "/etc/skein/config.yaml",
-                        "submit_path": "/usr/local/bin/submit",
-                        "storage": {"backend": "s3", "endpoint": "http://127.0.0.1:7070", "bucket": "skein"},
-                    }
-                ),
-            },
-        }
+        """The connection form for Airflow before 3.2 (later ones read the provider info)."""
+        from skein_provider import PLACEHOLDERS, RELABELING
+
+        return {"hidden_fields": ["schema"], "relabeling": dict(RELABELING), "placeholders": dict(PLACEHOLDERS)}
 
     def __init__(self, skein_conn_id: str | None = default_conn_name, submit_path: str | None = None, **kwargs: Any):
         super().__init__(**kwargs)
@@ -247,6 +249,9 @@ class SkeinHook(BaseHook):
             extra = conn.extra_dejson or {}
             if not isinstance(extra, dict):
                 raise AirflowException(f"the extra of Skein connection {conn.conn_id!r} must be a JSON object")
+            # The connection form may store its fields as extra__skein__<name>.
+            extra = {(k[len(_FORM_PREFIX):] if k.startswith(_FORM_PREFIX) else k): v
+                     for k, v in extra.items() if v not in (None, "")}
             bus = extra.get("bus") or _bus_url(
                 conn.host, conn.port, conn.login, conn.password, str(extra.get("bus_scheme") or "nats")
             )
@@ -264,6 +269,7 @@ class SkeinHook(BaseHook):
             for k, v in {**flat, **storage}.items():
                 if v is None:
                     continue
+                k = STORAGE_KEY_ALIASES.get(str(k), str(k))
                 name = "SKEIN_STORAGE_" + "".join(c if c.isalnum() else "_" for c in str(k)).upper()
                 env[name] = v if isinstance(v, str) else json.dumps(v)
                 if _is_secret(str(k)):

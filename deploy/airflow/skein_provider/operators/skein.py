@@ -16,14 +16,16 @@ from __future__ import annotations
 import ast
 import json
 import os
+import shutil
 import tempfile
 from typing import Any, Callable, Mapping, Sequence
 
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException
 
-from skein_provider.functions import FunctionRef, resolve
-from skein_provider.hooks.skein import SkeinHook, error_for
+from skein_provider.config import Translated, translate
+from skein_provider.functions import FunctionRef, resolve, resolve_includes
+from skein_provider.hooks.skein import SkeinHook, _mask, error_for
 from skein_provider.triggers.skein import SkeinJobTrigger
 
 # Old names (from the IBM-PyWren, Cloudbutton and Lithops plugins, typos
@@ -97,17 +99,22 @@ def _literal(v: Any, name: str, want: tuple[type, ...]) -> Any:
 class SkeinBaseOperator(BaseOperator):
     """Parameters common to the Skein operators (the seeds' inherited parameters).
 
-    :param config: Skein config file path (or, not in deferrable mode, a dict written to a
-        private temporary file). Aliases: lithops_config, cloudbutton_engine_config,
-        pywren_executor_config.
+    :param config: Skein config file path, or (not in deferrable mode) a dict: Skein's config
+        keys, or a Lithops config translated (see skein_provider.config), written to a
+        private temporary file for the call. Aliases: lithops_config,
+        cloudbutton_engine_config, pywren_executor_config.
     :param wait_for_result: wait for the job to end (default True); False submits with
         --no-wait and pushes the job id. Alias: async_invoke (inverted).
     :param fetch_result: download the result (default True). Alias: get_result.
     :param clean_data: delete the job's data from storage when done (default False).
     :param extra_env: environment variables for the functions' runtime.
     :param runtime_memory: runtime memory in MB (default from Skein's config).
-    :param timeout: seconds the job has before it times out (default from Skein's config).
-    :param include_modules: more modules or paths to ship with the function.
+    :param timeout: seconds the whole job has before it times out (default from Skein's config).
+    :param task_timeout: seconds one function call (one attempt of one task) has before it
+        times out and is retried or fails (the old plugin's per-function ``timeout``);
+        default: the job's timeout.
+    :param include_modules: more modules or paths to ship with the function: module names
+        and relative paths are looked up in the DAG file's folder, then on the Python path.
     :param exclude_modules: modules or paths not to ship.
     :param function_retries: retries of a failed function (submit --retries).
     :param deferrable: defer to the triggerer while the job runs.
@@ -128,6 +135,7 @@ class SkeinBaseOperator(BaseOperator):
         extra_env: dict[str, str] | None = None,
         runtime_memory: int | None = None,
         timeout: int | float | None = None,
+        task_timeout: int | float | None = None,
         include_modules: list[str] | str | None = None,
         exclude_modules: list[str] | str | None = None,
         function_retries: int | None = None,
@@ -138,6 +146,8 @@ class SkeinBaseOperator(BaseOperator):
         **kwargs: Any,
     ) -> None:
         cls_name = type(self).__name__
+        config_param = next((k for k in ("lithops_config", "cloudbutton_engine_config", "pywren_executor_config")
+                             if k in kwargs), "config")
         common = {"config": config, "wait_for_result": wait_for_result, "fetch_result": fetch_result}
         common = _take_aliases(cls_name, kwargs, common)
         ignored = {k: kwargs.pop(k) for k in IGNORED_LEGACY if k in kwargs}
@@ -151,6 +161,7 @@ class SkeinBaseOperator(BaseOperator):
         self.extra_env = extra_env
         self.runtime_memory = runtime_memory
         self.timeout = timeout
+        self.task_timeout = task_timeout
         self.include_modules = include_modules
         self.exclude_modules = exclude_modules
         self.function_retries = function_retries
@@ -160,6 +171,14 @@ class SkeinBaseOperator(BaseOperator):
         self.submit_path = submit_path
         self._hook: SkeinHook | None = None
         self._validate_common(cls_name)
+        # A config dict (Skein's or Lithops') is checked and translated when the DAG
+        # is parsed: a key with no meaning in Skein is a DAG import error.
+        self._translated: Translated | None = None
+        if isinstance(self.config, dict):
+            try:
+                self._translated = translate(self.config, config_param)
+            except AirflowException as e:
+                raise type(e)(f"{cls_name}: {e}") from None
 
     # -- validation -----------------------------------------------------------
 
@@ -179,9 +198,17 @@ class SkeinBaseOperator(BaseOperator):
         _positive_int(cls_name, "runtime_memory", self.runtime_memory)
         if self.function_retries is not None and (not isinstance(self.function_retries, int) or self.function_retries < 0):
             raise AirflowException(f"{cls_name}: function_retries must be an integer >= 0, got {self.function_retries!r}")
-        if self.timeout is not None and not _is_template(self.timeout):
-            if isinstance(self.timeout, bool) or not isinstance(self.timeout, (int, float)) or self.timeout <= 0:
-                raise AirflowException(f"{cls_name}: timeout must be a positive number of seconds, got {self.timeout!r}")
+        for name in ("timeout", "task_timeout"):
+            v = getattr(self, name)
+            if v is not None and not _is_template(v):
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
+                    raise AirflowException(f"{cls_name}: {name} must be a positive number of seconds, got {v!r}")
+        if (self.timeout is not None and self.task_timeout is not None and not _is_template(self.timeout)
+                and not _is_template(self.task_timeout) and self.task_timeout > self.timeout):
+            raise AirflowException(
+                f"{cls_name}: task_timeout={self.task_timeout} is longer than the job's timeout={self.timeout}; "
+                "a function cannot run longer than its job"
+            )
         if self.extra_env is not None and not isinstance(self.extra_env, (dict, str)):
             raise AirflowException(f"{cls_name}: extra_env must be a dict of environment variables")
         for name in ("include_modules", "exclude_modules"):
@@ -199,6 +226,25 @@ class SkeinBaseOperator(BaseOperator):
     def _resolve(self, fn: Any, param: str) -> FunctionRef:
         return resolve(fn, param, self._dag_file())
 
+    def _fn_arg(self, ref: FunctionRef) -> str:
+        """--function's argument: the reference, or for a function shipped by value
+        py:@PATH of its pickle in a private directory removed after the submit
+        (submit ships the file with the job's modules)."""
+        if ref.pickled is None:
+            return ref.ref
+        if getattr(self, "_pickle_dir", None) is None:
+            self._pickle_dir = tempfile.mkdtemp(prefix="skein-fn-")
+        path = os.path.join(self._pickle_dir, ref.file)
+        with open(path, "wb") as f:
+            f.write(ref.pickled)
+        return "py:@" + path
+
+    def _drop_pickles(self) -> None:
+        d = getattr(self, "_pickle_dir", None)
+        if d:
+            shutil.rmtree(d, ignore_errors=True)
+            self._pickle_dir = None
+
     # -- building the command -----------------------------------------------------
 
     @property
@@ -213,6 +259,12 @@ class SkeinBaseOperator(BaseOperator):
             flags += ["--config", config_path]
         if self.timeout is not None:
             flags += ["--timeout", str(self.timeout)]
+        tr = self._translated
+        task_timeout = self.task_timeout if self.task_timeout is not None else (tr.task_timeout if tr else None)
+        if task_timeout is not None:
+            flags += ["--task-timeout", str(task_timeout)]
+        if tr and tr.workers:
+            flags += ["--workers", str(tr.workers)]
         if self.runtime_memory is not None:
             flags += ["--runtime-memory", str(self.runtime_memory)]
         if self.function_retries is not None:
@@ -231,15 +283,16 @@ class SkeinBaseOperator(BaseOperator):
             for p in ref.ship:
                 if p not in seen:
                     seen.append(p)
-        for m in _as_list(self.include_modules):
+        for m in resolve_includes(_as_list(self.include_modules), self._dag_file()):
             if m not in seen:
                 seen.append(m)
         for m in seen:
             flags += ["--include-modules", m]
         for m in _as_list(self.exclude_modules):
             flags += ["--exclude-modules", m]
-        if self.log_level:
-            flags += ["--log-level", str(self.log_level)]
+        log_level = self.log_level or (tr.log_level if tr else None)
+        if log_level:
+            flags += ["--log-level", str(log_level)]
         return flags
 
     def build(self, context: Mapping[str, Any] | None) -> tuple[str, list[str], Any]:
@@ -251,8 +304,20 @@ class SkeinBaseOperator(BaseOperator):
     def execute(self, context: Mapping[str, Any]) -> Any:
         for k in self._ignored_legacy:
             self.log.warning("%s is a Lithops executor setting; Skein takes it from its own configuration and ignores it here", k)
+        try:
+            return self._execute(context)
+        finally:
+            self._drop_pickles()
+
+    def _execute(self, context: Mapping[str, Any]) -> Any:
         mode, flags, payload = self.build(context)
-        with _config_file(self.config) as config_path:
+        config = self.config
+        if self._translated is not None:
+            for secret in self._translated.secrets:
+                _mask(secret)
+            self.log.info("config dict: %s", self._translated.describe())
+            config = self._translated.config
+        with _config_file(config) as config_path:
             if config_path:
                 flags = ["--config", config_path, *flags]
             value = self.hook.submit(mode, flags, payload)
@@ -376,7 +441,7 @@ class SkeinCallAsyncOperator(SkeinBaseOperator):
                 data.append(value)
             else:
                 data[arg] = value
-        flags = ["--function", ref.ref, "--data-from", "-", *self._common_flags([ref], None)]
+        flags = ["--function", self._fn_arg(ref), "--data-from", "-", *self._common_flags([ref], None)]
         return "call", flags, data
 
 
@@ -477,7 +542,7 @@ class SkeinMapOperator(SkeinBaseOperator):
         return list(_literal(self.map_iterdata, "map_iterdata", (list,)))
 
     def _map_flags(self, ref: FunctionRef) -> list[str]:
-        flags = ["--function", ref.ref, "--iterdata-from", "-"]
+        flags = ["--function", self._fn_arg(ref), "--iterdata-from", "-"]
         if self.extra_params:
             flags += ["--extra-params", json.dumps(_literal(self.extra_params, "extra_params", (dict,)))]
         if self.chunk_size is not None:
@@ -543,7 +608,7 @@ class SkeinMapReduceOperator(SkeinMapOperator):
         ref = self._resolve(self.map_function, "map_function")
         red = self._resolve(self.reduce_function, "reduce_function")
         iterdata = self._iterdata(context)
-        flags = [*self._map_flags(ref), "--reduce-function", red.ref]
+        flags = [*self._map_flags(ref), "--reduce-function", self._fn_arg(red)]
         if self.reducer_one_per_object:
             flags.append("--reducer-one-per-object")
         if self.reducer_wait_local:

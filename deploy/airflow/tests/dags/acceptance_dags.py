@@ -46,3 +46,8 @@ with DAG(dag_id="acceptance_builtin_deferrable", schedule=None) as builtin_defer
     no_wait = SkeinMapOperator(task_id="submit_no_wait", map_function="add", map_iterdata=[1, 2, 3],
                                extra_params={"y": 1}, wait_for_result=False)
     no_wait >> SkeinJobSensor(task_id="wait_for_job", job_id_from_task="submit_no_wait", deferrable=True)
+
+with DAG(dag_id="acceptance_builtin_task_timeout", schedule=None) as builtin_task_timeout:
+    # The job may take 120 s, one call only 2 s: the call's limit fails the task.
+    SkeinCallAsyncOperator(task_id="too_slow_call", func="sleep", data={"x": 30}, timeout=120, task_timeout=2,
+                           function_retries=0)
