@@ -206,7 +206,9 @@ func TestScrapeDuringJob(t *testing.T) {
 	if err != nil || st.State != wire.StateDone {
 		t.Fatalf("job ended %v %v", st.State, err)
 	}
-	f := scrape(t, s.url+"/metrics")
+	// The coordinator counts a job's end (its Ended hook) just after it
+	// records the end that Wait reads: scrape until the count is there.
+	f := scrapeUntil(t, s.url+"/metrics", "skein_jobs_ended_total", "state", "done")
 	p := []string{"pool", "default"}
 	checks := []struct {
 		name string
@@ -255,7 +257,7 @@ func TestScrapeDuringJob(t *testing.T) {
 	if st.State != wire.StateFailed || (err != nil && !errors.As(err, &je)) {
 		t.Fatalf("the failing job ended %v %v", st.State, err)
 	}
-	f = scrape(t, s.url+"/metrics")
+	f = scrapeUntil(t, s.url+"/metrics", "skein_jobs_ended_total", "state", "failed")
 	if got := value(f, "skein_tasks_failed_total", p...); got != 1 {
 		t.Errorf("skein_tasks_failed_total = %v after a failed call, want 1", got)
 	}
@@ -264,5 +266,20 @@ func TestScrapeDuringJob(t *testing.T) {
 	}
 	if got := value(f, "skein_tasks_published_total", p...); got != n+1 {
 		t.Errorf("skein_tasks_published_total = %v, want %d", got, n+1)
+	}
+}
+
+// scrapeUntil scrapes url until the metric name with the label pair is at
+// least 1 (or 10 s have passed: the checks that follow then say what is
+// wrong) and returns the last scrape.
+func scrapeUntil(t *testing.T, url, name string, label ...string) map[string]*dto.MetricFamily {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		f := scrape(t, url)
+		if value(f, name, label...) >= 1 || time.Now().After(deadline) {
+			return f
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
