@@ -669,6 +669,7 @@ func (j *job) finish(state wire.JobState, e *wire.TaskError, task int) {
 	if data, err := wire.Encode(wire.KindResp, wire.Response{Status: &st}); err == nil {
 		_ = j.c.bus.Notify(bctx, wire.ProgressSubject(j.id), data)
 	}
+	j.jev.wg.Wait() // a progress event on its way goes before the end's
 	j.jobEvent(bctx, wire.JobEventType(state), st, 0, func(d *wire.JobEventData) {
 		d.Error = e
 		if task >= 0 && e != nil {

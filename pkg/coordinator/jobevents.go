@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -61,17 +62,37 @@ func (j *job) jobEvent(ctx context.Context, typ string, st wire.JobStatus, n int
 type progressEvents struct {
 	last atomic.Int64 // unix ns of the last one
 	n    atomic.Int64 // how many were published
+	busy atomic.Bool  // one is being published
+	wg   sync.WaitGroup // the one being published
 }
 
-// progress publishes a progress event for st unless one went out less
-// than jobEventInterval ago.
+// progressEvent publishes a progress event for st, off the job's event
+// loop (a broker's confirmation must not hold up the job), unless one
+// went out less than jobEventInterval ago or is still on its way.
 func (j *job) progressEvent(ctx context.Context, st wire.JobStatus) {
 	now := time.Now().UnixNano()
-	if now-j.jev.last.Load() < int64(jobEventInterval) {
+	if now-j.jev.last.Load() < int64(jobEventInterval) || !j.jev.busy.CompareAndSwap(false, true) {
 		return
 	}
+	// Not once the job has ended (finish waits for the one on its way
+	// before the end's event; j.mu orders this Add before that Wait).
+	j.mu.Lock()
+	if j.status.State.Terminal() {
+		j.mu.Unlock()
+		j.jev.busy.Store(false)
+		return
+	}
+	j.jev.wg.Add(1)
+	j.mu.Unlock()
 	j.jev.last.Store(now)
-	j.jobEvent(ctx, wire.JobEventProgress, st, j.jev.n.Add(1), nil)
+	n := j.jev.n.Add(1)
+	j.c.wg.Add(1)
+	go func() {
+		defer j.c.wg.Done()
+		defer j.jev.wg.Done()
+		defer j.jev.busy.Store(false)
+		j.jobEvent(ctx, wire.JobEventProgress, st, n, nil)
+	}()
 }
 
 // resultRef is the storage reference of a job's single result (call, and
