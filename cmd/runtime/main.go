@@ -1,6 +1,8 @@
 // Command runtime is Skein's function runtime: a worker that pulls tasks
 // from a pool's queue, runs them, and reports their events on the bus;
-// "runtime action" serves the same as an OpenWhisk action. See
+// "runtime action" serves the same as an OpenWhisk docker action, and
+// "runtime actionloop" (chosen by itself when an actionloop proxy starts
+// it as its exec) as a native Go action. See
 // docs/cli.md and docs/backends.md.
 package main
 
@@ -8,14 +10,22 @@ import (
 	"context"
 	"os"
 
+	"github.com/skeinrun/skein/pkg/action"
 	"github.com/skeinrun/skein/pkg/cli"
 	"github.com/skeinrun/skein/pkg/datapath"
 )
 
 func main() {
 	env := cli.Env{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv, Signals: true}
-	if len(os.Args) > 1 && os.Args[1] == "action" {
+	switch {
+	case len(os.Args) > 1 && os.Args[1] == "action":
 		os.Exit(cli.RuntimeAction(context.Background(), os.Args[2:], env, datapath.ServiceHooks()))
+	case len(os.Args) > 1 && os.Args[1] == "actionloop":
+		os.Exit(cli.RuntimeActionLoop(context.Background(), os.Args[2:], env, datapath.ServiceHooks()))
+	case len(os.Args) == 1 && action.StartedByProxy(os.Getenv):
+		// The exec of a native Go action: the actionloop proxy starts it
+		// without arguments, with __OW_PROXY_VERSION and descriptor 3.
+		os.Exit(cli.RuntimeActionLoop(context.Background(), nil, env, datapath.ServiceHooks()))
 	}
 	os.Exit(cli.Runtime(context.Background(), os.Args[1:], env, datapath.ServiceHooks()))
 }

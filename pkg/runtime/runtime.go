@@ -511,9 +511,14 @@ func (r *Runtime) execute(parent context.Context, slot int, h *heldTask, t *wire
 	rt.finished = true
 	rt.mu.Unlock()
 
-	if parent.Err() != nil && errors.Is(err, context.Canceled) {
-		// The runtime is stopping: leave the task to be redelivered.
+	if parent.Err() != nil && err != nil {
+		// The runtime is stopping (cancelled, or its activation's deadline
+		// came): the task did not finish here, so it goes back to the
+		// queue at once for another runtime, not after its lease.
 		r.running.Delete(rt)
+		nctx, ncancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = d.Nak(nctx, 0)
+		ncancel()
 		return
 	}
 	ev := r.event(t, d, wire.EventDone)
