@@ -213,6 +213,7 @@ type actionParams struct {
 	maxTasks int
 	idle     time.Duration
 	slots    int
+	queues   runtime.Queues
 }
 
 // parseActionParams checks the params the runtime reads and names every
@@ -255,6 +256,14 @@ func parseActionParams(p map[string]any, slots int) (actionParams, error) {
 	if f, ok := num("slots", 1); ok {
 		ap.slots = int(f)
 	}
+	if v, ok := p[openwhisk.ParamQueue]; ok && v != nil {
+		switch q, _ := v.(string); runtime.Queues(q) {
+		case runtime.QueuesTasks, runtime.QueuesReduce:
+			ap.queues = runtime.Queues(q)
+		default:
+			errs = append(errs, fmt.Errorf("%s %v: want %q or %q", openwhisk.ParamQueue, v, runtime.QueuesTasks, runtime.QueuesReduce))
+		}
+	}
 	if len(errs) > 0 {
 		msgs := make([]string, len(errs))
 		for i, e := range errs {
@@ -296,7 +305,7 @@ func (e *actionExec) run(ctx context.Context, params map[string]any) (map[string
 		return nil, err
 	}
 	cfg := e.base
-	cfg.Pool, cfg.MaxTasks, cfg.Idle, cfg.Slots = ap.pool, ap.maxTasks, ap.idle, ap.slots
+	cfg.Pool, cfg.MaxTasks, cfg.Idle, cfg.Slots, cfg.Queues = ap.pool, ap.maxTasks, ap.idle, ap.slots, ap.queues
 	cfg.Prefetch = 0 // 2×slots, but never more than the activation may run
 	if act.ActivationID != "" {
 		cfg.WorkerID = "ow-" + act.ActivationID

@@ -200,40 +200,48 @@ func (c *closeBoth) Close() error {
 	return errors.Join(err, c.bus.Close())
 }
 
-// dispatchHook is the coordinator's Published hook that calls be: the
-// job's pool, its tasks just published, and its invoke_pool_threads,
-// runtime memory and task timeout.
-func dispatchHook(be backend.Backend, log *slog.Logger) func(ctx context.Context, spec *wire.JobSpec, tasks int) error {
+// dispatchHook is the coordinator's Published (queue "tasks") or
+// PublishedReduce (queue "reduce") hook that calls be: the job's pool,
+// its tasks just published, and its invoke_pool_threads, runtime memory
+// and task timeout.
+func dispatchHook(be backend.Backend, queue string, log *slog.Logger) func(ctx context.Context, spec *wire.JobSpec, tasks int) error {
 	return func(ctx context.Context, spec *wire.JobSpec, tasks int) error {
 		job := backend.Job{
 			ID: spec.ID, Pool: spec.Pool, Tasks: tasks, PoolThreads: spec.InvokePoolThreads,
 			MemoryMB:  max(spec.RuntimeMemory, spec.MapRuntimeMemory, spec.ReduceRuntimeMemory),
-			TimeoutMS: spec.TaskTimeoutMS,
+			TimeoutMS: spec.TaskTimeoutMS, Queue: queue,
 		}
 		start := time.Now()
 		if err := be.Dispatch(ctx, job); err != nil {
-			log.Error("compute backend dispatch failed", "job", spec.ID, "tasks", tasks, "err", err)
+			log.Error("compute backend dispatch failed", "job", spec.ID, "tasks", tasks, "queue", queue, "err", err)
 			return err
 		}
-		log.Debug("compute backend dispatched", "job", spec.ID, "tasks", tasks, "took", time.Since(start))
+		log.Debug("compute backend dispatched", "job", spec.ID, "tasks", tasks, "queue", queue, "took", time.Since(start))
 		return nil
 	}
 }
 
-// useBackend sets cfg's Published hook to dispatch on be, keeping a hook
-// set before.
+// useBackend sets cfg's Published and PublishedReduce hooks to dispatch
+// on be, keeping hooks set before.
 func useBackend(cfg *coordinator.Config, be backend.Backend, log *slog.Logger) {
-	h := dispatchHook(be, log)
-	if prev := cfg.Hooks.Published; prev != nil {
-		cfg.Hooks.Published = func(ctx context.Context, spec *wire.JobSpec, tasks int) error {
+	chain := func(prev, h func(context.Context, *wire.JobSpec, int) error) func(context.Context, *wire.JobSpec, int) error {
+		if prev == nil {
+			return h
+		}
+		return func(ctx context.Context, spec *wire.JobSpec, tasks int) error {
 			if err := prev(ctx, spec, tasks); err != nil {
 				return err
 			}
 			return h(ctx, spec, tasks)
 		}
-		return
 	}
-	cfg.Hooks.Published = h
+	reducePrev := cfg.Hooks.PublishedReduce
+	if reducePrev == nil {
+		// A Published hook set before saw reducers too: keep it so.
+		reducePrev = cfg.Hooks.Published
+	}
+	cfg.Hooks.Published = chain(cfg.Hooks.Published, dispatchHook(be, "tasks", log))
+	cfg.Hooks.PublishedReduce = chain(reducePrev, dispatchHook(be, "reduce", log))
 }
 
 func defaultWorkers() int { return goruntime.NumCPU() }

@@ -51,6 +51,12 @@ type Config struct {
 	StartedAfter time.Duration
 	// Transient marks a pool that serves one job (see bus.QueueOptions).
 	Transient bool
+	// Queues chooses which of the pool's queues the runtime pulls: its
+	// tasks and its reducers (the default), or one of the two (an
+	// OpenWhisk activation dispatched for a reducer pulls only reducers,
+	// so that it is not spent on maps and a map activation never takes a
+	// reducer it would have to hand back when its budget ends).
+	Queues Queues
 	// MaxTasks stops the runtime after this many tasks (0 = no limit);
 	// Idle stops it after this long without a task (0 = never). Used by
 	// one-shot and action modes.
@@ -87,6 +93,15 @@ type Config struct {
 	Telemetry *telemetry.Telemetry
 	Logger    *slog.Logger
 }
+
+// Queues chooses which of a pool's queues a runtime pulls.
+type Queues string
+
+const (
+	QueuesAll    Queues = ""       // the pool's tasks and its reducers
+	QueuesTasks  Queues = "tasks"  // map and call tasks only
+	QueuesReduce Queues = "reduce" // reducers only
+)
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
@@ -146,6 +161,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxAttempts < 0 {
 		errs = append(errs, fmt.Errorf("max attempts %d: must be positive", c.MaxAttempts))
+	}
+	if c.Queues != QueuesAll && c.Queues != QueuesTasks && c.Queues != QueuesReduce {
+		errs = append(errs, fmt.Errorf("queues %q: want \"\", %q or %q", c.Queues, QueuesTasks, QueuesReduce))
 	}
 	if c.MaxTasks < 0 {
 		errs = append(errs, fmt.Errorf("max tasks %d: must not be negative", c.MaxTasks))
@@ -263,13 +281,20 @@ func (r *Runtime) Run(parent context.Context) (Summary, error) {
 	if r.cfg.MaxTasks > 0 {
 		opts.Prefetch = r.cfg.Prefetch
 	}
-	taken, err := r.consume(mctx, r.cfg.Pool, opts)
-	if err != nil {
-		return Summary{}, fmt.Errorf("runtime: consume pool %s: %w", r.cfg.Pool, err)
+	var deliveries <-chan *heldTask
+	if r.cfg.Queues != QueuesReduce {
+		taken, err := r.consume(mctx, r.cfg.Pool, opts)
+		if err != nil {
+			return Summary{}, fmt.Errorf("runtime: consume pool %s: %w", r.cfg.Pool, err)
+		}
+		deliveries = r.hold(mctx, taken)
+	} else {
+		none := make(chan *heldTask)
+		close(none)
+		deliveries = none
 	}
-	deliveries := r.hold(mctx, taken)
 	var wg sync.WaitGroup
-	if !r.cfg.Transient {
+	if !r.cfg.Transient && r.cfg.Queues != QueuesTasks {
 		// Reduce tasks have a queue of their own, so that a reducer starts
 		// with the first map result even while maps are queued. Its
 		// consumer outlives the pulling of maps until the reducers taken
@@ -313,6 +338,9 @@ func (r *Runtime) Run(parent context.Context) (Summary, error) {
 				mu.Unlock()
 				r.handle(ctx, r.cfg.Slots+k%64, h, done)
 				k++
+			}
+			if r.cfg.Queues == QueuesReduce {
+				stop() // its MaxTasks reducers were delivered
 			}
 		}()
 		// Once the pulling stops, the reduce consumer stops when the

@@ -132,7 +132,16 @@ func New(cfg Config) *Proxy {
 	return &Proxy{cfg: cfg, env: map[string]string{}}
 }
 
-// Stop kills the action's process, if any.
+// Close waits for the request in progress, if any, then kills the
+// action's process. Serve no more requests before calling it.
+func (p *Proxy) Close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.Stop()
+}
+
+// Stop kills the action's process, if any, without waiting for the
+// request in progress (a /run then fails as when exec dies).
 func (p *Proxy) Stop() {
 	p.exMu.Lock()
 	ex := p.ex

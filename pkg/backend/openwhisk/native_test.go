@@ -95,10 +95,10 @@ func TestNativeGoAction(t *testing.T) {
 	const N, batch = 60, 10
 	bin := programs(t)
 	busURL := fmt.Sprintf("%s?ns=ownative-%d", testenv.Require(t, testenv.NATSURL), time.Now().UnixNano()%1e9)
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
 	defer cancel()
 	containers := &lockedBuffer{}
-	ctl, err := owtest.Start(owtest.Config{APIKey: "u:k1", MaxContainers: 3, ContainerOutput: containers, Logger: testLogger(t)})
+	ctl, err := owtest.Start(owtest.Config{APIKey: "u:k1", MaxContainers: 2, ContainerOutput: containers, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,20 +17,15 @@ import (
 
 // TestStreamingReduce200: a 200-map streaming sum through the openwhisk
 // backend (the coordinator program, the fake controller, "runtime
-// action" containers) ends within twice the time of the same 200 maps
-// without a reducer (a barrier job takes at least that long). The
-// activation that takes the streaming reducer runs it to its end rather
-// than stopping at its task budget: the coordinator runs with
-// --stall-after -1, so a reducer cut off and handed back would never be
-// run again and the job would hang until the test's bound (it used to
-// take a minute: the reducer waited for --stall-after); and the reducer
-// ran once (no retry).
-//
-// The baseline is a map job, not a barrier map-reduce: a barrier reducer
-// is enqueued just as the activations stop, and their limited consumers'
-// last pull requests (natsbus consumeLimited) can take and hand it back
-// more often than the queue's MaxDeliver allows, after which nobody ever
-// gets it (a bus fault, seen here on the base code as well).
+// action" containers) ends within twice the time of the same job with a
+// barrier reducer. The coordinator dispatches each reducer an activation
+// of its own (queue "reduce") and the map activations pull maps only, so
+// no activation's task budget cuts a reducer off and none takes one it
+// would have to hand back as it stops. The coordinator runs with
+// --stall-after -1: a reducer cut off or handed back would never be run
+// again and the job would hang until the test's bound (the streaming job
+// used to take a minute, waiting for --stall-after); and no reducer is
+// retried.
 func TestStreamingReduce200(t *testing.T) {
 	const N, batch = 200, 10
 	bin := programs(t)
@@ -90,17 +85,15 @@ func TestStreamingReduce200(t *testing.T) {
 		}
 		return elapsed
 	}
-	results := make([]int, N)
-	for i := range results {
-		results[i] = i + 1
+	spec := func(mode wire.ReduceMode) *wire.JobSpec {
+		return &wire.JobSpec{Kind: wire.JobMapReduce, Function: "add", Iterdata: iterdata, ExtraParams: wire.Value(`{"y":1}`),
+			ReduceFunction: "sum", ReduceMode: mode}
 	}
-	mapsWant, _ := json.Marshal(results)
-	maps := run(&wire.JobSpec{Kind: wire.JobMap, Function: "add", Iterdata: iterdata, ExtraParams: wire.Value(`{"y":1}`)},
-		string(mapsWant), 40*time.Second)
-	streaming := run(&wire.JobSpec{Kind: wire.JobMapReduce, Function: "add", Iterdata: iterdata, ExtraParams: wire.Value(`{"y":1}`),
-		ReduceFunction: "sum", ReduceMode: wire.ReduceStreaming}, fmt.Sprint(N*(N+1)/2), 40*time.Second)
-	t.Logf("200 maps %v; with a streaming sum %v; controller %+v", maps, streaming, ctl.Stats())
-	if streaming > 2*maps+time.Second {
-		t.Fatalf("streaming took %v, more than twice the maps' %v", streaming, maps)
+	want := fmt.Sprint(N * (N + 1) / 2)
+	barrier := run(spec(wire.ReduceBarrier), want, 40*time.Second)
+	streaming := run(spec(wire.ReduceStreaming), want, 40*time.Second)
+	t.Logf("200 maps and a sum: barrier %v, streaming %v; controller %+v", barrier, streaming, ctl.Stats())
+	if streaming > 2*barrier+time.Second {
+		t.Fatalf("streaming took %v, more than twice the barrier job's %v", streaming, barrier)
 	}
 }

@@ -715,7 +715,9 @@ func (c *Controller) startContainer(a *action) (*container, error) {
 	body, _ := json.Marshal(map[string]any{"value": map[string]any{
 		"name": a.name, "main": main, "code": a.code, "binary": a.binary, "env": env,
 	}})
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	// A native action's /init unzips its code (tens of MB, slow under
+	// the race detector): give it a minute.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	for {
 		code, resp, err := post(ctx, ct.base+"/init", body)
@@ -813,11 +815,14 @@ func (ct *container) kill() {
 			_ = ct.cmd.Process.Kill()
 			_ = ct.cmd.Wait()
 		}
-		if ct.proxy != nil {
-			ct.proxy.Stop()
-		}
 		if ct.srv != nil {
 			_ = ct.srv.Close()
+		}
+		if ct.proxy != nil {
+			// Kill the exec first (a /run in progress fails at once), then
+			// wait for the request in progress before closing its files.
+			ct.proxy.Stop()
+			ct.proxy.Close()
 		}
 		for _, f := range ct.files {
 			_ = f.Close()
