@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -34,8 +33,23 @@ func StartedByProxy(getenv func(string) string) bool {
 	if getenv(EnvProxyVersion) == "" {
 		return false
 	}
+	return loopFDOpen() == nil
+}
+
+// loopFDOpen checks that descriptor 3 is open and is a pipe (the
+// proxy's os.Pipe) or a socket: not a file the Go runtime opened for
+// itself, which takes the lowest free number, 3, when the parent left it
+// closed (it reads the cgroup CPU quota at start).
+func loopFDOpen() error {
 	var st syscall.Stat_t
-	return syscall.Fstat(LoopFD, &st) == nil
+	if err := syscall.Fstat(LoopFD, &st); err != nil {
+		return err
+	}
+	switch st.Mode & syscall.S_IFMT {
+	case syscall.S_IFIFO, syscall.S_IFSOCK:
+		return nil
+	}
+	return fmt.Errorf("descriptor 3 is not a pipe or socket (mode %#o)", st.Mode)
 }
 
 // LoopConfig configures Loop.
@@ -174,9 +188,8 @@ func errorLine(msg string) []byte {
 
 // LoopOutput opens descriptor 3 for Loop's results.
 func LoopOutput() (*os.File, error) {
-	f := os.NewFile(LoopFD, "actionloop-out")
-	if f == nil {
-		return nil, errors.New("action: descriptor 3 is not open: the actionloop proxy passes its result pipe there")
+	if err := loopFDOpen(); err != nil {
+		return nil, fmt.Errorf("action: descriptor 3: %w: the actionloop proxy passes its result pipe there", err)
 	}
-	return f, nil
+	return os.NewFile(LoopFD, "actionloop-out"), nil
 }
