@@ -90,7 +90,8 @@ func startCoordinator(t *testing.T, ctx context.Context, bin, busURL string, ctl
 // invokes it; the fake controller runs each container as the stand-in
 // for the action-golang image's actionloop proxy, which starts the
 // runtime program as its exec (actionloop mode, chosen by itself) after
-// its acknowledgement. A 60-task map comes back right.
+// its acknowledgement. A 60-task map comes back right through the client,
+// and a 3-task map through the submit program, which prints it.
 func TestNativeGoAction(t *testing.T) {
 	const N, batch = 60, 10
 	bin := programs(t)
@@ -149,6 +150,15 @@ func TestNativeGoAction(t *testing.T) {
 	}
 	if total != N {
 		t.Fatalf("activation summaries count %v tasks, want %d", total, N)
+	}
+	// The submit program, on the same coordinator, prints the result.
+	sub := exec.CommandContext(ctx, filepath.Join(bin, "submit"), "map", "--bus", busURL, "--function", "add",
+		"--iterdata", "[1,2,3]", "--extra-params", `{"y":1}`, "--quiet")
+	var subErr bytes.Buffer
+	sub.Stderr = &subErr
+	out, err := sub.Output()
+	if err != nil || strings.TrimSpace(string(out)) != "[2,3,4]" {
+		t.Fatalf("submit map: %v, stdout %q, stderr:\n%s", err, out, subErr.String())
 	}
 	if !strings.Contains(containers.String(), "actionloop ready") {
 		t.Fatalf("the containers did not run the runtime in actionloop mode:\n%s", containers.String())
