@@ -12,13 +12,23 @@ import (
 	"github.com/skeinrun/skein/internal/retry"
 )
 
+// handBackDelay is how long a message handed back by a stopping limited
+// consumer waits before the server delivers it again: longer than the
+// 250ms expiry of the consumer's own outstanding pull request.
+const handBackDelay = 500 * time.Millisecond
+
 // consumeLimited delivers at most o.Limit messages with pull requests
 // that never ask for more than can still be delivered (Fetch of
 // min(Prefetch, left)), so that a consumer stopping at its limit leaves
 // no message pulled on its behalf: the server would hold such a message
 // until its AckWait, with nobody left to take it after. A message that
-// arrives once ctx is done is handed back (Nak) at once; stopping takes up
-// to one pull request's expiry (250ms).
+// arrives once ctx is done is handed back (Nak) with a delay longer than
+// a pull request's expiry (handBackDelay): with Nak at once the server
+// gave it straight back to the same outstanding batch request, which
+// handed it back again, and so on until MaxDeliver was spent and nobody
+// could ever get it (a barrier reducer enqueued just as a job's
+// activations stopped was lost so). Stopping takes up to one pull
+// request's expiry (250ms).
 //
 // A failing fetch is retried as pump retries a pull: with backoff, the
 // queue's consumer opened again (it may have been deleted), logged once
@@ -75,14 +85,14 @@ func (b *Bus) consumeLimited(ctx context.Context, queue string, c jetstream.Cons
 			for m := range batch.Messages() {
 				got++
 				if pctx.Err() != nil {
-					_ = m.Nak()
+					_ = m.NakWithDelay(handBackDelay)
 					continue
 				}
 				select {
 				case out <- b.newDelivery(m, queue):
 					left--
 				case <-pctx.Done():
-					_ = m.Nak()
+					_ = m.NakWithDelay(handBackDelay)
 				}
 			}
 			if pctx.Err() != nil {

@@ -227,28 +227,15 @@ func (p *Proxy) run(w http.ResponseWriter, r *http.Request, body []byte) {
 		writeError(w, http.StatusInternalServerError, "action not initialized: POST /init first")
 		return
 	}
-	var req runRequest
-	if err := json.Unmarshal(body, &req); err != nil {
-		writeError(w, http.StatusBadRequest, "run: body is not the JSON {\"value\":{...},...}: "+err.Error())
+	params, act, err := parseRun(body, apiHost)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	params := map[string]any{}
-	if len(req.Value) > 0 && string(req.Value) != "null" {
-		if err := json.Unmarshal(req.Value, &params); err != nil {
-			writeError(w, http.StatusBadRequest, "run: value is not a JSON object: "+err.Error())
-			return
-		}
-	}
-	act := Activation{Namespace: req.Namespace, ActionName: req.ActionName, ActivationID: req.ActivationID,
-		TransID: req.TransID, APIKey: req.APIKey, APIHost: apiHost}
 	ctx := r.Context()
-	if d, err := parseDeadline(req.Deadline); err != nil {
-		writeError(w, http.StatusBadRequest, "run: "+err.Error())
-		return
-	} else if !d.IsZero() {
-		act.Deadline = d
+	if !act.Deadline.IsZero() {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, d)
+		ctx, cancel = context.WithDeadline(ctx, act.Deadline)
 		defer cancel()
 	}
 	ctx = context.WithValue(ctx, activationKey{}, act)
@@ -270,14 +257,46 @@ func (p *Proxy) run(w http.ResponseWriter, r *http.Request, body []byte) {
 	_, _ = w.Write(append(out, '\n'))
 }
 
+// parseRun reads a /run body (or an actionloop input line, which is the
+// same JSON): the value, which must be an object, and the activation
+// context. A body without "value" is refused: the invoker always sends
+// it, and params sent bare would otherwise run with every default.
+func parseRun(body []byte, apiHost string) (map[string]any, Activation, error) {
+	var req runRequest
+	if err := json.Unmarshal(body, &req); err != nil {
+		return nil, Activation{}, errors.New("run: body is not the JSON {\"value\":{...},...}: " + err.Error())
+	}
+	if len(req.Value) == 0 {
+		return nil, Activation{}, errors.New("run: body has no \"value\": the invoker sends the params as {\"value\":{...params},\"activation_id\":...}")
+	}
+	params := map[string]any{}
+	if string(req.Value) != "null" {
+		if err := json.Unmarshal(req.Value, &params); err != nil {
+			return nil, Activation{}, errors.New("run: value is not a JSON object: " + err.Error())
+		}
+	}
+	act := Activation{Namespace: req.Namespace, ActionName: req.ActionName, ActivationID: req.ActivationID,
+		TransID: req.TransID, APIKey: req.APIKey, APIHost: apiHost}
+	d, err := parseDeadline(req.Deadline)
+	if err != nil {
+		return nil, Activation{}, errors.New("run: " + err.Error())
+	}
+	act.Deadline = d
+	return params, act, nil
+}
+
 // call runs the executor, turning a panic into an error.
-func (p *Proxy) call(ctx context.Context, params map[string]any) (res map[string]any, err error) {
+func (p *Proxy) call(ctx context.Context, params map[string]any) (map[string]any, error) {
+	return call(ctx, p.exec, params)
+}
+
+func call(ctx context.Context, exec Executor, params map[string]any) (res map[string]any, err error) {
 	defer func() {
 		if v := recover(); v != nil {
 			err = fmt.Errorf("the action panicked: %v", v)
 		}
 	}()
-	res, err = p.exec(ctx, params)
+	res, err = exec(ctx, params)
 	if err == nil && res == nil {
 		res = map[string]any{}
 	}

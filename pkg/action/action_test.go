@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -173,6 +174,11 @@ func TestProtocol(t *testing.T) {
 	if code, out := iv.post("/run", `{"value":{},"deadline":"soon"}`); code != http.StatusBadRequest || out["error"] == nil {
 		t.Fatalf("bad deadline: %d %v", code, out)
 	}
+	// Params sent bare, without "value", are refused, not run with
+	// defaults.
+	if code, out := iv.post("/run", `{"pool":"default","max_tasks":3}`); code != http.StatusBadRequest || !strings.Contains(fmt.Sprint(out["error"]), `no "value"`) {
+		t.Fatalf("run without value: %d %v", code, out)
+	}
 	// Routes and methods.
 	if code, _ := iv.post("/other", `{}`); code != http.StatusNotFound {
 		t.Fatalf("unknown route: %d", code)
@@ -186,10 +192,10 @@ func TestProtocol(t *testing.T) {
 		t.Fatalf("GET /run: %d", resp.StatusCode)
 	}
 
-	// Every /run (11 of them) ends with the marker on both streams.
+	// Every /run (12 of them) ends with the marker on both streams.
 	for name, s := range map[string]string{"stdout": stdout.String(), "stderr": stderr.String()} {
-		if n := strings.Count(s, EndMarker+"\n"); n != 11 {
-			t.Errorf("%s has %d end markers, want 11:\n%s", name, n, s)
+		if n := strings.Count(s, EndMarker+"\n"); n != 12 {
+			t.Errorf("%s has %d end markers, want 12:\n%s", name, n, s)
 		}
 	}
 }

@@ -1,6 +1,10 @@
-// Package action is the runtime's OpenWhisk action mode: an HTTP server
+// Package action is the runtime's OpenWhisk action modes: an HTTP server
 // that speaks the action proxy protocol an OpenWhisk invoker uses with
-// every action container (apache/openwhisk docs/actions-new.md).
+// every action container (apache/openwhisk docs/actions-new.md), for a
+// blackbox (docker) action; and Loop, the actionloop protocol that the
+// proxy of apache/openwhisk-runtime-go speaks with its "exec", for a
+// native Go action (see Loop, and package proxytest for a stand-in proxy
+// in tests).
 //
 // # Protocol
 //
@@ -24,6 +28,9 @@
 //     XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX on stdout and stderr, so the
 //     invoker can frame the activation's logs.
 //
+// A /run body without "value" is refused (400): the invoker always sends
+// it, and params sent bare would otherwise run with every default.
+//
 // The api_key of the activation context is never logged; it is handed to
 // the executor in [Activation] only.
 //
@@ -38,5 +45,7 @@
 // "runtime action" (pkg/cli.RuntimeAction) calls Serve(ctx, Addr(), exec,
 // logger) where exec drains up to max_tasks tasks of the params' pool
 // with pkg/runtime on the bus named by SKEIN_BUS_URL (see
-// docs/backends.md).
+// docs/backends.md). "runtime actionloop" (pkg/cli.RuntimeActionLoop,
+// chosen by cmd/runtime when StartedByProxy) calls Loop on stdin and
+// descriptor 3 with the same executor.
 package action

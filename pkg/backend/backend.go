@@ -25,6 +25,12 @@ type Job struct {
 	// TimeoutMS is one task attempt's limit (timeout). Zero means the
 	// backend's default.
 	TimeoutMS int64
+	// Queue says which of the pool's queues the tasks are on: "" (the
+	// runtimes pull both, as they do by default), "tasks" (map and call
+	// tasks; the coordinator dispatches reducers apart) or "reduce"
+	// (reducers: runtimes that pull only the reduce queue). A backend
+	// whose runtimes always pull both may ignore it.
+	Queue string
 }
 
 // Validate reports every bad field of j.
@@ -47,6 +53,9 @@ func (j Job) Validate() error {
 	}
 	if j.TimeoutMS < 0 {
 		errs = append(errs, fmt.Sprintf("TimeoutMS is %d, want >= 0", j.TimeoutMS))
+	}
+	if j.Queue != "" && j.Queue != "tasks" && j.Queue != "reduce" {
+		errs = append(errs, fmt.Sprintf("Queue is %q, want \"\", \"tasks\" or \"reduce\"", j.Queue))
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("backend: job %q: %s", j.ID, strings.Join(errs, "; "))

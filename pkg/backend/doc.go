@@ -19,10 +19,13 @@
 // # Contract
 //
 // The coordinator program (pkg/cli) calls Dispatch from the coordinator's
-// Hooks.Published: once when all of a job's tasks are on the queue, then
-// with Tasks 1 for each task enqueued later (a retry, a reducer); each
-// call means "make sure runtimes exist to pull about Tasks more tasks". A
-// Dispatch error fails the job. Tasks lost with a runtime are redelivered
+// Hooks.Published (Job.Queue "tasks"): once when all of a job's tasks are
+// on the queue, then with Tasks 1 for each task enqueued later (a retry);
+// and from Hooks.PublishedReduce (Job.Queue "reduce") with Tasks 1 for
+// each reducer put on the pool's reduce queue. Each call means "make sure
+// runtimes exist to pull about Tasks more tasks of that queue" (openwhisk
+// gives a reducer an activation of its own). A Dispatch error fails the
+// job. Tasks lost with a runtime are redelivered
 // by the bus but not dispatched again. Implementations are safe for
 // concurrent use: Dispatch may run for several jobs at once, and Close may
 // be called while a Dispatch is running (that Dispatch then returns

@@ -38,11 +38,38 @@ const (
 // included, travel as events on the bus; /run fails (502) only when the
 // activation could not run at all (bad params, no bus).
 func RuntimeAction(ctx context.Context, args []string, env Env, hooks ServiceHooks) int {
-	return serviceReport("runtime action", runtimeActionMain(ctx, args, env, hooks), env)
+	return serviceReport("runtime action", runtimeActionMain(ctx, args, env, hooks, false), env)
 }
 
-func runtimeActionMain(ctx context.Context, args []string, env Env, hooks ServiceHooks) error {
-	fs := flag.NewFlagSet("runtime action", flag.ContinueOnError)
+// RuntimeActionLoop runs the runtime as the exec of a native Go action:
+// the actionloop protocol of apache/openwhisk-runtime-go's proxy (package
+// action, Loop) on stdin and descriptor 3, one activation per line, each
+// run as by RuntimeAction. cmd/runtime chooses it by itself when the
+// proxy started it (action.StartedByProxy). Settings come from the
+// environment, which the proxy builds from the /init env (the action's
+// init parameters): SKEIN_BUS_URL, SKEIN_SLOTS, SKEIN_LEASE,
+// SKEIN_MAX_ATTEMPTS, SKEIN_LOG_LEVEL, SKEIN_HOSTS, ...
+func RuntimeActionLoop(ctx context.Context, args []string, env Env, hooks ServiceHooks) int {
+	return serviceReport("runtime actionloop", runtimeActionMain(ctx, args, env, hooks, true), env)
+}
+
+// actionEnvFlags are the flags of the action modes that the environment
+// sets when no flag does: an action's only settings are its init
+// parameters, which reach the process as environment variables.
+var actionEnvFlags = [][2]string{
+	{"SKEIN_SLOTS", "slots"},
+	{"SKEIN_LEASE", "lease"},
+	{"SKEIN_MAX_ATTEMPTS", "max-attempts"},
+	{"SKEIN_LOG_LEVEL", "log-level"},
+	{"SKEIN_LOG_FORMAT", "log-format"},
+}
+
+func runtimeActionMain(ctx context.Context, args []string, env Env, hooks ServiceHooks, loop bool) error {
+	name := "runtime action"
+	if loop {
+		name = "runtime actionloop"
+	}
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(env.Stderr)
 	base := runtime.DefaultConfig()
 	var (
@@ -53,12 +80,25 @@ func runtimeActionMain(ctx context.Context, args []string, env Env, hooks Servic
 	)
 	ff.register(fs, "runtime action", DefaultHosts, true)
 	verifyKey.registerVerify(fs)
-	fs.StringVar(&listen, "listen", "", "address of the action proxy (default :8080, or :$__OW_ACTION_PORT)")
-	fs.IntVar(&base.Slots, "slots", 1, "tasks one activation runs at once (an invocation's \"slots\" param overrides it)")
-	fs.DurationVar(&base.Lease, "lease", 30*time.Second, "redelivery lease of a task; must match the pool's other runtimes")
-	fs.IntVar(&base.MaxAttempts, "max-attempts", 5, "deliveries of one task before it is reported lost")
-	fs.StringVar(&lf.Level, "log-level", "info", "debug, info, warn or error")
-	fs.StringVar(&lf.Format, "log-format", "text", "text or json")
+	if !loop {
+		fs.StringVar(&listen, "listen", "", "address of the action proxy (default :8080, or :$__OW_ACTION_PORT)")
+	}
+	fs.IntVar(&base.Slots, "slots", 1, "tasks one activation runs at once (env SKEIN_SLOTS; an invocation's \"slots\" param overrides it)")
+	fs.DurationVar(&base.Lease, "lease", 30*time.Second, "redelivery lease of a task; must match the pool's other runtimes (env SKEIN_LEASE)")
+	fs.IntVar(&base.MaxAttempts, "max-attempts", 5, "deliveries of one task before it is reported lost (env SKEIN_MAX_ATTEMPTS)")
+	fs.StringVar(&lf.Level, "log-level", "info", "debug, info, warn or error (env SKEIN_LOG_LEVEL)")
+	fs.StringVar(&lf.Format, "log-format", "text", "text or json (env SKEIN_LOG_FORMAT)")
+	getenv := env.Getenv
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	for _, ef := range actionEnvFlags {
+		if v := getenv(ef[0]); v != "" {
+			if err := fs.Set(ef[1], v); err != nil {
+				return usagef("%s=%q: %v", ef[0], v, err)
+			}
+		}
+	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
@@ -77,10 +117,6 @@ func runtimeActionMain(ctx context.Context, args []string, env Env, hooks Servic
 	}
 	if err := base.Validate(); err != nil {
 		return usagef("%v", err)
-	}
-	getenv := env.Getenv
-	if getenv == nil {
-		getenv = os.Getenv
 	}
 	if v, err := verifyKey.verifier(getenv); err != nil {
 		return err
@@ -101,7 +137,19 @@ func runtimeActionMain(ctx context.Context, args []string, env Env, hooks Servic
 	defer ex.close()
 	ctx, stop := serviceContext(ctx, env)
 	defer stop()
-	return action.Serve(ctx, listen, ex.run, log)
+	if !loop {
+		return action.Serve(ctx, listen, ex.run, log)
+	}
+	out, err := action.LoopOutput()
+	if err != nil {
+		return err
+	}
+	defer out.Close()
+	in := env.Stdin
+	if in == nil {
+		in = os.Stdin
+	}
+	return action.Loop(ctx, in, out, ex.run, action.LoopConfig{Logger: log, Getenv: getenv})
 }
 
 // actionExec runs activations. The bus connection is opened by the first
@@ -165,6 +213,7 @@ type actionParams struct {
 	maxTasks int
 	idle     time.Duration
 	slots    int
+	queues   runtime.Queues
 }
 
 // parseActionParams checks the params the runtime reads and names every
@@ -207,6 +256,14 @@ func parseActionParams(p map[string]any, slots int) (actionParams, error) {
 	if f, ok := num("slots", 1); ok {
 		ap.slots = int(f)
 	}
+	if v, ok := p[openwhisk.ParamQueue]; ok && v != nil {
+		switch q, _ := v.(string); runtime.Queues(q) {
+		case runtime.QueuesTasks, runtime.QueuesReduce:
+			ap.queues = runtime.Queues(q)
+		default:
+			errs = append(errs, fmt.Errorf("%s %v: want %q or %q", openwhisk.ParamQueue, v, runtime.QueuesTasks, runtime.QueuesReduce))
+		}
+	}
 	if len(errs) > 0 {
 		msgs := make([]string, len(errs))
 		for i, e := range errs {
@@ -248,7 +305,7 @@ func (e *actionExec) run(ctx context.Context, params map[string]any) (map[string
 		return nil, err
 	}
 	cfg := e.base
-	cfg.Pool, cfg.MaxTasks, cfg.Idle, cfg.Slots = ap.pool, ap.maxTasks, ap.idle, ap.slots
+	cfg.Pool, cfg.MaxTasks, cfg.Idle, cfg.Slots, cfg.Queues = ap.pool, ap.maxTasks, ap.idle, ap.slots, ap.queues
 	cfg.Prefetch = 0 // 2×slots, but never more than the activation may run
 	if act.ActivationID != "" {
 		cfg.WorkerID = "ow-" + act.ActivationID

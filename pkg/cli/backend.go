@@ -36,6 +36,8 @@ type backendFlags struct {
 	workers int
 	ow      openwhisk.Config
 	owIdle  time.Duration
+	owExec  string // runtime binary of a native action
+	owEnv   string // its exec.env ("-": none)
 	// funcs are the local runtimes' function options.
 	funcs funcFlags
 	fo    funcOptions
@@ -48,7 +50,10 @@ func (f *backendFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.ow.APIHost, "ow-apihost", "", "openwhisk: controller URL (env "+EnvOWAPIHost+"); the key comes from env "+EnvOWAPIKey+" or "+EnvOWAPIKeyFile)
 	fs.StringVar(&f.ow.Namespace, "ow-namespace", d.Namespace, "openwhisk: namespace of the action")
 	fs.StringVar(&f.ow.Action, "ow-action", d.Action, "openwhisk: action name (name or package/name)")
+	fs.StringVar(&f.ow.Kind, "ow-kind", d.Kind, "openwhisk: action kind: blackbox (a docker action running --ow-image) or a native Go kind such as go:1.24 (running the --ow-exec binary)")
 	fs.StringVar(&f.ow.Image, "ow-image", "", "openwhisk: runtime image of the docker action (its entrypoint runs \"runtime action\")")
+	fs.StringVar(&f.owExec, "ow-exec", "", "openwhisk: the runtime binary (linux) deployed as the exec of a native Go action (--ow-kind go:1.x)")
+	fs.StringVar(&f.owEnv, "ow-exec-env", "", "openwhisk: the native action's exec.env, which the action-golang image checks against its OW_EXECUTION_ENV (default openwhisk/action-golang-v1.N for go:1.N; - for none)")
 	fs.IntVar(&f.ow.MemoryMB, "ow-memory", d.MemoryMB, "openwhisk: action memory in MiB (a job's runtime_memory may ask for more)")
 	fs.Int64Var(&f.ow.TimeoutMS, "ow-timeout-ms", d.TimeoutMS, "openwhisk: action timeout in milliseconds")
 	fs.IntVar(&f.ow.Batch, "ow-batch", d.Batch, "openwhisk: tasks one activation drains at most")
@@ -99,7 +104,10 @@ func (f *backendFlags) openBackend(ctx context.Context, env Env, pool, busURL st
 	case "openwhisk":
 		cfg := f.ow
 		def := openwhisk.DefaultConfig()
-		cfg.Kind, cfg.Concurrency, cfg.RetryBase, cfg.RetryMax = def.Kind, def.Concurrency, def.RetryBase, def.RetryMax
+		cfg.Concurrency, cfg.RetryBase, cfg.RetryMax = def.Concurrency, def.RetryBase, def.RetryMax
+		if err := f.nativeCode(&cfg); err != nil {
+			return nil, err
+		}
 		cfg.IdleMS = f.owIdle.Milliseconds()
 		cfg.Logger = log
 		if cfg.APIHost == "" {
@@ -125,6 +133,34 @@ func (f *backendFlags) openBackend(ctx context.Context, env Env, pool, busURL st
 		return b, nil
 	}
 	return nil, usagef("--backend %q: want workers, local or openwhisk", f.kind)
+}
+
+// nativeCode zips --ow-exec into cfg.Code for a native kind.
+func (f *backendFlags) nativeCode(cfg *openwhisk.Config) error {
+	switch {
+	case cfg.Kind == "blackbox" && f.owExec != "":
+		return usagef("--ow-exec %s: a blackbox action runs --ow-image; pick a native kind (--ow-kind go:1.24) for --ow-exec", f.owExec)
+	case cfg.Kind == "blackbox":
+		return nil
+	case f.owExec == "":
+		return usagef("--ow-kind %s: a native action needs the runtime binary: --ow-exec PATH", cfg.Kind)
+	}
+	bin, err := os.ReadFile(f.owExec)
+	if err != nil {
+		return usagef("--ow-exec: %v", err)
+	}
+	execEnv := openwhisk.ExecEnvForKind(cfg.Kind)
+	switch f.owEnv {
+	case "":
+	case "-":
+		execEnv = ""
+	default:
+		execEnv = f.owEnv
+	}
+	if cfg.Code, err = openwhisk.NativeCode(bin, execEnv); err != nil {
+		return usagef("--ow-exec %s: %v", f.owExec, err)
+	}
+	return nil
 }
 
 // owCredentials reads the API key from SKEIN_OW_API_KEY, or from the file
@@ -164,40 +200,48 @@ func (c *closeBoth) Close() error {
 	return errors.Join(err, c.bus.Close())
 }
 
-// dispatchHook is the coordinator's Published hook that calls be: the
-// job's pool, its tasks just published, and its invoke_pool_threads,
-// runtime memory and task timeout.
-func dispatchHook(be backend.Backend, log *slog.Logger) func(ctx context.Context, spec *wire.JobSpec, tasks int) error {
+// dispatchHook is the coordinator's Published (queue "tasks") or
+// PublishedReduce (queue "reduce") hook that calls be: the job's pool,
+// its tasks just published, and its invoke_pool_threads, runtime memory
+// and task timeout.
+func dispatchHook(be backend.Backend, queue string, log *slog.Logger) func(ctx context.Context, spec *wire.JobSpec, tasks int) error {
 	return func(ctx context.Context, spec *wire.JobSpec, tasks int) error {
 		job := backend.Job{
 			ID: spec.ID, Pool: spec.Pool, Tasks: tasks, PoolThreads: spec.InvokePoolThreads,
 			MemoryMB:  max(spec.RuntimeMemory, spec.MapRuntimeMemory, spec.ReduceRuntimeMemory),
-			TimeoutMS: spec.TaskTimeoutMS,
+			TimeoutMS: spec.TaskTimeoutMS, Queue: queue,
 		}
 		start := time.Now()
 		if err := be.Dispatch(ctx, job); err != nil {
-			log.Error("compute backend dispatch failed", "job", spec.ID, "tasks", tasks, "err", err)
+			log.Error("compute backend dispatch failed", "job", spec.ID, "tasks", tasks, "queue", queue, "err", err)
 			return err
 		}
-		log.Debug("compute backend dispatched", "job", spec.ID, "tasks", tasks, "took", time.Since(start))
+		log.Debug("compute backend dispatched", "job", spec.ID, "tasks", tasks, "queue", queue, "took", time.Since(start))
 		return nil
 	}
 }
 
-// useBackend sets cfg's Published hook to dispatch on be, keeping a hook
-// set before.
+// useBackend sets cfg's Published and PublishedReduce hooks to dispatch
+// on be, keeping hooks set before.
 func useBackend(cfg *coordinator.Config, be backend.Backend, log *slog.Logger) {
-	h := dispatchHook(be, log)
-	if prev := cfg.Hooks.Published; prev != nil {
-		cfg.Hooks.Published = func(ctx context.Context, spec *wire.JobSpec, tasks int) error {
+	chain := func(prev, h func(context.Context, *wire.JobSpec, int) error) func(context.Context, *wire.JobSpec, int) error {
+		if prev == nil {
+			return h
+		}
+		return func(ctx context.Context, spec *wire.JobSpec, tasks int) error {
 			if err := prev(ctx, spec, tasks); err != nil {
 				return err
 			}
 			return h(ctx, spec, tasks)
 		}
-		return
 	}
-	cfg.Hooks.Published = h
+	reducePrev := cfg.Hooks.PublishedReduce
+	if reducePrev == nil {
+		// A Published hook set before saw reducers too: keep it so.
+		reducePrev = cfg.Hooks.Published
+	}
+	cfg.Hooks.Published = chain(cfg.Hooks.Published, dispatchHook(be, "tasks", log))
+	cfg.Hooks.PublishedReduce = chain(reducePrev, dispatchHook(be, "reduce", log))
 }
 
 func defaultWorkers() int { return goruntime.NumCPU() }

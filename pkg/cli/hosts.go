@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -175,11 +176,19 @@ func openHosts(o funcOptions, getenv func(string) string, log *slog.Logger) (*fu
 		}
 		pc.Logger, pc.Proc = log, setup
 		py, err := pyhost.New(pc)
-		if err != nil {
+		switch {
+		case errors.Is(err, pyhost.ErrNoInterpreter):
+			// An image without Python (the distroless runtime, a native Go
+			// action) still runs Go functions; py: tasks fail, saying why.
+			log.Warn("python host: no interpreter, py: functions will fail on this runtime", "err", err)
+			h.hosts["py"] = &disabledHost{scheme: "py", log: log, typ: ErrNoPython,
+				reason: fmt.Sprintf("py: functions cannot run on this runtime: %v; install python3 in the runtime's image (or set SKEIN_PYTHON to an interpreter) and restart it, or run the job on a pool whose runtimes have Python", err)}
+		case err != nil:
 			h.Close()
 			return nil, fmt.Errorf("python host: %w", err)
+		default:
+			h.add("py", py)
 		}
-		h.add("py", py)
 	}
 	if o.hosts["cmd"] {
 		cc := cmdhost.DefaultConfig()
@@ -193,7 +202,8 @@ func openHosts(o funcOptions, getenv func(string) string, log *slog.Logger) (*fu
 	}
 	for _, k := range knownHosts {
 		if _, ok := h.hosts[k]; !ok && k != "go" {
-			h.hosts[k] = &disabledHost{scheme: k, enable: enableHint(o, k), log: log}
+			h.hosts[k] = &disabledHost{scheme: k, log: log, typ: ErrHostDisabled,
+				reason: fmt.Sprintf("%s: functions are disabled on this runtime; its operator enables them with %s (or %s, or hosts: in the config file)", k, enableHint(o, k), EnvHosts)}
 		}
 	}
 	log.Info("function hosts", "enabled", o.list, "run_as", setup.User(), "pass_env", strings.Join(o.passEnv, ","))
@@ -227,14 +237,19 @@ func enableHint(o funcOptions, scheme string) string {
 	return fmt.Sprintf("%s --hosts %s,%s", o.program, o.list, scheme)
 }
 
-// ErrHostDisabled is the Type of the error of a task whose function host
-// the operator did not enable.
-const ErrHostDisabled = "HostDisabled"
+// Types of the error of a task whose function host cannot run it here:
+// the operator did not enable it (ErrHostDisabled), or py: is enabled but
+// the runtime found no Python interpreter at start (ErrNoPython). Neither
+// is retried: another attempt on the same pool would fail the same way.
+const (
+	ErrHostDisabled = "HostDisabled"
+	ErrNoPython     = "NoPythonInterpreter"
+)
 
-// disabledHost refuses every call: its scheme is not enabled here.
+// disabledHost refuses every call: its scheme cannot run here, for reason.
 type disabledHost struct {
-	scheme, enable string
-	log            *slog.Logger
+	scheme, typ, reason string
+	log                 *slog.Logger
 }
 
 func (d *disabledHost) Call(ctx context.Context, c *fn.Call) (wire.Value, error) {
@@ -242,11 +257,9 @@ func (d *disabledHost) Call(ctx context.Context, c *fn.Call) (wire.Value, error)
 	if len(ref) > 200 {
 		ref = ref[:200] + "…"
 	}
-	d.log.Warn("refusing a task: its function host is not enabled here",
-		"job", c.Job, "task", c.Task, "function", ref,
-		"reason", d.scheme+": functions are disabled on this runtime", "enable_with", d.enable)
-	return nil, &wire.TaskError{Kind: wire.ErrUnknownFn, Type: ErrHostDisabled, Retryable: false,
-		Message: fmt.Sprintf("%s: functions are disabled on this runtime; its operator enables them with %s (or %s, or hosts: in the config file)", d.scheme, d.enable, EnvHosts)}
+	d.log.Warn("refusing a task: its function host cannot run here",
+		"job", c.Job, "task", c.Task, "function", ref, "reason", d.reason)
+	return nil, &wire.TaskError{Kind: wire.ErrUnknownFn, Type: d.typ, Retryable: false, Message: d.reason}
 }
 
 func (d *disabledHost) Close() error { return nil }

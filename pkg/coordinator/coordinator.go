@@ -158,6 +158,12 @@ type Hooks struct {
 	// backend uses it to make runtimes exist (backend.Backend.Dispatch).
 	// It runs on the publishing goroutine; an error fails the job.
 	Published func(ctx context.Context, spec *wire.JobSpec, tasks int) error
+	// PublishedReduce, when set, is called instead of Published for
+	// reducers put on the pool's reduce queue (a reducer's first attempt
+	// or a retry), with their number; a stalled map-reduce job calls it
+	// with 1 besides Published. Set, it tells that Published is then for
+	// the pool's other tasks only.
+	PublishedReduce func(ctx context.Context, spec *wire.JobSpec, tasks int) error
 }
 
 // Signer signs a message before it is published, and checks that a

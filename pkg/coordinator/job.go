@@ -420,6 +420,10 @@ func (j *job) run() {
 					j.c.log.Warn("no event for a while: asking the compute backend for runtimes again", "job", j.id, "outstanding", out, "idle", idle.Round(time.Second))
 					j.c.wg.Add(1)
 					go func() { defer j.c.wg.Done(); j.published(out) }()
+					if j.spec.ReduceFunction != "" && j.c.cfg.Hooks.PublishedReduce != nil {
+						j.c.wg.Add(1)
+						go func() { defer j.c.wg.Done(); j.publishedReduce(1) }()
+					}
 				}
 			}
 			if st != lastProgress {
@@ -585,8 +589,19 @@ func (j *job) enqueue(t *wire.Task) {
 		j.tel().Metrics.Published(j.ctx, 1)
 		j.observePublished(1)
 	}
-	if err == nil && (pool == j.spec.Pool || pool == wire.ReducePool(j.spec.Pool)) {
+	switch {
+	case err == nil && pool == wire.ReducePool(j.spec.Pool) && j.c.cfg.Hooks.PublishedReduce != nil:
+		j.publishedReduce(1)
+	case err == nil && (pool == j.spec.Pool || pool == wire.ReducePool(j.spec.Pool)):
 		j.published(1)
+	}
+}
+
+// publishedReduce tells the PublishedReduce hook that reducers went on
+// the pool's reduce queue.
+func (j *job) publishedReduce(tasks int) {
+	if err := j.c.cfg.Hooks.PublishedReduce(j.ctx, j.spec, tasks); err != nil && j.ctx.Err() == nil {
+		j.requestEnd(wire.StateFailed, &wire.TaskError{Kind: wire.ErrInternal, Message: fmt.Sprintf("compute backend: %v", err)}, -1)
 	}
 }
 

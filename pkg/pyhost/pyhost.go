@@ -118,8 +118,14 @@ func (h *Host) Restarts() int64 { return h.restarts.Load() }
 
 var _ fn.Host = (*Host)(nil)
 
+// ErrNoInterpreter is wrapped by New's error when the interpreter is not
+// found (python3 not on PATH, or SKEIN_PYTHON naming nothing runnable): a
+// runtime may then start without a Python host (see pkg/cli).
+var ErrNoInterpreter = errors.New("no Python interpreter")
+
 // New checks the configuration, finds the interpreter and writes the host
-// script. No interpreter starts until the first call on a slot.
+// script. No interpreter starts until the first call on a slot. An
+// interpreter that cannot be found is an error wrapping ErrNoInterpreter.
 func New(cfg Config) (*Host, error) {
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
@@ -127,7 +133,7 @@ func New(cfg Config) (*Host, error) {
 	}
 	py, err := cfg.Proc.LookPath(cfg.Python)
 	if err != nil {
-		return nil, fmt.Errorf("pyhost: python interpreter %q: %w", cfg.Python, err)
+		return nil, fmt.Errorf("pyhost: python interpreter %q: %w: %w", cfg.Python, ErrNoInterpreter, err)
 	}
 	script, err := writeScript(cfg.ScriptDir)
 	if err != nil {

@@ -51,6 +51,12 @@ type Config struct {
 	StartedAfter time.Duration
 	// Transient marks a pool that serves one job (see bus.QueueOptions).
 	Transient bool
+	// Queues chooses which of the pool's queues the runtime pulls: its
+	// tasks and its reducers (the default), or one of the two (an
+	// OpenWhisk activation dispatched for a reducer pulls only reducers,
+	// so that it is not spent on maps and a map activation never takes a
+	// reducer it would have to hand back when its budget ends).
+	Queues Queues
 	// MaxTasks stops the runtime after this many tasks (0 = no limit);
 	// Idle stops it after this long without a task (0 = never). Used by
 	// one-shot and action modes.
@@ -87,6 +93,15 @@ type Config struct {
 	Telemetry *telemetry.Telemetry
 	Logger    *slog.Logger
 }
+
+// Queues chooses which of a pool's queues a runtime pulls.
+type Queues string
+
+const (
+	QueuesAll    Queues = ""       // the pool's tasks and its reducers
+	QueuesTasks  Queues = "tasks"  // map and call tasks only
+	QueuesReduce Queues = "reduce" // reducers only
+)
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
@@ -146,6 +161,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxAttempts < 0 {
 		errs = append(errs, fmt.Errorf("max attempts %d: must be positive", c.MaxAttempts))
+	}
+	if c.Queues != QueuesAll && c.Queues != QueuesTasks && c.Queues != QueuesReduce {
+		errs = append(errs, fmt.Errorf("queues %q: want \"\", %q or %q", c.Queues, QueuesTasks, QueuesReduce))
 	}
 	if c.MaxTasks < 0 {
 		errs = append(errs, fmt.Errorf("max tasks %d: must not be negative", c.MaxTasks))
@@ -222,14 +240,21 @@ type Summary struct {
 
 // Run pulls and runs tasks until ctx is done, or MaxTasks ran, or the
 // queue was idle for Idle. Tasks that are running when ctx ends are
-// cancelled and left unacked, so the bus redelivers them.
-func (r *Runtime) Run(ctx context.Context) (Summary, error) {
-	ctx, stop := context.WithCancel(ctx)
-	defer stop()
-	// The cancel listener, the heartbeat and the idle watch end with ctx;
-	// Run returns only after they did.
+// cancelled and given back to the queue at once (Nak), for another
+// runtime. A reducer already taken is not stopped by MaxTasks or Idle:
+// those end the pulling, and Run returns once its reducers are done (or
+// ctx ends), so that a streaming reducer is never cut off by an
+// activation's task budget.
+func (r *Runtime) Run(parent context.Context) (Summary, error) {
+	// ctx lives until Run returns: the cancel listener, the heartbeat
+	// (which renews running reducers' leases) and the reducers use it.
+	// mctx ends the pulling of map tasks (stop: MaxTasks, Idle).
+	ctx, end := context.WithCancel(parent)
+	defer end()
 	var loops sync.WaitGroup
 	defer loops.Wait()
+	defer end()
+	mctx, stop := context.WithCancel(ctx)
 	defer stop()
 	loops.Add(2)
 	go func() { defer loops.Done(); r.listenCancels(ctx) }()
@@ -256,30 +281,80 @@ func (r *Runtime) Run(ctx context.Context) (Summary, error) {
 	if r.cfg.MaxTasks > 0 {
 		opts.Prefetch = r.cfg.Prefetch
 	}
-	taken, err := r.consume(ctx, r.cfg.Pool, opts)
-	if err != nil {
-		return Summary{}, fmt.Errorf("runtime: consume pool %s: %w", r.cfg.Pool, err)
+	var deliveries <-chan *heldTask
+	if r.cfg.Queues != QueuesReduce {
+		taken, err := r.consume(mctx, r.cfg.Pool, opts)
+		if err != nil {
+			return Summary{}, fmt.Errorf("runtime: consume pool %s: %w", r.cfg.Pool, err)
+		}
+		deliveries = r.hold(mctx, taken)
+	} else {
+		none := make(chan *heldTask)
+		close(none)
+		deliveries = none
 	}
-	deliveries := r.hold(ctx, taken)
 	var wg sync.WaitGroup
-	if !r.cfg.Transient {
+	if !r.cfg.Transient && r.cfg.Queues != QueuesTasks {
 		// Reduce tasks have a queue of their own, so that a reducer starts
-		// with the first map result even while maps are queued.
-		rtaken, err := r.consume(ctx, wire.ReducePool(r.cfg.Pool), bus.QueueOptions{
+		// with the first map result even while maps are queued. Its
+		// consumer outlives the pulling of maps until the reducers taken
+		// are done: on some buses (RabbitMQ) a delivery dies with its
+		// consumer.
+		rctx, rstop := context.WithCancel(ctx)
+		defer rstop()
+		rtaken, err := r.consume(rctx, wire.ReducePool(r.cfg.Pool), bus.QueueOptions{
 			Prefetch: 4, Lease: r.cfg.Lease, MaxAttempts: r.cfg.MaxAttempts, Limit: r.cfg.MaxTasks,
 		})
 		if err != nil {
 			return Summary{}, fmt.Errorf("runtime: consume pool %s: %w", wire.ReducePool(r.cfg.Pool), err)
 		}
-		reduces := r.hold(ctx, rtaken)
+		reduces := r.hold(rctx, rtaken)
+		var (
+			mu       sync.Mutex
+			reducing int
+			idle     = sync.NewCond(&mu)
+		)
+		done := func() {
+			mu.Lock()
+			reducing--
+			idle.Broadcast()
+			mu.Unlock()
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			k := 0
 			for h := range reduces {
-				r.handle(ctx, r.cfg.Slots+k%64, h)
+				mu.Lock()
+				if mctx.Err() != nil {
+					// Pulling has stopped: a reducer taken now goes back
+					// at once, for a runtime that still pulls.
+					mu.Unlock()
+					r.held.Delete(h)
+					_ = h.d.Nak(context.Background(), 0)
+					continue
+				}
+				reducing++
+				mu.Unlock()
+				r.handle(ctx, r.cfg.Slots+k%64, h, done)
 				k++
 			}
+			if r.cfg.Queues == QueuesReduce {
+				stop() // its MaxTasks reducers were delivered
+			}
+		}()
+		// Once the pulling stops, the reduce consumer stops when the
+		// reducers it took are done.
+		loops.Add(1)
+		go func() {
+			defer loops.Done()
+			<-mctx.Done()
+			mu.Lock()
+			for reducing > 0 {
+				idle.Wait()
+			}
+			mu.Unlock()
+			rstop()
 		}()
 	}
 	r.log.Info("runtime started", "pool", r.cfg.Pool, "slots", r.cfg.Slots)
@@ -297,7 +372,7 @@ func (r *Runtime) Run(ctx context.Context) (Summary, error) {
 					stop()
 					continue
 				}
-				r.handle(ctx, slot, h)
+				r.handle(mctx, slot, h, nil)
 				lastTask.Store(time.Now().UnixNano())
 				if r.cfg.MaxTasks > 0 && r.ran.Load() >= int64(r.cfg.MaxTasks) {
 					stop()
@@ -313,7 +388,7 @@ func (r *Runtime) Run(ctx context.Context) (Summary, error) {
 			defer t.Stop()
 			for {
 				select {
-				case <-ctx.Done():
+				case <-mctx.Done():
 					return
 				case <-t.C:
 					if time.Since(time.Unix(0, lastTask.Load())) > r.cfg.Idle && r.inFlight() == 0 {
@@ -418,13 +493,17 @@ func (r *Runtime) listenCancels(ctx context.Context) {
 	}
 }
 
-// handle runs one delivery to its settlement.
-func (r *Runtime) handle(ctx context.Context, slot int, h *heldTask) {
+// handle runs one delivery to its settlement. done, when set, is called
+// when it is settled: a reducer's after it ran (handle returns at once).
+func (r *Runtime) handle(ctx context.Context, slot int, h *heldTask, done func()) {
 	d := h.d
-	ran := false
+	ran, async := false, false
 	defer func() {
 		if !ran {
 			r.held.Delete(h)
+		}
+		if !async && done != nil {
+			done()
 		}
 	}()
 	if r.cfg.Verifier != nil {
@@ -459,11 +538,14 @@ func (r *Runtime) handle(ctx context.Context, slot int, h *heldTask) {
 		case <-ctx.Done():
 			return
 		}
-		ran = true
+		ran, async = true, true
 		r.pending.Add(1)
 		go func() {
 			defer r.pending.Done()
 			defer func() { <-r.reducers }()
+			if done != nil {
+				defer done()
+			}
 			r.execute(ctx, slot, h, &t)
 		}()
 		return
@@ -511,9 +593,14 @@ func (r *Runtime) execute(parent context.Context, slot int, h *heldTask, t *wire
 	rt.finished = true
 	rt.mu.Unlock()
 
-	if parent.Err() != nil && errors.Is(err, context.Canceled) {
-		// The runtime is stopping: leave the task to be redelivered.
+	if parent.Err() != nil && err != nil {
+		// The runtime is stopping (cancelled, or its activation's deadline
+		// came): the task did not finish here, so it goes back to the
+		// queue at once for another runtime, not after its lease.
 		r.running.Delete(rt)
+		nctx, ncancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = d.Nak(nctx, 0)
+		ncancel()
 		return
 	}
 	ev := r.event(t, d, wire.EventDone)

@@ -165,6 +165,9 @@ func (b *Backend) Dispatch(ctx context.Context, job backend.Job) error {
 					ParamJob: job.ID, ParamPool: job.Pool, ParamMaxTasks: tasks,
 					ParamIdleMS: b.cfg.IdleMS, ParamSeq: seq,
 				}
+				if job.Queue != "" {
+					params[ParamQueue] = job.Queue
+				}
 				if err := b.invoke(ctx, name, spec, params); err != nil {
 					fail(fmt.Errorf("openwhisk: job %s: invocation %d of %d: %w", job.ID, seq+1, n, err))
 					continue

@@ -215,6 +215,7 @@ const (
 	ParamMaxTasks = "max_tasks" // tasks to run at most
 	ParamIdleMS   = "idle_ms"   // give up after this long on an empty queue
 	ParamSeq      = "seq"       // invocation number within the dispatch, from 0
+	ParamQueue    = "queue"     // "tasks" or "reduce": which of the pool's queues to drain (absent: both)
 )
 
-var reservedParams = []string{ParamJob, ParamPool, ParamMaxTasks, ParamIdleMS, ParamSeq}
+var reservedParams = []string{ParamJob, ParamPool, ParamMaxTasks, ParamIdleMS, ParamSeq, ParamQueue}

@@ -27,7 +27,8 @@ var (
 	progsErr  error
 )
 
-// programs builds cmd/runtime and cmd/coordinator once for the package.
+// programs builds cmd/runtime, cmd/coordinator and cmd/submit once for the
+// package.
 func programs(t testing.TB) string {
 	t.Helper()
 	progsOnce.Do(func() {
@@ -36,7 +37,7 @@ func programs(t testing.TB) string {
 			progsErr = err
 			return
 		}
-		out, err := exec.Command("go", "build", "-o", dir+"/", "github.com/skeinrun/skein/cmd/runtime", "github.com/skeinrun/skein/cmd/coordinator").CombinedOutput()
+		out, err := exec.Command("go", "build", "-o", dir+"/", "github.com/skeinrun/skein/cmd/runtime", "github.com/skeinrun/skein/cmd/coordinator", "github.com/skeinrun/skein/cmd/submit").CombinedOutput()
 		if err != nil {
 			progsErr = fmt.Errorf("%v: %s", err, out)
 		}

@@ -3,9 +3,14 @@
 // namespaces, actions create/update/get/list/delete, blocking and
 // non-blocking invocations with activation ids, activation records) and
 // runs each activation the way an invoker does, through the action proxy
-// protocol: it starts the action's binary as a real subprocess (a
-// "container" listening on __OW_ACTION_PORT), POSTs /init once with the
-// action's init parameters as env, then POSTs /run for each activation.
+// protocol: for a blackbox action it starts Config.Command as a real
+// subprocess (a "container" listening on __OW_ACTION_PORT), POSTs /init
+// once with the action's init parameters as env, then POSTs /run for each
+// activation. For a native go:1.N action the container is the stand-in
+// for the action-golang image's actionloop proxy (package
+// action/proxytest, with the image's OW_WAIT_FOR_ACK=1,
+// OW_LOG_INIT_ERROR=1 and OW_EXECUTION_ENV=openwhisk/action-golang-v1.N),
+// and /init carries the action's code (the zip with its "exec").
 //
 // It answers 429 when the activations in flight would exceed
 // Config.MaxInFlight or when told to (Throttle), and 401 when the key is
@@ -30,11 +35,14 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/skeinrun/skein/pkg/action/proxytest"
 )
 
 // Config configures the fake controller.
@@ -46,9 +54,10 @@ type Config struct {
 	// bearer token too.
 	APIKey string
 	Token  string
-	// Command runs an action container: the binary and its arguments.
-	// The container gets __OW_ACTION_PORT in its environment and must
-	// serve the action proxy protocol on 127.0.0.1 at that port.
+	// Command runs a blackbox action's container: the binary and its
+	// arguments. The container gets __OW_ACTION_PORT in its environment
+	// and must serve the action proxy protocol on 127.0.0.1 at that port.
+	// Not needed when only native go:1.N actions are created.
 	Command []string
 	// Env is added to every container's environment.
 	Env []string
@@ -106,6 +115,10 @@ type Controller struct {
 
 type action struct {
 	name    string
+	kind    string
+	code    string // native kinds: the action's code, as PUT
+	binary  bool
+	main    string
 	version int
 	body    map[string]any // as PUT, with namespace/name/version set
 	params  map[string]any // non-init parameters
@@ -120,9 +133,13 @@ type action struct {
 }
 
 type container struct {
-	cmd  *exec.Cmd
-	base string
-	once sync.Once
+	cmd   *exec.Cmd        // blackbox
+	proxy *proxytest.Proxy // native: the stand-in actionloop proxy
+	srv   *http.Server     // native: serving proxy
+	files []*os.File       // native: the proxy's stdout and stderr pipes
+	dir   string           // native: the proxy's action directory
+	base  string
+	once  sync.Once
 }
 
 type record struct {
@@ -146,9 +163,6 @@ func Start(cfg Config) (*Controller, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
-	if len(cfg.Command) == 0 {
-		return nil, errors.New("owtest: Config.Command is empty")
 	}
 	if u, k, ok := strings.Cut(cfg.APIKey, ":"); !ok || u == "" || k == "" {
 		return nil, errors.New(`owtest: Config.APIKey is not "uuid:key"`)
@@ -380,9 +394,11 @@ type kv struct {
 func (c *Controller) putAction(w http.ResponseWriter, r *http.Request, name string) {
 	var body struct {
 		Exec struct {
-			Kind  string `json:"kind"`
-			Image string `json:"image"`
-			Code  string `json:"code"`
+			Kind   string `json:"kind"`
+			Image  string `json:"image"`
+			Code   string `json:"code"`
+			Binary bool   `json:"binary"`
+			Main   string `json:"main"`
 		} `json:"exec"`
 		Limits struct {
 			Timeout int64 `json:"timeout"`
@@ -410,7 +426,12 @@ func (c *Controller) putAction(w http.ResponseWriter, r *http.Request, name stri
 		c.fail(w, http.StatusBadRequest, "limits out of range")
 		return
 	}
-	a := &action{name: name, params: map[string]any{}, env: map[string]any{},
+	if body.Exec.Kind != "blackbox" && (body.Exec.Code == "" || execEnvForKind(body.Exec.Kind) == "") {
+		c.fail(w, http.StatusBadRequest, "exec malformed: the fake controller runs blackbox actions, and go:1.N actions with code")
+		return
+	}
+	a := &action{name: name, kind: body.Exec.Kind, code: body.Exec.Code, binary: body.Exec.Binary, main: body.Exec.Main,
+		params: map[string]any{}, env: map[string]any{},
 		timeout: time.Duration(body.Limits.Timeout) * time.Millisecond,
 		slots:   make(chan struct{}, c.cfg.MaxContainers), idle: make(chan *container, c.cfg.MaxContainers)}
 	for _, p := range body.Parameters {
@@ -669,19 +690,16 @@ func (c *Controller) release(a *action, ct *container, healthy bool) {
 
 func (c *Controller) startContainer(a *action) (*container, error) {
 	c.st.cold.Add(1)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	var ct *container
+	var err error
+	if a.kind == "blackbox" {
+		ct, err = c.startBlackbox()
+	} else {
+		ct, err = c.startNative(a)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("owtest: pick a port: %w", err)
+		return nil, err
 	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	cmd := exec.Command(c.cfg.Command[0], c.cfg.Command[1:]...)
-	cmd.Env = append(append(os.Environ(), c.cfg.Env...), "__OW_ACTION_PORT="+strconv.Itoa(port))
-	cmd.Stdout, cmd.Stderr = c.cfg.ContainerOutput, c.cfg.ContainerOutput
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("owtest: start container %s: %w", c.cfg.Command[0], err)
-	}
-	ct := &container{cmd: cmd, base: "http://127.0.0.1:" + strconv.Itoa(port)}
 	a.mu.Lock()
 	a.all = append(a.all, ct)
 	a.mu.Unlock()
@@ -690,10 +708,16 @@ func (c *Controller) startContainer(a *action) (*container, error) {
 	for k, v := range a.env {
 		env[k] = v
 	}
+	main := a.main
+	if main == "" {
+		main = "main"
+	}
 	body, _ := json.Marshal(map[string]any{"value": map[string]any{
-		"name": a.name, "main": "main", "code": "", "binary": false, "env": env,
+		"name": a.name, "main": main, "code": a.code, "binary": a.binary, "env": env,
 	}})
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	// A native action's /init unzips its code (tens of MB, slow under
+	// the race detector): give it a minute.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	for {
 		code, resp, err := post(ctx, ct.base+"/init", body)
@@ -712,6 +736,69 @@ func (c *Controller) startContainer(a *action) (*container, error) {
 	}
 }
 
+// startBlackbox starts Config.Command as a docker action's container.
+func (c *Controller) startBlackbox() (*container, error) {
+	if len(c.cfg.Command) == 0 {
+		return nil, errors.New("owtest: a blackbox action, and Config.Command is empty")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("owtest: pick a port: %w", err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	cmd := exec.Command(c.cfg.Command[0], c.cfg.Command[1:]...)
+	cmd.Env = append(append(os.Environ(), c.cfg.Env...), "__OW_ACTION_PORT="+strconv.Itoa(port))
+	cmd.Stdout, cmd.Stderr = c.cfg.ContainerOutput, c.cfg.ContainerOutput
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("owtest: start container %s: %w", c.cfg.Command[0], err)
+	}
+	return &container{cmd: cmd, base: "http://127.0.0.1:" + strconv.Itoa(port)}, nil
+}
+
+// execEnvForKind is the OW_EXECUTION_ENV of the action-golang image of a
+// go:1.N kind ("" for other kinds).
+func execEnvForKind(kind string) string {
+	v, ok := strings.CutPrefix(kind, "go:")
+	if !ok || v == "" {
+		return ""
+	}
+	return "openwhisk/action-golang-v" + v
+}
+
+// startNative starts a native action's container: the stand-in
+// actionloop proxy with the settings of the action-golang image, its
+// stdout and stderr piped to ContainerOutput.
+func (c *Controller) startNative(a *action) (*container, error) {
+	dir, err := os.MkdirTemp("", "owtest-action-")
+	if err != nil {
+		return nil, fmt.Errorf("owtest: container directory: %w", err)
+	}
+	ct := &container{dir: dir}
+	var outs [2]*os.File
+	for i := range outs {
+		r, w, err := os.Pipe()
+		if err != nil {
+			ct.kill()
+			return nil, fmt.Errorf("owtest: container output: %w", err)
+		}
+		ct.files = append(ct.files, r, w)
+		outs[i] = w
+		go func() { _, _ = io.Copy(c.cfg.ContainerOutput, r) }()
+	}
+	ct.proxy = proxytest.New(proxytest.Config{Dir: filepath.Join(dir, "action"), WaitForAck: "1",
+		ExecutionEnv: execEnvForKind(a.kind), LogInitError: true, Environ: c.cfg.Env, Stdout: outs[0], Stderr: outs[1]})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		ct.kill()
+		return nil, fmt.Errorf("owtest: container listener: %w", err)
+	}
+	ct.srv = &http.Server{Handler: ct.proxy, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = ct.srv.Serve(ln) }()
+	ct.base = "http://" + ln.Addr().String()
+	return ct, nil
+}
+
 func (a *action) stop() {
 	a.mu.Lock()
 	all := a.all
@@ -724,8 +811,25 @@ func (a *action) stop() {
 
 func (ct *container) kill() {
 	ct.once.Do(func() {
-		_ = ct.cmd.Process.Kill()
-		_ = ct.cmd.Wait()
+		if ct.cmd != nil {
+			_ = ct.cmd.Process.Kill()
+			_ = ct.cmd.Wait()
+		}
+		if ct.srv != nil {
+			_ = ct.srv.Close()
+		}
+		if ct.proxy != nil {
+			// Kill the exec first (a /run in progress fails at once), then
+			// wait for the request in progress before closing its files.
+			ct.proxy.Stop()
+			ct.proxy.Close()
+		}
+		for _, f := range ct.files {
+			_ = f.Close()
+		}
+		if ct.dir != "" {
+			_ = os.RemoveAll(ct.dir)
+		}
 	})
 }
 
