@@ -255,10 +255,26 @@ def resolve_includes(entries, script: str | None) -> list[str]:
 
 
 def used_paths(fn: Any, script: str | None = None) -> list[str]:
-    """The files and package directories to ship so that fn runs remotely."""
+    """The files and package directories to ship so that fn runs remotely:
+    those of the modules fn uses, and, as Lithops' dependency analysis does,
+    of the local modules those modules import at their top level (a module
+    shipped by name is imported on the runtime, with its imports)."""
     out: list[str] = []
-    for m in _used_modules(fn, script):
+    todo = list(_used_modules(fn, script))
+    seen: set[str] = set()
+    while todo:
+        m = todo.pop(0)
+        if m.__name__ in seen:
+            continue
+        seen.add(m.__name__)
         p = _ship_path(m)
-        if p and p not in out:
+        if not p:
+            continue  # standard library or installed: the runtime has it
+        if p not in out:
             out.append(p)
+        for v in list(vars(m).values()):
+            dep = v if isinstance(v, ModuleType) else sys.modules.get(getattr(v, "__module__", None) or "") \
+                if (inspect.isfunction(v) or inspect.isclass(v)) else None
+            if dep is not None and dep is not m and dep.__name__ not in seen and not _is_dag_module(dep, script):
+                todo.append(dep)
     return out

@@ -163,6 +163,7 @@ class _Job:
         self.plot_file = os.path.join(self.dir, "timeline.html")
         self.futures = [ResponseFuture(executor, self, i) for i in range(n)]
         self.reduce_futures: list[ResponseFuture] = []
+        self.per_object = False  # mapreduce: one reducer per storage object
         self._listeners: list[threading.Condition] = []
         self._lock = threading.Lock()
         self.stderr = ""
@@ -241,7 +242,7 @@ class _Job:
             for f in self.futures:
                 f._set_mapreduce()
                 f._set_result(None, t)
-            outs = results if len(self.reduce_futures) != 1 else [results]
+            outs = results if self.per_object and isinstance(results, list) else [results]
             if len(outs) != len(self.reduce_futures):
                 self.reduce_futures[:] = [ResponseFuture(self.executor, self, i) for i in range(len(outs))]
             for f, r in zip(self.reduce_futures, outs):
@@ -666,6 +667,7 @@ class FunctionExecutor:
                 include.append(p)
         job = self._new_job("M", map_function, len(data), "mapreduce")
         job.reduce_futures = [ResponseFuture(self, job, 0)]
+        job.per_object = per_object
         for f in job.futures:
             f._set_mapreduce()
         idata, storage = self._iterdata_file(job, map_function, data, extra_args)
