@@ -24,6 +24,7 @@ import itertools
 import json
 import os
 import pickle
+import queue
 import re
 import shutil
 import signal
@@ -300,10 +301,14 @@ class _WarmInstall:
         self.bus = f"nats://127.0.0.1:{port}"
         self.procs: list[subprocess.Popen] = []
         self._log = open(os.path.join(directory, "warm.log"), "ab")
-        self.procs.append(subprocess.Popen(
-            [binary, "__coordinator", "--embedded-listen", f"127.0.0.1:{port}",
-             "--embedded-dir", os.path.join(directory, "jetstream"), "--log-level", "warn"],
-            stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log, env=env, preexec_fn=_die_with_parent))
+        # The processes are started by a thread that lives as long as this
+        # installation: Linux sends the parent-death signal when the thread
+        # that started a child ends, and a caller's thread may end first.
+        self._requests: queue.Queue = queue.Queue()
+        self._spawner = threading.Thread(target=self._spawn_loop, name="skeinrun-warm", daemon=True)
+        self._spawner.start()
+        self._spawn([binary, "__coordinator", "--embedded-listen", f"127.0.0.1:{port}",
+                     "--embedded-dir", os.path.join(directory, "jetstream"), "--log-level", "warn"], env)
         self._runtime_argv = [binary, "__runtime", "--bus", self.bus, "--hosts", "go,py", "--log-level", "warn"]
         if workers:
             self._runtime_argv += ["--slots", str(workers)]
@@ -322,13 +327,35 @@ class _WarmInstall:
             r = subprocess.run([binary, "status", "skeinrun-probe", "--bus", self.bus], env=env,
                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             if r.returncode in (0, 2):
-                self.procs.append(subprocess.Popen(self._runtime_argv, stdin=subprocess.DEVNULL, stdout=self._log,
-                                                   stderr=self._log, env=env, preexec_fn=_die_with_parent))
+                self._spawn(self._runtime_argv, env)
                 return
             if time.monotonic() > deadline:
                 raise JobError(f"the warm installation did not answer within {timeout:g}s; its log: {self._tail()}")
             time.sleep(delay)
             delay = min(delay * 2, 0.2)
+
+    def _spawn_loop(self) -> None:
+        while True:
+            req = self._requests.get()
+            if req is None:
+                return
+            argv, env, done, started = req
+            try:
+                done.append(subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log,
+                                             env=env, preexec_fn=_die_with_parent))
+            except BaseException as e:
+                done.append(e)
+            started.set()
+
+    def _spawn(self, argv: list[str], env: dict[str, str]) -> None:
+        done: list = []
+        started = threading.Event()
+        self._requests.put((argv, env, done, started))
+        if not started.wait(30):
+            raise JobError(f"could not start {argv[1]} within 30s")
+        if isinstance(done[0], BaseException):
+            raise done[0]
+        self.procs.append(done[0])
 
     def _tail(self) -> str:
         try:
@@ -350,6 +377,7 @@ class _WarmInstall:
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
+        self._requests.put(None)
         self._log.close()
 
 
