@@ -32,12 +32,13 @@ for c in "${cases[@]}"; do
 		if [ "$e" = lithops ] && [ "$c" = map10000 ]; then continue; fi
 		t0=$(date +%s.%N)
 		if out=$(cd "$here" && timeout "$limit" "$venv/bin/python" bench.py --engine "$e" --case "$c" 2>"$dist/$e-$c.err"); then
-			echo "$out"
+			echo "$out" | grep '^{' # Lithops prints blank lines on stdout
 		else
 			rc=$?
-			why=$(grep -v '^\s*$' "$dist/$e-$c.err" | tail -1 | cut -c1-160 | sed 's/"/\\"/g')
+			why=$({ grep -v '^\s*$' "$dist/$e-$c.err" || true; } | tail -1 | cut -c1-160 | sed 's/"/\\"/g')
 			[ $rc -eq 124 ] && why="no result within ${limit}s"
-			printf '{"engine": "%s", "case": "%s", "failed": "%s", "after_s": %.1f}\n' "$e" "$c" "$why" "$(echo "$(date +%s.%N) - $t0" | bc)"
+			printf '{"engine": "%s", "case": "%s", "failed": "%s", "after_s": %.1f}\n' "$e" "$c" "$why" \
+				"$(python3 -c "import sys; print(float(sys.argv[1]) - float(sys.argv[2]))" "$(date +%s.%N)" "$t0")"
 		fi
 	done
 done

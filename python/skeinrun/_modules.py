@@ -40,6 +40,7 @@ def _is_dag_module(module: ModuleType | None, dag_file: str | None) -> bool:
         return False
 
 
+@functools.lru_cache(maxsize=None)
 def _std_paths() -> tuple[str, ...]:
     paths = set()
     for key in ("stdlib", "platstdlib", "purelib", "platlib"):
@@ -233,6 +234,7 @@ def resolve_include(entry: str, dag_file: str | None) -> str | None:
     )
 
 
+@functools.lru_cache(maxsize=None)
 def _site_paths() -> tuple[str, ...]:
     paths = set()
     for key in ("purelib", "platlib"):

@@ -298,3 +298,27 @@ def test_max_workers_runs_in_parallel():
         t0 = time.monotonic()
         assert fexec.map(slow, [1, 1, 1, 1]).get_result() == [1, 1, 1, 1]
         assert time.monotonic() - t0 < 3.5
+
+
+def test_unreachable_bus_fails_the_futures_fast():
+    with skeinrun.FunctionExecutor(bus="nats://127.0.0.1:9") as fexec:
+        fut = fexec.call_async(lambda: 1, ())
+        t0 = time.monotonic()
+        with pytest.raises(skeinrun.JobError) as info:
+            fut.result()
+        assert info.value.exit_code == 5 and "cannot reach the bus" in str(info.value)
+        assert time.monotonic() - t0 < 30
+
+
+def test_config_file_and_skein_section(tmp_path):
+    cfg = tmp_path / "lithops.json"
+    cfg.write_text('{"lithops": {"backend": "localhost", "execution_timeout": 0.5}, "skein": {"warm": false}}')
+    with skeinrun.FunctionExecutor(config_file=str(cfg)) as fexec:
+        assert fexec.call_async(lambda: 5, ()).result() == 5
+        assert fexec.warm_bus is None
+        with pytest.raises(TimeoutError):  # execution_timeout is each call's timeout
+            fexec.call_async(slow, 3).result()
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"skein": {"warm": true, "colour": "blue"}}')
+    with pytest.raises(skeinrun.ConfigError, match="skein.colour"):
+        skeinrun.FunctionExecutor(config_file=str(bad))
