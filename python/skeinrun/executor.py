@@ -465,7 +465,7 @@ class FunctionExecutor:
         self.last_call: str | None = None
         self.cleaned_jobs: set[str] = set()
         self._warm: _WarmInstall | None = None
-        self._warm_lock = threading.Lock()
+        self._warm_lock = threading.RLock()
         self._closed = False
         self.storage = _remote.Storage(self._translated.config.get("storage"))
         atexit.register(self._close)
@@ -592,8 +592,9 @@ class FunctionExecutor:
     def _new_job(self, prefix: str, fn: Any, n: int, kind: str) -> _Job:
         if self._closed:
             raise RuntimeError("this FunctionExecutor is closed")
-        job_id = f"{prefix}{str(self.total_jobs).zfill(3)}"
-        self.total_jobs += 1
+        with self._warm_lock:  # map() may be called from several threads
+            job_id = f"{prefix}{str(self.total_jobs).zfill(3)}"
+            self.total_jobs += 1
         job = _Job(self, job_id, _fn_name(fn), n, kind)
         os.makedirs(job.dir)
         return job

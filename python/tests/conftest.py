@@ -44,11 +44,21 @@ def _wait_coordinator(binary: str, bus: str, timeout: float = 30) -> None:
 def nats_bus(submit_bin, tmp_path_factory):
     """A coordinator and a runtime of their own (the wheel's binary) on the
     shared test nats-server, in a namespace of their own."""
-    url = os.environ.get("SKEIN_TEST_NATS_URL")
+    yield from _install(submit_bin, tmp_path_factory, "SKEIN_TEST_NATS_URL", "NATS")
+
+
+@pytest.fixture(scope="session")
+def amqp_bus(submit_bin, tmp_path_factory):
+    """The same on the shared test RabbitMQ."""
+    yield from _install(submit_bin, tmp_path_factory, "SKEIN_TEST_AMQP_URL", "RabbitMQ")
+
+
+def _install(submit_bin, tmp_path_factory, var, name):
+    url = os.environ.get(var)
     if not url:
-        need("SKEIN_TEST_NATS_URL", "the NATS tests run against the test broker (source /work/services.env)")
+        need(var, f"the {name} tests run against the test broker (source /work/services.env)")
     bus = f"{url}{'&' if '?' in url else '?'}ns=skeinrun{uuid.uuid4().hex[:8]}"
-    logdir = tmp_path_factory.mktemp("nats-install")
+    logdir = tmp_path_factory.mktemp("install")
     env = dict(os.environ, SKEIN_PYTHON=sys.executable)
     env.pop("SKEIN_BUS", None)
     log = open(logdir / "install.log", "ab")

@@ -322,3 +322,15 @@ def test_config_file_and_skein_section(tmp_path):
     bad.write_text('{"skein": {"warm": true, "colour": "blue"}}')
     with pytest.raises(skeinrun.ConfigError, match="skein.colour"):
         skeinrun.FunctionExecutor(config_file=str(bad))
+
+
+def test_on_rabbitmq(amqp_bus):
+    # The same executor on a coordinator and runtime on RabbitMQ.
+    with skeinrun.FunctionExecutor(bus=amqp_bus) as fexec:
+        fexec.map(my_function, [(1, 2), (3, 4), (5, 6)])
+        assert fexec.get_result() == [3, 7, 11]
+        fexec.map_reduce(my_map_function, [1, 2, 3, 4], my_reduce_function)
+        assert fexec.get_result() == 38
+        with pytest.raises(KeyError) as info:
+            fexec.call_async(failing, 2).result()
+        assert "in failing" in info.value.__cause__.tb
