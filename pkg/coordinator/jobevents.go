@@ -60,9 +60,9 @@ func (j *job) jobEvent(ctx context.Context, typ string, st wire.JobStatus, n int
 
 // progressEvents paces a job's progress events.
 type progressEvents struct {
-	last atomic.Int64 // unix ns of the last one
-	n    atomic.Int64 // how many were published
-	busy atomic.Bool  // one is being published
+	last atomic.Int64   // unix ns of the last one
+	n    atomic.Int64   // how many were published
+	busy atomic.Bool    // one is being published
 	wg   sync.WaitGroup // the one being published
 }
 
