@@ -138,8 +138,10 @@ func Submit(ctx context.Context, args []string, env Env) int {
 		err = runJobCommand(ctx, cmd, rest, env)
 	case "plot":
 		err = runPlot(ctx, rest, env)
+	case "trigger":
+		err = runTrigger(ctx, rest, env)
 	default:
-		err = usagef("unknown command %q (want call, map, mapreduce, status, wait, result, cancel, plot or events)", cmd)
+		err = usagef("unknown command %q (want call, map, mapreduce, status, wait, result, cancel, plot, events or trigger)", cmd)
 	}
 	return report(err, env)
 }

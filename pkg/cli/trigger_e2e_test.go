@@ -1,0 +1,288 @@
+package cli_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/skeinrun/skein/bus"
+	"github.com/skeinrun/skein/bus/dial"
+	"github.com/skeinrun/skein/internal/testenv"
+	"github.com/skeinrun/skein/pkg/storage"
+	"github.com/skeinrun/skein/pkg/wire"
+)
+
+// versityGW starts a versitygw of the test's own (posix backend in a
+// temporary directory) with the given bucket notification flags, and
+// returns its endpoint and the environment that points Skein's storage
+// at it.
+func versityGW(t *testing.T, eventArgs ...string) (endpoint string, env []string) {
+	t.Helper()
+	testenv.Require(t, testenv.S3Endpoint) // scripts/test.sh installed versitygw
+	bin, err := exec.LookPath("versitygw")
+	if err != nil {
+		gopath, _ := exec.Command("go", "env", "GOPATH").Output()
+		bin = filepath.Join(strings.TrimSpace(string(gopath)), "bin", "versitygw")
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	access, secret := "trigtest", "trigtest-secret"
+	args := append([]string{"--port", addr, "--quiet"}, eventArgs...)
+	args = append(args, "posix", t.TempDir())
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY="+access, "ROOT_SECRET_KEY="+secret)
+	out := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting versitygw: %v", err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("versitygw output:\n%s", out.String())
+		}
+	})
+	endpoint = "http://" + addr
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := http.Get(endpoint + "/")
+		if err == nil {
+			resp.Body.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("versitygw does not answer: %v\n%s", err, out.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	env = []string{storage.EnvEndpoint + "=" + endpoint, storage.EnvAccessKey + "=" + access, storage.EnvSecretKey + "=" + secret,
+		storage.EnvPathStyle + "=true", storage.EnvRegion + "=" + storage.DefaultRegion}
+	return endpoint, env
+}
+
+// s3For returns a store on versitygw at endpoint and a new bucket.
+func s3For(t *testing.T, endpoint string) (storage.Store, string) {
+	t.Helper()
+	c := storage.DefaultConfig()
+	c.LocalRoot = t.TempDir()
+	c.COS = storage.COSConfig{Endpoint: endpoint, Region: storage.DefaultRegion, PathStyle: true, AccessKey: "trigtest", SecretKey: storage.Secret("trigtest-secret")}
+	r, err := storage.NewResolver(c, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, s, err := r.Parse("s3://placeholder")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bucket := fmt.Sprintf("trig-%d", time.Now().UnixNano()%1e9)
+	if err := s.(storage.BucketMaker).MakeBucket(context.Background(), bucket); err != nil {
+		t.Fatal(err)
+	}
+	return s, bucket
+}
+
+// doneJobs follows the namespace's job events from the stream's start and
+// records the done jobs whose id starts with prefix.
+type doneJobs struct {
+	mu   sync.Mutex
+	ids  map[string]bool
+	seen int // done events of those jobs, duplicates included
+}
+
+func followDone(t *testing.T, url, prefix string) *doneJobs {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	b, err := dial.Open(ctx, url, dial.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch, err := b.Subscribe(ctx, wire.JobEventsSubject("*"), bus.SubscribeOptions{From: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &doneJobs{ids: map[string]bool{}}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for m := range ch {
+			var ce wire.CloudEvent
+			if json.Unmarshal(m.Data, &ce) != nil || ce.Type != wire.JobEventDone || !strings.HasPrefix(ce.Subject, prefix) {
+				continue
+			}
+			d.mu.Lock()
+			d.ids[ce.Subject] = true
+			d.seen++
+			d.mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() { cancel(); wg.Wait(); b.Close() })
+	return d
+}
+
+func (d *doneJobs) wait(t *testing.T, n int, within time.Duration) []string {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		d.mu.Lock()
+		got := len(d.ids)
+		d.mu.Unlock()
+		if got >= n {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v, %d trigger jobs done, want %d", within, got, n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var ids []string
+	for id := range d.ids {
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+// wordObjects makes n objects with distinct word counts; it returns
+// their bodies and what `wc -w` says of each.
+func wordObjects(t *testing.T, n int) ([][]byte, []int) {
+	t.Helper()
+	dir := t.TempDir()
+	var bodies [][]byte
+	var want []int
+	for i := 0; i < n; i++ {
+		var sb strings.Builder
+		for w := 0; w < 3*i+5; w++ {
+			fmt.Fprintf(&sb, "word%d", w)
+			if w%7 == 6 {
+				sb.WriteString("\n")
+			} else {
+				sb.WriteString(" ")
+			}
+		}
+		sb.WriteString("\n")
+		b := []byte(sb.String())
+		f := filepath.Join(dir, fmt.Sprintf("o%d.txt", i))
+		if err := os.WriteFile(f, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command("wc", "-w", f).Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := strconv.Atoi(strings.Fields(string(out))[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		bodies, want = append(bodies, b), append(want, c)
+	}
+	return bodies, want
+}
+
+// jobCounts fetches each job's result (a wordcount map over one object:
+// [n]) and returns the counts, sorted.
+func jobCounts(t *testing.T, url string, ids []string) []int {
+	t.Helper()
+	var got []int
+	for _, id := range ids {
+		out, errOut, code := submit(t, "result", id, "--bus", url)
+		if code != 0 {
+			t.Fatalf("result %s: exit %d: %s", id, code, errOut)
+		}
+		var r []int
+		if err := json.Unmarshal([]byte(out), &r); err != nil || len(r) != 1 {
+			t.Fatalf("result %s: %q, want one count", id, out)
+		}
+		got = append(got, r[0])
+	}
+	slices.Sort(got)
+	return got
+}
+
+func createTrigger(t *testing.T, url, def string) {
+	t.Helper()
+	if out, errOut, code := submit(t, "trigger", "create", "--bus", url, "--def", def); code != 0 {
+		t.Fatalf("trigger create: exit %d %s %s", code, out, errOut)
+	}
+}
+
+// TestTriggerBucketNotifications: versitygw publishes its bucket
+// notifications to the test's broker; a trigger runs a wordcount over
+// each uploaded object. 20 uploads make 20 jobs whose counts are `wc -w`
+// of the objects, also when the coordinator is SIGKILLed halfway and
+// started again (uploads go on meanwhile).
+func TestTriggerBucketNotifications(t *testing.T) {
+	cases := []struct {
+		name string
+		env  string
+		kill bool
+	}{
+		{"nats", testenv.NATSURL, false},
+		{"rabbitmq", testenv.AMQPURL, false},
+		{"nats-coordinator-killed", testenv.NATSURL, true},
+		{"rabbitmq-coordinator-killed", testenv.AMQPURL, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			raw := testenv.Require(t, tc.env)
+			url := namespaced(t, raw)
+			name := fmt.Sprintf("wc%d", time.Now().UnixNano()%1e6)
+			topic := "s3events-" + name
+			var gwArgs []string
+			src := fmt.Sprintf(`{"nats":%q,"format":"s3"}`, topic)
+			if strings.HasPrefix(raw, "amqp") {
+				gwArgs = []string{"--event-rabbitmq-url", raw, "--event-rabbitmq-routing-key", topic}
+				src = fmt.Sprintf(`{"amqp":%q,"format":"s3"}`, topic)
+			} else {
+				gwArgs = []string{"--event-nats-url", raw, "--event-nats-topic", topic}
+			}
+			endpoint, env := versityGW(t, gwArgs...)
+			co := startEnv(t, env, "coordinator", "--bus", url, "--log-level", "debug")
+			waitOutput(t, co, "coordinator serving", 20*time.Second)
+			startEnv(t, env, "runtime", "--bus", url, "--slots", "2", "--lease", "2s")
+			done := followDone(t, url, "tr-"+name+"-")
+			createTrigger(t, url, fmt.Sprintf(`{"name":%q,"source":%s,"job":{"kind":"map","function":"wordcount"}}`, name, src))
+			waitOutput(t, co, "trigger source open", 20*time.Second)
+
+			s, bucket := s3For(t, endpoint)
+			bodies, want := wordObjects(t, 20)
+			for i, b := range bodies {
+				if tc.kill && i == 10 {
+					_ = co.cmd.Process.Kill()
+					_ = co.cmd.Wait()
+				}
+				s3Put(t, s, bucket, fmt.Sprintf("in/obj-%02d.txt", i), b)
+				if tc.kill && i == 14 {
+					co = startEnv(t, env, "coordinator", "--bus", url, "--log-level", "debug")
+					waitOutput(t, co, "coordinator serving", 30*time.Second)
+				}
+			}
+			ids := done.wait(t, 20, 90*time.Second)
+			slices.Sort(want)
+			if got := jobCounts(t, url, ids); !slices.Equal(got, want) {
+				t.Fatalf("word counts %v, want (wc -w) %v", got, want)
+			}
+			if ids = done.wait(t, 20, time.Second); len(ids) != 20 {
+				t.Fatalf("%d trigger jobs, want 20 (one per upload): %v", len(ids), ids)
+			}
+		})
+	}
+}

@@ -1,0 +1,55 @@
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/skeinrun/skein/pkg/wire"
+)
+
+// Jobs submitted for an event (pkg/trigger) carry an id derived from the
+// event, and the event's source is acknowledged only once the job is
+// recorded: a source that delivers the event again (the coordinator died
+// before its ack, or another coordinator took the message meanwhile)
+// leads to the same id, and SubmitOnce starts no second job for it.
+
+// ErrJobExists is returned by SubmitOnce when a job with the spec's id is
+// on the job log already (this coordinator's or another's).
+var ErrJobExists = errors.New("a job with this id exists")
+
+// SubmitOnce is Submit for a spec with a fixed id that must start one job
+// however often, and by however many coordinators, it is submitted. It
+// returns ErrJobExists (and the id) when the job log already has a spec
+// of that id. Once the coordinator has joined its namespace (Recover),
+// the first spec record of an id on the job log wins, as the first owner
+// record of a term does: a coordinator that recorded a later one (two
+// coordinators got the same event at once) reads the log to its own
+// record, finds another's first, drops its copy and returns
+// ErrJobExists.
+func (c *Coordinator) SubmitOnce(ctx context.Context, spec *wire.JobSpec) (string, error) {
+	if spec.ID == "" {
+		return "", fmt.Errorf("%w: SubmitOnce needs the spec's id", ErrInvalid)
+	}
+	return c.submit(ctx, spec, true)
+}
+
+// firstSpec checks, for a coordinator that has joined its namespace, that
+// the spec record of job id at position at is the first of its id on the
+// job log and this coordinator's.
+func (c *Coordinator) firstSpec(ctx context.Context, id string, at uint64) error {
+	if !c.joined() {
+		return nil
+	}
+	if err := c.readTo(ctx, at); err != nil {
+		return fmt.Errorf("reading the job log to the job's spec: %w", err)
+	}
+	e, _, ok := c.ledgerEntry(id)
+	if !ok {
+		return fmt.Errorf("the job log has no spec of job %s at position %d", id, at)
+	}
+	if e.spec != at || e.owner != c.own.id {
+		return ErrJobExists
+	}
+	return nil
+}

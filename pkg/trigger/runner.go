@@ -1,0 +1,340 @@
+package trigger
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/skeinrun/skein/bus"
+	"github.com/skeinrun/skein/internal/retry"
+	"github.com/skeinrun/skein/pkg/wire"
+)
+
+// Coordinator is what the runner needs of the coordinator it runs in
+// (coordinator.Coordinator).
+type Coordinator interface {
+	// SubmitOnce submits a spec with a fixed id; it returns an error
+	// matching ErrJobExists when the id is taken (the job is on the log).
+	SubmitOnce(ctx context.Context, spec *wire.JobSpec) (string, error)
+	// LeaseHeld reports whether the coordinator may act now.
+	LeaseHeld() bool
+}
+
+// Config configures a Runner.
+type Config struct {
+	// Bus is the coordinator's bus: the trigger records, the trigger API
+	// and jobs sources live on it.
+	Bus         bus.Bus
+	Coordinator Coordinator
+	// ErrJobExists is what Coordinator.SubmitOnce returns for a job on
+	// the log (coordinator.ErrJobExists).
+	ErrJobExists error
+	// Result returns a finished job's result (client.Client.Result): the
+	// inputs of a jobs source.
+	Result func(ctx context.Context, job string) (json.RawMessage, error)
+	// DialNATS and DialAMQP connect to a NATS or AMQP source's broker;
+	// url is the source's (empty: the coordinator's bus). A source of a
+	// kind without a dialer fails.
+	DialNATS func(ctx context.Context, url string) (*nats.Conn, error)
+	DialAMQP func(ctx context.Context, url string) (*amqp.Connection, error)
+	// Namespace names the streams of NATS sources (default "skein").
+	Namespace string
+	// Triggers from the config file, recorded (replacing any of the same
+	// name) when the runner starts.
+	Triggers []Def
+	Logger   *slog.Logger
+}
+
+// Runner serves the trigger API and runs every trigger of the namespace
+// in the coordinator. Every coordinator of a namespace runs one: a NATS
+// or AMQP source's messages go to one of them at a time; jobs sources
+// are read by all, and SubmitOnce lets one job start per event.
+type Runner struct {
+	cfg    Config
+	log    *slog.Logger
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu      sync.Mutex
+	defs    map[string]record
+	running map[string]context.CancelFunc
+}
+
+type record struct {
+	Def Def    `json:"def"`
+	Seq uint64 `json:"seq"` // where the record is on the stream
+}
+
+// New returns a runner; Start starts it.
+func New(cfg Config) *Runner {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Namespace == "" {
+		cfg.Namespace = "skein"
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Runner{cfg: cfg, log: cfg.Logger, ctx: ctx, cancel: cancel, defs: map[string]record{}, running: map[string]context.CancelFunc{}}
+}
+
+// Close stops every trigger and waits for them.
+func (r *Runner) Close() error {
+	r.cancel()
+	r.wg.Wait()
+	return nil
+}
+
+// Start records the config file's triggers, serves the trigger API, and
+// follows the trigger records from the stream's start, running each
+// trigger defined there. Call it after the coordinator joined its
+// namespace (Recover): a trigger's events are checked against the job
+// log it read.
+func (r *Runner) Start(ctx context.Context) error {
+	for _, d := range r.cfg.Triggers {
+		if _, err := r.put(ctx, d, true); err != nil {
+			return fmt.Errorf("recording the config file's trigger %s: %w", d.Name, err)
+		}
+	}
+	recs, err := r.cfg.Bus.Subscribe(r.ctx, TriggerSubject("*"), bus.SubscribeOptions{From: 1})
+	if err != nil {
+		return fmt.Errorf("reading the trigger records: %w", err)
+	}
+	if err := r.cfg.Bus.Serve(r.ctx, APISubject, r.serve); err != nil {
+		return fmt.Errorf("serving the trigger API: %w", err)
+	}
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		for m := range recs {
+			r.apply(m)
+		}
+	}()
+	return nil
+}
+
+// apply handles one trigger record.
+func (r *Runner) apply(m bus.Message) {
+	var b recordBody
+	if err := json.Unmarshal(m.Data, &b); err != nil {
+		r.log.Warn("ignoring a malformed trigger record", "subject", m.Subject, "err", err)
+		return
+	}
+	name := strings.TrimPrefix(m.Subject, "trigger.")
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if stop := r.running[name]; stop != nil {
+		if b.Def != nil && r.defs[name].Def.equal(*b.Def) {
+			return // the same definition again (a restart's config file)
+		}
+		stop()
+		delete(r.running, name)
+	}
+	if b.Def == nil || b.Def.Name != name {
+		delete(r.defs, name)
+		r.log.Info("trigger deleted", "trigger", name)
+		return
+	}
+	if err := b.Def.Validate(); err != nil {
+		r.log.Warn("ignoring an invalid trigger record", "trigger", name, "err", err)
+		return
+	}
+	rec := record{Def: *b.Def, Seq: m.Seq}
+	r.defs[name] = rec
+	ctx, cancel := context.WithCancel(r.ctx)
+	r.running[name] = cancel
+	r.wg.Add(1)
+	go func() { defer r.wg.Done(); r.run(ctx, rec) }()
+}
+
+func (d Def) equal(o Def) bool {
+	a, _ := json.Marshal(d)
+	b, _ := json.Marshal(o)
+	return string(a) == string(b)
+}
+
+// delivery is one event from a source, settled once its job is recorded.
+type delivery struct {
+	ev  Event
+	ack func(ctx context.Context) error
+	nak func(ctx context.Context) error
+}
+
+// source delivers a trigger's events until ctx ends or it fails.
+type source interface {
+	run(ctx context.Context, out chan<- delivery) error
+}
+
+// run runs one trigger: its source (opened again after a failure), its
+// batches, and their jobs.
+func (r *Runner) run(ctx context.Context, rec record) {
+	d := rec.Def
+	log := r.log.With("trigger", d.Name)
+	src, err := r.source(rec)
+	if err != nil {
+		log.Error("trigger cannot run", "err", err)
+		return
+	}
+	out := make(chan delivery)
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		defer close(out)
+		_ = retry.Do(ctx, retry.Policy{Initial: 500 * time.Millisecond, Max: 10 * time.Second, OnRetry: func(n int, err error, _ time.Duration) {
+			log.Warn("trigger source failed; opening it again", "attempt", n, "err", err)
+		}}, func() error {
+			err := src.run(ctx, out)
+			if ctx.Err() != nil {
+				return nil
+			}
+			if err == nil {
+				err = errors.New("the source ended")
+			}
+			return err
+		})
+	}()
+	log.Info("trigger started", "source", d.Source.describe())
+	count := max(d.Batch.Count, 1)
+	var batch []delivery
+	var timer <-chan time.Time
+	flush := func() {
+		if len(batch) > 0 {
+			r.fire(ctx, d, batch, log)
+		}
+		batch, timer = nil, nil
+	}
+	for {
+		select {
+		case dl, ok := <-out:
+			if !ok {
+				flush()
+				return
+			}
+			batch = append(batch, dl)
+			if len(batch) >= count {
+				flush()
+			} else if len(batch) == 1 && d.Batch.Window > 0 {
+				timer = time.After(time.Duration(d.Batch.Window))
+			}
+		case <-timer:
+			flush()
+		}
+	}
+}
+
+// fire submits the job of a batch of events and settles them: acked once
+// the job is recorded (or was already), handed back to the source when it
+// cannot be (the coordinator lost its lease or is closing).
+func (r *Runner) fire(ctx context.Context, d Def, batch []delivery, log *slog.Logger) {
+	evs := make([]Event, len(batch))
+	for i, dl := range batch {
+		evs[i] = dl.ev
+	}
+	settle := func(ack bool) {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		for _, dl := range batch {
+			f := dl.nak
+			if ack {
+				f = dl.ack
+			}
+			if err := f(sctx); err != nil {
+				log.Warn("settling a trigger event", "event", dl.ev.ID, "ack", ack, "err", err)
+			}
+		}
+	}
+	spec, err := d.Spec(evs)
+	if err != nil {
+		log.Warn("an event the trigger cannot make a job of; dropped", "err", err)
+		settle(true)
+		return
+	}
+	if spec == nil {
+		settle(true)
+		return
+	}
+	id, err := retry.Value(ctx, retry.Policy{Initial: 250 * time.Millisecond, Max: 5 * time.Second, OnRetry: func(n int, err error, _ time.Duration) {
+		log.Warn("submitting a trigger's job", "job", spec.ID, "attempt", n, "err", err)
+	}}, func() (string, error) {
+		if !r.cfg.Coordinator.LeaseHeld() {
+			return "", retry.Permanent(errors.New("the coordinator does not hold its lease"))
+		}
+		s := *spec
+		id, err := r.cfg.Coordinator.SubmitOnce(ctx, &s)
+		if err != nil && r.cfg.ErrJobExists != nil && errors.Is(err, r.cfg.ErrJobExists) {
+			return id, nil
+		}
+		if err != nil && isInvalid(err) {
+			return "", retry.Permanent(err)
+		}
+		return id, err
+	})
+	switch {
+	case err == nil:
+		log.Info("trigger fired", "job", id, "events", len(batch))
+		settle(true)
+	case isInvalid(err):
+		log.Warn("the trigger's job is refused; events dropped", "job", spec.ID, "err", err)
+		settle(true)
+	default:
+		log.Warn("the trigger's job was not submitted; events handed back", "job", spec.ID, "err", err)
+		settle(false)
+	}
+}
+
+// isInvalid reports a job the coordinator refuses for good (a bad
+// template or input): retrying cannot help.
+func isInvalid(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "invalid")
+}
+
+func (s Source) describe() string {
+	switch {
+	case s.NATS != "":
+		return "nats:" + s.NATS
+	case s.AMQP != "":
+		return "amqp:" + s.AMQP
+	}
+	return "jobs:" + s.Jobs
+}
+
+// source opens the source of a trigger.
+func (r *Runner) source(rec record) (source, error) {
+	d := rec.Def
+	switch {
+	case d.Source.NATS != "":
+		if r.cfg.DialNATS == nil {
+			return nil, errors.New("this coordinator cannot reach NATS sources")
+		}
+		return &natsSource{r: r, def: d}, nil
+	case d.Source.AMQP != "":
+		if r.cfg.DialAMQP == nil {
+			return nil, errors.New("this coordinator cannot reach AMQP sources")
+		}
+		return &amqpSource{r: r, def: d}, nil
+	}
+	if r.cfg.Result == nil {
+		return nil, errors.New("this coordinator cannot read job results")
+	}
+	return &jobsSource{r: r, def: d, from: rec.Seq}, nil
+}
+
+// parse turns a message body into an event; id is the message's own id
+// ("" if it has none).
+func parse(d Def, id string, body []byte) (Event, error) {
+	if d.Source.Format == "s3" {
+		return ParseS3(body)
+	}
+	if id == "" {
+		id = bodyID(body)
+	}
+	return ParseJSON(id, body)
+}

@@ -1,0 +1,258 @@
+package trigger
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/skeinrun/skein/bus"
+	"github.com/skeinrun/skein/internal/retry"
+	"github.com/skeinrun/skein/pkg/wire"
+)
+
+// natsSource reads a NATS subject through a stream of its own, which
+// keeps what is published there while no coordinator reads it, and a
+// durable consumer per trigger that every coordinator pulls from.
+type natsSource struct {
+	r   *Runner
+	def Def
+}
+
+// NATSStream is the stream that keeps a NATS source subject's messages.
+func NATSStream(ns, subject string) string {
+	h := sha256.Sum256([]byte(subject))
+	return strings.ToUpper(ns) + "_TRIGGER_" + strings.ToUpper(hex.EncodeToString(h[:6]))
+}
+
+func (s *natsSource) run(ctx context.Context, out chan<- delivery) error {
+	nc, err := s.r.cfg.DialNATS(ctx, s.def.Source.URL)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	subject := s.def.Source.NATS
+	name := NATSStream(s.r.cfg.Namespace, subject)
+	deliver := jetstream.DeliverNewPolicy
+	st, err := js.CreateStream(ctx, jetstream.StreamConfig{
+		Name: name, Subjects: []string{subject}, Retention: jetstream.LimitsPolicy, MaxAge: 7 * 24 * time.Hour,
+		Storage: jetstream.FileStorage, Duplicates: 2 * time.Minute,
+	})
+	switch {
+	case err == nil:
+		deliver = jetstream.DeliverAllPolicy // a new stream: everything it has is new
+	case errors.Is(err, jetstream.ErrStreamNameAlreadyInUse):
+		st, err = js.Stream(ctx, name)
+	}
+	if err != nil {
+		return fmt.Errorf("the stream of subject %s: %w", subject, err)
+	}
+	cons, err := st.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+		Durable: "trigger-" + s.def.Name, FilterSubject: subject, AckPolicy: jetstream.AckExplicitPolicy,
+		AckWait: 30 * time.Second, DeliverPolicy: deliver, MaxAckPending: 1000,
+	})
+	if err != nil {
+		return fmt.Errorf("the consumer of subject %s: %w", subject, err)
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(max(2*s.def.Batch.Count, 16)))
+	if err != nil {
+		return err
+	}
+	s.r.log.Info("trigger source open", "trigger", s.def.Name, "stream", name)
+	stop := context.AfterFunc(ctx, it.Stop)
+	defer stop()
+	defer it.Stop()
+	for {
+		m, err := it.Next()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				return nil
+			}
+			return err
+		}
+		id := m.Headers().Get("Nats-Msg-Id")
+		if id == "" {
+			if md, err := m.Metadata(); err == nil {
+				id = "seq-" + strconv.FormatUint(md.Sequence.Stream, 10)
+			}
+		}
+		ev, err := parse(s.def, id, m.Data())
+		if err != nil {
+			s.r.log.Warn("dropping a message the trigger cannot read", "trigger", s.def.Name, "err", err)
+			_ = m.Term()
+			continue
+		}
+		dl := delivery{ev: ev,
+			ack: func(ctx context.Context) error { return m.DoubleAck(ctx) },
+			nak: func(context.Context) error { return m.NakWithDelay(time.Second) }}
+		select {
+		case out <- dl:
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+// amqpSource consumes a durable RabbitMQ queue with manual acks.
+type amqpSource struct {
+	r   *Runner
+	def Def
+}
+
+func (s *amqpSource) run(ctx context.Context, out chan<- delivery) error {
+	conn, err := s.r.cfg.DialAMQP(ctx, s.def.Source.URL)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	q := s.def.Source.AMQP
+	ch, err := conn.Channel()
+	if err != nil {
+		return err
+	}
+	if _, err := ch.QueueDeclare(q, true, false, false, false, nil); err != nil {
+		// The queue exists with other arguments (a quorum queue), or the
+		// coordinator may not declare it: use it as it is.
+		if ch, err = conn.Channel(); err != nil {
+			return err
+		}
+		if _, err := ch.QueueDeclarePassive(q, true, false, false, false, nil); err != nil {
+			return fmt.Errorf("queue %s: %w", q, err)
+		}
+	}
+	if ex := s.def.Source.Exchange; ex != "" {
+		key := s.def.Source.RoutingKey
+		if key == "" {
+			key = "#"
+		}
+		if err := ch.QueueBind(q, key, ex, false, nil); err != nil {
+			return fmt.Errorf("binding queue %s to exchange %s: %w", q, ex, err)
+		}
+	}
+	if err := ch.Qos(max(2*s.def.Batch.Count, 16), 0, false); err != nil {
+		return err
+	}
+	ds, err := ch.ConsumeWithContext(ctx, q, "", false, false, false, false, nil)
+	if err != nil {
+		return fmt.Errorf("consuming queue %s: %w", q, err)
+	}
+	closed := conn.NotifyClose(make(chan *amqp.Error, 1))
+	s.r.log.Info("trigger source open", "trigger", s.def.Name, "queue", q)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case e := <-closed:
+			if e == nil {
+				return errors.New("the connection closed")
+			}
+			return e
+		case d, ok := <-ds:
+			if !ok {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return errors.New("the queue's consumer was cancelled")
+			}
+			ev, err := parse(s.def, d.MessageId, d.Body)
+			if err != nil {
+				s.r.log.Warn("dropping a message the trigger cannot read", "trigger", s.def.Name, "err", err)
+				_ = d.Reject(false)
+				continue
+			}
+			dl := delivery{ev: ev,
+				ack: func(context.Context) error { return d.Ack(false) },
+				nak: func(context.Context) error { return d.Nack(false, true) }}
+			select {
+			case out <- dl:
+			case <-ctx.Done():
+				return nil
+			}
+		}
+	}
+}
+
+// jobsSource reads the done events of other jobs (run.skein.job.done on
+// the event stream) from the trigger's record on: every coordinator reads
+// them all, in stream order, so that batches by count are the same
+// events for everyone and after a restart; SubmitOnce starts one job per
+// batch.
+type jobsSource struct {
+	r    *Runner
+	def  Def
+	from uint64
+	seen map[string]bool
+}
+
+func (s *jobsSource) run(ctx context.Context, out chan<- delivery) error {
+	if s.seen == nil {
+		s.seen = map[string]bool{}
+	}
+	ch, err := s.r.cfg.Bus.Subscribe(ctx, wire.JobEventsSubject("*"), bus.SubscribeOptions{From: s.from})
+	if err != nil {
+		return err
+	}
+	s.r.log.Info("trigger source open", "trigger", s.def.Name, "from", s.from)
+	prefix, own := "", jobPrefix(s.def.Name)
+	if t, ok := strings.CutPrefix(s.def.Source.Jobs, "trigger:"); ok {
+		prefix = jobPrefix(t)
+	}
+	noop := func(context.Context) error { return nil }
+	for m := range ch {
+		var ce wire.CloudEvent
+		if json.Unmarshal(m.Data, &ce) != nil || ce.Type != wire.JobEventDone || s.seen[ce.ID] {
+			continue
+		}
+		job := ce.Subject
+		if !strings.HasPrefix(job, prefix) || strings.HasPrefix(job, own) {
+			continue
+		}
+		s.seen[ce.ID] = true
+		var data wire.JobEventData
+		_ = json.Unmarshal(ce.Data, &data)
+		var res json.RawMessage
+		err := retryResult(ctx, func() error {
+			var err error
+			res, err = s.r.cfg.Result(ctx, job)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		ev := Event{ID: ce.ID}
+		var list []json.RawMessage
+		if data.Job.Kind == wire.JobMap && json.Unmarshal(res, &list) == nil {
+			ev.Inputs = list
+		} else {
+			ev.Inputs = []json.RawMessage{res}
+		}
+		s.from = m.Seq + 1
+		select {
+		case out <- delivery{ev: ev, ack: noop, nak: noop}:
+		case <-ctx.Done():
+			return nil
+		}
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	return errors.New("the job events subscription closed")
+}
+
+// retryResult calls f until it succeeds or ctx ends: a job's result can
+// be briefly unavailable (its owner is being taken over).
+func retryResult(ctx context.Context, f func() error) error {
+	return retry.Do(ctx, retry.Policy{Initial: 250 * time.Millisecond, Max: 5 * time.Second}, f)
+}
