@@ -286,3 +286,51 @@ func TestTriggerBucketNotifications(t *testing.T) {
 		})
 	}
 }
+
+// TestTriggerChain: a two-stage pipeline with no code outside Skein.
+// Stage one counts the words of each uploaded object (a bucket
+// notification trigger); stage two is a trigger on stage one's done
+// events that sums every 20 of their results.
+func TestTriggerChain(t *testing.T) {
+	raw := testenv.Require(t, testenv.NATSURL)
+	url := namespaced(t, raw)
+	stage1 := fmt.Sprintf("wc%d", time.Now().UnixNano()%1e6)
+	stage2 := "total-" + stage1
+	topic := "s3events-" + stage1
+	endpoint, env := versityGW(t, "--event-nats-url", raw, "--event-nats-topic", topic)
+	co := startEnv(t, env, "coordinator", "--bus", url, "--log-level", "debug")
+	waitOutput(t, co, "coordinator serving", 20*time.Second)
+	startEnv(t, env, "runtime", "--bus", url, "--slots", "2")
+	totals := followDone(t, url, "tr-"+stage2+"-")
+	createTrigger(t, url, fmt.Sprintf(`{"name":%q,"source":{"nats":%q,"format":"s3"},"job":{"kind":"map","function":"wordcount"}}`, stage1, topic))
+	createTrigger(t, url, fmt.Sprintf(`{"name":%q,"source":{"jobs":"trigger:%s"},"job":{"kind":"call","function":"sum","param":"values"},"batch":{"count":20}}`, stage2, stage1))
+	out, errOut, code := submit(t, "trigger", "list", "--bus", url)
+	if code != 0 || strings.Count(out, "\n") != 2 || !strings.Contains(out, stage2) {
+		t.Fatalf("trigger list: exit %d %q %s", code, out, errOut)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for strings.Count(co.out.String(), "trigger source open") < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the triggers' sources did not open:\n%s", co.out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	s, bucket := s3For(t, endpoint)
+	bodies, want := wordObjects(t, 20)
+	total := 0
+	for i, b := range bodies {
+		s3Put(t, s, bucket, fmt.Sprintf("in/obj-%02d.txt", i), b)
+		total += want[i]
+	}
+	ids := totals.wait(t, 1, 90*time.Second)
+	out, errOut, code = submit(t, "result", ids[0], "--bus", url)
+	if code != 0 || strings.TrimSpace(out) != strconv.Itoa(total) {
+		t.Fatalf("the aggregate: exit %d %q, want %d; %s", code, out, total, errOut)
+	}
+	if _, errOut, code := submit(t, "trigger", "delete", stage2, "--bus", url); code != 0 {
+		t.Fatalf("trigger delete: exit %d %s", code, errOut)
+	}
+	if _, _, code := submit(t, "trigger", "delete", "no-such-trigger", "--bus", url); code != 2 {
+		t.Fatalf("deleting an unknown trigger: exit %d, want 2", code)
+	}
+}
