@@ -30,18 +30,34 @@ import (
 // at it.
 func versityGW(t *testing.T, eventArgs ...string) (endpoint string, env []string) {
 	t.Helper()
+	addr, env := s3Addr(t)
+	startVersityGW(t, addr, eventArgs...)
+	return "http://" + addr, env
+}
+
+// s3Addr picks versitygw's address, and returns it with the environment
+// that points Skein's storage there.
+func s3Addr(t *testing.T) (addr string, env []string) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr = l.Addr().String()
+	l.Close()
+	return addr, []string{storage.EnvEndpoint + "=http://" + addr, storage.EnvAccessKey + "=trigtest", storage.EnvSecretKey + "=trigtest-secret",
+		storage.EnvPathStyle + "=true", storage.EnvRegion + "=" + storage.DefaultRegion}
+}
+
+// startVersityGW starts versitygw on addr.
+func startVersityGW(t *testing.T, addr string, eventArgs ...string) {
+	t.Helper()
 	testenv.Require(t, testenv.S3Endpoint) // scripts/test.sh installed versitygw
 	bin, err := exec.LookPath("versitygw")
 	if err != nil {
 		gopath, _ := exec.Command("go", "env", "GOPATH").Output()
 		bin = filepath.Join(strings.TrimSpace(string(gopath)), "bin", "versitygw")
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
 	access, secret := "trigtest", "trigtest-secret"
 	args := append([]string{"--port", addr, "--quiet"}, eventArgs...)
 	args = append(args, "posix", t.TempDir())
@@ -59,7 +75,7 @@ func versityGW(t *testing.T, eventArgs ...string) (endpoint string, env []string
 			t.Logf("versitygw output:\n%s", out.String())
 		}
 	})
-	endpoint = "http://" + addr
+	endpoint := "http://" + addr
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		resp, err := http.Get(endpoint + "/")
@@ -72,9 +88,16 @@ func versityGW(t *testing.T, eventArgs ...string) (endpoint string, env []string
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	env = []string{storage.EnvEndpoint + "=" + endpoint, storage.EnvAccessKey + "=" + access, storage.EnvSecretKey + "=" + secret,
-		storage.EnvPathStyle + "=true", storage.EnvRegion + "=" + storage.DefaultRegion}
-	return endpoint, env
+}
+
+// nsOf is the namespace of a bus URL.
+func nsOf(t *testing.T, url string) string {
+	t.Helper()
+	_, ns, ok := strings.Cut(url, "ns=")
+	if !ok {
+		t.Fatalf("no namespace in %s", url)
+	}
+	return ns
 }
 
 // s3For returns a store on versitygw at endpoint and a new bucket.
@@ -245,24 +268,29 @@ func TestTriggerBucketNotifications(t *testing.T) {
 			raw := testenv.Require(t, tc.env)
 			url := namespaced(t, raw)
 			name := fmt.Sprintf("wc%d", time.Now().UnixNano()%1e6)
-			topic := "s3events-" + name
+			ns := nsOf(t, url)
+			topic := ns + ".notify.s3"
 			var gwArgs []string
 			src := fmt.Sprintf(`{"nats":%q,"format":"s3"}`, topic)
 			if strings.HasPrefix(raw, "amqp") {
-				gwArgs = []string{"--event-rabbitmq-url", raw, "--event-rabbitmq-routing-key", topic}
-				src = fmt.Sprintf(`{"amqp":%q,"format":"s3"}`, topic)
+				// Through the namespace's notify exchange, as a notifier
+				// with deploy/rabbitmq's roles must.
+				gwArgs = []string{"--event-rabbitmq-url", raw, "--event-rabbitmq-exchange", ns + ".notify", "--event-rabbitmq-routing-key", "s3"}
+				src = fmt.Sprintf(`{"amqp":%q,"exchange":%q,"routing_key":"s3","format":"s3"}`, ns+".trigger-"+name, ns+".notify")
 			} else {
 				gwArgs = []string{"--event-nats-url", raw, "--event-nats-topic", topic}
 			}
-			endpoint, env := versityGW(t, gwArgs...)
+			addr, env := s3Addr(t)
 			co := startEnv(t, env, "coordinator", "--bus", url, "--log-level", "debug")
 			waitOutput(t, co, "coordinator serving", 20*time.Second)
 			startEnv(t, env, "runtime", "--bus", url, "--slots", "2", "--lease", "2s")
 			done := followDone(t, url, "tr-"+name+"-")
 			createTrigger(t, url, fmt.Sprintf(`{"name":%q,"source":%s,"job":{"kind":"map","function":"wordcount"}}`, name, src))
 			waitOutput(t, co, "trigger source open", 20*time.Second)
-
-			s, bucket := s3For(t, endpoint)
+			// versitygw after the trigger: on RabbitMQ its exchange
+			// must exist before versitygw's first notification.
+			startVersityGW(t, addr, gwArgs...)
+			s, bucket := s3For(t, "http://"+addr)
 			bodies, want := wordObjects(t, 20)
 			for i, b := range bodies {
 				if tc.kill && i == 10 {
@@ -296,7 +324,7 @@ func TestTriggerChain(t *testing.T) {
 	url := namespaced(t, raw)
 	stage1 := fmt.Sprintf("wc%d", time.Now().UnixNano()%1e6)
 	stage2 := "total-" + stage1
-	topic := "s3events-" + stage1
+	topic := nsOf(t, url) + ".notify.s3"
 	endpoint, env := versityGW(t, "--event-nats-url", raw, "--event-nats-topic", topic)
 	co := startEnv(t, env, "coordinator", "--bus", url, "--log-level", "debug")
 	waitOutput(t, co, "coordinator serving", 20*time.Second)

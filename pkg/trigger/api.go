@@ -73,6 +73,11 @@ func (r *Runner) put(ctx context.Context, d Def, dedup bool) (Def, error) {
 	if err := d.Validate(); err != nil {
 		return Def{}, err
 	}
+	if d.Source.NATS != "" {
+		if err := notifySubject(r.cfg.Namespace, d.Source.NATS); err != nil {
+			return Def{}, err
+		}
+	}
 	b, err := json.Marshal(recordBody{Def: &d})
 	if err != nil {
 		return Def{}, err

@@ -29,12 +29,15 @@ type Def struct {
 // Source is where a trigger's events come from: exactly one of NATS,
 // AMQP and Jobs.
 type Source struct {
-	// NATS is a subject of a NATS server: a stream of the trigger's own
-	// keeps what is published there (also while no coordinator runs).
+	// NATS is a subject of a NATS server under <ns>.notify. (ns the
+	// coordinator's namespace): the namespace's notification stream keeps
+	// what is published there, also while no coordinator runs.
 	NATS string `json:"nats,omitempty"`
-	// AMQP is a durable RabbitMQ queue, declared if missing; Exchange and
-	// RoutingKey bind it (optional: versitygw publishes to the default
-	// exchange with the queue's name as routing key).
+	// AMQP is a durable RabbitMQ queue, declared if missing; Exchange (a
+	// topic exchange, declared if missing) and RoutingKey (default "#")
+	// bind it. Without an exchange, publishers use the default exchange
+	// with the queue's name as routing key; with deploy/rabbitmq's roles a
+	// notifier may publish only to the exchange <ns>.notify.
 	AMQP       string `json:"amqp,omitempty"`
 	Exchange   string `json:"exchange,omitempty"`
 	RoutingKey string `json:"routing_key,omitempty"`
@@ -130,9 +133,6 @@ func (d *Def) Validate() error {
 	}
 	if n != 1 {
 		bad("source: give exactly one of nats (a subject), amqp (a queue) and jobs")
-	}
-	if s.NATS != "" && (strings.ContainsAny(s.NATS, " \t") || strings.HasPrefix(s.NATS, "$") || strings.HasPrefix(s.NATS, "_INBOX")) {
-		bad("source nats %q: not a subject a trigger may read", s.NATS)
 	}
 	if (s.Exchange != "" || s.RoutingKey != "") && s.AMQP == "" {
 		bad("source exchange and routing_key: only with an amqp queue")

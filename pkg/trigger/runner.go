@@ -70,8 +70,9 @@ type Runner struct {
 }
 
 type record struct {
-	Def Def    `json:"def"`
-	Seq uint64 `json:"seq"` // where the record is on the stream
+	Def  Def
+	Seq  uint64    // where the record is on the stream
+	Time time.Time // when the broker stored it
 }
 
 // New returns a runner; Start starts it.
@@ -147,7 +148,7 @@ func (r *Runner) apply(m bus.Message) {
 		r.log.Warn("ignoring an invalid trigger record", "trigger", name, "err", err)
 		return
 	}
-	rec := record{Def: *b.Def, Seq: m.Seq}
+	rec := record{Def: *b.Def, Seq: m.Seq, Time: m.Time}
 	r.defs[name] = rec
 	ctx, cancel := context.WithCancel(r.ctx)
 	r.running[name] = cancel
@@ -188,7 +189,7 @@ func (r *Runner) run(ctx context.Context, rec record) {
 	go func() {
 		defer r.wg.Done()
 		defer close(out)
-		_ = retry.Do(ctx, retry.Policy{Initial: 500 * time.Millisecond, Max: 10 * time.Second, OnRetry: func(n int, err error, _ time.Duration) {
+		err := retry.Do(ctx, retry.Policy{Initial: 500 * time.Millisecond, Max: 10 * time.Second, OnRetry: func(n int, err error, _ time.Duration) {
 			log.Warn("trigger source failed; opening it again", "attempt", n, "err", err)
 		}}, func() error {
 			err := src.run(ctx, out)
@@ -200,6 +201,9 @@ func (r *Runner) run(ctx context.Context, rec record) {
 			}
 			return err
 		})
+		if err != nil && ctx.Err() == nil {
+			log.Error("trigger stopped", "err", err)
+		}
 	}()
 	log.Info("trigger started", "source", d.Source.describe())
 	count := max(d.Batch.Count, 1)
@@ -314,7 +318,7 @@ func (r *Runner) source(rec record) (source, error) {
 		if r.cfg.DialNATS == nil {
 			return nil, errors.New("this coordinator cannot reach NATS sources")
 		}
-		return &natsSource{r: r, def: d}, nil
+		return &natsSource{r: r, def: d, at: rec.Time}, nil
 	case d.Source.AMQP != "":
 		if r.cfg.DialAMQP == nil {
 			return nil, errors.New("this coordinator cannot reach AMQP sources")

@@ -2,8 +2,6 @@ package trigger
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,21 +17,38 @@ import (
 	"github.com/skeinrun/skein/pkg/wire"
 )
 
-// natsSource reads a NATS subject through a stream of its own, which
-// keeps what is published there while no coordinator reads it, and a
-// durable consumer per trigger that every coordinator pulls from.
+// natsSource reads a subject under <ns>.notify. through the namespace's
+// notification stream (<NS>_NOTIFY, created by the first NATS trigger),
+// which keeps what is published there while no coordinator reads it, and
+// a durable consumer per trigger that every coordinator pulls from.
 type natsSource struct {
 	r   *Runner
 	def Def
+	at  time.Time // the trigger's record: its consumer starts there
 }
 
-// NATSStream is the stream that keeps a NATS source subject's messages.
-func NATSStream(ns, subject string) string {
-	h := sha256.Sum256([]byte(subject))
-	return strings.ToUpper(ns) + "_TRIGGER_" + strings.ToUpper(hex.EncodeToString(h[:6]))
+// NotifyStream is the stream of a namespace's NATS trigger sources, and
+// NotifySubjects the subjects it keeps: a NATS source's subject must lie
+// under them (what a notifier's rights allow, deploy/nats).
+func NotifyStream(ns string) string   { return strings.ToUpper(ns) + "_NOTIFY" }
+func NotifySubjects(ns string) string { return ns + ".notify.>" }
+
+// notifySubject checks that subject lies under the namespace's notify
+// subjects: a trigger may not read the namespace's own traffic (API
+// requests, tasks) or another namespace's.
+func notifySubject(ns, subject string) error {
+	rest, ok := strings.CutPrefix(subject, ns+".notify.")
+	if !ok || rest == "" || strings.ContainsAny(subject, " \t") {
+		return fmt.Errorf("%w: source nats %q: a NATS source's subject is under %s.notify. (for example %s.notify.s3)", ErrInvalid, subject, ns, ns)
+	}
+	return nil
 }
 
 func (s *natsSource) run(ctx context.Context, out chan<- delivery) error {
+	subject := s.def.Source.NATS
+	if err := notifySubject(s.r.cfg.Namespace, subject); err != nil {
+		return retry.Permanent(err)
+	}
 	nc, err := s.r.cfg.DialNATS(ctx, s.def.Source.URL)
 	if err != nil {
 		return err
@@ -43,25 +58,24 @@ func (s *natsSource) run(ctx context.Context, out chan<- delivery) error {
 	if err != nil {
 		return err
 	}
-	subject := s.def.Source.NATS
-	name := NATSStream(s.r.cfg.Namespace, subject)
-	deliver := jetstream.DeliverNewPolicy
+	name := NotifyStream(s.r.cfg.Namespace)
 	st, err := js.CreateStream(ctx, jetstream.StreamConfig{
-		Name: name, Subjects: []string{subject}, Retention: jetstream.LimitsPolicy, MaxAge: 7 * 24 * time.Hour,
-		Storage: jetstream.FileStorage, Duplicates: 2 * time.Minute,
+		Name: name, Subjects: []string{NotifySubjects(s.r.cfg.Namespace)}, Retention: jetstream.LimitsPolicy,
+		MaxAge: 7 * 24 * time.Hour, Storage: jetstream.FileStorage, Duplicates: 2 * time.Minute,
 	})
-	switch {
-	case err == nil:
-		deliver = jetstream.DeliverAllPolicy // a new stream: everything it has is new
-	case errors.Is(err, jetstream.ErrStreamNameAlreadyInUse):
+	if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 		st, err = js.Stream(ctx, name)
 	}
 	if err != nil {
-		return fmt.Errorf("the stream of subject %s: %w", subject, err)
+		return fmt.Errorf("the notification stream %s: %w", name, err)
 	}
+	// A new consumer starts at the trigger's record, by the broker's
+	// clock that stamped both: what was published after the trigger was
+	// created is run even when no coordinator read it then.
+	at := s.at
 	cons, err := st.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
 		Durable: "trigger-" + s.def.Name, FilterSubject: subject, AckPolicy: jetstream.AckExplicitPolicy,
-		AckWait: 30 * time.Second, DeliverPolicy: deliver, MaxAckPending: 1000,
+		AckWait: 30 * time.Second, DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &at, MaxAckPending: 1000,
 	})
 	if err != nil {
 		return fmt.Errorf("the consumer of subject %s: %w", subject, err)
@@ -133,6 +147,13 @@ func (s *amqpSource) run(ctx context.Context, out chan<- delivery) error {
 		}
 	}
 	if ex := s.def.Source.Exchange; ex != "" {
+		if err := ch.ExchangeDeclare(ex, "topic", true, false, false, false, nil); err != nil {
+			// It exists as another kind, or the coordinator may not
+			// declare it: bind to it as it is.
+			if ch, err = conn.Channel(); err != nil {
+				return err
+			}
+		}
 		key := s.def.Source.RoutingKey
 		if key == "" {
 			key = "#"
