@@ -82,13 +82,36 @@ func startTriggers(ctx context.Context, c *coordinator.Coordinator, b bus.Bus, b
 			}
 			opts := []nats.Option{nats.Name("skein-coordinator-trigger"), nats.MaxReconnects(-1)}
 			if !own {
+				// The coordinator's reply inbox: the only one its user
+				// may read on a server configured from deploy/nats.
+				inbox := creds.InboxPrefix
+				if inbox == "" {
+					inbox = "_INBOX." + ns + "." + dial.RoleCoordinator
+				}
+				opts = append(opts, nats.CustomInboxPrefix(inbox))
 				switch {
 				case creds.CredsFile != "":
 					opts = append(opts, nats.UserCredentials(creds.CredsFile))
 				case creds.Token != "":
 					opts = append(opts, nats.Token(creds.Token))
 				case creds.User != "" || creds.Password != "":
-					opts = append(opts, nats.UserInfo(creds.User, creds.Password))
+					// As bus/dial does: the user named in the URL, the
+					// password from the credentials, and no user info
+					// left in the URL (nats.go would send it as a token).
+					user, bare := creds.User, make([]string, len(plain))
+					for i, p := range plain {
+						pu, err := url.Parse(p)
+						if err != nil {
+							return nil, err
+						}
+						if user == "" {
+							user = pu.User.Username()
+						}
+						pu.User = nil
+						bare[i] = pu.String()
+					}
+					u = strings.Join(bare, ",")
+					opts = append(opts, nats.UserInfo(user, creds.Password))
 				case creds.NKeyFile != "":
 					o, err := nats.NkeyOptionFromSeed(creds.NKeyFile)
 					if err != nil {

@@ -1,0 +1,83 @@
+package nats
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/skeinrun/skein/pkg/trigger"
+)
+
+// TestTriggerUnderRoles: a trigger runs under the shipped roles. The
+// submitter creates it, a notifier publishes an event on a.notify.>, the
+// coordinator (with its role's rights only) keeps it on the notification
+// stream and starts the job. The notifier can publish nothing else and
+// read nothing; a trigger cannot read the namespace's own subjects.
+func TestTriggerUnderRoles(t *testing.T) {
+	s := startServer(t, "", "-p", "default", "a", "b")
+	co := start(t, s.roleEnv("a", "coordinator"), "coordinator", "--log-level", "debug")
+	waitFor(t, co, "coordinator serving")
+	rt := start(t, s.roleEnv("a", "runtime"), "runtime", "--slots", "2")
+	sub := s.roleEnv("a", "submitter")
+	def := `{"name":"echo","source":{"nats":"a.notify.in"},"job":{"kind":"call","function":"echo","param":"x"}}`
+	if code, out, errOut := run(t, sub, "submit", "trigger", "create", "--def", def); code != 0 {
+		t.Fatalf("trigger create: exit %d %s %s", code, out, errOut)
+	}
+	for _, subj := range []string{"a.rpc.api.submit", "a.task.default.x", "b.notify.in", "a.notifyx"} {
+		bad := strings.Replace(def, "a.notify.in", subj, 1)
+		if code, _, errOut := run(t, sub, "submit", "trigger", "create", "--def", bad); code != 2 || !strings.Contains(errOut, "a.notify.") {
+			t.Errorf("a trigger on %s: exit %d %s; want 2, refused", subj, code, errOut)
+		}
+	}
+	waitFor(t, co, "trigger source open")
+
+	n := s.connect(t, "a", "notifier")
+	m := nats.NewMsg("a.notify.in")
+	m.Header.Set("Nats-Msg-Id", "m1")
+	m.Data = []byte(`{"hello":"world"}`)
+	if err := n.nc.PublishMsg(m); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	d := trigger.Def{Name: "echo"}
+	id := d.JobID([]string{"m1"})
+	var out string
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		code, o, _ := run(t, sub, "submit", "result", id)
+		if code == 0 {
+			out = o
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the trigger's job %s never gave a result (exit %d)", id, code)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	var got map[string]string
+	if err := json.Unmarshal([]byte(out), &got); err != nil || got["hello"] != "world" {
+		t.Fatalf("result %q: %v", out, err)
+	}
+	// The notifier: nothing but a.notify.>.
+	for _, subj := range []string{"a.rpc.api.submit", "a.task.default.x", "a.ev.job.x.spec", "a.ev.trigger.x", "b.notify.in", "$JS.API.STREAM.INFO.A_NOTIFY"} {
+		if err := n.nc.Publish(subj, []byte("forged")); err != nil {
+			t.Fatal(err)
+		}
+		n.expectDenied(t, subj)
+	}
+	for _, subj := range []string{"a.notify.>", ">", "_INBOX.>"} {
+		if _, err := n.nc.SubscribeSync(subj); err != nil {
+			t.Fatal(err)
+		}
+		n.expectDenied(t, subj)
+	}
+	for _, p := range []*proc{co, rt} {
+		if o := p.out.String(); strings.Contains(strings.ToLower(o), "permission") {
+			t.Errorf("%s met a permission violation:\n%s", p.cmd.Path, o)
+		}
+	}
+}
