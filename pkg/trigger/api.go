@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"time"
 
 	"github.com/skeinrun/skein/bus"
 	"github.com/skeinrun/skein/pkg/client"
@@ -82,6 +83,8 @@ func (r *Runner) put(ctx context.Context, d Def, dedup bool) (Def, error) {
 	if err != nil {
 		return Def{}, err
 	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
 	m := bus.Message{Data: b}
 	if dedup {
 		m.ID = "trigger-" + d.JobID([]string{string(b)})
