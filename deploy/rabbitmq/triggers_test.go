@@ -68,7 +68,10 @@ func TestTriggerUnderRoles(t *testing.T) {
 		{"publish on the event stream", publish(a.ns+".events", "job.x.spec")},
 		{"consume the trigger's queue", consume(queue)},
 		{"read the event stream", consume(a.ns + ".events")},
-		{"declare a queue", func(ch *amqp.Channel) error { _, err := ch.QueueDeclare("mine", false, true, false, false, nil); return err }},
+		{"declare a queue", func(ch *amqp.Channel) error {
+			_, err := ch.QueueDeclare("mine", false, true, false, false, nil)
+			return err
+		}},
 	} {
 		if !refused(t, n, op.op) {
 			t.Errorf("the notifier may %s", op.what)
