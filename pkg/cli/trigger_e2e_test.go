@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/skeinrun/skein/bus"
 	"github.com/skeinrun/skein/bus/dial"
 	"github.com/skeinrun/skein/internal/testenv"
@@ -360,5 +362,69 @@ func TestTriggerChain(t *testing.T) {
 	}
 	if _, _, code := submit(t, "trigger", "delete", "no-such-trigger", "--bus", url); code != 2 {
 		t.Fatalf("deleting an unknown trigger: exit %d, want 2", code)
+	}
+}
+
+// TestTriggerFromConfigFile: a trigger in the coordinator's config file
+// is recorded as it starts and listed; each JSON message published on
+// its subject runs a call of add (the message as x, extra_params y); a
+// message that is not JSON is dropped and reported.
+func TestTriggerFromConfigFile(t *testing.T) {
+	raw := testenv.Require(t, testenv.NATSURL)
+	url := namespaced(t, raw)
+	ns := nsOf(t, url)
+	subject := ns + ".notify.numbers"
+	cfg := filepath.Join(t.TempDir(), "skein.yaml")
+	conf := fmt.Sprintf(`triggers:
+  - name: plus1
+    source: {nats: %s}
+    job: {kind: call, function: add, param: x, extra_params: {y: 1}}
+`, subject)
+	if err := os.WriteFile(cfg, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	co := start(t, "coordinator", "--bus", url, "--config", cfg, "--log-level", "debug")
+	waitOutput(t, co, "trigger source open", 20*time.Second)
+	start(t, "runtime", "--bus", url, "--slots", "2")
+	out, errOut, code := submit(t, "trigger", "list", "--bus", url)
+	if code != 0 || !strings.Contains(out, `"name":"plus1"`) || !strings.Contains(out, `"extra_params":{"y":1}`) {
+		t.Fatalf("trigger list: exit %d %q %s", code, out, errOut)
+	}
+	done := followDone(t, url, "tr-plus1-")
+	nc, err := nats.Connect(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	pub := func(id, body string) {
+		m := nats.NewMsg(subject)
+		if id != "" {
+			m.Header.Set("Nats-Msg-Id", id)
+		}
+		m.Data = []byte(body)
+		if err := nc.PublishMsg(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pub("", "not json")
+	for i := range 5 {
+		pub(fmt.Sprintf("n%d", i), strconv.Itoa(10*i))
+	}
+	ids := done.wait(t, 5, 60*time.Second)
+	var got []int
+	for _, id := range ids {
+		out, errOut, code := submit(t, "result", id, "--bus", url)
+		n, err := strconv.Atoi(strings.TrimSpace(out))
+		if code != 0 || err != nil {
+			t.Fatalf("result %s: exit %d %q %s", id, code, out, errOut)
+		}
+		got = append(got, n)
+	}
+	slices.Sort(got)
+	if want := []int{1, 11, 21, 31, 41}; !slices.Equal(got, want) {
+		t.Fatalf("results %v, want %v", got, want)
+	}
+	if !strings.Contains(co.out.String(), "dropping a message the trigger cannot read") {
+		t.Errorf("the message that is not JSON was not reported:\n%s", co.out.String())
 	}
 }

@@ -167,6 +167,10 @@ type delivery struct {
 	ev  Event
 	ack func(ctx context.Context) error
 	nak func(ctx context.Context) error
+	// hold: the source cannot deliver the event again (a jobs source
+	// reads on), so the runner waits for its lease rather than hand the
+	// event back.
+	hold bool
 }
 
 // source delivers a trigger's events until ctx ends or it fails.
@@ -269,7 +273,11 @@ func (r *Runner) fire(ctx context.Context, d Def, batch []delivery, log *slog.Lo
 		log.Warn("submitting a trigger's job", "job", spec.ID, "attempt", n, "err", err)
 	}}, func() (string, error) {
 		if !r.cfg.Coordinator.LeaseHeld() {
-			return "", retry.Permanent(errors.New("the coordinator does not hold its lease"))
+			err := errors.New("the coordinator does not hold its lease")
+			if batch[0].hold {
+				return "", err // wait for it: nobody else has these events
+			}
+			return "", retry.Permanent(err)
 		}
 		s := *spec
 		id, err := r.cfg.Coordinator.SubmitOnce(ctx, &s)

@@ -261,7 +261,7 @@ func (s *jobsSource) run(ctx context.Context, out chan<- delivery) error {
 		}
 		s.from = m.Seq + 1
 		select {
-		case out <- delivery{ev: ev, ack: noop, nak: noop}:
+		case out <- delivery{ev: ev, ack: noop, nak: noop, hold: true}:
 		case <-ctx.Done():
 			return nil
 		}
