@@ -50,7 +50,11 @@ type Config struct {
 	// Triggers from the config file, recorded (replacing any of the same
 	// name) when the runner starts.
 	Triggers []Def
-	Logger   *slog.Logger
+	// RefreshAfter: a trigger whose newest record is older than this is
+	// recorded again, so that it outlives the event stream's retention
+	// (24h by default). Default 6h.
+	RefreshAfter time.Duration
+	Logger       *slog.Logger
 }
 
 // Runner serves the trigger API and runs every trigger of the namespace
@@ -83,6 +87,9 @@ func New(cfg Config) *Runner {
 	if cfg.Namespace == "" {
 		cfg.Namespace = "skein"
 	}
+	if cfg.RefreshAfter <= 0 {
+		cfg.RefreshAfter = 6 * time.Hour
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Runner{cfg: cfg, log: cfg.Logger, ctx: ctx, cancel: cancel, defs: map[string]record{}, running: map[string]context.CancelFunc{}}
 }
@@ -112,14 +119,45 @@ func (r *Runner) Start(ctx context.Context) error {
 	if err := r.cfg.Bus.Serve(r.ctx, APISubject, r.serve); err != nil {
 		return fmt.Errorf("serving the trigger API: %w", err)
 	}
-	r.wg.Add(1)
+	r.wg.Add(2)
 	go func() {
 		defer r.wg.Done()
 		for m := range recs {
 			r.apply(m)
 		}
 	}()
+	go func() { defer r.wg.Done(); r.refresh() }()
 	return nil
+}
+
+// refresh records again, while the runner runs, every trigger whose
+// newest record is older than RefreshAfter: the event stream drops
+// records past its retention, and a trigger must outlive that. A copy
+// changes nothing for the runners that read it (the same definition),
+// and once one coordinator has recorded it the others see it fresh.
+func (r *Runner) refresh() {
+	t := time.NewTicker(max(r.cfg.RefreshAfter/8, 10*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-r.ctx.Done():
+			return
+		case now := <-t.C:
+			var stale []Def
+			r.mu.Lock()
+			for _, rec := range r.defs {
+				if !rec.Time.IsZero() && now.Sub(rec.Time) > r.cfg.RefreshAfter {
+					stale = append(stale, rec.Def)
+				}
+			}
+			r.mu.Unlock()
+			for _, d := range stale {
+				if _, err := r.put(r.ctx, d, false); err != nil && r.ctx.Err() == nil {
+					r.log.Warn("recording a trigger again", "trigger", d.Name, "err", err)
+				}
+			}
+		}
+	}
 }
 
 // apply handles one trigger record.
@@ -133,8 +171,12 @@ func (r *Runner) apply(m bus.Message) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if stop := r.running[name]; stop != nil {
-		if b.Def != nil && r.defs[name].Def.equal(*b.Def) {
-			return // the same definition again (a restart's config file)
+		if rec := r.defs[name]; b.Def != nil && rec.Def.equal(*b.Def) {
+			// The same definition again (a restart's config file, a
+			// refresh): the trigger runs on from its first record.
+			rec.Time = m.Time
+			r.defs[name] = rec
+			return
 		}
 		stop()
 		delete(r.running, name)
