@@ -21,6 +21,7 @@ import (
 
 	"github.com/skeinrun/skein/bus"
 	"github.com/skeinrun/skein/bus/dial"
+	"github.com/skeinrun/skein/internal/stats"
 	"github.com/skeinrun/skein/internal/testenv"
 	"github.com/skeinrun/skein/pkg/storage"
 	"github.com/skeinrun/skein/pkg/wire"
@@ -129,6 +130,7 @@ type doneJobs struct {
 	mu   sync.Mutex
 	ids  map[string]bool
 	seen int // done events of those jobs, duplicates included
+	last time.Time
 }
 
 func followDone(t *testing.T, url, prefix string) *doneJobs {
@@ -155,6 +157,7 @@ func followDone(t *testing.T, url, prefix string) *doneJobs {
 			d.mu.Lock()
 			d.ids[ce.Subject] = true
 			d.seen++
+			d.last = time.Now()
 			d.mu.Unlock()
 		}
 	}()
@@ -426,5 +429,51 @@ func TestTriggerFromConfigFile(t *testing.T) {
 	}
 	if !strings.Contains(co.out.String(), "dropping a message the trigger cannot read") {
 		t.Errorf("the message that is not JSON was not reported:\n%s", co.out.String())
+	}
+}
+
+// TestTriggerLatency measures upload-to-result latency through a bucket
+// notification trigger, on NATS and on RabbitMQ: 100 small objects
+// uploaded one at a time, each timed from the start of its upload to its
+// job's done event on the bus (docs/benchmarks.md). It fails if the p99
+// exceeds 5s.
+func TestTriggerLatency(t *testing.T) {
+	for _, bk := range buses {
+		t.Run(bk.name, func(t *testing.T) {
+			raw := testenv.Require(t, bk.env)
+			url := namespaced(t, raw)
+			ns := nsOf(t, url)
+			name := fmt.Sprintf("lat%d", time.Now().UnixNano()%1e6)
+			gwArgs := []string{"--event-nats-url", raw, "--event-nats-topic", ns + ".notify.s3"}
+			src := fmt.Sprintf(`{"nats":%q,"format":"s3"}`, ns+".notify.s3")
+			if bk.name == "rabbitmq" {
+				gwArgs = []string{"--event-rabbitmq-url", raw, "--event-rabbitmq-exchange", ns + ".notify", "--event-rabbitmq-routing-key", "s3"}
+				src = fmt.Sprintf(`{"amqp":%q,"exchange":%q,"routing_key":"s3","format":"s3"}`, ns+".trigger-"+name, ns+".notify")
+			}
+			addr, env := s3Addr(t)
+			co := startEnv(t, env, "coordinator", "--bus", url)
+			waitOutput(t, co, "coordinator serving", 20*time.Second)
+			startEnv(t, env, "runtime", "--bus", url, "--slots", "2")
+			done := followDone(t, url, "tr-"+name+"-")
+			createTrigger(t, url, fmt.Sprintf(`{"name":%q,"source":%s,"job":{"kind":"map","function":"wordcount"}}`, name, src))
+			waitOutput(t, co, "trigger source open", 20*time.Second)
+			startVersityGW(t, addr, gwArgs...)
+			s, bucket := s3For(t, "http://"+addr)
+			const n = 100
+			var lat []time.Duration
+			for i := range n {
+				t0 := time.Now()
+				s3Put(t, s, bucket, fmt.Sprintf("lat/%03d.txt", i), []byte("one two three\n"))
+				done.wait(t, i+1, 30*time.Second)
+				done.mu.Lock()
+				lat = append(lat, done.last.Sub(t0))
+				done.mu.Unlock()
+			}
+			p50, p99 := stats.Percentile(lat, 50), stats.Percentile(lat, 99)
+			t.Logf("%s: upload to result over %d uploads: p50 %v, p99 %v, max %v", bk.name, n, p50, p99, slices.Max(lat))
+			if p99 > 5*time.Second {
+				t.Errorf("p99 %v: over 5s", p99)
+			}
+		})
 	}
 }
