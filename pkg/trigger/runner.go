@@ -35,8 +35,10 @@ type Config struct {
 	Bus         bus.Bus
 	Coordinator Coordinator
 	// ErrJobExists is what Coordinator.SubmitOnce returns for a job on
-	// the log (coordinator.ErrJobExists).
-	ErrJobExists error
+	// the log (coordinator.ErrJobExists); ErrInvalid what it returns for
+	// a job it refuses for good (coordinator.ErrInvalid: a bad template,
+	// an object that is gone): such events are dropped, and logged.
+	ErrJobExists, ErrInvalid error
 	// Result returns a finished job's result (client.Client.Result): the
 	// inputs of a jobs source.
 	Result func(ctx context.Context, job string) (json.RawMessage, error)
@@ -311,7 +313,11 @@ func (r *Runner) fire(ctx context.Context, d Def, batch []delivery, log *slog.Lo
 		settle(true)
 		return
 	}
-	id, err := retry.Value(ctx, retry.Policy{Initial: 250 * time.Millisecond, Max: 5 * time.Second, OnRetry: func(n int, err error, _ time.Duration) {
+	tries := submitTries
+	if batch[0].hold {
+		tries = 0 // until it is recorded: the source cannot take it back
+	}
+	id, err := retry.Value(ctx, retry.Policy{Initial: 250 * time.Millisecond, Max: 5 * time.Second, Tries: tries, OnRetry: func(n int, err error, _ time.Duration) {
 		log.Warn("submitting a trigger's job", "job", spec.ID, "attempt", n, "err", err)
 	}}, func() (string, error) {
 		if !r.cfg.Coordinator.LeaseHeld() {
@@ -326,7 +332,7 @@ func (r *Runner) fire(ctx context.Context, d Def, batch []delivery, log *slog.Lo
 		if err != nil && r.cfg.ErrJobExists != nil && errors.Is(err, r.cfg.ErrJobExists) {
 			return id, nil
 		}
-		if err != nil && isInvalid(err) {
+		if err != nil && r.isInvalid(err) {
 			return "", retry.Permanent(err)
 		}
 		return id, err
@@ -335,7 +341,7 @@ func (r *Runner) fire(ctx context.Context, d Def, batch []delivery, log *slog.Lo
 	case err == nil:
 		log.Info("trigger fired", "job", id, "events", len(batch))
 		settle(true)
-	case isInvalid(err):
+	case r.isInvalid(err):
 		log.Warn("the trigger's job is refused; events dropped", "job", spec.ID, "err", err)
 		settle(true)
 	default:
@@ -344,10 +350,14 @@ func (r *Runner) fire(ctx context.Context, d Def, batch []delivery, log *slog.Lo
 	}
 }
 
-// isInvalid reports a job the coordinator refuses for good (a bad
-// template or input): retrying cannot help.
-func isInvalid(err error) bool {
-	return err != nil && strings.Contains(err.Error(), "invalid")
+// submitTries bounds the submissions of one batch's job (about a minute
+// and a half) before its events are handed back to the source.
+const submitTries = 20
+
+// isInvalid reports a job the coordinator refuses for good: retrying
+// cannot help.
+func (r *Runner) isInvalid(err error) bool {
+	return err != nil && r.cfg.ErrInvalid != nil && errors.Is(err, r.cfg.ErrInvalid)
 }
 
 func (s Source) describe() string {
