@@ -1,6 +1,6 @@
 // Package trigger starts jobs from events: messages on a NATS subject or
 // a RabbitMQ queue (S3 bucket notifications among them) and the ends of
-// other jobs (chaining).
+// other jobs (chaining). docs/pipelines.md#triggers is the user's view.
 //
 // # Triggers
 //
@@ -18,6 +18,19 @@
 // recorded by each coordinator as it starts. Every coordinator follows
 // the records from the stream's start and runs every trigger, so that
 // triggers survive coordinator restarts.
+//
+// # Sources
+//
+// A NATS source's subject lies under <ns>.notify.: the namespace's
+// notification stream (NotifyStream) keeps those subjects, and each
+// trigger is a durable consumer of it starting at the trigger's record,
+// shared by the coordinators. An AMQP source is a durable queue (bound to
+// a topic exchange if the trigger names one) that every coordinator
+// consumes with manual acks. A jobs source reads the namespace's job
+// events (run.skein.job.done) in stream order from the trigger's record;
+// every coordinator reads it, so its events are never handed back.
+// Records are refreshed before the event stream's retention drops them
+// (Config.RefreshAfter).
 //
 // # Exactly one job per event
 //
