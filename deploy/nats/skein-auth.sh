@@ -51,7 +51,7 @@ for ns in "$@"; do
 	next="\"$api.CONSUMER.MSG.NEXT.${S}_EVENTS.*\""
 	# Triggers' NATS sources: the notification stream <NS>_NOTIFY keeps
 	# NS.notify.>, and each trigger is a durable consumer of it.
-	notify="\"$api.STREAM.CREATE.${S}_NOTIFY\", \"$api.STREAM.INFO.${S}_NOTIFY\", \"$api.CONSUMER.CREATE.${S}_NOTIFY.*.$ns.notify.>\", \"$api.CONSUMER.INFO.${S}_NOTIFY.*\", \"$api.CONSUMER.MSG.NEXT.${S}_NOTIFY.*\", \"\$JS.ACK.${S}_NOTIFY.>\""
+	notify="\"$api.STREAM.CREATE.${S}_NOTIFY\", \"$api.STREAM.INFO.${S}_NOTIFY\", \"$api.CONSUMER.CREATE.${S}_NOTIFY.*.$ns.notify.>\", \"$api.CONSUMER.INFO.${S}_NOTIFY.*\", \"$api.CONSUMER.DELETE.${S}_NOTIFY.*\", \"$api.CONSUMER.MSG.NEXT.${S}_NOTIFY.*\", \"\$JS.ACK.${S}_NOTIFY.>\""
 
 	if [ -z "$pools" ]; then
 		take="\"$api.CONSUMER.CREATE.${S}_TASKS.*.$ns.task.*.>\", \"$api.CONSUMER.INFO.${S}_TASKS.*\", \"$api.CONSUMER.MSG.NEXT.${S}_TASKS.*\", \"\$JS.ACK.${S}_TASKS.>\""

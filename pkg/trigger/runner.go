@@ -114,10 +114,34 @@ func (r *Runner) Start(ctx context.Context) error {
 			return fmt.Errorf("recording the config file's trigger %s: %w", d.Name, err)
 		}
 	}
+	// The records are read to a mark of this start before any trigger
+	// runs: a trigger created then deleted never runs, not even for a
+	// moment.
 	recs, err := r.cfg.Bus.Subscribe(r.ctx, TriggerSubject("*"), bus.SubscribeOptions{From: 1})
 	if err != nil {
 		return fmt.Errorf("reading the trigger records: %w", err)
 	}
+	mark, err := r.cfg.Bus.PublishSeq(ctx, TriggerSubject(markName), bus.Message{})
+	if err != nil {
+		return fmt.Errorf("marking the end of the trigger records: %w", err)
+	}
+	for done := false; !done; {
+		select {
+		case m, ok := <-recs:
+			if !ok {
+				return errors.New("reading the trigger records: the subscription closed before their end")
+			}
+			r.apply(m, false)
+			done = m.Seq >= mark
+		case <-ctx.Done():
+			return fmt.Errorf("reading the trigger records: %w", ctx.Err())
+		}
+	}
+	r.mu.Lock()
+	for _, rec := range r.defs {
+		r.launch(rec)
+	}
+	r.mu.Unlock()
 	if err := r.cfg.Bus.Serve(r.ctx, APISubject, r.serve); err != nil {
 		return fmt.Errorf("serving the trigger API: %w", err)
 	}
@@ -125,7 +149,7 @@ func (r *Runner) Start(ctx context.Context) error {
 	go func() {
 		defer r.wg.Done()
 		for m := range recs {
-			r.apply(m)
+			r.apply(m, true)
 		}
 	}()
 	go func() { defer r.wg.Done(); r.refresh() }()
@@ -162,40 +186,63 @@ func (r *Runner) refresh() {
 	}
 }
 
-// apply handles one trigger record.
-func (r *Runner) apply(m bus.Message) {
+// markName is the record a starting runner reads the records up to; no
+// trigger can have its name.
+const markName = "~mark"
+
+// apply handles one trigger record; live: start and stop the triggers
+// it changes (else Start launches them once the records are read).
+func (r *Runner) apply(m bus.Message, live bool) {
+	name := strings.TrimPrefix(m.Subject, "trigger.")
+	if name == markName {
+		return
+	}
 	var b recordBody
 	if err := json.Unmarshal(m.Data, &b); err != nil {
 		r.log.Warn("ignoring a malformed trigger record", "subject", m.Subject, "err", err)
 		return
 	}
-	name := strings.TrimPrefix(m.Subject, "trigger.")
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if stop := r.running[name]; stop != nil {
-		if rec := r.defs[name]; b.Def != nil && rec.Def.equal(*b.Def) {
-			// The same definition again (a restart's config file, a
-			// refresh): the trigger runs on from its first record.
-			rec.Time = m.Time
-			r.defs[name] = rec
+	if b.Def != nil {
+		if err := b.Def.Validate(); err != nil || b.Def.Name != name {
+			r.log.Warn("ignoring an invalid trigger record", "trigger", name, "err", err)
 			return
 		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if rec, ok := r.defs[name]; ok && b.Def != nil && rec.Def.equal(*b.Def) {
+		// The same definition again (a restart's config file, a
+		// refresh): the trigger runs on from its first record.
+		rec.Time = m.Time
+		r.defs[name] = rec
+		return
+	}
+	if stop := r.running[name]; stop != nil {
 		stop()
 		delete(r.running, name)
 	}
-	if b.Def == nil || b.Def.Name != name {
-		delete(r.defs, name)
-		r.log.Info("trigger deleted", "trigger", name)
-		return
-	}
-	if err := b.Def.Validate(); err != nil {
-		r.log.Warn("ignoring an invalid trigger record", "trigger", name, "err", err)
+	if b.Def == nil {
+		if old, ok := r.defs[name]; ok {
+			delete(r.defs, name)
+			if live {
+				r.log.Info("trigger deleted", "trigger", name)
+				r.wg.Add(1)
+				go func() { defer r.wg.Done(); r.forget(old.Def) }()
+			}
+		}
 		return
 	}
 	rec := record{Def: *b.Def, Seq: m.Seq, Time: m.Time}
 	r.defs[name] = rec
+	if live {
+		r.launch(rec)
+	}
+}
+
+// launch starts a trigger. Called with r.mu held.
+func (r *Runner) launch(rec record) {
 	ctx, cancel := context.WithCancel(r.ctx)
-	r.running[name] = cancel
+	r.running[rec.Def.Name] = cancel
 	r.wg.Add(1)
 	go func() { defer r.wg.Done(); r.run(ctx, rec) }()
 }

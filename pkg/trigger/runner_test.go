@@ -2,7 +2,11 @@ package trigger
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"log/slog"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -74,4 +78,78 @@ func TestTriggerOutlivesRetention(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// A runner that starts reads the trigger records to their end before it
+// runs any: a trigger created and deleted since never runs, and Start
+// returns knowing every trigger.
+func TestStartReadsRecordsFirst(t *testing.T) {
+	srv, err := natsbus.StartEmbedded(natsbus.EmbeddedConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	b, err := srv.Connect(ctx, natsbus.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	var logs syncLog
+	r := New(Config{Bus: b, Coordinator: leaseOnly{}, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err := r.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	gone := Def{Name: "gone", Source: Source{Jobs: "*"}, Job: Template{Kind: wire.JobCall, Function: "noop", Param: "x"}}
+	kept := gone
+	kept.Name = "kept"
+	for _, req := range []Request{{Op: "create", Def: &gone}, {Op: "create", Def: &kept}, {Op: "delete", Name: "gone"}} {
+		for deadline := time.Now().Add(5 * time.Second); ; {
+			// A delete needs the runner to know the trigger.
+			if _, err := Call(ctx, b, req); err == nil {
+				break
+			} else if time.Now().After(deadline) {
+				t.Fatal(err)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	r.Close()
+	var logs2 syncLog
+	noResult := func(context.Context, string) (json.RawMessage, error) { return nil, errors.New("no job ends here") }
+	r2 := New(Config{Bus: b, Coordinator: leaseOnly{}, Result: noResult, Logger: slog.New(slog.NewTextHandler(&logs2, nil))})
+	if err := r2.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer r2.Close()
+	if l := r2.List(); len(l) != 1 || l[0].Name != "kept" {
+		t.Fatalf("after Start: %+v, want kept alone", l)
+	}
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(logs2.String(), `msg="trigger started" trigger=kept`); {
+		if time.Now().After(deadline) {
+			t.Fatalf("kept never started:\n%s", logs2.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if strings.Contains(logs2.String(), `msg="trigger started" trigger=gone`) {
+		t.Fatalf("the deleted trigger ran:\n%s", logs2.String())
+	}
+}
+
+type syncLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *syncLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *syncLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

@@ -69,14 +69,7 @@ func (s *natsSource) run(ctx context.Context, out chan<- delivery) error {
 	if err != nil {
 		return fmt.Errorf("the notification stream %s: %w", name, err)
 	}
-	// A new consumer starts at the trigger's record, by the broker's
-	// clock that stamped both: what was published after the trigger was
-	// created is run even when no coordinator read it then.
-	at := s.at
-	cons, err := st.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
-		Durable: "trigger-" + s.def.Name, FilterSubject: subject, AckPolicy: jetstream.AckExplicitPolicy,
-		AckWait: 30 * time.Second, DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &at, MaxAckPending: 1000,
-	})
+	cons, err := s.consumer(ctx, st)
 	if err != nil {
 		return fmt.Errorf("the consumer of subject %s: %w", subject, err)
 	}
@@ -116,6 +109,57 @@ func (s *natsSource) run(ctx context.Context, out chan<- delivery) error {
 		case <-ctx.Done():
 			return nil
 		}
+	}
+}
+
+// consumer returns the trigger's durable consumer, made if missing. A new
+// consumer starts at the trigger's record, by the broker's clock that
+// stamped both (when the record came from this broker): what was
+// published after the trigger was created is run even when no
+// coordinator read it then. An existing one is used as it is, never
+// updated: its position is the trigger's progress.
+func (s *natsSource) consumer(ctx context.Context, st jetstream.Stream) (jetstream.Consumer, error) {
+	durable := consumerName(s.def.Name)
+	cons, err := st.Consumer(ctx, durable)
+	if !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return cons, err
+	}
+	cfg := jetstream.ConsumerConfig{
+		Durable: durable, FilterSubject: s.def.Source.NATS, AckPolicy: jetstream.AckExplicitPolicy,
+		AckWait: 30 * time.Second, DeliverPolicy: jetstream.DeliverNewPolicy, MaxAckPending: 1000,
+	}
+	if at := s.at; !at.IsZero() && s.def.Source.URL == "" {
+		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &at
+	}
+	cons, err = st.CreateConsumer(ctx, cfg)
+	if errors.Is(err, jetstream.ErrConsumerExists) {
+		return st.Consumer(ctx, durable) // another coordinator made it meanwhile
+	}
+	return cons, err
+}
+
+func consumerName(trigger string) string { return "trigger-" + trigger }
+
+// forget deletes a deleted NATS trigger's consumer, so that a trigger
+// made again under its name starts afresh.
+func (r *Runner) forget(d Def) {
+	if d.Source.NATS == "" || r.cfg.DialNATS == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.ctx, 30*time.Second)
+	defer cancel()
+	nc, err := r.cfg.DialNATS(ctx, d.Source.URL)
+	if err != nil {
+		r.log.Warn("deleting a deleted trigger's consumer", "trigger", d.Name, "err", err)
+		return
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err == nil {
+		err = js.DeleteConsumer(ctx, NotifyStream(r.cfg.Namespace), consumerName(d.Name))
+	}
+	if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) && !errors.Is(err, jetstream.ErrStreamNotFound) {
+		r.log.Warn("deleting a deleted trigger's consumer", "trigger", d.Name, "err", err)
 	}
 }
 
