@@ -44,24 +44,29 @@ func TestTriggerUnderRoles(t *testing.T) {
 	if err := n.nc.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	d := trigger.Def{Name: "echo"}
-	id := d.JobID([]string{"m1"})
-	var out string
-	for deadline := time.Now().Add(30 * time.Second); ; {
-		code, o, _ := run(t, sub, "submit", "result", id)
-		if code == 0 {
-			out = o
-			break
-		}
+	checkResult(t, sub, "m1", "world")
+	// Deleted (its consumer goes) and made again (a new one, from the
+	// new record on): it runs what is published after.
+	if code, out, errOut := run(t, sub, "submit", "trigger", "delete", "echo"); code != 0 {
+		t.Fatalf("trigger delete: exit %d %s %s", code, out, errOut)
+	}
+	waitFor(t, co, "trigger deleted")
+	if code, out, errOut := run(t, sub, "submit", "trigger", "create", "--def", def); code != 0 {
+		t.Fatalf("trigger create again: exit %d %s %s", code, out, errOut)
+	}
+	for deadline := time.Now().Add(20 * time.Second); strings.Count(co.out.String(), "trigger source open") < 2; {
 		if time.Now().After(deadline) {
-			t.Fatalf("the trigger's job %s never gave a result (exit %d)", id, code)
+			t.Fatalf("the trigger made again did not open its source:\n%s", co.out.String())
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond)
 	}
-	var got map[string]string
-	if err := json.Unmarshal([]byte(out), &got); err != nil || got["hello"] != "world" {
-		t.Fatalf("result %q: %v", out, err)
+	m = nats.NewMsg("a.notify.in")
+	m.Header.Set("Nats-Msg-Id", "m2")
+	m.Data = []byte(`{"hello":"again"}`)
+	if err := n.nc.PublishMsg(m); err != nil {
+		t.Fatal(err)
 	}
+	checkResult(t, sub, "m2", "again")
 	// The notifier: nothing but a.notify.>.
 	for _, subj := range []string{"a.rpc.api.submit", "a.task.default.x", "a.ev.job.x.spec", "a.ev.trigger.x", "b.notify.in", "$JS.API.STREAM.INFO.A_NOTIFY"} {
 		if err := n.nc.Publish(subj, []byte("forged")); err != nil {
@@ -79,5 +84,28 @@ func TestTriggerUnderRoles(t *testing.T) {
 		if o := p.out.String(); strings.Contains(strings.ToLower(o), "permission") {
 			t.Errorf("%s met a permission violation:\n%s", p.cmd.Path, o)
 		}
+	}
+}
+
+// checkResult waits for the result of trigger echo's job for message id
+// and checks that it echoes hello.
+func checkResult(t *testing.T, env []string, id, hello string) {
+	t.Helper()
+	job := (&trigger.Def{Name: "echo"}).JobID([]string{id})
+	var out string
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		code, o, _ := run(t, env, "submit", "result", job)
+		if code == 0 {
+			out = o
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the trigger's job %s never gave a result (exit %d)", job, code)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	var got map[string]string
+	if err := json.Unmarshal([]byte(out), &got); err != nil || got["hello"] != hello {
+		t.Fatalf("result %q: %v, want hello %q", out, err, hello)
 	}
 }
