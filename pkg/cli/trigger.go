@@ -70,7 +70,7 @@ func startTriggers(ctx context.Context, c *coordinator.Coordinator, b bus.Bus, b
 	}
 	cl := client.New(b)
 	r := trigger.New(trigger.Config{
-		Bus: b, Coordinator: c, ErrJobExists: coordinator.ErrJobExists, ErrInvalid: coordinator.ErrInvalid, Result: cl.Result, Namespace: ns, Triggers: defs,
+		Bus: b, Coordinator: c, ErrJobExists: coordinator.ErrJobExists, ErrInvalid: coordinator.ErrInvalid, Verify: c.SignedByUs, Result: cl.Result, Namespace: ns, Triggers: defs,
 		Logger: log.With("component", "trigger"),
 		DialNATS: func(ctx context.Context, u string) (*nats.Conn, error) {
 			own := u != ""

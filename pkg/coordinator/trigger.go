@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/skeinrun/skein/bus"
 	"github.com/skeinrun/skein/pkg/wire"
 )
 
@@ -53,3 +54,7 @@ func (c *Coordinator) firstSpec(ctx context.Context, id string, at uint64) error
 	}
 	return nil
 }
+
+// SignedByUs reports whether m carries the coordinators' signature, or
+// signing is off: a trigger that reads job end records checks them so.
+func (c *Coordinator) SignedByUs(m bus.Message) bool { return c.signedByUs(m) }

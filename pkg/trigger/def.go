@@ -49,7 +49,8 @@ type Source struct {
 	// "json" (the body is one JSON input; the default).
 	Format string `json:"format,omitempty"`
 	// Jobs chains the trigger to other jobs of the namespace: its events
-	// are their ends (run.skein.job.done job events) and each input is
+	// are their ends, done (the end records on the job log, which the
+	// run.skein.job.done job events mirror), and each input is
 	// such a job's result (a map job's results one by one). The value
 	// names the jobs: "trigger:NAME" for the jobs trigger NAME submitted,
 	// "*" for every job but the trigger's own.

@@ -42,6 +42,9 @@ type Config struct {
 	// Result returns a finished job's result (client.Client.Result): the
 	// inputs of a jobs source.
 	Result func(ctx context.Context, job string) (json.RawMessage, error)
+	// Verify, when set, checks that a job end record read by a jobs
+	// source was signed by the coordinators (coordinator --sign-key).
+	Verify func(bus.Message) bool
 	// DialNATS and DialAMQP connect to a NATS or AMQP source's broker;
 	// url is the source's (empty: the coordinator's bus). A source of a
 	// kind without a dialer fails.
@@ -258,6 +261,9 @@ type delivery struct {
 	ev  Event
 	ack func(ctx context.Context) error
 	nak func(ctx context.Context) error
+	// working, when set, tells the source the event is still being
+	// handled (its redelivery lease is renewed).
+	working func() error
 	// hold: the source cannot deliver the event again (a jobs source
 	// reads on), so the runner waits for its lease rather than hand the
 	// event back.
@@ -350,6 +356,26 @@ func (r *Runner) fire(ctx context.Context, d Def, batch []delivery, log *slog.Lo
 			}
 		}
 	}
+	// The events stay with this coordinator while their job is
+	// submitted, however long that takes (retries).
+	hctx, stopBeats := context.WithCancel(ctx)
+	defer stopBeats()
+	go func() {
+		t := time.NewTicker(workingEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-hctx.Done():
+				return
+			case <-t.C:
+				for _, dl := range batch {
+					if dl.working != nil {
+						_ = dl.working()
+					}
+				}
+			}
+		}
+	}()
 	spec, err := d.Spec(evs)
 	if err != nil {
 		log.Warn("an event the trigger cannot make a job of; dropped", "err", err)
@@ -396,6 +422,15 @@ func (r *Runner) fire(ctx context.Context, d Def, batch []delivery, log *slog.Lo
 		settle(false)
 	}
 }
+
+// sourceLease is how long a NATS source's message stays with a
+// coordinator without news (it is then delivered again, to any
+// coordinator: the one that had it died); workingEvery is how often a
+// coordinator that still works on it says so.
+const (
+	sourceLease  = 6 * time.Second
+	workingEvery = 2 * time.Second
+)
 
 // submitTries bounds the submissions of one batch's job (about a minute
 // and a half) before its events are handed back to the source.

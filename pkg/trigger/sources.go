@@ -73,7 +73,7 @@ func (s *natsSource) run(ctx context.Context, out chan<- delivery) error {
 	if err != nil {
 		return fmt.Errorf("the consumer of subject %s: %w", subject, err)
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(max(2*s.def.Batch.Count, 16)))
+	it, err := cons.Messages(jetstream.PullMaxMessages(max(2*s.def.Batch.Count, 4)))
 	if err != nil {
 		return err
 	}
@@ -102,8 +102,9 @@ func (s *natsSource) run(ctx context.Context, out chan<- delivery) error {
 			continue
 		}
 		dl := delivery{ev: ev,
-			ack: func(ctx context.Context) error { return m.DoubleAck(ctx) },
-			nak: func(context.Context) error { return m.NakWithDelay(time.Second) }}
+			ack:     func(ctx context.Context) error { return m.DoubleAck(ctx) },
+			nak:     func(context.Context) error { return m.NakWithDelay(time.Second) },
+			working: m.InProgress}
 		select {
 		case out <- dl:
 		case <-ctx.Done():
@@ -126,7 +127,7 @@ func (s *natsSource) consumer(ctx context.Context, st jetstream.Stream) (jetstre
 	}
 	cfg := jetstream.ConsumerConfig{
 		Durable: durable, FilterSubject: s.def.Source.NATS, AckPolicy: jetstream.AckExplicitPolicy,
-		AckWait: 30 * time.Second, DeliverPolicy: jetstream.DeliverNewPolicy, MaxAckPending: 1000,
+		AckWait: sourceLease, DeliverPolicy: jetstream.DeliverNewPolicy, MaxAckPending: 1000,
 	}
 	if at := s.at; !at.IsZero() && s.def.Source.URL == "" {
 		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &at
@@ -249,23 +250,24 @@ func (s *amqpSource) run(ctx context.Context, out chan<- delivery) error {
 	}
 }
 
-// jobsSource reads the done events of other jobs (run.skein.job.done on
-// the event stream) from the trigger's record on: every coordinator reads
-// them all, in stream order, so that batches by count are the same
-// events for everyone and after a restart; SubmitOnce starts one job per
-// batch.
+// jobsSource reads the ends of other jobs: the end records on the job log
+// (job.<id>.end, which the run.skein.job.done job events mirror; a
+// coordinator killed between the two leaves only the record), from the
+// trigger's record on. Every coordinator reads them all, in stream order,
+// so that batches by count are the same events for everyone and after a
+// restart; SubmitOnce starts one job per batch.
 type jobsSource struct {
 	r    *Runner
 	def  Def
 	from uint64
-	seen map[string]bool
+	seen map[string]uint64 // event id -> position: copies are dropped
 }
 
 func (s *jobsSource) run(ctx context.Context, out chan<- delivery) error {
 	if s.seen == nil {
-		s.seen = map[string]bool{}
+		s.seen = map[string]uint64{}
 	}
-	ch, err := s.r.cfg.Bus.Subscribe(ctx, wire.JobEventsSubject("*"), bus.SubscribeOptions{From: s.from})
+	ch, err := s.r.cfg.Bus.Subscribe(ctx, wire.JobEndSubject("*"), bus.SubscribeOptions{From: s.from})
 	if err != nil {
 		return err
 	}
@@ -276,19 +278,25 @@ func (s *jobsSource) run(ctx context.Context, out chan<- delivery) error {
 	}
 	noop := func(context.Context) error { return nil }
 	for m := range ch {
-		var ce wire.CloudEvent
-		if json.Unmarshal(m.Data, &ce) != nil || ce.Type != wire.JobEventDone || s.seen[ce.ID] {
-			continue
-		}
-		job := ce.Subject
+		job := strings.TrimSuffix(strings.TrimPrefix(m.Subject, "job."), ".end")
 		if !strings.HasPrefix(job, prefix) || strings.HasPrefix(job, own) {
 			continue
 		}
-		s.seen[ce.ID] = true
-		var data wire.JobEventData
-		_ = json.Unmarshal(ce.Data, &data)
+		if v := s.r.cfg.Verify; v != nil && !v(m) {
+			s.r.log.Warn("ignoring a job end record the coordinators did not sign", "trigger", s.def.Name, "job", job)
+			continue
+		}
+		st, err := wire.DecodeEnd(m.Data, job)
+		if err != nil || st.State != wire.StateDone {
+			continue
+		}
+		id := job + ".done"
+		if at, ok := s.seen[id]; ok && at != m.Seq {
+			continue // a copy of an end already read
+		}
+		s.seen[id] = m.Seq
 		var res json.RawMessage
-		err := retryResult(ctx, func() error {
+		err = retryResult(ctx, func() error {
 			var err error
 			res, err = s.r.cfg.Result(ctx, job)
 			return err
@@ -296,9 +304,9 @@ func (s *jobsSource) run(ctx context.Context, out chan<- delivery) error {
 		if err != nil {
 			return err
 		}
-		ev := Event{ID: ce.ID}
+		ev := Event{ID: id}
 		var list []json.RawMessage
-		if data.Job.Kind == wire.JobMap && json.Unmarshal(res, &list) == nil {
+		if st.Kind == wire.JobMap && json.Unmarshal(res, &list) == nil {
 			ev.Inputs = list
 		} else {
 			ev.Inputs = []json.RawMessage{res}
@@ -313,7 +321,7 @@ func (s *jobsSource) run(ctx context.Context, out chan<- delivery) error {
 	if ctx.Err() != nil {
 		return nil
 	}
-	return errors.New("the job events subscription closed")
+	return errors.New("the job end records subscription closed")
 }
 
 // retryResult calls f until it succeeds or ctx ends: a job's result can
