@@ -238,7 +238,9 @@ func coordinatorMain(ctx context.Context, args []string, env Env, hooks ServiceH
 	if err != nil {
 		return err
 	}
-	defer tr.Close()
+	if tr != nil {
+		defer tr.Close()
+	}
 	serving.Store(true)
 	log.Info("coordinator serving", "bus", dial.Redact(busURL), "pool", pool, "backend", bf.kind, "id", c.ID())
 	<-ctx.Done()

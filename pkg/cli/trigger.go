@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -151,9 +152,17 @@ func startTriggers(ctx context.Context, c *coordinator.Coordinator, b bus.Bus, b
 			return amqp.DialConfig(u, cfg)
 		},
 	})
-	if err := r.Start(ctx); err != nil {
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := r.Start(sctx); err != nil {
 		r.Close()
-		return nil, err
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		// Jobs run without triggers: a coordinator whose bus user lacks
+		// the trigger rights (deploy/ before triggers) still serves.
+		log.Error("triggers are off: they cannot be read or recorded (the coordinator's bus user needs the rights of deploy/nats or deploy/rabbitmq for trigger records)", "err", err)
+		return nil, nil
 	}
 	return r, nil
 }
