@@ -32,7 +32,18 @@ func TestTriggerUnderRoles(t *testing.T) {
 			t.Errorf("a trigger on %s: exit %d %s; want 2, refused", subj, code, errOut)
 		}
 	}
-	waitFor(t, co, "trigger source open")
+	// A second stage, chained to echo's jobs, with the coordinator's
+	// rights only.
+	chain := `{"name":"again","source":{"jobs":"trigger:echo"},"job":{"kind":"call","function":"echo","param":"x"}}`
+	if code, out, errOut := run(t, sub, "submit", "trigger", "create", "--def", chain); code != 0 {
+		t.Fatalf("trigger create: exit %d %s %s", code, out, errOut)
+	}
+	for deadline := time.Now().Add(20 * time.Second); strings.Count(co.out.String(), "trigger source open") < 2; {
+		if time.Now().After(deadline) {
+			t.Fatalf("the triggers' sources did not open:\n%s", co.out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 
 	n := s.connect(t, "a", "notifier")
 	m := nats.NewMsg("a.notify.in")
@@ -45,6 +56,8 @@ func TestTriggerUnderRoles(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkResult(t, sub, "m1", "world")
+	echoJob := (&trigger.Def{Name: "echo"}).JobID([]string{"m1"})
+	checkJob(t, sub, (&trigger.Def{Name: "again"}).JobID([]string{echoJob + ".done"}), "world")
 	// Deleted (its consumer goes) and made again (a new one, from the
 	// new record on): it runs what is published after.
 	if code, out, errOut := run(t, sub, "submit", "trigger", "delete", "echo"); code != 0 {
@@ -54,7 +67,7 @@ func TestTriggerUnderRoles(t *testing.T) {
 	if code, out, errOut := run(t, sub, "submit", "trigger", "create", "--def", def); code != 0 {
 		t.Fatalf("trigger create again: exit %d %s %s", code, out, errOut)
 	}
-	for deadline := time.Now().Add(20 * time.Second); strings.Count(co.out.String(), "trigger source open") < 2; {
+	for deadline := time.Now().Add(20 * time.Second); strings.Count(co.out.String(), "trigger source open") < 3; {
 		if time.Now().After(deadline) {
 			t.Fatalf("the trigger made again did not open its source:\n%s", co.out.String())
 		}
@@ -91,7 +104,12 @@ func TestTriggerUnderRoles(t *testing.T) {
 // and checks that it echoes hello.
 func checkResult(t *testing.T, env []string, id, hello string) {
 	t.Helper()
-	job := (&trigger.Def{Name: "echo"}).JobID([]string{id})
+	checkJob(t, env, (&trigger.Def{Name: "echo"}).JobID([]string{id}), hello)
+}
+
+// checkJob waits for job's result and checks that it echoes hello.
+func checkJob(t *testing.T, env []string, job, hello string) {
+	t.Helper()
 	var out string
 	for deadline := time.Now().Add(30 * time.Second); ; {
 		code, o, _ := run(t, env, "submit", "result", job)

@@ -17,7 +17,6 @@ import (
 
 	"github.com/skeinrun/skein/bus"
 	"github.com/skeinrun/skein/bus/dial"
-	"github.com/skeinrun/skein/pkg/client"
 	"github.com/skeinrun/skein/pkg/coordinator"
 	"github.com/skeinrun/skein/pkg/trigger"
 )
@@ -69,9 +68,8 @@ func startTriggers(ctx context.Context, c *coordinator.Coordinator, b bus.Bus, b
 		u.RawQuery = ""
 		plain = append(plain, u.String())
 	}
-	cl := client.New(b)
 	r := trigger.New(trigger.Config{
-		Bus: b, Coordinator: c, ErrJobExists: coordinator.ErrJobExists, ErrInvalid: coordinator.ErrInvalid, Verify: c.SignedByUs, Result: cl.Result, Namespace: ns, Triggers: defs,
+		Bus: b, Coordinator: c, ErrJobExists: coordinator.ErrJobExists, ErrInvalid: coordinator.ErrInvalid, Verify: c.SignedByUs, Result: c.JobResult, Namespace: ns, Triggers: defs,
 		Logger: log.With("component", "trigger"),
 		DialNATS: func(ctx context.Context, u string) (*nats.Conn, error) {
 			own := u != ""
