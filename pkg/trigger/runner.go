@@ -39,8 +39,8 @@ type Config struct {
 	// a job it refuses for good (coordinator.ErrInvalid: a bad template,
 	// an object that is gone): such events are dropped, and logged.
 	ErrJobExists, ErrInvalid error
-	// Result returns a finished job's result (client.Client.Result): the
-	// inputs of a jobs source.
+	// Result returns a finished job's result as JSON, a list for a map
+	// job (coordinator.JobResult): the inputs of a jobs source.
 	Result func(ctx context.Context, job string) (json.RawMessage, error)
 	// Verify, when set, checks that a job end record read by a jobs
 	// source was signed by the coordinators (coordinator --sign-key).
