@@ -64,7 +64,7 @@ func startServerEdited(t *testing.T, extra string, edit func(string) string, arg
 		if strings.HasPrefix(ns, "-") || ns == "default" {
 			continue
 		}
-		for _, role := range []string{"submitter", "coordinator", "runtime", "watcher"} {
+		for _, role := range []string{"submitter", "coordinator", "runtime", "watcher", "notifier"} {
 			v := "SKEIN_" + strings.ToUpper(strings.ReplaceAll(ns, "-", "_")) + "_" + strings.ToUpper(role) + "_PASSWORD"
 			cmd.Env = append(cmd.Env, v+"="+password(ns, role))
 			s.pw[ns+"-"+role] = password(ns, role)

@@ -1,8 +1,9 @@
 #!/bin/sh
 # skein-auth.sh: write the nats-server `accounts` block that gives each
-# Skein namespace (tenant) an account of its own, with JetStream, and four
+# Skein namespace (tenant) an account of its own, with JetStream, and five
 # users with the least rights of their role: NS-submitter, NS-coordinator,
-# NS-runtime and NS-watcher (reads job events, publishes nothing). Accounts keep tenants apart even where subject
+# NS-runtime, NS-watcher (reads job events, publishes nothing) and
+# NS-notifier (publishes trigger events on NS.notify.>, reads nothing). Accounts keep tenants apart even where subject
 # permissions cannot (what a JetStream consumer delivers, for instance).
 #
 #   skein-auth.sh [-p POOL]... NAMESPACE... > skein-auth.conf
@@ -48,6 +49,9 @@ for ns in "$@"; do
 	# so that the filter, and with it what may be read, is in the subject.
 	ev="$api.CONSUMER.CREATE.${S}_EVENTS.*.$ns.ev"
 	next="\"$api.CONSUMER.MSG.NEXT.${S}_EVENTS.*\""
+	# Triggers' NATS sources: the notification stream <NS>_NOTIFY keeps
+	# NS.notify.>, and each trigger is a durable consumer of it.
+	notify="\"$api.STREAM.CREATE.${S}_NOTIFY\", \"$api.STREAM.INFO.${S}_NOTIFY\", \"$api.CONSUMER.CREATE.${S}_NOTIFY.*.$ns.notify.>\", \"$api.CONSUMER.INFO.${S}_NOTIFY.*\", \"$api.CONSUMER.DELETE.${S}_NOTIFY.*\", \"$api.CONSUMER.MSG.NEXT.${S}_NOTIFY.*\", \"\$JS.ACK.${S}_NOTIFY.>\""
 
 	if [ -z "$pools" ]; then
 		take="\"$api.CONSUMER.CREATE.${S}_TASKS.*.$ns.task.*.>\", \"$api.CONSUMER.INFO.${S}_TASKS.*\", \"$api.CONSUMER.MSG.NEXT.${S}_TASKS.*\", \"\$JS.ACK.${S}_TASKS.>\""
@@ -79,17 +83,17 @@ for ns in "$@"; do
     # on which other coordinators forward requests; publishes tasks, the
     # job log with its owner records, reducer feeds, progress and cancel
     # notices, heartbeats (and hears those of the other coordinators), job
-    # events, and marks on a job's event subject when it takes the job up; reads
-    # events; purges
+    # events, and marks on a job's event subject when it takes the job up,
+    # trigger records; reads events and the notification stream; purges
     # a job's tasks: a filtered purge, or on 2.9.10-11 a get and delete
     # per message)
     { user: "$ns-coordinator", password: \$SKEIN_${V}_COORDINATOR_PASSWORD
       permissions: {
-        publish: { allow: ["$ns.task.>", "$ns.ev.job.>", "$ns.ev.jobevents.*", "$ns.ev.feed.>", "$ns.ev.task.*", "$ns.bc.>",
+        publish: { allow: ["$ns.task.>", "$ns.ev.job.>", "$ns.ev.jobevents.*", "$ns.ev.feed.>", "$ns.ev.task.*", "$ns.ev.trigger.*", "$ns.bc.>",
                            "$api.STREAM.CREATE.${S}_TASKS", "$api.STREAM.CREATE.${S}_EVENTS", $info,
                            "$api.STREAM.PURGE.${S}_TASKS", "$api.STREAM.MSG.GET.${S}_TASKS", "$api.STREAM.MSG.DELETE.${S}_TASKS",
                            "$api.CONSUMER.CREATE.${S}_EVENTS.>", $next,
-                           "$api.CONSUMER.INFO.${S}_EVENTS.*", "$api.CONSUMER.DELETE.${S}_EVENTS.*"] }
+                           "$api.CONSUMER.INFO.${S}_EVENTS.*", "$api.CONSUMER.DELETE.${S}_EVENTS.*", $notify] }
         subscribe: { allow: ["_INBOX.$ns.coordinator.>", "$ns.rpc.api.*", "$ns.bc.coord.alive"] }
         allow_responses: true
       } }
@@ -110,6 +114,16 @@ for ns in "$@"; do
       permissions: {
         publish: { allow: [$info, "$ev.jobevents.*", $next] }
         subscribe: { allow: ["_INBOX.$ns.watcher.>"] }
+      } }
+
+    # notifier (an S3 server's bucket notifications, or any program
+    # that starts jobs through a trigger: publishes on NS.notify.>,
+    # where the coordinator's notification stream keeps them; reads
+    # nothing)
+    { user: "$ns-notifier", password: \$SKEIN_${V}_NOTIFIER_PASSWORD
+      permissions: {
+        publish: { allow: ["$ns.notify.>"] }
+        subscribe: { deny: [">"] }
       } }
    ]
   }

@@ -80,7 +80,7 @@ func makeTenant(t *testing.T, name string, args ...string) *tenant {
 	cmd := exec.Command("sh", append(append([]string{"skein-users.sh"}, args...), tn.vhost, tn.ns)...)
 	cmd.Env = append(os.Environ(), "RABBITMQCTL="+ctl)
 	V := strings.ToUpper(strings.ReplaceAll(tn.ns, "-", "_"))
-	for _, role := range []string{"submitter", "coordinator", "runtime", "watcher"} {
+	for _, role := range []string{"submitter", "coordinator", "runtime", "watcher", "notifier"} {
 		pw := fmt.Sprintf("pw-%s-%s-%d", tn.ns, role, rand.IntN(1e9))
 		tn.pw[role] = pw
 		cmd.Env = append(cmd.Env, "SKEIN_"+V+"_"+strings.ToUpper(role)+"_PASSWORD="+pw)
@@ -88,7 +88,7 @@ func makeTenant(t *testing.T, name string, args ...string) *tenant {
 	t.Cleanup(func() {
 		sh := func(args ...string) { _ = exec.Command("sh", "-c", ctl+" "+strings.Join(args, " ")).Run() }
 		sh("delete_vhost", tn.vhost)
-		for _, role := range []string{"submitter", "coordinator", "runtime", "watcher"} {
+		for _, role := range []string{"submitter", "coordinator", "runtime", "watcher", "notifier"} {
 			sh("delete_user", tn.ns+"-"+role)
 		}
 	})

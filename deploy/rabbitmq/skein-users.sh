@@ -1,10 +1,12 @@
 #!/bin/sh
 # skein-users.sh: create a Skein tenant on RabbitMQ: a virtual host and
-# four users with the least rights of their role, NS-submitter,
-# NS-coordinator, NS-runtime and NS-watcher (reads job events).
+# five users with the least rights of their role, NS-submitter,
+# NS-coordinator, NS-runtime, NS-watcher (reads job events) and
+# NS-notifier (publishes trigger events to the exchange NS.notify only).
 #
 #   SKEIN_<NS>_SUBMITTER_PASSWORD=… SKEIN_<NS>_COORDINATOR_PASSWORD=… \
 #   SKEIN_<NS>_RUNTIME_PASSWORD=… SKEIN_<NS>_WATCHER_PASSWORD=… \
+#   SKEIN_<NS>_NOTIFIER_PASSWORD=… \
 #   skein-users.sh [-p POOL]... VHOST NAMESPACE
 #
 # NS is the namespace upper-cased with '-' as '_'. The programs then use
@@ -77,10 +79,11 @@ ctl set_topic_permissions -p "$vhost" "$ns-submitter" "$n.events" '^$' '^$' >/de
 # exchanges, the stream and the work queues, publishes tasks through the
 # default exchange, answers requests through direct reply-to); on the
 # event stream it writes the job log, reducer feeds and the marks it puts
-# on a job's events when it takes the job up.
+# on a job's events when it takes the job up, and trigger records; it
+# declares and consumes triggers' queues and the exchange NS.notify.
 user "$ns-coordinator" coordinator
 ctl set_permissions -p "$vhost" "$ns-coordinator" '.*' '.*' '.*' >/dev/null
-ctl set_topic_permissions -p "$vhost" "$ns-coordinator" "$n.events" '^(job|jobevents|feed|task)\.' '.*' >/dev/null
+ctl set_topic_permissions -p "$vhost" "$ns-coordinator" "$n.events" '^(job|jobevents|feed|task|trigger)\.' '.*' >/dev/null
 ctl set_topic_permissions -p "$vhost" "$ns-coordinator" "$n.broadcast" '.*' '.*' >/dev/null
 
 # runtime: takes tasks of its pools' queues, writes task events only,
@@ -98,4 +101,10 @@ user "$ns-watcher" watcher
 ctl set_permissions -p "$vhost" "$ns-watcher" '^amq\.gen-.*' '^$' "^($ev)\$" >/dev/null
 ctl set_topic_permissions -p "$vhost" "$ns-watcher" "$n.events" '^$' '^$' >/dev/null
 ctl set_topic_permissions -p "$vhost" "$ns-watcher" "$n.broadcast" '^$' '^$' >/dev/null
-echo "skein-users.sh: vhost $vhost, namespace $ns: users $ns-submitter, $ns-coordinator, $ns-runtime, $ns-watcher (pools:$pools)"
+# notifier: publishes to the exchange NS.notify (declared by the
+# coordinator for the triggers bound to it: an S3 server's bucket
+# notifications), nothing else; reads nothing. Not the default exchange,
+# which reaches every queue of the vhost.
+user "$ns-notifier" notifier
+ctl set_permissions -p "$vhost" "$ns-notifier" '^$' "^$n\\.notify\$" '^$' >/dev/null
+echo "skein-users.sh: vhost $vhost, namespace $ns: users $ns-submitter, $ns-coordinator, $ns-runtime, $ns-watcher, $ns-notifier (pools:$pools)"

@@ -36,6 +36,9 @@ type fileConfig struct {
 	RunAs   string            `yaml:"run_as"`
 	PassEnv []string          `yaml:"pass_env"`
 	Storage map[string]string `yaml:"storage"`
+	// Triggers are recorded by the coordinator service as it starts
+	// (trigger.go).
+	Triggers []map[string]any `yaml:"triggers"`
 }
 
 // loadConfig reads the config file named by flag or SKEIN_CONFIG; none

@@ -114,6 +114,11 @@ func coordinatorMain(ctx context.Context, args []string, env Env, hooks ServiceH
 		return err
 	}
 	defer stopTel()
+	triggers, err := configTriggers(fc)
+	if err != nil {
+		return err
+	}
+	var creds dial.Credentials // the bus credentials, for trigger sources
 	var b bus.Bus
 	var connect func(context.Context) (bus.Bus, error) // another connection, for local workers
 	var beats func(context.Context) (bus.Bus, error)   // the heartbeats' own connection
@@ -147,6 +152,7 @@ func coordinatorMain(ctx context.Context, args []string, env Env, hooks ServiceH
 		if b, err = dial.Open(ctx, busURL, do); err != nil {
 			return err
 		}
+		creds = do.Credentials
 		// Local workers use the coordinator's credentials (and inbox).
 		ro := do
 		ro.Name = "skein-runtime"
@@ -227,6 +233,13 @@ func coordinatorMain(ctx context.Context, args []string, env Env, hooks ServiceH
 	}
 	if err := c.Serve(ctx); err != nil {
 		return err
+	}
+	tr, err := startTriggers(ctx, c, b, busURL, creds, triggers, log)
+	if err != nil {
+		return err
+	}
+	if tr != nil {
+		defer tr.Close()
 	}
 	serving.Store(true)
 	log.Info("coordinator serving", "bus", dial.Redact(busURL), "pool", pool, "backend", bf.kind, "id", c.ID())

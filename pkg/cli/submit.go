@@ -111,6 +111,8 @@ Commands:
   plot JOB   write a job's timeline plot as HTML (-o FILE, default JOB.html)
   events [JOB] follow job events (CloudEvents, one JSON line each): a job's
              from its start to its end, or every job's from now on
+  trigger    create|list|delete the triggers that start jobs from events
+             (bucket notifications, queue messages, other jobs' ends)
 
 With no bus configured (--bus or SKEIN_BUS) everything runs inside this
 process. Exit codes: 0 ok, 1 internal error, 2 bad input, 3 job failed,
@@ -139,8 +141,10 @@ func Submit(ctx context.Context, args []string, env Env) int {
 		err = runJobCommand(ctx, cmd, rest, env)
 	case "plot":
 		err = runPlot(ctx, rest, env)
+	case "trigger":
+		err = runTrigger(ctx, rest, env)
 	default:
-		err = usagef("unknown command %q (want call, map, mapreduce, status, wait, result, cancel, plot or events)", cmd)
+		err = usagef("unknown command %q (want call, map, mapreduce, status, wait, result, cancel, plot, events or trigger)", cmd)
 	}
 	return report(err, env)
 }

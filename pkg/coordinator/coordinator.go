@@ -269,6 +269,11 @@ func NewJobID() string {
 // reader of the job's records starts: the job's own event subscription,
 // its reducers' feeds, a client waiting for the end.
 func (c *Coordinator) Submit(ctx context.Context, spec *wire.JobSpec) (string, error) {
+	return c.submit(ctx, spec, false)
+}
+
+// submit is Submit; once is SubmitOnce's (trigger.go).
+func (c *Coordinator) submit(ctx context.Context, spec *wire.JobSpec, once bool) (string, error) {
 	if err := Validate(spec); err != nil {
 		return "", err
 	}
@@ -277,6 +282,9 @@ func (c *Coordinator) Submit(ctx context.Context, spec *wire.JobSpec) (string, e
 	} else if !validPool(spec.ID) {
 		return "", fmt.Errorf("%w: id %q: letters, digits, - and _ only", ErrInvalid, spec.ID)
 	} else if c.knows(spec.ID) {
+		if once {
+			return spec.ID, ErrJobExists
+		}
 		return "", fmt.Errorf("%w: a job with id %s exists", ErrInvalid, spec.ID)
 	}
 	if spec.Pool == "" {
@@ -324,6 +332,12 @@ func (c *Coordinator) Submit(ctx context.Context, spec *wire.JobSpec) (string, e
 		drop()
 		c.abandon(spec.ID, err)
 		return "", fmt.Errorf("recording the job spec on the job log: %w", err)
+	}
+	if once {
+		if err := c.firstSpec(ctx, spec.ID, j.from); err != nil {
+			drop()
+			return spec.ID, err
+		}
 	}
 	if err := j.start(); err != nil {
 		if j.abandoned.Load() {
