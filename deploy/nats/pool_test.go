@@ -68,3 +68,46 @@ func TestCoordinatorRestartUnderRoles(t *testing.T) {
 		t.Errorf("the restarted coordinator met a permission violation:\n%s", c2.out.String())
 	}
 }
+
+// TestTwoCoordinatorsUnderRoles: two coordinators of one namespace under
+// the shipped roles. Requests are shared between them, so about half of
+// the status calls of a job reach the coordinator that does not hold it,
+// which forwards them to the holder's direct API subject: the
+// coordinator's rights must allow that publish.
+func TestTwoCoordinatorsUnderRoles(t *testing.T) {
+	s := startServer(t, "", "-p", "default", "a")
+	var cos []*proc
+	for range 2 {
+		c := start(t, s.roleEnv("a", "coordinator"), "coordinator", "--log-level", "debug")
+		waitFor(t, c, "coordinator serving")
+		cos = append(cos, c)
+	}
+	start(t, s.roleEnv("a", "runtime"), "runtime", "--slots", "2")
+	code, out, errOut := run(t, s.roleEnv("a", "submitter"), "submit", "map", "--function", "sleep", "--iterdata", "[2,2,2,2]", "--no-wait")
+	if code != 0 {
+		t.Fatalf("submit: exit %d %s", code, errOut)
+	}
+	id := strings.Trim(strings.TrimSpace(out), `"`)
+	for i := range 10 {
+		if code, out, errOut = run(t, s.roleEnv("a", "submitter"), "submit", "status", id); code != 0 || !strings.Contains(out, id) {
+			t.Fatalf("status %d: exit %d, %q, %s", i, code, out, errOut)
+		}
+	}
+	if code, out, errOut = run(t, s.roleEnv("a", "submitter"), "submit", "wait", id); code != 0 {
+		t.Fatalf("wait: exit %d %s %s", code, out, errOut)
+	}
+	for i := range 4 {
+		if code, out, errOut = run(t, s.roleEnv("a", "submitter"), "submit", "result", id); code != 0 || strings.TrimSpace(out) != "[2,2,2,2]" {
+			t.Fatalf("result %d: exit %d, %q, %s", i, code, out, errOut)
+		}
+	}
+	forwarded := false
+	for _, c := range cos {
+		o := c.out.String()
+		if strings.Contains(strings.ToLower(o), "permission") {
+			t.Errorf("a coordinator met a permission violation:\n%s", o)
+		}
+		forwarded = forwarded || strings.Contains(o, "forward")
+	}
+	t.Logf("a request was forwarded: %v", forwarded)
+}

@@ -80,7 +80,8 @@ for ns in "$@"; do
       } }
 
     # coordinator (serves the API, and its direct API subjects
-    # on which other coordinators forward requests; publishes tasks, the
+    # on which other coordinators forward requests, and forwards them to
+    # the coordinator that holds a job; publishes tasks, the
     # job log with its owner records, reducer feeds, progress and cancel
     # notices, heartbeats (and hears those of the other coordinators), job
     # events, and marks on a job's event subject when it takes the job up,
@@ -89,7 +90,7 @@ for ns in "$@"; do
     # per message)
     { user: "$ns-coordinator", password: \$SKEIN_${V}_COORDINATOR_PASSWORD
       permissions: {
-        publish: { allow: ["$ns.task.>", "$ns.ev.job.>", "$ns.ev.jobevents.*", "$ns.ev.feed.>", "$ns.ev.task.*", "$ns.ev.trigger.*", "$ns.bc.>",
+        publish: { allow: ["$ns.task.>", "$ns.rpc.api.*", "$ns.ev.job.>", "$ns.ev.jobevents.*", "$ns.ev.feed.>", "$ns.ev.task.*", "$ns.ev.trigger.*", "$ns.bc.>",
                            "$api.STREAM.CREATE.${S}_TASKS", "$api.STREAM.CREATE.${S}_EVENTS", $info,
                            "$api.STREAM.PURGE.${S}_TASKS", "$api.STREAM.MSG.GET.${S}_TASKS", "$api.STREAM.MSG.DELETE.${S}_TASKS",
                            "$api.CONSUMER.CREATE.${S}_EVENTS.>", $next,
