@@ -148,7 +148,7 @@ const RabbitMQDir = "/usr/lib/rabbitmq/bin"
 
 // RabbitMQServer is a rabbitmq-server node of its own: a node name that
 // cannot collide with another node on this machine (never the shared
-// skeintest@localhost), its own AMQP, distribution and epmd ports, Erlang
+// skeintest-N@localhost), its own AMQP, distribution and epmd ports, Erlang
 // cookie and data directory (as scripts/services/rabbitmq.sh does).
 type RabbitMQServer struct {
 	Script               string // rabbitmq-server

@@ -2,7 +2,8 @@
 # A 3-node RabbitMQ cluster on this one machine, for the tests of
 # clustered brokers (docs/deploy.md, "Clustered brokers"). Each node is a
 # rabbitmq.sh node (Debian's rabbitmq-server) with its own node name
-# (skeinc1@localhost … skeinc3@localhost), AMQP and distribution ports and
+# (skeinc1-N@localhost … skeinc3-N@localhost, N a checksum of the state
+# directory), AMQP and distribution ports and
 # data directory; the three share one Erlang cookie, one epmd on a port of
 # their own, and the user and password. Nodes 2 and 3 join node 1 with
 # rabbitmqctl join_cluster. Quorum queues and streams are replicated on
@@ -36,7 +37,9 @@ nodes=(1 2 3)
 
 log() { echo "rabbitmq-cluster.sh: $*" >&2; }
 
-node_name() { echo "skeinc$1@localhost"; }
+# A checksum of the state directory in the names: two test runs on one
+# machine, each with its own directory, never share a node name.
+node_name() { echo "skeinc$1-$(printf %s "$dir" | cksum | cut -d' ' -f1)@localhost"; }
 
 # node N VERB...: rabbitmq.sh VERB for node N.
 node() {

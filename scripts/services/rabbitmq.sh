@@ -13,7 +13,9 @@
 #
 # State lives in $SKEIN_TEST_DIR/rabbitmq (or $SKEIN_RABBITMQ_DIR). Logs go
 # to stderr and to that directory; stdout carries only the export lines.
-# SKEIN_RABBITMQ_NODE names the node (default skeintest@localhost). With
+# SKEIN_RABBITMQ_NODE names the node (default skeintest-N@localhost, N a
+# checksum of the state directory, so that two test runs on one machine,
+# each with its own directory, never share a node name). With
 # SKEIN_RABBITMQ_TLS_DIR (ca.pem, server.pem, server-key.pem in it) the
 # node also listens for amqps:// and verifies client certificates; `env`
 # then prints SKEIN_TEST_AMQPS_URL too.
@@ -21,7 +23,7 @@ set -euo pipefail
 
 script=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")
 dir=${SKEIN_RABBITMQ_DIR:-${SKEIN_TEST_DIR:-/tmp/skein-test-$(id -u)}/rabbitmq}
-node=${SKEIN_RABBITMQ_NODE:-skeintest@localhost}
+node=${SKEIN_RABBITMQ_NODE:-skeintest-$(printf %s "$dir" | cksum | cut -d' ' -f1)@localhost}
 tls=${SKEIN_RABBITMQ_TLS_DIR:-}
 bin=/usr/lib/rabbitmq/bin
 
