@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -78,6 +79,10 @@ func Submit(ctx context.Context, submitBin string, n int, extraArgs ...string) (
 	statusFile := filepath.Join(dir, "status.json")
 	args := append([]string{"map", "--function", "noop", "--iterdata-from", iter, "--quiet", "--status-file", statusFile}, extraArgs...)
 	cmd := exec.CommandContext(ctx, submitBin, args...)
+	// submit reports its own peak RSS: wait4's rusage of a child started
+	// with vfork is this process's peak when that was larger.
+	rssFile := filepath.Join(dir, "peak-rss")
+	cmd.Env = append(os.Environ(), "SKEIN_PEAK_RSS_FILE="+rssFile)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	start := time.Now()
@@ -100,8 +105,8 @@ func Submit(ctx context.Context, submitBin string, n int, extraArgs ...string) (
 	}
 	r := Result{N: n, Wall: wall, LatP50: time.Duration(st.LatencyP50us) * time.Microsecond, LatP99: time.Duration(st.LatencyP99us) * time.Microsecond,
 		Commands: "submit " + strings.Join(args[:4], " ") + " …"}
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		r.PeakRSS = ru.Maxrss * 1024
+	if b, err := os.ReadFile(rssFile); err == nil {
+		r.PeakRSS, _ = strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
 	}
 	r.CPU = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 	return r, nil

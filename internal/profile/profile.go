@@ -5,8 +5,11 @@
 //	go tool pprof -top submit cpu.out
 //
 // SKEIN_CPUPROFILE names the CPU profile's file (written from start to
-// exit), SKEIN_MEMPROFILE the heap profile's (written at exit). Unset,
-// nothing is done.
+// exit), SKEIN_MEMPROFILE the heap profile's (written at exit), and
+// SKEIN_PEAK_RSS_FILE a file that receives the process's peak resident
+// set size in bytes at exit (VmHWM, Linux). A parent's wait4 rusage is no
+// substitute: a child started with vfork reports the parent's peak as its
+// own when the parent was larger. Unset, nothing is done.
 package profile
 
 import (
@@ -14,6 +17,8 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
+	"strconv"
+	"strings"
 )
 
 // Start begins what the environment asks for and returns the function
@@ -45,11 +50,37 @@ func Start() (stop func()) {
 			}
 		})
 	}
+	if path := os.Getenv("SKEIN_PEAK_RSS_FILE"); path != "" {
+		stops = append(stops, func() {
+			if err := writePeakRSS(path); err != nil {
+				fmt.Fprintf(os.Stderr, "SKEIN_PEAK_RSS_FILE: %v\n", err)
+			}
+		})
+	}
 	return func() {
 		for _, s := range stops {
 			s()
 		}
 	}
+}
+
+// writePeakRSS writes this process's VmHWM in bytes to path.
+func writePeakRSS(path string) error {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 2 && f[0] == "VmHWM:" {
+			kb, err := strconv.ParseInt(f[1], 10, 64)
+			if err != nil {
+				return err
+			}
+			return os.WriteFile(path, []byte(strconv.FormatInt(kb*1024, 10)+"\n"), 0o644)
+		}
+	}
+	return fmt.Errorf("no VmHWM in /proc/self/status")
 }
 
 // Exit ends the profiles and exits with code.
