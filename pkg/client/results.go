@@ -19,6 +19,10 @@ type TaskResult struct {
 	Index  int             `json:"index"`
 	Result json.RawMessage `json:"result,omitempty"`
 	Error  *wire.TaskError `json:"error,omitempty"`
+	// Finished is when the task's function ended, by its runtime's clock
+	// (unix ns; 0 for the failing task's item, which comes from the job's
+	// end).
+	Finished int64 `json:"-"`
 }
 
 // ResultStream is a job's results as they land (Results).
@@ -183,7 +187,7 @@ func (f *follower) take(m bus.Message) bool {
 			ref, _ := json.Marshal(ev.ResultRef)
 			v = append(wire.Value(refPrefix), append(ref, '}')...)
 		}
-		r := TaskResult{Index: ev.Task}
+		r := TaskResult{Index: ev.Task, Finished: ev.Finished}
 		nv, err := f.c.resolve(f.ctx, v)
 		if err != nil {
 			r.Error = &wire.TaskError{Kind: wire.ErrInternal, Message: fmt.Sprintf("fetching the result from storage: %v", err)}

@@ -27,7 +27,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: skein-bench fanout|reduce|fleet|million|jobs [flags]")
+		fmt.Fprintln(os.Stderr, "usage: skein-bench fanout|reduce|fleet|million|jobs|stream [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -42,6 +42,8 @@ func main() {
 		err = runMillion(os.Args[2:])
 	case "jobs":
 		err = runJobs(os.Args[2:])
+	case "stream":
+		err = runStream(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown benchmark %q", os.Args[1])
 	}
