@@ -602,6 +602,11 @@ func runJob(ctx context.Context, kind wire.JobKind, args []string, env Env) erro
 		if err := writeStatusFile(o, st); err != nil {
 			return err
 		}
+		if o.Monitoring.Plot != "" {
+			if err := writeJobPlot(ctx, c, id, o.Monitoring.Plot); err != nil {
+				return err
+			}
+		}
 		if st.State != wire.StateDone {
 			return &client.JobError{Status: st}
 		}

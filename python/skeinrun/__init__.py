@@ -18,7 +18,8 @@ from ._binary import submit_path
 from ._remote import CloudObject, Storage, StorageNoSuchKeyError
 from .config import ConfigError
 from .executor import FunctionExecutor
-from .future import FunctionError, FunctionTimeoutError, FuturesList, JobError, RemoteTraceback, ResponseFuture
+from .future import (FunctionError, FunctionTimeoutError, FuturesList, JobError, RemoteTraceback, ResponseFuture,
+                     as_completed)
 from .retries import RetryingFunctionExecutor, RetryingFuture
 from .wait import ALL_COMPLETED, ALWAYS, ANY_COMPLETED
 
@@ -27,5 +28,6 @@ LocalhostExecutor = FunctionExecutor
 __all__ = [
     "ALL_COMPLETED", "ALWAYS", "ANY_COMPLETED", "CloudObject", "ConfigError", "FunctionError", "FunctionExecutor",
     "FunctionTimeoutError", "FuturesList", "JobError", "LocalhostExecutor", "RemoteTraceback", "ResponseFuture",
-    "RetryingFunctionExecutor", "RetryingFuture", "Storage", "StorageNoSuchKeyError", "__version__", "submit_path",
+    "RetryingFunctionExecutor", "RetryingFuture", "Storage", "StorageNoSuchKeyError", "__version__", "as_completed",
+    "submit_path",
 ]

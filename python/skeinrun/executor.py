@@ -169,6 +169,9 @@ class _Job:
         self._lock = threading.Lock()
         self.stderr = ""
         self.exit_code: int | None = None
+        # stream: submit prints each call's result as it lands (--stream),
+        # and each future completes then, not at the job's end.
+        self.stream = False
 
     def add_listener(self, cond: threading.Condition) -> None:
         with self._lock:
@@ -198,7 +201,48 @@ class _Job:
         except OSError as e:
             self._finish_error(JobError(f"cannot run {argv[0]}: {e}"))
             return
-        threading.Thread(target=self._wait, name=f"skeinrun-{self.job_id}", daemon=True).start()
+        target = self._wait_stream if self.stream else self._wait
+        threading.Thread(target=target, name=f"skeinrun-{self.job_id}", daemon=True).start()
+
+    def _wait_stream(self) -> None:
+        """Read submit --stream's lines: each call's result completes its
+        future at once (ANY_COMPLETED and as-completed waits wake on it);
+        a failed job fails the calls without a result as before."""
+        try:
+            errs: list[bytes] = []
+            reader = threading.Thread(target=lambda: errs.append(self.proc.stderr.read()), daemon=True)
+            reader.start()
+            for raw in self.proc.stdout:
+                try:
+                    msg = json.loads(raw)
+                except ValueError:
+                    continue
+                i = msg.get("index") if isinstance(msg, dict) else None
+                if not isinstance(i, int) or not 0 <= i < len(self.futures) or "result" not in msg:
+                    continue  # the status line, or a failing call (its error comes with the job's)
+                f = self.futures[i]
+                if not f.done:
+                    self._settle(f, msg["result"], time.time())
+                    self._notify()
+            self.proc.wait()
+            reader.join()
+            self.stderr = (errs[0] if errs else b"").decode(errors="replace")
+            self.exit_code = self.proc.returncode
+            if self.exit_code != 0:
+                self._finish_error(self._job_error())
+            elif not all(f.done for f in self.futures):
+                self._finish_error(JobError(f"job {self.job_id}: submit ended without the result of every call"))
+            else:
+                self._done()
+        except BaseException as e:  # never leave a waiter hanging
+            self._finish_error(JobError(f"job {self.job_id}: reading submit's output failed: {e!r}"))
+
+    def _notify(self) -> None:
+        with self._lock:
+            listeners = list(self._listeners)
+        for c in listeners:
+            with c:
+                c.notify_all()
 
     def _wait(self) -> None:
         try:
@@ -269,11 +313,7 @@ class _Job:
 
     def _done(self) -> None:
         self.finished.set()
-        with self._lock:
-            listeners = list(self._listeners)
-        for c in listeners:
-            with c:
-                c.notify_all()
+        self._notify()
 
 
 def _die_with_parent() -> None:
@@ -658,6 +698,11 @@ class FunctionExecutor:
         idata, storage = self._iterdata_file(job, fn, data, extra_args)
         self._ensure_warm()
         argv = [self._binary, "map", "--function", "py:@" + path, "--iterdata-from", idata]
+        if not storage:
+            # Results as they land; with storage iterdata the number of
+            # calls is known only at the end, so they come all at once.
+            argv.append("--stream")
+            job.stream = True
         argv += _chunk_flags(chunk_size, chunk_n, storage)
         if storage and extra_args:
             argv += ["--extra-params", json.dumps(extra_args)]

@@ -241,3 +241,33 @@ def wait_for(futures: list, return_when: Any, timeout: float | None) -> None:
     finally:
         for j in jobs.values():
             j.remove_listener(cond)
+
+
+def as_completed(futures: list, timeout: float | None = None):
+    """Yield futures as they complete (as concurrent.futures.as_completed):
+    a map's calls come one by one as their results land, not when their
+    job ends. Raises TimeoutError when timeout seconds pass first."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    pending = list(futures)
+    jobs: dict[int, Any] = {}
+    for f in pending:
+        jobs.setdefault(id(f._job), f._job)
+    cond = threading.Condition()
+    for j in jobs.values():
+        j.add_listener(cond)
+    try:
+        while pending:
+            with cond:
+                ready = [f for f in pending if f.done]
+                if not ready:
+                    left = None if deadline is None else deadline - time.monotonic()
+                    if left is not None and left <= 0:
+                        raise TimeoutError(f"{len(pending)} of {len(futures)} futures not done within {timeout} s")
+                    cond.wait(min(left, 1.0) if left is not None else 1.0)
+                    continue
+            for f in ready:
+                pending.remove(f)
+                yield f
+    finally:
+        for j in jobs.values():
+            j.remove_listener(cond)

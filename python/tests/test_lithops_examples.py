@@ -151,6 +151,20 @@ def test_wait_modes(fexec):
     assert fexec.get_result(fast + late) == [0, 3]
 
 
+def test_calls_of_one_job_complete_as_they_land(fexec):
+    # One job: the quick calls complete while the slow one still runs
+    # (submit --stream), so ANY_COMPLETED and as_completed need not wait
+    # for the job's end.
+    fs = fexec.map(slow, [0, 0, 0, 4])
+    t0 = time.monotonic()
+    done, not_done = fexec.wait(fs, return_when=ANY_COMPLETED)
+    assert time.monotonic() - t0 < 3.5, "ANY_COMPLETED waited for the whole job"
+    assert fs[3] in not_done and done
+    order = [f for f in skeinrun.as_completed(fs, timeout=60)]
+    assert order[-1] is fs[3] and sorted(f.call_id for f in order) == sorted(f.call_id for f in fs)
+    assert fexec.get_result(fs) == [0, 0, 0, 4]
+
+
 def failing(x):
     if x == 2:
         raise KeyError(f"row {x} is missing")
