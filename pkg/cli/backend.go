@@ -66,7 +66,10 @@ func (f *backendFlags) register(fs *flag.FlagSet) {
 // openBackend builds the compute backend the flags name. connect opens a
 // new connection to the coordinator's bus (for local workers); busURL is
 // the coordinator's bus URL (the actions' default).
-func (f *backendFlags) openBackend(ctx context.Context, env Env, pool, busURL string, connect func(context.Context) (bus.Bus, error), log *slog.Logger) (backend.Backend, error) {
+// configureRuntime, when set, completes the config of the runtimes the
+// local backend runs (the runtime program's hooks: storage for shipped
+// modules and large values).
+func (f *backendFlags) openBackend(ctx context.Context, env Env, pool, busURL string, connect func(context.Context) (bus.Bus, error), log *slog.Logger, configureRuntime func(context.Context, *runtime.Config) error) (backend.Backend, error) {
 	getenv := env.Getenv
 	if getenv == nil {
 		getenv = os.Getenv
@@ -91,6 +94,13 @@ func (f *backendFlags) openBackend(ctx context.Context, env Env, pool, busURL st
 		cfg := runtime.DefaultConfig()
 		cfg.Pool, cfg.Slots, cfg.Logger = pool, f.workers, log
 		hosts.configure(&cfg)
+		if configureRuntime != nil {
+			if err := configureRuntime(ctx, &cfg); err != nil {
+				closeHosts()
+				_ = b.Close()
+				return nil, err
+			}
+		}
 		if cfg.Slots == 0 {
 			cfg.Slots = defaultWorkers()
 		}

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/skeinrun/skein/internal/testenv"
 	"github.com/skeinrun/skein/pkg/cli"
@@ -176,5 +177,21 @@ func TestPythonPickledFunctions(t *testing.T) {
 				t.Fatalf("a missing pickle: exit %d, want 2 and 'no such file'; %s", code, errOut)
 			}
 		})
+	}
+}
+
+// TestShippedModulesOnLocalBackend: the runtimes that `coordinator
+// --backend local` runs inside itself get the job's shipped modules, as a
+// runtime process does (they got none: py: functions of --include-modules
+// failed with "the job ships no modules").
+func TestShippedModulesOnLocalBackend(t *testing.T) {
+	url := namespaced(t, testenv.Require(t, testenv.NATSURL))
+	module, env := pyEnv(t)
+	co := startEnv(t, env, "coordinator", "--bus", url, "--backend", "local", "--workers", "2", "--log-level", "debug")
+	waitOutput(t, co, "coordinator serving", 10*time.Second)
+	out, errOut, code := submitEnv(t, env, "map", "--bus", url, "--iterdata", `[1,2,3]`, "--extra-params", `{"y":1}`,
+		"--function", "py:my_functions:add", "--include-modules", module)
+	if code != 0 || out != "[2,3,4]\n" {
+		t.Fatalf("map on the local backend: exit %d, %q; %s", code, out, errOut)
 	}
 }

@@ -180,7 +180,7 @@ func coordinatorMain(ctx context.Context, args []string, env Env, hooks ServiceH
 			return err
 		}
 	}
-	be, err := bf.openBackend(ctx, env, pool, busURL, connect, log)
+	be, err := bf.openBackend(ctx, env, pool, busURL, connect, log, hooks.Runtime)
 	if err != nil {
 		return err
 	}
