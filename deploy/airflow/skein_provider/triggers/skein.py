@@ -7,6 +7,8 @@ process per deferred task and polls nothing.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any, AsyncIterator
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
@@ -14,6 +16,14 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 from skein_provider.hooks.skein import SkeinHook
 
 _TAIL = 8000  # characters of stderr carried in a failure event
+
+# MIN_DEFERRAL is the least time, in seconds, between the start of the wait
+# and the event. Airflow's scheduler fails a task whose trigger fires
+# before it has handled the executor's report of the deferral ("finished
+# with state success, but the task instance's state attribute is queued"):
+# a Skein job that ends within a scheduler loop of its deferral would hit
+# that race. Deferral is for long jobs; two seconds cost them nothing.
+MIN_DEFERRAL = 2.0
 
 
 class SkeinJobTrigger(BaseTrigger):
@@ -34,11 +44,15 @@ class SkeinJobTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         hook = SkeinHook(skein_conn_id=self.skein_conn_id, submit_path=self.submit_path)
         self.log.info("waiting for Skein job %s (submit wait)", self.job_id)
+        started = time.monotonic()
         try:
             rc, _out, err = await hook.async_wait(self.job_id)
         except Exception as e:  # a missing binary or connection: report it to the task
             yield TriggerEvent({"status": "error", "job_id": self.job_id, "exit_code": None, "message": str(e)})
             return
+        left = MIN_DEFERRAL - (time.monotonic() - started)
+        if left > 0:
+            await asyncio.sleep(left)
         for line in err.splitlines():
             self.log.info("submit: %s", line)
         if rc == 0:
