@@ -34,6 +34,27 @@ type pacer struct {
 	ack      float64           // seconds an ack takes: a round trip to the broker
 	observed bool
 	size     int
+	// churnUntil: a redelivered task came (runtimes are dying or losing
+	// their connections); until then the window stays shallow.
+	churnUntil time.Time
+}
+
+// churnFor is how long the window stays shallow after a redelivered task
+// arrives. A task waiting in the buffer of a runtime that dies is
+// delivered once more, toward its limit of deliveries, without having
+// run: while runtimes churn, holding few tasks keeps that from using up a
+// task's deliveries.
+const churnFor = 10 * time.Second
+
+// redelivered notes a task that was delivered before (Attempt > 1).
+func (p *pacer) redelivered() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.churnUntil = time.Now().Add(churnFor)
+	if n := p.slots + 1; p.size > n {
+		p.size = n
+		p.win.Set(n)
+	}
 }
 
 // newPacer starts at twice the slots: shallow until tasks show they are
@@ -76,8 +97,12 @@ func (p *pacer) settled(run, settle, ack time.Duration) {
 	}
 }
 
-// target is the window the averages ask for.
+// target is the window the averages ask for (shallow while runtimes
+// churn).
 func (p *pacer) target() int {
+	if time.Now().Before(p.churnUntil) {
+		return p.slots + 1
+	}
 	perSlot := (p.settle + p.ack) / math.Max(p.run, 1e-6)
 	n := p.slots + int(math.Ceil(2*float64(p.slots)*perSlot))
 	return min(max(n, p.slots+1), maxWindow)

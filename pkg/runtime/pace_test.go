@@ -42,3 +42,27 @@ func TestPacerWindow(t *testing.T) {
 		t.Errorf("window %d after long tasks followed a flood, want 3", n)
 	}
 }
+
+// TestPacerShallowWhileRuntimesChurn: a redelivered task (a runtime died
+// holding it) makes the window shallow at once and keeps it so while
+// short tasks settle: every task held when a runtime dies is delivered
+// once more without having run, toward its limit of deliveries.
+func TestPacerShallowWhileRuntimesChurn(t *testing.T) {
+	p := newPacer(2)
+	for range 50 {
+		p.settled(100*time.Microsecond, 5*time.Millisecond, time.Millisecond)
+	}
+	if n, _ := p.win.Size(); n <= 10 {
+		t.Fatalf("a flood of short tasks: window %d, want deep", n)
+	}
+	p.redelivered()
+	if n, _ := p.win.Size(); n != 3 {
+		t.Fatalf("after a redelivery: window %d, want slots+1 = 3", n)
+	}
+	for range 50 {
+		p.settled(100*time.Microsecond, 5*time.Millisecond, time.Millisecond)
+	}
+	if n, _ := p.win.Size(); n != 3 {
+		t.Fatalf("short tasks settling within %v of a redelivery: window %d, want 3", churnFor, n)
+	}
+}

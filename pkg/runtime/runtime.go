@@ -453,6 +453,9 @@ func (r *Runtime) hold(ctx context.Context, in <-chan bus.Delivery) <-chan *held
 					in = nil
 					continue
 				}
+				if d.Attempt() > 1 && r.pacer != nil {
+					r.pacer.redelivered()
+				}
 				h := &heldTask{d: d, renewed: time.Now()}
 				r.held.Store(h, struct{}{})
 				q = append(q, h)
