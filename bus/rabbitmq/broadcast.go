@@ -3,10 +3,12 @@ package rabbitmq
 import (
 	"context"
 	"fmt"
+	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/skeinrun/skein/bus"
+	"github.com/skeinrun/skein/internal/retry"
 )
 
 // listenBuffer is how many broadcasts wait for a slow reader before new
@@ -48,7 +50,22 @@ func (b *Bus) Listen(ctx context.Context, pattern string) (<-chan bus.Message, e
 		return nil, err
 	}
 	out := make(chan bus.Message, listenBuffer)
-	ch, deliveries, err := b.listen(ctx, pattern)
+	// 541 INTERNAL_ERROR closes the whole connection: another call on it
+	// (a consumer of a quorum queue declared a moment ago, whose members
+	// are still starting) may have drawn it. Tried again once the
+	// connection is back, as a stream's attach is.
+	var (
+		ch         *amqp.Channel
+		deliveries <-chan amqp.Delivery
+	)
+	err := retry.Do(ctx, retry.Policy{Initial: 100 * time.Millisecond, Tries: 6}, func() error {
+		var err error
+		ch, deliveries, err = b.listen(ctx, pattern)
+		if err != nil {
+			return internalOr(err)
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, err
 	}
