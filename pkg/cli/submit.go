@@ -661,6 +661,32 @@ func writeStatusFile(o *Options, st wire.JobStatus) error {
 	return nil
 }
 
+// jsonLineWriter writes JSON lines to out, values as they are (no HTML
+// escaping, as results are printed without --stream).
+func jsonLineWriter(out io.Writer) (*bufio.Writer, *json.Encoder) {
+	w := bufio.NewWriter(out)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	return w, enc
+}
+
+// writeJSONLines writes each value of ch as a JSON line until ch is
+// closed, flushing whenever nothing more waits, so that a reader sees
+// each line as it comes.
+func writeJSONLines[T any](w *bufio.Writer, enc *json.Encoder, ch <-chan T) error {
+	for v := range ch {
+		if err := enc.Encode(v); err != nil {
+			return err
+		}
+		if len(ch) == 0 {
+			if err := w.Flush(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // streamResults prints the job's results as JSON lines as they land,
 // then its final status as {"status":…}, and returns that status.
 func streamResults(ctx context.Context, c *client.Client, id string, s *wire.JobSpec, env Env) (wire.JobStatus, error) {
@@ -675,19 +701,9 @@ func streamResults(ctx context.Context, c *client.Client, id string, s *wire.Job
 	if err != nil {
 		return wire.JobStatus{}, err
 	}
-	w := bufio.NewWriter(env.Stdout)
-	enc := json.NewEncoder(w)
-	enc.SetEscapeHTML(false) // results as they are, as printed without --stream
-	for r := range rs.C {
-		if err := enc.Encode(r); err != nil {
-			return wire.JobStatus{}, fmt.Errorf("writing a result: %w", err)
-		}
-		if len(rs.C) == 0 {
-			// Nothing more waiting: let the reader see the lines now.
-			if err := w.Flush(); err != nil {
-				return wire.JobStatus{}, fmt.Errorf("writing a result: %w", err)
-			}
-		}
+	w, enc := jsonLineWriter(env.Stdout)
+	if err := writeJSONLines(w, enc, rs.C); err != nil {
+		return wire.JobStatus{}, fmt.Errorf("writing a result: %w", err)
 	}
 	st, err := rs.Status()
 	if err != nil {
@@ -928,18 +944,9 @@ func runJobCommand(ctx context.Context, cmd string, args []string, env Env) erro
 		if err != nil {
 			return err
 		}
-		w := bufio.NewWriter(env.Stdout)
-		enc := json.NewEncoder(w)
-		enc.SetEscapeHTML(false)
-		for ev := range evs {
-			if err := enc.Encode(ev); err != nil {
-				return err
-			}
-			if len(evs) == 0 {
-				if err := w.Flush(); err != nil {
-					return err
-				}
-			}
+		w, enc := jsonLineWriter(env.Stdout)
+		if err := writeJSONLines(w, enc, evs); err != nil {
+			return err
 		}
 		if err := w.Flush(); err != nil {
 			return err
