@@ -404,6 +404,23 @@ func headerSize(h map[string]string) int {
 	return n
 }
 
+// taskMsg is a queue message on its queue's subject. Its key is the
+// subject's last token, not a header: a message without headers costs
+// less to publish, store, deliver and parse (taskKey reads it back).
+func (b *Bus) taskMsg(queue string, m Message) *nats.Msg {
+	subject := b.taskSubject(queue, m.Key)
+	m.Key = ""
+	return toNats(subject, m)
+}
+
+// taskKey is the key of a queue message on subject (taskSubject).
+func taskKey(subject string) string {
+	if i := strings.LastIndexByte(subject, '.'); i >= 0 && subject[i+1:] != "_" {
+		return subject[i+1:]
+	}
+	return ""
+}
+
 func toNats(subject string, m Message) *nats.Msg {
 	nm := nats.NewMsg(subject)
 	nm.Data = m.Data
@@ -451,7 +468,7 @@ func (b *Bus) Enqueue(ctx context.Context, queue string, msgs ...Message) error 
 		if m.ID != "" {
 			po = append(po, jetstream.WithMsgID(m.ID))
 		}
-		_, err := b.js.PublishMsg(ctx, toNats(b.taskSubject(queue, m.Key), m), po...)
+		_, err := b.js.PublishMsg(ctx, b.taskMsg(queue, m), po...)
 		if err != nil {
 			return fmt.Errorf("natsbus: enqueue on %s: %w", queue, err)
 		}
@@ -466,7 +483,7 @@ func (b *Bus) Enqueue(ctx context.Context, queue string, msgs ...Message) error 
 		if m.ID != "" {
 			po = append(po, jetstream.WithMsgID(m.ID))
 		}
-		f, err := b.js.PublishMsgAsync(toNats(b.taskSubject(queue, m.Key), m), po...)
+		f, err := b.js.PublishMsgAsync(b.taskMsg(queue, m), po...)
 		if err != nil {
 			return fmt.Errorf("natsbus: enqueue on %s: %w", queue, err)
 		}
@@ -711,7 +728,11 @@ func (b *Bus) newDelivery(m jetstream.Msg, queue string) *delivery {
 
 func (d *delivery) Message() Message {
 	// Message.Subject of a queue message is the queue's name.
-	return fromNats(d.queue, &nats.Msg{Subject: d.m.Subject(), Data: d.m.Data(), Header: d.m.Headers()})
+	m := fromNats(d.queue, &nats.Msg{Subject: d.m.Subject(), Data: d.m.Data(), Header: d.m.Headers()})
+	if m.Key == "" {
+		m.Key = taskKey(d.m.Subject())
+	}
+	return m
 }
 func (d *delivery) Attempt() int { return d.attempt }
 

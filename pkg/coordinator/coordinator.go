@@ -35,6 +35,15 @@ type Config struct {
 	// PublishBatch bounds task publications in flight per job when the
 	// job does not set invoke_pool_threads. Default 500.
 	PublishBatch int
+	// QueuedEvery bounds how often a job whose tasks are being published
+	// records on the job log how far the publishing got: after each
+	// batch of tasks the bus confirmed, at most once per QueuedEvery. A
+	// coordinator taking the job over publishes only the tasks after
+	// that point (a task queued twice would run twice), so at most a
+	// batch or QueuedEvery of publishing runs twice. Default 10ms;
+	// negative: never (a takeover publishes again every task that has
+	// no outcome).
+	QueuedEvery time.Duration
 	// StallAfter: when a job with tasks outstanding has seen no event for
 	// this long, the Published hook is called again with the number of
 	// outstanding tasks, so that a compute backend whose runtimes vanished
@@ -73,7 +82,7 @@ const DefaultLease = 2400 * time.Millisecond
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
-	return Config{Pool: "default", ProgressInterval: 250 * time.Millisecond, Retention: 15 * time.Minute, PublishBatch: 500}
+	return Config{Pool: "default", ProgressInterval: 250 * time.Millisecond, Retention: 15 * time.Minute, PublishBatch: 500, QueuedEvery: 10 * time.Millisecond}
 }
 
 // Validate reports every bad field.
@@ -110,6 +119,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.PublishBatch == 0 {
 		c.PublishBatch = d.PublishBatch
+	}
+	if c.QueuedEvery == 0 {
+		c.QueuedEvery = d.QueuedEvery
 	}
 	if c.Lease == 0 {
 		c.Lease = DefaultLease

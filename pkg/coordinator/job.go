@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -71,7 +70,10 @@ type job struct {
 	// from replaying its events; wasPublished says whether all of its
 	// tasks had reached the queue.
 	recovered, wasPublished bool
-	lastEvent               atomic.Int64 // unix ns of the last event handled
+	// wasQueued is how many of a recovered job's first tasks the job log
+	// records as queued (their first attempts need no publishing again).
+	wasQueued int
+	lastEvent atomic.Int64 // unix ns of the last event handled
 	// caughtUp is closed once a recovered job's replay has handled every
 	// event recorded before it was taken up (see catchUp).
 	caughtUp chan struct{}
@@ -279,16 +281,16 @@ func (j *job) reduceTask(g int, attempt int) *wire.Task {
 	return t
 }
 
-func msgID(t *wire.Task) string {
-	return t.Job + "-" + string(t.Kind[0]) + strconv.Itoa(t.Index) + "-" + strconv.Itoa(t.Attempt)
-}
-
 func (j *job) encodeTask(t *wire.Task) (bus.Message, error) {
 	data, err := wire.Encode(wire.KindTask, t)
 	if err != nil {
 		return bus.Message{}, err
 	}
-	m := bus.Message{Key: j.id, ID: msgID(t), Data: data}
+	// No message id: the job log's queued records, not the bus's
+	// deduplication, keep a takeover from queueing a task twice (and
+	// JetStream parses, stores and delivers a message without headers for
+	// less).
+	m := bus.Message{Key: j.id, Data: data}
 	j.c.sign(&m)
 	return m, nil
 }
@@ -303,6 +305,7 @@ func (j *job) publishAll() {
 		batch = 4096
 	}
 	msgs := make([]bus.Message, 0, batch)
+	marked := time.Now()
 	for i := 0; i < j.n; i += batch {
 		if j.ctx.Err() != nil {
 			return // the job ended (cancel, timeout, a failed task)
@@ -338,6 +341,10 @@ func (j *job) publishAll() {
 		}
 		j.tel().Metrics.Published(j.ctx, len(msgs))
 		j.observePublished(len(msgs))
+		if every := j.c.cfg.QueuedEvery; every >= 0 && i+len(msgs) < j.n && time.Since(marked) >= every {
+			j.markQueued(i + len(msgs))
+			marked = time.Now()
+		}
 	}
 	j.markPublished()
 	if j.n > 0 {
@@ -845,10 +852,9 @@ func (j *job) failureState(e *wire.TaskError) wire.JobState {
 
 // enqueueRetrying publishes a batch, retrying a few times on errors other
 // than a message too large: a broker may refuse the first declaration of
-// a queue that runtimes create at the same time. Tasks carry message ids,
-// so a broker that deduplicates drops the copies of a retried batch; on
-// one that does not, a task may be queued twice (its first outcome wins,
-// and the end-of-job purge removes the copy).
+// a queue that runtimes create at the same time. A task of a retried batch
+// may be queued twice (its first outcome wins, and the end-of-job purge
+// removes the copy).
 func (j *job) enqueueRetrying(pool string, msgs []bus.Message) error {
 	return retry.Do(j.ctx, retry.Policy{Initial: 200 * time.Millisecond, Tries: 5, OnRetry: func(attempt int, err error, _ time.Duration) {
 		j.c.log.Warn("publishing tasks failed; retrying", "job", j.id, "attempt", attempt, "err", err)

@@ -79,6 +79,7 @@ type entry struct {
 	owner     string
 	term      int
 	published bool
+	queued    int // the first attempts of tasks 0 … queued-1 are on the queue
 	end       *wire.JobStatus
 	endSeq    uint64
 	ended     time.Time
@@ -372,6 +373,16 @@ func (c *Coordinator) record(m bus.Message) {
 		if e != nil {
 			e.published = true
 		}
+	case "queued":
+		var q wire.Queued
+		if err := wire.Decode(m.Data, wire.KindQueued, &q); err != nil || q.Job != id || q.Through < 0 {
+			o.mu.Unlock()
+			c.log.Warn("ignoring a malformed record of queued tasks", "job", id, "err", err)
+			return
+		}
+		if e != nil {
+			e.queued = max(e.queued, q.Through)
+		}
 	case "end":
 		st, err := wire.DecodeEnd(m.Data, id)
 		if err != nil {
@@ -517,14 +528,15 @@ func (c *Coordinator) claim(id, prev string, term int) {
 	won := e != nil && e.owner == o.id && e.term == term+1 && e.end == nil
 	var spec uint64
 	var published bool
+	var queued int
 	if won {
-		spec, published = e.spec, e.published
+		spec, published, queued = e.spec, e.published, e.queued
 	}
 	o.mu.Unlock()
 	if !won {
 		return
 	}
-	if err := c.takeUp(ctx, id, spec, published, prev); err != nil && c.ctx.Err() == nil {
+	if err := c.takeUp(ctx, id, spec, published, queued, prev); err != nil && c.ctx.Err() == nil {
 		c.log.Warn("taking a job over", "job", id, "err", err)
 		return
 	}
@@ -576,8 +588,9 @@ func (c *Coordinator) readSpec(ctx context.Context, id string, at uint64) (*wire
 }
 
 // takeUp starts acting on a job this coordinator now owns, from its
-// spec's position on the log.
-func (c *Coordinator) takeUp(ctx context.Context, id string, from uint64, published bool, prev string) error {
+// spec's position on the log. published says the job log records all its
+// tasks as published, queued how many of the first ones it records.
+func (c *Coordinator) takeUp(ctx context.Context, id string, from uint64, published bool, queued int, prev string) error {
 	spec, err := c.readSpec(ctx, id, from)
 	if err != nil {
 		return err
@@ -586,7 +599,7 @@ func (c *Coordinator) takeUp(ctx context.Context, id string, from uint64, publis
 	if err != nil {
 		return err
 	}
-	j.recovered, j.wasPublished, j.from = true, published, from
+	j.recovered, j.wasPublished, j.wasQueued, j.from = true, published, min(queued, j.n), from
 	c.mu.Lock()
 	if old := c.jobs[id]; old != nil && old.owned() {
 		c.mu.Unlock()
@@ -606,7 +619,7 @@ func (c *Coordinator) takeUp(ctx context.Context, id string, from uint64, publis
 	if prev == "" {
 		prev = "none"
 	}
-	c.log.Info("job taken up", "job", id, "tasks", j.n, "all published before", published, "from", from, "previous", prev)
+	c.log.Info("job taken up", "job", id, "tasks", j.n, "all published before", published, "queued before", queued, "from", from, "previous", prev)
 	return nil
 }
 

@@ -12,7 +12,7 @@ import (
 )
 
 // Recovery: a coordinator that starts reads the job log (the spec of every
-// job, the marker that its tasks were all published, its end record) over
+// job, how far the publishing of its tasks got, its end record) over
 // the last window, and takes up every job that has not ended and whose
 // owner is dead (own.go: several coordinators share a namespace). It knows
 // where the log ends before it decides anything: it records a mark on the
@@ -21,10 +21,12 @@ import (
 // however long other jobs' records keep the log busy and however quiet it
 // is. The job's state is rebuilt by replaying its events from its spec's
 // position, as any job's is; tasks that had not reached the queue are
-// published again once that replay has caught up (tasks carry a message
-// id, so a broker that deduplicates drops the ones that had). Delivery
-// stays at least once: a task whose outcome was lost with the coordinator
-// may run twice, and the first terminal event wins.
+// published again once that replay has caught up. The job log's queued
+// records (markQueued) say which first attempts had: those are not
+// published again, so only the batch being published when the owner died
+// (and retries it had just published) can be queued twice. Delivery stays
+// at least once: such a task, or one whose outcome was lost with the
+// coordinator, may run twice, and the first terminal event wins.
 
 // Recover joins the namespace's coordinators and takes up the unfinished
 // jobs submitted within window whose owner is dead; it returns their ids.
@@ -201,8 +203,26 @@ func (j *job) markPublished() {
 	}
 }
 
+// markQueued records on the job log that the first attempts of tasks
+// 0 … through-1 are on the queue. A record lost costs only duplicates
+// after a takeover (the tasks published since the last one run twice).
+func (j *job) markQueued(through int) {
+	data, err := wire.Encode(wire.KindQueued, wire.Queued{Job: j.id, Through: through})
+	if err == nil {
+		m := bus.Message{Data: data}
+		j.c.sign(&m)
+		err = j.c.bus.Publish(j.ctx, wire.JobQueuedSubject(j.id), m)
+	}
+	if err != nil && j.ctx.Err() == nil {
+		j.c.log.Warn("recording how many tasks are queued", "job", j.id, "err", err)
+	}
+}
+
 // republish waits until the replay of a recovered job's events has
-// caught up (catchUp), then publishes the tasks that have no outcome yet.
+// caught up (catchUp), then publishes the tasks that have no outcome yet,
+// but for the first attempts the job log records as queued: those are on
+// the queue, or held by a runtime that will settle them or lose them back
+// to the queue, so publishing them again would run them twice.
 func (j *job) republish() {
 	select {
 	case <-j.caughtUp:
@@ -212,6 +232,15 @@ func (j *job) republish() {
 	j.mu.Lock()
 	todo, attempts := j.maps.queued()
 	j.mu.Unlock()
+	k := 0
+	for n, i := range todo {
+		if i < j.wasQueued && attempts[n] == 1 {
+			continue
+		}
+		todo[k], attempts[k] = i, attempts[n]
+		k++
+	}
+	todo, attempts = todo[:k], attempts[:k]
 	for start := 0; start < len(todo); start += 500 {
 		var msgs []bus.Message
 		for k, i := range todo[start:min(start+500, len(todo))] {

@@ -295,3 +295,103 @@ func TestRecoverIgnoresMalformedEndRecords(t *testing.T) {
 		}
 	})
 }
+
+// A coordinator killed while it publishes a job's tasks: the one that
+// takes the job up publishes only the tasks the job log does not say are
+// queued already, so no task runs twice, whether or not the bus drops
+// duplicate publications (RabbitMQ does not; JetStream only within its
+// deduplication window).
+func TestRecoverRepublishesOnlyUnqueued(t *testing.T) {
+	eachBus(t, func(t *testing.T, tb *testBus) {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		ab := tb.connect(t, "coordinator-a")
+		// A record of the progress after every task published, so that
+		// the test can cut the publishing where it likes.
+		a, killA := newCoordinator(t, ab, coordinator.Config{QueuedEvery: time.Nanosecond})
+		tasks := n(4000, 2000)
+		// One task per publish, and no runtime yet: every task published
+		// stays on the queue.
+		id, err := a.Submit(ctx, &wire.JobSpec{Kind: wire.JobMap, Function: "echo", Iterdata: wire.Value(indexList(tasks)), InvokePoolThreads: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := statusOf(a, id)
+		qctx, qstop := context.WithTimeout(ctx, time.Minute)
+		recs, err := ab.Subscribe(qctx, wire.JobQueuedSubject(id), bus.SubscribeOptions{From: st.From})
+		if err != nil {
+			t.Fatal(err)
+		}
+		through := 0
+		for m := range recs {
+			var q wire.Queued
+			if err := wire.Decode(m.Data, wire.KindQueued, &q); err != nil {
+				t.Fatal(err)
+			}
+			if through = q.Through; through >= tasks/3 {
+				break
+			}
+		}
+		qstop()
+		if through < tasks/3 {
+			t.Fatalf("the job log says %d tasks queued after a minute, want %d", through, tasks/3)
+		}
+		killA()
+		if got := logRecords(t, ab, wire.JobPublishedSubject(id), st.From); len(got) != 0 {
+			t.Fatalf("every task was published before the coordinator closed: the test did not cut the publishing")
+		}
+
+		bb := tb.connect(t, "coordinator-b")
+		b, _ := newCoordinator(t, bb, coordinator.Config{})
+		taken, err := b.Recover(ctx, time.Hour)
+		if err != nil || !slices.Equal(taken, []string{id}) {
+			t.Fatalf("recovered %v, %v; want %s", taken, err, id)
+		}
+		startRuntime(t, tb.connect(t, "runtime"), 8)
+		cl := client.New(bb)
+		end, err := cl.Wait(ctx, id)
+		if err != nil || end.State != wire.StateDone || end.Done != tasks {
+			t.Fatalf("the recovered job: %+v, %v", end, err)
+		}
+		res, err := cl.Result(ctx, id)
+		if err != nil || string(res) != indexList(tasks) {
+			t.Fatalf("result %.200s…, %v", res, err)
+		}
+		// Every run of a task leaves an event. The tasks the job log
+		// records as queued ran once; of the others, at most the one whose
+		// publication the kill cut (one task per publish) ran twice.
+		queued := 0
+		for _, m := range logRecords(t, bb, wire.JobQueuedSubject(id), st.From) {
+			var q wire.Queued
+			if err := wire.Decode(m.Data, wire.KindQueued, &q); err == nil {
+				queued = max(queued, q.Through)
+			}
+		}
+		runs := make([]int, tasks)
+		for _, m := range logRecords(t, bb, wire.TaskEvents(id), st.From) {
+			batch, err := coordinator.DecodeEvents(m.Data)
+			if err != nil {
+				continue // the coordinator's own marks
+			}
+			for _, ev := range batch {
+				if ev.Type == wire.EventDone {
+					runs[ev.Task]++
+				}
+			}
+		}
+		var twice []int
+		for i, r := range runs {
+			switch {
+			case r == 0:
+				t.Errorf("task %d never ran", i)
+			case r > 1 && i < queued:
+				t.Errorf("task %d ran %d times, and the job log recorded it queued (tasks 0…%d)", i, r, queued-1)
+			case r > 1:
+				twice = append(twice, i)
+			}
+		}
+		if len(twice) > 1 {
+			t.Errorf("tasks %v ran more than once; only the one published as the coordinator died may", twice)
+		}
+	})
+}

@@ -453,6 +453,19 @@ type Published struct {
 	Tasks int    `msgpack:"tasks"`
 }
 
+// JobQueuedSubject records, on the job log, how far the publishing of a
+// job's tasks got while it runs (a Queued body): a coordinator that takes
+// the job over publishes again only the tasks after that point. A record
+// of a later point supersedes an earlier one.
+func JobQueuedSubject(job string) string { return "job." + job + ".queued" }
+
+// Queued is the body of a JobQueuedSubject record: the first attempts of
+// tasks 0 … Through-1 are on the job's queue (or were taken from it).
+type Queued struct {
+	Job     string `msgpack:"job"`
+	Through int    `msgpack:"through"`
+}
+
 // JobOwnerSubject carries the owner records of a job on the job log: a
 // coordinator that takes the job over from a dead owner records one. The
 // first record of each term wins (the job log is totally ordered, so every

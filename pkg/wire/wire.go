@@ -29,6 +29,7 @@ const (
 	KindJob       Kind = "job"       // a submitted job spec, on the job log
 	KindEnd       Kind = "end"       // a job's terminal record, on the job log
 	KindPublished Kind = "published" // every task of a job is on its queue (job log)
+	KindQueued    Kind = "queued"    // how far the publishing of a job's tasks got (job log)
 	KindCancel    Kind = "cancel"    // a cancel notice (broadcast)
 	KindReq       Kind = "req"       // an API request
 	KindResp      Kind = "resp"      // an API response
