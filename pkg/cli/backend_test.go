@@ -64,3 +64,19 @@ func TestCoordinatorBackendUsage(t *testing.T) {
 		})
 	}
 }
+
+// A malformed SKEIN_GC_FLOOR stops a service with a usage error that
+// names it, before it connects anywhere.
+func TestServiceGCFloorUsage(t *testing.T) {
+	for _, prog := range [][]string{{"coordinator", "--embedded-listen", "127.0.0.1:0"}, {"runtime", "--bus", "nats://127.0.0.1:1"}} {
+		t.Run(prog[0], func(t *testing.T) {
+			cmd := exec.Command(filepath.Join(binDir, prog[0]), prog[1:]...)
+			cmd.Env = []string{"PATH=/usr/bin:/bin", "SKEIN_GC_FLOOR=64MB"}
+			out, err := cmd.CombinedOutput()
+			ee, ok := err.(*exec.ExitError)
+			if !ok || ee.ExitCode() != cli.ExitUsage || !strings.Contains(string(out), `SKEIN_GC_FLOOR: "64MB": want a byte count such as 64MiB, or 0`) {
+				t.Fatalf("exit %v, want %d naming SKEIN_GC_FLOOR:\n%s", err, cli.ExitUsage, out)
+			}
+		})
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"github.com/skeinrun/skein/bus"
 	"github.com/skeinrun/skein/bus/dial"
 	"github.com/skeinrun/skein/bus/natsbus"
+	"github.com/skeinrun/skein/internal/gcfloor"
 	"github.com/skeinrun/skein/internal/retry"
 	"github.com/skeinrun/skein/pkg/coordinator"
 	"github.com/skeinrun/skein/pkg/runtime"
@@ -95,6 +96,11 @@ func coordinatorMain(ctx context.Context, args []string, env Env, hooks ServiceH
 	if err != nil {
 		return err
 	}
+	stopGC, err := startGCFloor(env)
+	if err != nil {
+		return err
+	}
+	defer stopGC()
 	if listen == "" {
 		fc.apply(&busURL, &pool, env.Getenv)
 	}
@@ -292,6 +298,11 @@ func runtimeMain(ctx context.Context, args []string, env Env, hooks ServiceHooks
 	if busURL == "" {
 		return usagef("--bus (or SKEIN_BUS, or bus: in the config file) is required")
 	}
+	stopGC, err := startGCFloor(env)
+	if err != nil {
+		return err
+	}
+	defer stopGC()
 	fo, err := ff.resolve(fc, env.Getenv, DefaultHosts)
 	if err != nil {
 		return err
@@ -350,6 +361,17 @@ func runtimeMain(ctx context.Context, args []string, env Env, hooks ServiceHooks
 	}
 	_, err = rt.Run(ctx)
 	return err
+}
+
+// startGCFloor keeps a service's collector from running often while its
+// live heap is small (internal/gcfloor: SKEIN_GC_FLOOR, default 64 MiB;
+// GOGC set turns it off).
+func startGCFloor(env Env) (stop func(), err error) {
+	stop, err = gcfloor.Start(env.Getenv)
+	if err != nil {
+		return stop, usagef("%v", err)
+	}
+	return stop, nil
 }
 
 // parseService parses a service's flags (no positional arguments), builds
