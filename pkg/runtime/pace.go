@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"math"
+	"slices"
 	"sync"
 	"time"
 
@@ -84,8 +85,11 @@ func (p *pacer) settled(run, settle, ack time.Duration) {
 	// window, and a job of long tasks still shows within a few tasks.
 	p.runs[p.next%len(p.runs)] = run
 	p.next++
-	recent := p.runs[:min(p.next, len(p.runs))]
-	p.run = stats.Percentile(recent, 50).Seconds()
+	// Sorted in a copy on the stack: the median is taken once per task.
+	recent := p.runs
+	sorted := recent[:min(p.next, len(p.runs))]
+	slices.Sort(sorted)
+	p.run = stats.Sorted(sorted, 50).Seconds()
 	p.settle = ewma(p.settle, settle.Seconds(), first)
 	p.ack = ewma(p.ack, ack.Seconds(), first)
 	n := p.target()
