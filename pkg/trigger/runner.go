@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"strings"
 	"sync"
 	"time"
@@ -52,6 +53,10 @@ type Config struct {
 	DialAMQP func(ctx context.Context, url string) (*amqp.Connection, error)
 	// Namespace names the streams of NATS sources (default "skein").
 	Namespace string
+	// BusKind is the kind of the coordinator's bus, BusNATS or BusAMQP:
+	// where webhook sources record their events (empty: webhook sources
+	// cannot run).
+	BusKind string
 	// Triggers from the config file, recorded (replacing any of the same
 	// name) when the runner starts.
 	Triggers []Def
@@ -76,6 +81,11 @@ type Runner struct {
 	mu      sync.Mutex
 	defs    map[string]record
 	running map[string]context.CancelFunc
+
+	// The webhook listeners (ServeWebhook) and their publisher.
+	hookMu   sync.Mutex
+	hookSrvs []*http.Server
+	hookPub  hookPublisher
 }
 
 type record struct {
@@ -99,10 +109,19 @@ func New(cfg Config) *Runner {
 	return &Runner{cfg: cfg, log: cfg.Logger, ctx: ctx, cancel: cancel, defs: map[string]record{}, running: map[string]context.CancelFunc{}}
 }
 
-// Close stops every trigger and waits for them.
+// Close stops the webhook listeners (requests under way finish), then
+// every trigger, and waits for them.
 func (r *Runner) Close() error {
+	r.closeWebhooks()
+	r.hookMu.Lock()
 	r.cancel()
+	r.hookMu.Unlock()
 	r.wg.Wait()
+	r.hookMu.Lock()
+	if r.hookPub != nil {
+		r.hookPub.close()
+	}
+	r.hookMu.Unlock()
 	return nil
 }
 
@@ -448,6 +467,8 @@ func (s Source) describe() string {
 		return "nats:" + s.NATS
 	case s.AMQP != "":
 		return "amqp:" + s.AMQP
+	case s.Webhook != "":
+		return "webhook:" + s.Webhook
 	}
 	return "jobs:" + s.Jobs
 }
@@ -460,12 +481,20 @@ func (r *Runner) source(rec record) (source, error) {
 		if r.cfg.DialNATS == nil {
 			return nil, errors.New("this coordinator cannot reach NATS sources")
 		}
-		return &natsSource{r: r, def: d, at: rec.Time}, nil
+		return &natsSource{r: r, def: d, at: rec.Time, subject: d.Source.NATS}, nil
 	case d.Source.AMQP != "":
 		if r.cfg.DialAMQP == nil {
 			return nil, errors.New("this coordinator cannot reach AMQP sources")
 		}
-		return &amqpSource{r: r, def: d}, nil
+		return &amqpSource{r: r, def: d, queue: d.Source.AMQP}, nil
+	case d.Source.Webhook != "":
+		switch {
+		case r.cfg.BusKind == BusNATS && r.cfg.DialNATS != nil:
+			return &natsSource{r: r, def: d, at: rec.Time, subject: webhookSubject(r.cfg.Namespace, d.Name), hook: true}, nil
+		case r.cfg.BusKind == BusAMQP && r.cfg.DialAMQP != nil:
+			return &amqpSource{r: r, def: d, queue: webhookQueue(r.cfg.Namespace, d.Name), hook: true}, nil
+		}
+		return nil, errors.New("this coordinator cannot record webhook events (Config.BusKind and its dialer)")
 	}
 	if r.cfg.Result == nil {
 		return nil, errors.New("this coordinator cannot read job results")
