@@ -240,7 +240,9 @@ func (r *Runner) webhookServe(w http.ResponseWriter, req *http.Request, cfg Webh
 			return name, 0, hookStatus{http.StatusServiceUnavailable, "the event could not be recorded on the bus; send it again"}
 		}
 	}
-	r.log.Debug("webhook event recorded", "webhook", name, "records", len(recs))
+	for _, rec := range recs {
+		r.log.Debug("webhook event recorded", "webhook", name, "trigger", rec.def.Name, "event", rec.id)
+	}
 	return name, len(recs), hookStatus{code: http.StatusOK}
 }
 
