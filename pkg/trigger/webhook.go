@@ -232,7 +232,7 @@ func (r *Runner) webhookServe(w http.ResponseWriter, req *http.Request, cfg Webh
 	if err != nil {
 		return name, 0, hookStatus{http.StatusBadRequest, err.Error()}
 	}
-	ctx, cancel := context.WithTimeout(req.Context(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(req.Context(), 5*time.Second)
 	defer cancel()
 	for _, rec := range recs {
 		if err := r.hookPublish(ctx, rec.def, rec.id, body); err != nil {
