@@ -1,6 +1,7 @@
 // Package trigger starts jobs from events: messages on a NATS subject or
-// a RabbitMQ queue (S3 bucket notifications among them) and the ends of
-// other jobs (chaining). docs/pipelines.md#triggers is the user's view.
+// a RabbitMQ queue, POSTs to a coordinator's webhook (S3 bucket
+// notifications among them) and the ends of other jobs (chaining).
+// docs/pipelines.md#triggers is the user's view.
 //
 // # Triggers
 //
@@ -31,6 +32,22 @@
 // every coordinator reads it, so its events are never handed back.
 // Records are refreshed before the event stream's retention drops them
 // (Config.RefreshAfter).
+//
+// # Webhooks
+//
+// A webhook source's events come by HTTP: Runner.ServeWebhook listens
+// (coordinator --webhook-listen) and takes POST /webhook/<name> for the
+// triggers whose source is that name. A request must present a token
+// (compared in constant time, never logged), be small, and be what the
+// trigger reads (an S3 event notification for format "s3"); it is then
+// recorded on the coordinator's bus, once per trigger, and answered 200
+// only once the broker confirmed the records: on NATS a message on
+// <ns>.notify.webhook.<trigger> in the notification stream (with a
+// message id per trigger and event), on RabbitMQ a persistent message in
+// the durable queue <ns>.webhook.<trigger>. The trigger's source is then
+// a NATS or AMQP source over those records, so the records are run as
+// any source's messages are, below; whichever coordinator took the POST,
+// any coordinator may run its record.
 //
 // # Exactly one job per event
 //
