@@ -112,10 +112,7 @@ func New(cfg Config) *Runner {
 // Close stops the webhook listeners (requests under way finish), then
 // every trigger, and waits for them.
 func (r *Runner) Close() error {
-	r.closeWebhooks()
-	r.hookMu.Lock()
-	r.cancel()
-	r.hookMu.Unlock()
+	r.closeWebhooks() // and no listener starts after it
 	r.wg.Wait()
 	r.hookMu.Lock()
 	if r.hookPub != nil {

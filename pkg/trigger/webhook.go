@@ -146,10 +146,12 @@ func (r *Runner) ServeWebhook(cfg WebhookConfig) (net.Addr, error) {
 	return ln.Addr(), nil
 }
 
-// closeWebhooks stops the listeners, letting requests under way finish
-// their records, then the publisher.
+// closeWebhooks cancels the runner (ServeWebhook starts no listener
+// after it) and stops the listeners, letting requests under way finish
+// their records.
 func (r *Runner) closeWebhooks() {
 	r.hookMu.Lock()
+	r.cancel()
 	srvs := r.hookSrvs
 	r.hookSrvs = nil
 	r.hookMu.Unlock()
@@ -306,10 +308,8 @@ const (
 // (hashes of equal length are compared, each of them).
 func tokenOK(req *http.Request, tokens []string) tokenResult {
 	given := ""
-	if a := req.Header.Get("Authorization"); a != "" {
-		if scheme, t, ok := strings.Cut(a, " "); ok && strings.EqualFold(scheme, "Bearer") {
-			given = strings.TrimSpace(t)
-		}
+	if scheme, t, ok := strings.Cut(req.Header.Get("Authorization"), " "); ok && strings.EqualFold(scheme, "Bearer") {
+		given = strings.TrimSpace(t)
 	} else {
 		given = req.URL.Query().Get("token")
 	}
@@ -332,6 +332,10 @@ func tokenOK(req *http.Request, tokens []string) tokenResult {
 // returns once the broker confirmed it.
 func (r *Runner) hookPublish(ctx context.Context, d Def, id string, body []byte) error {
 	r.hookMu.Lock()
+	if r.ctx.Err() != nil {
+		r.hookMu.Unlock()
+		return errors.New("the coordinator is stopping")
+	}
 	if r.hookPub == nil {
 		if r.cfg.BusKind == BusAMQP {
 			r.hookPub = &amqpHookPub{r: r}
