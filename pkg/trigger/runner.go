@@ -83,9 +83,11 @@ type Runner struct {
 	running map[string]context.CancelFunc
 
 	// The webhook listeners (ServeWebhook) and their publisher.
-	hookMu   sync.Mutex
-	hookSrvs []*http.Server
-	hookPub  hookPublisher
+	hookMu        sync.Mutex
+	hookSrvs      []*http.Server
+	hookClosed    bool // no listener starts
+	hookPub       hookPublisher
+	hookPubClosed bool // no publisher starts
 }
 
 type record struct {
@@ -112,9 +114,11 @@ func New(cfg Config) *Runner {
 // Close stops the webhook listeners (requests under way finish), then
 // every trigger, and waits for them.
 func (r *Runner) Close() error {
-	r.closeWebhooks() // and no listener starts after it
+	r.closeWebhooks()
+	r.cancel()
 	r.wg.Wait()
 	r.hookMu.Lock()
+	r.hookPubClosed = true
 	if r.hookPub != nil {
 		r.hookPub.close()
 	}

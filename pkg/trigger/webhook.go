@@ -128,7 +128,7 @@ func (r *Runner) ServeWebhook(cfg WebhookConfig) (net.Addr, error) {
 		ErrorLog: slog.NewLogLogger(r.log.Handler(), slog.LevelWarn),
 	}
 	r.hookMu.Lock()
-	if r.ctx.Err() != nil {
+	if r.hookClosed {
 		r.hookMu.Unlock()
 		ln.Close()
 		return nil, errors.New("the trigger runner is closed")
@@ -146,12 +146,11 @@ func (r *Runner) ServeWebhook(cfg WebhookConfig) (net.Addr, error) {
 	return ln.Addr(), nil
 }
 
-// closeWebhooks cancels the runner (ServeWebhook starts no listener
-// after it) and stops the listeners, letting requests under way finish
-// their records.
+// closeWebhooks stops the listeners, letting requests under way finish
+// their records; ServeWebhook starts none after it.
 func (r *Runner) closeWebhooks() {
 	r.hookMu.Lock()
-	r.cancel()
+	r.hookClosed = true
 	srvs := r.hookSrvs
 	r.hookSrvs = nil
 	r.hookMu.Unlock()
@@ -332,7 +331,7 @@ func tokenOK(req *http.Request, tokens []string) tokenResult {
 // returns once the broker confirmed it.
 func (r *Runner) hookPublish(ctx context.Context, d Def, id string, body []byte) error {
 	r.hookMu.Lock()
-	if r.ctx.Err() != nil {
+	if r.hookPubClosed {
 		r.hookMu.Unlock()
 		return errors.New("the coordinator is stopping")
 	}
