@@ -60,5 +60,8 @@
 // coordinator killed in between has the message delivered again, to
 // itself restarted or to another coordinator, which finds the job on the
 // log and only acknowledges. A coordinator whose lease has run out hands
-// its events back to the source rather than submit.
+// its events back to the source rather than submit. A batch of a NATS,
+// AMQP or webhook source is recorded before its job is submitted, and a
+// message delivered again that belongs to a recorded batch submits that
+// batch's job as recorded (batch.go): a crash does not regroup it.
 package trigger

@@ -104,13 +104,12 @@ func (s *natsSource) run(ctx context.Context, out chan<- delivery) error {
 			}
 			return err
 		}
+		md, mdErr := m.Metadata()
 		id := m.Headers().Get("Nats-Msg-Id")
 		if s.hook {
 			id = ""
-		} else if id == "" {
-			if md, err := m.Metadata(); err == nil {
-				id = "seq-" + strconv.FormatUint(md.Sequence.Stream, 10)
-			}
+		} else if id == "" && mdErr == nil {
+			id = "seq-" + strconv.FormatUint(md.Sequence.Stream, 10)
 		}
 		ev, err := parse(s.def, id, m.Data())
 		if err != nil {
@@ -121,7 +120,10 @@ func (s *natsSource) run(ctx context.Context, out chan<- delivery) error {
 		dl := delivery{ev: ev,
 			ack:     func(ctx context.Context) error { return m.DoubleAck(ctx) },
 			nak:     func(context.Context) error { return m.NakWithDelay(time.Second) },
-			working: m.InProgress}
+			working: m.InProgress,
+			// Without metadata, taken for delivered again: the batch
+			// records are only read once more.
+			redelivered: mdErr != nil || md.NumDelivered > 1, at: time.Now()}
 		select {
 		case out <- dl:
 		case <-ctx.Done():
@@ -278,8 +280,9 @@ func (s *amqpSource) run(ctx context.Context, out chan<- delivery) error {
 				continue
 			}
 			dl := delivery{ev: ev,
-				ack: func(context.Context) error { return d.Ack(false) },
-				nak: func(context.Context) error { return d.Nack(false, true) }}
+				ack:         func(context.Context) error { return d.Ack(false) },
+				nak:         func(context.Context) error { return d.Nack(false, true) },
+				redelivered: d.Redelivered, at: time.Now()}
 			select {
 			case out <- dl:
 			case <-ctx.Done():
