@@ -35,6 +35,10 @@ const WebhookPath = "/webhook/"
 // notification is a few kilobytes.
 const DefaultWebhookMaxBody = 256 << 10
 
+// drainLimit is how much of a body too large the webhook reads before it
+// answers 413.
+const drainLimit = 1 << 20
+
 // webhookSubject is where a NATS bus records trigger's webhook events:
 // under the namespace's notification stream, one subject per trigger, so
 // that its durable consumer reads only its own.
@@ -218,16 +222,22 @@ func (r *Runner) webhookServe(w http.ResponseWriter, req *http.Request, cfg Webh
 	if req.Method != http.MethodPost {
 		return name, 0, hookStatus{http.StatusMethodNotAllowed, "POST an event"}
 	}
-	if req.ContentLength > cfg.MaxBody {
+	tooLarge := func() (string, int, hookStatus) {
+		// Read a little more, so that a sender still writing its body
+		// reads the answer rather than a reset connection; past that the
+		// connection is closed.
+		_, _ = io.CopyN(io.Discard, req.Body, drainLimit)
 		return name, 0, hookStatus{http.StatusRequestEntityTooLarge, fmt.Sprintf("the body is larger than %d bytes", cfg.MaxBody)}
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, cfg.MaxBody))
+	if req.ContentLength > cfg.MaxBody {
+		return tooLarge()
+	}
+	body, err := io.ReadAll(io.LimitReader(req.Body, cfg.MaxBody+1))
 	if err != nil {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			return name, 0, hookStatus{http.StatusRequestEntityTooLarge, fmt.Sprintf("the body is larger than %d bytes", cfg.MaxBody)}
-		}
 		return name, 0, hookStatus{http.StatusBadRequest, "reading the body: " + err.Error()}
+	}
+	if int64(len(body)) > cfg.MaxBody {
+		return tooLarge()
 	}
 	recs, err := webhookRecords(defs, body)
 	if err != nil {
