@@ -176,7 +176,7 @@ type hookStatus struct {
 
 func (r *Runner) webhookHandler(cfg WebhookConfig) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		name, n, st := r.webhookServe(w, req, cfg)
+		name, n, st := r.webhookServe(req, cfg)
 		if st.code != http.StatusOK {
 			// Never the URL: its query may hold the token.
 			attrs := []any{"status", st.code, "reason", st.msg, "remote", req.RemoteAddr}
@@ -204,7 +204,7 @@ func (r *Runner) webhookHandler(cfg WebhookConfig) http.Handler {
 // webhookServe checks and records one request; it returns the webhook's
 // name (once a trigger of that name is known), the records made, and the
 // status.
-func (r *Runner) webhookServe(w http.ResponseWriter, req *http.Request, cfg WebhookConfig) (string, int, hookStatus) {
+func (r *Runner) webhookServe(req *http.Request, cfg WebhookConfig) (string, int, hookStatus) {
 	switch tokenOK(req, cfg.Tokens) {
 	case tokenMissing:
 		return "", 0, hookStatus{http.StatusUnauthorized, "a token is required: Authorization: Bearer TOKEN, or ?token=TOKEN"}
