@@ -50,8 +50,9 @@ for ns in "$@"; do
 	ev="$api.CONSUMER.CREATE.${S}_EVENTS.*.$ns.ev"
 	next="\"$api.CONSUMER.MSG.NEXT.${S}_EVENTS.*\""
 	# Triggers' NATS sources: the notification stream <NS>_NOTIFY keeps
-	# NS.notify.>, and each trigger is a durable consumer of it.
-	notify="\"$api.STREAM.CREATE.${S}_NOTIFY\", \"$api.STREAM.INFO.${S}_NOTIFY\", \"$api.CONSUMER.CREATE.${S}_NOTIFY.*.$ns.notify.>\", \"$api.CONSUMER.INFO.${S}_NOTIFY.*\", \"$api.CONSUMER.DELETE.${S}_NOTIFY.*\", \"$api.CONSUMER.MSG.NEXT.${S}_NOTIFY.*\", \"\$JS.ACK.${S}_NOTIFY.>\""
+	# NS.notify.>, and each trigger is a durable consumer of it. The
+	# coordinator records its webhook's events on NS.notify.webhook.>.
+	notify="\"$ns.notify.webhook.>\", \"$api.STREAM.CREATE.${S}_NOTIFY\", \"$api.STREAM.INFO.${S}_NOTIFY\", \"$api.CONSUMER.CREATE.${S}_NOTIFY.*.$ns.notify.>\", \"$api.CONSUMER.INFO.${S}_NOTIFY.*\", \"$api.CONSUMER.DELETE.${S}_NOTIFY.*\", \"$api.CONSUMER.MSG.NEXT.${S}_NOTIFY.*\", \"\$JS.ACK.${S}_NOTIFY.>\""
 
 	if [ -z "$pools" ]; then
 		take="\"$api.CONSUMER.CREATE.${S}_TASKS.*.$ns.task.*.>\", \"$api.CONSUMER.INFO.${S}_TASKS.*\", \"$api.CONSUMER.MSG.NEXT.${S}_TASKS.*\", \"\$JS.ACK.${S}_TASKS.>\""

@@ -39,6 +39,8 @@ type fileConfig struct {
 	// Triggers are recorded by the coordinator service as it starts
 	// (trigger.go).
 	Triggers []map[string]any `yaml:"triggers"`
+	// Webhook is the coordinator's webhook listener (webhook.go).
+	Webhook webhookFile `yaml:"webhook"`
 }
 
 // loadConfig reads the config file named by flag or SKEIN_CONFIG; none

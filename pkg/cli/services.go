@@ -73,8 +73,10 @@ func coordinatorMain(ctx context.Context, args []string, env Env, hooks ServiceH
 		auth                      BusAuth
 		signKey                   keyFlag
 		hf                        httpFlags
+		wh                        webhookFlags
 	)
 	bf.register(fs)
+	wh.register(fs)
 	hf.register(fs, "the dashboard,")
 	hf.registerDashboard(fs)
 	bf.funcs.register(fs, "coordinator", DefaultHosts, true)
@@ -111,6 +113,10 @@ func coordinatorMain(ctx context.Context, args []string, env Env, hooks ServiceH
 		return usagef("--recover-window %v: must not be negative", recoverWindow)
 	}
 	if err := hf.resolve(env.Getenv); err != nil {
+		return err
+	}
+	hook, err := wh.resolve(fc, env.Getenv)
+	if err != nil {
 		return err
 	}
 	ctx, stop := serviceContext(ctx, env)
@@ -246,6 +252,13 @@ func coordinatorMain(ctx context.Context, args []string, env Env, hooks ServiceH
 	}
 	if tr != nil {
 		defer tr.Close()
+		if hook != nil {
+			if _, err := tr.ServeWebhook(*hook); err != nil {
+				return err
+			}
+		}
+	} else if hook != nil {
+		log.Error("the webhook does not listen: triggers are off")
 	}
 	serving.Store(true)
 	log.Info("coordinator serving", "bus", dial.Redact(busURL), "pool", pool, "backend", bf.kind, "id", c.ID())

@@ -55,7 +55,10 @@ func strictJSON(b []byte, v any) error {
 // joined its namespace. Sources without a URL of their own use the
 // coordinator's bus URL and credentials.
 func startTriggers(ctx context.Context, c *coordinator.Coordinator, b bus.Bus, busURL string, creds dial.Credentials, defs []trigger.Def, log *slog.Logger) (*trigger.Runner, error) {
-	ns := "skein"
+	ns, kind := "skein", trigger.BusNATS
+	if strings.HasPrefix(busURL, "amqp://") || strings.HasPrefix(busURL, "amqps://") {
+		kind = trigger.BusAMQP
+	}
 	var plain []string
 	for _, p := range strings.Split(busURL, ",") {
 		u, err := url.Parse(strings.TrimSpace(p))
@@ -69,7 +72,7 @@ func startTriggers(ctx context.Context, c *coordinator.Coordinator, b bus.Bus, b
 		plain = append(plain, u.String())
 	}
 	r := trigger.New(trigger.Config{
-		Bus: b, Coordinator: c, ErrJobExists: coordinator.ErrJobExists, ErrInvalid: coordinator.ErrInvalid, Verify: c.SignedByUs, Result: c.JobResult, Namespace: ns, Triggers: defs,
+		Bus: b, Coordinator: c, ErrJobExists: coordinator.ErrJobExists, ErrInvalid: coordinator.ErrInvalid, Verify: c.SignedByUs, Result: c.JobResult, Namespace: ns, BusKind: kind, Triggers: defs,
 		Logger: log.With("component", "trigger"),
 		DialNATS: func(ctx context.Context, u string) (*nats.Conn, error) {
 			own := u != ""
@@ -168,8 +171,10 @@ func startTriggers(ctx context.Context, c *coordinator.Coordinator, b bus.Bus, b
 const triggerUsage = `usage: submit trigger create --def JSON|@FILE   record a trigger (replacing one of its name)
        submit trigger list                     the namespace's triggers, one JSON line each
        submit trigger delete NAME              delete a trigger
-A definition: {"name":"wc","source":{"nats":"s3events","format":"s3"},
+A definition: {"name":"wc","source":{"nats":"skein.notify.s3","format":"s3"},
                "job":{"kind":"map","function":"wordcount"},"batch":{"count":1}}
+A source is one of {"nats":SUBJECT}, {"amqp":QUEUE}, {"jobs":"trigger:NAME"} and
+{"webhook":NAME} (POSTs to a coordinator's --webhook-listen at /webhook/NAME).
 (docs/pipelines.md#triggers).`
 
 func runTrigger(ctx context.Context, args []string, env Env) error {

@@ -27,7 +27,7 @@ type Def struct {
 }
 
 // Source is where a trigger's events come from: exactly one of NATS,
-// AMQP and Jobs.
+// AMQP, Jobs and Webhook.
 type Source struct {
 	// NATS is a subject of a NATS server under <ns>.notify. (ns the
 	// coordinator's namespace): the namespace's notification stream keeps
@@ -55,6 +55,12 @@ type Source struct {
 	// names the jobs: "trigger:NAME" for the jobs trigger NAME submitted,
 	// "*" for every job but the trigger's own.
 	Jobs string `json:"jobs,omitempty"`
+	// Webhook names the coordinators' webhook path /webhook/<name>
+	// (coordinator --webhook-listen): each POST there, an S3 server's
+	// bucket notification with Format "s3", is recorded on the bus for
+	// every trigger of that name and then run as a message of a NATS or
+	// AMQP source would be (webhook.go).
+	Webhook string `json:"webhook,omitempty"`
 }
 
 // Template is the job a trigger submits, as `submit map|call|mapreduce`
@@ -127,13 +133,21 @@ func (d *Def) Validate() error {
 	}
 	s := d.Source
 	n := 0
-	for _, v := range []string{s.NATS, s.AMQP, s.Jobs} {
+	for _, v := range []string{s.NATS, s.AMQP, s.Jobs, s.Webhook} {
 		if v != "" {
 			n++
 		}
 	}
 	if n != 1 {
-		bad("source: give exactly one of nats (a subject), amqp (a queue) and jobs")
+		bad("source: give exactly one of nats (a subject), amqp (a queue), jobs and webhook")
+	}
+	if s.Webhook != "" {
+		if !validName(s.Webhook, 40) {
+			bad("source webhook %q: 1 to 40 letters, digits, - and _ (the path /webhook/<name>)", s.Webhook)
+		}
+		if s.URL != "" {
+			bad("source url: a webhook's events are recorded on the coordinator's bus")
+		}
 	}
 	if (s.Exchange != "" || s.RoutingKey != "") && s.AMQP == "" {
 		bad("source exchange and routing_key: only with an amqp queue")

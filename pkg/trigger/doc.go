@@ -1,6 +1,7 @@
 // Package trigger starts jobs from events: messages on a NATS subject or
-// a RabbitMQ queue (S3 bucket notifications among them) and the ends of
-// other jobs (chaining). docs/pipelines.md#triggers is the user's view.
+// a RabbitMQ queue, POSTs to a coordinator's webhook (S3 bucket
+// notifications among them) and the ends of other jobs (chaining).
+// docs/pipelines.md#triggers is the user's view.
 //
 // # Triggers
 //
@@ -32,6 +33,22 @@
 // Records are refreshed before the event stream's retention drops them
 // (Config.RefreshAfter).
 //
+// # Webhooks
+//
+// A webhook source's events come by HTTP: Runner.ServeWebhook listens
+// (coordinator --webhook-listen) and takes POST /webhook/<name> for the
+// triggers whose source is that name. A request must present a token
+// (compared in constant time, never logged), be small, and be what the
+// trigger reads (an S3 event notification for format "s3"); it is then
+// recorded on the coordinator's bus, once per trigger, and answered 200
+// only once the broker confirmed the records: on NATS a message on
+// <ns>.notify.webhook.<trigger> in the notification stream (with a
+// message id per trigger and event), on RabbitMQ a persistent message in
+// the durable queue <ns>.webhook.<trigger>. The trigger's source is then
+// a NATS or AMQP source over those records, so the records are run as
+// any source's messages are, below; whichever coordinator took the POST,
+// any coordinator may run its record.
+//
 // # Exactly one job per event
 //
 // A job's id is derived from its trigger and its events' ids (Def.JobID):
@@ -43,5 +60,8 @@
 // coordinator killed in between has the message delivered again, to
 // itself restarted or to another coordinator, which finds the job on the
 // log and only acknowledges. A coordinator whose lease has run out hands
-// its events back to the source rather than submit.
+// its events back to the source rather than submit. A batch of a NATS,
+// AMQP or webhook source is recorded before its job is submitted, and a
+// message delivered again that belongs to a recorded batch submits that
+// batch's job as recorded (batch.go): a crash does not regroup it.
 package trigger

@@ -85,3 +85,39 @@ func bodyID(body []byte) string {
 	s := sha256.Sum256(body)
 	return "b-" + hex.EncodeToString(s[:16])
 }
+
+// CheckS3 checks that body is an S3 event notification, as a webhook
+// receives it: an object with a list of Records, each naming its event,
+// bucket and key; or an S3 test event (test true; AWS and versitygw send
+// one when notifications are set up), which carries no object.
+func CheckS3(body []byte) (test bool, err error) {
+	var n struct {
+		Records []struct {
+			EventName string `json:"eventName"`
+			S3        struct {
+				Bucket struct {
+					Name string `json:"name"`
+				} `json:"bucket"`
+				Object struct {
+					Key string `json:"key"`
+				} `json:"object"`
+			} `json:"s3"`
+		} `json:"Records"`
+		Event string `json:"Event"`
+	}
+	if err := json.Unmarshal(body, &n); err != nil {
+		return false, fmt.Errorf("not an S3 event notification: %w", err)
+	}
+	if n.Event == "s3:TestEvent" && n.Records == nil {
+		return true, nil
+	}
+	if len(n.Records) == 0 {
+		return false, fmt.Errorf("not an S3 event notification: no Records")
+	}
+	for i, r := range n.Records {
+		if r.EventName == "" || r.S3.Bucket.Name == "" || r.S3.Object.Key == "" {
+			return false, fmt.Errorf("not an S3 event notification: record %d lacks its eventName, bucket or key", i+1)
+		}
+	}
+	return false, nil
+}

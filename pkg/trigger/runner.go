@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"strings"
 	"sync"
 	"time"
@@ -52,6 +53,10 @@ type Config struct {
 	DialAMQP func(ctx context.Context, url string) (*amqp.Connection, error)
 	// Namespace names the streams of NATS sources (default "skein").
 	Namespace string
+	// BusKind is the kind of the coordinator's bus, BusNATS or BusAMQP:
+	// where webhook sources record their events (empty: webhook sources
+	// cannot run).
+	BusKind string
 	// Triggers from the config file, recorded (replacing any of the same
 	// name) when the runner starts.
 	Triggers []Def
@@ -76,6 +81,19 @@ type Runner struct {
 	mu      sync.Mutex
 	defs    map[string]record
 	running map[string]context.CancelFunc
+	// batches holds the recorded batches (batch.go): trigger -> event
+	// id -> its batch.
+	batches map[string]map[string]*batchRecord
+	// applied is the position up to which the trigger records are
+	// applied.
+	applied seqWatch
+
+	// The webhook listeners (ServeWebhook) and their publisher.
+	hookMu        sync.Mutex
+	hookSrvs      []*http.Server
+	hookClosed    bool // no listener starts
+	hookPub       hookPublisher
+	hookPubClosed bool // no publisher starts
 }
 
 type record struct {
@@ -96,13 +114,22 @@ func New(cfg Config) *Runner {
 		cfg.RefreshAfter = 6 * time.Hour
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Runner{cfg: cfg, log: cfg.Logger, ctx: ctx, cancel: cancel, defs: map[string]record{}, running: map[string]context.CancelFunc{}}
+	return &Runner{cfg: cfg, log: cfg.Logger, ctx: ctx, cancel: cancel, defs: map[string]record{}, running: map[string]context.CancelFunc{},
+		batches: map[string]map[string]*batchRecord{}}
 }
 
-// Close stops every trigger and waits for them.
+// Close stops the webhook listeners (requests under way finish), then
+// every trigger, and waits for them.
 func (r *Runner) Close() error {
+	r.closeWebhooks()
 	r.cancel()
 	r.wg.Wait()
+	r.hookMu.Lock()
+	r.hookPubClosed = true
+	if r.hookPub != nil {
+		r.hookPub.close()
+	}
+	r.hookMu.Unlock()
 	return nil
 }
 
@@ -135,6 +162,7 @@ func (r *Runner) Start(ctx context.Context) error {
 				return errors.New("reading the trigger records: the subscription closed before their end")
 			}
 			r.apply(m, false)
+			r.applied.set(m.Seq)
 			done = m.Seq >= mark
 		case <-ctx.Done():
 			return fmt.Errorf("reading the trigger records: %w", ctx.Err())
@@ -153,6 +181,7 @@ func (r *Runner) Start(ctx context.Context) error {
 		defer r.wg.Done()
 		for m := range recs {
 			r.apply(m, true)
+			r.applied.set(m.Seq)
 		}
 	}()
 	go func() { defer r.wg.Done(); r.refresh() }()
@@ -172,6 +201,7 @@ func (r *Runner) refresh() {
 		case <-r.ctx.Done():
 			return
 		case now := <-t.C:
+			r.pruneBatches(now.Add(-batchKeep))
 			var stale []Def
 			r.mu.Lock()
 			for _, rec := range r.defs {
@@ -200,6 +230,10 @@ func (r *Runner) apply(m bus.Message, live bool) {
 	if name == markName {
 		return
 	}
+	if strings.HasPrefix(name, batchPrefix) {
+		r.applyBatch(m)
+		return
+	}
 	var b recordBody
 	if err := json.Unmarshal(m.Data, &b); err != nil {
 		r.log.Warn("ignoring a malformed trigger record", "subject", m.Subject, "err", err)
@@ -224,6 +258,9 @@ func (r *Runner) apply(m bus.Message, live bool) {
 		stop()
 		delete(r.running, name)
 	}
+	// A trigger deleted or changed starts from new events: the batches
+	// of the one before are not its own (their event ids may recur).
+	delete(r.batches, name)
 	if b.Def == nil {
 		if old, ok := r.defs[name]; ok {
 			delete(r.defs, name)
@@ -268,6 +305,10 @@ type delivery struct {
 	// reads on), so the runner waits for its lease rather than hand the
 	// event back.
 	hold bool
+	// redelivered: the source delivered the message before (to this
+	// coordinator or another); at: when it was received.
+	redelivered bool
+	at          time.Time
 }
 
 // source delivers a trigger's events until ctx ends or it fails.
@@ -312,16 +353,34 @@ func (r *Runner) run(ctx context.Context, rec record) {
 	var timer <-chan time.Time
 	flush := func() {
 		if len(batch) > 0 {
-			r.fire(ctx, d, batch, log)
+			r.fire(ctx, d, batch, nil, log)
 		}
 		batch, timer = nil, nil
 	}
+	var readAt time.Time // when the records were last read to a mark
 	for {
 		select {
 		case dl, ok := <-out:
 			if !ok {
 				flush()
 				return
+			}
+			if dl.redelivered && d.batching() {
+				// It may belong to a batch recorded by a coordinator that
+				// died (batch.go): read the records to now, then look.
+				if !dl.at.Before(readAt) {
+					now := time.Now()
+					if err := r.readRecords(ctx); err != nil {
+						log.Warn("reading the batch records; the event goes back to the source", "event", dl.ev.ID, "err", err)
+						r.settle(ctx, []delivery{dl}, false, log)
+						continue
+					}
+					readAt = now
+				}
+				if rb := r.recordedBatch(d.Name, dl.ev.ID); rb != nil {
+					r.fire(ctx, d, []delivery{dl}, rb.events(), log)
+					continue
+				}
 			}
 			batch = append(batch, dl)
 			if len(batch) >= count {
@@ -335,27 +394,36 @@ func (r *Runner) run(ctx context.Context, rec record) {
 	}
 }
 
-// fire submits the job of a batch of events and settles them: acked once
-// the job is recorded (or was already), handed back to the source when it
-// cannot be (the coordinator lost its lease or is closing).
-func (r *Runner) fire(ctx context.Context, d Def, batch []delivery, log *slog.Logger) {
-	evs := make([]Event, len(batch))
-	for i, dl := range batch {
-		evs[i] = dl.ev
-	}
-	settle := func(ack bool) {
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		defer cancel()
-		for _, dl := range batch {
-			f := dl.nak
-			if ack {
-				f = dl.ack
-			}
-			if err := f(sctx); err != nil {
-				log.Warn("settling a trigger event", "event", dl.ev.ID, "ack", ack, "err", err)
-			}
+// settle acks the deliveries, or hands them back to the source.
+func (r *Runner) settle(ctx context.Context, batch []delivery, ack bool, log *slog.Logger) {
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	for _, dl := range batch {
+		f := dl.nak
+		if ack {
+			f = dl.ack
+		}
+		if err := f(sctx); err != nil {
+			log.Warn("settling a trigger event", "event", dl.ev.ID, "ack", ack, "err", err)
 		}
 	}
+}
+
+// fire submits the job of a batch of events and settles them: acked once
+// the job is recorded (or was already), handed back to the source when it
+// cannot be (the coordinator lost its lease or is closing). recorded,
+// when set, is the recorded batch the deliveries belong to (batch.go):
+// its job is submitted; else the deliveries' events make the batch,
+// recorded before its job is submitted when the trigger batches.
+func (r *Runner) fire(ctx context.Context, d Def, batch []delivery, recorded []Event, log *slog.Logger) {
+	evs := recorded
+	if evs == nil {
+		evs = make([]Event, len(batch))
+		for i, dl := range batch {
+			evs[i] = dl.ev
+		}
+	}
+	settle := func(ack bool) { r.settle(ctx, batch, ack, log) }
 	// The events stay with this coordinator while their job is
 	// submitted, however long that takes (retries).
 	hctx, stopBeats := context.WithCancel(ctx)
@@ -389,6 +457,16 @@ func (r *Runner) fire(ctx context.Context, d Def, batch []delivery, log *slog.Lo
 	tries := submitTries
 	if batch[0].hold {
 		tries = 0 // until it is recorded: the source cannot take it back
+	}
+	if recorded == nil && d.batching() && !batch[0].hold {
+		err := retry.Do(ctx, retry.Policy{Initial: 250 * time.Millisecond, Max: 5 * time.Second, Tries: tries}, func() error {
+			return r.recordBatch(ctx, d, evs, spec.ID)
+		})
+		if err != nil {
+			log.Warn("the trigger's batch was not recorded; events handed back", "job", spec.ID, "err", err)
+			settle(false)
+			return
+		}
 	}
 	id, err := retry.Value(ctx, retry.Policy{Initial: 250 * time.Millisecond, Max: 5 * time.Second, Tries: tries, OnRetry: func(n int, err error, _ time.Duration) {
 		log.Warn("submitting a trigger's job", "job", spec.ID, "attempt", n, "err", err)
@@ -448,6 +526,8 @@ func (s Source) describe() string {
 		return "nats:" + s.NATS
 	case s.AMQP != "":
 		return "amqp:" + s.AMQP
+	case s.Webhook != "":
+		return "webhook:" + s.Webhook
 	}
 	return "jobs:" + s.Jobs
 }
@@ -460,12 +540,20 @@ func (r *Runner) source(rec record) (source, error) {
 		if r.cfg.DialNATS == nil {
 			return nil, errors.New("this coordinator cannot reach NATS sources")
 		}
-		return &natsSource{r: r, def: d, at: rec.Time}, nil
+		return &natsSource{r: r, def: d, at: rec.Time, subject: d.Source.NATS}, nil
 	case d.Source.AMQP != "":
 		if r.cfg.DialAMQP == nil {
 			return nil, errors.New("this coordinator cannot reach AMQP sources")
 		}
-		return &amqpSource{r: r, def: d}, nil
+		return &amqpSource{r: r, def: d, queue: d.Source.AMQP}, nil
+	case d.Source.Webhook != "":
+		switch {
+		case r.cfg.BusKind == BusNATS && r.cfg.DialNATS != nil:
+			return &natsSource{r: r, def: d, at: rec.Time, subject: webhookSubject(r.cfg.Namespace, d.Name), hook: true}, nil
+		case r.cfg.BusKind == BusAMQP && r.cfg.DialAMQP != nil:
+			return &amqpSource{r: r, def: d, queue: webhookQueue(r.cfg.Namespace, d.Name), hook: true}, nil
+		}
+		return nil, errors.New("this coordinator cannot record webhook events (Config.BusKind and its dialer)")
 	}
 	if r.cfg.Result == nil {
 		return nil, errors.New("this coordinator cannot read job results")

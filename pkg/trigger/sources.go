@@ -22,9 +22,13 @@ import (
 // which keeps what is published there while no coordinator reads it, and
 // a durable consumer per trigger that every coordinator pulls from.
 type natsSource struct {
-	r   *Runner
-	def Def
-	at  time.Time // the trigger's record: its consumer starts there
+	r       *Runner
+	def     Def
+	at      time.Time // the trigger's record: its consumer starts there
+	subject string    // Source.NATS, or the trigger's webhook subject
+	// hook: the messages are webhook records, whose event ids come from
+	// their bodies (webhookSubject).
+	hook bool
 }
 
 // NotifyStream is the stream of a namespace's NATS trigger sources, and
@@ -44,8 +48,25 @@ func notifySubject(ns, subject string) error {
 	return nil
 }
 
+// notifyStream returns the namespace's notification stream, made if
+// missing.
+func notifyStream(ctx context.Context, js jetstream.JetStream, ns string) (jetstream.Stream, error) {
+	name := NotifyStream(ns)
+	st, err := js.CreateStream(ctx, jetstream.StreamConfig{
+		Name: name, Subjects: []string{NotifySubjects(ns)}, Retention: jetstream.LimitsPolicy,
+		MaxAge: 7 * 24 * time.Hour, Storage: jetstream.FileStorage, Duplicates: 2 * time.Minute,
+	})
+	if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+		st, err = js.Stream(ctx, name)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("the notification stream %s: %w", name, err)
+	}
+	return st, nil
+}
+
 func (s *natsSource) run(ctx context.Context, out chan<- delivery) error {
-	subject := s.def.Source.NATS
+	subject := s.subject
 	if err := notifySubject(s.r.cfg.Namespace, subject); err != nil {
 		return retry.Permanent(err)
 	}
@@ -58,17 +79,11 @@ func (s *natsSource) run(ctx context.Context, out chan<- delivery) error {
 	if err != nil {
 		return err
 	}
-	name := NotifyStream(s.r.cfg.Namespace)
-	st, err := js.CreateStream(ctx, jetstream.StreamConfig{
-		Name: name, Subjects: []string{NotifySubjects(s.r.cfg.Namespace)}, Retention: jetstream.LimitsPolicy,
-		MaxAge: 7 * 24 * time.Hour, Storage: jetstream.FileStorage, Duplicates: 2 * time.Minute,
-	})
-	if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-		st, err = js.Stream(ctx, name)
-	}
+	st, err := notifyStream(ctx, js, s.r.cfg.Namespace)
 	if err != nil {
-		return fmt.Errorf("the notification stream %s: %w", name, err)
+		return err
 	}
+	name := NotifyStream(s.r.cfg.Namespace)
 	cons, err := s.consumer(ctx, st)
 	if err != nil {
 		return fmt.Errorf("the consumer of subject %s: %w", subject, err)
@@ -89,11 +104,12 @@ func (s *natsSource) run(ctx context.Context, out chan<- delivery) error {
 			}
 			return err
 		}
+		md, mdErr := m.Metadata()
 		id := m.Headers().Get("Nats-Msg-Id")
-		if id == "" {
-			if md, err := m.Metadata(); err == nil {
-				id = "seq-" + strconv.FormatUint(md.Sequence.Stream, 10)
-			}
+		if s.hook {
+			id = ""
+		} else if id == "" && mdErr == nil {
+			id = "seq-" + strconv.FormatUint(md.Sequence.Stream, 10)
 		}
 		ev, err := parse(s.def, id, m.Data())
 		if err != nil {
@@ -104,7 +120,10 @@ func (s *natsSource) run(ctx context.Context, out chan<- delivery) error {
 		dl := delivery{ev: ev,
 			ack:     func(ctx context.Context) error { return m.DoubleAck(ctx) },
 			nak:     func(context.Context) error { return m.NakWithDelay(time.Second) },
-			working: m.InProgress}
+			working: m.InProgress,
+			// Without metadata, taken for delivered again: the batch
+			// records are only read once more.
+			redelivered: mdErr != nil || md.NumDelivered > 1, at: time.Now()}
 		select {
 		case out <- dl:
 		case <-ctx.Done():
@@ -126,7 +145,7 @@ func (s *natsSource) consumer(ctx context.Context, st jetstream.Stream) (jetstre
 		return cons, err
 	}
 	cfg := jetstream.ConsumerConfig{
-		Durable: durable, FilterSubject: s.def.Source.NATS, AckPolicy: jetstream.AckExplicitPolicy,
+		Durable: durable, FilterSubject: s.subject, AckPolicy: jetstream.AckExplicitPolicy,
 		AckWait: sourceLease, DeliverPolicy: jetstream.DeliverNewPolicy, MaxAckPending: 1000,
 	}
 	if at := s.at; !at.IsZero() && s.def.Source.URL == "" {
@@ -144,7 +163,11 @@ func consumerName(trigger string) string { return "trigger-" + trigger }
 // forget deletes a deleted NATS trigger's consumer, so that a trigger
 // made again under its name starts afresh.
 func (r *Runner) forget(d Def) {
-	if d.Source.NATS == "" || r.cfg.DialNATS == nil {
+	if d.Source.Webhook != "" && r.cfg.BusKind == BusAMQP {
+		r.forgetQueue(d)
+		return
+	}
+	if (d.Source.NATS == "" && d.Source.Webhook == "") || r.cfg.DialNATS == nil {
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.ctx, 30*time.Second)
@@ -166,8 +189,32 @@ func (r *Runner) forget(d Def) {
 
 // amqpSource consumes a durable RabbitMQ queue with manual acks.
 type amqpSource struct {
-	r   *Runner
-	def Def
+	r     *Runner
+	def   Def
+	queue string // Source.AMQP, or the trigger's webhook queue
+	// hook: the messages are webhook records, whose event ids come from
+	// their bodies (webhookQueue).
+	hook bool
+}
+
+// declareQueue declares durable queue q on a channel of conn and returns
+// the channel to go on with: when q exists with other arguments (a
+// quorum queue), or the coordinator may not declare it, it is used as it
+// is on a new channel (the failed declaration closed the first).
+func declareQueue(conn *amqp.Connection, q string) (*amqp.Channel, error) {
+	ch, err := conn.Channel()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := ch.QueueDeclare(q, true, false, false, false, nil); err != nil {
+		if ch, err = conn.Channel(); err != nil {
+			return nil, err
+		}
+		if _, err := ch.QueueDeclarePassive(q, true, false, false, false, nil); err != nil {
+			return nil, fmt.Errorf("queue %s: %w", q, err)
+		}
+	}
+	return ch, nil
 }
 
 func (s *amqpSource) run(ctx context.Context, out chan<- delivery) error {
@@ -176,20 +223,10 @@ func (s *amqpSource) run(ctx context.Context, out chan<- delivery) error {
 		return err
 	}
 	defer conn.Close()
-	q := s.def.Source.AMQP
-	ch, err := conn.Channel()
+	q := s.queue
+	ch, err := declareQueue(conn, q)
 	if err != nil {
 		return err
-	}
-	if _, err := ch.QueueDeclare(q, true, false, false, false, nil); err != nil {
-		// The queue exists with other arguments (a quorum queue), or the
-		// coordinator may not declare it: use it as it is.
-		if ch, err = conn.Channel(); err != nil {
-			return err
-		}
-		if _, err := ch.QueueDeclarePassive(q, true, false, false, false, nil); err != nil {
-			return fmt.Errorf("queue %s: %w", q, err)
-		}
 	}
 	if ex := s.def.Source.Exchange; ex != "" {
 		if err := ch.ExchangeDeclare(ex, "topic", true, false, false, false, nil); err != nil {
@@ -232,15 +269,20 @@ func (s *amqpSource) run(ctx context.Context, out chan<- delivery) error {
 				}
 				return errors.New("the queue's consumer was cancelled")
 			}
-			ev, err := parse(s.def, d.MessageId, d.Body)
+			id := d.MessageId
+			if s.hook {
+				id = ""
+			}
+			ev, err := parse(s.def, id, d.Body)
 			if err != nil {
 				s.r.log.Warn("dropping a message the trigger cannot read", "trigger", s.def.Name, "err", err)
 				_ = d.Reject(false)
 				continue
 			}
 			dl := delivery{ev: ev,
-				ack: func(context.Context) error { return d.Ack(false) },
-				nak: func(context.Context) error { return d.Nack(false, true) }}
+				ack:         func(context.Context) error { return d.Ack(false) },
+				nak:         func(context.Context) error { return d.Nack(false, true) },
+				redelivered: d.Redelivered, at: time.Now()}
 			select {
 			case out <- dl:
 			case <-ctx.Done():

@@ -52,6 +52,24 @@ func FuzzParseS3(f *testing.F) {
 	})
 }
 
+// CheckS3 decides what a webhook records: a body it accepts (and that is
+// no test event) is one ParseS3 reads.
+func FuzzCheckS3(f *testing.F) {
+	f.Add([]byte(s3Put))
+	f.Add([]byte(`{"Service":"S3","Event":"s3:TestEvent"}`))
+	f.Add([]byte(`{"Records":[]}`))
+	f.Add([]byte(`{"Records":[{"eventName":"s3:ObjectRemoved:Delete","s3":{"bucket":{"name":"b"},"object":{"key":"%zz"}}}]}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		test, err := CheckS3(b)
+		if err != nil || test {
+			return
+		}
+		if _, err := ParseS3(b); err != nil {
+			t.Fatalf("CheckS3 accepted %q, ParseS3 refuses it: %v", b, err)
+		}
+	})
+}
+
 func TestValidate(t *testing.T) {
 	ok := Def{Name: "wc", Source: Source{NATS: "s3events", Format: "s3"}, Job: Template{Kind: wire.JobMap, Function: "wordcount"}}
 	if err := ok.Validate(); err != nil {
@@ -70,6 +88,10 @@ func TestValidate(t *testing.T) {
 		{"own jobs", func(d *Def) { d.Source = Source{Jobs: "trigger:wc"} }, "its own"},
 		{"bad jobs", func(d *Def) { d.Source = Source{Jobs: "wc"} }, "trigger:NAME"},
 		{"format", func(d *Def) { d.Source.Format = "xml" }, "format"},
+		{"webhook and nats", func(d *Def) { d.Source.Webhook = "up" }, "exactly one"},
+		{"webhook name", func(d *Def) { d.Source = Source{Webhook: "a/b"} }, "webhook"},
+		{"webhook url", func(d *Def) { d.Source = Source{Webhook: "up", URL: "nats://x"} }, "url"},
+		{"webhook exchange", func(d *Def) { d.Source = Source{Webhook: "up", Exchange: "x"} }, "exchange"},
 		{"map param", func(d *Def) { d.Job.Param = "x" }, "param"},
 		{"extra params", func(d *Def) { d.Job.ExtraParams = json.RawMessage(`[1]`) }, "extra_params"},
 	} {
