@@ -2,6 +2,7 @@ package rabbitmq
 
 import (
 	"context"
+	"strings"
 	"sync"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -43,8 +44,8 @@ type tail struct {
 // tailSub is one subscription's place in the tail. Fields after mu are
 // guarded by tail.mu.
 type tailSub struct {
-	pattern string
-	ready   chan struct{} // capacity 1: something was buffered, or detached
+	tokens []string      // the pattern, split at dots once
+	ready  chan struct{} // capacity 1: something was buffered, or detached
 
 	joinAt   int64 // first offset the tail read after the join; -1 none yet
 	buf      []bus.Message
@@ -63,7 +64,7 @@ func (ts *tailSub) signal() {
 // join registers a subscription for pattern, starting the tail's
 // consumer if it is not running.
 func (t *tail) join(pattern string) *tailSub {
-	ts := &tailSub{pattern: pattern, ready: make(chan struct{}, 1), joinAt: -1, overflow: -1}
+	ts := &tailSub{tokens: strings.Split(pattern, "."), ready: make(chan struct{}, 1), joinAt: -1, overflow: -1}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.subs == nil {
@@ -161,13 +162,14 @@ func (t *tail) dispatch(d *amqp.Delivery) {
 		return
 	}
 	limit := t.b.opts.SubscriberBuffer
+	subject := strings.Split(d.RoutingKey, ".")
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for ts := range t.subs {
 		if ts.joinAt < 0 {
 			ts.joinAt = off
 		}
-		if !match(ts.pattern, d.RoutingKey) {
+		if !matchTokens(ts.tokens, subject) {
 			continue
 		}
 		if len(ts.buf) >= limit || (len(ts.buf) > 0 && ts.bytes+len(d.Body) > subscriberBufferBytes) {
