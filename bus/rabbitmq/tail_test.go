@@ -177,3 +177,123 @@ func TestStalledSubscriberLeavesTheTail(t *testing.T) {
 		}
 	}
 }
+
+// TestManySubscribersSurviveBrokerRestart: 20 subscriptions on one bus
+// (live ones and ones from an earlier position, with a tail buffer small
+// enough that they also fall off the tail and rejoin), while a publisher
+// keeps publishing and the broker is stopped and started: every
+// subscription gets every message of its subject, in order; a message
+// may come twice only where the publisher retried it.
+func TestManySubscribersSurviveBrokerRestart(t *testing.T) {
+	if testing.Short() && !testenv.CI() {
+		t.Skip("restarts a private broker; not in -short")
+	}
+	url, line := testenv.PrivateRabbitMQ(t)
+	sub, _ := connect(t, url, rabbitmq.Options{Prefix: "restart", SubscriberBuffer: 16, StreamPrefetch: 32})
+	pub, _ := connect(t, url, rabbitmq.Options{Prefix: "restart"})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	const subjects, count = 10, 300
+	first, err := pub.PublishSeq(ctx, "job.mark", bus.Message{Data: []byte("mark")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type reader struct {
+		name string
+		subj int
+		mu   sync.Mutex
+		got  []int
+	}
+	var readers []*reader
+	for j := range subjects {
+		for _, from := range []uint64{0, first} {
+			r := &reader{name: fmt.Sprintf("job.%d from %d", j, from), subj: j}
+			ch, err := sub.Subscribe(ctx, fmt.Sprintf("job.%d.>", j), bus.SubscribeOptions{From: from})
+			if err != nil {
+				t.Fatal(err)
+			}
+			go func() {
+				for m := range ch {
+					i, _ := strconv.Atoi(string(m.Data))
+					r.mu.Lock()
+					r.got = append(r.got, i)
+					r.mu.Unlock()
+				}
+			}()
+			readers = append(readers, r)
+		}
+	}
+	down := make(chan struct{})
+	go func() {
+		for i := range count {
+			if i == count/3 {
+				select {
+				case <-down:
+				case <-ctx.Done():
+					return
+				}
+			}
+			for ctx.Err() == nil {
+				pctx, pcancel := context.WithTimeout(ctx, 10*time.Second)
+				err := pub.Publish(pctx, fmt.Sprintf("job.%d.task", i%subjects), bus.Message{Data: []byte(strconv.Itoa(i))})
+				pcancel()
+				if err == nil {
+					break
+				}
+				t.Logf("publish %d (retrying): %v", i, err)
+			}
+		}
+	}()
+	// have reports how many distinct messages the slowest reader has of
+	// those up to n.
+	have := func(n int) bool {
+		for _, r := range readers {
+			r.mu.Lock()
+			seen := map[int]bool{}
+			for _, i := range r.got {
+				if i < n {
+					seen[i] = true
+				}
+			}
+			r.mu.Unlock()
+			want := 0
+			for i := r.subj; i < n; i += subjects {
+				want++
+			}
+			if len(seen) < want {
+				return false
+			}
+		}
+		return true
+	}
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		for !cond() {
+			if ctx.Err() != nil {
+				t.Fatalf("%s: %v", what, ctx.Err())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitFor("the first third read", func() bool { return have(count / 3) })
+	if err := ctl(t, line, "stop-broker")(); err != nil {
+		t.Fatal(err)
+	}
+	close(down)
+	if err := ctl(t, line, "start-broker")(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("every message read after the restart", func() bool { return have(count) })
+	for _, r := range readers {
+		r.mu.Lock()
+		last := -1
+		for _, i := range r.got {
+			if i%subjects != r.subj || i < last {
+				t.Errorf("%s: %d after %d (got %v)", r.name, i, last, r.got)
+				break
+			}
+			last = i
+		}
+		r.mu.Unlock()
+	}
+}
