@@ -73,6 +73,7 @@ func Run(t *testing.T, f Features, newBus func(t *testing.T) bus.Bus) {
 		t.Run("StreamPositionsConcurrent", s.streamPositionsConcurrent)
 		t.Run("StreamReadToMark", s.streamReadToMark)
 		t.Run("StreamReadTo", s.streamReadTo)
+		t.Run("StreamManySubscribers", s.streamManySubscribers)
 		t.Run("Broadcast", s.broadcast)
 		t.Run("RequestReply", s.requestReply)
 		t.Run("RequestLoadShared", s.requestLoadShared)

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -50,6 +51,9 @@ type Bus struct {
 
 	declMu   sync.Mutex
 	declared map[string]time.Time // queue name -> last declare
+
+	streamReads atomic.Uint64 // event-stream deliveries taken from the broker by subscriptions
+	tail        tail          // the shared live reader of the event stream
 }
 
 var _ bus.Bus = (*Bus)(nil)
@@ -83,6 +87,7 @@ func Connect(ctx context.Context, rawURL string, opts Options) (*Bus, error) {
 		ready:    make(chan struct{}),
 		declared: map[string]time.Time{},
 	}
+	b.tail.b = b
 	b.cfg = amqp.Config{
 		Heartbeat:       opts.Heartbeat,
 		TLSClientConfig: opts.TLS,

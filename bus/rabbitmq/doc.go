@@ -28,6 +28,20 @@
 // carried in a header by a republished copy); on classic queues only the
 // redelivered flag is known, so Attempt() is 1 or 2 there.
 //
+// # Stream subscriptions
+//
+// RabbitMQ 3.10 has no server-side stream filter, so every subscriber
+// would read the whole event stream and filter by subject here. The
+// subscriptions of one Bus therefore share one live reader of the
+// stream's tail: a subscription catches up from its start position on a
+// consumer of its own, then hands over to the tail at an exact offset
+// (no gap, no duplicate); a subscription with To reads to its end on its
+// own. The tail buffers at most Options.SubscriberBuffer messages per
+// subscription and sends one that falls further behind back to a
+// consumer of its own until it has caught up again, so a slow reader
+// slows only itself and nothing is dropped. Stream deliveries are acked a
+// quarter of StreamPrefetch at a time (an ack only grants credit).
+//
 // # Lease and InProgress
 //
 // AMQP has no lease: the broker redelivers an unacked message only when

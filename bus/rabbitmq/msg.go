@@ -68,8 +68,11 @@ func validPattern(p string) error {
 
 // match reports whether subject matches a NATS-style pattern.
 func match(pattern, subject string) bool {
-	pt := strings.Split(pattern, ".")
-	st := strings.Split(subject, ".")
+	return matchTokens(strings.Split(pattern, "."), strings.Split(subject, "."))
+}
+
+// matchTokens is match on a pattern and a subject split at their dots.
+func matchTokens(pt, st []string) bool {
 	for i, p := range pt {
 		if p == ">" {
 			return len(st) > i

@@ -70,8 +70,13 @@ type Options struct {
 	// first declared.
 	StreamMaxAge   string
 	StreamMaxBytes int64
-	// StreamPrefetch is the credit of a stream subscriber (basic.qos).
+	// StreamPrefetch is the credit of a stream consumer (basic.qos).
 	StreamPrefetch int
+	// SubscriberBuffer is how many matching events the bus' shared reader
+	// of the event stream holds for one subscription that has not taken
+	// them yet. A subscription that falls further behind reads on a
+	// consumer of its own until it has caught up (see Subscribe).
+	SubscriberBuffer int
 	// RPCConcurrency bounds the handlers Serve runs at once per subject.
 	RPCConcurrency int
 }
@@ -79,19 +84,20 @@ type Options struct {
 // DefaultOptions returns the options Connect uses for zero fields.
 func DefaultOptions() Options {
 	return Options{
-		Name:           "skein",
-		Prefix:         "skein",
-		QueueType:      QueueTypeAuto,
-		DeliveryLimit:  50,
-		MaxMessageSize: 16 << 20,
-		DialTimeout:    5 * time.Second,
-		Heartbeat:      10 * time.Second,
-		ReconnectMin:   100 * time.Millisecond,
-		ReconnectMax:   3 * time.Second,
-		StreamMaxAge:   "7D",
-		StreamMaxBytes: 4 << 30,
-		StreamPrefetch: 256,
-		RPCConcurrency: 32,
+		Name:             "skein",
+		Prefix:           "skein",
+		QueueType:        QueueTypeAuto,
+		DeliveryLimit:    50,
+		MaxMessageSize:   16 << 20,
+		DialTimeout:      5 * time.Second,
+		Heartbeat:        10 * time.Second,
+		ReconnectMin:     100 * time.Millisecond,
+		ReconnectMax:     3 * time.Second,
+		StreamMaxAge:     "7D",
+		StreamMaxBytes:   4 << 30,
+		StreamPrefetch:   256,
+		SubscriberBuffer: 1024,
+		RPCConcurrency:   32,
 	}
 }
 
@@ -132,6 +138,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.StreamPrefetch == 0 {
 		o.StreamPrefetch = d.StreamPrefetch
+	}
+	if o.SubscriberBuffer == 0 {
+		o.SubscriberBuffer = d.SubscriberBuffer
 	}
 	if o.RPCConcurrency == 0 {
 		o.RPCConcurrency = d.RPCConcurrency
@@ -184,6 +193,9 @@ func (o Options) Validate() error {
 	}
 	if o.StreamPrefetch < 1 || o.StreamPrefetch > 65535 {
 		bad("StreamPrefetch %d: want 1 to 65535", o.StreamPrefetch)
+	}
+	if o.SubscriberBuffer < 1 {
+		bad("SubscriberBuffer %d: want at least 1", o.SubscriberBuffer)
 	}
 	if o.RPCConcurrency < 1 || o.RPCConcurrency > 65535 {
 		bad("RPCConcurrency %d: want 1 to 65535", o.RPCConcurrency)

@@ -44,3 +44,9 @@ func (b *Bus) Reconnects() uint64 {
 	}
 	return b.gen - 1
 }
+
+// StreamReads counts the event-stream messages that the bus' stream
+// subscriptions have taken from the broker (each delivery once, however
+// many subscriptions it was for). For metrics, and for tests of how much
+// the broker sends per event.
+func (b *Bus) StreamReads() uint64 { return b.streamReads.Load() }

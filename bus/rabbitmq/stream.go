@@ -100,7 +100,9 @@ func (b *Bus) PublishSeq(ctx context.Context, subject string, msg bus.Message) (
 }
 
 // subscription is one Subscribe call: it survives reconnects by resuming
-// after the last offset it saw.
+// after the last offset it saw. It reads on a consumer of its own from
+// its start position and, when it has no end (To), hands over to the
+// bus' shared tail once it has caught up (see tail).
 type subscription struct {
 	b       *Bus
 	pattern string
@@ -112,13 +114,24 @@ type subscription struct {
 	resumed bool      // subscribed again after a drop
 	to      int64     // last offset to deliver (SubscribeOptions.To - 1); -1: none
 	ended   bool      // the offset before to was read: the subscription is over
+
+	joined *tailSub // its place in the tail, or nil
+	rejoin int64    // join the tail once next reaches this offset; -1 at once
+	// tailEnded: the tail let the subscription go because its consumer
+	// ended (a lost connection), not because the subscription fell behind.
+	tailEnded bool
 }
 
-// Subscribe implements bus.Stream. Every subscriber reads the one event
+// Subscribe implements bus.Stream. A subscriber reads the one event
 // stream from its start point (x-stream-offset From-1, "next", or the
-// second before Since) and keeps the messages whose subject matches
-// pattern and, without From, whose publish time is at or after Since. It
-// sees every offset, so it ends at To by reading up to it.
+// second before Since) on a consumer of its own and keeps the messages
+// whose subject matches pattern and, without From, whose publish time is
+// at or after Since. A subscription with To sees every offset, so it
+// ends at To by reading up to it. One without To joins the bus' shared
+// reader of the stream's tail at once and, when its own consumer reaches
+// the first offset the tail read after that, closes its consumer and
+// takes its messages from the tail (so a bus with many subscriptions
+// reads each live event once; see tail for flow control).
 // Message.Seq is the stream offset plus one (so that no position is 0).
 func (b *Bus) Subscribe(ctx context.Context, pattern string, opts bus.SubscribeOptions) (<-chan bus.Message, error) {
 	if b.isClosed() {
@@ -130,7 +143,7 @@ func (b *Bus) Subscribe(ctx context.Context, pattern string, opts bus.SubscribeO
 	if err := validPattern(pattern); err != nil {
 		return nil, err
 	}
-	s := &subscription{b: b, pattern: pattern, since: opts.Since, ctx: ctx, out: make(chan bus.Message), next: -1, started: time.Now()}
+	s := &subscription{b: b, pattern: pattern, since: opts.Since, ctx: ctx, out: make(chan bus.Message), next: -1, started: time.Now(), rejoin: -1}
 	if opts.From > 0 {
 		s.since, s.next = time.Time{}, int64(opts.From-1)
 	}
@@ -139,8 +152,10 @@ func (b *Bus) Subscribe(ctx context.Context, pattern string, opts bus.SubscribeO
 		close(s.out)
 		return s.out, nil
 	}
+	s.maybeJoin() // before the own consumer attaches: the tail starts meanwhile
 	ch, deliveries, err := s.subscribe()
 	if err != nil {
+		s.leave()
 		return nil, err
 	}
 	b.wg.Add(1)
@@ -211,11 +226,20 @@ func (b *Bus) attach(ctx context.Context, offset any, what string) (*amqp.Channe
 func (s *subscription) run(ch *amqp.Channel, deliveries <-chan amqp.Delivery) {
 	defer s.b.wg.Done()
 	defer close(s.out)
+	defer s.leave()
+	dropped := false // the last consumer ended by itself (a lost connection)
 	for attempt := 0; ; {
 		if ch != nil {
-			s.forward(ch, deliveries)
+			handover := s.forward(ch, deliveries)
 			closeConsumer(ch, deliveries)
 			ch = nil
+			dropped = !handover
+			if handover {
+				if !s.fromTail() {
+					return
+				}
+				dropped = s.tailEnded
+			}
 		}
 		if s.ended || s.ctx.Err() != nil || s.b.isClosed() {
 			return
@@ -235,27 +259,80 @@ func (s *subscription) run(ch *amqp.Channel, deliveries <-chan amqp.Delivery) {
 			continue
 		}
 		attempt = 0
-		s.b.log.Info("rabbitmq stream subscriber resubscribed", "pattern", s.pattern, "offset", s.offset())
+		if dropped {
+			s.b.log.Info("rabbitmq stream subscriber resubscribed", "pattern", s.pattern, "offset", s.offset())
+		} else {
+			s.b.log.Debug("rabbitmq stream subscriber left the shared tail; reading on its own", "pattern", s.pattern, "offset", s.offset())
+		}
 	}
 }
 
-func (s *subscription) forward(ch *amqp.Channel, deliveries <-chan amqp.Delivery) {
+// leave gives the subscription's place in the tail up.
+func (s *subscription) leave() {
+	if s.joined != nil {
+		s.b.tail.leave(s.joined)
+		s.joined = nil
+	}
+}
+
+// detached notes that the tail let the subscription go (overflow: the
+// offset that did not fit; -1: the tail ended) and when to join again:
+// once its own consumer has read past that offset, or past its position
+// now, so that a tail that cannot attach is not tried for every message.
+func (s *subscription) detached(overflow int64) {
+	s.joined = nil
+	s.tailEnded = overflow < 0
+	if s.tailEnded {
+		s.rejoin = max(s.next, 0) + 1
+	} else {
+		s.rejoin = overflow
+	}
+}
+
+// maybeJoin joins the tail when the subscription has no end and has read
+// far enough since it was last detached.
+func (s *subscription) maybeJoin() {
+	if s.joined == nil && s.to < 0 && (s.rejoin < 0 || s.next >= s.rejoin) {
+		s.joined = s.b.tail.join(s.pattern)
+		s.rejoin = -1
+	}
+}
+
+// forward reads the subscription's own consumer. It returns true when
+// the subscription has caught up with the tail and takes its messages
+// from there on (fromTail); false when the consumer ended, the
+// subscription ended at To, or ctx or the bus is done.
+func (s *subscription) forward(ch *amqp.Channel, deliveries <-chan amqp.Delivery) bool {
+	ack := newAcker(ch, s.b.opts.StreamPrefetch)
 	for {
+		s.maybeJoin()
+		var ready <-chan struct{}
+		if s.joined != nil {
+			ready = s.joined.ready
+		}
 		var d amqp.Delivery
 		var ok bool
 		select {
 		case d, ok = <-deliveries:
 			if !ok {
-				return
+				return false
 			}
+		case <-ready:
+			// The tail buffered something or let go; only the latter
+			// matters before the hand-over.
+			if _, gone, overflow := s.b.tail.joinedAt(s.joined); gone {
+				s.detached(overflow)
+			}
+			continue
 		case <-s.ctx.Done():
-			return
+			return false
 		case <-s.b.done:
-			return
+			return false
 		}
+		s.b.streamReads.Add(1)
 		// Stream queues need acks to grant credit; the stream keeps the
 		// message either way.
-		_ = ch.Ack(d.DeliveryTag, false)
+		ack.ack(d.DeliveryTag)
 		f := s.floor()
 		off, ok := headerInt(d.Headers, hdrOffset)
 		if !ok || off < 0 {
@@ -265,10 +342,24 @@ func (s *subscription) forward(ch *amqp.Channel, deliveries <-chan amqp.Delivery
 		if s.next >= 0 && off < s.next {
 			continue // before From, or already handed out before a resubscribe
 		}
+		if s.joined != nil {
+			at, gone, overflow := s.b.tail.joinedAt(s.joined)
+			if gone {
+				s.detached(overflow)
+			} else if at >= 0 && off >= at {
+				// The tail holds every match from at on: nothing before
+				// off is this consumer's to deliver any more, nothing from
+				// off on is missing from the tail.
+				if s.next < 0 {
+					s.next = off
+				}
+				return true
+			}
+		}
 		s.next = off + 1
 		if s.to >= 0 && off > s.to {
 			s.ended = true
-			return
+			return false
 		}
 		if match(s.pattern, d.RoutingKey) {
 			m := message(&d, d.RoutingKey)
@@ -277,15 +368,57 @@ func (s *subscription) forward(ch *amqp.Channel, deliveries <-chan amqp.Delivery
 				select {
 				case s.out <- m:
 				case <-s.ctx.Done():
-					return
+					return false
 				case <-s.b.done:
-					return
+					return false
 				}
 			}
 		}
 		if s.to >= 0 && off >= s.to {
 			s.ended = true
-			return
+			return false
+		}
+	}
+}
+
+// fromTail delivers what the tail buffers for the subscription until the
+// tail lets it go (true: read on from s.next on a consumer of its own)
+// or ctx or the bus is done (false). Offsets below s.next were delivered
+// by the subscription's own consumer and are skipped.
+func (s *subscription) fromTail() bool {
+	// What the tail buffered before the hand-over may have signalled
+	// already (forward took the signal): take first, then wait.
+	for first := true; ; first = false {
+		if !first {
+			select {
+			case <-s.joined.ready:
+			case <-s.ctx.Done():
+				return false
+			case <-s.b.done:
+				return false
+			}
+		}
+		ms, gone, overflow := s.b.tail.take(s.joined)
+		for _, m := range ms {
+			off := int64(m.Seq) - 1
+			if off < s.next {
+				continue
+			}
+			s.next = off + 1
+			if f := s.floor(); !f.IsZero() && m.Time.Before(f) {
+				continue
+			}
+			select {
+			case s.out <- m:
+			case <-s.ctx.Done():
+				return false
+			case <-s.b.done:
+				return false
+			}
+		}
+		if gone {
+			s.detached(overflow)
+			return true
 		}
 	}
 }

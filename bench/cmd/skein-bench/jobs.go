@@ -21,7 +21,10 @@ import (
 // runJobs measures many jobs at once on one coordinator: the aggregate
 // rate of -jobs concurrent map jobs of -tasks no-op tasks against the
 // rate of one such job alone, and the slowest job's wall time against the
-// median's.
+// median's. It also prints the processor time per 1,000 tasks of the
+// concurrent jobs: Skein's coordinator and runtime processes, this
+// process (the 50 clients), and the broker's when its process id is given
+// (SKEIN_BENCH_NATS_PID, SKEIN_BENCH_AMQP_PID).
 func runJobs(args []string) error {
 	fs := flag.NewFlagSet("jobs", flag.ExitOnError)
 	busList := fs.String("buses", "nats,amqp", "nats (SKEIN_BENCH_NATS_URL or SKEIN_TEST_NATS_URL), amqp (SKEIN_BENCH_AMQP_URL or SKEIN_TEST_AMQP_URL)")
@@ -37,14 +40,17 @@ func runJobs(args []string) error {
 	ctx := context.Background()
 	iter := wire.Value("[" + strings.TrimSuffix(strings.Repeat("null,", *tasks), ",") + "]")
 	spec := func() *wire.JobSpec { return &wire.JobSpec{Kind: wire.JobMap, Function: "noop", Iterdata: iter} }
-	fmt.Printf("bus\tsingle job tasks/s\t%d jobs aggregate tasks/s\taggregate/single\tjob wall p50\tslowest\tslowest/p50\n", *jobs)
+	fmt.Printf("bus\tsingle job tasks/s\t%d jobs aggregate tasks/s\taggregate/single\tjob wall p50\tslowest\tslowest/p50\tcpu/1k skein\tcpu/1k clients\tcpu/1k broker\n", *jobs)
 	for _, name := range strings.Split(*busList, ",") {
 		var url string
+		var brokerPID int
 		switch strings.TrimSpace(name) {
 		case "nats":
 			url = envOr("SKEIN_BENCH_NATS_URL", "SKEIN_TEST_NATS_URL")
+			brokerPID = envPID("SKEIN_BENCH_NATS_PID")
 		case "amqp":
 			url = envOr("SKEIN_BENCH_AMQP_URL", "SKEIN_TEST_AMQP_URL")
+			brokerPID = envPID("SKEIN_BENCH_AMQP_PID")
 		default:
 			return fmt.Errorf("unknown bus %q", name)
 		}
@@ -82,6 +88,7 @@ func runJobs(args []string) error {
 		walls := make([]time.Duration, *jobs)
 		errs := make([]error, *jobs)
 		var wg sync.WaitGroup
+		skeinCPU, selfCPU, brokerCPU := svc.CPU(), fanout.SelfCPU(), procCPU(brokerPID)
 		start := time.Now()
 		for i := range *jobs {
 			wg.Add(1)
@@ -89,6 +96,7 @@ func runJobs(args []string) error {
 		}
 		wg.Wait()
 		total := time.Since(start)
+		skeinCPU, selfCPU, brokerCPU = svc.CPU()-skeinCPU, fanout.SelfCPU()-selfCPU, procCPU(brokerPID)-brokerCPU
 		b.Close()
 		svc.Stop()
 		for _, err := range errs {
@@ -99,8 +107,25 @@ func runJobs(args []string) error {
 		single := float64(*tasks) / stats.Percentile(singles, 50).Seconds()
 		agg := float64(*jobs**tasks) / total.Seconds()
 		p50, slowest := stats.Percentile(walls, 50), slices.Max(walls)
-		fmt.Printf("%s\t%.0f\t%.0f\t%.2f\t%v\t%v\t%.2f\n", name, single, agg, agg/single, p50.Round(time.Millisecond), slowest.Round(time.Millisecond), slowest.Seconds()/p50.Seconds())
+		perK := func(d time.Duration) string {
+			return (d / time.Duration(*jobs**tasks/1000)).Round(time.Millisecond).String()
+		}
+		broker := "-"
+		if brokerPID > 0 {
+			broker = perK(brokerCPU)
+		}
+		fmt.Printf("%s\t%.0f\t%.0f\t%.2f\t%v\t%v\t%.2f\t%s\t%s\t%s\n", name, single, agg, agg/single, p50.Round(time.Millisecond), slowest.Round(time.Millisecond), slowest.Seconds()/p50.Seconds(),
+			perK(skeinCPU), perK(selfCPU), broker)
 	}
 	fmt.Fprintf(os.Stderr, "one coordinator and one runtime process (%d slots, default prefetch); jobs submitted and awaited in-process with pkg/client\n", goruntime.NumCPU())
 	return nil
+}
+
+// procCPU is pid's processor time so far, 0 when pid is 0 or unreadable.
+func procCPU(pid int) time.Duration {
+	if pid <= 0 {
+		return 0
+	}
+	d, _ := fanout.ProcCPU(pid)
+	return d
 }
