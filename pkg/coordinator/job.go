@@ -590,6 +590,9 @@ func (j *job) enqueue(t *wire.Task) {
 	if err != nil && j.ctx.Err() == nil {
 		j.requestEnd(wire.StateFailed, &wire.TaskError{Kind: wire.ErrInternal, Message: fmt.Sprintf("re-publishing task %d: %v", t.Index, err)}, t.Index)
 	}
+	if err == nil && t.Kind == wire.TaskReduce && t.Attempt == 1 {
+		j.markQueuedReducer(t.Index)
+	}
 	if err == nil && t.Attempt > 1 {
 		j.tel().Metrics.Retried(j.ctx)
 	} else if err == nil {

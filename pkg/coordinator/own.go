@@ -79,7 +79,8 @@ type entry struct {
 	owner     string
 	term      int
 	published bool
-	queued    int // the first attempts of tasks 0 … queued-1 are on the queue
+	queued    int   // the first attempts of tasks 0 … queued-1 are on the queue
+	reducers  []int // groups whose reducer's first attempt is on its queue
 	end       *wire.JobStatus
 	endSeq    uint64
 	ended     time.Time
@@ -382,6 +383,7 @@ func (c *Coordinator) record(m bus.Message) {
 		}
 		if e != nil {
 			e.queued = max(e.queued, q.Through)
+			e.reducers = append(e.reducers, q.Reducers...)
 		}
 	case "end":
 		st, err := wire.DecodeEnd(m.Data, id)
@@ -529,14 +531,15 @@ func (c *Coordinator) claim(id, prev string, term int) {
 	var spec uint64
 	var published bool
 	var queued int
+	var reducers []int
 	if won {
-		spec, published, queued = e.spec, e.published, e.queued
+		spec, published, queued, reducers = e.spec, e.published, e.queued, slices.Clone(e.reducers)
 	}
 	o.mu.Unlock()
 	if !won {
 		return
 	}
-	if err := c.takeUp(ctx, id, spec, published, queued, prev); err != nil && c.ctx.Err() == nil {
+	if err := c.takeUp(ctx, id, spec, published, queued, reducers, prev); err != nil && c.ctx.Err() == nil {
 		c.log.Warn("taking a job over", "job", id, "err", err)
 		return
 	}
@@ -589,8 +592,9 @@ func (c *Coordinator) readSpec(ctx context.Context, id string, at uint64) (*wire
 
 // takeUp starts acting on a job this coordinator now owns, from its
 // spec's position on the log. published says the job log records all its
-// tasks as published, queued how many of the first ones it records.
-func (c *Coordinator) takeUp(ctx context.Context, id string, from uint64, published bool, queued int, prev string) error {
+// tasks as published, queued how many of the first ones it records, and
+// reducers the groups whose reducers it records as queued.
+func (c *Coordinator) takeUp(ctx context.Context, id string, from uint64, published bool, queued int, reducers []int, prev string) error {
 	spec, err := c.readSpec(ctx, id, from)
 	if err != nil {
 		return err
@@ -600,6 +604,11 @@ func (c *Coordinator) takeUp(ctx context.Context, id string, from uint64, publis
 		return err
 	}
 	j.recovered, j.wasPublished, j.wasQueued, j.from = true, published, min(queued, j.n), from
+	for _, g := range reducers {
+		if g >= 0 && g < len(j.reducerQueued) {
+			j.reducerQueued[g] = true // its first attempt is on the queue
+		}
+	}
 	c.mu.Lock()
 	if old := c.jobs[id]; old != nil && old.owned() {
 		c.mu.Unlock()

@@ -218,6 +218,21 @@ func (j *job) markQueued(through int) {
 	}
 }
 
+// markQueuedReducer records on the job log that the first attempt of
+// group g's reducer is on its queue: a coordinator taking the job over
+// does not queue it again (two reducers would read the same feed).
+func (j *job) markQueuedReducer(g int) {
+	data, err := wire.Encode(wire.KindQueued, wire.Queued{Job: j.id, Reducers: []int{g}})
+	if err == nil {
+		m := bus.Message{Data: data}
+		j.c.sign(&m)
+		err = j.c.bus.Publish(j.ctx, wire.JobQueuedSubject(j.id), m)
+	}
+	if err != nil && j.ctx.Err() == nil {
+		j.c.log.Warn("recording that a reducer is queued", "job", j.id, "group", g, "err", err)
+	}
+}
+
 // republish waits until the replay of a recovered job's events has
 // caught up (catchUp), then publishes the tasks that have no outcome yet,
 // but for the first attempts the job log records as queued: those are on

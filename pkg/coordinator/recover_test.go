@@ -168,6 +168,29 @@ func TestRecoverDuringReduce(t *testing.T) {
 		if want := strconv.Itoa(tasks * (tasks - 1) / 2); err != nil || string(res) != want {
 			t.Fatalf("reduce result %s, %v; want %s", res, err, want)
 		}
+		// The reducer was queued before the kill (the job log says so):
+		// the new coordinator does not queue it again, so one reducer ran.
+		// A second one would have started at once on the idle runtime.
+		st := statusOf(b, id)
+		reducers := func() int {
+			n := 0
+			for _, m := range logRecords(t, bb, wire.TaskEvents(id), st.From) {
+				batch, err := coordinator.DecodeEvents(m.Data)
+				if err != nil {
+					continue
+				}
+				for _, ev := range batch {
+					if ev.Kind == wire.TaskReduce && (ev.Type == wire.EventDone || ev.Type == wire.EventFailed) {
+						n++
+					}
+				}
+			}
+			return n
+		}
+		time.Sleep(time.Second) // time for a second reducer, if any, to end
+		if n := reducers(); n != 1 {
+			t.Errorf("%d reducers ended, want 1", n)
+		}
 	})
 }
 

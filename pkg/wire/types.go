@@ -460,10 +460,12 @@ type Published struct {
 func JobQueuedSubject(job string) string { return "job." + job + ".queued" }
 
 // Queued is the body of a JobQueuedSubject record: the first attempts of
-// tasks 0 … Through-1 are on the job's queue (or were taken from it).
+// tasks 0 … Through-1, and of the reducers of the groups in Reducers, are
+// on the job's queues (or were taken from them).
 type Queued struct {
-	Job     string `msgpack:"job"`
-	Through int    `msgpack:"through"`
+	Job      string `msgpack:"job"`
+	Through  int    `msgpack:"through"`
+	Reducers []int  `msgpack:"reducers,omitempty"`
 }
 
 // JobOwnerSubject carries the owner records of a job on the job log: a
