@@ -491,10 +491,16 @@ func runJob(ctx context.Context, kind wire.JobKind, args []string, env Env) erro
 		// One process holds the NATS server, the coordinator and the
 		// workers: collect garbage at half the default growth (unless
 		// GOGC says otherwise), so that its peak stays near what is live
-		// rather than twice it.
+		// rather than twice it; but not while the live heap is small
+		// (the heap floor, SKEIN_GC_FLOOR).
 		if env.Getenv("GOGC") == "" {
 			defer debug.SetGCPercent(debug.SetGCPercent(50))
 		}
+		stopGC, err := startGCFloor(env)
+		if err != nil {
+			return err
+		}
+		defer stopGC()
 		met := o.Monitoring.wireDashboard(o.Embedded)
 		cl, err := embedded.Start(ctx, *o.Embedded)
 		if err != nil {
