@@ -38,7 +38,20 @@ type pacer struct {
 	// churnUntil: a redelivered task came (runtimes are dying or losing
 	// their connections); until then the window stays shallow.
 	churnUntil time.Time
+	// resized is when the pacer last changed the window itself.
+	resized time.Time
+	now     func() time.Time // time.Now; tests replace it
 }
+
+// resizeEcho is how long after the pacer changes the window a redelivered
+// task is taken for an echo of that change rather than for runtimes
+// dying: a bus may hand back to the queue what was on its way to the
+// consumer it replaces to change the window (RabbitMQ replaces the
+// consumer, and a quorum queue counts those messages as delivered once
+// more). Taking the echo for churn shrank the window, the next growth
+// echoed again, and a flood of short tasks ran at a window of slots+1
+// most of the time (2,100 tasks/s instead of 13,500 on RabbitMQ).
+const resizeEcho = 2 * time.Second
 
 // churnFor is how long the window stays shallow after a redelivered task
 // arrives. A task waiting in the buffer of a runtime that dies is
@@ -51,18 +64,28 @@ const churnFor = 10 * time.Second
 func (p *pacer) redelivered() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.churnUntil = time.Now().Add(churnFor)
-	if n := p.slots + 1; p.size > n {
-		p.size = n
-		p.win.Set(n)
+	now := p.now()
+	if now.Sub(p.resized) < resizeEcho {
+		return
 	}
+	p.churnUntil = now.Add(churnFor)
+	if n := p.slots + 1; p.size > n {
+		p.setSize(n, now)
+	}
+}
+
+// setSize changes the window. Called with p.mu held.
+func (p *pacer) setSize(n int, now time.Time) {
+	p.size = n
+	p.resized = now
+	p.win.Set(n)
 }
 
 // newPacer starts at twice the slots: shallow until tasks show they are
 // short, so that the first long tasks of a job spread over runtimes.
 func newPacer(slots int) *pacer {
 	n := 2 * slots
-	return &pacer{slots: slots, win: bus.NewWindow(n), size: n}
+	return &pacer{slots: slots, win: bus.NewWindow(n), size: n, now: time.Now}
 }
 
 // ewma weighs a new observation by 1/8.
@@ -96,15 +119,14 @@ func (p *pacer) settled(run, settle, ack time.Duration) {
 	// Resize on a real change only: a RabbitMQ consumer changes its
 	// window with a few round trips.
 	if d := n - p.size; d != 0 && (4*abs(d) >= p.size || n <= p.slots+2) {
-		p.size = n
-		p.win.Set(n)
+		p.setSize(n, p.now())
 	}
 }
 
 // target is the window the averages ask for (shallow while runtimes
 // churn).
 func (p *pacer) target() int {
-	if time.Now().Before(p.churnUntil) {
+	if p.now().Before(p.churnUntil) {
 		return p.slots + 1
 	}
 	perSlot := (p.settle + p.ack) / math.Max(p.run, 1e-6)

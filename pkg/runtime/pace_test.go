@@ -48,13 +48,16 @@ func TestPacerWindow(t *testing.T) {
 // short tasks settle: every task held when a runtime dies is delivered
 // once more without having run, toward its limit of deliveries.
 func TestPacerShallowWhileRuntimesChurn(t *testing.T) {
+	now := time.Unix(1000, 0)
 	p := newPacer(2)
+	p.now = func() time.Time { return now }
 	for range 50 {
 		p.settled(100*time.Microsecond, 5*time.Millisecond, time.Millisecond)
 	}
 	if n, _ := p.win.Size(); n <= 10 {
 		t.Fatalf("a flood of short tasks: window %d, want deep", n)
 	}
+	now = now.Add(resizeEcho) // not an echo of the pacer's own growth
 	p.redelivered()
 	if n, _ := p.win.Size(); n != 3 {
 		t.Fatalf("after a redelivery: window %d, want slots+1 = 3", n)
@@ -64,5 +67,37 @@ func TestPacerShallowWhileRuntimesChurn(t *testing.T) {
 	}
 	if n, _ := p.win.Size(); n != 3 {
 		t.Fatalf("short tasks settling within %v of a redelivery: window %d, want 3", churnFor, n)
+	}
+}
+
+// TestPacerIgnoresTheEchoOfItsOwnResize: a task handed back by the bus
+// while the pacer's own resize replaced its consumer (RabbitMQ) is not
+// taken for runtimes dying; one redelivered later is.
+func TestPacerIgnoresTheEchoOfItsOwnResize(t *testing.T) {
+	now := time.Unix(1000, 0)
+	p := newPacer(2)
+	p.now = func() time.Time { return now }
+	for range 50 {
+		p.settled(100*time.Microsecond, 5*time.Millisecond, time.Millisecond)
+	}
+	deep, _ := p.win.Size()
+	if deep <= 10 {
+		t.Fatalf("a flood of short tasks: window %d, want deep", deep)
+	}
+	now = now.Add(resizeEcho / 2)
+	p.redelivered()
+	if n, _ := p.win.Size(); n != deep {
+		t.Fatalf("a redelivery %v after the pacer grew the window: window %d, want it kept at %d", resizeEcho/2, n, deep)
+	}
+	for range 50 {
+		p.settled(100*time.Microsecond, 5*time.Millisecond, time.Millisecond)
+	}
+	if n, _ := p.win.Size(); n != deep {
+		t.Fatalf("short tasks after the echo: window %d, want %d", n, deep)
+	}
+	now = now.Add(resizeEcho)
+	p.redelivered()
+	if n, _ := p.win.Size(); n != 3 {
+		t.Fatalf("a redelivery %v after the last resize: window %d, want slots+1 = 3", resizeEcho, n)
 	}
 }
