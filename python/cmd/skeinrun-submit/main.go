@@ -3,7 +3,9 @@
 // the same executable so that one file in the wheel runs a warm local
 // installation. As submit it is cmd/submit; with the first argument
 // "__coordinator" or "__runtime" it is cmd/coordinator or cmd/runtime
-// with the remaining arguments (submit has no command of those names).
+// with the remaining arguments, and with "__serve" submit's client mode
+// (cli.Serve: many jobs over one bus connection, for the executor's warm
+// jobs); submit has no command of those names.
 package main
 
 import (
@@ -23,6 +25,9 @@ func main() {
 			os.Exit(cli.Coordinator(ctx, os.Args[2:], env, datapath.ServiceHooks()))
 		case "__runtime":
 			os.Exit(cli.Runtime(ctx, os.Args[2:], env, datapath.ServiceHooks()))
+		case "__serve":
+			env.Extend = datapath.Extend
+			os.Exit(cli.Serve(ctx, os.Args[2:], env))
 		}
 	}
 	os.Exit(cli.Submit(ctx, os.Args[1:], cli.Env{
