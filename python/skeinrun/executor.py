@@ -12,6 +12,11 @@ With a warm installation (``warm=True``, or ``skein: {warm: true}`` in the
 config) the executor starts one coordinator and one runtime of its own on
 loopback at the first job and sends every job to them: the Python
 interpreters of the runtime stay up between jobs.
+
+Jobs on a bus (the warm installation's or a configured one) do not start a
+submit process each: the executor keeps one ``submit __serve`` process
+(_Session) with an open bus connection, and a job is one JSON line to it
+with the job's submit arguments; its results come back as lines.
 """
 
 from __future__ import annotations
@@ -149,7 +154,8 @@ def _call_args(sig: inspect.Signature | None, elem: Any, extra_args: Any) -> tup
 
 
 class _Job:
-    """One submit run and the futures it fills."""
+    """One job (a submit run, or a request to the executor's submit serve
+    process) and the futures it fills."""
 
     def __init__(self, executor: "FunctionExecutor", job_id: str, function_name: str, n: int, kind: str):
         self.executor = executor
@@ -160,6 +166,10 @@ class _Job:
         self.finished = threading.Event()
         self.cancelled = False
         self.proc: subprocess.Popen | None = None
+        # session: the executor's submit serve process that runs this job
+        # (jobs on a bus); None: a submit process of its own (embedded).
+        self.session: _Session | None = None
+        self._last_line: Any = None
         self.dir = os.path.join(executor._dir, job_id)
         self.plot_file = os.path.join(self.dir, "timeline.html")
         self.futures = [ResponseFuture(executor, self, i) for i in range(n)]
@@ -187,6 +197,9 @@ class _Job:
 
     def cancel(self) -> None:
         self.cancelled = True
+        if self.session is not None:
+            self.session.cancel(self.job_id)  # serve cancels the job (exit 6)
+            return
         p = self.proc
         if p is not None and p.poll() is None:
             p.send_signal(signal.SIGTERM)  # submit cancels its job (exit 6)
@@ -204,6 +217,50 @@ class _Job:
         target = self._wait_stream if self.stream else self._wait
         threading.Thread(target=target, name=f"skeinrun-{self.job_id}", daemon=True).start()
 
+    def run_session(self, session: "_Session", args: list[str]) -> None:
+        """Send the job to the executor's submit serve process; its lines
+        come back through on_line and its end through on_exit."""
+        self.session = session
+        try:
+            session.submit(self, args)
+        except JobError as e:
+            self._finish_error(e)
+
+    def on_line(self, line: Any) -> None:
+        """One line the job's submit printed on stdout (serve)."""
+        if self.stream:
+            self._stream_line(line)
+        else:
+            self._last_line = line
+
+    def on_exit(self, code: int, stderr: str) -> None:
+        """The job's end (serve): its exit code and stderr."""
+        try:
+            self.stderr, self.exit_code = stderr, code
+            if code != 0:
+                self._finish_error(self._job_error())
+            elif self.stream:
+                self._stream_end()
+            else:
+                self._finish_results(self._last_line)
+        except BaseException as e:  # never leave a waiter hanging
+            self._finish_error(JobError(f"job {self.job_id}: reading submit's output failed: {e!r}"))
+
+    def _stream_line(self, msg: Any) -> None:
+        i = msg.get("index") if isinstance(msg, dict) else None
+        if not isinstance(i, int) or not 0 <= i < len(self.futures) or "result" not in msg:
+            return  # the status line, or a failing call (its error comes with the job's)
+        f = self.futures[i]
+        if not f.done:
+            self._settle(f, msg["result"], time.time())
+            self._notify()
+
+    def _stream_end(self) -> None:
+        if not all(f.done for f in self.futures):
+            self._finish_error(JobError(f"job {self.job_id}: submit ended without the result of every call"))
+        else:
+            self._done()
+
     def _wait_stream(self) -> None:
         """Read submit --stream's lines: each call's result completes its
         future at once (ANY_COMPLETED and as-completed waits wake on it);
@@ -217,23 +274,15 @@ class _Job:
                     msg = json.loads(raw)
                 except ValueError:
                     continue
-                i = msg.get("index") if isinstance(msg, dict) else None
-                if not isinstance(i, int) or not 0 <= i < len(self.futures) or "result" not in msg:
-                    continue  # the status line, or a failing call (its error comes with the job's)
-                f = self.futures[i]
-                if not f.done:
-                    self._settle(f, msg["result"], time.time())
-                    self._notify()
+                self._stream_line(msg)
             self.proc.wait()
             reader.join()
             self.stderr = (errs[0] if errs else b"").decode(errors="replace")
             self.exit_code = self.proc.returncode
             if self.exit_code != 0:
                 self._finish_error(self._job_error())
-            elif not all(f.done for f in self.futures):
-                self._finish_error(JobError(f"job {self.job_id}: submit ended without the result of every call"))
             else:
-                self._done()
+                self._stream_end()
         except BaseException as e:  # never leave a waiter hanging
             self._finish_error(JobError(f"job {self.job_id}: reading submit's output failed: {e!r}"))
 
@@ -268,13 +317,16 @@ class _Job:
         return JobError(text, kind=kind, stderr=self.stderr, exit_code=code)
 
     def _finish_ok(self, out: bytes) -> None:
-        t = time.time()
         line = out.decode().strip().splitlines()
         try:
             results = json.loads(line[-1]) if line else None
         except ValueError as e:
             self._finish_error(JobError(f"job {self.job_id}: submit printed no JSON result ({e}): {out[-200:]!r}"))
             return
+        self._finish_results(results)
+
+    def _finish_results(self, results: Any) -> None:
+        t = time.time()
         if self.kind == "map":
             if not isinstance(results, list):
                 results = [results]
@@ -421,6 +473,145 @@ class _WarmInstall:
         self._log.close()
 
 
+class _Session:
+    """One ``submit __serve`` process (submit's client mode, pkg/cli/serve.go)
+    that runs every job of an executor on a bus over one open connection: a
+    job is one JSON line to it, its results lines back, so that a warm job
+    costs no process start and no bus handshake.
+
+    The process is started by the thread that reads its replies, which lives
+    as long as it does (Linux sends the parent-death signal when the thread
+    that started a child ends). It ends when the executor closes its stdin,
+    or when the executor's process dies (stdin closes, and the parent-death
+    signal), cancelling the jobs it still runs. If it dies, the jobs in it
+    fail with an error that says so and the executor starts another one for
+    its next job."""
+
+    def __init__(self, binary: str, bus: str, flags: list[str], env: dict[str, str], directory: str):
+        self.bus = bus
+        self._log_path = os.path.join(directory, f"serve-{uuid.uuid4().hex[:6]}.log")
+        self._argv = [binary, "__serve", "--bus", bus] + flags
+        self._env = env
+        self._jobs: dict[str, _Job] = {}
+        self._lock = threading.Lock()  # _jobs and writes to stdin
+        self._ready = threading.Event()
+        self._error: str | None = None
+        self._error_code: int | None = None
+        self.proc: subprocess.Popen | None = None
+        self.exit_code: int | None = None
+        self._thread = threading.Thread(target=self._run, name="skeinrun-serve", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(60):
+            self.close()
+            raise JobError(f"submit serve did not start within 60s; its log: {self._tail()}")
+        if self._error is not None:
+            self.close()
+            code = self._error_code
+            what = _EXIT_KINDS.get(code, "internal error") if code is not None else "internal error"
+            said = self._tail() if code is not None else self._error
+            raise JobError(f"submit serve could not start on {bus} ({what}): {said}", kind=what,
+                           stderr=said, exit_code=code)
+
+    def alive(self) -> bool:
+        return self.exit_code is None and self._error is None
+
+    def _run(self) -> None:
+        try:
+            with open(self._log_path, "ab") as log:
+                self.proc = subprocess.Popen(self._argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
+                                             env=self._env, preexec_fn=_die_with_parent)
+        except BaseException as e:
+            self._error = f"cannot run {self._argv[0]}: {e}"
+            self._ready.set()
+            return
+        try:
+            for raw in self.proc.stdout:
+                try:
+                    msg = json.loads(raw)
+                except ValueError:
+                    continue
+                if not isinstance(msg, dict):
+                    continue
+                jid = msg.get("id")
+                if jid is None:
+                    if msg.get("ready"):
+                        self._ready.set()
+                    elif "error" in msg and not self._ready.is_set():
+                        self._error = str(msg["error"])
+                        self._error_code = msg.get("exit")
+                        self._ready.set()
+                    continue
+                with self._lock:
+                    job = self._jobs.get(jid)
+                    if job is not None and "exit" in msg:
+                        del self._jobs[jid]
+                if job is None:
+                    continue
+                if "exit" in msg:
+                    job.on_exit(int(msg["exit"]), str(msg.get("stderr") or ""))
+                elif "line" in msg:
+                    job.on_line(msg["line"])
+        finally:
+            self.exit_code = self.proc.wait()
+            if self._error is None and not self._ready.is_set():
+                self._error = f"submit serve exited with {self.exit_code}: {self._tail()}"
+            self._ready.set()
+            with self._lock:
+                orphans, self._jobs = list(self._jobs.values()), {}
+            for job in orphans:
+                job._finish_error(JobError(
+                    f"job {job.job_id}: the executor's submit serve process exited ({self.exit_code}) while it ran "
+                    f"the job; the next job starts another. Its log: {self._tail()}", kind="internal"))
+
+    def submit(self, job: "_Job", args: list[str]) -> None:
+        line = (json.dumps({"id": job.job_id, "args": args}) + "\n").encode()
+        with self._lock:
+            if not self.alive() or self.proc is None:
+                raise JobError(f"job {job.job_id}: the executor's submit serve process has exited ({self.exit_code})",
+                               kind="internal")
+            self._jobs[job.job_id] = job
+            try:
+                self.proc.stdin.write(line)
+                self.proc.stdin.flush()
+            except OSError as e:
+                del self._jobs[job.job_id]
+                raise JobError(f"job {job.job_id}: cannot send it to submit serve ({e}); its log: {self._tail()}",
+                               kind="internal") from None
+
+    def cancel(self, job_id: str) -> None:
+        with self._lock:
+            if job_id not in self._jobs or self.proc is None:
+                return
+            try:
+                self.proc.stdin.write((json.dumps({"id": job_id, "cancel": True}) + "\n").encode())
+                self.proc.stdin.flush()
+            except OSError:
+                pass
+
+    def close(self, timeout: float = 30) -> None:
+        """Close stdin (serve cancels what still runs and exits), then wait."""
+        p = self.proc
+        if p is not None:
+            with self._lock:
+                try:
+                    p.stdin.close()
+                except OSError:
+                    pass
+            try:
+                p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        self._thread.join(timeout)
+
+    def _tail(self) -> str:
+        try:
+            with open(self._log_path, "rb") as f:
+                return f.read()[-2000:].decode(errors="replace").strip() or "(empty)"
+        except OSError:
+            return "(none)"
+
+
 class FunctionExecutor:
     """Lithops' FunctionExecutor on Skein.
 
@@ -505,6 +696,8 @@ class FunctionExecutor:
         self.last_call: str | None = None
         self.cleaned_jobs: set[str] = set()
         self._warm: _WarmInstall | None = None
+        self._session: _Session | None = None
+        self._serve = True  # jobs on a bus go through one submit serve process
         self._warm_lock = threading.RLock()
         self._closed = False
         self.storage = _remote.Storage(self._translated.config.get("storage"))
@@ -532,6 +725,8 @@ class FunctionExecutor:
                 j.cancel()
         for j in self.jobs:
             j.finished.wait(30)
+        if self._session is not None:
+            self._session.close()
         if self._warm is not None:
             self._warm.close()
         shutil.rmtree(self._dir, ignore_errors=True)
@@ -665,7 +860,40 @@ class FunctionExecutor:
     def _start(self, job: _Job, argv: list[str]) -> None:
         self.jobs.append(job)
         self.futures.extend(job.all_futures())
+        bus = self._bus()
+        if bus and self._serve:
+            try:
+                session = self._session_for(bus)
+            except JobError as e:  # the bus is unreachable, say: the job fails as its submit would
+                job._finish_error(JobError(f"job {job.job_id} ({job.function_name}) {e}", kind=e.kind,
+                                           stderr=e.stderr, exit_code=e.exit_code))
+                return
+            if session is not None:
+                job.run_session(session, argv[1:])
+                return
         job.run(argv, self._env())
+
+    def _session_for(self, bus: str) -> "_Session | None":
+        """The submit serve process of bus, started (or restarted after it
+        died) here; None when this submit binary has no serve mode."""
+        with self._warm_lock:
+            s = self._session
+            if s is not None and s.alive() and s.bus == bus:
+                return s
+            if s is not None:
+                s.close()
+                self._session = None
+            flags = ["--config", self._config_file] if self._config_file else []
+            if self._log_level:
+                flags += ["--log-level", self._log_level]
+            try:
+                self._session = _Session(self._binary, bus, flags, self._env(), self._dir)
+            except JobError as e:
+                if "unknown command" in str(e):
+                    self._serve = False  # an older submit (SKEIN_SUBMIT): one process per job
+                    return None
+                raise
+            return self._session
 
     # -- Lithops' API ----------------------------------------------------
     def call_async(self, func: Callable, data: Any, extra_env: dict | None = None, runtime_memory: int | None = None,

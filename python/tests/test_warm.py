@@ -6,10 +6,13 @@ when that is killed."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
 import time
+
+import pytest
 
 import skeinrun
 
@@ -30,6 +33,37 @@ def test_interpreters_stay_up_between_jobs():
     # Closed with the executor.
     for pid in procs + [first]:
         assert not _alive(pid), f"process {pid} outlived the executor"
+
+
+def sleepy(x):
+    time.sleep(x)
+    return x
+
+
+def test_warm_jobs_share_one_submit_process():
+    # A warm job is a request to the executor's one submit serve process,
+    # not a process of its own; it goes with the executor.
+    with skeinrun.FunctionExecutor(max_workers=1) as fexec:
+        fexec.call_async(pid_of_call, 0).result()
+        serve = fexec._session.proc.pid
+        for i in range(5):
+            fexec.call_async(pid_of_call, i).result()
+        fexec.map(pid_of_call, range(10)).get_result()
+        assert fexec._session.proc.pid == serve
+    assert _wait_gone([serve]) == [], "submit serve outlived the executor"
+
+
+def test_crash_of_the_submit_process_is_reported_and_replaced():
+    with skeinrun.FunctionExecutor(max_workers=2) as fexec:
+        fexec.call_async(pid_of_call, 0).result()
+        old = fexec._session.proc.pid
+        f = fexec.call_async(sleepy, 20)
+        os.kill(old, signal.SIGKILL)
+        with pytest.raises(skeinrun.JobError, match="submit serve process exited"):
+            f.result()
+        # The next job starts another one and runs.
+        assert fexec.call_async(sleepy, 0).result() == 0
+        assert fexec._session.proc.pid != old
 
 
 def test_embedded_mode_starts_one_per_job():
@@ -72,7 +106,7 @@ def test_survives_its_starting_thread_and_dies_with_a_killed_process(tmp_path):
         t.start(); t.join()
         # The thread that started the installation has ended: it is still up.
         print(out[0], fexec.map(lambda v: v * 3, [1, 2]).get_result(), fexec._warm.alive())
-        print(" ".join(str(p.pid) for p in fexec._warm.procs), flush=True)
+        print(" ".join(str(p.pid) for p in fexec._warm.procs + [fexec._session.proc]), flush=True)
         os.kill(os.getpid(), 9)
     """))
     r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
@@ -80,5 +114,5 @@ def test_survives_its_starting_thread_and_dies_with_a_killed_process(tmp_path):
     lines = r.stdout.splitlines()
     assert lines[0] == "[2, 4] [3, 6] True"
     pids = [int(p) for p in lines[1].split()]
-    assert len(pids) == 2
-    assert _wait_gone(pids) == [], "the warm installation outlived its killed process"
+    assert len(pids) == 3
+    assert _wait_gone(pids) == [], "the warm installation or submit serve outlived its killed process"
