@@ -31,11 +31,13 @@ import (
 //
 //	→ {"id":"J1","args":["map","--function","py:@f.pkl","--iterdata-from","it.json","--stream"]}
 //	← {"id":"J1","line":…}          each line the job's submit would print on stdout
-//	← {"id":"J1","exit":0,"stderr":"…"}   its exit code and stderr, last
+//	← {"id":"J1","exit":0,"stderr":"…","job":"…"}   its exit code, stderr and Skein job id, last
 //	→ {"id":"J1","cancel":true}      cancels J1 on the coordinator (exit 6)
 //
-// args are a call, map or mapreduce command line as submit takes it; the
-// job runs on serve's connection whatever bus its flags name. Jobs run
+// args are a call, map, mapreduce or plot command line as submit takes
+// it (plot: the timeline of a job it ran, later, so that a job need not
+// write one with --plot); it runs on serve's connection whatever bus its
+// flags name. Jobs run
 // concurrently; replies of different jobs interleave, each line whole.
 // The first reply is {"ready":true} once the bus is open, or
 // {"error":"…"} before serve exits with submit's exit code for it. When
@@ -178,9 +180,9 @@ func (s *server) handle(ctx context.Context, line []byte) {
 		return
 	}
 	switch req.Args[0] {
-	case "call", "map", "mapreduce":
+	case "call", "map", "mapreduce", "plot":
 	default:
-		s.out.send(map[string]any{"id": req.ID, "exit": ExitUsage, "stderr": fmt.Sprintf("submit serve: command %q: serve runs call, map and mapreduce\n", req.Args[0])})
+		s.out.send(map[string]any{"id": req.ID, "exit": ExitUsage, "stderr": fmt.Sprintf("submit serve: command %q: serve runs call, map, mapreduce and plot\n", req.Args[0])})
 		return
 	}
 	jctx, cancel := context.WithCancel(ctx)
@@ -196,6 +198,8 @@ func (s *server) handle(ctx context.Context, line []byte) {
 		env.Stdin = strings.NewReader("")
 		env.Stdout, env.Stderr = stdout, stderr
 		env.Interrupt = j.interrupt
+		var job string // the Skein job id, once submitted
+		env.Submitted = func(id string) { job = id }
 		// Last wins: the job runs on serve's bus whatever its flags say.
 		args := append(slices.Clone(req.Args), "--bus="+s.bus)
 		code := Submit(jctx, args, env)
@@ -203,7 +207,11 @@ func (s *server) handle(ctx context.Context, line []byte) {
 		s.mu.Lock()
 		delete(s.jobs, req.ID)
 		s.mu.Unlock()
-		s.out.send(map[string]any{"id": req.ID, "exit": code, "stderr": stderr.String()})
+		reply := map[string]any{"id": req.ID, "exit": code, "stderr": stderr.String()}
+		if job != "" {
+			reply["job"] = job
+		}
+		s.out.send(reply)
 	}()
 }
 

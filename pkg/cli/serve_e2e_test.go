@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -21,6 +22,7 @@ type serveReply struct {
 	Line   json.RawMessage `json:"line"`
 	Exit   *int            `json:"exit"`
 	Stderr string          `json:"stderr"`
+	Job    string          `json:"job"`
 	Ready  bool            `json:"ready"`
 	Error  string          `json:"error"`
 }
@@ -120,7 +122,8 @@ func (s *serveSession) collect(t *testing.T, ids ...string) (map[string][]string
 // map's results come as lines, a failing job has its exit code and
 // stderr, a cancel request cancels the job on the coordinator (exit 6),
 // a bad request is answered with an error, and closing stdin cancels
-// the jobs still running and ends serve.
+// the jobs still running and ends serve. A job's exit reply names it, and
+// serve plots it on request.
 func TestServe(t *testing.T) {
 	url := namespaced(t, testenv.Require(t, testenv.NATSURL))
 	cluster(t, url, 1)
@@ -151,6 +154,24 @@ func TestServe(t *testing.T) {
 	}
 	if e := exits["f"]; *e.Exit == 0 || e.Stderr == "" {
 		t.Errorf("failing job: exit %d, stderr %q; want non-zero and the error", *e.Exit, e.Stderr)
+	}
+
+	// The exit reply names the job; its timeline can be plotted later.
+	job := exits["m"].Job
+	if job == "" {
+		t.Fatalf("map's exit reply %+v names no job", exits["m"])
+	}
+	html := filepath.Join(t.TempDir(), "m.html")
+	s.send(t, fmt.Sprintf(`{"id":"p","args":["plot",%q,"-o",%q]}`, job, html))
+	if _, exits = s.collect(t, "p"); *exits["p"].Exit != 0 {
+		t.Fatalf("plot: exit %d, stderr %q", *exits["p"].Exit, exits["p"].Stderr)
+	}
+	if b, err := os.ReadFile(html); err != nil || !strings.Contains(strings.ToLower(string(b)), "<!doctype html") {
+		t.Errorf("plot wrote %.80q (%v), want an HTML page", b, err)
+	}
+	s.send(t, `{"id":"q","args":["status","x"]}`)
+	if _, exits = s.collect(t, "q"); *exits["q"].Exit != cli.ExitUsage {
+		t.Errorf("status through serve: exit %d, want %d (serve runs jobs and plots only)", *exits["q"].Exit, cli.ExitUsage)
 	}
 
 	s.send(t, `not json`)

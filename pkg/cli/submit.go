@@ -65,6 +65,8 @@ type Env struct {
 	// Interrupt, when set, cancels a waiting job when it is closed, as a
 	// signal does with Signals.
 	Interrupt <-chan struct{}
+	// Submitted, when set, is told a job's id once it is submitted.
+	Submitted func(id string)
 }
 
 // Options is everything a submit invocation decided.
@@ -542,6 +544,9 @@ func runJob(ctx context.Context, kind wire.JobKind, args []string, env Env) erro
 	id, err := c.Submit(ctx, s)
 	if err != nil {
 		return err
+	}
+	if env.Submitted != nil {
+		env.Submitted(id)
 	}
 	if o.NoWait {
 		return printJSON(env.Stdout, id)

@@ -169,6 +169,7 @@ class _Job:
         # session: the executor's submit serve process that runs this job
         # (jobs on a bus); None: a submit process of its own (embedded).
         self.session: _Session | None = None
+        self.skein_id: str | None = None  # the job's id on the bus (serve tells it)
         self._last_line: Any = None
         self.dir = os.path.join(executor._dir, job_id)
         self.plot_file = os.path.join(self.dir, "timeline.html")
@@ -233,9 +234,10 @@ class _Job:
         else:
             self._last_line = line
 
-    def on_exit(self, code: int, stderr: str) -> None:
-        """The job's end (serve): its exit code and stderr."""
+    def on_exit(self, code: int, stderr: str, skein_id: str | None = None) -> None:
+        """The job's end (serve): its exit code, stderr and Skein job id."""
         try:
+            self.skein_id = skein_id
             self.stderr, self.exit_code = stderr, code
             if code != 0:
                 self._finish_error(self._job_error())
@@ -473,6 +475,26 @@ class _WarmInstall:
         self._log.close()
 
 
+class _Command:
+    """A request to submit serve that is not a job (plot): waited for."""
+
+    def __init__(self, job_id: str):
+        self.job_id = job_id
+        self.finished = threading.Event()
+        self.exit_code = 1
+        self.stderr = ""
+
+    def on_line(self, line: Any) -> None:
+        pass
+
+    def on_exit(self, code: int, stderr: str, skein_id: str | None = None) -> None:
+        self.exit_code, self.stderr = code, stderr
+        self.finished.set()
+
+    def _finish_error(self, exc: Exception) -> None:
+        self.on_exit(1, str(exc))
+
+
 class _Session:
     """One ``submit __serve`` process (submit's client mode, pkg/cli/serve.go)
     that runs every job of an executor on a bus over one open connection: a
@@ -548,7 +570,7 @@ class _Session:
                 if job is None:
                     continue
                 if "exit" in msg:
-                    job.on_exit(int(msg["exit"]), str(msg.get("stderr") or ""))
+                    job.on_exit(int(msg["exit"]), str(msg.get("stderr") or ""), msg.get("job"))
                 elif "line" in msg:
                     job.on_line(msg["line"])
         finally:
@@ -577,6 +599,14 @@ class _Session:
                 del self._jobs[job.job_id]
                 raise JobError(f"job {job.job_id}: cannot send it to submit serve ({e}); its log: {self._tail()}",
                                kind="internal") from None
+
+    def run(self, args: list[str], timeout: float = 60) -> tuple[int, str]:
+        """Run one command (plot) and wait for its end: (exit code, stderr)."""
+        done = _Command(f"cmd-{uuid.uuid4().hex[:12]}")
+        self.submit(done, args)
+        if not done.finished.wait(timeout):
+            return 4, f"no answer from submit serve within {timeout:g}s"
+        return done.exit_code, done.stderr
 
     def cancel(self, job_id: str) -> None:
         with self._lock:
@@ -869,7 +899,13 @@ class FunctionExecutor:
                                            stderr=e.stderr, exit_code=e.exit_code))
                 return
             if session is not None:
-                job.run_session(session, argv[1:])
+                # No timeline per job: plot() asks serve for it when wanted
+                # (writing it took about 2 ms of a warm job's 6).
+                args = argv[1:]
+                if "--plot" in args:
+                    i = args.index("--plot")
+                    del args[i:i + 2]
+                job.run_session(session, args)
                 return
         job.run(argv, self._env())
 
@@ -1073,6 +1109,8 @@ class FunctionExecutor:
         if os.path.isdir(base):
             base = os.path.join(base, "skeinrun")
         for j in jobs:
+            if not os.path.exists(j.plot_file) and j.skein_id and os.path.isdir(j.dir):
+                self._plot_on_bus(j)
             if os.path.exists(j.plot_file):
                 p = f"{base}_{self.executor_id}_{j.job_id}_timeline.html"
                 shutil.copyfile(j.plot_file, p)
@@ -1099,6 +1137,20 @@ class FunctionExecutor:
         if clean_fn:
             shutil.rmtree(os.path.join(self._dir, "fn"), ignore_errors=True)
             os.makedirs(os.path.join(self._dir, "fn"), exist_ok=True)
+
+    def _plot_on_bus(self, job: _Job) -> None:
+        """Write job's timeline to its plot file through submit serve (jobs
+        on a bus do not write one as they end)."""
+        bus = self._bus()
+        if not bus or not self._serve:
+            return
+        session = self._session_for(bus)
+        if session is None:
+            return
+        code, err = session.run(["plot", job.skein_id, "-o", job.plot_file])
+        if code != 0:
+            import warnings
+            warnings.warn(f"skeinrun: no plot of job {job.job_id}: {err.strip()}", RuntimeWarning, stacklevel=3)
 
     def job_summary(self, cloud_objects_n: int = 0) -> None:
         """Not kept by Skein: see plot() and submit's --status-file."""
