@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -226,5 +227,38 @@ func TestServeNoBus(t *testing.T) {
 	}
 	if code := <-done; code != cli.ExitUsage {
 		t.Errorf("exit %d, want %d", code, cli.ExitUsage)
+	}
+}
+
+// TestSubmitSignalCancels: SIGINT to a waiting submit cancels its job on
+// the coordinator (exit 6), as before serve shared that path.
+func TestSubmitSignalCancels(t *testing.T) {
+	url := namespaced(t, testenv.Require(t, testenv.NATSURL))
+	cluster(t, url, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "submit"), "call", "--function", "sleep", "--data", `{"x":60}`, "--bus", url)
+	var stderr syncBuffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Once the job is submitted, submit prints its progress on stderr.
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(stderr.String(), "job") && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	start := time.Now()
+	_ = cmd.Process.Signal(os.Interrupt)
+	err := cmd.Wait()
+	ee, ok := err.(*exec.ExitError)
+	if !ok || ee.ExitCode() != cli.ExitCancelled {
+		t.Fatalf("exit %v, want %d; stderr:\n%s", err, cli.ExitCancelled, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "cancelling job") {
+		t.Errorf("stderr %q does not say the job is cancelled", stderr.String())
+	}
+	if d := time.Since(start); d > 30*time.Second {
+		t.Errorf("took %v after the signal", d)
 	}
 }
