@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"slices"
@@ -16,6 +17,9 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/skeinrun/skein/bus"
+	"github.com/skeinrun/skein/pkg/embedded"
 )
 
 // Serve runs submit's client mode: one process, one open bus connection,
@@ -25,6 +29,7 @@ import (
 // bus handshake.
 //
 //	submit serve --bus URL [--config FILE] [bus credential flags]
+//	submit serve --embedded [--workers N] [--hosts …]
 //
 // It reads requests as JSON lines on stdin and writes replies as JSON
 // lines on stdout:
@@ -37,8 +42,10 @@ import (
 // args are a call, map, mapreduce or plot command line as submit takes
 // it (plot: the timeline of a job it ran, later, so that a job need not
 // write one with --plot); it runs on serve's connection whatever bus its
-// flags name. Jobs run
-// concurrently; replies of different jobs interleave, each line whole.
+// flags name. With --embedded, serve runs an installation of its own in
+// its process (what submit runs for one job without a bus) and every job
+// on it, so that its Python interpreters and its bus stay up between
+// jobs. Jobs run concurrently; replies of different jobs interleave, each line whole.
 // The first reply is {"ready":true} once the bus is open, or
 // {"error":"…"} before serve exits with submit's exit code for it. When
 // stdin ends (the program closed it, or died) or serve gets SIGINT or
@@ -51,6 +58,13 @@ func Serve(ctx context.Context, args []string, env Env) int {
 	o := &Options{}
 	fs := newFlagSet("serve", env)
 	commonFlags(fs, o)
+	var (
+		embed bool
+		ff    funcFlags
+	)
+	fs.BoolVar(&embed, "embedded", false, "run an installation in this process (NATS server, coordinator, runtime), kept warm for every job, instead of joining a bus")
+	fs.IntVar(&o.Workers, "workers", 0, "with --embedded: worker slots (default: one per core)")
+	ff.register(fs, "submit", DefaultEmbeddedHosts+" with --embedded", false)
 	out := &serveOut{w: bufio.NewWriter(env.Stdout)}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -62,14 +76,19 @@ func Serve(ctx context.Context, args []string, env Env) int {
 	if fs.NArg() > 0 {
 		return out.fail(usagef("unexpected argument %q (flags only)", fs.Arg(0)), env)
 	}
+	if embed && o.Bus != "" {
+		return out.fail(usagef("--embedded runs its own installation: it takes no --bus"), env)
+	}
 	fc, err := loadConfig(o.Config, env.Getenv)
 	if err != nil {
 		return out.fail(err, env)
 	}
-	var pool string
-	fc.apply(&o.Bus, &pool, env.Getenv)
-	if o.Bus == "" {
-		return out.fail(usagef("serve needs a bus (--bus or SKEIN_BUS)"), env)
+	if !embed {
+		var pool string
+		fc.apply(&o.Bus, &pool, env.Getenv)
+		if o.Bus == "" {
+			return out.fail(usagef("serve needs a bus (--bus or SKEIN_BUS) or --embedded"), env)
+		}
 	}
 	log, err := o.Logging.Logger(env.Stderr)
 	if err != nil {
@@ -77,11 +96,24 @@ func Serve(ctx context.Context, args []string, env Env) int {
 	}
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
-	b, err := o.openBus(ctx, env, log)
-	if err != nil {
-		return out.fail(err, env)
+	var b bus.Bus
+	if embed {
+		cl, closeHosts, err := serveEmbedded(ctx, o, &ff, fc, env, log)
+		if err != nil {
+			return out.fail(err, env)
+		}
+		defer closeHosts()
+		defer cl.Close()
+		b = cl.Client.Bus()
+		// The jobs' flags need a bus to take submit's bus path; they run
+		// on env.Bus, this installation's in-process connection.
+		o.Bus = embeddedServeBus
+	} else {
+		if b, err = o.openBus(ctx, env, log); err != nil {
+			return out.fail(err, env)
+		}
+		defer b.Close()
 	}
-	defer b.Close()
 
 	s := &server{env: env, out: out, bus: o.Bus, jobs: map[string]*serveJob{}}
 	s.env.Bus = b
@@ -128,6 +160,41 @@ loop:
 	}
 	s.drain()
 	return ExitOK
+}
+
+// embeddedServeBus stands for serve --embedded's in-process bus in the
+// jobs' flags.
+const embeddedServeBus = "nats://serve-embedded.invalid:4222"
+
+// serveEmbedded starts serve --embedded's installation: what submit
+// starts for one job without a bus, here for all of them, so that its
+// Python interpreters and its bus stay up between jobs.
+func serveEmbedded(ctx context.Context, o *Options, ff *funcFlags, fc *fileConfig, env Env, log *slog.Logger) (*embedded.Cluster, func(), error) {
+	fo, err := ff.resolve(fc, env.Getenv, DefaultEmbeddedHosts)
+	if err != nil {
+		return nil, nil, err
+	}
+	o.Embedded = &embedded.Config{Workers: o.Workers, Logger: log}
+	if env.Extend != nil {
+		if err := env.Extend(ctx, o); err != nil {
+			return nil, nil, err
+		}
+	}
+	closeHosts := func() {}
+	if o.Embedded.Runtime.Hosts == nil {
+		hosts, err := openHosts(fo, env.Getenv, log)
+		if err != nil {
+			return nil, nil, err
+		}
+		closeHosts = func() { hosts.Close() }
+		hosts.configure(&o.Embedded.Runtime)
+	}
+	cl, err := embedded.Start(ctx, *o.Embedded)
+	if err != nil {
+		closeHosts()
+		return nil, nil, err
+	}
+	return cl, closeHosts, nil
 }
 
 // serveDrain bounds the wait for running jobs after stdin ends.

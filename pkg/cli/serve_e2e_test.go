@@ -262,3 +262,63 @@ func TestSubmitSignalCancels(t *testing.T) {
 		t.Errorf("took %v after the signal", d)
 	}
 }
+
+// TestServeEmbedded: serve --embedded runs an installation of its own and
+// every job on it; the jobs see one installation (a job's result is
+// there for the next), and closing stdin ends it.
+func TestServeEmbedded(t *testing.T) {
+	inR, inW := io.Pipe()
+	outR, outW := io.Pipe()
+	s := &serveSession{in: inW, replies: make(chan serveReply, 1024), done: make(chan int, 1), ended: make(chan struct{})}
+	go func() {
+		env := cli.Env{Stdin: inR, Stdout: outW, Stderr: io.Discard, Getenv: func(k string) string {
+			if k == "SKEIN_BUS" {
+				return "nats://127.0.0.1:1" // ignored: --embedded joins no bus
+			}
+			return os.Getenv(k)
+		}}
+		s.done <- cli.Serve(context.Background(), []string{"--embedded", "--workers", "2", "--hosts", "go"}, env)
+		close(s.ended)
+		outW.Close()
+	}()
+	go func() {
+		defer close(s.replies)
+		sc := bufio.NewScanner(outR)
+		sc.Buffer(make([]byte, 1<<20), 1<<24)
+		for sc.Scan() {
+			var r serveReply
+			if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+				t.Errorf("serve printed %q: %v", sc.Text(), err)
+				continue
+			}
+			s.replies <- r
+		}
+	}()
+	if r := s.next(t); !r.Ready {
+		t.Fatalf("first reply %+v, want ready", r)
+	}
+	s.send(t, `{"id":"a","args":["call","--function","add","--data","{\"x\":2,\"y\":3}","--quiet"]}`)
+	s.send(t, `{"id":"m","args":["map","--function","sleep","--iterdata","[{\"x\":0,\"value\":1},{\"x\":0,\"value\":2}]","--stream","--quiet"]}`)
+	lines, exits := s.collect(t, "a", "m")
+	if *exits["a"].Exit != 0 || strings.Join(lines["a"], "|") != "5" {
+		t.Errorf("call: exit %d, lines %q, stderr %q", *exits["a"].Exit, lines["a"], exits["a"].Stderr)
+	}
+	if *exits["m"].Exit != 0 || len(lines["m"]) != 3 {
+		t.Errorf("map: exit %d, lines %q, stderr %q", *exits["m"].Exit, lines["m"], exits["m"].Stderr)
+	}
+	// One installation: the first job is known to the same coordinator.
+	html := filepath.Join(t.TempDir(), "a.html")
+	s.send(t, fmt.Sprintf(`{"id":"p","args":["plot",%q,"-o",%q]}`, exits["a"].Job, html))
+	if _, exits = s.collect(t, "p"); *exits["p"].Exit != 0 {
+		t.Errorf("plot of an earlier job: exit %d, stderr %q", *exits["p"].Exit, exits["p"].Stderr)
+	}
+	inW.Close()
+	select {
+	case code := <-s.done:
+		if code != 0 {
+			t.Errorf("serve exited %d", code)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve --embedded still running 30s after its stdin closed")
+	}
+}

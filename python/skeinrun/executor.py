@@ -8,15 +8,15 @@ JSON file of the pickled calls. ``submit`` runs the job embedded (the default:
 an in-process NATS server, coordinator and workers) or on a bus, and prints
 the results; a thread per job reads them and fills the job's futures.
 
-With a warm installation (``warm=True``, or ``skein: {warm: true}`` in the
-config) the executor starts one coordinator and one runtime of its own on
-loopback at the first job and sends every job to them: the Python
-interpreters of the runtime stay up between jobs.
-
-Jobs on a bus (the warm installation's or a configured one) do not start a
-submit process each: the executor keeps one ``submit __serve`` process
-(_Session) with an open bus connection, and a job is one JSON line to it
-with the job's submit arguments; its results come back as lines.
+With a warm installation (the default: ``warm=True``, or ``skein: {warm:
+true}`` in the config, and no bus) the executor starts one ``submit __serve
+--embedded`` process at the first job: a NATS server, a coordinator and a
+runtime inside it, kept up as long as the executor, so that the runtime's
+Python interpreters stay up between jobs. Every job is one JSON line to it
+(_Session) with the job's submit arguments; its results come back as lines.
+On a configured bus the executor keeps one ``submit __serve --bus`` process
+the same way, with an open bus connection. ``warm=False`` runs each job as
+an embedded ``submit`` process of its own.
 """
 
 from __future__ import annotations
@@ -29,11 +29,9 @@ import itertools
 import json
 import os
 import pickle
-import queue
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -382,99 +380,6 @@ def _die_with_parent() -> None:
     os.setpgrp()  # a Ctrl-C at the terminal goes to the executor, which stops these in order
 
 
-class _WarmInstall:
-    """One coordinator (with an embedded NATS server) and one runtime, both
-    the wheel's submit binary, on a loopback port of their own, for as long
-    as the executor lives."""
-
-    def __init__(self, binary: str, directory: str, workers: int | None, env: dict[str, str]):
-        self.dir = directory
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        self.bus = f"nats://127.0.0.1:{port}"
-        self.procs: list[subprocess.Popen] = []
-        self._log = open(os.path.join(directory, "warm.log"), "ab")
-        # The processes are started by a thread that lives as long as this
-        # installation: Linux sends the parent-death signal when the thread
-        # that started a child ends, and a caller's thread may end first.
-        self._requests: queue.Queue = queue.Queue()
-        self._spawner = threading.Thread(target=self._spawn_loop, name="skeinrun-warm", daemon=True)
-        self._spawner.start()
-        self._spawn([binary, "__coordinator", "--embedded-listen", f"127.0.0.1:{port}",
-                     "--embedded-dir", os.path.join(directory, "jetstream"), "--log-level", "warn"], env)
-        self._runtime_argv = [binary, "__runtime", "--bus", self.bus, "--hosts", "go,py", "--log-level", "warn"]
-        if workers:
-            self._runtime_argv += ["--slots", str(workers)]
-        if os.geteuid() == 0:
-            # The executor's own user runs its functions, as embedded submit does.
-            self._runtime_argv += ["--run-as", "root"]
-
-    def wait_ready(self, binary: str, env: dict[str, str], timeout: float = 30.0) -> None:
-        """Wait until the coordinator answers on the bus (submit status of an
-        unknown job says so with exit 2; 5 is a bus not up yet)."""
-        deadline = time.monotonic() + timeout
-        delay = 0.02
-        while True:
-            if not self.alive():
-                raise JobError(f"the warm installation exited at start; its log: {self._tail()}")
-            r = subprocess.run([binary, "status", "skeinrun-probe", "--bus", self.bus], env=env,
-                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            if r.returncode in (0, 2):
-                self._spawn(self._runtime_argv, env)
-                return
-            if time.monotonic() > deadline:
-                raise JobError(f"the warm installation did not answer within {timeout:g}s; its log: {self._tail()}")
-            time.sleep(delay)
-            delay = min(delay * 2, 0.2)
-
-    def _spawn_loop(self) -> None:
-        while True:
-            req = self._requests.get()
-            if req is None:
-                return
-            argv, env, done, started = req
-            try:
-                done.append(subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log,
-                                             env=env, preexec_fn=_die_with_parent))
-            except BaseException as e:
-                done.append(e)
-            started.set()
-
-    def _spawn(self, argv: list[str], env: dict[str, str]) -> None:
-        done: list = []
-        started = threading.Event()
-        self._requests.put((argv, env, done, started))
-        if not started.wait(30):
-            raise JobError(f"could not start {argv[1]} within 30s")
-        if isinstance(done[0], BaseException):
-            raise done[0]
-        self.procs.append(done[0])
-
-    def _tail(self) -> str:
-        try:
-            with open(os.path.join(self.dir, "warm.log"), "rb") as f:
-                return f.read()[-2000:].decode(errors="replace")
-        except OSError:
-            return "(none)"
-
-    def alive(self) -> bool:
-        return all(p.poll() is None for p in self.procs)
-
-    def close(self) -> None:
-        for p in reversed(self.procs):
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in reversed(self.procs):
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-        self._requests.put(None)
-        self._log.close()
-
-
 class _Command:
     """A request to submit serve that is not a job (plot): waited for."""
 
@@ -510,9 +415,9 @@ class _Session:
     its next job."""
 
     def __init__(self, binary: str, bus: str, flags: list[str], env: dict[str, str], directory: str):
-        self.bus = bus
+        self.bus = bus  # the bus URL, or "embedded" for the warm installation
         self._log_path = os.path.join(directory, f"serve-{uuid.uuid4().hex[:6]}.log")
-        self._argv = [binary, "__serve", "--bus", bus] + flags
+        self._argv = [binary, "__serve"] + flags
         self._env = env
         self._jobs: dict[str, _Job] = {}
         self._lock = threading.Lock()  # _jobs and writes to stdin
@@ -531,7 +436,7 @@ class _Session:
             code = self._error_code
             what = _EXIT_KINDS.get(code, "internal error") if code is not None else "internal error"
             said = self._tail() if code is not None else self._error
-            raise JobError(f"submit serve could not start on {bus} ({what}): {said}", kind=what,
+            raise JobError(f"submit serve could not start ({bus}, {what}): {said}", kind=what,
                            stderr=said, exit_code=code)
 
     def alive(self) -> bool:
@@ -725,9 +630,8 @@ class FunctionExecutor:
         self.total_jobs = 0
         self.last_call: str | None = None
         self.cleaned_jobs: set[str] = set()
-        self._warm: _WarmInstall | None = None
         self._session: _Session | None = None
-        self._serve = True  # jobs on a bus go through one submit serve process
+        self._serve = True  # jobs go through one submit serve process (warm, or on a bus)
         self._warm_lock = threading.RLock()
         self._closed = False
         self.storage = _remote.Storage(self._translated.config.get("storage"))
@@ -757,8 +661,6 @@ class FunctionExecutor:
             j.finished.wait(30)
         if self._session is not None:
             self._session.close()
-        if self._warm is not None:
-            self._warm.close()
         shutil.rmtree(self._dir, ignore_errors=True)
         atexit.unregister(self._close)
 
@@ -768,34 +670,14 @@ class FunctionExecutor:
         py = self._translated.config.get("python")
         if "SKEIN_PYTHON" not in env and not py:
             env["SKEIN_PYTHON"] = sys.executable  # the functions' Python has cloudpickle and this one's packages
-        if self._warm is not None:
-            env.pop("SKEIN_BUS", None)
         return env
 
     def _bus(self) -> str | None:
-        if self._warm is not None:
-            return self._warm.bus
         return self._translated.config.get("bus") or os.environ.get("SKEIN_BUS") or None
 
-    def _ensure_warm(self) -> None:
-        if not self._warm_wanted or self._translated.config.get("bus") or os.environ.get("SKEIN_BUS"):
-            return
-        with self._warm_lock:
-            if self._warm is not None and self._warm.alive():
-                return
-            if self._warm is not None:
-                self._warm.close()
-            env = dict(os.environ)
-            env.setdefault("SKEIN_PYTHON", self._translated.config.get("python") or sys.executable)
-            env.pop("SKEIN_BUS", None)
-            d = tempfile.mkdtemp(prefix="warm-", dir=self._dir)
-            warm = _WarmInstall(self._binary, d, self.max_workers, env)
-            try:
-                warm.wait_ready(self._binary, env)
-            except BaseException:
-                warm.close()
-                raise
-            self._warm = warm
+    def _warm_mode(self) -> bool:
+        """Jobs run on the executor's own warm installation (no bus given)."""
+        return self._warm_wanted and not self._bus()
 
     def _common_flags(self, job: _Job, timeout: float | None, runtime_memory: int | None,
                       extra_env: dict | None, include: list[str], exclude: list[str]) -> list[str]:
@@ -891,7 +773,7 @@ class FunctionExecutor:
         self.jobs.append(job)
         self.futures.extend(job.all_futures())
         bus = self._bus()
-        if bus and self._serve:
+        if self._serve and (bus or self._warm_mode()):
             try:
                 session = self._session_for(bus)
             except JobError as e:  # the bus is unreachable, say: the job fails as its submit would
@@ -909,21 +791,33 @@ class FunctionExecutor:
                 return
         job.run(argv, self._env())
 
-    def _session_for(self, bus: str) -> "_Session | None":
-        """The submit serve process of bus, started (or restarted after it
+    def _session_for(self, bus: str | None) -> "_Session | None":
+        """The submit serve process of bus, or with no bus of the executor's
+        warm installation (serve --embedded), started (or restarted after it
         died) here; None when this submit binary has no serve mode."""
+        key = bus or "embedded"
         with self._warm_lock:
             s = self._session
-            if s is not None and s.alive() and s.bus == bus:
+            if s is not None and s.alive() and s.bus == key:
                 return s
             if s is not None:
                 s.close()
                 self._session = None
-            flags = ["--config", self._config_file] if self._config_file else []
+            env = self._env()
+            if bus:
+                flags = ["--bus", bus]
+            else:
+                # The warm installation: a NATS server, a coordinator and a
+                # runtime inside the serve process, up as long as it is.
+                flags = ["--embedded"] + (["--workers", str(self.max_workers)] if self.max_workers else [])
+                env.setdefault("SKEIN_PYTHON", self._translated.config.get("python") or sys.executable)
+                env.pop("SKEIN_BUS", None)
+            if self._config_file:
+                flags += ["--config", self._config_file]
             if self._log_level:
                 flags += ["--log-level", self._log_level]
             try:
-                self._session = _Session(self._binary, bus, flags, self._env(), self._dir)
+                self._session = _Session(self._binary, key, flags, env, self._dir)
             except JobError as e:
                 if "unknown command" in str(e):
                     self._serve = False  # an older submit (SKEIN_SUBMIT): one process per job
@@ -960,7 +854,6 @@ class FunctionExecutor:
                                                      exclude_modules)
         job = self._new_job(prefix, fn, len(data), "map")
         idata, storage = self._iterdata_file(job, fn, data, extra_args)
-        self._ensure_warm()
         argv = [self._binary, "map", "--function", "py:@" + path, "--iterdata-from", idata]
         if not storage:
             # Results as they land; with storage iterdata the number of
@@ -1009,7 +902,6 @@ class FunctionExecutor:
         for f in job.futures:
             f._set_mapreduce()
         idata, storage = self._iterdata_file(job, map_function, data, extra_args)
-        self._ensure_warm()
         argv = [self._binary, "mapreduce", "--function", "py:@" + mpath, "--reduce-function", "py:@" + rpath,
                 "--iterdata-from", idata]
         argv += _chunk_flags(obj_chunk_size, obj_chunk_number, storage)
@@ -1142,7 +1034,7 @@ class FunctionExecutor:
         """Write job's timeline to its plot file through submit serve (jobs
         on a bus do not write one as they end)."""
         bus = self._bus()
-        if not bus or not self._serve:
+        if not (bus or self._warm_mode()) or not self._serve:
             return
         session = self._session_for(bus)
         if session is None:
@@ -1157,8 +1049,9 @@ class FunctionExecutor:
 
     @property
     def warm_bus(self) -> str | None:
-        """The loopback bus of the warm installation, once started."""
-        return self._warm.bus if self._warm is not None else None
+        """None: the warm installation runs inside the executor's submit
+        serve process, on an in-process bus that nothing else reaches."""
+        return None
 
 
 class _LazyFutures(FuturesList):

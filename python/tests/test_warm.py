@@ -1,7 +1,7 @@
-"""The warm installation: one coordinator and runtime per executor, kept
-between jobs, whose Python interpreters stay up (no process or interpreter
-start per job once warm), gone with the executor, or with its process
-when that is killed."""
+"""The warm installation: one submit serve process per executor with a
+coordinator and runtime inside, kept between jobs, whose Python
+interpreters stay up (no process or interpreter start per job once warm),
+gone with the executor, or with its process when that is killed."""
 
 from __future__ import annotations
 
@@ -24,12 +24,11 @@ def pid_of_call(x):
 def test_interpreters_stay_up_between_jobs():
     with skeinrun.FunctionExecutor(max_workers=1) as fexec:
         first = fexec.call_async(pid_of_call, 0).result()
-        bus = fexec.warm_bus
-        procs = [p.pid for p in fexec._warm.procs]
+        procs = [fexec._session.proc.pid]  # the installation runs inside it
         pids = {fexec.call_async(pid_of_call, i).result() for i in range(5)}
         pids |= set(fexec.map(pid_of_call, range(20)).get_result())
         assert pids == {first}, "a job started another interpreter"
-        assert fexec.warm_bus == bus and [p.pid for p in fexec._warm.procs] == procs
+        assert [fexec._session.proc.pid] == procs
     # Closed with the executor.
     for pid in procs + [first]:
         assert not _alive(pid), f"process {pid} outlived the executor"
@@ -105,8 +104,9 @@ def test_survives_its_starting_thread_and_dies_with_a_killed_process(tmp_path):
         t = threading.Thread(target=lambda: out.append(fexec.map(lambda v: v * 2, [1, 2]).get_result()))
         t.start(); t.join()
         # The thread that started the installation has ended: it is still up.
-        print(out[0], fexec.map(lambda v: v * 3, [1, 2]).get_result(), fexec._warm.alive())
-        print(" ".join(str(p.pid) for p in fexec._warm.procs + [fexec._session.proc]), flush=True)
+        print(out[0], fexec.map(lambda v: v * 3, [1, 2]).get_result(), fexec._session.alive())
+        interpreter = fexec.call_async(os.getpid, ()).result()
+        print(fexec._session.proc.pid, interpreter, flush=True)
         os.kill(os.getpid(), 9)
     """))
     r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
@@ -114,5 +114,5 @@ def test_survives_its_starting_thread_and_dies_with_a_killed_process(tmp_path):
     lines = r.stdout.splitlines()
     assert lines[0] == "[2, 4] [3, 6] True"
     pids = [int(p) for p in lines[1].split()]
-    assert len(pids) == 3
-    assert _wait_gone(pids) == [], "the warm installation or submit serve outlived its killed process"
+    assert len(pids) == 2
+    assert _wait_gone(pids) == [], "the warm installation (submit serve) or its interpreter outlived its killed process"
