@@ -189,7 +189,10 @@ func (p *proc) writeFrame(b []byte) error {
 }
 
 type request struct {
-	Ref    string                `json:"ref"`
+	Ref string `json:"ref"`
+	// Path is the call's modules dir: an interpreter started for another
+	// one switches to it when that is safe, or answers kind "restart".
+	Path   string                `json:"path"`
 	Args   []wire.Value          `json:"args"`
 	Kwargs map[string]wire.Value `json:"kwargs"`
 	Obj    *wire.Object          `json:"obj,omitempty"`
@@ -211,7 +214,7 @@ type reply struct {
 // call runs one call. keep is false when the interpreter must not serve
 // another call (it died, was killed, or ran out of memory).
 func (p *proc) call(ctx context.Context, c *fn.Call) (res wire.Value, err error, keep bool) {
-	req := request{Ref: c.Ref, Args: c.Args, Kwargs: c.Kwargs, Env: c.Env}
+	req := request{Ref: c.Ref, Path: c.ModulesDir, Args: c.Args, Kwargs: c.Kwargs, Env: c.Env}
 	if req.Args == nil {
 		req.Args = []wire.Value{}
 	}
@@ -299,6 +302,12 @@ func (p *proc) call(ctx context.Context, c *fn.Call) (res wire.Value, err error,
 		return nil, &wire.TaskError{Kind: wire.ErrInternal, Retryable: true,
 			Message: fmt.Sprintf("pyhost: reading the chunk of %s for py:%s: %v", c.Obj.URL, c.Ref, bodyErr)}, true
 	}
+	if !rep.OK && rep.Kind == kindRestart {
+		// The interpreter cannot serve this call's modules dir; it ran
+		// nothing of the call.
+		return nil, errRestart, false
+	}
+	p.modulesDir = c.ModulesDir
 	if rep.OK {
 		if len(rep.Result) == 0 {
 			rep.Result = wire.Value("null")
@@ -316,6 +325,13 @@ func (p *proc) call(ctx context.Context, c *fn.Call) (res wire.Value, err error,
 	}
 	return nil, te, true
 }
+
+// kindRestart is host.py's answer to a call whose modules dir it cannot
+// switch to (another version of a module it imported).
+const kindRestart = "restart"
+
+// errRestart: the call must run in a fresh interpreter (Host.Call does).
+var errRestart = errors.New("pyhost: the interpreter cannot switch to the call's modules dir")
 
 // crashed classifies an interpreter that died or broke the protocol during
 // a call.

@@ -65,6 +65,19 @@ def test_crash_of_the_submit_process_is_reported_and_replaced():
         assert fexec._session.proc.pid != old
 
 
+def test_new_functions_share_the_warm_interpreter():
+    # Each job ships its own function (a notebook's lambdas): the warm
+    # interpreter switches to each job's modules, it is not restarted.
+    with skeinrun.FunctionExecutor(max_workers=1) as fexec:
+        pids = set()
+        for i in range(5):
+            f = eval(f"lambda: (__import__('os').getpid(), {i})")
+            pid, j = fexec.call_async(f, ()).result()
+            assert j == i
+            pids.add(pid)
+        assert len(pids) == 1, "a job of a new function started another interpreter"
+
+
 def test_embedded_mode_starts_one_per_job():
     # The contrast: without the warm installation each job is a new submit.
     with skeinrun.FunctionExecutor(warm=False, max_workers=1) as fexec:
