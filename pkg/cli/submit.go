@@ -59,6 +59,14 @@ type Env struct {
 	// Extend lets other packages add to the embedded cluster and client
 	// (storage, Python host) without this package importing them.
 	Extend func(ctx context.Context, o *Options) error
+	// Bus, when set, is an open connection that a job with a bus uses
+	// instead of dialing one; it is not closed (submit serve, serve.go).
+	Bus bus.Bus
+	// Interrupt, when set, cancels a waiting job when it is closed, as a
+	// signal does with Signals.
+	Interrupt <-chan struct{}
+	// Submitted, when set, is told a job's id once it is submitted.
+	Submitted func(id string)
 }
 
 // Options is everything a submit invocation decided.
@@ -517,11 +525,13 @@ func runJob(ctx context.Context, kind wire.JobKind, args []string, env Env) erro
 			dashURL = "http://" + srv.Addr()
 		}
 	} else {
-		b, err := o.openBus(ctx, env, log)
-		if err != nil {
-			return err
+		b := env.Bus
+		if b == nil {
+			if b, err = o.openBus(ctx, env, log); err != nil {
+				return err
+			}
+			defer b.Close()
 		}
-		defer b.Close()
 		if c, err = o.newClient(b, env, log); err != nil {
 			return err
 		}
@@ -540,6 +550,9 @@ func runJob(ctx context.Context, kind wire.JobKind, args []string, env Env) erro
 	id, err := c.Submit(ctx, s)
 	if err != nil {
 		return err
+	}
+	if env.Submitted != nil {
+		env.Submitted(id)
 	}
 	if o.NoWait {
 		return printJSON(env.Stdout, id)
@@ -585,19 +598,24 @@ func runJob(ctx context.Context, kind wire.JobKind, args []string, env Env) erro
 		}()
 		defer func() { stopLocal(); <-localDone }()
 	}
-	if env.Signals {
-		sig := make(chan os.Signal, 1)
-		signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
-		defer signal.Stop(sig)
+	if env.Signals || env.Interrupt != nil {
+		var sig chan os.Signal // nil without Signals: never ready
+		if env.Signals {
+			sig = make(chan os.Signal, 1)
+			signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+			defer signal.Stop(sig)
+		}
 		go func() {
 			select {
 			case <-sig:
-				fmt.Fprintf(env.Stderr, "submit: interrupted: cancelling job %s\n", id)
-				cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				defer cancel()
-				_, _ = c.Cancel(cctx, id)
+			case <-env.Interrupt:
 			case <-ctx.Done():
+				return
 			}
+			fmt.Fprintf(env.Stderr, "submit: interrupted: cancelling job %s\n", id)
+			cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			_, _ = c.Cancel(cctx, id)
 		}()
 	}
 	if o.Stream {

@@ -25,10 +25,18 @@
 // cache plus a cache of resolved functions), so module-level state lives
 // across calls on the same slot.
 //
-// An interpreter serves one (ModulesDir, MemoryMB) pair: ModulesDir goes
-// first on sys.path, and the memory limit is set with
-// resource.setrlimit(RLIMIT_AS) before any user code runs. A call with
-// another pair replaces the slot's interpreter.
+// An interpreter serves one MemoryMB: the memory limit is set with
+// resource.setrlimit(RLIMIT_AS) before any user code runs, and a call with
+// another limit replaces the slot's interpreter. The call's ModulesDir goes
+// first on sys.path and is the working directory. A call of another
+// ModulesDir (another job's) is served by the same interpreter when that
+// cannot change what the call sees: every module the interpreter imported
+// from its current dir is a file of the same bytes at the same place in
+// the new one (pickled callables of the same name and other bytes are
+// loaded anew). Otherwise the interpreter answers kind "restart" without
+// running anything, and the call runs in a fresh one. So a warm
+// interpreter serves job after job of new functions (a notebook's
+// lambdas) without a restart, and never a stale version of a module.
 //
 // The interpreter does not inherit the runtime's environment: it starts
 // from Config.Proc's (a pkg/fnproc Setup: the allowed variables and those
@@ -46,7 +54,7 @@
 // Log. A frame is a 4-byte big-endian length and a payload. A call is a
 // JSON request
 //
-//	{"ref":"mod:fn","args":[…],"kwargs":{…},"obj":{…wire.Object…},"env":{…}}
+//	{"ref":"mod:fn","path":"…","args":[…],"kwargs":{…},"obj":{…wire.Object…},"env":{…}}
 //
 // answered by {"ok":true,"result":…} or {"ok":false,"kind":…,"type":…,
 // "message":…,"stack":…,"retryable":…}. While the function reads

@@ -166,11 +166,65 @@ def load_pickled(ref):
                                    getattr(sys.modules.get("cloudpickle"), "__version__", "?")))
 
 
+# The bytes of each pickled callable in _funcs, to tell on a switch of
+# modules dir whether the new job's file of that name is the same.
+_pickled = {}
+
+
+def switch_modules(new):
+    """Serve calls from another job's modules dir new (""
+    for none) in this interpreter, if that cannot change what the calls
+    see: every module imported from the current dir has a file of the same
+    bytes at the same place in new. Returns False (the interpreter must be
+    replaced) otherwise. Pickled callables whose file differs in new are
+    forgotten."""
+    global _modules_dir
+    old = _modules_dir
+    if old:
+        prefix = os.path.join(old, "")
+        for mod in list(sys.modules.values()):
+            f = getattr(mod, "__file__", None)
+            if not isinstance(f, str) or not f.startswith(prefix):
+                continue
+            if not new or not _same_file(f, os.path.join(new, f[len(prefix):])):
+                return False
+        while old in sys.path:
+            sys.path.remove(old)
+    for ref in [r for r in _funcs if r.startswith("@")]:
+        data = _read(os.path.join(new, ref[1:])) if new else None
+        if data is None or data != _pickled.get(ref):
+            del _funcs[ref]
+            _pickled.pop(ref, None)
+    if new:
+        sys.path.insert(0, new)
+        try:
+            os.chdir(new)
+        except OSError:
+            pass
+    _modules_dir = new
+    importlib.invalidate_caches()
+    return True
+
+
+def _read(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def _same_file(a, b):
+    x = _read(a)
+    return x is not None and x == _read(b)
+
+
 def resolve(ref):
     f = _funcs.get(ref)
     if f is not None:
         return f
     if ref.startswith("@"):
+        _pickled[ref] = _read(os.path.join(_modules_dir, ref[1:])) if _modules_dir else None
         obj = load_pickled(ref)
         if not callable(obj):
             raise _Unknown("py:%s holds a %s, not a callable" % (ref, type(obj).__name__))
@@ -312,7 +366,11 @@ def main():
         if frame is None:
             return
         req = json.loads(frame)
-        resp = with_env(req.get("env"), call, req)
+        path = req.get("path")
+        if path is not None and path != _modules_dir and not switch_modules(path):
+            resp = {"ok": False, "kind": "restart"}  # another job's modules: a fresh interpreter
+        else:
+            resp = with_env(req.get("env"), call, req)
         try:
             sys.stdout.flush()
             sys.stderr.flush()

@@ -131,3 +131,36 @@ func TestPickledCallableWithoutCloudpickle(t *testing.T) {
 		}
 	}
 }
+
+// TestPickledCallableOfAnotherJob: two jobs ship pickled callables under
+// the same file name with other bytes; one warm interpreter serves both
+// and runs each job's own.
+func TestPickledCallableOfAnotherJob(t *testing.T) {
+	py := findPython(t)
+	src := pickled(t, py)
+	h := newHost(t)
+	jobDir := func(from string) string {
+		b, err := os.ReadFile(filepath.Join(src, from))
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, "f.pkl"), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return dir
+	}
+	x, y := jobDir("double.pkl"), jobDir("scale.pkl")
+	if got := mustCall(t, h, &fn.Call{Ref: "@f.pkl", ModulesDir: x, Args: vals(t, 3)}); got != "6" {
+		t.Errorf("job x: got %s, want 6 (double)", got)
+	}
+	if got := mustCall(t, h, &fn.Call{Ref: "@f.pkl", ModulesDir: y, Args: vals(t, 3)}); got != "22" {
+		t.Errorf("job y: got %s, want 22 (scale): the interpreter kept job x's function", got)
+	}
+	if got := mustCall(t, h, &fn.Call{Ref: "@f.pkl", ModulesDir: jobDir("scale.pkl"), Args: vals(t, 1)}); got != "8" {
+		t.Errorf("job z: got %s, want 8", got)
+	}
+	if n := h.Restarts(); n != 0 {
+		t.Errorf("%d interpreter restarts, want 0 (no module of a job was imported)", n)
+	}
+}

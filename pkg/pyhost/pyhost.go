@@ -223,29 +223,40 @@ func (h *Host) Call(ctx context.Context, c *fn.Call) (wire.Value, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, ctxError(c.Ref, err)
 	}
-	// An interpreter serves one (modules dir, memory limit) pair: the
-	// limit is set before any user code runs, and modules of another job
-	// must not be shadowed by those already imported.
-	if s.p != nil && (s.p.exitedNow() || s.p.modulesDir != c.ModulesDir || s.p.memMB != c.MemoryMB) {
+	// An interpreter serves one memory limit (set before any user code
+	// runs). It serves a call of another job's modules dir if that cannot
+	// change what the call sees (host.py checks that every module it
+	// imported is the same file there); else it answers errRestart and
+	// the call runs in a fresh one.
+	if s.p != nil && (s.p.exitedNow() || s.p.memMB != c.MemoryMB) {
 		s.p.stop()
 		s.p = nil
 	}
-	if s.p == nil {
-		if s.had {
-			h.restarts.Add(1)
+	for fresh := false; ; fresh = true {
+		if s.p == nil {
+			if s.had {
+				h.restarts.Add(1)
+			}
+			p, err := h.start(ctx, c)
+			if err != nil {
+				return nil, err
+			}
+			s.p, s.had = p, true
 		}
-		p, err := h.start(ctx, c)
-		if err != nil {
-			return nil, err
+		res, err, keep := s.p.call(ctx, c)
+		if !keep {
+			s.p.stop()
+			s.p = nil
 		}
-		s.p, s.had = p, true
+		if err == errRestart {
+			if !fresh {
+				continue
+			}
+			// A fresh interpreter started in the call's dir never asks.
+			err = &wire.TaskError{Kind: wire.ErrInternal, Retryable: true, Message: errRestart.Error()}
+		}
+		return res, err
 	}
-	res, err, keep := s.p.call(ctx, c)
-	if !keep {
-		s.p.stop()
-		s.p = nil
-	}
-	return res, err
 }
 
 func checkCall(c *fn.Call) error {

@@ -226,9 +226,72 @@ func TestImportOnceAndSlots(t *testing.T) {
 	if max(spans[0][0], spans[1][0]) >= min(spans[0][1], spans[1][1]) {
 		t.Errorf("naps on slots 0 and 1 did not overlap: %v", spans)
 	}
-	// Another modules dir replaces the interpreter.
-	if got := mustCall(t, h, &fn.Call{Ref: "funcs:count", ModulesDir: modules(t)}); got != "1" {
+	// Another modules dir with another funcs.py replaces the interpreter
+	// (TestModulesDirSwitch has the rest).
+	other := t.TempDir()
+	if err := os.WriteFile(filepath.Join(other, "funcs.py"), []byte(funcsPy+"\n# another version\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustCall(t, h, &fn.Call{Ref: "funcs:count", ModulesDir: other}); got != "1" {
 		t.Fatalf("new modules dir: count() = %s, want 1", got)
+	}
+}
+
+// TestModulesDirSwitch: an interpreter serves a call of another modules
+// dir (another job's) when every module it imported is the same file
+// there, so that a warm interpreter is not restarted per job; when one
+// differs, or the new dir lacks it, the call runs in a fresh interpreter;
+// a pickled callable of the same name but other bytes is loaded anew.
+func TestModulesDirSwitch(t *testing.T) {
+	h := newHost(t)
+	write := func(dir, name, text string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a := modules(t)
+	mustCall(t, h, &fn.Call{Ref: "funcs:count", ModulesDir: a})
+	pid := mustCall(t, h, &fn.Call{Ref: "funcs:pid", ModulesDir: a})
+
+	// Same funcs.py, plus a module not imported before: the same
+	// interpreter, the module state kept, the new module importable.
+	b := modules(t)
+	write(b, "extra.py", "def hello():\n    return 'hello from b'\n")
+	if got := mustCall(t, h, &fn.Call{Ref: "funcs:count", ModulesDir: b}); got != "2" {
+		t.Errorf("same module in another dir: count() = %s, want 2 (same interpreter)", got)
+	}
+	if got := mustCall(t, h, &fn.Call{Ref: "extra:hello", ModulesDir: b}); got != `"hello from b"` {
+		t.Errorf("extra:hello = %s", got)
+	}
+	if got := mustCall(t, h, &fn.Call{Ref: "funcs:pid", ModulesDir: b}); got != pid {
+		t.Errorf("interpreter %s after the switch, want %s", got, pid)
+	}
+	// The working directory follows the modules dir.
+	write(b, "cwd.py", "import os\ndef cwd():\n    return os.getcwd()\n")
+	if got := mustCall(t, h, &fn.Call{Ref: "cwd:cwd", ModulesDir: b}); got != fmt.Sprintf("%q", b) {
+		t.Errorf("cwd %s, want %q", got, b)
+	}
+
+	// extra.py of other bytes: a fresh interpreter.
+	c := modules(t)
+	write(c, "extra.py", "def hello():\n    return 'hello from c'\n")
+	if got := mustCall(t, h, &fn.Call{Ref: "extra:hello", ModulesDir: c}); got != `"hello from c"` {
+		t.Errorf("changed extra.py: extra:hello = %s, want c's", got)
+	}
+	if got := mustCall(t, h, &fn.Call{Ref: "funcs:pid", ModulesDir: c}); got == pid {
+		t.Errorf("interpreter %s kept though extra.py changed", got)
+	}
+	if n := h.Restarts(); n != 1 {
+		t.Errorf("%d restarts, want 1", n)
+	}
+
+	// No modules dir: a module imported from one is missing there.
+	if got := mustCall(t, h, &fn.Call{Ref: "os:getcwd"}); got == fmt.Sprintf("%q", c) {
+		t.Errorf("call without modules still in %s", got)
+	}
+	if n := h.Restarts(); n != 2 {
+		t.Errorf("%d restarts, want 2", n)
 	}
 }
 

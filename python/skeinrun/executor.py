@@ -8,10 +8,15 @@ JSON file of the pickled calls. ``submit`` runs the job embedded (the default:
 an in-process NATS server, coordinator and workers) or on a bus, and prints
 the results; a thread per job reads them and fills the job's futures.
 
-With a warm installation (``warm=True``, or ``skein: {warm: true}`` in the
-config) the executor starts one coordinator and one runtime of its own on
-loopback at the first job and sends every job to them: the Python
-interpreters of the runtime stay up between jobs.
+With a warm installation (the default: ``warm=True``, or ``skein: {warm:
+true}`` in the config, and no bus) the executor starts one ``submit __serve
+--embedded`` process at the first job: a NATS server, a coordinator and a
+runtime inside it, kept up as long as the executor, so that the runtime's
+Python interpreters stay up between jobs. Every job is one JSON line to it
+(_Session) with the job's submit arguments; its results come back as lines.
+On a configured bus the executor keeps one ``submit __serve --bus`` process
+the same way, with an open bus connection. ``warm=False`` runs each job as
+an embedded ``submit`` process of its own.
 """
 
 from __future__ import annotations
@@ -24,11 +29,9 @@ import itertools
 import json
 import os
 import pickle
-import queue
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -149,7 +152,8 @@ def _call_args(sig: inspect.Signature | None, elem: Any, extra_args: Any) -> tup
 
 
 class _Job:
-    """One submit run and the futures it fills."""
+    """One job (a submit run, or a request to the executor's submit serve
+    process) and the futures it fills."""
 
     def __init__(self, executor: "FunctionExecutor", job_id: str, function_name: str, n: int, kind: str):
         self.executor = executor
@@ -160,6 +164,11 @@ class _Job:
         self.finished = threading.Event()
         self.cancelled = False
         self.proc: subprocess.Popen | None = None
+        # session: the executor's submit serve process that runs this job
+        # (jobs on a bus); None: a submit process of its own (embedded).
+        self.session: _Session | None = None
+        self.skein_id: str | None = None  # the job's id on the bus (serve tells it)
+        self._last_line: Any = None
         self.dir = os.path.join(executor._dir, job_id)
         self.plot_file = os.path.join(self.dir, "timeline.html")
         self.futures = [ResponseFuture(executor, self, i) for i in range(n)]
@@ -187,6 +196,9 @@ class _Job:
 
     def cancel(self) -> None:
         self.cancelled = True
+        if self.session is not None:
+            self.session.cancel(self.job_id)  # serve cancels the job (exit 6)
+            return
         p = self.proc
         if p is not None and p.poll() is None:
             p.send_signal(signal.SIGTERM)  # submit cancels its job (exit 6)
@@ -204,6 +216,51 @@ class _Job:
         target = self._wait_stream if self.stream else self._wait
         threading.Thread(target=target, name=f"skeinrun-{self.job_id}", daemon=True).start()
 
+    def run_session(self, session: "_Session", args: list[str]) -> None:
+        """Send the job to the executor's submit serve process; its lines
+        come back through on_line and its end through on_exit."""
+        self.session = session
+        try:
+            session.submit(self, args)
+        except JobError as e:
+            self._finish_error(e)
+
+    def on_line(self, line: Any) -> None:
+        """One line the job's submit printed on stdout (serve)."""
+        if self.stream:
+            self._stream_line(line)
+        else:
+            self._last_line = line
+
+    def on_exit(self, code: int, stderr: str, skein_id: str | None = None) -> None:
+        """The job's end (serve): its exit code, stderr and Skein job id."""
+        try:
+            self.skein_id = skein_id
+            self.stderr, self.exit_code = stderr, code
+            if code != 0:
+                self._finish_error(self._job_error())
+            elif self.stream:
+                self._stream_end()
+            else:
+                self._finish_results(self._last_line)
+        except BaseException as e:  # never leave a waiter hanging
+            self._finish_error(JobError(f"job {self.job_id}: reading submit's output failed: {e!r}"))
+
+    def _stream_line(self, msg: Any) -> None:
+        i = msg.get("index") if isinstance(msg, dict) else None
+        if not isinstance(i, int) or not 0 <= i < len(self.futures) or "result" not in msg:
+            return  # the status line, or a failing call (its error comes with the job's)
+        f = self.futures[i]
+        if not f.done:
+            self._settle(f, msg["result"], time.time())
+            self._notify()
+
+    def _stream_end(self) -> None:
+        if not all(f.done for f in self.futures):
+            self._finish_error(JobError(f"job {self.job_id}: submit ended without the result of every call"))
+        else:
+            self._done()
+
     def _wait_stream(self) -> None:
         """Read submit --stream's lines: each call's result completes its
         future at once (ANY_COMPLETED and as-completed waits wake on it);
@@ -217,23 +274,15 @@ class _Job:
                     msg = json.loads(raw)
                 except ValueError:
                     continue
-                i = msg.get("index") if isinstance(msg, dict) else None
-                if not isinstance(i, int) or not 0 <= i < len(self.futures) or "result" not in msg:
-                    continue  # the status line, or a failing call (its error comes with the job's)
-                f = self.futures[i]
-                if not f.done:
-                    self._settle(f, msg["result"], time.time())
-                    self._notify()
+                self._stream_line(msg)
             self.proc.wait()
             reader.join()
             self.stderr = (errs[0] if errs else b"").decode(errors="replace")
             self.exit_code = self.proc.returncode
             if self.exit_code != 0:
                 self._finish_error(self._job_error())
-            elif not all(f.done for f in self.futures):
-                self._finish_error(JobError(f"job {self.job_id}: submit ended without the result of every call"))
             else:
-                self._done()
+                self._stream_end()
         except BaseException as e:  # never leave a waiter hanging
             self._finish_error(JobError(f"job {self.job_id}: reading submit's output failed: {e!r}"))
 
@@ -268,13 +317,16 @@ class _Job:
         return JobError(text, kind=kind, stderr=self.stderr, exit_code=code)
 
     def _finish_ok(self, out: bytes) -> None:
-        t = time.time()
         line = out.decode().strip().splitlines()
         try:
             results = json.loads(line[-1]) if line else None
         except ValueError as e:
             self._finish_error(JobError(f"job {self.job_id}: submit printed no JSON result ({e}): {out[-200:]!r}"))
             return
+        self._finish_results(results)
+
+    def _finish_results(self, results: Any) -> None:
+        t = time.time()
         if self.kind == "map":
             if not isinstance(results, list):
                 results = [results]
@@ -328,97 +380,171 @@ def _die_with_parent() -> None:
     os.setpgrp()  # a Ctrl-C at the terminal goes to the executor, which stops these in order
 
 
-class _WarmInstall:
-    """One coordinator (with an embedded NATS server) and one runtime, both
-    the wheel's submit binary, on a loopback port of their own, for as long
-    as the executor lives."""
+class _Command:
+    """A request to submit serve that is not a job (plot): waited for."""
 
-    def __init__(self, binary: str, directory: str, workers: int | None, env: dict[str, str]):
-        self.dir = directory
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        self.bus = f"nats://127.0.0.1:{port}"
-        self.procs: list[subprocess.Popen] = []
-        self._log = open(os.path.join(directory, "warm.log"), "ab")
-        # The processes are started by a thread that lives as long as this
-        # installation: Linux sends the parent-death signal when the thread
-        # that started a child ends, and a caller's thread may end first.
-        self._requests: queue.Queue = queue.Queue()
-        self._spawner = threading.Thread(target=self._spawn_loop, name="skeinrun-warm", daemon=True)
-        self._spawner.start()
-        self._spawn([binary, "__coordinator", "--embedded-listen", f"127.0.0.1:{port}",
-                     "--embedded-dir", os.path.join(directory, "jetstream"), "--log-level", "warn"], env)
-        self._runtime_argv = [binary, "__runtime", "--bus", self.bus, "--hosts", "go,py", "--log-level", "warn"]
-        if workers:
-            self._runtime_argv += ["--slots", str(workers)]
-        if os.geteuid() == 0:
-            # The executor's own user runs its functions, as embedded submit does.
-            self._runtime_argv += ["--run-as", "root"]
+    def __init__(self, job_id: str):
+        self.job_id = job_id
+        self.finished = threading.Event()
+        self.exit_code = 1
+        self.stderr = ""
 
-    def wait_ready(self, binary: str, env: dict[str, str], timeout: float = 30.0) -> None:
-        """Wait until the coordinator answers on the bus (submit status of an
-        unknown job says so with exit 2; 5 is a bus not up yet)."""
-        deadline = time.monotonic() + timeout
-        delay = 0.02
-        while True:
-            if not self.alive():
-                raise JobError(f"the warm installation exited at start; its log: {self._tail()}")
-            r = subprocess.run([binary, "status", "skeinrun-probe", "--bus", self.bus], env=env,
-                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            if r.returncode in (0, 2):
-                self._spawn(self._runtime_argv, env)
-                return
-            if time.monotonic() > deadline:
-                raise JobError(f"the warm installation did not answer within {timeout:g}s; its log: {self._tail()}")
-            time.sleep(delay)
-            delay = min(delay * 2, 0.2)
+    def on_line(self, line: Any) -> None:
+        pass
 
-    def _spawn_loop(self) -> None:
-        while True:
-            req = self._requests.get()
-            if req is None:
-                return
-            argv, env, done, started = req
-            try:
-                done.append(subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log,
-                                             env=env, preexec_fn=_die_with_parent))
-            except BaseException as e:
-                done.append(e)
-            started.set()
+    def on_exit(self, code: int, stderr: str, skein_id: str | None = None) -> None:
+        self.exit_code, self.stderr = code, stderr
+        self.finished.set()
 
-    def _spawn(self, argv: list[str], env: dict[str, str]) -> None:
-        done: list = []
-        started = threading.Event()
-        self._requests.put((argv, env, done, started))
-        if not started.wait(30):
-            raise JobError(f"could not start {argv[1]} within 30s")
-        if isinstance(done[0], BaseException):
-            raise done[0]
-        self.procs.append(done[0])
+    def _finish_error(self, exc: Exception) -> None:
+        self.on_exit(1, str(exc))
 
-    def _tail(self) -> str:
-        try:
-            with open(os.path.join(self.dir, "warm.log"), "rb") as f:
-                return f.read()[-2000:].decode(errors="replace")
-        except OSError:
-            return "(none)"
+
+class _Session:
+    """One ``submit __serve`` process (submit's client mode, pkg/cli/serve.go)
+    that runs every job of an executor on a bus over one open connection: a
+    job is one JSON line to it, its results lines back, so that a warm job
+    costs no process start and no bus handshake.
+
+    The process is started by the thread that reads its replies, which lives
+    as long as it does (Linux sends the parent-death signal when the thread
+    that started a child ends). It ends when the executor closes its stdin,
+    or when the executor's process dies (stdin closes, and the parent-death
+    signal), cancelling the jobs it still runs. If it dies, the jobs in it
+    fail with an error that says so and the executor starts another one for
+    its next job."""
+
+    def __init__(self, binary: str, bus: str, flags: list[str], env: dict[str, str], directory: str):
+        self.bus = bus  # the bus URL, or "embedded" for the warm installation
+        self._log_path = os.path.join(directory, f"serve-{uuid.uuid4().hex[:6]}.log")
+        self._argv = [binary, "__serve"] + flags
+        self._env = env
+        self._jobs: dict[str, _Job] = {}
+        self._lock = threading.Lock()  # _jobs and writes to stdin
+        self._ready = threading.Event()
+        self._error: str | None = None
+        self._error_code: int | None = None
+        self.proc: subprocess.Popen | None = None
+        self.exit_code: int | None = None
+        self._thread = threading.Thread(target=self._run, name="skeinrun-serve", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(60):
+            self.close()
+            raise JobError(f"submit serve did not start within 60s; its log: {self._tail()}")
+        if self._error is not None:
+            self.close()
+            code = self._error_code
+            what = _EXIT_KINDS.get(code, "internal error") if code is not None else "internal error"
+            said = self._tail() if code is not None else self._error
+            raise JobError(f"submit serve could not start ({bus}, {what}): {said}", kind=what,
+                           stderr=said, exit_code=code)
 
     def alive(self) -> bool:
-        return all(p.poll() is None for p in self.procs)
+        return self.exit_code is None and self._error is None
 
-    def close(self) -> None:
-        for p in reversed(self.procs):
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in reversed(self.procs):
+    def _run(self) -> None:
+        try:
+            with open(self._log_path, "ab") as log:
+                self.proc = subprocess.Popen(self._argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
+                                             env=self._env, preexec_fn=_die_with_parent)
+        except BaseException as e:
+            self._error = f"cannot run {self._argv[0]}: {e}"
+            self._ready.set()
+            return
+        try:
+            for raw in self.proc.stdout:
+                try:
+                    msg = json.loads(raw)
+                except ValueError:
+                    continue
+                if not isinstance(msg, dict):
+                    continue
+                jid = msg.get("id")
+                if jid is None:
+                    if msg.get("ready"):
+                        self._ready.set()
+                    elif "error" in msg and not self._ready.is_set():
+                        self._error = str(msg["error"])
+                        self._error_code = msg.get("exit")
+                        self._ready.set()
+                    continue
+                with self._lock:
+                    job = self._jobs.get(jid)
+                    if job is not None and "exit" in msg:
+                        del self._jobs[jid]
+                if job is None:
+                    continue
+                if "exit" in msg:
+                    job.on_exit(int(msg["exit"]), str(msg.get("stderr") or ""), msg.get("job"))
+                elif "line" in msg:
+                    job.on_line(msg["line"])
+        finally:
+            self.exit_code = self.proc.wait()
+            if self._error is None and not self._ready.is_set():
+                self._error = f"submit serve exited with {self.exit_code}: {self._tail()}"
+            self._ready.set()
+            with self._lock:
+                orphans, self._jobs = list(self._jobs.values()), {}
+            for job in orphans:
+                job._finish_error(JobError(
+                    f"job {job.job_id}: the executor's submit serve process exited ({self.exit_code}) while it ran "
+                    f"the job; the next job starts another. Its log: {self._tail()}", kind="internal"))
+
+    def submit(self, job: "_Job", args: list[str]) -> None:
+        line = (json.dumps({"id": job.job_id, "args": args}) + "\n").encode()
+        with self._lock:
+            if not self.alive() or self.proc is None:
+                raise JobError(f"job {job.job_id}: the executor's submit serve process has exited ({self.exit_code})",
+                               kind="internal")
+            self._jobs[job.job_id] = job
             try:
-                p.wait(10)
+                self.proc.stdin.write(line)
+                self.proc.stdin.flush()
+            except OSError as e:
+                del self._jobs[job.job_id]
+                raise JobError(f"job {job.job_id}: cannot send it to submit serve ({e}); its log: {self._tail()}",
+                               kind="internal") from None
+
+    def run(self, args: list[str], timeout: float = 60) -> tuple[int, str]:
+        """Run one command (plot) and wait for its end: (exit code, stderr)."""
+        done = _Command(f"cmd-{uuid.uuid4().hex[:12]}")
+        self.submit(done, args)
+        if not done.finished.wait(timeout):
+            return 4, f"no answer from submit serve within {timeout:g}s"
+        return done.exit_code, done.stderr
+
+    def cancel(self, job_id: str) -> None:
+        with self._lock:
+            if job_id not in self._jobs or self.proc is None:
+                return
+            try:
+                self.proc.stdin.write((json.dumps({"id": job_id, "cancel": True}) + "\n").encode())
+                self.proc.stdin.flush()
+            except OSError:
+                pass
+
+    def close(self, timeout: float = 30) -> None:
+        """Close stdin (serve cancels what still runs and exits), then wait."""
+        p = self.proc
+        if p is not None:
+            with self._lock:
+                try:
+                    p.stdin.close()
+                except OSError:
+                    pass
+            try:
+                p.wait(timeout)
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
-        self._requests.put(None)
-        self._log.close()
+        self._thread.join(timeout)
+
+    def _tail(self) -> str:
+        try:
+            with open(self._log_path, "rb") as f:
+                return f.read()[-2000:].decode(errors="replace").strip() or "(empty)"
+        except OSError:
+            return "(none)"
 
 
 class FunctionExecutor:
@@ -504,7 +630,8 @@ class FunctionExecutor:
         self.total_jobs = 0
         self.last_call: str | None = None
         self.cleaned_jobs: set[str] = set()
-        self._warm: _WarmInstall | None = None
+        self._session: _Session | None = None
+        self._serve = True  # jobs go through one submit serve process (warm, or on a bus)
         self._warm_lock = threading.RLock()
         self._closed = False
         self.storage = _remote.Storage(self._translated.config.get("storage"))
@@ -532,8 +659,8 @@ class FunctionExecutor:
                 j.cancel()
         for j in self.jobs:
             j.finished.wait(30)
-        if self._warm is not None:
-            self._warm.close()
+        if self._session is not None:
+            self._session.close()
         shutil.rmtree(self._dir, ignore_errors=True)
         atexit.unregister(self._close)
 
@@ -543,34 +670,14 @@ class FunctionExecutor:
         py = self._translated.config.get("python")
         if "SKEIN_PYTHON" not in env and not py:
             env["SKEIN_PYTHON"] = sys.executable  # the functions' Python has cloudpickle and this one's packages
-        if self._warm is not None:
-            env.pop("SKEIN_BUS", None)
         return env
 
     def _bus(self) -> str | None:
-        if self._warm is not None:
-            return self._warm.bus
         return self._translated.config.get("bus") or os.environ.get("SKEIN_BUS") or None
 
-    def _ensure_warm(self) -> None:
-        if not self._warm_wanted or self._translated.config.get("bus") or os.environ.get("SKEIN_BUS"):
-            return
-        with self._warm_lock:
-            if self._warm is not None and self._warm.alive():
-                return
-            if self._warm is not None:
-                self._warm.close()
-            env = dict(os.environ)
-            env.setdefault("SKEIN_PYTHON", self._translated.config.get("python") or sys.executable)
-            env.pop("SKEIN_BUS", None)
-            d = tempfile.mkdtemp(prefix="warm-", dir=self._dir)
-            warm = _WarmInstall(self._binary, d, self.max_workers, env)
-            try:
-                warm.wait_ready(self._binary, env)
-            except BaseException:
-                warm.close()
-                raise
-            self._warm = warm
+    def _warm_mode(self) -> bool:
+        """Jobs run on the executor's own warm installation (no bus given)."""
+        return self._warm_wanted and not self._bus()
 
     def _common_flags(self, job: _Job, timeout: float | None, runtime_memory: int | None,
                       extra_env: dict | None, include: list[str], exclude: list[str]) -> list[str]:
@@ -665,7 +772,58 @@ class FunctionExecutor:
     def _start(self, job: _Job, argv: list[str]) -> None:
         self.jobs.append(job)
         self.futures.extend(job.all_futures())
+        bus = self._bus()
+        if self._serve and (bus or self._warm_mode()):
+            try:
+                session = self._session_for(bus)
+            except JobError as e:  # the bus is unreachable, say: the job fails as its submit would
+                job._finish_error(JobError(f"job {job.job_id} ({job.function_name}) {e}", kind=e.kind,
+                                           stderr=e.stderr, exit_code=e.exit_code))
+                return
+            if session is not None:
+                # No timeline per job: plot() asks serve for it when wanted
+                # (writing it took about 2 ms of a warm job's 6).
+                args = argv[1:]
+                if "--plot" in args:
+                    i = args.index("--plot")
+                    del args[i:i + 2]
+                job.run_session(session, args)
+                return
         job.run(argv, self._env())
+
+    def _session_for(self, bus: str | None) -> "_Session | None":
+        """The submit serve process of bus, or with no bus of the executor's
+        warm installation (serve --embedded), started (or restarted after it
+        died) here; None when this submit binary has no serve mode."""
+        key = bus or "embedded"
+        with self._warm_lock:
+            s = self._session
+            if s is not None and s.alive() and s.bus == key:
+                return s
+            if s is not None:
+                s.close()
+                self._session = None
+            env = self._env()
+            if bus:
+                flags = ["--bus", bus]
+            else:
+                # The warm installation: a NATS server, a coordinator and a
+                # runtime inside the serve process, up as long as it is.
+                flags = ["--embedded"] + (["--workers", str(self.max_workers)] if self.max_workers else [])
+                env.setdefault("SKEIN_PYTHON", self._translated.config.get("python") or sys.executable)
+                env.pop("SKEIN_BUS", None)
+            if self._config_file:
+                flags += ["--config", self._config_file]
+            if self._log_level:
+                flags += ["--log-level", self._log_level]
+            try:
+                self._session = _Session(self._binary, key, flags, env, self._dir)
+            except JobError as e:
+                if "unknown command" in str(e):
+                    self._serve = False  # an older submit (SKEIN_SUBMIT): one process per job
+                    return None
+                raise
+            return self._session
 
     # -- Lithops' API ----------------------------------------------------
     def call_async(self, func: Callable, data: Any, extra_env: dict | None = None, runtime_memory: int | None = None,
@@ -696,7 +854,6 @@ class FunctionExecutor:
                                                      exclude_modules)
         job = self._new_job(prefix, fn, len(data), "map")
         idata, storage = self._iterdata_file(job, fn, data, extra_args)
-        self._ensure_warm()
         argv = [self._binary, "map", "--function", "py:@" + path, "--iterdata-from", idata]
         if not storage:
             # Results as they land; with storage iterdata the number of
@@ -745,7 +902,6 @@ class FunctionExecutor:
         for f in job.futures:
             f._set_mapreduce()
         idata, storage = self._iterdata_file(job, map_function, data, extra_args)
-        self._ensure_warm()
         argv = [self._binary, "mapreduce", "--function", "py:@" + mpath, "--reduce-function", "py:@" + rpath,
                 "--iterdata-from", idata]
         argv += _chunk_flags(obj_chunk_size, obj_chunk_number, storage)
@@ -845,6 +1001,8 @@ class FunctionExecutor:
         if os.path.isdir(base):
             base = os.path.join(base, "skeinrun")
         for j in jobs:
+            if not os.path.exists(j.plot_file) and j.skein_id and os.path.isdir(j.dir):
+                self._plot_on_bus(j)
             if os.path.exists(j.plot_file):
                 p = f"{base}_{self.executor_id}_{j.job_id}_timeline.html"
                 shutil.copyfile(j.plot_file, p)
@@ -872,13 +1030,28 @@ class FunctionExecutor:
             shutil.rmtree(os.path.join(self._dir, "fn"), ignore_errors=True)
             os.makedirs(os.path.join(self._dir, "fn"), exist_ok=True)
 
+    def _plot_on_bus(self, job: _Job) -> None:
+        """Write job's timeline to its plot file through submit serve (jobs
+        on a bus do not write one as they end)."""
+        bus = self._bus()
+        if not (bus or self._warm_mode()) or not self._serve:
+            return
+        session = self._session_for(bus)
+        if session is None:
+            return
+        code, err = session.run(["plot", job.skein_id, "-o", job.plot_file])
+        if code != 0:
+            import warnings
+            warnings.warn(f"skeinrun: no plot of job {job.job_id}: {err.strip()}", RuntimeWarning, stacklevel=3)
+
     def job_summary(self, cloud_objects_n: int = 0) -> None:
         """Not kept by Skein: see plot() and submit's --status-file."""
 
     @property
     def warm_bus(self) -> str | None:
-        """The loopback bus of the warm installation, once started."""
-        return self._warm.bus if self._warm is not None else None
+        """None: the warm installation runs inside the executor's submit
+        serve process, on an in-process bus that nothing else reaches."""
+        return None
 
 
 class _LazyFutures(FuturesList):

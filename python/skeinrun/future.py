@@ -224,9 +224,18 @@ def wait_for(futures: list, return_when: Any, timeout: float | None) -> None:
     for f in futures:
         jobs.setdefault(id(f._job), f._job)
     cond = threading.Condition()
+    first_open = 0  # futures before it are done (they stay done)
 
     def count() -> int:
-        return sum(1 for f in futures if f.done)
+        # A map's results land one by one, each waking this waiter: for
+        # ALL_COMPLETED, resume the scan where it stopped (linear over the
+        # whole wait, not per wake-up); otherwise count.
+        nonlocal first_open
+        if need < len(futures):
+            return sum(1 for f in futures if f.done)
+        while first_open < len(futures) and futures[first_open].done:
+            first_open += 1
+        return first_open
 
     # Each job sets its futures when it ends; wake up on any job's end.
     for j in jobs.values():

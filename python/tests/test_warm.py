@@ -1,15 +1,18 @@
-"""The warm installation: one coordinator and runtime per executor, kept
-between jobs, whose Python interpreters stay up (no process or interpreter
-start per job once warm), gone with the executor, or with its process
-when that is killed."""
+"""The warm installation: one submit serve process per executor with a
+coordinator and runtime inside, kept between jobs, whose Python
+interpreters stay up (no process or interpreter start per job once warm),
+gone with the executor, or with its process when that is killed."""
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
 import time
+
+import pytest
 
 import skeinrun
 
@@ -21,15 +24,58 @@ def pid_of_call(x):
 def test_interpreters_stay_up_between_jobs():
     with skeinrun.FunctionExecutor(max_workers=1) as fexec:
         first = fexec.call_async(pid_of_call, 0).result()
-        bus = fexec.warm_bus
-        procs = [p.pid for p in fexec._warm.procs]
+        procs = [fexec._session.proc.pid]  # the installation runs inside it
         pids = {fexec.call_async(pid_of_call, i).result() for i in range(5)}
         pids |= set(fexec.map(pid_of_call, range(20)).get_result())
         assert pids == {first}, "a job started another interpreter"
-        assert fexec.warm_bus == bus and [p.pid for p in fexec._warm.procs] == procs
+        assert [fexec._session.proc.pid] == procs
     # Closed with the executor.
     for pid in procs + [first]:
         assert not _alive(pid), f"process {pid} outlived the executor"
+
+
+def sleepy(x):
+    time.sleep(x)
+    return x
+
+
+def test_warm_jobs_share_one_submit_process():
+    # A warm job is a request to the executor's one submit serve process,
+    # not a process of its own; it goes with the executor.
+    with skeinrun.FunctionExecutor(max_workers=1) as fexec:
+        fexec.call_async(pid_of_call, 0).result()
+        serve = fexec._session.proc.pid
+        for i in range(5):
+            fexec.call_async(pid_of_call, i).result()
+        fexec.map(pid_of_call, range(10)).get_result()
+        assert fexec._session.proc.pid == serve
+    assert _wait_gone([serve]) == [], "submit serve outlived the executor"
+
+
+def test_crash_of_the_submit_process_is_reported_and_replaced():
+    with skeinrun.FunctionExecutor(max_workers=2) as fexec:
+        fexec.call_async(pid_of_call, 0).result()
+        old = fexec._session.proc.pid
+        f = fexec.call_async(sleepy, 20)
+        os.kill(old, signal.SIGKILL)
+        with pytest.raises(skeinrun.JobError, match="submit serve process exited"):
+            f.result()
+        # The next job starts another one and runs.
+        assert fexec.call_async(sleepy, 0).result() == 0
+        assert fexec._session.proc.pid != old
+
+
+def test_new_functions_share_the_warm_interpreter():
+    # Each job ships its own function (a notebook's lambdas): the warm
+    # interpreter switches to each job's modules, it is not restarted.
+    with skeinrun.FunctionExecutor(max_workers=1) as fexec:
+        pids = set()
+        for i in range(5):
+            f = eval(f"lambda: (__import__('os').getpid(), {i})")
+            pid, j = fexec.call_async(f, ()).result()
+            assert j == i
+            pids.add(pid)
+        assert len(pids) == 1, "a job of a new function started another interpreter"
 
 
 def test_embedded_mode_starts_one_per_job():
@@ -71,8 +117,9 @@ def test_survives_its_starting_thread_and_dies_with_a_killed_process(tmp_path):
         t = threading.Thread(target=lambda: out.append(fexec.map(lambda v: v * 2, [1, 2]).get_result()))
         t.start(); t.join()
         # The thread that started the installation has ended: it is still up.
-        print(out[0], fexec.map(lambda v: v * 3, [1, 2]).get_result(), fexec._warm.alive())
-        print(" ".join(str(p.pid) for p in fexec._warm.procs), flush=True)
+        print(out[0], fexec.map(lambda v: v * 3, [1, 2]).get_result(), fexec._session.alive())
+        interpreter = fexec.call_async(os.getpid, ()).result()
+        print(fexec._session.proc.pid, interpreter, flush=True)
         os.kill(os.getpid(), 9)
     """))
     r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
@@ -81,4 +128,4 @@ def test_survives_its_starting_thread_and_dies_with_a_killed_process(tmp_path):
     assert lines[0] == "[2, 4] [3, 6] True"
     pids = [int(p) for p in lines[1].split()]
     assert len(pids) == 2
-    assert _wait_gone(pids) == [], "the warm installation outlived its killed process"
+    assert _wait_gone(pids) == [], "the warm installation (submit serve) or its interpreter outlived its killed process"
