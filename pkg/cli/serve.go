@@ -28,8 +28,12 @@ import (
 // a job costs a request on an open connection, not a process start and a
 // bus handshake.
 //
-//	submit serve --bus URL [--config FILE] [bus credential flags]
-//	submit serve --embedded [--workers N] [--hosts …]
+//	skeinrun-submit __serve --bus URL [--config FILE] [bus credential flags]
+//	skeinrun-submit __serve --embedded [--workers N] [--hosts …]
+//
+// It is the Python package's binary's mode (python/cmd/skeinrun-submit),
+// not a command of the submit program: its protocol is the executor's,
+// documented in docs/python.md, and may change with it.
 //
 // It reads requests as JSON lines on stdin and writes replies as JSON
 // lines on stdout:
