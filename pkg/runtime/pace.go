@@ -117,8 +117,15 @@ func (p *pacer) settled(run, settle, ack time.Duration) {
 	p.ack = ewma(p.ack, ack.Seconds(), first)
 	n := p.target()
 	// Resize on a real change only: a RabbitMQ consumer changes its
-	// window with a few round trips.
-	if d := n - p.size; d != 0 && (4*abs(d) >= p.size || n <= p.slots+2) {
+	// window with a few round trips, and hands what was in flight back
+	// to the queue at a delivery's cost. Shrinking is prompt (long tasks
+	// must spread over runtimes); growing waits for a gain of a quarter,
+	// and of at least two, so that a target wobbling by one near the
+	// shallow end does not resize at every task.
+	switch d := n - p.size; {
+	case d < 0 && (4*-d >= p.size || n <= p.slots+2):
+		p.setSize(n, p.now())
+	case d > 0 && d >= max(2, p.size/4):
 		p.setSize(n, p.now())
 	}
 }
@@ -132,11 +139,4 @@ func (p *pacer) target() int {
 	perSlot := (p.settle + p.ack) / math.Max(p.run, 1e-6)
 	n := p.slots + int(math.Ceil(2*float64(p.slots)*perSlot))
 	return min(max(n, p.slots+1), maxWindow)
-}
-
-func abs(n int) int {
-	if n < 0 {
-		return -n
-	}
-	return n
 }

@@ -101,3 +101,33 @@ func TestPacerIgnoresTheEchoOfItsOwnResize(t *testing.T) {
 		t.Fatalf("a redelivery %v after the last resize: window %d, want slots+1 = 3", resizeEcho, n)
 	}
 }
+
+// TestPacerSteadyNearShallow: tasks whose target wavers between slots+1
+// and slots+2 (their settle time around a quarter of their run) resize the
+// window at most twice, not at every wobble: on RabbitMQ each resize
+// replaces the consumer and costs what was in flight a delivery.
+func TestPacerSteadyNearShallow(t *testing.T) {
+	ms := time.Millisecond
+	p := newPacer(2)
+	resizes := 0
+	last, _ := p.win.Size()
+	for i := range 400 {
+		// The average settle time wobbles around 24 ms, where the target
+		// turns from slots+1 to slots+2 for 100 ms tasks.
+		settle := 18 * ms
+		if i%2 == 1 {
+			settle = 30 * ms
+		}
+		p.settled(100*ms, settle, ms)
+		if n, _ := p.win.Size(); n != last {
+			resizes++
+			last = n
+		}
+	}
+	if resizes > 2 {
+		t.Errorf("%d resizes of the window for tasks of one kind, want at most 2", resizes)
+	}
+	if last < 3 || last > 4 {
+		t.Errorf("window %d, want 3 or 4", last)
+	}
+}
