@@ -342,7 +342,7 @@ func (j *job) publishAll() {
 		j.tel().Metrics.Published(j.ctx, len(msgs))
 		j.observePublished(len(msgs))
 		if every := j.c.cfg.QueuedEvery; every >= 0 && i+len(msgs) < j.n && time.Since(marked) >= every {
-			j.markQueued(i + len(msgs))
+			j.markQueued(wire.Queued{Through: i + len(msgs)})
 			marked = time.Now()
 		}
 	}
@@ -591,7 +591,7 @@ func (j *job) enqueue(t *wire.Task) {
 		j.requestEnd(wire.StateFailed, &wire.TaskError{Kind: wire.ErrInternal, Message: fmt.Sprintf("re-publishing task %d: %v", t.Index, err)}, t.Index)
 	}
 	if err == nil && t.Kind == wire.TaskReduce && t.Attempt == 1 {
-		j.markQueuedReducer(t.Index)
+		j.markQueued(wire.Queued{Reducers: []int{t.Index}})
 	}
 	if err == nil && t.Attempt > 1 {
 		j.tel().Metrics.Retried(j.ctx)

@@ -190,46 +190,38 @@ func (j *job) catchUp(ev <-chan bus.Message) (<-chan bus.Message, error) {
 	return out, nil
 }
 
-// markPublished records on the job log that every task is on the queue.
+// markPublished records on the job log that every task of the job is
+// published: a coordinator taking the job over publishes none again.
 func (j *job) markPublished() {
-	data, err := wire.Encode(wire.KindPublished, wire.Published{Job: j.id, Tasks: j.n})
-	if err == nil {
-		m := bus.Message{Data: data, ID: j.id + "-published"}
-		j.c.sign(&m)
-		err = j.c.bus.Publish(j.ctx, wire.JobPublishedSubject(j.id), m)
-	}
-	if err != nil && j.ctx.Err() == nil {
-		j.c.log.Warn("recording that the job's tasks are published", "job", j.id, "err", err)
-	}
+	j.logRecord(wire.JobPublishedSubject(j.id), wire.KindPublished, wire.Published{Job: j.id, Tasks: j.n}, "-published",
+		"recording that the job's tasks are published")
 }
 
-// markQueued records on the job log that the first attempts of tasks
-// 0 … through-1 are on the queue. A record lost costs only duplicates
-// after a takeover (the tasks published since the last one run twice).
-func (j *job) markQueued(through int) {
-	data, err := wire.Encode(wire.KindQueued, wire.Queued{Job: j.id, Through: through})
-	if err == nil {
-		m := bus.Message{Data: data}
-		j.c.sign(&m)
-		err = j.c.bus.Publish(j.ctx, wire.JobQueuedSubject(j.id), m)
-	}
-	if err != nil && j.ctx.Err() == nil {
-		j.c.log.Warn("recording how many tasks are queued", "job", j.id, "err", err)
-	}
+// markQueued records on the job log what of the job is on its queues
+// (wire.Queued: the first attempts of tasks 0 … Through-1, of the
+// reducers of groups Reducers): a coordinator taking the job over does
+// not queue those again. A record lost costs only duplicates after a
+// takeover (what was queued since the last one runs twice).
+func (j *job) markQueued(q wire.Queued) {
+	q.Job = j.id
+	j.logRecord(wire.JobQueuedSubject(j.id), wire.KindQueued, q, "", "recording what of the job is queued")
 }
 
-// markQueuedReducer records on the job log that the first attempt of
-// group g's reducer is on its queue: a coordinator taking the job over
-// does not queue it again (two reducers would read the same feed).
-func (j *job) markQueuedReducer(g int) {
-	data, err := wire.Encode(wire.KindQueued, wire.Queued{Job: j.id, Reducers: []int{g}})
+// logRecord publishes a signed record of the job on the job log (with
+// message id job+idSuffix when idSuffix is set), logging a failure as
+// what unless the job has ended.
+func (j *job) logRecord(subject string, kind wire.Kind, body any, idSuffix, what string) {
+	data, err := wire.Encode(kind, body)
 	if err == nil {
 		m := bus.Message{Data: data}
+		if idSuffix != "" {
+			m.ID = j.id + idSuffix
+		}
 		j.c.sign(&m)
-		err = j.c.bus.Publish(j.ctx, wire.JobQueuedSubject(j.id), m)
+		err = j.c.bus.Publish(j.ctx, subject, m)
 	}
 	if err != nil && j.ctx.Err() == nil {
-		j.c.log.Warn("recording that a reducer is queued", "job", j.id, "group", g, "err", err)
+		j.c.log.Warn(what, "job", j.id, "err", err)
 	}
 }
 
