@@ -1,20 +1,27 @@
 package wire
 
 import (
+	"bytes"
 	"fmt"
 
 	"github.com/vmihailenco/msgpack/v5"
-	"github.com/vmihailenco/msgpack/v5/msgpcode"
 )
 
 // Task and Event are the messages of every task, so they are encoded and
-// decoded by hand rather than by reflection: the same map, the same keys
-// in the same order, the same number encodings and the same omitted empty
-// fields as the struct tags give (TestCodecMatchesReflection checks it
-// byte for byte), at a fraction of the cost. Unknown keys are skipped,
-// as reflection skips them. Rare, nested fields go through the library.
+// decoded by hand, straight from and into byte slices, rather than by
+// reflection: the same map, the same keys in the same order, the same
+// number encodings and the same omitted empty fields as the struct tags
+// give (TestCodecMatchesReflection checks it byte for byte), at a fraction
+// of the cost. Unknown keys are skipped, as reflection skips them. Rare,
+// nested fields (kwargs, obj, env, err, arr, trace) go through the library,
+// with map keys sorted.
+//
+// Encode and Decode take the hand-written path directly for a Task, an
+// Events batch and an Event; the msgpack.CustomEncoder and CustomDecoder
+// methods below make the library use the same code when a Task or an
+// Event is part of another value.
 
-// taskFields counts the keys of t's map.
+// fields counts the keys of t's map.
 func (t *Task) fields() int {
 	n := 6 // job, i, a, kind, fn, queued
 	for _, set := range [...]bool{len(t.Args) > 0, len(t.Kwargs) > 0, t.InputRef != "", t.Obj != nil,
@@ -27,10 +34,9 @@ func (t *Task) fields() int {
 	return n
 }
 
-// EncodeMsgpack implements msgpack.CustomEncoder.
-// A value receiver: a Task is encoded whether or not it is addressable.
-func (t Task) EncodeMsgpack(e *msgpack.Encoder) error {
-	w := fieldWriter{e: e}
+// appendTask appends t's map to b.
+func appendTask(b []byte, t *Task) ([]byte, error) {
+	w := appender{b: b}
 	w.mapLen(t.fields())
 	w.str("job", t.Job)
 	w.int("i", int64(t.Index))
@@ -58,11 +64,11 @@ func (t Task) EncodeMsgpack(e *msgpack.Encoder) error {
 	}
 	if t.FeedFrom != 0 {
 		w.key("feed_from")
-		w.err(e.EncodeUint64(t.FeedFrom))
+		w.uint64(t.FeedFrom)
 	}
 	if t.Ordered {
 		w.key("ordered")
-		w.err(e.EncodeBool(true))
+		w.b = append(w.b, 0xc3)
 	}
 	if t.IndexBase != 0 {
 		w.int("index_base", int64(t.IndexBase))
@@ -89,77 +95,102 @@ func (t Task) EncodeMsgpack(e *msgpack.Encoder) error {
 	if len(t.Trace) > 0 {
 		w.any("trace", t.Trace)
 	}
-	return w.error
+	return w.b, w.err
 }
 
-// DecodeMsgpack implements msgpack.CustomDecoder.
-func (t *Task) DecodeMsgpack(d *msgpack.Decoder) error {
+// decodeTask reads one task map from r into t.
+func decodeTask(r *reader, t *Task) error {
 	*t = Task{}
-	n, err := d.DecodeMapLen()
+	n, err := r.mapLen()
 	if err != nil {
 		return err
 	}
-	var buf [32]byte
 	for range max(n, 0) {
-		key, err := nextKey(d, &buf)
+		key, err := r.strBytes()
 		if err != nil {
 			return fmt.Errorf("task key: %w", err)
 		}
 		switch string(key) {
 		case "job":
-			t.Job, err = d.DecodeString()
+			t.Job, err = r.str()
 		case "i":
-			t.Index, err = d.DecodeInt()
+			t.Index, err = r.intField()
 		case "a":
-			t.Attempt, err = d.DecodeInt()
+			t.Attempt, err = r.intField()
 		case "kind":
-			var s string
-			s, err = d.DecodeString()
-			t.Kind = TaskKind(s)
+			var s []byte
+			s, err = r.strBytes()
+			t.Kind = taskKind(s)
 		case "fn":
-			t.Function, err = d.DecodeString()
+			t.Function, err = r.str()
 		case "args":
-			t.Args, err = decodeValues(d)
+			t.Args, err = r.values()
 		case "kwargs":
-			err = d.Decode(&t.Kwargs)
+			err = r.lib(&t.Kwargs)
 		case "input_ref":
-			t.InputRef, err = d.DecodeString()
+			t.InputRef, err = r.str()
 		case "obj":
-			err = d.Decode(&t.Obj)
+			err = r.lib(&t.Obj)
 		case "feed":
-			t.Feed, err = d.DecodeString()
+			t.Feed, err = r.str()
 		case "expect":
-			t.Expect, err = d.DecodeInt()
+			t.Expect, err = r.intField()
 		case "feed_from":
-			t.FeedFrom, err = d.DecodeUint64()
+			t.FeedFrom, err = r.uint()
 		case "ordered":
-			t.Ordered, err = d.DecodeBool()
+			t.Ordered, err = r.bool()
 		case "index_base":
-			t.IndexBase, err = d.DecodeInt()
+			t.IndexBase, err = r.intField()
 		case "deadline":
-			t.Deadline, err = d.DecodeInt64()
+			t.Deadline, err = r.int()
 		case "timeout_ms":
-			t.TimeoutMS, err = d.DecodeInt64()
+			t.TimeoutMS, err = r.int()
 		case "mem":
-			t.MemoryMB, err = d.DecodeInt()
+			t.MemoryMB, err = r.intField()
 		case "env":
-			err = d.Decode(&t.Env)
+			err = r.lib(&t.Env)
 		case "modules":
-			t.Modules, err = d.DecodeString()
+			t.Modules, err = r.str()
 		case "queued":
-			t.Queued, err = d.DecodeInt64()
+			t.Queued, err = r.int()
 		case "monitor":
-			t.Monitor, err = d.DecodeString()
+			t.Monitor, err = r.str()
 		case "trace":
-			err = d.Decode(&t.Trace)
+			err = r.lib(&t.Trace)
 		default:
-			err = d.Skip()
+			err = r.skip()
 		}
 		if err != nil {
 			return fmt.Errorf("task field %q: %w", key, err)
 		}
 	}
 	return nil
+}
+
+// taskKind returns the constant for a known kind without allocating.
+func taskKind(s []byte) TaskKind {
+	switch string(s) {
+	case string(TaskMap):
+		return TaskMap
+	case string(TaskReduce):
+		return TaskReduce
+	case string(TaskCall):
+		return TaskCall
+	}
+	return TaskKind(s)
+}
+
+// eventType returns the constant for a known type without allocating.
+func eventType(s []byte) EventType {
+	switch string(s) {
+	case string(EventDone):
+		return EventDone
+	case string(EventStarted):
+		return EventStarted
+	case string(EventFailed):
+		return EventFailed
+	}
+	return EventType(s)
 }
 
 func (ev *Event) fields() int {
@@ -174,10 +205,9 @@ func (ev *Event) fields() int {
 	return n
 }
 
-// EncodeMsgpack implements msgpack.CustomEncoder.
-// A value receiver, as Task's.
-func (ev Event) EncodeMsgpack(e *msgpack.Encoder) error {
-	w := fieldWriter{e: e}
+// appendEvent appends ev's map to b.
+func appendEvent(b []byte, ev *Event) ([]byte, error) {
+	w := appender{b: b}
 	w.mapLen(ev.fields())
 	w.str("job", ev.Job)
 	w.int("i", int64(ev.Task))
@@ -202,7 +232,7 @@ func (ev Event) EncodeMsgpack(e *msgpack.Encoder) error {
 	}
 	if len(ev.Result) > 0 {
 		w.key("r")
-		w.err(e.EncodeBytes(ev.Result))
+		w.bin(ev.Result)
 	}
 	if ev.ResultRef != "" {
 		w.str("rref", ev.ResultRef)
@@ -219,62 +249,84 @@ func (ev Event) EncodeMsgpack(e *msgpack.Encoder) error {
 	if len(ev.Trace) > 0 {
 		w.any("trace", ev.Trace)
 	}
-	return w.error
+	return w.b, w.err
 }
 
-// DecodeMsgpack implements msgpack.CustomDecoder.
-func (ev *Event) DecodeMsgpack(d *msgpack.Decoder) error {
+// appendEvents appends a batch's map ({"evs": [event, …]}) to b.
+func appendEvents(b []byte, evs []Event) ([]byte, error) {
+	w := appender{b: append(b, 0x81, 0xa3, 'e', 'v', 's')}
+	if evs == nil {
+		w.b = append(w.b, 0xc0)
+		return w.b, nil
+	}
+	w.arrayLen(len(evs))
+	var err error
+	for i := range evs {
+		if w.b, err = appendEvent(w.b, &evs[i]); err != nil {
+			return nil, err
+		}
+	}
+	return w.b, nil
+}
+
+// decodeEvent reads one event map from r into ev. last holds the strings
+// of the batch's previous event: the job and the worker are the same in
+// most batches, so they are allocated once.
+func decodeEvent(r *reader, ev *Event, last *Event) error {
 	*ev = Event{}
-	n, err := d.DecodeMapLen()
+	n, err := r.mapLen()
 	if err != nil {
 		return err
 	}
-	var buf [32]byte
 	for range max(n, 0) {
-		key, err := nextKey(d, &buf)
+		key, err := r.strBytes()
 		if err != nil {
 			return fmt.Errorf("event key: %w", err)
 		}
-		var s string
+		var s []byte
 		switch string(key) {
 		case "job":
-			ev.Job, err = d.DecodeString()
+			if s, err = r.strBytes(); err == nil {
+				ev.Job = reuse(s, last.Job)
+			}
 		case "i":
-			ev.Task, err = d.DecodeInt()
+			ev.Task, err = r.intField()
 		case "kind":
-			s, err = d.DecodeString()
-			ev.Kind = TaskKind(s)
+			s, err = r.strBytes()
+			ev.Kind = taskKind(s)
 		case "a":
-			ev.Attempt, err = d.DecodeInt()
+			ev.Attempt, err = r.intField()
 		case "d":
-			ev.Delivery, err = d.DecodeInt()
+			ev.Delivery, err = r.intField()
 		case "t":
-			s, err = d.DecodeString()
-			ev.Type = EventType(s)
+			s, err = r.strBytes()
+			ev.Type = eventType(s)
 		case "w":
-			ev.Worker, err = d.DecodeString()
+			if s, err = r.strBytes(); err == nil {
+				ev.Worker = reuse(s, last.Worker)
+			}
 		case "q":
-			ev.Queued, err = d.DecodeInt64()
+			ev.Queued, err = r.int()
 		case "s":
-			ev.Started, err = d.DecodeInt64()
+			ev.Started, err = r.int()
 		case "f":
-			ev.Finished, err = d.DecodeInt64()
+			ev.Finished, err = r.int()
 		case "mem":
-			ev.PeakKB, err = d.DecodeInt64()
+			ev.PeakKB, err = r.int()
 		case "r":
-			ev.Result, err = d.DecodeBytes()
+			ev.Result, err = r.bytes()
 		case "rref":
-			ev.ResultRef, err = d.DecodeString()
+			ev.ResultRef, err = r.str()
 		case "err":
-			err = d.Decode(&ev.Error)
+			err = r.lib(&ev.Error)
 		case "log":
-			ev.Log, err = d.DecodeString()
+			ev.Log, err = r.str()
 		case "arr":
-			err = d.Decode(&ev.Arrivals)
+			err = r.lib(&ev.Arrivals)
 		case "trace":
-			err = d.Decode(&ev.Trace)
+			err = r.lib(&ev.Trace)
 		default:
-			err = d.Skip()
+			err = r.skip()
 		}
 		if err != nil {
 			return fmt.Errorf("event field %q: %w", key, err)
@@ -283,78 +335,104 @@ func (ev *Event) DecodeMsgpack(d *msgpack.Decoder) error {
 	return nil
 }
 
-// fieldWriter writes map entries and keeps the first error.
-type fieldWriter struct {
-	e     *msgpack.Encoder
-	error error
-}
-
-func (w *fieldWriter) err(err error) {
-	if w.error == nil {
-		w.error = err
+// reuse returns prev when it holds the bytes of s, else a new string.
+func reuse(s []byte, prev string) string {
+	if string(s) == prev {
+		return prev
 	}
+	return string(s)
 }
 
-func (w *fieldWriter) mapLen(n int) { w.err(w.e.EncodeMapLen(n)) }
-func (w *fieldWriter) key(k string) { w.err(w.e.EncodeString(k)) }
-
-func (w *fieldWriter) str(k, v string) {
-	w.key(k)
-	w.err(w.e.EncodeString(v))
-}
-
-// int writes an int field as reflection does (the shortest encoding).
-func (w *fieldWriter) int(k string, v int64) {
-	w.key(k)
-	w.err(w.e.EncodeInt(v))
-}
-
-// int64 writes an int64 field as reflection does (always 9 bytes).
-func (w *fieldWriter) int64(k string, v int64) {
-	w.key(k)
-	w.err(w.e.EncodeInt64(v))
-}
-
-func (w *fieldWriter) any(k string, v any) {
-	w.key(k)
-	w.err(w.e.Encode(v))
-}
-
-func (w *fieldWriter) values(vs []Value) {
-	w.err(w.e.EncodeArrayLen(len(vs)))
-	for _, v := range vs {
-		w.err(w.e.EncodeBytes(v))
-	}
-}
-
-// nextKey reads a map key. Short keys (all of ours) are read into buf
-// without allocating; the result is valid until the next call.
-func nextKey(d *msgpack.Decoder, buf *[32]byte) ([]byte, error) {
-	code, err := d.PeekCode()
+// decodeEvents reads a batch's map into b.
+func decodeEvents(r *reader, b *Events) error {
+	*b = Events{}
+	n, err := r.mapLen()
 	if err != nil {
-		return nil, err
+		return err
 	}
-	if msgpcode.IsFixedString(code) {
-		k := buf[:1+int(code&0x1f)]
-		if err := d.ReadFull(k); err != nil {
-			return nil, err
+	for range max(n, 0) {
+		key, err := r.strBytes()
+		if err != nil {
+			return fmt.Errorf("events key: %w", err)
 		}
-		return k[1:], nil
+		if string(key) != "evs" {
+			if err := r.skip(); err != nil {
+				return fmt.Errorf("events field %q: %w", key, err)
+			}
+			continue
+		}
+		l, err := r.arrayLen()
+		if err != nil {
+			return fmt.Errorf("events: %w", err)
+		}
+		if l < 0 {
+			b.Events = nil
+			continue
+		}
+		// Each event takes at least a few bytes: a count larger than
+		// what is left is malformed, not a reason to allocate.
+		if l > len(r.b)-r.off {
+			return fmt.Errorf("events: %d events in %d bytes: %w", l, len(r.b)-r.off, errShort)
+		}
+		b.Events = make([]Event, l)
+		var last Event
+		for i := range b.Events {
+			if err := decodeEvent(r, &b.Events[i], &last); err != nil {
+				return fmt.Errorf("event %d: %w", i, err)
+			}
+			last = b.Events[i]
+		}
 	}
-	key, err := d.DecodeString()
-	return []byte(key), err
+	return nil
 }
 
-func decodeValues(d *msgpack.Decoder) ([]Value, error) {
-	n, err := d.DecodeArrayLen()
-	if err != nil || n < 0 {
-		return nil, err
+// EncodeMsgpack implements msgpack.CustomEncoder.
+// A value receiver: a Task is encoded whether or not it is addressable.
+func (t Task) EncodeMsgpack(e *msgpack.Encoder) error {
+	b, err := appendTask(nil, &t)
+	if err != nil {
+		return err
 	}
-	vs := make([]Value, n)
-	for i := range vs {
-		if vs[i], err = d.DecodeBytes(); err != nil {
-			return nil, err
-		}
+	return e.Encode(msgpack.RawMessage(b))
+}
+
+// DecodeMsgpack implements msgpack.CustomDecoder.
+func (t *Task) DecodeMsgpack(d *msgpack.Decoder) error {
+	raw, err := d.DecodeRaw()
+	if err != nil {
+		return err
 	}
-	return vs, nil
+	return decodeTask(&reader{b: raw}, t)
+}
+
+// EncodeMsgpack implements msgpack.CustomEncoder.
+// A value receiver, as Task's.
+func (ev Event) EncodeMsgpack(e *msgpack.Encoder) error {
+	b, err := appendEvent(nil, &ev)
+	if err != nil {
+		return err
+	}
+	return e.Encode(msgpack.RawMessage(b))
+}
+
+// DecodeMsgpack implements msgpack.CustomDecoder.
+func (ev *Event) DecodeMsgpack(d *msgpack.Decoder) error {
+	raw, err := d.DecodeRaw()
+	if err != nil {
+		return err
+	}
+	return decodeEvent(&reader{b: raw}, ev, &Event{})
+}
+
+// libEncode encodes a nested value with the library, map keys sorted.
+func libEncode(b []byte, v any) ([]byte, error) {
+	buf := bytes.NewBuffer(b)
+	enc := msgpack.GetEncoder()
+	defer msgpack.PutEncoder(enc)
+	enc.Reset(buf)
+	enc.SetSortMapKeys(true)
+	if err := enc.Encode(v); err != nil {
+		return b, err
+	}
+	return buf.Bytes(), nil
 }

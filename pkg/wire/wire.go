@@ -59,6 +59,12 @@ func Encode(kind Kind, body any) ([]byte, error) {
 	buf.WriteByte(0xa0 | byte(len(kind)))
 	buf.WriteString(string(kind))
 	buf.Write([]byte{0xa1, 'b'})
+	if b, ok, err := appendFast(buf.Bytes(), body); ok {
+		if err != nil {
+			return nil, fmt.Errorf("wire: encode %s: %w", kind, err)
+		}
+		return b, nil
+	}
 	enc := msgpack.GetEncoder()
 	defer msgpack.PutEncoder(enc)
 	enc.Reset(&buf)
@@ -111,10 +117,47 @@ func Decode(data []byte, kind Kind, out any) error {
 	if len(body) == 0 {
 		return fmt.Errorf("%w: %s message without a body", ErrMalformed, kind)
 	}
-	if err := msgpack.Unmarshal(body, out); err != nil {
+	if err := decodeBody(body, out); err != nil {
 		return fmt.Errorf("%w: %s body: %v", ErrMalformed, kind, err)
 	}
 	return nil
+}
+
+// appendFast appends the hand-written encoding of a Task, an Event or an
+// Events batch (codec.go) to b; ok is false for any other body.
+func appendFast(b []byte, body any) (_ []byte, ok bool, err error) {
+	switch v := body.(type) {
+	case *Task:
+		b, err = appendTask(b, v)
+	case Task:
+		b, err = appendTask(b, &v)
+	case *Events:
+		b, err = appendEvents(b, v.Events)
+	case Events:
+		b, err = appendEvents(b, v.Events)
+	case *Event:
+		b, err = appendEvent(b, v)
+	case Event:
+		b, err = appendEvent(b, &v)
+	default:
+		return b, false, nil
+	}
+	return b, true, err
+}
+
+// decodeBody decodes a body into out: by hand for a Task, an Event or an
+// Events batch, by the library for anything else.
+func decodeBody(body []byte, out any) error {
+	r := &reader{b: body}
+	switch v := out.(type) {
+	case *Task:
+		return decodeTask(r, v)
+	case *Events:
+		return decodeEvents(r, v)
+	case *Event:
+		return decodeEvent(r, v, &Event{})
+	}
+	return msgpack.Unmarshal(body, out)
 }
 
 // Value is a user value: JSON text. Skein carries user values as JSON
