@@ -135,6 +135,7 @@ func (o Options) Validate() error {
 type Bus struct {
 	nc   *nats.Conn
 	js   jetstream.JetStream
+	acks *pubAcks
 	opts Options
 	log  *slog.Logger
 
@@ -168,6 +169,7 @@ func Connect(ctx context.Context, urls string, opts Options) (*Bus, error) {
 	}
 	log := opts.Logger
 	deny := &denials{}
+	acks := &pubAcks{}
 	nopts := []nats.Option{
 		nats.Name(opts.Name),
 		nats.Timeout(opts.ConnectTimeout),
@@ -175,6 +177,7 @@ func Connect(ctx context.Context, urls string, opts Options) (*Bus, error) {
 		nats.ReconnectWait(250 * time.Millisecond),
 		nats.ReconnectBufSize(64 << 20),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			acks.disconnected()
 			if err != nil {
 				log.Warn("nats disconnected", "err", err)
 			}
@@ -203,14 +206,15 @@ func Connect(ctx context.Context, urls string, opts Options) (*Bus, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: nats %s: %v", bus.ErrUnreachable, redact(urls), explain(err, opts.TLS != nil && len(opts.TLS.Certificates) > 0))
 	}
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
+	acks.nc = nc
+	js, err := jetstream.New(nc)
 	if err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("natsbus: jetstream: %w", err)
 	}
 	p := strings.ToUpper(opts.Prefix)
 	b := &Bus{
-		nc: nc, js: js, opts: opts, log: log,
+		nc: nc, js: js, acks: acks, opts: opts, log: log,
 		tasksStream:  p + "_TASKS",
 		eventsStream: p + "_EVENTS",
 		consumers:    make(map[string]jetstream.Consumer),
@@ -421,9 +425,13 @@ func taskKey(subject string) string {
 	return ""
 }
 
+// toNats makes a NATS message of m: without a header map when m has no
+// header and no key (a task's message, most of the time).
 func toNats(subject string, m Message) *nats.Msg {
-	nm := nats.NewMsg(subject)
-	nm.Data = m.Data
+	nm := &nats.Msg{Subject: subject, Data: m.Data}
+	if len(m.Header) > 0 || m.Key != "" {
+		nm.Header = make(nats.Header, len(m.Header)+1)
+	}
 	for k, v := range m.Header {
 		nm.Header.Set(k, v)
 	}
@@ -451,7 +459,8 @@ func fromNats(subject string, nm *nats.Msg) Message {
 	return m
 }
 
-// Enqueue publishes msgs asynchronously and waits for every ack.
+// Enqueue publishes msgs and waits until the tasks stream has stored
+// every one (pubacks.go).
 func (b *Bus) Enqueue(ctx context.Context, queue string, msgs ...Message) error {
 	if b.isClosed() {
 		return bus.ErrClosed
@@ -459,48 +468,21 @@ func (b *Bus) Enqueue(ctx context.Context, queue string, msgs ...Message) error 
 	if !validToken(queue) {
 		return fmt.Errorf("natsbus: queue name %q: must be one subject token", queue)
 	}
-	if len(msgs) == 1 {
-		m := msgs[0]
+	nms := make([]*nats.Msg, len(msgs))
+	for i, m := range msgs {
 		if err := b.checkSize(m); err != nil {
 			return err
 		}
-		var po []jetstream.PublishOpt
+		nms[i] = b.taskMsg(queue, m)
 		if m.ID != "" {
-			po = append(po, jetstream.WithMsgID(m.ID))
+			if nms[i].Header == nil {
+				nms[i].Header = nats.Header{}
+			}
+			nms[i].Header.Set(jetstream.MsgIDHeader, m.ID)
 		}
-		_, err := b.js.PublishMsg(ctx, b.taskMsg(queue, m), po...)
-		if err != nil {
-			return fmt.Errorf("natsbus: enqueue on %s: %w", queue, err)
-		}
-		return nil
 	}
-	futures := make([]jetstream.PubAckFuture, 0, len(msgs))
-	for _, m := range msgs {
-		if err := b.checkSize(m); err != nil {
-			return err
-		}
-		var po []jetstream.PublishOpt
-		if m.ID != "" {
-			po = append(po, jetstream.WithMsgID(m.ID))
-		}
-		f, err := b.js.PublishMsgAsync(b.taskMsg(queue, m), po...)
-		if err != nil {
-			return fmt.Errorf("natsbus: enqueue on %s: %w", queue, err)
-		}
-		futures = append(futures, f)
-	}
-	return waitFutures(ctx, futures, "enqueue on "+queue)
-}
-
-func waitFutures(ctx context.Context, futures []jetstream.PubAckFuture, what string) error {
-	for _, f := range futures {
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
-			return fmt.Errorf("natsbus: %s: %w", what, err)
-		case <-ctx.Done():
-			return fmt.Errorf("natsbus: %s: %w", what, ctx.Err())
-		}
+	if err := b.acks.publish(ctx, nms); err != nil {
+		return fmt.Errorf("natsbus: enqueue on %s: %w", queue, err)
 	}
 	return nil
 }
