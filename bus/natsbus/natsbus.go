@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -702,10 +703,38 @@ type delivery struct {
 
 func (b *Bus) newDelivery(m jetstream.Msg, queue string) *delivery {
 	d := &delivery{m: m, nc: b.nc, queue: queue, attempt: 1}
-	if md, err := m.Metadata(); err == nil {
-		d.attempt = int(md.NumDelivered)
+	if n, ok := numDelivered(m.Reply()); ok {
+		d.attempt = int(n)
 	}
 	return d
+}
+
+// numDelivered reads a delivery's count from its acknowledgement subject,
+// as Msg.Metadata does, without the rest of the metadata (which parses
+// five numbers and allocates, for every task):
+//
+//	$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<tm>.<pending>
+//	$JS.ACK.<domain>.<account hash>.<stream>.<consumer>.<delivered>.…  (11 tokens or more)
+func numDelivered(reply string) (uint64, bool) {
+	if !strings.HasPrefix(reply, "$JS.ACK.") {
+		return 0, false
+	}
+	var pos int
+	switch n := strings.Count(reply, ".") + 1; {
+	case n == 9:
+		pos = 4
+	case n >= 11:
+		pos = 6
+	default:
+		return 0, false
+	}
+	tok := reply
+	for range pos {
+		_, tok, _ = strings.Cut(tok, ".")
+	}
+	tok, _, _ = strings.Cut(tok, ".")
+	v, err := strconv.ParseUint(tok, 10, 64)
+	return v, err == nil
 }
 
 func (d *delivery) Message() Message {

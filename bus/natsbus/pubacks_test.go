@@ -158,3 +158,31 @@ func TestAckError(t *testing.T) {
 		}
 	}
 }
+
+// TestNumDelivered reads the delivery count as the JetStream library's
+// metadata parser does, on both forms of the acknowledgement subject.
+func TestNumDelivered(t *testing.T) {
+	for _, c := range []struct {
+		reply string
+		want  uint64
+		ok    bool
+	}{
+		{"$JS.ACK.S.C.3.100.90.1764500000000000000.7", 3, true},
+		{"$JS.ACK._.ACCHASH.S.C.12.100.90.1764500000000000000.7.rnd", 12, true},
+		{"$JS.ACK.dom.ACCHASH.S.C.1.100.90.1764500000000000000.7", 1, true},
+		{"$JS.ACK.S.C.x.100.90.1.7", 0, false},
+		{"$JS.ACK.S.C.3.100", 0, false},
+		{"_INBOX.abc", 0, false},
+		{"", 0, false},
+	} {
+		got, ok := numDelivered(c.reply)
+		if got != c.want || ok != c.ok {
+			t.Errorf("%q: got %d %v, want %d %v", c.reply, got, ok, c.want, c.ok)
+		}
+		// The library agrees wherever it can parse the subject.
+		md, err := (&nats.Msg{Reply: c.reply}).Metadata()
+		if err == nil && md.NumDelivered != got || err == nil && !ok {
+			t.Errorf("%q: the library reads %+v (%v), numDelivered %d %v", c.reply, md, err, got, ok)
+		}
+	}
+}

@@ -177,9 +177,9 @@ type Runtime struct {
 	cfg Config
 	log *slog.Logger
 
-	cancelled sync.Map // job id -> time cancelled
-	held      sync.Map // *heldTask -> struct{}: taken from the bus, not yet running
-	running   sync.Map // *runningTask -> struct{}
+	cancelled sync.Map           // job id -> time cancelled
+	held      taskSet[*heldTask] // taken from the bus, not yet running
+	running   taskSet[*runningTask]
 	ran       atomic.Int64
 	pending   sync.WaitGroup // event publications and reducers in flight
 	reducer   *Reducer
@@ -330,7 +330,7 @@ func (r *Runtime) Run(parent context.Context) (Summary, error) {
 					// Pulling has stopped: a reducer taken now goes back
 					// at once, for a runtime that still pulls.
 					mu.Unlock()
-					r.held.Delete(h)
+					r.held.remove(h)
 					_ = h.d.Nak(context.Background(), 0)
 					continue
 				}
@@ -367,7 +367,7 @@ func (r *Runtime) Run(parent context.Context) (Summary, error) {
 			defer wg.Done()
 			for h := range deliveries {
 				if r.cfg.MaxTasks > 0 && started.Add(1) > int64(r.cfg.MaxTasks) {
-					r.held.Delete(h)
+					r.held.remove(h)
 					_ = h.d.Nak(context.Background(), 0)
 					stop()
 					continue
@@ -406,10 +406,7 @@ func (r *Runtime) Run(parent context.Context) (Summary, error) {
 }
 
 func (r *Runtime) inFlight() int {
-	n := 0
-	r.running.Range(func(any, any) bool { n++; return true })
-	r.held.Range(func(any, any) bool { n++; return true })
-	return n
+	return r.running.len() + r.held.len()
 }
 
 // hold takes every delivery off the bus channel as soon as it arrives
@@ -446,7 +443,7 @@ func (r *Runtime) hold(ctx context.Context, in <-chan bus.Delivery) <-chan *held
 					continue
 				}
 				h := &heldTask{d: d, renewed: time.Now()}
-				r.held.Store(h, struct{}{})
+				r.held.add(h)
 				q = append(q, h)
 			case d, ok := <-in:
 				if !ok {
@@ -457,7 +454,7 @@ func (r *Runtime) hold(ctx context.Context, in <-chan bus.Delivery) <-chan *held
 					r.pacer.redelivered()
 				}
 				h := &heldTask{d: d, renewed: time.Now()}
-				r.held.Store(h, struct{}{})
+				r.held.add(h)
 				q = append(q, h)
 			case send <- first:
 				q[0] = nil
@@ -465,7 +462,7 @@ func (r *Runtime) hold(ctx context.Context, in <-chan bus.Delivery) <-chan *held
 			}
 		}
 		for _, h := range q {
-			r.held.Delete(h)
+			r.held.remove(h)
 			_ = h.d.Nak(context.Background(), 0)
 		}
 	}()
@@ -487,11 +484,10 @@ func (r *Runtime) listenCancels(ctx context.Context) {
 			continue
 		}
 		r.cancelled.Store(c.Job, time.Now())
-		r.running.Range(func(k, _ any) bool {
-			if rt := k.(*runningTask); rt.job == c.Job {
+		r.running.each(func(rt *runningTask) {
+			if rt.job == c.Job {
 				rt.cancel()
 			}
-			return true
 		})
 	}
 }
@@ -503,7 +499,7 @@ func (r *Runtime) handle(ctx context.Context, slot int, h *heldTask, done func()
 	ran, async := false, false
 	defer func() {
 		if !ran {
-			r.held.Delete(h)
+			r.held.remove(h)
 		}
 		if !async && done != nil {
 			done()
@@ -581,8 +577,8 @@ func (r *Runtime) execute(parent context.Context, slot int, h *heldTask, t *wire
 	h.mu.Lock()
 	rt := &runningTask{job: t.Job, cancel: cancel, task: t, d: d, started: started, renewed: h.renewed}
 	h.mu.Unlock()
-	r.running.Store(rt, struct{}{})
-	r.held.Delete(h)
+	r.running.add(rt)
+	r.held.remove(h)
 
 	var logBuf boundedBuffer
 	var arrivals []int64
@@ -600,7 +596,7 @@ func (r *Runtime) execute(parent context.Context, slot int, h *heldTask, t *wire
 		// The runtime is stopping (cancelled, or its activation's deadline
 		// came): the task did not finish here, so it goes back to the
 		// queue at once for another runtime, not after its lease.
-		r.running.Delete(rt)
+		r.running.remove(rt)
 		nctx, ncancel := context.WithTimeout(context.Background(), 5*time.Second)
 		_ = d.Nak(nctx, 0)
 		ncancel()
@@ -644,8 +640,7 @@ func (r *Runtime) heartbeat(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case now := <-tick.C:
-			r.running.Range(func(k, _ any) bool {
-				rt := k.(*runningTask)
+			r.running.each(func(rt *runningTask) {
 				age := now.Sub(rt.started)
 				rt.mu.Lock()
 				if !rt.finished && !rt.announced && (r.cfg.StartedAfter < 0 || age >= r.cfg.StartedAfter) {
@@ -659,10 +654,8 @@ func (r *Runtime) heartbeat(ctx context.Context) {
 					}
 				}
 				rt.mu.Unlock()
-				return true
 			})
-			r.held.Range(func(k, _ any) bool {
-				h := k.(*heldTask)
+			r.held.each(func(h *heldTask) {
 				h.mu.Lock()
 				due := now.Sub(h.renewed) >= r.cfg.Lease/3
 				if due {
@@ -674,7 +667,6 @@ func (r *Runtime) heartbeat(ctx context.Context) {
 						r.log.Warn("runtime: lease renewal of a waiting task failed", "err", err)
 					}
 				}
-				return true
 			})
 		}
 	}
@@ -786,7 +778,7 @@ func (r *Runtime) publishGroup(ctx context.Context, job string, group []outcome)
 	r.settleGroup(ctx, job, group, err)
 	for _, o := range group {
 		if o.rt != nil {
-			r.running.Delete(o.rt)
+			r.running.remove(o.rt)
 		}
 		r.pending.Done()
 	}

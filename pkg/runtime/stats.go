@@ -24,8 +24,7 @@ type Stats struct {
 // Stats returns the runtime's state now. Safe for concurrent use.
 func (r *Runtime) Stats() Stats {
 	s := Stats{Pool: r.cfg.Pool, Worker: r.cfg.WorkerID, Slots: r.cfg.Slots, Ran: r.ran.Load()}
-	r.running.Range(func(any, any) bool { s.Busy++; return true })
-	r.held.Range(func(any, any) bool { s.Held++; return true })
+	s.Busy, s.Held = r.running.len(), r.held.len()
 	s.Window = r.cfg.Slots + r.cfg.Prefetch
 	if r.pacer != nil {
 		s.Window, _ = r.pacer.win.Size()
