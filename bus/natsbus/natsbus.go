@@ -739,6 +739,10 @@ func numDelivered(reply string) (uint64, bool) {
 
 func (d *delivery) Message() Message {
 	// Message.Subject of a queue message is the queue's name.
+	if len(d.m.Headers()) == 0 {
+		// A task's message, most of the time: its key is the subject's.
+		return Message{Subject: d.queue, Data: d.m.Data(), Key: taskKey(d.m.Subject())}
+	}
 	m := fromNats(d.queue, &nats.Msg{Subject: d.m.Subject(), Data: d.m.Data(), Header: d.m.Headers()})
 	if m.Key == "" {
 		m.Key = taskKey(d.m.Subject())

@@ -960,6 +960,9 @@ func (r *Runtime) call(ctx context.Context, slot int, t *wire.Task, logw *bounde
 }
 
 func marshalResult(v any) (wire.Value, error) {
+	if v == nil {
+		return wire.Value("null"), nil
+	}
 	if raw, ok := v.(json.RawMessage); ok {
 		if raw == nil {
 			return wire.Value("null"), nil
