@@ -689,7 +689,7 @@ func (b *Bus) isClosed() bool {
 }
 
 type delivery struct {
-	m       jetstream.Msg
+	m       *nats.Msg
 	nc      *nats.Conn
 	queue   string
 	attempt int
@@ -702,8 +702,12 @@ type delivery struct {
 }
 
 func (b *Bus) newDelivery(m jetstream.Msg, queue string) *delivery {
+	return b.newDeliveryMsg(&nats.Msg{Subject: m.Subject(), Reply: m.Reply(), Data: m.Data(), Header: m.Headers()}, queue)
+}
+
+func (b *Bus) newDeliveryMsg(m *nats.Msg, queue string) *delivery {
 	d := &delivery{m: m, nc: b.nc, queue: queue, attempt: 1}
-	if n, ok := numDelivered(m.Reply()); ok {
+	if n, ok := numDelivered(m.Reply); ok {
 		d.attempt = int(n)
 	}
 	return d
@@ -739,13 +743,13 @@ func numDelivered(reply string) (uint64, bool) {
 
 func (d *delivery) Message() Message {
 	// Message.Subject of a queue message is the queue's name.
-	if len(d.m.Headers()) == 0 {
+	if len(d.m.Header) == 0 {
 		// A task's message, most of the time: its key is the subject's.
-		return Message{Subject: d.queue, Data: d.m.Data(), Key: taskKey(d.m.Subject())}
+		return Message{Subject: d.queue, Data: d.m.Data, Key: taskKey(d.m.Subject)}
 	}
-	m := fromNats(d.queue, &nats.Msg{Subject: d.m.Subject(), Data: d.m.Data(), Header: d.m.Headers()})
+	m := fromNats(d.queue, d.m)
 	if m.Key == "" {
-		m.Key = taskKey(d.m.Subject())
+		m.Key = taskKey(d.m.Subject)
 	}
 	return m
 }
@@ -801,7 +805,7 @@ func (d *delivery) settle(ctx context.Context, what string, final bool, f func(c
 // and waits for the server's answer.
 func (d *delivery) request(body []byte) func(ctx context.Context) error {
 	return func(ctx context.Context) error {
-		_, err := d.nc.RequestWithContext(ctx, d.m.Reply(), body)
+		_, err := d.nc.RequestWithContext(ctx, d.m.Reply, body)
 		return err
 	}
 }
@@ -810,7 +814,7 @@ func (d *delivery) request(body []byte) func(ctx context.Context) error {
 // (jetstream's DoubleAck). On a work-queue stream the server removes
 // the message from the stream right after, asynchronously.
 func (d *delivery) Ack(ctx context.Context) error {
-	return d.settle(ctx, "ack", true, d.m.DoubleAck)
+	return d.settle(ctx, "ack", true, d.request([]byte("+ACK")))
 }
 
 // AckAll implements bus.BatchAcker. On a single server it publishes the
@@ -848,7 +852,7 @@ func (b *Bus) AckAll(ctx context.Context, ds []bus.Delivery) []error {
 			// Published here rather than with jetstream's Ack, which
 			// would refuse the DoubleAck of a retry after a failed
 			// flush.
-			if err := d.nc.Publish(d.m.Reply(), []byte("+ACK")); err != nil {
+			if err := d.nc.Publish(d.m.Reply, []byte("+ACK")); err != nil {
 				errs[i] = fmt.Errorf("natsbus: ack: %w", err)
 			} else {
 				sent = append(sent, i)
