@@ -87,12 +87,27 @@
 //
 // # Windows
 //
-// A queue consumer pulls with Fetch requests for the room left in its
-// window (QueueOptions.Prefetch or Window): deliveries handed out and not
-// yet settled, plus messages asked for and not yet arrived, never exceed
-// it, and nothing waits unrenewed in a client-side buffer. A new request
-// goes out once a quarter of the window is free; an empty queue parks
-// one request for up to a second.
+// A queue consumer pulls with requests of its own for the room left in
+// its window (QueueOptions.Prefetch or Window): deliveries handed out and
+// not yet settled, plus messages asked for and not yet arrived, never
+// exceed it, and nothing waits unrenewed in a client-side buffer. A new
+// request goes out once a quarter of the window is free; an empty queue
+// parks one request for up to a second (the server's expiry is 0.9 s, so
+// that a request left by a consumer that died is gone before a one-second
+// lease runs out). Each request has an inbox subscription of its own, and
+// its messages are handed over from that subscription's callback: the
+// JetStream library's Fetch did the same through two more goroutines, a
+// timer and a metadata parse per message.
+//
+// # Publishing tasks
+//
+// Enqueue publishes a batch with reply subjects under one inbox
+// subscription of the connection and waits for the tasks stream's
+// acknowledgement of every message: a counter and a channel per batch,
+// and a successful acknowledgement recognised by its first bytes. The
+// library's asynchronous publisher kept a future per message and parsed
+// each acknowledgement as JSON. A lost connection fails the batches
+// waiting; the caller publishes them again.
 //
 // # Consumers that fail
 //
