@@ -5,7 +5,9 @@
 //	go tool pprof -top submit cpu.out
 //
 // SKEIN_CPUPROFILE names the CPU profile's file (written from start to
-// exit), SKEIN_MEMPROFILE the heap profile's (written at exit), and
+// exit), SKEIN_TRACE an execution trace's (from start to exit: where a
+// program waits, `go tool trace`), SKEIN_MEMPROFILE the heap profile's
+// (written at exit), and
 // SKEIN_PEAK_RSS_FILE a file that receives the process's peak resident
 // set size in bytes at exit (VmHWM, Linux). A parent's wait4 rusage is no
 // substitute: a child started with vfork reports the parent's peak as its
@@ -17,6 +19,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
+	"runtime/trace"
 	"strconv"
 	"strings"
 )
@@ -34,6 +37,17 @@ func Start() (stop func()) {
 			_ = f.Close()
 		} else {
 			stops = append(stops, func() { pprof.StopCPUProfile(); _ = f.Close() })
+		}
+	}
+	if path := os.Getenv("SKEIN_TRACE"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "SKEIN_TRACE: %v\n", err)
+		} else if err := trace.Start(f); err != nil {
+			fmt.Fprintf(os.Stderr, "SKEIN_TRACE: %v\n", err)
+			_ = f.Close()
+		} else {
+			stops = append(stops, func() { trace.Stop(); _ = f.Close() })
 		}
 	}
 	if path := os.Getenv("SKEIN_MEMPROFILE"); path != "" {

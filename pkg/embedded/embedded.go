@@ -92,12 +92,14 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	// One process holds the queue and its only consumer: a lease cannot
 	// hand a task to another runtime (if this one dies, so does the job),
 	// so tasks may wait in a deep prefetch buffer without being
-	// redelivered.
+	// redelivered. The window is the adaptive one's deepest (1,024), or
+	// 64 tasks a slot when that is more: a window of 130 cost a 100,000-
+	// task map a fifth of its time in pull requests of 32 tasks.
 	if rc.Lease == 0 {
 		rc.Lease = time.Hour
 	}
 	if rc.Prefetch == 0 {
-		rc.Prefetch = 64 * rc.Slots
+		rc.Prefetch = max(64*rc.Slots, 1024-rc.Slots)
 	}
 	if rc.Logger == nil {
 		rc.Logger = cfg.Logger
