@@ -7,13 +7,16 @@
 # log. After each call the host writes SYNC to stdout so that the Go side
 # knows every byte of that call's output has been read.
 import builtins
+import collections
 import importlib
 import inspect
 import io
 import json
 import os
+import select
 import struct
 import sys
+import time
 import traceback
 
 SYNC = b"\x1eskein-pyhost-sync\x1e\n"
@@ -24,27 +27,60 @@ _req = None
 _resp = None
 
 
-def _read_exact(n):
-    buf = bytearray()
-    while len(buf) < n:
-        chunk = _req.read(n - len(buf))
-        if not chunk:
+class _Input:
+    """The request pipe (fd 3), read in large pieces: the Go side sends a
+    slot's calls while one runs (pipelined), so one read often brings
+    several frames."""
+
+    def __init__(self, fd):
+        self.fd = fd
+        self.buf = bytearray()
+        self.pos = 0
+        self.eof = False
+
+    def _fill(self, block):
+        if self.eof:
+            return False
+        if not block and not select.select([self.fd], [], [], 0)[0]:
+            return False
+        data = os.read(self.fd, 1 << 16)
+        if not data:
+            self.eof = True
+            return False
+        if self.pos:
+            del self.buf[:self.pos]
+            self.pos = 0
+        self.buf += data
+        return True
+
+    def _parse(self):
+        avail = len(self.buf) - self.pos
+        if avail < 4:
             return None
-        buf += chunk
-    return bytes(buf)
+        (n,) = struct.unpack_from(">I", self.buf, self.pos)
+        if n > MAX_FRAME:
+            raise ValueError("pyhost: frame of %d bytes is too large" % n)
+        if avail < 4 + n:
+            return None
+        start = self.pos + 4
+        self.pos = start + n
+        return bytes(self.buf[start:self.pos])
+
+    def frame(self, block=True):
+        """The next frame; None at the end of the pipe (block) or when no
+        whole frame has arrived (not block)."""
+        while True:
+            f = self._parse()
+            if f is not None:
+                return f
+            if not self._fill(block):
+                if self.eof and len(self.buf) > self.pos:
+                    raise EOFError("pyhost: request pipe closed inside a frame")
+                return None
 
 
 def read_frame():
-    head = _read_exact(4)
-    if head is None:
-        return None
-    (n,) = struct.unpack(">I", head)
-    if n > MAX_FRAME:
-        raise ValueError("pyhost: frame of %d bytes is too large" % n)
-    body = _read_exact(n)
-    if body is None:
-        raise EOFError("pyhost: request pipe closed inside a frame")
-    return body
+    return _req.frame(block=True)
 
 
 def write_frame(payload):
@@ -344,7 +380,7 @@ def main():
     global _req, _resp, _modules_dir
     os.set_inheritable(3, False)
     os.set_inheritable(4, False)
-    _req = os.fdopen(3, "rb", buffering=1 << 16)
+    _req = _Input(3)
     _resp = os.fdopen(4, "wb", buffering=1 << 16)
 
     mem = int(os.environ.pop("SKEIN_PYHOST_MEMORY_MB", "0") or "0")
@@ -361,13 +397,39 @@ def main():
         _modules_dir = path
 
     send({"op": "ready", "pid": os.getpid(), "python": sys.version.split()[0]})
+    pending = collections.deque()  # calls read, not started
+    skip = set()  # ids of pending calls whose callers gave up
+
+    def take(frame):
+        msg = json.loads(frame)
+        if msg.get("op") == "skip":
+            if any(r.get("id") == msg.get("id") for r in pending):
+                skip.add(msg.get("id"))
+        else:
+            pending.append(msg)
+
     while True:
-        frame = read_frame()
-        if frame is None:
-            return
-        req = json.loads(frame)
+        if not pending:
+            frame = _req.frame(block=True)
+            if frame is None:
+                return
+            take(frame)
+        # Take what else was sent (more calls, skip notices) without
+        # waiting, so that a call given up on while queued does not start.
+        while True:
+            frame = _req.frame(block=False)
+            if frame is None:
+                break
+            take(frame)
+        req = pending.popleft()
         path = req.get("path")
-        if path is not None and path != _modules_dir and not switch_modules(path):
+        deadline = req.get("deadline")
+        if req.get("id") in skip:
+            skip.discard(req.get("id"))
+            resp = {"ok": False, "kind": "skipped"}
+        elif deadline and time.time_ns() >= deadline:
+            resp = {"ok": False, "kind": "expired"}  # it waited here past its deadline: not started
+        elif path is not None and path != _modules_dir and not switch_modules(path):
             resp = {"ok": False, "kind": "restart"}  # another job's modules: a fresh interpreter
         else:
             resp = with_env(req.get("env"), call, req)
