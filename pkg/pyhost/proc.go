@@ -31,24 +31,24 @@ const (
 
 // proc is one live interpreter.
 type proc struct {
-	cmd        *exec.Cmd
-	pid        int
-	req        *os.File      // our end of the child's fd 3
-	respF      *os.File      // our end of the child's fd 4
-	resp       *bufio.Reader // over respF
-	out        *output
-	exited     chan struct{} // closed when the child is reaped
-	waitErr    error
-	memMB      int
-	idle       io.Writer
+	cmd     *exec.Cmd
+	pid     int
+	req     *os.File      // our end of the child's fd 3
+	respF   *os.File      // our end of the child's fd 4
+	resp    *bufio.Reader // over respF
+	out     *output
+	exited  chan struct{} // closed when the child is reaped
+	waitErr error
+	memMB   int
+	idle    io.Writer
 
 	wmu   sync.Mutex // serializes frames to the interpreter
 	chunk []byte     // buffer of chunk reads (serve's)
 
 	qmu      sync.Mutex
-	drained  *sync.Cond   // on qmu: the queue got shorter
-	queue    []*inflight  // calls sent, in order, not settled
-	retiring bool         // takes no more calls: stopped once its queue is empty
+	drained  *sync.Cond  // on qmu: the queue got shorter
+	queue    []*inflight // calls sent, in order, not settled
+	retiring bool        // takes no more calls: stopped once its queue is empty
 }
 
 func (h *Host) start(ctx context.Context, c *fn.Call) (*proc, *wire.TaskError) {

@@ -102,7 +102,7 @@ type Host struct {
 	slots  map[int]*slot
 	closed bool
 
-	restarts atomic.Int64 // interpreters started on a slot that had one
+	restarts atomic.Int64  // interpreters started on a slot that had one
 	ids      atomic.Uint64 // numbers the calls (skip notices name them)
 }
 
