@@ -25,6 +25,9 @@ READ_CHUNK = 1 << 20
 
 _req = None
 _resp = None
+# Calls read from the request pipe and not started (sent while another
+# ran: pipelined).
+_pending = collections.deque()
 
 
 class _Input:
@@ -397,7 +400,7 @@ def main():
         _modules_dir = path
 
     send({"op": "ready", "pid": os.getpid(), "python": sys.version.split()[0]})
-    pending = collections.deque()  # calls read, not started
+    pending = _pending
     skip = set()  # ids of pending calls whose callers gave up
 
     def take(frame):

@@ -423,3 +423,8 @@ func (h *Host) slotQueued(slot int) int {
 	defer p.qmu.Unlock()
 	return len(p.queue)
 }
+
+// Pipelines reports that calls on one slot may be made concurrently:
+// they are sent to the slot's interpreter at once and run there in order
+// (the runtime uses it for short calls).
+func (h *Host) Pipelines() bool { return true }

@@ -186,6 +186,7 @@ type Runtime struct {
 	pacer     *pacer        // sizes the window; nil with a fixed Prefetch
 	reducers  chan struct{} // bounds concurrent reducers
 	outcomes  chan outcome  // finished attempts for the publishers
+	pipes     sync.Map      // slot -> *slotPipe (pipeline.go)
 }
 
 // heldTask is a delivery taken from the bus and waiting for a slot (or a
@@ -554,7 +555,7 @@ func (r *Runtime) handle(ctx context.Context, slot int, h *heldTask, done func()
 		return
 	}
 	ran = true
-	r.execute(ctx, slot, h, &t)
+	r.run(ctx, slot, h, &t)
 }
 
 func (r *Runtime) event(t *wire.Task, d bus.Delivery, typ wire.EventType) *wire.Event {
