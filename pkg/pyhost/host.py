@@ -412,11 +412,11 @@ def main():
             pending.append(msg)
 
     while True:
-        if not pending:
+        while not pending:
             frame = _req.frame(block=True)
             if frame is None:
                 return
-            take(frame)
+            take(frame)  # a call, or a late skip notice (ignored)
         # Take what else was sent (more calls, skip notices) without
         # waiting, so that a call given up on while queued does not start.
         while True:

@@ -282,3 +282,27 @@ func TestPipelineRunningCallTimeout(t *testing.T) {
 		t.Errorf("runs: %v, want q once", got)
 	}
 }
+
+// A skip notice may reach the interpreter after the call it names has
+// started or ended (the caller gave up just as it came up): the
+// interpreter ignores it and serves the next calls.
+func TestLateSkipNoticeIgnored(t *testing.T) {
+	h, dir := newHost(t), modules(t)
+	before := mustCall(t, h, &fn.Call{Ref: "funcs:pid", ModulesDir: dir})
+	p := h.slots[0].cur.Load()
+	p.wmu.Lock()
+	err := p.writeFrame([]byte(`{"op":"skip","id":1}`))
+	p.wmu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Let the notice arrive alone, as it does when it comes late (this
+	// pause provokes the case; the test passes with any timing).
+	time.Sleep(50 * time.Millisecond)
+	if after := mustCall(t, h, &fn.Call{Ref: "funcs:pid", ModulesDir: dir}); after != before {
+		t.Errorf("the interpreter changed (%s, then %s) after a late skip notice", before, after)
+	}
+	if n := h.Restarts(); n != 0 {
+		t.Errorf("%d restarts", n)
+	}
+}

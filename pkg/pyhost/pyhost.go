@@ -231,6 +231,9 @@ func (h *Host) Call(ctx context.Context, c *fn.Call) (wire.Value, error) {
 		return nil, &wire.TaskError{Kind: wire.ErrBadInput, Message: "pyhost: encoding arguments: " + err.Error()}
 	}
 	for fresh := false; ; {
+		if err := ctx.Err(); err != nil {
+			return nil, ctxError(c.Ref, err)
+		}
 		p, f, err := h.send(ctx, s, id, c, frame)
 		if err != nil {
 			return nil, err
