@@ -39,13 +39,17 @@ type slotPipe struct {
 	last     time.Time // when its last call ended (or the first of the in-flight ones started)
 	recent   [pipeSeen]time.Duration
 	seen     int
+	// work hands a pipelined call to an idle worker of the slot: its
+	// goroutines live until the runtime stops (closePipes), so that each
+	// call does not start a goroutine and grow its stack again.
+	work chan func()
 }
 
 func (r *Runtime) slotPipe(slot int) *slotPipe {
 	if p, ok := r.pipes.Load(slot); ok {
 		return p.(*slotPipe)
 	}
-	p := &slotPipe{}
+	p := &slotPipe{work: make(chan func())}
 	p.cond = sync.NewCond(&p.mu)
 	got, _ := r.pipes.LoadOrStore(slot, p)
 	return got.(*slotPipe)
@@ -100,12 +104,31 @@ func (r *Runtime) run(ctx context.Context, slot int, h *heldTask, t *wire.Task) 
 		p.ended(pipe)
 		return
 	}
-	r.pending.Add(1)
-	go func() {
-		defer r.pending.Done()
+	job := func() {
 		r.execute(ctx, slot, h, t)
 		p.ended(true)
-	}()
+	}
+	select {
+	case p.work <- job:
+	default:
+		r.pending.Add(1)
+		go func() {
+			defer r.pending.Done()
+			for ; job != nil; job = <-p.work {
+				job()
+			}
+		}()
+	}
+}
+
+// closePipes ends the slots' workers once their calls are done. Run
+// calls it when its slots have stopped taking tasks.
+func (r *Runtime) closePipes() {
+	r.pipes.Range(func(k, v any) bool {
+		r.pipes.Delete(k)
+		close(v.(*slotPipe).work)
+		return true
+	})
 }
 
 // ended records the end of a call on the slot: its run time is the time

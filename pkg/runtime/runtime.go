@@ -401,6 +401,7 @@ func (r *Runtime) Run(parent context.Context) (Summary, error) {
 		}()
 	}
 	wg.Wait()
+	r.closePipes()
 	r.pending.Wait()
 	r.log.Info("runtime stopped", "tasks", r.ran.Load())
 	return Summary{Tasks: r.ran.Load(), Worker: r.cfg.WorkerID}, nil
