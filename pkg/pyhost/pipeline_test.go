@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
@@ -304,5 +305,30 @@ func TestLateSkipNoticeIgnored(t *testing.T) {
 	}
 	if n := h.Restarts(); n != 0 {
 		t.Errorf("%d restarts", n)
+	}
+}
+
+// Prestart starts the slots' interpreters ahead of calls; the first calls
+// use them (moving them to the calls' modules), without a restart.
+func TestPrestart(t *testing.T) {
+	h, dir := newHost(t), modules(t)
+	h.Prestart(context.Background(), 2)
+	for slot := 0; slot < 2; slot++ {
+		p := h.slots[slot].cur.Load()
+		if p == nil || p.exitedNow() {
+			t.Fatalf("slot %d has no interpreter after Prestart", slot)
+		}
+		got := mustCall(t, h, &fn.Call{Ref: "funcs:pid", Slot: slot, ModulesDir: dir})
+		if want := fmt.Sprint(p.pid); got != want {
+			t.Errorf("slot %d: the call ran in interpreter %s, not the one started ahead (%s)", slot, got, want)
+		}
+	}
+	if n := h.Restarts(); n != 0 {
+		t.Errorf("%d restarts", n)
+	}
+	h.Close()
+	h.Prestart(context.Background(), 3) // after Close: starts nothing
+	if s := h.slots[2]; s != nil {
+		t.Errorf("Prestart after Close made slot 2")
 	}
 }

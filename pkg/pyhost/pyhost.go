@@ -431,3 +431,47 @@ func (h *Host) slotQueued(slot int) int {
 // they are sent to the slot's interpreter at once and run there in order
 // (the runtime uses it for short calls).
 func (h *Host) Pipelines() bool { return true }
+
+// Prestart starts the interpreters of slots 0 to n-1 that have none, at
+// once and side by side, for calls without a memory limit (a call with
+// one replaces its slot's), and returns when they are up. A runtime that
+// is about to serve Python calls (serve --embedded) calls it at its start,
+// so that its first job does not wait for the interpreters; they move to
+// the job's shipped modules like a warm interpreter does. Failures are
+// logged: the slot's first call starts one again.
+func (h *Host) Prestart(ctx context.Context, n int) {
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		h.mu.Lock()
+		if h.closed {
+			h.mu.Unlock()
+			break
+		}
+		s := h.slots[i]
+		if s == nil {
+			s = &slot{}
+			h.slots[i] = s
+		}
+		h.mu.Unlock()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			h.mu.Lock()
+			closed := h.closed
+			h.mu.Unlock()
+			if closed || s.p != nil {
+				return
+			}
+			p, err := h.start(ctx, &fn.Call{Slot: i})
+			if err != nil {
+				h.log.Debug("python host: starting an interpreter ahead of calls", "slot", i, "err", err)
+				return
+			}
+			s.p, s.had = p, true
+			s.cur.Store(p)
+		}()
+	}
+	wg.Wait()
+}
