@@ -117,12 +117,16 @@ def _as_list(iterdata: Any) -> list:
     return [iterdata]
 
 
-def _call_args(sig: inspect.Signature | None, elem: Any, extra_args: Any) -> tuple[tuple, dict]:
+def _call_args(sig: inspect.Signature | None, elem: Any, extra_args: Any,
+               bound: set | None = None) -> tuple[tuple, dict]:
     """(args, kwargs) of one call: a tuple is positional arguments, a dict
     keyword arguments, anything else (a list too) the single argument, with
     extra_args appended (a tuple) or merged (a dict), as Lithops' format_data
     and verify_args do. Raises what Lithops raises for a call that does not
-    bind to the function."""
+    bind to the function. bound, when given, holds the shapes (how many
+    positional arguments, which keywords) already checked: whether a call
+    binds depends on its shape only, and a map's elements mostly share one
+    (checking each cost about 3 µs an element)."""
     if isinstance(elem, dict):
         kwargs = dict(elem)
         if extra_args is not None:
@@ -139,6 +143,11 @@ def _call_args(sig: inspect.Signature | None, elem: Any, extra_args: Any) -> tup
                 raise TypeError("extra_args must contain args in a tuple (the iterdata holds positional arguments)")
             args = args + tuple(extra_args)
         kwargs = {}
+    shape = None
+    if sig is not None and bound is not None:
+        shape = (len(args), frozenset(kwargs) if kwargs else None)
+        if shape in bound:
+            return args, kwargs
     if sig is not None:
         var_kw = any(p.kind == inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values())
         if kwargs and not var_kw:
@@ -148,6 +157,8 @@ def _call_args(sig: inspect.Signature | None, elem: Any, extra_args: Any) -> tup
                 raise ValueError(f"Check the args names in the data. You provided these args: {list(kwargs)}, "
                                  f"and the args must be: {list(sig.parameters)}")
         sig.bind(*args, **kwargs)  # TypeError as Lithops raises it
+        if shape is not None:
+            bound.add(shape)
     return args, kwargs
 
 
@@ -759,10 +770,11 @@ class FunctionExecutor:
                 json.dump(data, f)
             return path, True
         sig = _user_sig(fn)
+        bound: set = set()
         with open(path, "w") as f:
             f.write("[")
             for i, elem in enumerate(data):
-                args, kwargs = _call_args(sig, elem, extra_args)
+                args, kwargs = _call_args(sig, elem, extra_args, bound)
                 if i:
                     f.write(",")
                 f.write('{"p":"' + _b64(_dumps((i, args, kwargs))) + '"}')
