@@ -87,12 +87,21 @@ def read_frame():
 
 
 def write_frame(payload):
-    _resp.write(struct.pack(">I", len(payload)) + payload)
-    _resp.flush()
+    # One write a frame, straight to the pipe (no buffer to flush).
+    data = memoryview(struct.pack(">I", len(payload)) + payload)
+    while data:
+        data = data[os.write(4, data):]
+
+
+# Built once: json.dumps with arguments other than the defaults builds an
+# encoder at every call.
+_encode = json.JSONEncoder(separators=(",", ":")).encode
+_encode_result = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+_decode = json.JSONDecoder().decode
 
 
 def send(msg):
-    write_frame(json.dumps(msg, separators=(",", ":")).encode())
+    write_frame(_encode(msg).encode())
 
 
 class _ChunkRaw(io.RawIOBase):
@@ -354,7 +363,7 @@ def call(req):
             raise
         return _error("error", e, tb_skip=1)
     try:
-        text = json.dumps(result, separators=(",", ":"), allow_nan=False)
+        text = _encode_result(result)
     except MemoryError as e:
         return _error("oom", e)
     except (TypeError, ValueError) as e:
@@ -384,7 +393,7 @@ def main():
     os.set_inheritable(3, False)
     os.set_inheritable(4, False)
     _req = _Input(3)
-    _resp = os.fdopen(4, "wb", buffering=1 << 16)
+    _resp = 4
 
     mem = int(os.environ.pop("SKEIN_PYHOST_MEMORY_MB", "0") or "0")
     if mem > 0:
@@ -404,7 +413,7 @@ def main():
     skip = set()  # ids of pending calls whose callers gave up
 
     def take(frame):
-        msg = json.loads(frame)
+        msg = _decode(frame.decode())
         if msg.get("op") == "skip":
             if any(r.get("id") == msg.get("id") for r in pending):
                 skip.add(msg.get("id"))

@@ -185,7 +185,9 @@ class _Job:
         self.futures = [ResponseFuture(executor, self, i) for i in range(n)]
         self.reduce_futures: list[ResponseFuture] = []
         self.per_object = False  # mapreduce: one reducer per storage object
-        self._listeners: list[threading.Condition] = []
+        # Waiters to wake: (condition, each) where each means at every
+        # call's result, not only at the job's end.
+        self._listeners: list[tuple[threading.Condition, bool]] = []
         self._lock = threading.Lock()
         self.stderr = ""
         self.exit_code: int | None = None
@@ -193,17 +195,19 @@ class _Job:
         # and each future completes then, not at the job's end.
         self.stream = False
 
-    def add_listener(self, cond: threading.Condition) -> None:
+    def add_listener(self, cond: threading.Condition, each: bool = True) -> None:
+        """Wake cond at the job's end, and at every call's result if each
+        (a waiter for all of a job's calls needs only the end: a wake-up a
+        result cost a 10,000-call map about 30 ms)."""
         with self._lock:
-            self._listeners.append(cond)
+            self._listeners.append((cond, each))
         if self.finished.is_set():
             with cond:
                 cond.notify_all()
 
     def remove_listener(self, cond: threading.Condition) -> None:
         with self._lock:
-            if cond in self._listeners:
-                self._listeners.remove(cond)
+            self._listeners = [(c, e) for c, e in self._listeners if c is not cond]
 
     def cancel(self) -> None:
         self.cancelled = True
@@ -264,7 +268,7 @@ class _Job:
         f = self.futures[i]
         if not f.done:
             self._settle(f, msg["result"], time.time())
-            self._notify()
+            self._notify(each=True)
 
     def _stream_end(self) -> None:
         if not all(f.done for f in self.futures):
@@ -297,9 +301,11 @@ class _Job:
         except BaseException as e:  # never leave a waiter hanging
             self._finish_error(JobError(f"job {self.job_id}: reading submit's output failed: {e!r}"))
 
-    def _notify(self) -> None:
+    def _notify(self, each: bool = False) -> None:
+        """Wake the listeners: those that wait for each result only (each),
+        or all of them (the job's end)."""
         with self._lock:
-            listeners = list(self._listeners)
+            listeners = [c for c, e in self._listeners if e or not each]
         for c in listeners:
             with c:
                 c.notify_all()
