@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -330,5 +331,36 @@ func TestPrestart(t *testing.T) {
 	h.Prestart(context.Background(), 3) // after Close: starts nothing
 	if s := h.slots[2]; s != nil {
 		t.Errorf("Prestart after Close made slot 2")
+	}
+}
+
+// The interpreter found on PATH may be a wrapper script (a pyenv or asdf
+// shim, slow to start): the host runs the interpreter it execs. A binary
+// is run as named (a venv's python, a link to one).
+func TestExecutable(t *testing.T) {
+	py := findPython(t)
+	out, err := exec.Command(py, "-c", "import sys; print(sys.executable)").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	real := strings.TrimSpace(string(out))
+	dir := t.TempDir()
+	shim := filepath.Join(dir, "python3")
+	if err := os.WriteFile(shim, []byte("#!/bin/sh\nexec "+real+" \"$@\"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "linked-python")
+	if err := os.Symlink(real, link); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ python, want string }{{shim, real}, {real, real}, {link, link}} {
+		h, err := New(Config{Python: c.python, ScriptDir: t.TempDir()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := h.Executable(); got != c.want {
+			t.Errorf("Executable() of %s = %s, want %s", c.python, got, c.want)
+		}
+		h.Close()
 	}
 }

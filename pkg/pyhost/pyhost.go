@@ -157,6 +157,12 @@ func (h *Host) interpreter() string {
 // wrapper script on PATH (a pyenv or asdf shim, which can cost 100 ms and
 // more per start) is paid once, not at every interpreter (re)start.
 func realExecutable(py string, proc *fnproc.Setup) string {
+	if isBinary(py) {
+		// Not a wrapper: it is what sys.executable would say (a venv's
+		// python is a link to a binary, run through the link), without
+		// starting an interpreter to ask.
+		return py
+	}
 	cmd := exec.Command(py, "-c", "import sys; print(sys.executable)")
 	cmd.Env, cmd.SysProcAttr, cmd.Dir = proc.Env(), proc.SysProcAttr(), proc.WorkDir()
 	out, err := cmd.Output()
@@ -168,6 +174,25 @@ func realExecutable(py string, proc *fnproc.Setup) string {
 		return py
 	}
 	return exe
+}
+
+// isBinary reports whether path (links followed) is an ELF or Mach-O
+// executable rather than a script.
+func isBinary(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	var magic [4]byte
+	if _, err := io.ReadFull(f, magic[:]); err != nil {
+		return false
+	}
+	switch string(magic[:]) {
+	case "\x7fELF", "\xcf\xfa\xed\xfe", "\xca\xfe\xba\xbe":
+		return true
+	}
+	return false
 }
 
 // Executable returns the interpreter the host starts.
