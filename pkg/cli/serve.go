@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	goruntime "runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/skeinrun/skein/bus"
 	"github.com/skeinrun/skein/pkg/embedded"
+	"github.com/skeinrun/skein/pkg/pyhost"
 )
 
 // Serve runs submit's client mode: one process, one open bus connection,
@@ -197,6 +199,18 @@ func serveEmbedded(ctx context.Context, o *Options, ff *funcFlags, fc *fileConfi
 	if err != nil {
 		closeHosts()
 		return nil, nil, err
+	}
+	// Start the slots' Python interpreters now, while the program
+	// prepares its first job, rather than at that job's first calls.
+	if py, ok := o.Embedded.Runtime.Hosts["py"].(*pyhost.Host); ok {
+		n := o.Embedded.Workers
+		if n <= 0 {
+			n = goruntime.NumCPU()
+		}
+		started := make(chan struct{})
+		go func() { defer close(started); py.Prestart(ctx, n) }()
+		closeAll := closeHosts
+		closeHosts = func() { closeAll(); <-started }
 	}
 	return cl, closeHosts, nil
 }

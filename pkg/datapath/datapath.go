@@ -29,7 +29,8 @@ type Path struct {
 	// (0: partition.DefaultMaxItems).
 	MaxItems int
 
-	moduleCache string // where shipped modules are unpacked
+	moduleCache string   // where shipped modules are unpacked
+	haveDirs    sync.Map // content hash -> haveDir (modules.go)
 }
 
 // New returns a Path reading inputs through res and keeping large values

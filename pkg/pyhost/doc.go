@@ -54,15 +54,45 @@
 // Log. A frame is a 4-byte big-endian length and a payload. A call is a
 // JSON request
 //
-//	{"ref":"mod:fn","path":"…","args":[…],"kwargs":{…},"obj":{…wire.Object…},"env":{…}}
+//	{"id":N,"ref":"mod:fn","path":"…","args":[…],"kwargs":{…},"obj":{…wire.Object…},"env":{…},"deadline":NS}
 //
 // answered by {"ok":true,"result":…} or {"ok":false,"kind":…,"type":…,
 // "message":…,"stack":…,"retryable":…}. While the function reads
 // obj.data_stream, the interpreter sends {"op":"read","n":N} and the host
 // answers with a raw frame of at most N bytes of the chunk (an empty frame
 // at its end), so chunks stream from Go without temp files. After each
-// call, the script writes a sync mark to stdout; the host waits for it so
-// that all of a call's output is in its Log when Call returns.
+// call, the script writes a sync mark to stdout; the output between two
+// marks is one call's, so that all of a call's output is in its Log when
+// Call returns.
+//
+// # Pipelining
+//
+// Calls on one slot may be made concurrently (Pipelines reports it; the
+// runtime does it while a slot's calls are short). The host sends each at
+// once, behind the calls the interpreter runs or was sent; the interpreter
+// runs them one at a time, in order, and answers each as it ends (a reply
+// is written before the next call starts). So a slot's short calls cost
+// no round trip each, and every call keeps its own output (the sync marks
+// cut the output pipe in order), its own result or error and its own
+// context:
+//
+//   - The running call's context ends: its interpreter's process group is
+//     killed, as without pipelining.
+//   - A queued call's context ends: Call returns at once; the host sends a
+//     skip notice {"op":"skip","id":N}, which the interpreter reads before
+//     it starts a call, and a request carries its deadline, so the call
+//     does not start ("skipped", "expired"). If it comes up anyway (the
+//     notice came too late) and does not answer within 200 ms, its
+//     interpreter is killed.
+//   - The interpreter dies (crash, memory limit, kill): the running call
+//     gets the error; the calls queued behind it never started and are
+//     sent again, once, to a fresh interpreter.
+//
+// A call that reads its chunk (Call.Obj) trades frames with the host
+// while it runs: it is sent alone, once the calls before it are answered,
+// and nothing is sent behind it. A call of another memory limit, or one
+// the interpreter cannot serve (kind "restart"), waits for the calls sent
+// before it, then runs in a fresh interpreter.
 //
 // # Arguments and results
 //

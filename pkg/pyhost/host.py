@@ -7,13 +7,16 @@
 # log. After each call the host writes SYNC to stdout so that the Go side
 # knows every byte of that call's output has been read.
 import builtins
+import collections
 import importlib
 import inspect
 import io
 import json
 import os
+import select
 import struct
 import sys
+import time
 import traceback
 
 SYNC = b"\x1eskein-pyhost-sync\x1e\n"
@@ -22,38 +25,83 @@ READ_CHUNK = 1 << 20
 
 _req = None
 _resp = None
+# Calls read from the request pipe and not started (sent while another
+# ran: pipelined).
+_pending = collections.deque()
 
 
-def _read_exact(n):
-    buf = bytearray()
-    while len(buf) < n:
-        chunk = _req.read(n - len(buf))
-        if not chunk:
+class _Input:
+    """The request pipe (fd 3), read in large pieces: the Go side sends a
+    slot's calls while one runs (pipelined), so one read often brings
+    several frames."""
+
+    def __init__(self, fd):
+        self.fd = fd
+        self.buf = bytearray()
+        self.pos = 0
+        self.eof = False
+
+    def _fill(self, block):
+        if self.eof:
+            return False
+        if not block and not select.select([self.fd], [], [], 0)[0]:
+            return False
+        data = os.read(self.fd, 1 << 16)
+        if not data:
+            self.eof = True
+            return False
+        if self.pos:
+            del self.buf[:self.pos]
+            self.pos = 0
+        self.buf += data
+        return True
+
+    def _parse(self):
+        avail = len(self.buf) - self.pos
+        if avail < 4:
             return None
-        buf += chunk
-    return bytes(buf)
+        (n,) = struct.unpack_from(">I", self.buf, self.pos)
+        if n > MAX_FRAME:
+            raise ValueError("pyhost: frame of %d bytes is too large" % n)
+        if avail < 4 + n:
+            return None
+        start = self.pos + 4
+        self.pos = start + n
+        return bytes(self.buf[start:self.pos])
+
+    def frame(self, block=True):
+        """The next frame; None at the end of the pipe (block) or when no
+        whole frame has arrived (not block)."""
+        while True:
+            f = self._parse()
+            if f is not None:
+                return f
+            if not self._fill(block):
+                if self.eof and len(self.buf) > self.pos:
+                    raise EOFError("pyhost: request pipe closed inside a frame")
+                return None
 
 
 def read_frame():
-    head = _read_exact(4)
-    if head is None:
-        return None
-    (n,) = struct.unpack(">I", head)
-    if n > MAX_FRAME:
-        raise ValueError("pyhost: frame of %d bytes is too large" % n)
-    body = _read_exact(n)
-    if body is None:
-        raise EOFError("pyhost: request pipe closed inside a frame")
-    return body
+    return _req.frame(block=True)
 
 
 def write_frame(payload):
-    _resp.write(struct.pack(">I", len(payload)) + payload)
-    _resp.flush()
+    # One write a frame, straight to the pipe (no buffer to flush).
+    data = memoryview(struct.pack(">I", len(payload)) + payload)
+    while data:
+        data = data[os.write(4, data):]
+
+
+# Built once: json.dumps with arguments other than the defaults builds an
+# encoder at every call.
+_encode = json.JSONEncoder(separators=(",", ":")).encode
+_encode_result = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+_decode = json.JSONDecoder().decode
 
 
 def send(msg):
-    write_frame(json.dumps(msg, separators=(",", ":")).encode())
+    write_frame(_encode(msg).encode())
 
 
 class _ChunkRaw(io.RawIOBase):
@@ -315,7 +363,7 @@ def call(req):
             raise
         return _error("error", e, tb_skip=1)
     try:
-        text = json.dumps(result, separators=(",", ":"), allow_nan=False)
+        text = _encode_result(result)
     except MemoryError as e:
         return _error("oom", e)
     except (TypeError, ValueError) as e:
@@ -344,8 +392,8 @@ def main():
     global _req, _resp, _modules_dir
     os.set_inheritable(3, False)
     os.set_inheritable(4, False)
-    _req = os.fdopen(3, "rb", buffering=1 << 16)
-    _resp = os.fdopen(4, "wb", buffering=1 << 16)
+    _req = _Input(3)
+    _resp = 4
 
     mem = int(os.environ.pop("SKEIN_PYHOST_MEMORY_MB", "0") or "0")
     if mem > 0:
@@ -361,13 +409,39 @@ def main():
         _modules_dir = path
 
     send({"op": "ready", "pid": os.getpid(), "python": sys.version.split()[0]})
+    pending = _pending
+    skip = set()  # ids of pending calls whose callers gave up
+
+    def take(frame):
+        msg = _decode(frame.decode())
+        if msg.get("op") == "skip":
+            if any(r.get("id") == msg.get("id") for r in pending):
+                skip.add(msg.get("id"))
+        else:
+            pending.append(msg)
+
     while True:
-        frame = read_frame()
-        if frame is None:
-            return
-        req = json.loads(frame)
+        while not pending:
+            frame = _req.frame(block=True)
+            if frame is None:
+                return
+            take(frame)  # a call, or a late skip notice (ignored)
+        # Take what else was sent (more calls, skip notices) without
+        # waiting, so that a call given up on while queued does not start.
+        while True:
+            frame = _req.frame(block=False)
+            if frame is None:
+                break
+            take(frame)
+        req = pending.popleft()
         path = req.get("path")
-        if path is not None and path != _modules_dir and not switch_modules(path):
+        deadline = req.get("deadline")
+        if req.get("id") in skip:
+            skip.discard(req.get("id"))
+            resp = {"ok": False, "kind": "skipped"}
+        elif deadline and time.time_ns() >= deadline:
+            resp = {"ok": False, "kind": "expired"}  # it waited here past its deadline: not started
+        elif path is not None and path != _modules_dir and not switch_modules(path):
             resp = {"ok": False, "kind": "restart"}  # another job's modules: a fresh interpreter
         else:
             resp = with_env(req.get("env"), call, req)

@@ -12,31 +12,46 @@ var syncMark = []byte("\x1eskein-pyhost-sync\x1e\n")
 
 const tailSize = 8 << 10
 
-// output copies the interpreter's stdout and stderr (one pipe) to the
-// current call's log, strips the sync marks and signals each one, and
-// keeps the last bytes for diagnosing a crashed interpreter.
-type output struct {
-	mu   sync.Mutex
-	sink io.Writer
-	tail []byte
+// sink is one call's share of the interpreter's output: the bytes up to
+// its sync mark.
+type sink struct {
+	w      io.Writer
+	synced chan struct{} // closed at the call's sync mark
+}
 
-	synced chan struct{} // one value per sync mark
-	done   chan struct{} // closed at EOF of the pipe
+func newSink(w io.Writer) *sink {
+	if w == nil {
+		w = io.Discard
+	}
+	return &sink{w: w, synced: make(chan struct{})}
+}
+
+// output copies the interpreter's stdout and stderr (one pipe) to the
+// logs of the calls sent to it, in order: each sync mark ends the first
+// call's share and closes its synced channel. Output while no call is
+// pending goes to idle. It keeps the last bytes since the last mark for
+// diagnosing a crashed interpreter.
+type output struct {
+	mu    sync.Mutex
+	idle  io.Writer
+	sinks []*sink // the calls sent, in order, whose marks have not come
+	tail  []byte
+
+	done chan struct{} // closed at EOF of the pipe
 }
 
 func newOutput(idle io.Writer) *output {
-	return &output{sink: idle, synced: make(chan struct{}, 16), done: make(chan struct{})}
+	return &output{idle: idle, done: make(chan struct{})}
 }
 
-// setSink switches where output goes and resets the tail.
-func (o *output) setSink(w io.Writer) {
+// push adds the share of the call sent next.
+func (o *output) push(s *sink) {
 	o.mu.Lock()
-	o.sink = w
-	o.tail = o.tail[:0]
+	o.sinks = append(o.sinks, s)
 	o.mu.Unlock()
 }
 
-// Tail returns the last bytes written since the last setSink.
+// Tail returns the last bytes written since the last sync mark.
 func (o *output) Tail() string {
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -49,11 +64,28 @@ func (o *output) emit(p []byte) {
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	_, _ = o.sink.Write(p)
+	w := o.idle
+	if len(o.sinks) > 0 {
+		w = o.sinks[0].w
+	}
+	_, _ = w.Write(p)
 	o.tail = append(o.tail, p...)
 	if n := len(o.tail); n > tailSize {
 		o.tail = append(o.tail[:0], o.tail[n-tailSize:]...)
 	}
+}
+
+// mark ends the first pending call's share.
+func (o *output) mark() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.tail = o.tail[:0]
+	if len(o.sinks) == 0 {
+		return
+	}
+	close(o.sinks[0].synced)
+	o.sinks[0] = nil
+	o.sinks = o.sinks[1:]
 }
 
 // run copies r until EOF.
@@ -72,10 +104,7 @@ func (o *output) run(r io.Reader) {
 				}
 				o.emit(pend[:i])
 				pend = pend[i+len(syncMark):]
-				select {
-				case o.synced <- struct{}{}:
-				default:
-				}
+				o.mark()
 			}
 			// Hold back a suffix that may be the start of a mark.
 			k := partialSuffix(pend, syncMark)
@@ -102,15 +131,4 @@ func partialSuffix(b, mark []byte) int {
 		}
 	}
 	return 0
-}
-
-// drain discards pending sync signals.
-func (o *output) drain() {
-	for {
-		select {
-		case <-o.synced:
-		default:
-			return
-		}
-	}
 }

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -30,17 +31,24 @@ const (
 
 // proc is one live interpreter.
 type proc struct {
-	cmd        *exec.Cmd
-	pid        int
-	req        *os.File      // our end of the child's fd 3
-	respF      *os.File      // our end of the child's fd 4
-	resp       *bufio.Reader // over respF
-	out        *output
-	exited     chan struct{} // closed when the child is reaped
-	waitErr    error
-	modulesDir string
-	memMB      int
-	idle       io.Writer
+	cmd     *exec.Cmd
+	pid     int
+	req     *os.File      // our end of the child's fd 3
+	respF   *os.File      // our end of the child's fd 4
+	resp    *bufio.Reader // over respF
+	out     *output
+	exited  chan struct{} // closed when the child is reaped
+	waitErr error
+	memMB   int
+	idle    io.Writer
+
+	wmu   sync.Mutex // serializes frames to the interpreter
+	chunk []byte     // buffer of chunk reads (serve's)
+
+	qmu      sync.Mutex
+	drained  *sync.Cond  // on qmu: the queue got shorter
+	queue    []*inflight // calls sent, in order, not settled
+	retiring bool        // takes no more calls: stopped once its queue is empty
 }
 
 func (h *Host) start(ctx context.Context, c *fn.Call) (*proc, *wire.TaskError) {
@@ -92,8 +100,9 @@ func (h *Host) start(ctx context.Context, c *fn.Call) (*proc, *wire.TaskError) {
 	idle := logWriter{log: h.log, slot: c.Slot}
 	p := &proc{
 		cmd: cmd, pid: cmd.Process.Pid, req: reqW, respF: respR, resp: bufio.NewReaderSize(respR, 64<<10),
-		out: newOutput(idle), exited: make(chan struct{}), modulesDir: c.ModulesDir, memMB: c.MemoryMB, idle: idle,
+		out: newOutput(idle), exited: make(chan struct{}), memMB: c.MemoryMB, idle: idle,
 	}
+	p.drained = sync.NewCond(&p.qmu)
 	go p.out.run(outR)
 	go func() {
 		p.waitErr = cmd.Wait()
@@ -124,6 +133,7 @@ func (h *Host) start(ctx context.Context, c *fn.Call) (*proc, *wire.TaskError) {
 			Message: fmt.Sprintf("pyhost: interpreter %s did not start: %v", h.python, err),
 			Stack:   p.out.Tail()}
 	}
+	go p.serve()
 	return p, nil
 }
 
@@ -189,17 +199,6 @@ func (p *proc) writeFrame(b []byte) error {
 	return err
 }
 
-type request struct {
-	Ref string `json:"ref"`
-	// Path is the call's modules dir: an interpreter started for another
-	// one switches to it when that is safe, or answers kind "restart".
-	Path   string                `json:"path"`
-	Args   []wire.Value          `json:"args"`
-	Kwargs map[string]wire.Value `json:"kwargs"`
-	Obj    *wire.Object          `json:"obj,omitempty"`
-	Env    map[string]string     `json:"env,omitempty"`
-}
-
 type reply struct {
 	Op        string         `json:"op"`
 	N         int            `json:"n"`
@@ -212,123 +211,329 @@ type reply struct {
 	Retryable bool           `json:"retryable"`
 }
 
-// call runs one call. keep is false when the interpreter must not serve
-// another call (it died, was killed, or ran out of memory).
-func (p *proc) call(ctx context.Context, c *fn.Call) (res wire.Value, err error, keep bool) {
-	req := request{Ref: c.Ref, Path: c.ModulesDir, Args: c.Args, Kwargs: c.Kwargs, Env: c.Env}
-	if req.Args == nil {
-		req.Args = []wire.Value{}
+// encodeRequest is c's request frame: the JSON of a request, written by
+// hand (json.Marshal of the struct cost about 3 µs a call, most of it
+// compacting arguments that are JSON already; they are checked with
+// json.Valid instead).
+func encodeRequest(ctx context.Context, id uint64, c *fn.Call) ([]byte, error) {
+	n := 96 + len(c.Ref) + len(c.ModulesDir)
+	for _, a := range c.Args {
+		n += len(a) + 1
 	}
-	if req.Kwargs == nil {
-		req.Kwargs = map[string]wire.Value{}
+	b := make([]byte, 0, n)
+	b = append(b, `{"id":`...)
+	b = strconv.AppendUint(b, id, 10)
+	b = append(b, `,"ref":`...)
+	b = appendString(b, c.Ref)
+	b = append(b, `,"path":`...)
+	b = appendString(b, c.ModulesDir)
+	b = append(b, `,"args":[`...)
+	for i, a := range c.Args {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		if !json.Valid(a) {
+			return nil, fmt.Errorf("argument %d is not JSON", i)
+		}
+		b = append(b, a...)
 	}
-	var body io.Reader
+	b = append(b, `],"kwargs":{`...)
+	first := true
+	for k, v := range c.Kwargs {
+		if !json.Valid(v) {
+			return nil, fmt.Errorf("argument %s is not JSON", k)
+		}
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		b = appendString(b, k)
+		b = append(b, ':')
+		b = append(b, v...)
+	}
+	b = append(b, '}')
 	if c.Obj != nil {
-		o := c.Obj.Object
-		req.Obj = &o
-		body = c.Obj.Body
-		if body == nil {
-			body = strings.NewReader("")
+		o, err := json.Marshal(c.Obj.Object)
+		if err != nil {
+			return nil, err
 		}
+		b = append(b, `,"obj":`...)
+		b = append(b, o...)
 	}
-	frame, merr := json.Marshal(req)
-	if merr != nil {
-		return nil, &wire.TaskError{Kind: wire.ErrBadInput, Message: "pyhost: encoding arguments: " + merr.Error()}, true
+	if len(c.Env) > 0 {
+		e, err := json.Marshal(c.Env)
+		if err != nil {
+			return nil, err
+		}
+		b = append(b, `,"env":`...)
+		b = append(b, e...)
 	}
-	logw := c.Log
-	if logw == nil {
-		logw = io.Discard
+	if d, ok := ctx.Deadline(); ok {
+		b = append(b, `,"deadline":`...)
+		b = strconv.AppendInt(b, d.UnixNano(), 10)
 	}
-	p.out.drain()
-	p.out.setSink(logw)
-	defer p.out.setSink(p.idle)
+	return append(b, '}'), nil
+}
 
-	var rep reply
-	var bodyErr error
-	ioErr := p.do(ctx, func() error {
-		if err := p.writeFrame(frame); err != nil {
-			return fmt.Errorf("sending the call: %w", err)
+// appendString appends s as a JSON string.
+func appendString(b []byte, s string) []byte {
+	plain := true
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x80 {
+			plain = false
+			break
 		}
-		var buf []byte // allocated at the first read of the chunk
-		for {
-			b, err := p.readFrame()
-			if err != nil {
-				return err
-			}
-			rep = reply{}
-			if r, ok := okResult(b); ok {
-				rep.OK, rep.Result = true, r
-				return nil
-			}
-			if err := json.Unmarshal(b, &rep); err != nil {
-				return fmt.Errorf("malformed reply: %w", err)
-			}
-			if rep.Op != "read" {
-				return nil
-			}
-			// The function reads its chunk: send up to n bytes, or an
-			// empty frame at the end.
-			if buf == nil {
-				buf = make([]byte, maxRead)
-			}
-			n := min(max(rep.N, 1), maxRead)
-			var m int
-			if body != nil && bodyErr == nil {
-				m, err = io.ReadFull(body, buf[:n])
-				if err == io.ErrUnexpectedEOF || err == io.EOF {
-					err = nil
-				}
-				if err != nil {
-					bodyErr = err
-					m = 0
-				}
-				if m == 0 {
-					body = nil
-				}
-			}
-			if err := p.writeFrame(buf[:m]); err != nil {
-				return fmt.Errorf("sending chunk bytes: %w", err)
-			}
-		}
-	})
-	if ioErr != nil {
-		if ctx.Err() != nil {
-			return nil, ctxError(c.Ref, ctx.Err()), false
-		}
-		return nil, p.crashed(c, ioErr), false
 	}
-	// Wait until all the output of this call has reached c.Log.
+	if plain {
+		b = append(b, '"')
+		b = append(b, s...)
+		return append(b, '"')
+	}
+	q, _ := json.Marshal(s)
+	return append(b, q...)
+}
+
+// inflight is a call sent to an interpreter, until its outcome.
+type inflight struct {
+	id        uint64
+	c         *fn.Call
+	sink      *sink
+	exclusive bool      // reads its chunk: nothing else is sent while it is pending
+	body      io.Reader // its chunk's bytes, for the interpreter's reads
+	bodyErr   error
+
+	done chan struct{} // closed once the fields below are set
+	res  wire.Value
+	err  error
+	// resend: the call never started in this interpreter (it died, was
+	// killed, or cannot serve the call's modules dir); send it again.
+	resend  bool
+	restart bool // resend because of a "restart" answer
+	// abandoned: its caller's context ended and the caller returned.
+	abandoned bool
+}
+
+// takes reports whether p can be sent c now, behind what it runs. p.qmu
+// is held.
+func (p *proc) takes(c *fn.Call) bool {
+	if p.retiring || p.exitedNow() || p.memMB != c.MemoryMB {
+		return false
+	}
+	if len(p.queue) == 0 {
+		return true
+	}
+	// A call that reads its chunk trades frames with the interpreter while
+	// it runs, so it is sent alone.
+	return c.Obj == nil && !p.queue[0].exclusive
+}
+
+// enqueue adds f to p's calls in the order they are sent. p.qmu is held.
+func (p *proc) enqueue(f *inflight) {
+	p.queue = append(p.queue, f)
+	p.out.push(f.sink)
+}
+
+// abandon is called when f's caller gives up (its context ended). The
+// call running is killed now. A call queued behind it is told to skip (a
+// notice the interpreter reads before it starts a call); if it comes up
+// and does not answer at once (the notice came too late), serve kills
+// it. It returns false if f's outcome is already known.
+func (p *proc) abandon(f *inflight) bool {
+	p.qmu.Lock()
 	select {
-	case <-p.out.synced:
-	case <-p.out.done:
-	case <-time.After(syncWait):
+	case <-f.done:
+		p.qmu.Unlock()
+		return false
+	default:
 	}
-	if bodyErr != nil {
-		return nil, &wire.TaskError{Kind: wire.ErrInternal, Retryable: true,
-			Message: fmt.Sprintf("pyhost: reading the chunk of %s for py:%s: %v", c.Obj.URL, c.Ref, bodyErr)}, true
+	f.abandoned = true
+	if len(p.queue) > 0 && p.queue[0] == f {
+		p.retiring = true
+		p.kill()
+		p.qmu.Unlock()
+		return true
 	}
-	if !rep.OK && rep.Kind == kindRestart {
-		// The interpreter cannot serve this call's modules dir; it ran
-		// nothing of the call.
-		return nil, errRestart, false
+	p.qmu.Unlock()
+	p.wmu.Lock()
+	_ = p.writeFrame([]byte(`{"op":"skip","id":` + strconv.FormatUint(f.id, 10) + `}`))
+	p.wmu.Unlock()
+	return true
+}
+
+// skipWait bounds how long a call whose caller gave up while it was
+// queued may take to come up and answer "skipped" before its interpreter
+// is killed: the interpreter answers at once when it saw the notice.
+const skipWait = 200 * time.Millisecond
+
+// serve reads the interpreter's replies and settles the calls sent to
+// it, in order, until the interpreter ends; then it settles what is left.
+func (p *proc) serve() {
+	timer := time.NewTimer(syncWait)
+	timer.Stop()
+	for {
+		b, err := p.readFrame()
+		if err != nil {
+			p.fail(err)
+			return
+		}
+		p.qmu.Lock()
+		var f *inflight
+		if len(p.queue) > 0 {
+			f = p.queue[0]
+		}
+		p.qmu.Unlock()
+		if f == nil {
+			p.kill()
+			p.fail(errors.New("a reply to no call"))
+			return
+		}
+		var rep reply
+		if r, ok := okResult(b); ok {
+			rep.OK, rep.Result = true, r
+		} else if err := json.Unmarshal(b, &rep); err != nil {
+			p.kill()
+			p.fail(fmt.Errorf("malformed reply: %w", err))
+			return
+		}
+		if rep.Op == "read" {
+			if err := p.sendChunk(f, rep.N); err != nil {
+				p.kill()
+				p.fail(err)
+				return
+			}
+			continue
+		}
+		// Wait until all the output of this call has reached its Log.
+		select {
+		case <-f.sink.synced:
+		case <-p.out.done:
+		default:
+			timer.Reset(syncWait)
+			select {
+			case <-f.sink.synced:
+			case <-p.out.done:
+			case <-timer.C:
+			}
+			timer.Stop()
+		}
+		p.settle(f, &rep)
 	}
-	p.modulesDir = c.ModulesDir
-	if rep.OK {
+}
+
+// sendChunk answers f's read of up to n bytes of its chunk (an empty
+// frame at its end).
+func (p *proc) sendChunk(f *inflight, n int) error {
+	n = min(max(n, 1), maxRead)
+	if p.chunk == nil {
+		p.chunk = make([]byte, maxRead)
+	}
+	var m int
+	if f.body != nil && f.bodyErr == nil {
+		var err error
+		m, err = io.ReadFull(f.body, p.chunk[:n])
+		if err == io.ErrUnexpectedEOF || err == io.EOF {
+			err = nil
+		}
+		if err != nil {
+			f.bodyErr = err
+			m = 0
+		}
+		if m == 0 {
+			f.body = nil
+		}
+	}
+	p.wmu.Lock()
+	defer p.wmu.Unlock()
+	if err := p.writeFrame(p.chunk[:m]); err != nil {
+		return fmt.Errorf("sending chunk bytes: %w", err)
+	}
+	return nil
+}
+
+// settle sets the outcome of f, the first call pending, from its reply.
+func (p *proc) settle(f *inflight, rep *reply) {
+	c := f.c
+	p.qmu.Lock()
+	defer p.qmu.Unlock()
+	p.queue[0] = nil
+	p.queue = p.queue[1:]
+	switch {
+	case f.bodyErr != nil:
+		f.err = &wire.TaskError{Kind: wire.ErrInternal, Retryable: true,
+			Message: fmt.Sprintf("pyhost: reading the chunk of %s for py:%s: %v", c.Obj.URL, c.Ref, f.bodyErr)}
+	case rep.OK:
 		if len(rep.Result) == 0 {
 			rep.Result = wire.Value("null")
 		}
-		return rep.Result, nil, true
+		f.res = rep.Result
+	case rep.Kind == kindRestart:
+		// The interpreter cannot serve this call's modules dir; it ran
+		// nothing of the call. The calls sent behind it run here if they
+		// can; then the slot gets a fresh interpreter.
+		f.resend, f.restart = true, true
+		p.retiring = true
+	case rep.Kind == kindExpired:
+		f.err = ctxError(c.Ref, context.DeadlineExceeded)
+	case rep.Kind == kindSkipped:
+		f.err = ctxError(c.Ref, context.Canceled)
+	default:
+		te := &wire.TaskError{Kind: rep.Kind, Type: rep.Type, Message: rep.Message, Stack: rep.Stack, Retryable: rep.Retryable}
+		if te.Kind == "" {
+			te.Kind = wire.ErrUser
+		}
+		if te.Kind == wire.ErrOOM {
+			te.Message = fmt.Sprintf("py:%s exceeded runtime_memory (%d MB): %s", c.Ref, c.MemoryMB, te.Message)
+			// A fresh interpreter for the next calls.
+			p.retiring = true
+		}
+		f.err = te
 	}
-	te := &wire.TaskError{Kind: rep.Kind, Type: rep.Type, Message: rep.Message, Stack: rep.Stack, Retryable: rep.Retryable}
-	if te.Kind == "" {
-		te.Kind = wire.ErrUser
+	close(f.done)
+	// A call whose caller gave up while it was queued may start now: it
+	// must not run (or not for long).
+	if len(p.queue) > 0 && p.queue[0].abandoned {
+		next := p.queue[0]
+		time.AfterFunc(skipWait, func() {
+			p.qmu.Lock()
+			defer p.qmu.Unlock()
+			if len(p.queue) > 0 && p.queue[0] == next {
+				p.retiring = true
+				p.kill()
+			}
+		})
 	}
-	if te.Kind == wire.ErrOOM {
-		te.Message = fmt.Sprintf("py:%s exceeded runtime_memory (%d MB): %s", c.Ref, c.MemoryMB, te.Message)
-		// A fresh interpreter for the next call.
-		return nil, te, false
+	p.drained.Broadcast()
+}
+
+// fail settles every call pending when the interpreter ended or broke the
+// protocol: the first one was running (it gets the crash, unless its
+// caller gave up on it and had it killed), the others never started and
+// are sent again to a fresh interpreter.
+func (p *proc) fail(ioErr error) {
+	p.qmu.Lock()
+	p.retiring = true
+	q := p.queue
+	p.qmu.Unlock()
+	var headErr error
+	if len(q) > 0 && !q[0].abandoned {
+		headErr = p.crashed(q[0].c, ioErr)
+	} else {
+		// Reap it before a fresh one starts in its place.
+		p.kill()
+		<-p.exited
 	}
-	return nil, te, true
+	p.qmu.Lock()
+	defer p.qmu.Unlock()
+	for i, f := range p.queue {
+		if i == 0 && headErr != nil {
+			f.err = headErr
+		} else if !f.abandoned {
+			f.resend = true
+		}
+		close(f.done)
+	}
+	p.queue = nil
+	p.drained.Broadcast()
 }
 
 // okPrefix starts host.py's reply to a call that returned: the result
@@ -345,8 +550,13 @@ func okResult(b []byte) (wire.Value, bool) {
 }
 
 // kindRestart is host.py's answer to a call whose modules dir it cannot
-// switch to (another version of a module it imported).
-const kindRestart = "restart"
+// switch to (another version of a module it imported); kindExpired to a
+// call that reached it after its deadline (it did not start).
+const (
+	kindRestart = "restart"
+	kindExpired = "expired"
+	kindSkipped = "skipped"
+)
 
 // errRestart: the call must run in a fresh interpreter (Host.Call does).
 var errRestart = errors.New("pyhost: the interpreter cannot switch to the call's modules dir")

@@ -102,13 +102,17 @@ type Host struct {
 	slots  map[int]*slot
 	closed bool
 
-	restarts atomic.Int64 // interpreters started on a slot that had one
+	restarts atomic.Int64  // interpreters started on a slot that had one
+	ids      atomic.Uint64 // numbers the calls (skip notices name them)
 }
 
 type slot struct {
 	mu  sync.Mutex
 	p   *proc
 	had bool // an interpreter ran on this slot before
+	// cur is p, for Close to kill without waiting for mu (a caller may
+	// hold it while its request waits for room in the pipe).
+	cur atomic.Pointer[proc]
 }
 
 // Restarts counts the interpreters started on a slot that had one before
@@ -153,6 +157,12 @@ func (h *Host) interpreter() string {
 // wrapper script on PATH (a pyenv or asdf shim, which can cost 100 ms and
 // more per start) is paid once, not at every interpreter (re)start.
 func realExecutable(py string, proc *fnproc.Setup) string {
+	if isBinary(py) {
+		// Not a wrapper: it is what sys.executable would say (a venv's
+		// python is a link to a binary, run through the link), without
+		// starting an interpreter to ask.
+		return py
+	}
 	cmd := exec.Command(py, "-c", "import sys; print(sys.executable)")
 	cmd.Env, cmd.SysProcAttr, cmd.Dir = proc.Env(), proc.SysProcAttr(), proc.WorkDir()
 	out, err := cmd.Output()
@@ -164,6 +174,25 @@ func realExecutable(py string, proc *fnproc.Setup) string {
 		return py
 	}
 	return exe
+}
+
+// isBinary reports whether path (links followed) is an ELF or Mach-O
+// executable rather than a script.
+func isBinary(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	var magic [4]byte
+	if _, err := io.ReadFull(f, magic[:]); err != nil {
+		return false
+	}
+	switch string(magic[:]) {
+	case "\x7fELF", "\xcf\xfa\xed\xfe", "\xca\xfe\xba\xbe":
+		return true
+	}
+	return false
 }
 
 // Executable returns the interpreter the host starts.
@@ -218,45 +247,114 @@ func (h *Host) Call(ctx context.Context, c *fn.Call) (wire.Value, error) {
 	}
 	h.mu.Unlock()
 
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	if err := ctx.Err(); err != nil {
 		return nil, ctxError(c.Ref, err)
 	}
-	// An interpreter serves one memory limit (set before any user code
-	// runs). It serves a call of another job's modules dir if that cannot
-	// change what the call sees (host.py checks that every module it
-	// imported is the same file there); else it answers errRestart and
-	// the call runs in a fresh one.
-	if s.p != nil && (s.p.exitedNow() || s.p.memMB != c.MemoryMB) {
-		s.p.stop()
-		s.p = nil
+	id := h.ids.Add(1)
+	frame, err := encodeRequest(ctx, id, c)
+	if err != nil {
+		return nil, &wire.TaskError{Kind: wire.ErrBadInput, Message: "pyhost: encoding arguments: " + err.Error()}
 	}
-	for fresh := false; ; fresh = true {
+	for fresh := false; ; {
+		if err := ctx.Err(); err != nil {
+			return nil, ctxError(c.Ref, err)
+		}
+		p, f, err := h.send(ctx, s, id, c, frame)
+		if err != nil {
+			return nil, err
+		}
+		select {
+		case <-f.done:
+		case <-ctx.Done():
+			if p.abandon(f) {
+				return nil, ctxError(c.Ref, ctx.Err())
+			}
+		}
+		if !f.resend {
+			return f.res, f.err
+		}
+		if f.restart {
+			if fresh {
+				// A fresh interpreter started in the call's dir never asks.
+				return nil, &wire.TaskError{Kind: wire.ErrInternal, Retryable: true, Message: errRestart.Error()}
+			}
+			fresh = true
+		}
+	}
+}
+
+// send sends c to the slot's interpreter, behind the calls it runs or was
+// sent, starting one if the slot has none that can take it. An
+// interpreter serves one memory limit (set before any user code runs). It
+// serves a call of another job's modules dir if that cannot change what
+// the call sees (host.py checks that every module it imported is the same
+// file there); else it answers "restart" and the call is sent again, to a
+// fresh one. An interpreter that cannot take c (another memory limit, a
+// restart asked, a crash) is replaced once the calls sent to it are
+// settled.
+func (h *Host) send(ctx context.Context, s *slot, id uint64, c *fn.Call, frame []byte) (*proc, *inflight, error) {
+	s.mu.Lock()
+	var p *proc
+	for {
+		h.mu.Lock()
+		closed := h.closed
+		h.mu.Unlock()
+		if closed {
+			s.mu.Unlock()
+			return nil, nil, &wire.TaskError{Kind: wire.ErrInternal, Message: "pyhost: host is closed", Retryable: true}
+		}
 		if s.p == nil {
 			if s.had {
 				h.restarts.Add(1)
 			}
-			p, err := h.start(ctx, c)
+			np, err := h.start(ctx, c)
 			if err != nil {
-				return nil, err
+				s.mu.Unlock()
+				return nil, nil, err
 			}
-			s.p, s.had = p, true
+			s.p, s.had = np, true
+			s.cur.Store(np)
 		}
-		res, err, keep := s.p.call(ctx, c)
-		if !keep {
-			s.p.stop()
+		p = s.p
+		p.qmu.Lock()
+		if p.takes(c) {
+			break
+		}
+		if len(p.queue) > 0 {
+			// Wait for the calls sent to it to settle, without holding
+			// the slot (Close kills through it).
+			s.mu.Unlock()
+			p.drained.Wait()
+			p.qmu.Unlock()
+			s.mu.Lock()
+			continue
+		}
+		p.qmu.Unlock()
+		p.stop()
+		if s.p == p {
 			s.p = nil
 		}
-		if err == errRestart {
-			if !fresh {
-				continue
-			}
-			// A fresh interpreter started in the call's dir never asks.
-			err = &wire.TaskError{Kind: wire.ErrInternal, Retryable: true, Message: errRestart.Error()}
-		}
-		return res, err
 	}
+	f := &inflight{id: id, c: c, sink: newSink(c.Log), done: make(chan struct{}), exclusive: c.Obj != nil}
+	if c.Obj != nil {
+		f.body = c.Obj.Body
+		if f.body == nil {
+			f.body = strings.NewReader("")
+		}
+	}
+	p.enqueue(f)
+	// Frames go out in the order of the queue, and a skip notice for f
+	// after f: take the writer before letting anyone in.
+	p.wmu.Lock()
+	p.qmu.Unlock()
+	s.mu.Unlock()
+	err := p.writeFrame(frame)
+	p.wmu.Unlock()
+	if err != nil {
+		// The interpreter is gone or going: serve settles f.
+		p.kill()
+	}
+	return p, f, nil
 }
 
 func checkCall(c *fn.Call) error {
@@ -310,6 +408,9 @@ func (h *Host) Close() error {
 	h.slots = map[int]*slot{}
 	h.mu.Unlock()
 	for _, s := range slots {
+		if p := s.cur.Load(); p != nil {
+			p.kill()
+		}
 		s.mu.Lock()
 		if s.p != nil {
 			s.p.stop()
@@ -332,3 +433,70 @@ func (w logWriter) Write(p []byte) (int, error) {
 }
 
 var _ io.Writer = logWriter{}
+
+// slotQueued counts the calls sent to slot's interpreter and not settled
+// (for tests).
+func (h *Host) slotQueued(slot int) int {
+	h.mu.Lock()
+	s := h.slots[slot]
+	h.mu.Unlock()
+	if s == nil {
+		return 0
+	}
+	p := s.cur.Load()
+	if p == nil {
+		return 0
+	}
+	p.qmu.Lock()
+	defer p.qmu.Unlock()
+	return len(p.queue)
+}
+
+// Pipelines reports that calls on one slot may be made concurrently:
+// they are sent to the slot's interpreter at once and run there in order
+// (the runtime uses it for short calls).
+func (h *Host) Pipelines() bool { return true }
+
+// Prestart starts the interpreters of slots 0 to n-1 that have none, at
+// once and side by side, for calls without a memory limit (a call with
+// one replaces its slot's), and returns when they are up. A runtime that
+// is about to serve Python calls (serve --embedded) calls it at its start,
+// so that its first job does not wait for the interpreters; they move to
+// the job's shipped modules like a warm interpreter does. Failures are
+// logged: the slot's first call starts one again.
+func (h *Host) Prestart(ctx context.Context, n int) {
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		h.mu.Lock()
+		if h.closed {
+			h.mu.Unlock()
+			break
+		}
+		s := h.slots[i]
+		if s == nil {
+			s = &slot{}
+			h.slots[i] = s
+		}
+		h.mu.Unlock()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			h.mu.Lock()
+			closed := h.closed
+			h.mu.Unlock()
+			if closed || s.p != nil {
+				return
+			}
+			p, err := h.start(ctx, &fn.Call{Slot: i})
+			if err != nil {
+				h.log.Debug("python host: starting an interpreter ahead of calls", "slot", i, "err", err)
+				return
+			}
+			s.p, s.had = p, true
+			s.cur.Store(p)
+		}()
+	}
+	wg.Wait()
+}

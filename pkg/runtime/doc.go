@@ -18,6 +18,21 @@
 // on the bus. A panic becomes a failed event with its stack; an unknown
 // function is a non-retryable failure that names it.
 //
+// # Short Python calls: pipelined on a slot
+//
+// On a host that pipelines (pyhost: each slot's interpreter takes a call
+// while another runs, and runs them in order), a slot whose recent calls
+// were short hands it the next task at once, in a worker of its own, and
+// goes on to take the next; the host queues it behind the call running,
+// so that the slot costs no round trip to its interpreter per call. Each
+// task keeps its own context (timeout, cancellation), lease, log, result
+// and event. The work queued on a slot is bounded by 2 ms at the longest
+// of its last 8 calls (at most 16 calls); calls longer than that run one
+// at a time, and a slot whose call runs past 2 ms takes nothing more until
+// it is done, so that tasks do not pile up behind a long call while
+// another slot is free (see pipeline.go). A task's deadline counts from
+// when the slot took it, its time queued behind another included.
+//
 // A delivery seen more than MaxAttempts times (its runtimes kept dying)
 // is reported lost and terminated.
 //

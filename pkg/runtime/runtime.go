@@ -186,6 +186,7 @@ type Runtime struct {
 	pacer     *pacer        // sizes the window; nil with a fixed Prefetch
 	reducers  chan struct{} // bounds concurrent reducers
 	outcomes  chan outcome  // finished attempts for the publishers
+	pipes     sync.Map      // slot -> *slotPipe (pipeline.go)
 }
 
 // heldTask is a delivery taken from the bus and waiting for a slot (or a
@@ -400,6 +401,7 @@ func (r *Runtime) Run(parent context.Context) (Summary, error) {
 		}()
 	}
 	wg.Wait()
+	r.closePipes()
 	r.pending.Wait()
 	r.log.Info("runtime stopped", "tasks", r.ran.Load())
 	return Summary{Tasks: r.ran.Load(), Worker: r.cfg.WorkerID}, nil
@@ -550,7 +552,7 @@ func (r *Runtime) handle(ctx context.Context, slot int, h *heldTask, done func()
 		return
 	}
 	ran = true
-	r.execute(ctx, slot, h, &t)
+	r.run(ctx, slot, h, &t)
 }
 
 func (r *Runtime) event(t *wire.Task, d bus.Delivery, typ wire.EventType) *wire.Event {

@@ -117,12 +117,16 @@ def _as_list(iterdata: Any) -> list:
     return [iterdata]
 
 
-def _call_args(sig: inspect.Signature | None, elem: Any, extra_args: Any) -> tuple[tuple, dict]:
+def _call_args(sig: inspect.Signature | None, elem: Any, extra_args: Any,
+               bound: set | None = None) -> tuple[tuple, dict]:
     """(args, kwargs) of one call: a tuple is positional arguments, a dict
     keyword arguments, anything else (a list too) the single argument, with
     extra_args appended (a tuple) or merged (a dict), as Lithops' format_data
     and verify_args do. Raises what Lithops raises for a call that does not
-    bind to the function."""
+    bind to the function. bound, when given, holds the shapes (how many
+    positional arguments, which keywords) already checked: whether a call
+    binds depends on its shape only, and a map's elements mostly share one
+    (checking each cost about 3 µs an element)."""
     if isinstance(elem, dict):
         kwargs = dict(elem)
         if extra_args is not None:
@@ -139,6 +143,11 @@ def _call_args(sig: inspect.Signature | None, elem: Any, extra_args: Any) -> tup
                 raise TypeError("extra_args must contain args in a tuple (the iterdata holds positional arguments)")
             args = args + tuple(extra_args)
         kwargs = {}
+    shape = None
+    if sig is not None and bound is not None:
+        shape = (len(args), frozenset(kwargs) if kwargs else None)
+        if shape in bound:
+            return args, kwargs
     if sig is not None:
         var_kw = any(p.kind == inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values())
         if kwargs and not var_kw:
@@ -148,6 +157,8 @@ def _call_args(sig: inspect.Signature | None, elem: Any, extra_args: Any) -> tup
                 raise ValueError(f"Check the args names in the data. You provided these args: {list(kwargs)}, "
                                  f"and the args must be: {list(sig.parameters)}")
         sig.bind(*args, **kwargs)  # TypeError as Lithops raises it
+        if shape is not None:
+            bound.add(shape)
     return args, kwargs
 
 
@@ -174,7 +185,9 @@ class _Job:
         self.futures = [ResponseFuture(executor, self, i) for i in range(n)]
         self.reduce_futures: list[ResponseFuture] = []
         self.per_object = False  # mapreduce: one reducer per storage object
-        self._listeners: list[threading.Condition] = []
+        # Waiters to wake: (condition, each) where each means at every
+        # call's result, not only at the job's end.
+        self._listeners: list[tuple[threading.Condition, bool]] = []
         self._lock = threading.Lock()
         self.stderr = ""
         self.exit_code: int | None = None
@@ -182,17 +195,19 @@ class _Job:
         # and each future completes then, not at the job's end.
         self.stream = False
 
-    def add_listener(self, cond: threading.Condition) -> None:
+    def add_listener(self, cond: threading.Condition, each: bool = True) -> None:
+        """Wake cond at the job's end, and at every call's result if each
+        (a waiter for all of a job's calls needs only the end: a wake-up a
+        result cost a 10,000-call map about 30 ms)."""
         with self._lock:
-            self._listeners.append(cond)
+            self._listeners.append((cond, each))
         if self.finished.is_set():
             with cond:
                 cond.notify_all()
 
     def remove_listener(self, cond: threading.Condition) -> None:
         with self._lock:
-            if cond in self._listeners:
-                self._listeners.remove(cond)
+            self._listeners = [(c, e) for c, e in self._listeners if c is not cond]
 
     def cancel(self) -> None:
         self.cancelled = True
@@ -253,7 +268,7 @@ class _Job:
         f = self.futures[i]
         if not f.done:
             self._settle(f, msg["result"], time.time())
-            self._notify()
+            self._notify(each=True)
 
     def _stream_end(self) -> None:
         if not all(f.done for f in self.futures):
@@ -286,9 +301,11 @@ class _Job:
         except BaseException as e:  # never leave a waiter hanging
             self._finish_error(JobError(f"job {self.job_id}: reading submit's output failed: {e!r}"))
 
-    def _notify(self) -> None:
+    def _notify(self, each: bool = False) -> None:
+        """Wake the listeners: those that wait for each result only (each),
+        or all of them (the job's end)."""
         with self._lock:
-            listeners = list(self._listeners)
+            listeners = [c for c, e in self._listeners if e or not each]
         for c in listeners:
             with c:
                 c.notify_all()
@@ -759,10 +776,11 @@ class FunctionExecutor:
                 json.dump(data, f)
             return path, True
         sig = _user_sig(fn)
+        bound: set = set()
         with open(path, "w") as f:
             f.write("[")
             for i, elem in enumerate(data):
-                args, kwargs = _call_args(sig, elem, extra_args)
+                args, kwargs = _call_args(sig, elem, extra_args, bound)
                 if i:
                     f.write(",")
                 f.write('{"p":"' + _b64(_dumps((i, args, kwargs))) + '"}')

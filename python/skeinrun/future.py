@@ -237,9 +237,15 @@ def wait_for(futures: list, return_when: Any, timeout: float | None) -> None:
             first_open += 1
         return first_open
 
-    # Each job sets its futures when it ends; wake up on any job's end.
+    # Each job sets its futures when it ends, or one by one as their
+    # results stream: wake up on any job's end, and at each result unless
+    # all of the job's calls are needed (it ends once they are done).
+    mine: dict[int, int] = {}
+    for f in futures:
+        mine[id(f._job)] = mine.get(id(f._job), 0) + 1
     for j in jobs.values():
-        j.add_listener(cond)
+        whole = need == len(futures) and mine[id(j)] >= len(j.all_futures())
+        j.add_listener(cond, each=not whole)
     try:
         with cond:
             while count() < need:

@@ -94,6 +94,12 @@ def test_map_bad_arguments_raise_as_lithops():
             fexec.map(my_function, [{"x": 1}])
         with pytest.raises(TypeError):
             fexec.map(my_function, [(1, 2, 3)])
+        # Elements are checked by shape (how many arguments, which
+        # keywords): one of another shape after good ones is still caught.
+        with pytest.raises(TypeError):
+            fexec.map(my_function, [(1, 2), (3, 4), (5, 6, 7)])
+        with pytest.raises(TypeError):
+            fexec.map(my_function, [{"x": 1, "y": 2}, {"x": 1, "y": 2, "z": 3}])
 
 
 def test_map_reduce(fexec):
