@@ -67,12 +67,10 @@ func (c *credit) state() (held int, err error) {
 // flood of short tasks costs a pull request per quarter window.
 //
 // The requests are its own (puller), not the JetStream library's Fetch:
-// one inbox subscription serves every request of the consumer, and a
-// message goes from the connection's reader to the caller's channel
-// directly. Fetch subscribed to a new inbox per request, moved each
-// message through two more goroutines and channels, and armed a timer
-// and parsed the metadata of each: a tenth of a runtime's processor time
-// in a flood of short tasks.
+// a message goes from its request's subscription callback to the
+// caller's channel directly. Fetch moved each message through two more
+// goroutines and channels, and armed a timer and parsed the metadata of
+// each: a tenth of a runtime's processor time in a flood of short tasks.
 //
 // A failing pull is retried as pump retries one: with backoff (pullRetry),
 // the queue's consumer opened again (it may have been deleted), logged
