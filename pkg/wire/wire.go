@@ -39,13 +39,6 @@ const (
 	KindInput     Kind = "input"     // a chunk of a large job input, on the job log
 )
 
-// envelope is the outer frame of every Skein message.
-type envelope struct {
-	V    int                `msgpack:"v"`
-	Kind Kind               `msgpack:"k"`
-	Body msgpack.RawMessage `msgpack:"b"`
-}
-
 // Encode frames body as an envelope of kind. The envelope is a msgpack
 // map {"v": version, "k": kind, "b": body} written in that order, so that
 // readers can find the body without decoding it twice.
@@ -87,15 +80,53 @@ func split(data []byte) (Kind, []byte, error) {
 			return Kind(data[7 : 7+n]), data[9+n:], nil
 		}
 	}
-	// Any other valid msgpack map with the same fields.
-	var env envelope
-	if err := msgpack.Unmarshal(data, &env); err != nil {
+	// Any other valid msgpack map with the same fields. Read by hand: the
+	// library's DecodeRaw, which would take the body, leaves its pooled
+	// decoder recording every byte it reads afterwards when it fails on
+	// a malformed body (TestMalformedEnvelopeLeaksNothing).
+	kind, body, v, err := splitGeneral(data)
+	if err != nil {
 		return "", nil, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
-	if env.V != Version {
-		return "", nil, fmt.Errorf("%w: got %d, want %d", ErrVersion, env.V, Version)
+	if v != Version {
+		return "", nil, fmt.Errorf("%w: got %d, want %d", ErrVersion, v, Version)
 	}
-	return env.Kind, env.Body, nil
+	return kind, body, nil
+}
+
+// splitGeneral reads an envelope's fields from a msgpack map in any order,
+// skipping unknown keys.
+func splitGeneral(data []byte) (kind Kind, body []byte, v int, err error) {
+	r := &reader{b: data}
+	n, err := r.mapLen()
+	if err != nil {
+		return "", nil, 0, err
+	}
+	for range max(n, 0) {
+		key, err := r.strBytes()
+		if err != nil {
+			return "", nil, 0, fmt.Errorf("envelope key: %w", err)
+		}
+		switch string(key) {
+		case "v":
+			v, err = r.intField()
+		case "k":
+			var s string
+			s, err = r.str()
+			kind = Kind(s)
+		case "b":
+			start := r.off
+			if err = r.skip(); err == nil {
+				body = data[start:r.off]
+			}
+		default:
+			err = r.skip()
+		}
+		if err != nil {
+			return "", nil, 0, fmt.Errorf("envelope field %q: %w", key, err)
+		}
+	}
+	return kind, body, v, nil
 }
 
 // Peek returns the kind of an envelope without decoding its body.
