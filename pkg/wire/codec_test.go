@@ -125,7 +125,7 @@ func TestCodecMatchesReflection(t *testing.T) {
 			t.Fatalf("task %d: hand-written encoding differs\n got %x\nwant %x\ntask %+v", i, got, want, task)
 		}
 		var back Task
-		if err := msgpack.Unmarshal(want, &back); err != nil {
+		if err := decodeTask(&reader{b: want}, &back); err != nil {
 			t.Fatal(err)
 		}
 		if !reflect.DeepEqual(back, task) {
@@ -147,7 +147,7 @@ func TestCodecMatchesReflection(t *testing.T) {
 			t.Fatalf("event %d: hand-written encoding differs\n got %x\nwant %x", i, got, append(prefix, want...))
 		}
 		var evBack Event
-		if err := msgpack.Unmarshal(want, &evBack); err != nil {
+		if err := decodeEvent(&reader{b: want}, &evBack, &Event{}); err != nil {
 			t.Fatal(err)
 		}
 		if !reflect.DeepEqual(evBack, ev) {
@@ -164,13 +164,13 @@ func TestCodecSkipsUnknownKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	var task Task
-	if err := msgpack.Unmarshal(data, &task); err != nil {
+	if err := decodeTask(&reader{b: data}, &task); err != nil {
 		t.Fatal(err)
 	}
 	if task.Job != "j" || task.Index != 7 || task.Queued != 5 {
 		t.Fatalf("got %+v", task)
 	}
-	if err := msgpack.Unmarshal([]byte{0x81, 0xa3, 'j', 'o', 'b', 0x05}, &task); err == nil {
+	if err := decodeTask(&reader{b: []byte{0x81, 0xa3, 'j', 'o', 'b', 0x05}}, &task); err == nil {
 		t.Fatal("a number for the job's name was accepted")
 	}
 }
