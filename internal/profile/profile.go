@@ -16,6 +16,7 @@ package profile
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"runtime"
 	"runtime/pprof"
@@ -28,26 +29,16 @@ import (
 // that ends it; call that before the program exits.
 func Start() (stop func()) {
 	var stops []func()
-	if path := os.Getenv("SKEIN_CPUPROFILE"); path != "" {
-		f, err := os.Create(path)
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "SKEIN_CPUPROFILE: %v\n", err)
-		} else if err := pprof.StartCPUProfile(f); err != nil {
-			fmt.Fprintf(os.Stderr, "SKEIN_CPUPROFILE: %v\n", err)
-			_ = f.Close()
-		} else {
-			stops = append(stops, func() { pprof.StopCPUProfile(); _ = f.Close() })
-		}
-	}
-	if path := os.Getenv("SKEIN_TRACE"); path != "" {
-		f, err := os.Create(path)
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "SKEIN_TRACE: %v\n", err)
-		} else if err := trace.Start(f); err != nil {
-			fmt.Fprintf(os.Stderr, "SKEIN_TRACE: %v\n", err)
-			_ = f.Close()
-		} else {
-			stops = append(stops, func() { trace.Stop(); _ = f.Close() })
+	for _, r := range []struct {
+		env         string
+		start       func(io.Writer) error
+		stopWriting func()
+	}{
+		{"SKEIN_CPUPROFILE", pprof.StartCPUProfile, pprof.StopCPUProfile},
+		{"SKEIN_TRACE", trace.Start, trace.Stop},
+	} {
+		if stop := startTo(r.env, r.start, r.stopWriting); stop != nil {
+			stops = append(stops, stop)
 		}
 	}
 	if path := os.Getenv("SKEIN_MEMPROFILE"); path != "" {
@@ -101,4 +92,25 @@ func writePeakRSS(path string) error {
 func Exit(stop func(), code int) {
 	stop()
 	os.Exit(code)
+}
+
+// startTo starts a recording (a CPU profile, an execution trace) into the
+// file named by the variable env, when it is set, and returns what stops
+// it; nil when unset or when it could not start (said on stderr).
+func startTo(env string, start func(io.Writer) error, stopWriting func()) func() {
+	path := os.Getenv(env)
+	if path == "" {
+		return nil
+	}
+	f, err := os.Create(path)
+	if err == nil {
+		if err = start(f); err != nil {
+			_ = f.Close()
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", env, err)
+		return nil
+	}
+	return func() { stopWriting(); _ = f.Close() }
 }

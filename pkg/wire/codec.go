@@ -105,15 +105,7 @@ func appendTask(b []byte, t *Task) ([]byte, error) {
 // decodeTask reads one task map from r into t.
 func decodeTask(r *reader, t *Task) error {
 	*t = Task{}
-	n, err := r.mapLen()
-	if err != nil {
-		return err
-	}
-	for range max(n, 0) {
-		key, err := r.strBytes()
-		if err != nil {
-			return fmt.Errorf("task key: %w", err)
-		}
+	return r.fields("task", func(key []byte) (err error) {
 		switch string(key) {
 		case "job":
 			t.Job, err = r.str()
@@ -164,11 +156,8 @@ func decodeTask(r *reader, t *Task) error {
 		default:
 			err = r.skip()
 		}
-		if err != nil {
-			return fmt.Errorf("task field %q: %w", key, err)
-		}
-	}
-	return nil
+		return err
+	})
 }
 
 // taskKind returns the constant for a known kind without allocating.
@@ -278,15 +267,7 @@ func appendEvents(b []byte, evs []Event) ([]byte, error) {
 // most batches, so they are allocated once.
 func decodeEvent(r *reader, ev *Event, last *Event) error {
 	*ev = Event{}
-	n, err := r.mapLen()
-	if err != nil {
-		return err
-	}
-	for range max(n, 0) {
-		key, err := r.strBytes()
-		if err != nil {
-			return fmt.Errorf("event key: %w", err)
-		}
+	return r.fields("event", func(key []byte) (err error) {
 		var s []byte
 		switch string(key) {
 		case "job":
@@ -332,11 +313,8 @@ func decodeEvent(r *reader, ev *Event, last *Event) error {
 		default:
 			err = r.skip()
 		}
-		if err != nil {
-			return fmt.Errorf("event field %q: %w", key, err)
-		}
-	}
-	return nil
+		return err
+	})
 }
 
 // reuse returns prev when it holds the bytes of s, else a new string.
@@ -350,33 +328,22 @@ func reuse(s []byte, prev string) string {
 // decodeEvents reads a batch's map into b.
 func decodeEvents(r *reader, b *Events) error {
 	*b = Events{}
-	n, err := r.mapLen()
-	if err != nil {
-		return err
-	}
-	for range max(n, 0) {
-		key, err := r.strBytes()
-		if err != nil {
-			return fmt.Errorf("events key: %w", err)
-		}
+	return r.fields("events", func(key []byte) error {
 		if string(key) != "evs" {
-			if err := r.skip(); err != nil {
-				return fmt.Errorf("events field %q: %w", key, err)
-			}
-			continue
+			return r.skip()
 		}
 		l, err := r.arrayLen()
 		if err != nil {
-			return fmt.Errorf("events: %w", err)
+			return err
 		}
 		if l < 0 {
 			b.Events = nil
-			continue
+			return nil
 		}
 		// Each event takes at least a few bytes: a count larger than
 		// what is left is malformed, not a reason to allocate.
 		if l > len(r.b)-r.off {
-			return fmt.Errorf("events: %d events in %d bytes: %w", l, len(r.b)-r.off, errShort)
+			return fmt.Errorf("%d events in %d bytes: %w", l, len(r.b)-r.off, errShort)
 		}
 		b.Events = make([]Event, l)
 		var last Event
@@ -386,8 +353,8 @@ func decodeEvents(r *reader, b *Events) error {
 			}
 			last = b.Events[i]
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // EncodeMsgpack implements msgpack.CustomEncoder.

@@ -35,17 +35,24 @@ func appendLen(b []byte, n int, fix, c16, c32 byte) []byte {
 func (w *appender) key(k string) { w.string(k) }
 
 func (w *appender) string(s string) {
-	switch n := len(s); {
-	case n < 32:
+	if n := len(s); n < 32 {
 		w.b = append(w.b, 0xa0|byte(n))
-	case n < 256:
-		w.b = append(w.b, 0xd9, byte(n))
-	case n <= math.MaxUint16:
-		w.b = binary.BigEndian.AppendUint16(append(w.b, 0xda), uint16(n))
-	default:
-		w.b = binary.BigEndian.AppendUint32(append(w.b, 0xdb), uint32(n))
+	} else {
+		w.b = appendSize(w.b, n, 0xd9, 0xda, 0xdb)
 	}
 	w.b = append(w.b, s...)
+}
+
+// appendSize writes the code and the length of a string or byte string
+// longer than a fixed string: 8, 16 or 32 bit.
+func appendSize(b []byte, n int, c8, c16, c32 byte) []byte {
+	switch {
+	case n < 256:
+		return append(b, c8, byte(n))
+	case n <= math.MaxUint16:
+		return binary.BigEndian.AppendUint16(append(b, c16), uint16(n))
+	}
+	return binary.BigEndian.AppendUint32(append(b, c32), uint32(n))
 }
 
 func (w *appender) str(k, v string) {
@@ -55,18 +62,11 @@ func (w *appender) str(k, v string) {
 
 // bin writes a byte string (nil as nil).
 func (w *appender) bin(v []byte) {
-	switch n := len(v); {
-	case v == nil:
+	if v == nil {
 		w.b = append(w.b, 0xc0)
 		return
-	case n < 256:
-		w.b = append(w.b, 0xc4, byte(n))
-	case n <= math.MaxUint16:
-		w.b = binary.BigEndian.AppendUint16(append(w.b, 0xc5), uint16(n))
-	default:
-		w.b = binary.BigEndian.AppendUint32(append(w.b, 0xc6), uint32(n))
 	}
-	w.b = append(w.b, v...)
+	w.b = append(appendSize(w.b, len(v), 0xc4, 0xc5, 0xc6), v...)
 }
 
 // int writes an int field as reflection does (the shortest encoding).
@@ -197,7 +197,27 @@ func (r *reader) length(fix, c16, c32 byte, what string) (int, error) {
 	return int(n), err
 }
 
-func (r *reader) mapLen() (int, error)   { return r.length(0x80, 0xde, 0xdf, "map") }
+func (r *reader) mapLen() (int, error) { return r.length(0x80, 0xde, 0xdf, "map") }
+
+// fields reads a map whose keys are strings: f gets each key with r at
+// its value, and reads or skips that value. Errors say what was read
+// and, from f, under which key.
+func (r *reader) fields(what string, f func(key []byte) error) error {
+	n, err := r.mapLen()
+	if err != nil {
+		return err
+	}
+	for range max(n, 0) {
+		key, err := r.strBytes()
+		if err != nil {
+			return fmt.Errorf("%s key: %w", what, err)
+		}
+		if err := f(key); err != nil {
+			return fmt.Errorf("%s field %q: %w", what, key, err)
+		}
+	}
+	return nil
+}
 func (r *reader) arrayLen() (int, error) { return r.length(0x90, 0xdc, 0xdd, "array") }
 
 // strBytes reads a string or byte string without copying it: the result

@@ -98,15 +98,7 @@ func split(data []byte) (Kind, []byte, error) {
 // skipping unknown keys.
 func splitGeneral(data []byte) (kind Kind, body []byte, v int, err error) {
 	r := &reader{b: data}
-	n, err := r.mapLen()
-	if err != nil {
-		return "", nil, 0, err
-	}
-	for range max(n, 0) {
-		key, err := r.strBytes()
-		if err != nil {
-			return "", nil, 0, fmt.Errorf("envelope key: %w", err)
-		}
+	err = r.fields("envelope", func(key []byte) (err error) {
 		switch string(key) {
 		case "v":
 			v, err = r.intField()
@@ -122,9 +114,10 @@ func splitGeneral(data []byte) (kind Kind, body []byte, v int, err error) {
 		default:
 			err = r.skip()
 		}
-		if err != nil {
-			return "", nil, 0, fmt.Errorf("envelope field %q: %w", key, err)
-		}
+		return err
+	})
+	if err != nil {
+		return "", nil, 0, err
 	}
 	return kind, body, v, nil
 }
