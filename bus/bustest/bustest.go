@@ -66,6 +66,7 @@ func Run(t *testing.T, f Features, newBus func(t *testing.T) bus.Bus) {
 		t.Run("QueueMaxAttemptsNotTerminated", s.queueMaxAttemptsNotTerminated)
 		t.Run("QueueConsumeStops", s.queueConsumeStops)
 		t.Run("QueueWindow", s.queueWindow)
+		t.Run("QueueWindowResize", s.queueWindowResize)
 		t.Run("StreamWildcards", s.streamWildcards)
 		t.Run("StreamOrdering", s.streamOrdering)
 		t.Run("StreamReplaySince", s.streamReplaySince)

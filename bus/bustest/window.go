@@ -102,3 +102,109 @@ func (s *suite) queueWindow(t *testing.T) {
 		}
 	}
 }
+
+// queueWindowResize: a window changed while deliveries stream in costs
+// no message a delivery. It grows while the consumer acks as it goes (a
+// flood of short tasks), and shrinks while the consumer holds its whole
+// window (tasks got longer and wait); each message is delivered once,
+// with Attempt 1, the consumer never holds more than its window once what
+// it held before is settled, and nothing comes back after it is acked. A
+// bus that replaces its consumer to apply a new size (RabbitMQ) must not
+// hand back what was on its way to the old one.
+func (s *suite) queueWindowResize(t *testing.T) {
+	t.Parallel()
+	ctx := s.ctx(t)
+	a := s.newBus(t)
+	q := s.name(t, "resize")
+	const total = 300
+	msgs := make([]bus.Message, total)
+	for i := range msgs {
+		msgs[i] = bus.Message{Data: []byte(strconv.Itoa(i))}
+	}
+	settle(t, ctx, "enqueue", a.Enqueue(ctx, q, msgs...))
+	win := bus.NewWindow(2)
+	cctx, stop := context.WithCancel(ctx)
+	ds, err := a.Consume(cctx, q, bus.QueueOptions{Window: win, Lease: s.d(30 * time.Second)})
+	settle(t, ctx, "consume", err)
+	seen := make(map[string]bool, total)
+	got := 0
+	take := func(what string) bus.Delivery {
+		t.Helper()
+		d := recv(t, ds, s.d(10*time.Second), what)
+		got++
+		body := string(d.Message().Data)
+		if seen[body] || d.Attempt() != 1 {
+			t.Fatalf("message %s delivered again (attempt %d) across window changes (%s)", body, d.Attempt(), what)
+		}
+		seen[body] = true
+		return d
+	}
+	ackAll := func(held []bus.Delivery) {
+		t.Helper()
+		for _, h := range held {
+			settle(t, ctx, "ack", h.Ack(ctx))
+		}
+	}
+
+	// Growing while the deliveries are acked as they come.
+	for _, size := range []int{3, 5, 8, 13, 21, 34} {
+		win.Set(size)
+		var held []bus.Delivery
+		for range 20 {
+			held = append(held, take("a delivery while the window grows"))
+			if len(held) > 1 {
+				ackAll(held[:len(held)-1])
+				held = held[len(held)-1:]
+			}
+		}
+		ackAll(held)
+	}
+	// Shrinking while the consumer holds what its window lets it take (a
+	// bus may ask for more only once a part of the window is free).
+	size := 34
+	for _, smaller := range []int{20, 9, 4, 2} {
+		held := []bus.Delivery{take("a delivery up to the window")}
+	fill:
+		for {
+			select {
+			case d := <-ds:
+				got++
+				body := string(d.Message().Data)
+				if seen[body] || d.Attempt() != 1 {
+					t.Fatalf("message %s delivered again (attempt %d) while the window was %d", body, d.Attempt(), size)
+				}
+				seen[body] = true
+				if held = append(held, d); len(held) > size {
+					t.Fatalf("the consumer holds %d unsettled deliveries, its window is %d", len(held), size)
+				}
+			case <-time.After(s.d(300 * time.Millisecond)):
+				break fill
+			}
+		}
+		win.Set(smaller)
+		ackAll(held)
+		size = smaller
+	}
+	for got < total {
+		ackAll([]bus.Delivery{take("the rest")})
+	}
+	// Nothing comes back: every message was acked once.
+	select {
+	case d, ok := <-ds:
+		if ok {
+			t.Fatalf("message %s delivered again (attempt %d) after every message was acked", d.Message().Data, d.Attempt())
+		}
+	case <-time.After(s.d(2 * time.Second)):
+	}
+	stop()
+	for range ds {
+	}
+	b := s.newBus(t)
+	ds2, err := b.Consume(ctx, q, bus.QueueOptions{Prefetch: 8, Lease: s.d(30 * time.Second)})
+	settle(t, ctx, "consume (after)", err)
+	select {
+	case d := <-ds2:
+		t.Fatalf("message %s still on the queue (attempt %d) after it was acked", d.Message().Data, d.Attempt())
+	case <-time.After(s.d(2 * time.Second)):
+	}
+}

@@ -22,8 +22,16 @@
 //
 // Every Enqueue and Publish waits for publisher confirms. Consumers use
 // manual acks and basic.qos(Prefetch, or the Window's size), one AMQP
-// channel per Consume; a Window that changes is applied by consuming again
-// on the same channel under the new basic.qos.
+// channel per Consume. A Window that changes is applied without cancelling
+// a consumer that may have messages on their way to it: basic.qos applies
+// only to consumers started after it, and a quorum queue returns what is
+// on its way to a cancelled consumer, counted as delivered once more. So
+// the channel carries AMQP consumers whose prefetches add up to the
+// window: it grows by starting one more, and shrinks by cancelling
+// consumers once all they may take is in the reader's hands (their acks
+// wait for the cancel), or once quiet for 250 ms; a consumer that neither
+// fills nor goes quiet (a flood of short tasks acked at once) is
+// cancelled after 5 s, and then a message on its way may come back once.
 // Attempt() is 1 + the quorum queue's x-delivery-count (+ the attempts
 // carried in a header by a republished copy); on classic queues only the
 // redelivered flag is known, so Attempt() is 1 or 2 there.

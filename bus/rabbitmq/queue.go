@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -129,7 +130,6 @@ type consumer struct {
 	out   chan bus.Delivery
 	ctx   context.Context
 	win   *bus.Window
-	tag   string // the consumer tag, so that a resize can cancel it
 }
 
 // consumerTags numbers the consumers of this process.
@@ -139,13 +139,14 @@ var consumerTags atomic.Int64
 // basic.qos(Prefetch), or the window's size. See the package
 // documentation for how Lease maps onto AMQP.
 //
-// A window that changes is applied by consuming again on the same
-// channel: basic.qos applies to consumers started after it, so the
-// consumer is cancelled (what the broker already sent is still handed
-// over), basic.qos sets the new size, and a new consumer starts.
-// Unsettled deliveries stay valid across that (their tags belong to the
-// channel); when the window shrinks, the new consumer may take up to the
-// new size more while the old consumer's deliveries are still unsettled.
+// A window that changes is applied without cancelling a consumer that
+// may have messages on their way to it: basic.qos applies only to
+// consumers started after it, and a quorum queue returns what is on its
+// way to a cancelled consumer, counted as delivered once more (an
+// attempt lost for nothing). So the channel carries one or more AMQP
+// consumers (parts) whose prefetches add up to the window: it grows by
+// starting one more, and shrinks by cancelling parts once nothing can be
+// on its way to them (see retire).
 func (b *Bus) Consume(ctx context.Context, queue string, opts bus.QueueOptions) (<-chan bus.Delivery, error) {
 	if b.isClosed() {
 		return nil, bus.ErrClosed
@@ -174,84 +175,202 @@ func (b *Bus) Consume(ctx context.Context, queue string, opts bus.QueueOptions) 
 		win = bus.NewWindow(opts.Prefetch)
 	}
 	c := &consumer{b: b, queue: queue, opts: opts, out: make(chan bus.Delivery), ctx: ctx, win: win}
-	ch, deliveries, err := c.subscribe()
+	cs, err := c.subscribe()
 	if err != nil {
 		return nil, err
 	}
 	b.wg.Add(1)
-	go c.run(ch, deliveries)
+	go c.run(cs)
 	return c.out, nil
 }
 
-func (c *consumer) subscribe() (*amqp.Channel, <-chan amqp.Delivery, error) {
-	ch, err := c.b.channel(c.ctx)
-	if err != nil {
-		return nil, nil, err
-	}
-	deliveries, err := c.start(ch)
-	if err != nil {
-		_ = ch.Close()
-		return nil, nil, err
-	}
-	return ch, deliveries, nil
+// parts is a consumer's channel and the AMQP consumers on it.
+type parts struct {
+	c  *consumer
+	ch *amqp.Channel
+	// in carries every part's deliveries; a part's closing arrives as a
+	// zero delivery with its part.
+	in   chan partDelivery
+	live atomic.Int32 // parts whose deliveries are not closed yet
+
+	mu       sync.Mutex // guards what follows; taken before a part's mu
+	size     int        // the window applied
+	active   []*part    // their prefetches add up to size
+	retiring []*part
 }
 
-// start sets the window's size as the channel's prefetch and starts
-// consuming.
-func (c *consumer) start(ch *amqp.Channel) (<-chan amqp.Delivery, error) {
+// part is one AMQP consumer of a consumer's channel.
+type part struct {
+	tag      string
+	prefetch int
+	// mu orders the acks of its deliveries after its cancel: a part is
+	// cancelled only while every message it may take is in the reader's
+	// hands (unacked == prefetch), and no ack may open room for another
+	// before the broker has the cancel.
+	mu      sync.Mutex
+	unacked int       // delivered and not yet released by an ack or nack
+	last    time.Time // its last delivery, or when it started
+	since   time.Time // when it was set to retire
+	gone    bool      // cancelled
+}
+
+type partDelivery struct {
+	p  *part
+	d  amqp.Delivery
+	ok bool
+}
+
+func (c *consumer) subscribe() (*parts, error) {
+	ch, err := c.b.channel(c.ctx)
+	if err != nil {
+		return nil, err
+	}
+	cs := &parts{c: c, ch: ch, in: make(chan partDelivery)}
 	size, _ := c.win.Size()
-	if err := ch.Qos(min(size, 65535), 0, false); err != nil {
-		return nil, fmt.Errorf("rabbitmq: set prefetch on %s: %w", c.queue, err)
+	cs.size = min(size, 65535)
+	if err := cs.add(cs.size); err != nil {
+		_ = ch.Close()
+		return nil, err
+	}
+	return cs, nil
+}
+
+// add starts one more AMQP consumer with prefetch n.
+func (cs *parts) add(n int) error {
+	if err := cs.ch.Qos(n, 0, false); err != nil {
+		return fmt.Errorf("rabbitmq: set prefetch on %s: %w", cs.c.queue, err)
 	}
 	// A tag of its own each time: a consumer is never started again
 	// under the tag of one cancelled on the same channel.
-	c.tag = "skein-" + strconv.FormatInt(consumerTags.Add(1), 10)
-	deliveries, err := ch.ConsumeWithContext(context.Background(), c.queue, c.tag, false, false, false, false, nil)
+	p := &part{tag: "skein-" + strconv.FormatInt(consumerTags.Add(1), 10), prefetch: n, last: time.Now()}
+	deliveries, err := cs.ch.ConsumeWithContext(context.Background(), cs.c.queue, p.tag, false, false, false, false, nil)
 	if err != nil {
-		return nil, fmt.Errorf("rabbitmq: consume %s: %w", c.queue, err)
+		return fmt.Errorf("rabbitmq: consume %s: %w", cs.c.queue, err)
 	}
-	return deliveries, nil
+	cs.active = append(cs.active, p)
+	cs.live.Add(1)
+	go func() {
+		for d := range deliveries {
+			cs.in <- partDelivery{p: p, d: d, ok: true}
+		}
+		cs.in <- partDelivery{p: p}
+	}()
+	return nil
 }
 
-// resize applies a changed window: the consumer is cancelled, what the
-// broker already sent it is handed over, and a consumer with the new
-// prefetch starts on the same channel. It returns nil when the channel
-// failed or ctx ended (the caller then subscribes again or stops).
-func (c *consumer) resize(ch *amqp.Channel, deliveries <-chan amqp.Delivery) <-chan amqp.Delivery {
-	if err := ch.Cancel(c.tag, false); err != nil {
-		return nil
+// maxParts bounds the AMQP consumers of one channel: past it, a growing
+// window replaces them all by one. The runtime's pacer grows a window by
+// a quarter at least, so 32 parts take a window of 2 past 1,000.
+const maxParts = 32
+
+// apply brings the parts to the window's present size and cancels the
+// retiring parts that may go; false when the channel failed. The reader
+// goroutine calls it when the window changes, and so does every ack and
+// nack (release) before it is sent: an ack after the window shrank must
+// not make room in a part that is to go.
+func (cs *parts) apply() bool {
+	n, _ := cs.c.win.Size()
+	n = min(n, 65535)
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if n != cs.size {
+		if err := cs.resize(n); err != nil {
+			cs.c.b.log.Warn("rabbitmq: resizing the consumer's window failed; subscribing again", "queue", cs.c.queue, "err", err)
+			return false
+		}
+		cs.size = n
 	}
-	for d := range deliveries {
-		if !c.deliver(ch, d) {
-			return nil
+	return len(cs.retiring) == 0 || cs.sweep()
+}
+
+// resize applies a window of size n: a larger one starts a part for the
+// difference; a smaller one retires parts (largest first) until the rest
+// fit, and starts a part for what they leave short. Called with cs.mu
+// held.
+func (cs *parts) resize(n int) error {
+	sum := 0
+	for _, p := range cs.active {
+		sum += p.prefetch
+	}
+	if n > sum && len(cs.active) >= maxParts {
+		cs.retire(cs.active...)
+		cs.active, sum = nil, 0
+	}
+	if n < sum {
+		slices.SortFunc(cs.active, func(a, b *part) int { return b.prefetch - a.prefetch })
+		for sum > n && len(cs.active) > 0 {
+			sum -= cs.active[0].prefetch
+			cs.retire(cs.active[0])
+			cs.active = cs.active[1:]
 		}
 	}
-	nd, err := c.start(ch)
-	if err != nil {
-		c.b.log.Warn("rabbitmq: resizing the consumer's window failed; subscribing again", "queue", c.queue, "err", err)
-		return nil
+	if n > sum {
+		return cs.add(n - sum)
 	}
-	return nd
+	return nil
 }
 
-func (c *consumer) run(ch *amqp.Channel, deliveries <-chan amqp.Delivery) {
+// retire sets parts to be cancelled (by sweep).
+func (cs *parts) retire(ps ...*part) {
+	now := time.Now()
+	for _, p := range ps {
+		p.since = now
+		cs.retiring = append(cs.retiring, p)
+	}
+}
+
+// Retiring parts are cancelled once full (nothing can be on its way to
+// them: the usual case, as a window shrinks when tasks get longer and
+// wait in the runtime), or once quiet for retireQuiet (the queue is
+// likely empty), or at the latest after retireMax: a flood of short tasks
+// acked at once may never fill a part, and then a message on its way to
+// it comes back, counted as delivered once more.
+const (
+	retireQuiet = 250 * time.Millisecond
+	retireMax   = 5 * time.Second
+)
+
+// sweep cancels the retiring parts that may go; false when the channel
+// failed. Called with cs.mu held.
+func (cs *parts) sweep() bool {
+	now := time.Now()
+	kept := cs.retiring[:0]
+	for _, p := range cs.retiring {
+		p.mu.Lock()
+		if p.unacked < p.prefetch && now.Sub(p.last) < retireQuiet && now.Sub(p.since) < retireMax {
+			p.mu.Unlock()
+			kept = append(kept, p)
+			continue
+		}
+		// Acks of its deliveries wait (p.mu) until the broker has the
+		// cancel: an ack before it would make room for one more message.
+		err := cs.ch.Cancel(p.tag, false)
+		p.gone = true
+		p.mu.Unlock()
+		if err != nil {
+			return false
+		}
+	}
+	clear(cs.retiring[len(kept):])
+	cs.retiring = kept
+	return true
+}
+
+func (c *consumer) run(cs *parts) {
 	defer c.b.wg.Done()
 	defer close(c.out)
 	for attempt := 0; ; {
-		if ch != nil {
+		if cs != nil {
 			// Unsettled deliveries go back to the queue with the channel.
-			if deliveries = c.forward(ch, deliveries); deliveries != nil {
-				closeConsumer(ch, deliveries)
-			} else {
-				_ = ch.Close()
-			}
-			ch = nil
+			cs.forward()
+			cs.close()
+			cs = nil
 		}
 		if c.ctx.Err() != nil || c.b.isClosed() {
 			return
 		}
 		var err error
-		ch, deliveries, err = c.subscribe()
+		cs, err = c.subscribe()
 		if err != nil {
 			if c.ctx.Err() != nil || c.b.isClosed() {
 				return
@@ -268,38 +387,68 @@ func (c *consumer) run(ch *amqp.Channel, deliveries <-chan amqp.Delivery) {
 	}
 }
 
-// forward hands deliveries to the reader until the channel ends (or
-// returns them with it, when the window's resize fails).
-func (c *consumer) forward(ch *amqp.Channel, deliveries <-chan amqp.Delivery) <-chan amqp.Delivery {
-	size, changed := c.win.Size()
+// close closes the channel and drains what its parts still deliver.
+func (cs *parts) close() {
+	_ = cs.ch.Close()
+	go func() {
+		for ; cs.live.Load() > 0; cs.live.Add(-1) {
+			for pd := range cs.in {
+				if !pd.ok {
+					break
+				}
+			}
+		}
+	}()
+}
+
+// forward hands deliveries to the reader until the channel ends, ctx
+// ends or the bus closes, applying window changes meanwhile.
+func (cs *parts) forward() {
+	c := cs.c
+	_, changed := c.win.Size()
+	tick := time.NewTicker(retireQuiet / 2)
+	defer tick.Stop()
 	for {
 		select {
-		case d, ok := <-deliveries:
-			if !ok || !c.deliver(ch, d) {
-				return deliveries
-			}
-		case <-changed:
-			var now int
-			now, changed = c.win.Size()
-			if now == size {
+		case pd := <-cs.in:
+			if !pd.ok {
+				cs.mu.Lock()
+				gone := pd.p.gone
+				cs.mu.Unlock()
+				if cs.live.Add(-1) == 0 || !gone {
+					return // the channel closed
+				}
 				continue
 			}
-			size = now
-			if deliveries = c.resize(ch, deliveries); deliveries == nil {
-				return nil
+			pd.p.mu.Lock()
+			pd.p.unacked++
+			pd.p.last = time.Now()
+			pd.p.mu.Unlock()
+			if !c.deliver(cs, pd.p, pd.d) {
+				return
+			}
+		case <-changed:
+			_, changed = c.win.Size()
+			if !cs.apply() {
+				return
+			}
+		case <-tick.C:
+			if !cs.apply() {
+				return
 			}
 		case <-c.ctx.Done():
-			return deliveries
+			return
 		case <-c.b.done:
-			return deliveries
+			return
 		}
 	}
 }
 
 // deliver hands one delivery to the reader; false when ctx ended or the
 // bus closed first.
-func (c *consumer) deliver(ch *amqp.Channel, d amqp.Delivery) bool {
-	dl := c.newDelivery(ch, d)
+func (c *consumer) deliver(cs *parts, p *part, d amqp.Delivery) bool {
+	dl := c.newDelivery(cs.ch, p, d)
+	dl.parts = cs
 	if dl.attempt > c.opts.MaxAttempts+1 {
 		// The consumer was handed it once more with Attempt() >
 		// MaxAttempts and still did not settle it.
@@ -320,7 +469,7 @@ func (c *consumer) deliver(ch *amqp.Channel, d amqp.Delivery) bool {
 	return false
 }
 
-func (c *consumer) newDelivery(ch *amqp.Channel, d amqp.Delivery) *delivery {
+func (c *consumer) newDelivery(ch *amqp.Channel, p *part, d amqp.Delivery) *delivery {
 	base, _ := headerInt(d.Headers, hdrAttempts)
 	attempt := int(base) + 1
 	if c.b.quorum {
@@ -332,7 +481,7 @@ func (c *consumer) newDelivery(ch *amqp.Channel, d amqp.Delivery) *delivery {
 	} else if d.Redelivered {
 		attempt++
 	}
-	dl := &delivery{c: c, ch: ch, d: d, attempt: attempt, msg: message(&d, c.queue)}
+	dl := &delivery{c: c, ch: ch, p: p, d: d, attempt: attempt, msg: message(&d, c.queue)}
 	dl.mu.Lock()
 	dl.lease = time.AfterFunc(c.opts.Lease, dl.expire)
 	dl.mu.Unlock()
@@ -343,13 +492,39 @@ func (c *consumer) newDelivery(ch *amqp.Channel, d amqp.Delivery) *delivery {
 type delivery struct {
 	c       *consumer
 	ch      *amqp.Channel
+	p       *part  // the AMQP consumer it came from
+	parts   *parts // and the channel's consumers
 	d       amqp.Delivery
 	msg     bus.Message
 	attempt int
 
-	mu      sync.Mutex
-	settled bool
-	lease   *time.Timer
+	mu       sync.Mutex
+	settled  bool
+	lease    *time.Timer
+	released bool // its ack or nack was sent (under p.mu)
+}
+
+// ack and nack send the delivery's settlement, counted off its part's
+// unacked deliveries (see part.mu).
+func (d *delivery) ack() error {
+	return d.release(func() error { return d.ch.Ack(d.d.DeliveryTag, false) })
+}
+
+func (d *delivery) nack() error {
+	return d.release(func() error { return d.ch.Nack(d.d.DeliveryTag, false, true) })
+}
+
+func (d *delivery) release(send func() error) error {
+	if d.parts != nil {
+		d.parts.apply()
+	}
+	d.p.mu.Lock()
+	defer d.p.mu.Unlock()
+	if !d.released {
+		d.released = true
+		d.p.unacked--
+	}
+	return send()
 }
 
 func (d *delivery) Message() bus.Message { return d.msg }
@@ -374,7 +549,7 @@ func (d *delivery) expire() {
 		return
 	}
 	d.c.b.log.Warn("rabbitmq lease expired; returning the message to its queue", "queue", d.c.queue, "attempt", d.attempt, "lease", d.c.opts.Lease)
-	_ = d.ch.Nack(d.d.DeliveryTag, false, true)
+	_ = d.nack()
 }
 
 func (d *delivery) errSettled(op string) error {
@@ -385,7 +560,7 @@ func (d *delivery) Ack(ctx context.Context) error {
 	if !d.settle() {
 		return d.errSettled("ack")
 	}
-	if err := d.ch.Ack(d.d.DeliveryTag, false); err != nil {
+	if err := d.ack(); err != nil {
 		return fmt.Errorf("rabbitmq: ack on %s (the message will be redelivered): %w", d.c.queue, err)
 	}
 	return nil
@@ -415,7 +590,7 @@ func (d *delivery) Nak(ctx context.Context, delay time.Duration) error {
 		return d.errSettled("nak")
 	}
 	if delay <= 0 && d.c.b.quorum {
-		if err := d.ch.Nack(d.d.DeliveryTag, false, true); err != nil {
+		if err := d.nack(); err != nil {
 			return fmt.Errorf("rabbitmq: nak on %s (the message will be redelivered): %w", d.c.queue, err)
 		}
 		return nil
@@ -425,17 +600,17 @@ func (d *delivery) Nak(ctx context.Context, delay time.Duration) error {
 		var err error
 		key, err = d.c.b.ensureDelayQueue(ctx, d.c.queue, delay)
 		if err != nil {
-			_ = d.ch.Nack(d.d.DeliveryTag, false, true)
+			_ = d.nack()
 			return err
 		}
 	}
 	p := d.copy()
 	p.Headers[hdrAttempts] = int64(d.attempt)
 	if err := d.c.b.publishConfirmed(ctx, []*pending{{key: key, msg: p}}); err != nil {
-		_ = d.ch.Nack(d.d.DeliveryTag, false, true)
+		_ = d.nack()
 		return fmt.Errorf("rabbitmq: nak with delay on %s: %w", d.c.queue, err)
 	}
-	if err := d.ch.Ack(d.d.DeliveryTag, false); err != nil {
+	if err := d.ack(); err != nil {
 		return fmt.Errorf("rabbitmq: nak on %s: the delayed copy is queued but the original was not acked and will come again: %w", d.c.queue, err)
 	}
 	return nil
@@ -453,11 +628,11 @@ func (d *delivery) Term(ctx context.Context, reason string) error {
 	p.Headers[hdrAttempt] = int64(d.attempt)
 	p.Headers[hdrDeadAt] = time.Now().UTC().Format(time.RFC3339Nano)
 	if err := d.c.b.publishConfirmed(ctx, []*pending{{key: DeadLetterQueue(d.c.queue), msg: p}}); err != nil {
-		_ = d.ch.Nack(d.d.DeliveryTag, false, true)
+		_ = d.nack()
 		return fmt.Errorf("rabbitmq: term on %s: dead-lettering failed, the message goes back to the queue: %w", d.c.queue, err)
 	}
 	d.c.b.log.Warn("rabbitmq message dead-lettered", "queue", d.c.queue, "dead_letter_queue", DeadLetterQueue(d.c.queue), "attempt", d.attempt, "reason", reason)
-	if err := d.ch.Ack(d.d.DeliveryTag, false); err != nil {
+	if err := d.ack(); err != nil {
 		return fmt.Errorf("rabbitmq: term on %s: the dead letter is stored but the original was not acked and will come again: %w", d.c.queue, err)
 	}
 	return nil

@@ -45,12 +45,16 @@ type pacer struct {
 
 // resizeEcho is how long after the pacer changes the window a redelivered
 // task is taken for an echo of that change rather than for runtimes
-// dying: a bus may hand back to the queue what was on its way to the
-// consumer it replaces to change the window (RabbitMQ replaces the
-// consumer, and a quorum queue counts those messages as delivered once
-// more). Taking the echo for churn shrank the window, the next growth
-// echoed again, and a flood of short tasks ran at a window of slots+1
-// most of the time (2,100 tasks/s instead of 13,500 on RabbitMQ).
+// dying: a bus may hand back to the queue what was on its way to a
+// consumer it cancels to change the window. The RabbitMQ bus cancelled
+// and replaced its consumer at every change, and a quorum queue counted
+// those messages as delivered once more; taking that echo for churn
+// shrank the window, the next growth echoed again, and a flood of short
+// tasks ran at a window of slots+1 most of the time (2,100 tasks/s
+// instead of 13,500). It now grows a window with one more consumer and
+// cancels one only when nothing is on its way to it, except after a
+// shrink in a flood that never fills it (see bus/rabbitmq); this guard
+// stays for that case and for other buses.
 const resizeEcho = 2 * time.Second
 
 // churnFor is how long the window stays shallow after a redelivered task
