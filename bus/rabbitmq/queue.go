@@ -194,6 +194,7 @@ type parts struct {
 	live atomic.Int32 // parts whose deliveries are not closed yet
 
 	mu       sync.Mutex // guards what follows; taken before a part's mu
+	closed   bool       // no part starts any more
 	size     int        // the window applied
 	active   []*part    // their prefetches add up to size
 	retiring []*part
@@ -273,6 +274,9 @@ func (cs *parts) apply() bool {
 	n = min(n, 65535)
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
+	if cs.closed {
+		return false
+	}
 	if n != cs.size {
 		if err := cs.resize(n); err != nil {
 			cs.c.b.log.Warn("rabbitmq: resizing the consumer's window failed; subscribing again", "queue", cs.c.queue, "err", err)
@@ -389,6 +393,9 @@ func (c *consumer) run(cs *parts) {
 
 // close closes the channel and drains what its parts still deliver.
 func (cs *parts) close() {
+	cs.mu.Lock()
+	cs.closed = true // an ack's apply starts no part to be left undrained
+	cs.mu.Unlock()
 	_ = cs.ch.Close()
 	go func() {
 		for ; cs.live.Load() > 0; cs.live.Add(-1) {
