@@ -49,7 +49,13 @@ type Result struct {
 	// when its process is known (0: not measured). On a shared, loaded
 	// machine CPU time is steadier than wall time.
 	CPU, ServerCPU time.Duration
-	Commands       string
+	// Job is Skein's job alone: from the coordinator's accepting it to its
+	// end, by the coordinator's clock (the status's Submitted and Ended).
+	// Wall minus Job is the submit process's own share: its start,
+	// reading the input, the submission's round trip, noticing the end,
+	// fetching and printing the results. 0 for the floor.
+	Job      time.Duration
+	Commands string
 }
 
 // TasksPerSec is N over the wall time.
@@ -103,7 +109,7 @@ func Submit(ctx context.Context, submitBin string, n int, extraArgs ...string) (
 	if err := json.Unmarshal(sb, &st); err != nil {
 		return Result{}, err
 	}
-	r := Result{N: n, Wall: wall, LatP50: time.Duration(st.LatencyP50us) * time.Microsecond, LatP99: time.Duration(st.LatencyP99us) * time.Microsecond,
+	r := Result{N: n, Wall: wall, Job: time.Duration(st.Ended - st.Submitted), LatP50: time.Duration(st.LatencyP50us) * time.Microsecond, LatP99: time.Duration(st.LatencyP99us) * time.Microsecond,
 		Commands: "submit " + strings.Join(args[:4], " ") + " …"}
 	if b, err := os.ReadFile(rssFile); err == nil {
 		r.PeakRSS, _ = strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
@@ -469,6 +475,19 @@ func VarzMsgs(ctx context.Context, monitor string) (uint64, error) {
 		return 0, fmt.Errorf("varz: %w", err)
 	}
 	return v.InMsgs + v.OutMsgs, nil
+}
+
+// MedianJob is the median of the runs' Job.
+func MedianJob(rs []Result) time.Duration {
+	v := make([]time.Duration, len(rs))
+	for i, r := range rs {
+		v[i] = r.Job
+	}
+	slices.Sort(v)
+	if len(v) == 0 {
+		return 0
+	}
+	return v[len(v)/2]
 }
 
 // MedianCPU is the median of the runs' CPU plus ServerCPU (0 when a run

@@ -149,7 +149,7 @@ func runFanout(args []string) error {
 		s.svc = svc
 	}
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(w, "bus\tN\tskein wall\tskein tasks/s\tlat p50\tlat p99\tsubmit peak RSS\tmsgs/task\tskein cpu/1k\tfloor tasks/s\tfloor lat p50\tfloor msgs/task\tfloor cpu/1k\tskein/floor\tfloor/skein cpu\t\n")
+	fmt.Fprintf(w, "bus\tN\tskein wall\tskein job\tskein tasks/s\tlat p50\tlat p99\tsubmit peak RSS\tmsgs/task\tskein cpu/1k\tfloor tasks/s\tfloor lat p50\tfloor msgs/task\tfloor cpu/1k\tskein/floor\tfloor/skein cpu\t\n")
 	for _, n := range counts {
 		for _, s := range setups {
 			var sk, fl []fanout.Result
@@ -234,7 +234,7 @@ func runFanout(args []string) error {
 			if kc > 0 && fc > 0 {
 				cpuRatio = fmt.Sprintf("%.2f", fc.Seconds()/kc.Seconds())
 			}
-			fmt.Fprintf(w, "%s\t%d\t%v\t%.0f\t%v\t%v\t%.0f MB\t%s\t%s\t%.0f\t%v\t%s\t%s\t%.2f\t%s\t\n", s.name, n, k.Wall.Round(time.Millisecond), k.TasksPerSec(),
+			fmt.Fprintf(w, "%s\t%d\t%v\t%v\t%.0f\t%v\t%v\t%.0f MB\t%s\t%s\t%.0f\t%v\t%s\t%s\t%.2f\t%s\t\n", s.name, n, k.Wall.Round(time.Millisecond), fanout.MedianJob(sk).Round(time.Millisecond), k.TasksPerSec(),
 				k.LatP50, k.LatP99, float64(k.PeakRSS)/1e6, perTask(k.MsgsPerTask), perK(kc, n), f.TasksPerSec(), f.LatP50.Round(time.Microsecond), perTask(f.MsgsPerTask), perK(fc, n), k.TasksPerSec()/f.TasksPerSec(), cpuRatio)
 			w.Flush()
 		}
@@ -246,7 +246,8 @@ func runFanout(args []string) error {
 		}
 		fmt.Printf("\nisolated task (one-task jobs, embedded, in-process, %d runs): completion latency p50 %v, p99 %v\n", *iso, p50, p99)
 	}
-	fmt.Printf("skein: `submit map --function noop --iterdata-from FILE --quiet` as a new process (start included); with a broker, one coordinator and one runtime process (%d slots, prefetch %d; 0 = default) already running.\n", goruntime.NumCPU(), *prefetch)
+	fmt.Printf("skein: `submit map --function noop --iterdata-from FILE --quiet` as a new process (start included); with a broker, one coordinator and one runtime process (%d slots, prefetch %d; 0 = default) already running. skein/floor is on skein wall.\n", goruntime.NumCPU(), *prefetch)
+	fmt.Printf("skein job: median of the job alone, from the coordinator's accepting it to its end by the coordinator's clock; skein wall minus it is the submit process's own share (its start, reading the input, the submission's round trip, noticing the end, fetching and printing the results).\n")
 	fmt.Printf("floor: bare loop on the same bus with Skein's durability: tasks on a durable work queue, events batched as the runtime batches them (what finished tasks wait, up to 128 per event) on a durable stream, a task acked once its event is stored (NATS: JetStream, prefetch 1024 or -prefetch; RabbitMQ: amqp091 with confirms, quorum queue, stream queue, prefetch 1024).\n")
 	fmt.Printf("cpu/1k: processor time per 1,000 tasks, median of the runs: Skein's processes (submit; on a broker also the coordinator and runtime) and the floor's loop, each plus the broker's own when its process is given (SKEIN_BENCH_NATS_PID, SKEIN_BENCH_AMQP_PID; embedded: inside submit and the floor). floor/skein cpu is the share of Skein's processor time the floor needs: what skein/floor would be on an idle machine where processor time is the limit.\n")
 	fmt.Printf("lat: a task's function end to its event read (Skein: recorded by the coordinator). msgs/task: messages between clients and broker per task (with SKEIN_BENCH_NATS_MONITOR set, the NATS server counts them for both sides; otherwise the floors count their own clients' messages; -: not measured).\n")
