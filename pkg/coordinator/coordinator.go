@@ -35,6 +35,14 @@ type Config struct {
 	// PublishBatch bounds task publications in flight per job when the
 	// job does not set invoke_pool_threads. Default 500.
 	PublishBatch int
+	// JobBacklog bounds how many of a job's map (or call) tasks are on
+	// the queue or running, not done yet: publishing waits for tasks to
+	// end before it goes past it. A pool's queue is first in, first
+	// out, so without the bound a job submitted after a large one waits
+	// behind all of the large one's tasks; with it, behind at most
+	// JobBacklog of each job running. Default 8192 (deep enough that one
+	// job of short tasks keeps its runtimes busy); negative: no bound.
+	JobBacklog int
 	// QueuedEvery bounds how often a job whose tasks are being published
 	// records on the job log how far the publishing got: after each
 	// batch of tasks the bus confirmed, at most once per QueuedEvery. A
@@ -80,9 +88,21 @@ type Config struct {
 // taken over within about that long.
 const DefaultLease = 2400 * time.Millisecond
 
+// DefaultJobBacklog is the default Config.JobBacklog.
+const DefaultJobBacklog = 8192
+
+// backlogBatch is a publishing batch of size n made to fit the job
+// backlog.
+func (c *Config) backlogBatch(n int) int {
+	if c.JobBacklog > 0 {
+		return min(n, c.JobBacklog)
+	}
+	return n
+}
+
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
-	return Config{Pool: "default", ProgressInterval: 250 * time.Millisecond, Retention: 15 * time.Minute, PublishBatch: 500, QueuedEvery: 10 * time.Millisecond}
+	return Config{Pool: "default", ProgressInterval: 250 * time.Millisecond, Retention: 15 * time.Minute, PublishBatch: 500, JobBacklog: DefaultJobBacklog, QueuedEvery: 10 * time.Millisecond}
 }
 
 // Validate reports every bad field.
@@ -119,6 +139,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.PublishBatch == 0 {
 		c.PublishBatch = d.PublishBatch
+	}
+	if c.JobBacklog == 0 {
+		c.JobBacklog = d.JobBacklog
 	}
 	if c.QueuedEvery == 0 {
 		c.QueuedEvery = d.QueuedEvery
@@ -163,7 +186,9 @@ type Hooks struct {
 	// their status objects; without it such jobs are refused.
 	Poll PollFunc
 	// Published is called after tasks of the job went on its pool's
-	// queue: once with the map (or call) tasks when publishing ends, then
+	// queue: once with all the map (or call) tasks when publishing ends,
+	// or earlier when JobBacklog of them are queued or running (the rest
+	// are published as earlier ones end), then
 	// with 1 for every task enqueued later on the pool or its reduce
 	// queue (retry, reducer; not a reducer_wait_local reducer, which the
 	// submitter runs). A compute

@@ -74,6 +74,11 @@ type job struct {
 	// records as queued (their first attempts need no publishing again).
 	wasQueued int
 	lastEvent atomic.Int64 // unix ns of the last event handled
+	// settled counts the map (or call) tasks done, and progress (of
+	// one) wakes a publishing that waits for the backlog to shrink
+	// (admit).
+	settled  atomic.Int64
+	progress chan struct{}
 	// caughtUp is closed once a recovered job's replay has handled every
 	// event recorded before it was taken up (see catchUp).
 	caughtUp chan struct{}
@@ -100,7 +105,7 @@ type job struct {
 }
 
 func newJob(ctx context.Context, c *Coordinator, spec *wire.JobSpec) (*job, error) {
-	j := &job{c: c, spec: spec, id: spec.ID, done: make(chan struct{}), endReq: make(chan endRequest, 4)}
+	j := &job{c: c, spec: spec, id: spec.ID, done: make(chan struct{}), endReq: make(chan endRequest, 4), progress: make(chan struct{}, 1)}
 	if err := j.makeInputs(ctx); err != nil {
 		return nil, err
 	}
@@ -304,13 +309,24 @@ func (j *job) publishAll() {
 	if batch > 4096 {
 		batch = 4096
 	}
+	batch = j.c.cfg.backlogBatch(batch)
+	// The compute backend hears of every task once they are all on the
+	// queue, or once the backlog is full (the rest go on as earlier ones
+	// end, while its runtimes drain the queue).
+	announced := false
+	announce := func() {
+		if !announced && j.n > 0 {
+			announced = true
+			j.published(j.n)
+		}
+	}
 	msgs := make([]bus.Message, 0, batch)
 	marked := time.Now()
 	for i := 0; i < j.n; i += batch {
 		if j.ctx.Err() != nil {
 			return // the job ended (cancel, timeout, a failed task)
 		}
-		if !j.acting() {
+		if !j.admit(int64(i), min(batch, j.n-i), 0, announce) || !j.acting() {
 			return
 		}
 		msgs = msgs[:0]
@@ -347,12 +363,27 @@ func (j *job) publishAll() {
 		}
 	}
 	j.markPublished()
-	if j.n > 0 {
-		j.published(j.n)
-	}
+	announce()
 	if j.spec.Kind == wire.JobMapReduce && j.n == 0 {
 		j.requestEnd("", nil, 0) // wakes the loop to start the reducer of an empty map
 	}
+}
+
+// admit waits until the job's backlog (Config.JobBacklog) has room for
+// next more tasks: queued of its map tasks were put on the queue and, of
+// those, settled done (j.settled) since it counted base of them. Before
+// it waits it calls full. False when the job ended first.
+func (j *job) admit(queued int64, next int, base int64, full func()) bool {
+	limit := int64(j.c.cfg.JobBacklog)
+	for limit > 0 && queued+int64(next)-(j.settled.Load()-base) > limit {
+		full()
+		select {
+		case <-j.progress:
+		case <-j.ctx.Done():
+			return false
+		}
+	}
+	return true
 }
 
 func (j *job) requestEnd(state wire.JobState, err *wire.TaskError, task int) {
@@ -531,6 +562,11 @@ func (j *job) onEvent(ev wire.Event, seq uint64) {
 		}
 		j.results.set(i, v, seq)
 		j.taskDone(&ev)
+		j.settled.Add(1)
+		select {
+		case j.progress <- struct{}{}:
+		default:
+		}
 		if j.spec.Kind == wire.JobMapReduce {
 			j.mapsDone++
 			j.feed(i, &ev)

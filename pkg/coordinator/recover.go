@@ -238,7 +238,9 @@ func (j *job) republish() {
 	}
 	j.mu.Lock()
 	todo, attempts := j.maps.queued()
+	base := j.settled.Load()
 	j.mu.Unlock()
+	waiting := len(todo) // not done; those left after the filter are published here
 	k := 0
 	for n, i := range todo {
 		if i < j.wasQueued && attempts[n] == 1 {
@@ -248,9 +250,22 @@ func (j *job) republish() {
 		k++
 	}
 	todo, attempts = todo[:k], attempts[:k]
-	for start := 0; start < len(todo); start += 500 {
+	waiting -= len(todo) // queued before the takeover, not done yet
+	batch := j.c.cfg.backlogBatch(500)
+	announced := false
+	announce := func() {
+		if !announced && len(todo) > 0 {
+			announced = true
+			j.published(len(todo))
+		}
+	}
+	for start := 0; start < len(todo); start += batch {
+		end := min(start+batch, len(todo))
+		if !j.admit(int64(waiting+start), end-start, base, announce) {
+			return
+		}
 		var msgs []bus.Message
-		for k, i := range todo[start:min(start+500, len(todo))] {
+		for k, i := range todo[start:end] {
 			t, err := j.task(i, attempts[start+k])
 			if err != nil {
 				j.requestEnd(wire.StateFailed, &wire.TaskError{Kind: wire.ErrInternal, Message: "re-publishing " + err.Error()}, i)
@@ -270,8 +285,6 @@ func (j *job) republish() {
 		}
 	}
 	j.markPublished()
-	if len(todo) > 0 {
-		j.published(len(todo))
-	}
+	announce()
 	j.c.log.Info("tasks re-published after a restart", "job", j.id, "tasks", len(todo))
 }
