@@ -49,6 +49,8 @@ func TestCoordinatorBackendUsage(t *testing.T) {
 		{"openwhisk without key", []string{"--backend", "openwhisk", "--ow-image", "img"}, []string{"SKEIN_OW_APIHOST=http://127.0.0.1:1"}, "SKEIN_OW_API_KEY"},
 		{"openwhisk without host", []string{"--backend", "openwhisk", "--ow-image", "img"}, []string{"SKEIN_OW_API_KEY=u:secret-key"}, "APIHost"},
 		{"openwhisk without image", []string{"--backend", "openwhisk"}, []string{"SKEIN_OW_APIHOST=http://127.0.0.1:1", "SKEIN_OW_API_KEY=u:secret-key"}, "Image"},
+		{"job backlog 0", []string{"--job-backlog", "0"}, nil, "--job-backlog 0: want a positive number of tasks, or -1 for no bound"},
+		{"job backlog -2", []string{"--job-backlog", "-2"}, nil, "--job-backlog -2: want a positive number"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			cmd := exec.Command(filepath.Join(binDir, "coordinator"), append([]string{"--embedded-listen", "127.0.0.1:0"}, c.args...)...)
