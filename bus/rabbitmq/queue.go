@@ -194,7 +194,7 @@ type parts struct {
 	live atomic.Int32 // parts whose deliveries are not closed yet
 
 	mu       sync.Mutex // guards what follows; taken before a part's mu
-	closed   bool       // no part starts any more
+	closed   bool       // no part starts any more (closing, or a resize failed)
 	size     int        // the window applied
 	active   []*part    // their prefetches add up to size
 	retiring []*part
@@ -279,6 +279,9 @@ func (cs *parts) apply() bool {
 	}
 	if n != cs.size {
 		if err := cs.resize(n); err != nil {
+			// Once: the channel is gone, and the reader subscribes again
+			// when its deliveries end.
+			cs.closed = true
 			cs.c.b.log.Warn("rabbitmq: resizing the consumer's window failed; subscribing again", "queue", cs.c.queue, "err", err)
 			return false
 		}
