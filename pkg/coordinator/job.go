@@ -313,13 +313,7 @@ func (j *job) publishAll() {
 	// The compute backend hears of every task once they are all on the
 	// queue, or once the backlog is full (the rest go on as earlier ones
 	// end, while its runtimes drain the queue).
-	announced := false
-	announce := func() {
-		if !announced && j.n > 0 {
-			announced = true
-			j.published(j.n)
-		}
-	}
+	announce := j.announcer(j.n)
 	msgs := make([]bus.Message, 0, batch)
 	marked := time.Now()
 	for i := 0; i < j.n; i += batch {
@@ -366,6 +360,18 @@ func (j *job) publishAll() {
 	announce()
 	if j.spec.Kind == wire.JobMapReduce && j.n == 0 {
 		j.requestEnd("", nil, 0) // wakes the loop to start the reducer of an empty map
+	}
+}
+
+// announcer returns a function that tells the Published hook of n tasks,
+// the first time it is called.
+func (j *job) announcer(n int) func() {
+	done := false
+	return func() {
+		if !done && n > 0 {
+			done = true
+			j.published(n)
+		}
 	}
 }
 

@@ -252,13 +252,7 @@ func (j *job) republish() {
 	todo, attempts = todo[:k], attempts[:k]
 	waiting -= len(todo) // queued before the takeover, not done yet
 	batch := j.c.cfg.backlogBatch(500)
-	announced := false
-	announce := func() {
-		if !announced && len(todo) > 0 {
-			announced = true
-			j.published(len(todo))
-		}
-	}
+	announce := j.announcer(len(todo))
 	for start := 0; start < len(todo); start += batch {
 		end := min(start+batch, len(todo))
 		if !j.admit(int64(waiting+start), end-start, base, announce) {
