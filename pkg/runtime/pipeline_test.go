@@ -36,15 +36,20 @@ def fast(x):
 
 def crashy(x, dir, crash):
     """Records x's run; the first call from x == crash on that has calls
-    queued behind it kills its interpreter, once, and names itself in
-    dir/crashed."""
+    queued behind it kills its interpreter, once in all interpreters, and
+    names itself in dir/crashed."""
     q = queued()
     with open(os.path.join(dir, "runs-%d" % (x % 2)), "a") as f:
         f.write("%d\n" % x)
-    marker = os.path.join(dir, "crashed")
-    if x >= crash and q and not os.path.exists(marker):
-        with open(marker, "w") as f:
-            f.write("%d" % x)
+    if x >= crash and q:
+        # Both slots' interpreters may get here at once: only the one
+        # that creates the marker crashes.
+        try:
+            fd = os.open(os.path.join(dir, "crashed"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return [x, q]
+        os.write(fd, b"%d" % x)
+        os.close(fd)
         os._exit(3)
     return [x, q]
 
