@@ -50,16 +50,19 @@ type job struct {
 	feedBuf       [][]wire.FeedItem
 	reducers      attempts
 	rResults      []wire.Value
-	mapsDone      int
 	feeds         chan wire.Feed
 
-	mu      sync.Mutex
-	status  wire.JobStatus
-	maps    attempts // the map (or call) tasks
-	results *resultStore
-	lat     []int64
-	ended   time.Time
-	mon     monitorState // telemetry, poll mode (monitor.go)
+	mu     sync.Mutex
+	status wire.JobStatus
+	// mapsDone counts the map (or call) tasks done (status.Done counts
+	// reducers too): what a barrier reduce and the publishing's backlog
+	// (admit) wait for.
+	mapsDone int
+	maps     attempts // the map (or call) tasks
+	results  *resultStore
+	lat      []int64
+	ended    time.Time
+	mon      monitorState // telemetry, poll mode (monitor.go)
 
 	// publishers counts the goroutines that may still put tasks of this
 	// job on a queue (publishAll, republish, enqueue); the end-of-job
@@ -74,10 +77,8 @@ type job struct {
 	// records as queued (their first attempts need no publishing again).
 	wasQueued int
 	lastEvent atomic.Int64 // unix ns of the last event handled
-	// settled counts the map (or call) tasks done, and progress (of
-	// one) wakes a publishing that waits for the backlog to shrink
-	// (admit).
-	settled  atomic.Int64
+	// progress (of one) wakes a publishing that waits for the backlog to
+	// shrink (admit) when a map (or call) task is done.
 	progress chan struct{}
 	// caughtUp is closed once a recovered job's replay has handled every
 	// event recorded before it was taken up (see catchUp).
@@ -377,11 +378,11 @@ func (j *job) announcer(n int) func() {
 
 // admit waits until the job's backlog (Config.JobBacklog) has room for
 // next more tasks: queued of its map tasks were put on the queue and, of
-// those, settled done (j.settled) since it counted base of them. Before
+// those, mapsDone grew by what it was at base. Before
 // it waits it calls full. False when the job ended first.
 func (j *job) admit(queued int64, next int, base int64, full func()) bool {
 	limit := int64(j.c.cfg.JobBacklog)
-	for limit > 0 && queued+int64(next)-(j.settled.Load()-base) > limit {
+	for limit > 0 && queued+int64(next)-(j.doneMaps()-base) > limit {
 		full()
 		select {
 		case <-j.progress:
@@ -390,6 +391,13 @@ func (j *job) admit(queued int64, next int, base int64, full func()) bool {
 		}
 	}
 	return true
+}
+
+// doneMaps is mapsDone, read under j.mu.
+func (j *job) doneMaps() int64 {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return int64(j.mapsDone)
 }
 
 func (j *job) requestEnd(state wire.JobState, err *wire.TaskError, task int) {
@@ -568,13 +576,12 @@ func (j *job) onEvent(ev wire.Event, seq uint64) {
 		}
 		j.results.set(i, v, seq)
 		j.taskDone(&ev)
-		j.settled.Add(1)
+		j.mapsDone++
 		select {
 		case j.progress <- struct{}{}:
 		default:
 		}
 		if j.spec.Kind == wire.JobMapReduce {
-			j.mapsDone++
 			j.feed(i, &ev)
 		}
 	case retried:

@@ -238,7 +238,7 @@ func (j *job) republish() {
 	}
 	j.mu.Lock()
 	todo, attempts := j.maps.queued()
-	base := j.settled.Load()
+	base := int64(j.mapsDone)
 	j.mu.Unlock()
 	waiting := len(todo) // not done; those left after the filter are published here
 	k := 0
