@@ -423,6 +423,12 @@ func (r *round) play(ctx context.Context) {
 		}(j)
 	}
 
+	sampleCtx, stopSampling := context.WithCancel(ctx)
+	defer stopSampling()
+	if ns, ok := r.cfg.Broker.(*NATSServer); ok {
+		go ns.sampleState(sampleCtx, r.cfg.Procs.LogDir)
+	}
+
 	chaosCtx, stopChaos := context.WithCancel(jctx)
 	var chaosWG sync.WaitGroup
 	chaosWG.Add(3)
