@@ -82,6 +82,7 @@ func Run(t *testing.T, f Features, newBus func(t *testing.T) bus.Bus) {
 		t.Run("LargeMessages", s.largeMessages)
 		t.Run("Purge", s.purge)
 		t.Run("PurgeKeepsOtherKeys", s.purgeKeepsOtherKeys)
+		t.Run("PurgeHeldDeliveries", s.purgeHeldDeliveries)
 		t.Run("Closed", s.closed)
 	})
 	t.Run("BrokerRestart", s.brokerRestart)

@@ -56,15 +56,16 @@
 //
 // # Purge
 //
-// Purge removes one key's messages (one job's tasks) from a queue. From
-// nats-server 2.9.12 on it is one subject-filtered stream purge. Before
-// 2.9.12 such a purge also moved the queue's shared consumer past every
-// pending message of every other key (fixed by nats-server PR #3838), so
-// there Purge deletes the key's messages one by one, in ascending order
-// (parallel deletes trip a 2.9.10 bookkeeping bug that hides messages
-// from lookups by subject): about 130 µs a message on a 2-core machine,
-// 26 s for 200,000; a key with nothing left costs one request on any
-// version.
+// Purge removes one key's messages (one job's tasks) from a queue by
+// deleting them one by one, in ascending order (parallel deletes trip a
+// 2.9.10 bookkeeping bug that hides messages from lookups by subject):
+// about 130–200 µs a message on a 2-core machine, 26 s for 200,000; a key
+// with nothing left costs one request. A subject-filtered stream purge
+// would be one request, but on every supported version it damages the
+// queue's shared consumer: before 2.9.12 it moves it past every pending
+// message of every other key, and from 2.10.11 to at least 2.15.3 it
+// makes it forget the unsettled deliveries of other keys at the next ack
+// (purge.go).
 //
 // # Broker crashes
 //

@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 	"sync"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -17,34 +15,35 @@ import (
 // (see doc.go, "Broker crashes"). It never touches another key's
 // messages, on any supported server.
 //
-// A subject-filtered stream purge is one request, but nats-server before
-// 2.9.12 also moved every consumer whose filter merely overlaps the
-// purged subject (here the queue's shared consumer q-<queue>, filter
-// <prefix>.task.<queue>.>) to the stream's end: the pending messages of
-// every other key of the queue were never delivered. nats-server fixed it
-// in 2.9.12 (commit 46af97987, "Fix current consumers not getting messages
-// after purge", PR #3838: stream.purge updates a consumer only when the
-// purged subject covers the consumer's whole filter). On an older server
-// Purge therefore removes key's messages one by one: a message get by
-// subject (next_by_subj, from the last sequence found) and a delete of
-// that sequence, which leaves consumers alone.
+// It deletes key's messages one by one (purgeEach) on every server
+// version. A subject-filtered stream purge would be one request, but on
+// no supported version does it leave the queue's shared consumer
+// q-<queue> (filter <prefix>.task.<queue>.>, wider than the purged
+// <prefix>.task.<queue>.<key>) intact while it holds deliveries:
 //
-// The version checked is the one of the server this connection is
-// attached to; in a cluster every server is assumed to be on the same
-// side of 2.9.12.
+//   - Before 2.9.12 it moved the consumer to the stream's end: the
+//     pending messages of every other key were never delivered (fixed by
+//     nats-server PR #3838).
+//   - From 2.10.11 (PR #5075) to at least 2.15.3, consumer.purge takes a
+//     deleted message out of the consumer's unsettled deliveries and
+//     raises the consumer-sequence ack floor to that delivery's
+//     sequence, while the stream-sequence ack floor stays where it was.
+//     The next ack of the delivery that follows then moves the stream
+//     floor past every delivery still unsettled of other keys (tasks in a
+//     runtime's buffer, or held by a runtime that died): the server drops
+//     them from its unsettled set, never delivers them again and, the
+//     stream being a work queue, never removes them. The jobs they belong
+//     to never end. The chaos suite found it (docs/chaos.md), and the
+//     conformance case PurgeHeldDeliveries fails on a filtered purge.
+//
+// A message delete leaves consumers alone: a deleted delivery still
+// unsettled is settled or expires like any other, and is skipped when it
+// comes up again. At about 130 µs a message on a 2-core machine, a job's
+// end costs at most its backlog (coordinator --job-backlog, 8,192 by
+// default) times that, about a second, in the background; a job that
+// ended with nothing queued costs one request.
 func (b *Bus) Purge(ctx context.Context, queue, key string) error {
-	subj := b.taskSubject(queue, key)
-	if !serverAtLeast(b.nc.ConnectedServerVersion(), 2, 9, 12) {
-		if err := b.purgeEach(ctx, subj); err != nil {
-			return fmt.Errorf("natsbus: purge %s/%s: %w", queue, key, err)
-		}
-		return nil
-	}
-	s, err := b.js.Stream(ctx, b.tasksStream)
-	if err != nil {
-		return fmt.Errorf("natsbus: purge: %w", err)
-	}
-	if err := s.Purge(ctx, jetstream.WithPurgeSubject(subj)); err != nil {
+	if err := b.purgeEach(ctx, b.taskSubject(queue, key)); err != nil {
 		return fmt.Errorf("natsbus: purge %s/%s: %w", queue, key, err)
 	}
 	return nil
@@ -133,30 +132,4 @@ func (b *Bus) deleteTask(ctx context.Context, seq uint64) error {
 	default:
 		return fmt.Errorf("delete sequence %d: not deleted", seq)
 	}
-}
-
-// serverAtLeast reports whether the server version v ("2.9.10",
-// "2.10.0-beta.1") is at least major.minor.patch. An unparsable version
-// is taken as old.
-func serverAtLeast(v string, major, minor, patch int) bool {
-	v, _, _ = strings.Cut(strings.TrimPrefix(v, "v"), "-")
-	parts := strings.Split(v, ".")
-	if len(parts) != 3 {
-		return false
-	}
-	var got [3]int
-	for i, p := range parts {
-		n, err := strconv.Atoi(p)
-		if err != nil {
-			return false
-		}
-		got[i] = n
-	}
-	want := [3]int{major, minor, patch}
-	for i := range got {
-		if got[i] != want[i] {
-			return got[i] > want[i]
-		}
-	}
-	return true
 }

@@ -9,9 +9,8 @@ import (
 	"github.com/skeinrun/skein/bus"
 )
 
-// TestPurgeManyMessages purges one key with many pending messages on
-// both supported server versions (the oldest deletes them one by one):
-// every message of that key goes, every message of the other key stays,
+// TestPurgeManyMessages purges one key with many pending messages (one
+// delete each) on both supported server versions: every message of that key goes, every message of the other key stays,
 // and a purge of the key once it is empty (the coordinator's call at the
 // end of every job) costs one round trip.
 func TestPurgeManyMessages(t *testing.T) {
