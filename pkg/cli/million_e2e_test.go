@@ -25,19 +25,24 @@ type millionSizes struct {
 	tasks          int
 	dataMB, iterMB int
 	// coordMB bounds the coordinator process's peak RSS (VmHWM) over a
-	// job of tasks no-op tasks: on a broker the coordinator process,
-	// embedded the whole submit process (server, coordinator, workers).
-	coordMB int
+	// job of tasks no-op tasks on a broker; embeddedMB the whole embedded
+	// submit process's (server, coordinator, workers, client).
+	coordMB, embeddedMB int
 }
 
 func sizes() millionSizes {
 	if os.Getenv("SKEIN_MILLION") == "1" {
-		return millionSizes{tasks: 1_000_000, dataMB: 50, iterMB: 200, coordMB: 400}
+		return millionSizes{tasks: 1_000_000, dataMB: 50, iterMB: 200, coordMB: 400, embeddedMB: 400}
 	}
-	// 160 MB at this size: about 80 MB live and in the server's caches,
-	// plus up to the 64 MiB of garbage the heap floor (SKEIN_GC_FLOOR)
-	// lets a small heap grow to before a collection.
-	return millionSizes{tasks: 50_000, dataMB: 10, iterMB: 12, coordMB: 160}
+	// 160 MB for a coordinator at this size: about 80 MB live and in
+	// its caches, plus up to the 64 MiB of garbage the heap floor
+	// (SKEIN_GC_FLOOR) lets a small heap grow to before a collection.
+	// The embedded process measures 102–112 MB, but its own JetStream
+	// server's file stores make it vary with the disk: 161 MB once
+	// beside a writer that fsyncs gigabytes, 207 MB once in a full
+	// make test run. 240 MB is over that; a leak of 3 KB a task (150 MB
+	// at this size) still crosses it.
+	return millionSizes{tasks: 50_000, dataMB: 10, iterMB: 12, coordMB: 160, embeddedMB: 240}
 }
 
 // privateNATS starts a nats-server of the test's own (a million-task job's
@@ -258,8 +263,8 @@ func TestMillionTasks(t *testing.T) {
 			t.Fatalf("exit %d, %d bytes of output (want %d); stderr:\n%s", code, len(out), len(want), errOut)
 		}
 		t.Logf("%d tasks embedded: %v, peak RSS of the whole process (server, coordinator, workers, client) %d MB", sz.tasks, time.Since(start).Round(time.Millisecond), rss)
-		if rss > sz.coordMB {
-			t.Errorf("the embedded submit process peaked at %d MB, over the bound of %d MB", rss, sz.coordMB)
+		if rss > sz.embeddedMB {
+			t.Errorf("the embedded submit process peaked at %d MB, over the bound of %d MB", rss, sz.embeddedMB)
 		}
 	})
 	for _, bk := range []string{"nats", "rabbitmq"} {
