@@ -38,7 +38,7 @@
 // # Supported servers
 //
 // nats-server 2.9.10 (Debian 12's package, the oldest tested) to the
-// version of the nats-server module in go.mod (2.15.2, what the embedded
+// version of the nats-server module in go.mod (2.15.3, what the embedded
 // server runs, the newest tested). scripts/services/nats.sh starts both
 // and the conformance suite runs against each, and against the embedded
 // server. Below 2.9.10 nothing is tested; Options and the streams use no
