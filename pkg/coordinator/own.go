@@ -86,6 +86,10 @@ type entry struct {
 	ended     time.Time
 	claiming  bool
 	deadAt    int64 // own heartbeats heard when the owner was found dead; 0: alive
+	// mine is the last term whose owner record this coordinator wrote
+	// and won (0: none): a claim that won and was superseded before it
+	// came back (claim) is a job this coordinator lost.
+	mine int
 }
 
 type ownership struct {
@@ -366,6 +370,9 @@ func (c *Coordinator) record(m bus.Message) {
 		}
 		prev := e.owner
 		e.owner, e.term, e.deadAt = r.Coordinator, r.Term, 0
+		if r.Coordinator == o.id {
+			e.mine = r.Term
+		}
 		o.member(r.Coordinator)
 		if prev == o.id && r.Coordinator != o.id {
 			dropJob = c.held(id)
@@ -528,6 +535,9 @@ func (c *Coordinator) claim(id, prev string, term int) {
 	o.mu.Lock()
 	e := o.ledger[id]
 	won := e != nil && e.owner == o.id && e.term == term+1 && e.end == nil
+	// Won, and claimed by another before this read it back: this
+	// coordinator was paused or cut off in between.
+	lost := e != nil && !won && e.mine == term+1
 	var spec uint64
 	var published bool
 	var queued int
@@ -536,10 +546,13 @@ func (c *Coordinator) claim(id, prev string, term int) {
 		spec, published, queued, reducers = e.spec, e.published, e.queued, slices.Clone(e.reducers)
 	}
 	o.mu.Unlock()
+	if lost {
+		c.log.Warn("job dropped", "job", id, "reason", lostClaim)
+	}
 	if !won {
 		return
 	}
-	if err := c.takeUp(ctx, id, spec, published, queued, reducers, prev); err != nil && c.ctx.Err() == nil {
+	if err := c.takeUp(ctx, id, spec, published, queued, reducers, prev, term+1); err != nil && c.ctx.Err() == nil {
 		c.log.Warn("taking a job over", "job", id, "err", err)
 		return
 	}
@@ -590,11 +603,18 @@ func (c *Coordinator) readSpec(ctx context.Context, id string, at uint64) (*wire
 	return nil, fmt.Errorf("no spec record at position %d of the job log", at)
 }
 
-// takeUp starts acting on a job this coordinator now owns, from its
-// spec's position on the log. published says the job log records all its
-// tasks as published, queued how many of the first ones it records, and
-// reducers the groups whose reducers it records as queued.
-func (c *Coordinator) takeUp(ctx context.Context, id string, from uint64, published bool, queued int, reducers []int, prev string) error {
+// lostClaim is why a coordinator drops a job it claimed and lost before
+// it acted on it.
+const lostClaim = "another coordinator claimed it before this one took it up (this one was paused or lost the broker)"
+
+// takeUp starts acting on a job this coordinator now owns (it won term),
+// from its spec's position on the log. published says the job log
+// records all its tasks as published, queued how many of the first ones
+// it records, and reducers the groups whose reducers it records as
+// queued. A job claimed by another coordinator meanwhile is dropped
+// before it starts: the owner record that supersedes term may have come
+// while the job was not yet held, when nothing could drop it.
+func (c *Coordinator) takeUp(ctx context.Context, id string, from uint64, published bool, queued int, reducers []int, prev string, term int) error {
 	spec, err := c.readSpec(ctx, id, from)
 	if err != nil {
 		return err
@@ -617,6 +637,20 @@ func (c *Coordinator) takeUp(ctx context.Context, id string, from uint64, publis
 	}
 	c.jobs[id] = j
 	c.mu.Unlock()
+	// Held from here on: a record that supersedes term drops it (record);
+	// one that came before is seen here.
+	c.own.mu.Lock()
+	e := c.own.ledger[id]
+	still := e != nil && e.owner == c.own.id && e.term == term && e.end == nil
+	c.own.mu.Unlock()
+	if !still {
+		why := lostClaim
+		if e != nil && e.end != nil {
+			why = "the job ended before this coordinator took it up"
+		}
+		c.drop(j, why)
+		return nil
+	}
 	if err := j.start(); err != nil {
 		c.mu.Lock()
 		if c.jobs[id] == j {
