@@ -537,7 +537,7 @@ func (c *Coordinator) claim(id, prev string, term int) {
 	won := e != nil && e.owner == o.id && e.term == term+1 && e.end == nil
 	// Won, and claimed by another before this read it back: this
 	// coordinator was paused or cut off in between.
-	lost := e != nil && !won && e.mine == term+1
+	lost := e != nil && e.owner != o.id && e.mine == term+1
 	var spec uint64
 	var published bool
 	var queued int
