@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/skeinrun/skein/bus"
 	"github.com/skeinrun/skein/bus/natsbus"
 	"github.com/skeinrun/skein/pkg/runtime"
 	"github.com/skeinrun/skein/pkg/wire"
@@ -21,28 +22,8 @@ func TestAPIForwardsToTheOwner(t *testing.T) {
 	t.Cleanup(srv.Shutdown)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	join := func(name string) *Coordinator {
-		b, err := srv.Connect(ctx, natsbus.Options{Name: name})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = b.Close() })
-		c, err := New(b, Config{Lease: time.Second})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		if _, err := c.Recover(ctx, time.Hour); err != nil {
-			t.Fatal(err)
-		}
-		sctx, scancel := context.WithCancel(ctx)
-		t.Cleanup(scancel)
-		if err := c.Serve(sctx); err != nil {
-			t.Fatal(err)
-		}
-		return c
-	}
-	a, b := join("a"), join("b")
+	a, _ := joinEmbedded(t, ctx, srv, "a", Config{Lease: time.Second})
+	b, _ := joinEmbedded(t, ctx, srv, "b", Config{Lease: time.Second})
 	rb, err := srv.Connect(ctx, natsbus.Options{Name: "runtime"})
 	if err != nil {
 		t.Fatal(err)
@@ -78,4 +59,30 @@ func TestAPIForwardsToTheOwner(t *testing.T) {
 	if err != nil || resp.Status == nil || resp.Status.State != wire.StateCancelled {
 		t.Fatalf("status of the ended job from the job log: %+v, %v", resp.Status, err)
 	}
+}
+
+// joinEmbedded connects a coordinator named name to srv, joins its
+// namespace (Recover) and serves, as `coordinator` does; it returns the
+// coordinator and its bus connection, both closed with the test.
+func joinEmbedded(t *testing.T, ctx context.Context, srv *natsbus.Embedded, name string, cfg Config) (*Coordinator, bus.Bus) {
+	t.Helper()
+	b, err := srv.Connect(ctx, natsbus.Options{Name: name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	c, err := New(b, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if _, err := c.Recover(ctx, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	sctx, scancel := context.WithCancel(ctx)
+	t.Cleanup(scancel)
+	if err := c.Serve(sctx); err != nil {
+		t.Fatal(err)
+	}
+	return c, b
 }

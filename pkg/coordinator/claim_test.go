@@ -44,34 +44,9 @@ func TestClaimLostBeforeTakeUp(t *testing.T) {
 	t.Cleanup(srv.Shutdown)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	join := func(name string, out *logBuffer) (*Coordinator, bus.Bus) {
-		b, err := srv.Connect(ctx, natsbus.Options{Name: name})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = b.Close() })
-		cfg := Config{Lease: time.Second}
-		if out != nil {
-			cfg.Logger = slog.New(slog.NewTextHandler(out, nil))
-		}
-		c, err := New(b, cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		if _, err := c.Recover(ctx, time.Hour); err != nil {
-			t.Fatal(err)
-		}
-		sctx, scancel := context.WithCancel(ctx)
-		t.Cleanup(scancel)
-		if err := c.Serve(sctx); err != nil {
-			t.Fatal(err)
-		}
-		return c, b
-	}
 	var bLog logBuffer
-	a, _ := join("a", nil)
-	b, bb := join("b", &bLog)
+	a, _ := joinEmbedded(t, ctx, srv, "a", Config{Lease: time.Second})
+	b, bb := joinEmbedded(t, ctx, srv, "b", Config{Lease: time.Second, Logger: slog.New(slog.NewTextHandler(&bLog, nil))})
 	// No runtime: the job stays running.
 	id, err := a.Submit(ctx, &wire.JobSpec{Kind: wire.JobMap, Function: "noop", Iterdata: wire.Value(`[1,2,3]`)})
 	if err != nil {

@@ -534,7 +534,7 @@ func (c *Coordinator) claim(id, prev string, term int) {
 	}
 	o.mu.Lock()
 	e := o.ledger[id]
-	won := e != nil && e.owner == o.id && e.term == term+1 && e.end == nil
+	won := o.owns(e, term+1)
 	// Won, and claimed by another before this read it back: this
 	// coordinator was paused or cut off in between.
 	lost := e != nil && e.owner != o.id && e.mine == term+1
@@ -556,6 +556,12 @@ func (c *Coordinator) claim(id, prev string, term int) {
 		c.log.Warn("taking a job over", "job", id, "err", err)
 		return
 	}
+}
+
+// owns reports whether the ledger entry e says this coordinator owns its
+// job in term and the job has not ended. o.mu is held.
+func (o *ownership) owns(e *entry, term int) bool {
+	return e != nil && e.owner == o.id && e.term == term && e.end == nil
 }
 
 // readTo waits until the ledger has handled the job log up to seq.
@@ -641,7 +647,7 @@ func (c *Coordinator) takeUp(ctx context.Context, id string, from uint64, publis
 	// one that came before is seen here.
 	c.own.mu.Lock()
 	e := c.own.ledger[id]
-	still := e != nil && e.owner == c.own.id && e.term == term && e.end == nil
+	still := c.own.owns(e, term)
 	c.own.mu.Unlock()
 	if !still {
 		why := lostClaim
