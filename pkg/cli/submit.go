@@ -547,10 +547,11 @@ func runJob(ctx context.Context, kind wire.JobKind, args []string, env Env) erro
 		return err
 	}
 	s.SubmittedAt = time.Now().UnixNano()
-	id, err := c.Submit(ctx, s)
+	sub, err := c.SubmitStatus(ctx, s)
 	if err != nil {
 		return err
 	}
+	id := sub.ID
 	if env.Submitted != nil {
 		env.Submitted(id)
 	}
@@ -637,7 +638,7 @@ func runJob(ctx context.Context, kind wire.JobKind, args []string, env Env) erro
 		cleanup(ctx, o, id, env)
 		return nil
 	}
-	st, err := waitWithProgress(ctx, c, id, s, o, env)
+	st, err := waitWithProgress(ctx, c, sub, s, o, env)
 	if err != nil && localDone != nil && ctx.Err() != nil {
 		<-localDone
 		if localErr != nil {
@@ -774,7 +775,7 @@ func cleanup(ctx context.Context, o *Options, id string, env Env) {
 	}
 }
 
-func waitWithProgress(ctx context.Context, c *client.Client, id string, s *wire.JobSpec, o *Options, env Env) (wire.JobStatus, error) {
+func waitWithProgress(ctx context.Context, c *client.Client, sub wire.JobStatus, s *wire.JobSpec, o *Options, env Env) (wire.JobStatus, error) {
 	if s.TimeoutMS > 0 {
 		// The coordinator enforces the timeout; this only guards against a
 		// coordinator that went away.
@@ -783,9 +784,9 @@ func waitWithProgress(ctx context.Context, c *client.Client, id string, s *wire.
 		defer cancel()
 	}
 	if o.Quiet || o.Monitoring.Progress == "none" {
-		return c.Wait(ctx, id)
+		return c.WaitFrom(ctx, sub)
 	}
-	updates, err := c.Watch(ctx, id)
+	updates, err := c.WatchFrom(ctx, sub)
 	if err != nil {
 		return wire.JobStatus{}, err
 	}
@@ -805,7 +806,8 @@ func waitWithProgress(ctx context.Context, c *client.Client, id string, s *wire.
 	if err := ctx.Err(); err != nil {
 		return last, err
 	}
-	return c.Wait(ctx, id)
+	// The wait for the end failed: Wait asks the coordinator, and says why.
+	return c.Wait(ctx, sub.ID)
 }
 
 func firstNonSpace(s string) byte {

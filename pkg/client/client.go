@@ -139,6 +139,14 @@ func (c *Client) Submit(ctx context.Context, spec *wire.JobSpec) (string, error)
 	return st.ID, err
 }
 
+// SubmitStatus is Submit returning the job's first status (its id in
+// ID). WaitFrom and WatchFrom follow the job from it without asking the
+// coordinator for the job's status again: a round trip less on the path
+// of every job.
+func (c *Client) SubmitStatus(ctx context.Context, spec *wire.JobSpec) (wire.JobStatus, error) {
+	return c.submit(ctx, spec)
+}
+
 // submit sends spec and returns the job's first status, which carries the
 // stream position of the job's records (JobStatus.From).
 func (c *Client) submit(ctx context.Context, spec *wire.JobSpec) (wire.JobStatus, error) {
@@ -185,6 +193,16 @@ func (c *Client) Wait(ctx context.Context, id string) (wire.JobStatus, error) {
 	if err != nil {
 		return st, err
 	}
+	if st.State.Terminal() {
+		return st, nil
+	}
+	end, _, err := c.waitEnd(ctx, st)
+	return end, err
+}
+
+// WaitFrom is Wait for a job whose status SubmitStatus returned (or any
+// status of the job carrying its stream position, From).
+func (c *Client) WaitFrom(ctx context.Context, st wire.JobStatus) (wire.JobStatus, error) {
 	if st.State.Terminal() {
 		return st, nil
 	}
@@ -388,6 +406,26 @@ func (c *Client) Watch(ctx context.Context, id string) (<-chan wire.JobStatus, e
 		cancel()
 		return nil, err
 	}
+	return c.watch(ctx, cancel, notes, st), nil
+}
+
+// WatchFrom is Watch for a job whose status SubmitStatus returned: that
+// status is the first one sent. The notices sent before WatchFrom
+// listens are missed; each notice is a whole status, so the next one
+// makes up for them, and the end is read from the stream.
+func (c *Client) WatchFrom(ctx context.Context, st wire.JobStatus) (<-chan wire.JobStatus, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	notes, err := c.b.Listen(ctx, wire.ProgressSubject(st.ID))
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	return c.watch(ctx, cancel, notes, st), nil
+}
+
+// watch sends st, then the progress notices of notes, until the job's end
+// (read from st.From) is sent or ctx ends; it calls cancel when done.
+func (c *Client) watch(ctx context.Context, cancel context.CancelFunc, notes <-chan bus.Message, st wire.JobStatus) <-chan wire.JobStatus {
 	out := make(chan wire.JobStatus, 16)
 	go func() {
 		defer cancel()
@@ -429,7 +467,7 @@ func (c *Client) Watch(ctx context.Context, id string) (<-chan wire.JobStatus, e
 			}
 		}
 	}()
-	return out, nil
+	return out
 }
 
 // Events replays every event of a job recorded on the bus (for plots and
