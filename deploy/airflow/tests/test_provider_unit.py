@@ -11,6 +11,7 @@ import logging
 import os
 import stat
 import sys
+import time
 
 import pytest
 from airflow.sdk.exceptions import AirflowException, TaskDeferred
@@ -25,6 +26,7 @@ from skein_provider.hooks.skein import (
     SkeinUsageError,
 )
 from skein_provider.operators import skein as ops
+from skein_provider.sensors import SkeinJobSensor
 from skein_provider.triggers.skein import SkeinJobTrigger
 
 MYF = os.path.join(EXAMPLES, "my_functions.py")
@@ -308,7 +310,7 @@ def test_templated_iterdata_is_rendered(standin, airflow_db):
 def test_deferrable_submits_no_wait_defers_and_fetches_on_resume(standin, monkeypatch):
     monkeypatch.setenv("STANDIN_RESULT", "[2, 3, 4]")
     op = ops.SkeinMapOperator(task_id="t", map_function=my_functions.add, map_iterdata=[1, 2, 3],
-                              extra_params={"y": 1}, deferrable=True)
+                              extra_params={"y": 1}, deferrable=True, min_deferral=0.5)
     ti = FakeTI()
     with pytest.raises(TaskDeferred) as ei:
         op.execute({"ti": ti})
@@ -318,12 +320,17 @@ def test_deferrable_submits_no_wait_defers_and_fetches_on_resume(standin, monkey
     assert "--no-wait" in standin.records()[0]["argv"]
     classpath, kwargs = trig.serialize()
     assert classpath == "skein_provider.triggers.skein.SkeinJobTrigger"
+    assert kwargs["min_deferral"] == 0.5
 
     async def first_event():
         async for ev in SkeinJobTrigger(**kwargs).run():
             return ev
 
+    # The job ends at once (the stand-in's wait returns); the event still
+    # comes no sooner than min_deferral after the wait began.
+    started = time.monotonic()
     ev = asyncio.run(first_event())
+    assert time.monotonic() - started >= 0.5
     assert ev.payload == {"status": "success", "job_id": "job-123", "exit_code": 0, "message": ""}
     assert standin.records()[1]["argv"] == ["wait", "job-123"]
     assert op.execute_complete({"ti": ti}, ev.payload) == [2, 3, 4]
@@ -335,7 +342,7 @@ def test_trigger_reports_a_failed_job(standin, monkeypatch):
     monkeypatch.setenv("STANDIN_STDERR", TRACEBACK)
 
     async def first_event():
-        async for ev in SkeinJobTrigger(job_id="j").run():
+        async for ev in SkeinJobTrigger(job_id="j", min_deferral=0).run():
             return ev
 
     ev = asyncio.run(first_event())
@@ -343,6 +350,20 @@ def test_trigger_reports_a_failed_job(standin, monkeypatch):
     op = ops.SkeinCallAsyncOperator(task_id="t", func="add", data={}, deferrable=True)
     with pytest.raises(SkeinJobFailedError, match="ValueError: boom"):
         op.execute_complete({}, ev.payload)
+
+
+def test_min_deferral_defaults_and_bounds():
+    op = ops.SkeinCallAsyncOperator(task_id="t", func="add", data={}, deferrable=True)
+    assert op.min_deferral is None and SkeinJobTrigger(job_id="j").serialize()[1]["min_deferral"] == 5.0
+    for bad in (-1, "5", True, 3601):
+        with pytest.raises(AirflowException, match="SkeinCallAsyncOperator: min_deferral must be a number of seconds from 0 to 3600"):
+            ops.SkeinCallAsyncOperator(task_id="t", func="add", data={}, deferrable=True, min_deferral=bad)
+        with pytest.raises(AirflowException, match="SkeinJobSensor: min_deferral must be a number of seconds from 0 to 3600"):
+            SkeinJobSensor(task_id="s", job_id="j", deferrable=True, min_deferral=bad)
+    sensor = SkeinJobSensor(task_id="s", job_id="j", deferrable=True, min_deferral=7)
+    with pytest.raises(TaskDeferred) as ei:
+        sensor.execute({})
+    assert ei.value.trigger.serialize()[1]["min_deferral"] == 7.0
 
 
 # -- aliases of the old plugins --------------------------------------------------------------

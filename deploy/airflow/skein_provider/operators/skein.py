@@ -26,7 +26,7 @@ from airflow.sdk.exceptions import AirflowException
 from skein_provider.config import Translated, translate
 from skein_provider.functions import FunctionRef, resolve, resolve_includes
 from skein_provider.hooks.skein import SkeinHook, _mask, error_for
-from skein_provider.triggers.skein import SkeinJobTrigger
+from skein_provider.triggers.skein import SkeinJobTrigger, trigger_kwargs
 
 # Old names (from the IBM-PyWren, Cloudbutton and Lithops plugins, typos
 # included) -> the name used here.
@@ -118,6 +118,10 @@ class SkeinBaseOperator(BaseOperator):
     :param exclude_modules: modules or paths not to ship.
     :param function_retries: retries of a failed function (submit --retries).
     :param deferrable: defer to the triggerer while the job runs.
+    :param min_deferral: with deferrable=True, the least seconds between the deferral and
+        the trigger's event (default 5). Airflow 3.3 fails a deferred task whose trigger
+        fires before the scheduler has handled the executor's report of the deferral;
+        raise it where that report can be late (a busy scheduler, an SQLite metadata DB).
     :param skein_conn_id: the skein connection (default skein_default; optional).
     :param submit_path: the submit binary (default: the connection's, SKEIN_SUBMIT, PATH).
     """
@@ -141,6 +145,7 @@ class SkeinBaseOperator(BaseOperator):
         function_retries: int | None = None,
         log_level: str | None = None,
         deferrable: bool = False,
+        min_deferral: int | float | None = None,
         skein_conn_id: str | None = SkeinHook.default_conn_name,
         submit_path: str | None = None,
         **kwargs: Any,
@@ -167,6 +172,7 @@ class SkeinBaseOperator(BaseOperator):
         self.function_retries = function_retries
         self.log_level = log_level
         self.deferrable = bool(deferrable)
+        self.min_deferral = min_deferral
         self.skein_conn_id = skein_conn_id
         self.submit_path = submit_path
         self._hook: SkeinHook | None = None
@@ -196,6 +202,7 @@ class SkeinBaseOperator(BaseOperator):
                 "wait_for_result=False (async_invoke=True), which returns the job id at once"
             )
         _positive_int(cls_name, "runtime_memory", self.runtime_memory)
+        self._trigger_kwargs = trigger_kwargs(cls_name, self.min_deferral)
         if self.function_retries is not None and (not isinstance(self.function_retries, int) or self.function_retries < 0):
             raise AirflowException(f"{cls_name}: function_retries must be an integer >= 0, got {self.function_retries!r}")
         for name in ("timeout", "task_timeout"):
@@ -332,7 +339,8 @@ class SkeinBaseOperator(BaseOperator):
             context["ti"].xcom_push(key="skein_job_id", value=job_id)
             self.log.info("submitted Skein job %s; deferring until it ends", job_id)
             self.defer(
-                trigger=SkeinJobTrigger(job_id=job_id, skein_conn_id=self.skein_conn_id, submit_path=self.submit_path),
+                trigger=SkeinJobTrigger(job_id=job_id, skein_conn_id=self.skein_conn_id, submit_path=self.submit_path,
+                                        **self._trigger_kwargs),
                 method_name="execute_complete",
             )
         return value

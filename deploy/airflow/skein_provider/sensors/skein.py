@@ -17,7 +17,7 @@ from airflow.sdk import BaseSensorOperator
 from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout
 
 from skein_provider.hooks.skein import SkeinError, SkeinHook, error_for
-from skein_provider.triggers.skein import SkeinJobTrigger
+from skein_provider.triggers.skein import SkeinJobTrigger, trigger_kwargs
 
 _DONE = {"done", "succeeded", "success", "completed", "complete", "finished", "ok"}
 _FAILED = {"failed", "error", "cancelled", "canceled", "timed_out", "timeout", "timedout"}
@@ -31,6 +31,8 @@ class SkeinJobSensor(BaseSensorOperator):
     :param job_id_key: the XCom key to pull (default return_value).
     :param fetch_result: push the job's result (default True) rather than its id.
     :param deferrable: wait in the triggerer instead of a worker slot.
+    :param min_deferral: with deferrable=True, the least seconds between the deferral and
+        the trigger's event (default 5; see the operators' min_deferral).
     """
 
     template_fields: Sequence[str] = ("job_id",)
@@ -44,6 +46,7 @@ class SkeinJobSensor(BaseSensorOperator):
         job_id_key: str = "return_value",
         fetch_result: bool = True,
         deferrable: bool = False,
+        min_deferral: int | float | None = None,
         skein_conn_id: str | None = SkeinHook.default_conn_name,
         submit_path: str | None = None,
         **kwargs: Any,
@@ -58,6 +61,8 @@ class SkeinJobSensor(BaseSensorOperator):
         self.job_id_key = job_id_key
         self.fetch_result = fetch_result
         self.deferrable = deferrable
+        self.min_deferral = min_deferral
+        self._trigger_kwargs = trigger_kwargs(type(self).__name__, min_deferral)
         self.skein_conn_id = skein_conn_id
         self.submit_path = submit_path
         self._hook: SkeinHook | None = None
@@ -85,7 +90,8 @@ class SkeinJobSensor(BaseSensorOperator):
         if self.deferrable:
             self.log.info("deferring until Skein job %s ends", job)
             self.defer(
-                trigger=SkeinJobTrigger(job_id=job, skein_conn_id=self.skein_conn_id, submit_path=self.submit_path),
+                trigger=SkeinJobTrigger(job_id=job, skein_conn_id=self.skein_conn_id, submit_path=self.submit_path,
+                                        **self._trigger_kwargs),
                 method_name="execute_complete",
                 timeout=datetime.timedelta(seconds=self.timeout) if self.timeout else None,
             )

@@ -11,34 +11,51 @@ import asyncio
 import time
 from typing import Any, AsyncIterator
 
+from airflow.sdk.exceptions import AirflowException
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from skein_provider.hooks.skein import SkeinHook
 
 _TAIL = 8000  # characters of stderr carried in a failure event
 
-# MIN_DEFERRAL is the least time, in seconds, between the start of the wait
-# and the event. Airflow's scheduler fails a task whose trigger fires
-# before it has handled the executor's report of the deferral ("finished
-# with state success, but the task instance's state attribute is queued"):
-# a Skein job that ends within a scheduler loop of its deferral would hit
-# that race. Deferral is for long jobs; two seconds cost them nothing.
-MIN_DEFERRAL = 2.0
+# MIN_DEFERRAL is the default least time, in seconds, between the start of
+# the wait and the event (the operators' min_deferral). Airflow 3.3 fails a
+# deferred task whose trigger fires before the scheduler has handled the
+# executor's report of the deferral ("finished with state success, but the
+# task instance's state attribute is queued"; fixed upstream after 3.3.2
+# for the queued and running states): a Skein job that ends before that
+# report is handled would hit that race. The report comes within a
+# scheduler loop, later on a busy scheduler. Deferral is for long jobs; a
+# few seconds cost them nothing.
+MIN_DEFERRAL = 5.0
+
+
+def trigger_kwargs(owner: str, min_deferral: Any) -> dict[str, float]:
+    """The SkeinJobTrigger keyword arguments for an operator's or sensor's
+    min_deferral (None: the default), checked."""
+    if min_deferral is None:
+        return {}
+    if isinstance(min_deferral, bool) or not isinstance(min_deferral, (int, float)) or not 0 <= min_deferral <= 3600:
+        raise AirflowException(f"{owner}: min_deferral must be a number of seconds from 0 to 3600, got {min_deferral!r}")
+    return {"min_deferral": float(min_deferral)}
 
 
 class SkeinJobTrigger(BaseTrigger):
     """Fires one event when the job ends: {"status": "success"|"error", "job_id", "exit_code", "message"}."""
 
-    def __init__(self, job_id: str, skein_conn_id: str | None = SkeinHook.default_conn_name, submit_path: str | None = None):
+    def __init__(self, job_id: str, skein_conn_id: str | None = SkeinHook.default_conn_name, submit_path: str | None = None,
+                 min_deferral: float = MIN_DEFERRAL):
         super().__init__()
         self.job_id = job_id
         self.skein_conn_id = skein_conn_id
         self.submit_path = submit_path
+        self.min_deferral = float(min_deferral)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
             "skein_provider.triggers.skein.SkeinJobTrigger",
-            {"job_id": self.job_id, "skein_conn_id": self.skein_conn_id, "submit_path": self.submit_path},
+            {"job_id": self.job_id, "skein_conn_id": self.skein_conn_id, "submit_path": self.submit_path,
+             "min_deferral": self.min_deferral},
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
@@ -50,7 +67,7 @@ class SkeinJobTrigger(BaseTrigger):
         except Exception as e:  # a missing binary or connection: report it to the task
             yield TriggerEvent({"status": "error", "job_id": self.job_id, "exit_code": None, "message": str(e)})
             return
-        left = MIN_DEFERRAL - (time.monotonic() - started)
+        left = self.min_deferral - (time.monotonic() - started)
         if left > 0:
             await asyncio.sleep(left)
         for line in err.splitlines():

@@ -31,9 +31,13 @@ def mult_array(results):
     return result
 
 
+# min_deferral: the tests' metadata DB is SQLite, whose writers wait up to 5 s
+# for each other's locks, so the executor's report of a deferral can reach
+# the scheduler seconds late; a trigger firing before that makes Airflow 3.3
+# fail the task (see the trigger's MIN_DEFERRAL).
 dag = DAG(
     dag_id='seeds_lithops_deferrable',
-    default_args={'owner': 'airflow', 'start_date': datetime(2024, 1, 1)},
+    default_args={'owner': 'airflow', 'start_date': datetime(2024, 1, 1), 'min_deferral': 15},
     schedule=None,
     catchup=False,
 )
