@@ -11,6 +11,8 @@ import (
 
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nkeys"
+
+	"github.com/skeinrun/skein/internal/testenv"
 )
 
 // TestNKEYSubmitter: the submitter authenticates with an NKEY seed file
@@ -155,7 +157,7 @@ func startRaw(t *testing.T, dir, conf string, env ...string) {
 	}
 	cmd := exec.Command("nats-server", "-c", p)
 	cmd.Env = append(os.Environ(), env...)
-	log := &syncBuffer{}
+	log := &testenv.Buffer{}
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/skeinrun/skein/bus/dial"
+	"github.com/skeinrun/skein/internal/testenv"
 )
 
 // binDir holds the three programs, built once for the package.
@@ -158,12 +159,12 @@ func TestRuntimeRights(t *testing.T) {
 // proc is a program started for a test, stopped (SIGTERM) at its end.
 type proc struct {
 	cmd *exec.Cmd
-	out *syncBuffer
+	out *testenv.Buffer
 }
 
 func start(t *testing.T, env []string, name string, args ...string) *proc {
 	t.Helper()
-	p := &proc{cmd: exec.Command(filepath.Join(binDir, name), args...), out: &syncBuffer{}}
+	p := &proc{cmd: exec.Command(filepath.Join(binDir, name), args...), out: &testenv.Buffer{}}
 	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
@@ -191,7 +192,7 @@ func run(t *testing.T, env []string, name string, args ...string) (int, string, 
 	t.Helper()
 	cmd := exec.Command(filepath.Join(binDir, name), args...)
 	cmd.Env = append(os.Environ(), env...)
-	var stdout, stderr syncBuffer
+	var stdout, stderr testenv.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	done := make(chan error, 1)
 	if err := cmd.Start(); err != nil {

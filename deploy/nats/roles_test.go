@@ -16,6 +16,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/skeinrun/skein/internal/testenv"
 )
 
 // server is a nats-server process configured with the shipped roles.
@@ -70,7 +72,7 @@ func startServerEdited(t *testing.T, extra string, edit func(string) string, arg
 			s.pw[ns+"-"+role] = password(ns, role)
 		}
 	}
-	log := &syncBuffer{}
+	log := &testenv.Buffer{}
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -88,7 +90,7 @@ func startServerEdited(t *testing.T, extra string, edit func(string) string, arg
 
 // waitListening waits until the server of conf ("listen: 127.0.0.1:PORT")
 // accepts connections.
-func waitListening(t *testing.T, conf string, log *syncBuffer) {
+func waitListening(t *testing.T, conf string, log *testenv.Buffer) {
 	t.Helper()
 	var port int
 	if _, err := fmt.Sscanf(conf, "listen: 127.0.0.1:%d", &port); err != nil {
@@ -117,18 +119,6 @@ func freePort(t *testing.T) int {
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
 }
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 // client is a raw connection as one user, recording the permission
 // violations the server reports.

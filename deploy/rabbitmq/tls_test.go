@@ -49,7 +49,7 @@ func startTLSNode(t *testing.T, p testpki.PKI) *url.URL {
 	t.Cleanup(stop)
 	cmd := exec.Command("bash", script, "start")
 	cmd.Env = env
-	var stderr syncBuffer
+	var stderr testenv.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {

@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -74,34 +73,17 @@ func need(t *testing.T, err error, what string) {
 	t.Skipf("%s: %v: skipping the multi-host test (run it as root with nats-server installed)", what, err)
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // proc is a program running in a namespace; it is stopped at cleanup
 // (and killed with its namespace by Net.Close in any case).
 type proc struct {
 	name string
 	cmd  *exec.Cmd
-	out  *syncBuffer
+	out  *testenv.Buffer
 }
 
 func startIn(t *testing.T, h *netns.Host, name, bin string, args ...string) *proc {
 	t.Helper()
-	p := &proc{name: name, cmd: h.Command(context.Background(), bin, args...), out: &syncBuffer{}}
+	p := &proc{name: name, cmd: h.Command(context.Background(), bin, args...), out: &testenv.Buffer{}}
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("start %s in %s: %v", name, h.Name, err)

@@ -82,12 +82,12 @@ func (iv invoker) run(id string, value map[string]any) (int, map[string]any) {
 
 // startActionBinary runs "runtime action" on a free port and waits until
 // it answers.
-func startActionBinary(t *testing.T) (invoker, *syncBuffer) {
+func startActionBinary(t *testing.T) (invoker, *testenv.Buffer) {
 	t.Helper()
 	port := freePort(t)
 	cmd := exec.Command(filepath.Join(binDir, "runtime"), "action", "--log-level", "debug")
 	cmd.Env = append(os.Environ(), fmt.Sprintf("__OW_ACTION_PORT=%d", port))
-	out, errOut := &syncBuffer{}, &syncBuffer{}
+	out, errOut := &testenv.Buffer{}, &testenv.Buffer{}
 	cmd.Stdout, cmd.Stderr = out, errOut
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -56,7 +56,7 @@ func privateNATS(t *testing.T) string {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(bins[0], "-c", conf)
-	var out syncBuffer
+	var out testenv.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

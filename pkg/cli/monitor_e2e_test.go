@@ -45,13 +45,13 @@ func runEnv(t *testing.T, env []string, name string, args ...string) (string, st
 type service struct {
 	name string
 	cmd  *exec.Cmd
-	out  *syncBuffer
+	out  *testenv.Buffer
 	done chan struct{}
 }
 
 func startService(t *testing.T, env []string, name string, args ...string) *service {
 	t.Helper()
-	s := &service{name: name, cmd: exec.Command(filepath.Join(binDir, name), args...), out: &syncBuffer{}, done: make(chan struct{})}
+	s := &service{name: name, cmd: exec.Command(filepath.Join(binDir, name), args...), out: &testenv.Buffer{}, done: make(chan struct{})}
 	s.cmd.Env = append(os.Environ(), env...)
 	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
 	if err := s.cmd.Start(); err != nil {

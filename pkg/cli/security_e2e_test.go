@@ -230,7 +230,7 @@ func TestFunctionsRunUnprivileged(t *testing.T) {
 func TestRuntimeEnvironNotReadable(t *testing.T) {
 	url := withPassword(t, namespaced(t, testenv.Require(t, testenv.NATSURL)))
 	clusterEnv(t, url, 0, nil)
-	rt := &proc{cmd: exec.Command(filepath.Join(binDir, "runtime"), "--hosts", "go,cmd", "--log-level", "debug"), out: &syncBuffer{}}
+	rt := &proc{cmd: exec.Command(filepath.Join(binDir, "runtime"), "--hosts", "go,cmd", "--log-level", "debug"), out: &testenv.Buffer{}}
 	rt.cmd.Env = append(os.Environ(), "SKEIN_BUS="+url, "SKEIN_STORAGE_ACCESS_KEY="+accessKey, "SKEIN_STORAGE_SECRET_KEY="+secretKey)
 	rt.cmd.Stdout, rt.cmd.Stderr, rt.cmd.Dir = rt.out, rt.out, "/"
 	if os.Geteuid() == 0 {

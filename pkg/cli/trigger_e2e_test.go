@@ -66,7 +66,7 @@ func startVersityGW(t *testing.T, addr string, eventArgs ...string) {
 	args = append(args, "posix", t.TempDir())
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY="+access, "ROOT_SECRET_KEY="+secret)
-	out := &syncBuffer{}
+	out := &testenv.Buffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("starting versitygw: %v", err)

@@ -1,36 +1,17 @@
 package coordinator
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/skeinrun/skein/bus"
 	"github.com/skeinrun/skein/bus/natsbus"
+	"github.com/skeinrun/skein/internal/testenv"
 	"github.com/skeinrun/skein/pkg/wire"
 )
-
-// logBuffer is a slog destination tests can read while it is written.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // A coordinator whose claim of a job won its term, and which another
 // coordinator's record then superseded before it read its own back or
@@ -44,7 +25,7 @@ func TestClaimLostBeforeTakeUp(t *testing.T) {
 	t.Cleanup(srv.Shutdown)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	var bLog logBuffer
+	var bLog testenv.Buffer
 	a, _ := joinEmbedded(t, ctx, srv, "a", Config{Lease: time.Second})
 	b, bb := joinEmbedded(t, ctx, srv, "b", Config{Lease: time.Second, Logger: slog.New(slog.NewTextHandler(&bLog, nil))})
 	// No runtime: the job stays running.

@@ -15,26 +15,8 @@ import (
 	"github.com/skeinrun/skein/pkg/wire"
 )
 
-// syncBuf is a bytes.Buffer safe for the concurrent test.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestLinesDoNotFlood(t *testing.T) {
-	var out syncBuf
+	var out testenv.Buffer
 	interval := 100 * time.Millisecond
 	r, err := New(&out, Config{Interval: interval}) // Auto on a buffer: lines
 	if err != nil {

@@ -1,7 +1,6 @@
 package pyhost
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -10,10 +9,10 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/skeinrun/skein/internal/testenv"
 	"github.com/skeinrun/skein/pkg/fn"
 	"github.com/skeinrun/skein/pkg/wire"
 )
@@ -91,7 +90,7 @@ type outcome struct {
 // goCall runs c on h in a goroutine; its outcome arrives on the channel.
 func goCall(ctx context.Context, h *Host, c *fn.Call) <-chan outcome {
 	ch := make(chan outcome, 1)
-	var log syncBuffer
+	var log testenv.Buffer
 	c.Log = &log
 	go func() {
 		start := time.Now()
@@ -99,23 +98,6 @@ func goCall(ctx context.Context, h *Host, c *fn.Call) <-chan outcome {
 		ch <- outcome{res: string(v), err: err, log: log.String(), dur: time.Since(start)}
 	}()
 	return ch
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 func lines(t *testing.T, path string) []string {

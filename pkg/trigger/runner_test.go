@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/skeinrun/skein/bus/natsbus"
+	"github.com/skeinrun/skein/internal/testenv"
 	"github.com/skeinrun/skein/pkg/wire"
 )
 
@@ -100,7 +101,7 @@ func TestStartReadsRecordsFirst(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	var logs syncLog
+	var logs testenv.Buffer
 	r := New(Config{Bus: b, Coordinator: leaseOnly{}, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err := r.Start(ctx); err != nil {
 		t.Fatal(err)
@@ -120,7 +121,7 @@ func TestStartReadsRecordsFirst(t *testing.T) {
 		}
 	}
 	r.Close()
-	var logs2 syncLog
+	var logs2 testenv.Buffer
 	noResult := func(context.Context, string) (json.RawMessage, error) { return nil, errors.New("no job ends here") }
 	r2 := New(Config{Bus: b, Coordinator: leaseOnly{}, Result: noResult, Logger: slog.New(slog.NewTextHandler(&logs2, nil))})
 	if err := r2.Start(ctx); err != nil {
@@ -139,23 +140,6 @@ func TestStartReadsRecordsFirst(t *testing.T) {
 	if strings.Contains(logs2.String(), `msg="trigger started" trigger=gone`) {
 		t.Fatalf("the deleted trigger ran:\n%s", logs2.String())
 	}
-}
-
-type syncLog struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *syncLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *syncLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // fakeCoordinator records the jobs submitted; its lease is held while

@@ -93,7 +93,7 @@ func TestWebhookRequests(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		fc := &fakeCoordinator{seen: map[string]bool{}, lease: true}
-		var logs syncLog
+		var logs testenv.Buffer
 		cfg := env.cfg
 		cfg.Bus, cfg.Coordinator, cfg.ErrJobExists = env.b, fc, errExists
 		cfg.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))

@@ -1,7 +1,6 @@
 package openwhisk
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -49,18 +48,6 @@ func programs(t testing.TB) string {
 	return progsDir
 }
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-func (l *lockedBuffer) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
-
 // TestMap500 is the end-to-end run: a map of 500 tasks submitted through
 // the client to a real coordinator (the program, --backend openwhisk) on
 // a nats-server process; the coordinator publishes the tasks and dispatches
@@ -81,7 +68,7 @@ func TestMap500(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 
-	containers := &lockedBuffer{}
+	containers := &testenv.Buffer{}
 	ctl, err := owtest.Start(owtest.Config{APIKey: "u:k1", Command: []string{filepath.Join(bin, "runtime"), "action", "--log-level", "warn"},
 		MaxContainers: 6, MaxInFlight: 12, RetryAfter: "0.05", ContainerOutput: containers, Logger: testLogger(t)})
 	if err != nil {
@@ -93,7 +80,7 @@ func TestMap500(t *testing.T) {
 	if err := os.WriteFile(keyFile, []byte("u:k1\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	coordOut := &lockedBuffer{}
+	coordOut := &testenv.Buffer{}
 	co := exec.Command(filepath.Join(bin, "coordinator"), "--bus", busURL, "--log-level", "debug",
 		"--backend", "openwhisk", "--ow-image", "skein/runtime:test", "--ow-batch", fmt.Sprint(batch),
 		"--ow-idle", "300ms", "--ow-timeout-ms", "30000", "--ow-max-attempts", "200")

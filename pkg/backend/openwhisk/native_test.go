@@ -59,9 +59,9 @@ func TestNativeCode(t *testing.T) {
 
 // startCoordinator runs the coordinator program with the openwhisk
 // backend against ctl and waits until it serves.
-func startCoordinator(t *testing.T, ctx context.Context, bin, busURL string, ctl *owtest.Controller, args ...string) *lockedBuffer {
+func startCoordinator(t *testing.T, ctx context.Context, bin, busURL string, ctl *owtest.Controller, args ...string) *testenv.Buffer {
 	t.Helper()
-	out := &lockedBuffer{}
+	out := &testenv.Buffer{}
 	co := exec.Command(filepath.Join(bin, "coordinator"), append([]string{"--bus", busURL, "--log-level", "debug",
 		"--backend", "openwhisk", "--ow-max-attempts", "200"}, args...)...)
 	co.Env = append(os.Environ(), "SKEIN_OW_APIHOST="+ctl.URL(), "SKEIN_OW_API_KEY=u:k1")
@@ -98,7 +98,7 @@ func TestNativeGoAction(t *testing.T) {
 	busURL := fmt.Sprintf("%s?ns=ownative-%d", testenv.Require(t, testenv.NATSURL), time.Now().UnixNano()%1e9)
 	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
 	defer cancel()
-	containers := &lockedBuffer{}
+	containers := &testenv.Buffer{}
 	ctl, err := owtest.Start(owtest.Config{APIKey: "u:k1", MaxContainers: 2, ContainerOutput: containers, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)

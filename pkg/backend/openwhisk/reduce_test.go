@@ -32,7 +32,7 @@ func TestStreamingReduce200(t *testing.T) {
 	busURL := fmt.Sprintf("%s?ns=owreduce-%d", testenv.Require(t, testenv.NATSURL), time.Now().UnixNano()%1e9)
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
-	containers := &lockedBuffer{}
+	containers := &testenv.Buffer{}
 	ctl, err := owtest.Start(owtest.Config{APIKey: "u:k1", Command: []string{filepath.Join(bin, "runtime"), "action", "--log-level", "info"},
 		MaxContainers: 8, ContainerOutput: containers, Logger: testLogger(t)})
 	if err != nil {
