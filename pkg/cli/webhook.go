@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"crypto/tls"
 	"flag"
 	"os"
 	"strings"
@@ -13,6 +14,7 @@ import (
 // webhook (docs/pipelines.md#bucket-notifications-by-webhook).
 type webhookFlags struct {
 	addr, tokenFile string
+	tlsCert, tlsKey string
 	public          bool
 }
 
@@ -21,12 +23,16 @@ type webhookFile struct {
 	Listen    string `yaml:"listen"`
 	Public    bool   `yaml:"public"`
 	TokenFile string `yaml:"token_file"`
+	TLSCert   string `yaml:"tls_cert"`
+	TLSKey    string `yaml:"tls_key"`
 }
 
 func (w *webhookFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&w.addr, "webhook-listen", "", "take triggers' webhook events (POST /webhook/NAME) on this host:port, loopback unless --webhook-public (env SKEIN_WEBHOOK_LISTEN)")
 	fs.BoolVar(&w.public, "webhook-public", false, "allow --webhook-listen on an address other than loopback")
 	fs.StringVar(&w.tokenFile, "webhook-token-file", "", "file of the webhook's tokens, one a line (env SKEIN_WEBHOOK_TOKEN holds one directly): every request presents one")
+	fs.StringVar(&w.tlsCert, "webhook-tls-cert", "", "serve the webhook over HTTPS with this certificate (PEM; a renewed file is taken up without a restart) (env SKEIN_WEBHOOK_TLS_CERT)")
+	fs.StringVar(&w.tlsKey, "webhook-tls-key", "", "the key (PEM) of --webhook-tls-cert (env SKEIN_WEBHOOK_TLS_KEY)")
 }
 
 // resolve fills what the flags left unset from the environment, then the
@@ -46,7 +52,18 @@ func (w *webhookFlags) resolve(fc *fileConfig, getenv func(string) string) (*tri
 	if w.tokenFile == "" {
 		w.tokenFile = fc.Webhook.TokenFile
 	}
-	cfg := &trigger.WebhookConfig{Addr: w.addr, Public: w.public}
+	for _, f := range []struct {
+		v             *string
+		env, fromFile string
+	}{{&w.tlsCert, "SKEIN_WEBHOOK_TLS_CERT", fc.Webhook.TLSCert}, {&w.tlsKey, "SKEIN_WEBHOOK_TLS_KEY", fc.Webhook.TLSKey}} {
+		if *f.v == "" {
+			*f.v = getenv(f.env)
+		}
+		if *f.v == "" {
+			*f.v = f.fromFile
+		}
+	}
+	cfg := &trigger.WebhookConfig{Addr: w.addr, Public: w.public, TLSCert: w.tlsCert, TLSKey: w.tlsKey}
 	if t := strings.TrimSpace(getenv("SKEIN_WEBHOOK_TOKEN")); t != "" {
 		cfg.Tokens = append(cfg.Tokens, t)
 	}
@@ -66,6 +83,13 @@ func (w *webhookFlags) resolve(fc *fileConfig, getenv func(string) string) (*tri
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, usagef("%v", err)
+	}
+	if cfg.TLSCert != "" {
+		// Checked before the coordinator connects: a pair that cannot be
+		// loaded is a bad flag, not a failure an hour later.
+		if _, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey); err != nil {
+			return nil, usagef("--webhook-tls-cert %s, --webhook-tls-key %s: %v", cfg.TLSCert, cfg.TLSKey, err)
+		}
 	}
 	return cfg, nil
 }

@@ -2,10 +2,13 @@ package cli_test
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -15,6 +18,7 @@ import (
 	"github.com/skeinrun/skein/bus"
 	"github.com/skeinrun/skein/bus/dial"
 	"github.com/skeinrun/skein/internal/testenv"
+	"github.com/skeinrun/skein/internal/testpki"
 	"github.com/skeinrun/skein/pkg/storage"
 	"github.com/skeinrun/skein/pkg/trigger"
 	"github.com/skeinrun/skein/pkg/wire"
@@ -126,6 +130,12 @@ func freeAddr(t *testing.T) string {
 // empty) and returns the status.
 func hookPost(t *testing.T, url, token, body string) int {
 	t.Helper()
+	return hookPostWith(t, http.DefaultClient, url, token, body)
+}
+
+// hookPostWith is hookPost with client.
+func hookPostWith(t *testing.T, client *http.Client, url, token, body string) int {
+	t.Helper()
 	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
@@ -133,7 +143,7 @@ func hookPost(t *testing.T, url, token, body string) int {
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,11 +208,13 @@ func TestTriggerWebhook(t *testing.T) {
 		name string
 		env  string
 		kill bool
+		tls  bool // the listener speaks HTTPS; versitygw trusts its CA
 	}{
-		{"nats", testenv.NATSURL, false},
-		{"rabbitmq", testenv.AMQPURL, false},
-		{"nats-coordinator-killed", testenv.NATSURL, true},
-		{"rabbitmq-coordinator-killed", testenv.AMQPURL, true},
+		{"nats", testenv.NATSURL, false, false},
+		{"rabbitmq", testenv.AMQPURL, false, false},
+		{"nats-tls", testenv.NATSURL, false, true},
+		{"nats-coordinator-killed", testenv.NATSURL, true, false},
+		{"rabbitmq-coordinator-killed", testenv.AMQPURL, true, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -214,8 +226,22 @@ func TestTriggerWebhook(t *testing.T) {
 			g := newGate(t, s3)
 			hookAddr := freeAddr(t)
 			coEnv := append(envWith(env, "http://"+g.addr()), "SKEIN_WEBHOOK_TOKEN="+token)
+			coArgs := []string{"--bus", url, "--log-level", "debug", "--webhook-listen", hookAddr}
+			scheme, client := "http", http.DefaultClient
+			if tc.tls {
+				pki := testpki.New(t)
+				coArgs = append(coArgs, "--webhook-tls-cert", pki.ServerCert, "--webhook-tls-key", pki.ServerKey)
+				ca, err := os.ReadFile(pki.CA)
+				if err != nil {
+					t.Fatal(err)
+				}
+				pool := x509.NewCertPool()
+				pool.AppendCertsFromPEM(ca)
+				scheme, client = "https", &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+				t.Setenv("SSL_CERT_FILE", pki.CA) // versitygw's roots
+			}
 			startCo := func() *proc {
-				co := startEnv(t, coEnv, "coordinator", "--bus", url, "--log-level", "debug", "--webhook-listen", hookAddr)
+				co := startEnv(t, coEnv, "coordinator", coArgs...)
 				waitOutput(t, co, "coordinator serving", 30*time.Second)
 				waitOutput(t, co, "webhook listening", time.Second)
 				return co
@@ -231,7 +257,7 @@ func TestTriggerWebhook(t *testing.T) {
 			done := followDone(t, url, "tr-"+name+"-")
 			createTrigger(t, url, fmt.Sprintf(`{"name":%q,"source":{"webhook":%q,"format":"s3"},"job":{"kind":"map","function":"wordcount"}}`, name, name))
 			waitOutput(t, co, "trigger source open", 20*time.Second)
-			hook := "http://" + hookAddr + "/webhook/" + name
+			hook := scheme + "://" + hookAddr + "/webhook/" + name
 			// versitygw after the listener: it posts a test event as it
 			// starts, and exits if the connection is refused.
 			startVersityGW(t, s3, "--event-webhook-url", hook+"?token="+token)
@@ -249,12 +275,17 @@ func TestTriggerWebhook(t *testing.T) {
 					{"not an S3 event", token, `{"key":"in/obj-00.txt"}`, 400},
 					{"too large", token, `{"Records":[` + strings.Repeat(" ", 300<<10) + `]}`, 413},
 				} {
-					if code := hookPost(t, hook, c.token, c.body); code != c.want {
+					if code := hookPostWith(t, client, hook, c.token, c.body); code != c.want {
 						t.Errorf("%s: status %d, want %d", c.what, code, c.want)
 					}
 				}
 				if strings.Contains(co.out.String(), token) {
 					t.Fatal("the token is in the coordinator's log")
+				}
+				if tc.tls {
+					if code := hookPost(t, "http://"+hookAddr+"/webhook/"+name, token, put); code == http.StatusOK {
+						t.Fatal("a plain HTTP request to the TLS listener was answered 200")
+					}
 				}
 			}
 			wave := func(from int) {

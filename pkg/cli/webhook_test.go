@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+
+	"github.com/skeinrun/skein/internal/testpki"
 )
 
 // The webhook's settings: a flag wins over the variable, which wins over
@@ -32,6 +34,24 @@ func TestWebhookFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	both := []string{"first-token-0123456789", "second-token-0123456789"}
+	// Three certificate pairs (one CA each), for the file, the variables
+	// and the flags.
+	pair := func() (string, string) {
+		p := testpki.New(t)
+		return p.ServerCert, p.ServerKey
+	}
+	fileCert, fileKey := pair()
+	envCert, envKey := pair()
+	flagCert, flagKey := pair()
+	tlsFile := filepath.Join(dir, "skein-tls.yaml")
+	if err := os.WriteFile(tlsFile, []byte("webhook:\n  listen: 127.0.0.1:9001\n  token_file: "+tokens+"\n  tls_cert: "+fileCert+"\n  tls_key: "+fileKey+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fcTLS, err := loadConfig(tlsFile, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range []struct {
 		name   string
 		args   []string
@@ -40,6 +60,8 @@ func TestWebhookFlags(t *testing.T) {
 		addr   string
 		tokens []string
 		usage  bool
+		// the TLS pair, when set
+		cert, key string
 	}{
 		{name: "nothing asked", file: &fileConfig{}},
 		{name: "the config file", file: fc, addr: "127.0.0.1:9001", tokens: []string{"first-token-0123456789", "second-token-0123456789"}},
@@ -52,6 +74,15 @@ func TestWebhookFlags(t *testing.T) {
 		{name: "beyond loopback", file: fc, args: []string{"--webhook-listen", "0.0.0.0:9005"}, usage: true},
 		{name: "beyond loopback, public", file: fc, args: []string{"--webhook-listen", "0.0.0.0:9005", "--webhook-public"},
 			addr: "0.0.0.0:9005", tokens: []string{"first-token-0123456789", "second-token-0123456789"}},
+		{name: "TLS from the config file", file: fcTLS, addr: "127.0.0.1:9001", tokens: both, cert: fileCert, key: fileKey},
+		{name: "TLS, the variables over the file", file: fcTLS, env: map[string]string{"SKEIN_WEBHOOK_TLS_CERT": envCert, "SKEIN_WEBHOOK_TLS_KEY": envKey},
+			addr: "127.0.0.1:9001", tokens: both, cert: envCert, key: envKey},
+		{name: "TLS, the flags over the variables", file: fcTLS, args: []string{"--webhook-tls-cert", flagCert, "--webhook-tls-key", flagKey},
+			env:  map[string]string{"SKEIN_WEBHOOK_TLS_CERT": envCert, "SKEIN_WEBHOOK_TLS_KEY": envKey},
+			addr: "127.0.0.1:9001", tokens: both, cert: flagCert, key: flagKey},
+		{name: "TLS, a certificate without its key", file: fc, args: []string{"--webhook-tls-cert", flagCert}, usage: true},
+		{name: "TLS, a key that is not the certificate's", file: fc, args: []string{"--webhook-tls-cert", flagCert, "--webhook-tls-key", envKey}, usage: true},
+		{name: "TLS, files that do not exist", file: fc, args: []string{"--webhook-tls-cert", flagCert + ".nope", "--webhook-tls-key", flagKey}, usage: true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			fs := flag.NewFlagSet("coordinator", flag.ContinueOnError)
@@ -81,6 +112,9 @@ func TestWebhookFlags(t *testing.T) {
 			}
 			if cfg.Addr != c.addr || !slices.Equal(cfg.Tokens, c.tokens) {
 				t.Fatalf("addr %s tokens %q, want %s %q", cfg.Addr, cfg.Tokens, c.addr, c.tokens)
+			}
+			if cfg.TLSCert != c.cert || cfg.TLSKey != c.key {
+				t.Fatalf("TLS pair %q %q, want %q %q", cfg.TLSCert, cfg.TLSKey, c.cert, c.key)
 			}
 		})
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -60,6 +61,11 @@ type WebhookConfig struct {
 	Tokens []string
 	// MaxBody bounds a request's body (default DefaultWebhookMaxBody).
 	MaxBody int64
+	// TLSCert and TLSKey, both or neither, are the PEM files of the
+	// listener's certificate (chain) and key: with them it speaks HTTPS
+	// only (TLS 1.2 or newer), and takes up a renewed pair at the next
+	// handshake after the files change.
+	TLSCert, TLSKey string
 }
 
 // ErrWebhookPublic is returned for a listener address beyond loopback
@@ -97,6 +103,9 @@ func (c *WebhookConfig) Validate() error {
 	if c.MaxBody < 0 {
 		errs = append(errs, errors.New("webhook max body: must not be negative"))
 	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		errs = append(errs, errors.New("webhook TLS: give both the certificate and its key, or neither"))
+	}
 	return errors.Join(errs...)
 }
 
@@ -121,6 +130,13 @@ func (r *Runner) ServeWebhook(cfg WebhookConfig) (net.Addr, error) {
 	default:
 		return nil, errors.New("this coordinator cannot record webhook events (no bus kind or dialer)")
 	}
+	var pair *keyPair
+	if cfg.TLSCert != "" {
+		var err error
+		if pair, err = loadKeyPair(cfg.TLSCert, cfg.TLSKey, r.log); err != nil {
+			return nil, err
+		}
+	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("webhook: %w", err)
@@ -130,6 +146,14 @@ func (r *Runner) ServeWebhook(cfg WebhookConfig) (net.Addr, error) {
 		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second,
 		IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 16 << 10,
 		ErrorLog: slog.NewLogLogger(r.log.Handler(), slog.LevelWarn),
+	}
+	scheme := "http"
+	if pair != nil {
+		srv.TLSConfig = pair.tlsConfig()
+		ln = tls.NewListener(ln, srv.TLSConfig)
+		scheme = "https"
+	} else if cfg.Public {
+		r.log.Warn("webhook listening beyond loopback without TLS: its tokens cross the network in clear (--webhook-tls-cert, --webhook-tls-key)", "addr", ln.Addr().String())
 	}
 	r.hookMu.Lock()
 	if r.hookClosed {
@@ -146,7 +170,7 @@ func (r *Runner) ServeWebhook(cfg WebhookConfig) (net.Addr, error) {
 			r.log.Error("webhook listener stopped", "err", err)
 		}
 	}()
-	r.log.Info("webhook listening", "addr", ln.Addr().String(), "path", WebhookPath+"<name>")
+	r.log.Info("webhook listening", "addr", ln.Addr().String(), "scheme", scheme, "path", WebhookPath+"<name>")
 	return ln.Addr(), nil
 }
 

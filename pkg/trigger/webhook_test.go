@@ -60,6 +60,39 @@ func webhookBuses(t *testing.T, f func(t *testing.T, env webhookEnv)) {
 
 const hookToken = "webhook-test-token-0123456789"
 
+// hookRunner starts a runner on env, submitting to fc, with the trigger
+// "wh" of webhook "uploads", and returns once the runner knows it, with
+// the runner's log (shown when the test fails; the runner is closed when
+// the test ends).
+func hookRunner(ctx context.Context, t *testing.T, env webhookEnv, fc *fakeCoordinator) (*Runner, *testenv.Buffer, Def) {
+	t.Helper()
+	logs := &testenv.Buffer{}
+	cfg := env.cfg
+	cfg.Bus, cfg.Coordinator, cfg.ErrJobExists = env.b, fc, errExists
+	cfg.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	r := New(cfg)
+	if err := r.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		r.Close()
+		if t.Failed() {
+			t.Log(logs.String())
+		}
+	})
+	d := Def{Name: "wh", Source: Source{Webhook: "uploads", Format: "s3"}, Job: Template{Kind: wire.JobMap, Function: "wordcount"}}
+	if _, err := Call(ctx, env.b, Request{Op: "create", Def: &d}); err != nil {
+		t.Fatal(err)
+	}
+	for len(r.hooked("uploads")) == 0 {
+		if ctx.Err() != nil {
+			t.Fatal("the trigger is not known")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return r, logs, d
+}
+
 // post sends body to the webhook at addr; auth is "bearer", "query" or
 // "" (no token), with token.
 func post(t *testing.T, method, url, auth, token string, body io.Reader) (int, string) {
@@ -93,30 +126,7 @@ func TestWebhookRequests(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		fc := &fakeCoordinator{seen: map[string]bool{}, lease: true}
-		var logs testenv.Buffer
-		cfg := env.cfg
-		cfg.Bus, cfg.Coordinator, cfg.ErrJobExists = env.b, fc, errExists
-		cfg.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-		r := New(cfg)
-		if err := r.Start(ctx); err != nil {
-			t.Fatal(err)
-		}
-		defer func() {
-			r.Close()
-			if t.Failed() {
-				t.Log(logs.String())
-			}
-		}()
-		d := Def{Name: "wh", Source: Source{Webhook: "uploads", Format: "s3"}, Job: Template{Kind: wire.JobMap, Function: "wordcount"}}
-		if _, err := Call(ctx, env.b, Request{Op: "create", Def: &d}); err != nil {
-			t.Fatal(err)
-		}
-		for len(r.hooked("uploads")) == 0 {
-			if ctx.Err() != nil {
-				t.Fatal("the trigger is not known")
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+		r, logs, d := hookRunner(ctx, t, env, fc)
 		if _, err := r.ServeWebhook(WebhookConfig{Addr: "10.1.2.3:0", Tokens: []string{hookToken}}); err == nil {
 			t.Fatal("a webhook beyond loopback without Public: no error")
 		}
