@@ -220,14 +220,16 @@ func (h *Host) Call(ctx context.Context, c *fn.Call) (wire.Value, error) {
 	pgid := cmd.Process.Pid
 	h.running[pgid] = struct{}{}
 	h.mu.Unlock()
+	// The child was spawned sharing this process's memory (vfork) and
+	// Linux folds that memory's peak into the child's maxrss at its exec:
+	// only a maxrss above this process's peak, read once the exec is done,
+	// is surely the command's own.
+	floorKB := ownPeakKB()
 
 	err = cmd.Wait()
 	if cmd.ProcessState != nil {
-		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-			// KiB on Linux. The kernel folds the spawning process's
-			// resident set at exec into it, so it is an upper bound for
-			// commands smaller than the runtime itself.
-			c.PeakKB = ru.Maxrss
+		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok && floorKB > 0 && ru.Maxrss > floorKB {
+			c.PeakKB = ru.Maxrss // KiB on Linux
 		}
 	}
 	// Kill what the command left behind in its group.
@@ -384,3 +386,22 @@ func (t *tail) Write(p []byte) (int, error) {
 }
 
 func (t *tail) String() string { return string(t.b) }
+
+// ownPeakKB is this process's peak resident set (VmHWM), in KiB; 0 when
+// it cannot be read.
+func ownPeakKB() int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			if err != nil {
+				return 0
+			}
+			return kb
+		}
+	}
+	return 0
+}
