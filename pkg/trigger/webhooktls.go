@@ -18,11 +18,11 @@ type keyPair struct {
 	certFile, keyFile string
 	log               *slog.Logger
 
-	mu              sync.Mutex
-	cert            *tls.Certificate
-	certMod, keyMod time.Time
-	certSize, keySz int64
-	lastErr         string
+	mu                sync.Mutex
+	cert              *tls.Certificate
+	certMod, keyMod   time.Time
+	certSize, keySize int64
+	lastErr           string
 }
 
 // loadKeyPair loads the pair once; an error names the files.
@@ -44,14 +44,14 @@ func (k *keyPair) reload() error {
 	if err != nil {
 		return fmt.Errorf("webhook TLS key: %w", err)
 	}
-	if k.cert != nil && ci.ModTime().Equal(k.certMod) && ki.ModTime().Equal(k.keyMod) && ci.Size() == k.certSize && ki.Size() == k.keySz {
+	if k.cert != nil && ci.ModTime().Equal(k.certMod) && ki.ModTime().Equal(k.keyMod) && ci.Size() == k.certSize && ki.Size() == k.keySize {
 		return nil
 	}
 	c, err := tls.LoadX509KeyPair(k.certFile, k.keyFile)
 	if err != nil {
 		return fmt.Errorf("webhook TLS certificate %s and key %s: %w", k.certFile, k.keyFile, err)
 	}
-	k.cert, k.certMod, k.keyMod, k.certSize, k.keySz = &c, ci.ModTime(), ki.ModTime(), ci.Size(), ki.Size()
+	k.cert, k.certMod, k.keyMod, k.certSize, k.keySize = &c, ci.ModTime(), ki.ModTime(), ci.Size(), ki.Size()
 	return nil
 }
 
