@@ -364,6 +364,22 @@ def test_min_deferral_defaults_and_bounds():
     with pytest.raises(TaskDeferred) as ei:
         sensor.execute({})
     assert ei.value.trigger.serialize()[1]["min_deferral"] == 7.0
+    # The floor never outlasts half of the wait's timeout: a job that ended
+    # at once must not time the task out.
+    sensor = SkeinJobSensor(task_id="s", job_id="j", deferrable=True, timeout=4)
+    with pytest.raises(TaskDeferred) as ei:
+        sensor.execute({})
+    assert ei.value.trigger.serialize()[1]["min_deferral"] == 2.0
+
+
+def test_min_deferral_within_the_execution_timeout(standin):
+    import datetime
+
+    op = ops.SkeinCallAsyncOperator(task_id="t", func="add", data={}, deferrable=True, min_deferral=30,
+                                    execution_timeout=datetime.timedelta(seconds=20))
+    with pytest.raises(TaskDeferred) as ei:
+        op.execute({"ti": FakeTI()})
+    assert ei.value.trigger.serialize()[1]["min_deferral"] == 10.0
 
 
 # -- aliases of the old plugins --------------------------------------------------------------

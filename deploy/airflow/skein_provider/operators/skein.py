@@ -26,7 +26,7 @@ from airflow.sdk.exceptions import AirflowException
 from skein_provider.config import Translated, translate
 from skein_provider.functions import FunctionRef, resolve, resolve_includes
 from skein_provider.hooks.skein import SkeinHook, _mask, error_for
-from skein_provider.triggers.skein import SkeinJobTrigger, trigger_kwargs
+from skein_provider.triggers.skein import SkeinJobTrigger, trigger_kwargs, within
 
 # Old names (from the IBM-PyWren, Cloudbutton and Lithops plugins, typos
 # included) -> the name used here.
@@ -340,7 +340,8 @@ class SkeinBaseOperator(BaseOperator):
             self.log.info("submitted Skein job %s; deferring until it ends", job_id)
             self.defer(
                 trigger=SkeinJobTrigger(job_id=job_id, skein_conn_id=self.skein_conn_id, submit_path=self.submit_path,
-                                        **self._trigger_kwargs),
+                                        **within(self._trigger_kwargs, self.execution_timeout.total_seconds()
+                                                 if self.execution_timeout else None)),
                 method_name="execute_complete",
             )
         return value

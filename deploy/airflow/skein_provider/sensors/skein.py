@@ -17,7 +17,7 @@ from airflow.sdk import BaseSensorOperator
 from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout
 
 from skein_provider.hooks.skein import SkeinError, SkeinHook, error_for
-from skein_provider.triggers.skein import SkeinJobTrigger, trigger_kwargs
+from skein_provider.triggers.skein import SkeinJobTrigger, trigger_kwargs, within
 
 _DONE = {"done", "succeeded", "success", "completed", "complete", "finished", "ok"}
 _FAILED = {"failed", "error", "cancelled", "canceled", "timed_out", "timeout", "timedout"}
@@ -91,7 +91,7 @@ class SkeinJobSensor(BaseSensorOperator):
             self.log.info("deferring until Skein job %s ends", job)
             self.defer(
                 trigger=SkeinJobTrigger(job_id=job, skein_conn_id=self.skein_conn_id, submit_path=self.submit_path,
-                                        **self._trigger_kwargs),
+                                        **within(self._trigger_kwargs, float(self.timeout) if self.timeout else None)),
                 method_name="execute_complete",
                 timeout=datetime.timedelta(seconds=self.timeout) if self.timeout else None,
             )

@@ -40,6 +40,18 @@ def trigger_kwargs(owner: str, min_deferral: Any) -> dict[str, float]:
     return {"min_deferral": float(min_deferral)}
 
 
+def within(kwargs: dict[str, float], timeout: float | None) -> dict[str, float]:
+    """kwargs with min_deferral at most half of the task's timeout (seconds;
+    None or 0: none): a floor must not outlast the wait it delays, or a job
+    that ended at once would time the task out."""
+    if not timeout or timeout <= 0:
+        return kwargs
+    floor = kwargs.get("min_deferral", MIN_DEFERRAL)
+    if floor <= timeout / 2:
+        return kwargs
+    return {**kwargs, "min_deferral": timeout / 2}
+
+
 class SkeinJobTrigger(BaseTrigger):
     """Fires one event when the job ends: {"status": "success"|"error", "job_id", "exit_code", "message"}."""
 
