@@ -27,6 +27,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/skeinrun/skein/bus/natsbus"
+	"github.com/skeinrun/skein/internal/profile"
 	"github.com/skeinrun/skein/internal/stats"
 	"github.com/skeinrun/skein/pkg/embedded"
 	"github.com/skeinrun/skein/pkg/wire"
@@ -430,18 +431,7 @@ func (s *Services) CoordinatorPeakRSS() (int64, error) {
 	if len(s.procs) == 0 {
 		return 0, fmt.Errorf("no coordinator")
 	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.procs[0].Process.Pid))
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmHWM:" {
-			var kb int64
-			_, err := fmt.Sscan(f[1], &kb)
-			return kb * 1024, err
-		}
-	}
-	return 0, fmt.Errorf("no VmHWM in /proc/%d/status", s.procs[0].Process.Pid)
+	return profile.PeakRSS(s.procs[0].Process.Pid)
 }
 
 // MedianRSS is the median of the runs' peak RSS.

@@ -71,21 +71,35 @@ func Start() (stop func()) {
 
 // writePeakRSS writes this process's VmHWM in bytes to path.
 func writePeakRSS(path string) error {
-	b, err := os.ReadFile("/proc/self/status")
+	b, err := PeakRSS(0)
 	if err != nil {
 		return err
+	}
+	return os.WriteFile(path, []byte(strconv.FormatInt(b, 10)+"\n"), 0o644)
+}
+
+// PeakRSS is process pid's peak resident set in bytes so far (VmHWM in
+// /proc; Linux only); pid 0 is this process.
+func PeakRSS(pid int) (int64, error) {
+	path := "/proc/self/status"
+	if pid != 0 {
+		path = fmt.Sprintf("/proc/%d/status", pid)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
 	}
 	for _, line := range strings.Split(string(b), "\n") {
 		f := strings.Fields(line)
 		if len(f) >= 2 && f[0] == "VmHWM:" {
 			kb, err := strconv.ParseInt(f[1], 10, 64)
 			if err != nil {
-				return err
+				return 0, fmt.Errorf("%s: VmHWM %q: %w", path, f[1], err)
 			}
-			return os.WriteFile(path, []byte(strconv.FormatInt(kb*1024, 10)+"\n"), 0o644)
+			return kb * 1024, nil
 		}
 	}
-	return fmt.Errorf("no VmHWM in /proc/self/status")
+	return 0, fmt.Errorf("no VmHWM in %s", path)
 }
 
 // Exit ends the profiles and exits with code.

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/skeinrun/skein/internal/profile"
 	"github.com/skeinrun/skein/internal/testenv"
 )
 
@@ -78,19 +79,11 @@ func privateNATS(t *testing.T) string {
 // vmHWM is a process's peak resident set in MB.
 func vmHWM(t *testing.T, p *proc) int {
 	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	b, err := profile.PeakRSS(p.cmd.Process.Pid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for sc.Scan() {
-		if f := strings.Fields(sc.Text()); len(f) >= 2 && f[0] == "VmHWM:" {
-			kb, _ := strconv.Atoi(f[1])
-			return kb / 1024
-		}
-	}
-	t.Fatal("no VmHWM in /proc status")
-	return 0
+	return int(b >> 20)
 }
 
 // run runs submit to its end and returns stdout, stderr, exit code and

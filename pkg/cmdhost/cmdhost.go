@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/skeinrun/skein/internal/profile"
 	"github.com/skeinrun/skein/pkg/fn"
 	"github.com/skeinrun/skein/pkg/fnproc"
 	"github.com/skeinrun/skein/pkg/wire"
@@ -224,7 +225,8 @@ func (h *Host) Call(ctx context.Context, c *fn.Call) (wire.Value, error) {
 	// Linux folds that memory's peak into the child's maxrss at its exec:
 	// only a maxrss above this process's peak, read once the exec is done,
 	// is surely the command's own.
-	floorKB := ownPeakKB()
+	floor, _ := profile.PeakRSS(0) // 0 when unknown: nothing is reported
+	floorKB := floor / 1024
 
 	err = cmd.Wait()
 	if cmd.ProcessState != nil {
@@ -386,22 +388,3 @@ func (t *tail) Write(p []byte) (int, error) {
 }
 
 func (t *tail) String() string { return string(t.b) }
-
-// ownPeakKB is this process's peak resident set (VmHWM), in KiB; 0 when
-// it cannot be read.
-func ownPeakKB() int64 {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
-			if err != nil {
-				return 0
-			}
-			return kb
-		}
-	}
-	return 0
-}

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/skeinrun/skein/internal/profile"
 	"github.com/skeinrun/skein/internal/testenv"
 	"github.com/skeinrun/skein/pkg/fn"
 	"github.com/skeinrun/skein/pkg/fnproc"
@@ -342,7 +343,11 @@ func TestPeakMemory(t *testing.T) {
 	}
 	again := &fn.Call{Ref: big.Ref}
 	mustRun(t, h, again)
-	hostMiB := ownPeakKB() >> 10
+	hostBytes, err := profile.PeakRSS(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostMiB := hostBytes >> 20
 	hugeMiB := hostMiB + 200
 	huge := &fn.Call{Ref: fmt.Sprintf(`%s -c 'b = bytearray(%d << 20); print(len(b) >> 20)'`, py, hugeMiB)}
 	if got := mustRun(t, h, huge); got != fmt.Sprint(hugeMiB) {

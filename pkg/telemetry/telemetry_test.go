@@ -11,9 +11,10 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/skeinrun/skein/internal/testenv"
 )
 
 // childEnv makes the test binary act as a runtime process: it reads tasks
@@ -122,8 +123,7 @@ func decodeSpans(t *testing.T, r io.Reader) []spanRec {
 // parents.
 func TestTraceAcrossProcesses(t *testing.T) {
 	ctx := context.Background()
-	var sb safeBuf // the span and metric exporters write from their own goroutines
-	buf := &sb.b
+	var sb testenv.Buffer // the span and metric exporters write from their own goroutines
 	tel, shutdown, err := Setup(ctx, Config{Exporter: ExporterStdout, ServiceName: "skein-coordinator", Writer: &sb})
 	if err != nil {
 		t.Fatal(err)
@@ -155,7 +155,7 @@ func TestTraceAcrossProcesses(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	parent := decodeSpans(t, buf)
+	parent := decodeSpans(t, strings.NewReader(sb.String()))
 	child := decodeSpans(t, &cout)
 	var jobSpan, subSpan spanRec
 	for _, s := range parent {
@@ -217,8 +217,7 @@ func TestTraceAcrossProcesses(t *testing.T) {
 
 func TestMetricsStdout(t *testing.T) {
 	ctx := context.Background()
-	var sb safeBuf
-	buf := &sb.b
+	var sb testenv.Buffer
 	tel, shutdown, err := Setup(ctx, Config{Exporter: ExporterStdout, Writer: &sb})
 	if err != nil {
 		t.Fatal(err)
@@ -249,7 +248,7 @@ func TestMetricsStdout(t *testing.T) {
 			}
 		}
 	}
-	sc := bufio.NewScanner(buf)
+	sc := bufio.NewScanner(strings.NewReader(sb.String()))
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	found := false
 	for sc.Scan() {
@@ -261,7 +260,7 @@ func TestMetricsStdout(t *testing.T) {
 		}
 	}
 	if !found {
-		t.Fatalf("no metrics in stdout output: %s", buf.String())
+		t.Fatalf("no metrics in stdout output: %s", sb.String())
 	}
 	got := map[string]float64{}
 	var latCount uint64
@@ -398,16 +397,4 @@ func TestExtractIgnoresGarbage(t *testing.T) {
 			t.Errorf("Extract(%v) produced a span context: %v", m, got)
 		}
 	}
-}
-
-// safeBuf is a concurrency-safe buffer for exporters' goroutines.
-type safeBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *safeBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
 }
