@@ -300,27 +300,20 @@ func (b *Bus) ensureStreams(ctx context.Context) error {
 	if b.opts.MemoryStorage {
 		storage = jetstream.MemoryStorage
 	}
-	// The two streams are looked up (and created) at once: every
-	// process opening the bus, a submit included, waits for both.
-	var (
-		wg      sync.WaitGroup
-		taskErr error
-	)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		taskErr = b.ensureStream(ctx, jetstream.StreamConfig{
-			Name:        b.tasksStream,
-			Description: "Skein task queues",
-			Subjects:    []string{b.opts.Prefix + ".task.>"},
-			Retention:   jetstream.WorkQueuePolicy,
-			Storage:     storage,
-			Replicas:    b.opts.Replicas,
-			MaxMsgSize:  maxMsg,
-			Duplicates:  b.opts.DedupWindow,
-		})
-	}()
 	err := b.ensureStream(ctx, jetstream.StreamConfig{
+		Name:        b.tasksStream,
+		Description: "Skein task queues",
+		Subjects:    []string{b.opts.Prefix + ".task.>"},
+		Retention:   jetstream.WorkQueuePolicy,
+		Storage:     storage,
+		Replicas:    b.opts.Replicas,
+		MaxMsgSize:  maxMsg,
+		Duplicates:  b.opts.DedupWindow,
+	})
+	if err != nil {
+		return fmt.Errorf("natsbus: create stream %s: %w", b.tasksStream, err)
+	}
+	err = b.ensureStream(ctx, jetstream.StreamConfig{
 		Name:        b.eventsStream,
 		Description: "Skein events and job log",
 		Subjects:    []string{b.opts.Prefix + ".ev.>"},
@@ -331,10 +324,6 @@ func (b *Bus) ensureStreams(ctx context.Context) error {
 		MaxMsgSize:  maxMsg,
 		Duplicates:  b.opts.DedupWindow,
 	})
-	wg.Wait()
-	if taskErr != nil {
-		return fmt.Errorf("natsbus: create stream %s: %w", b.tasksStream, taskErr)
-	}
 	if err != nil {
 		return fmt.Errorf("natsbus: create stream %s: %w", b.eventsStream, err)
 	}
