@@ -97,8 +97,17 @@ func (b *Bus) purgeEach(ctx context.Context, subj string) error {
 }
 
 // deleteTask removes one message of the task stream; a message already
-// gone (acked meanwhile) is no error. It speaks the JetStream API
-// directly because jetstream's DeleteMsg hides the error code.
+// gone (acked meanwhile: the stream is a work queue) is no error. It
+// speaks the JetStream API directly because jetstream's DeleteMsg hides
+// the error code.
+//
+// Every supported server answers a delete of a message already removed
+// with the generic "delete failed" code (10057) carrying the store's
+// ErrStoreMsgNotFound text, "no message found"; "sequence not found"
+// (10043) is its answer when the store reports nothing removed without an
+// error, and 10037 that of a message get. Other delete failures (a store
+// closed, a sequence past the stream's last: "stream store EOF") are
+// errors.
 func (b *Bus) deleteTask(ctx context.Context, seq uint64) error {
 	req, err := json.Marshal(struct {
 		Seq     uint64 `json:"seq"`
@@ -125,11 +134,29 @@ func (b *Bus) deleteTask(ctx context.Context, seq uint64) error {
 	switch {
 	case resp.Success:
 		return nil
-	case resp.Error != nil && resp.Error.ErrCode == int(jetstream.JSErrCodeMessageNotFound):
+	case resp.Error != nil && messageGone(resp.Error.ErrCode, resp.Error.Description):
 		return nil
 	case resp.Error != nil:
 		return fmt.Errorf("delete sequence %d: %s (%d)", seq, resp.Error.Description, resp.Error.ErrCode)
 	default:
 		return fmt.Errorf("delete sequence %d: not deleted", seq)
 	}
+}
+
+// Server error codes of a message delete (nats-server's
+// jetstream_errors_generated.go).
+const (
+	errCodeSequenceNotFound = 10043 // JSSequenceNotFoundErrF
+	errCodeMsgDeleteFailed  = 10057 // JSStreamMsgDeleteFailedF, "{err}"
+	storeMsgNotFound        = "no message found"
+)
+
+func messageGone(code int, description string) bool {
+	switch code {
+	case int(jetstream.JSErrCodeMessageNotFound), errCodeSequenceNotFound:
+		return true
+	case errCodeMsgDeleteFailed:
+		return description == storeMsgNotFound
+	}
+	return false
 }
