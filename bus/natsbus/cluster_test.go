@@ -123,3 +123,82 @@ func TestClusterRequestRightAfterServe(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterEnqueueLeaderLost: on the 3-node cluster, the node that
+// leads the task stream stops answering (SIGSTOP, then SIGKILL) while a
+// batch of tasks is on its way to it through another node. Their
+// acknowledgements never come, and the connection, to a live node, stays
+// up: Enqueue must fail in bounded time, not wait for ever (a
+// coordinator's job stalled with it), and an Enqueue after the stream's
+// election must succeed.
+func TestClusterEnqueueLeaderLost(t *testing.T) {
+	c := testenv.NATSClusterEnv(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	prefix := fmt.Sprintf("lost%d", time.Now().UnixNano()%1e9)
+	// A first connection makes the streams and finds their leader.
+	b0, err := natsbus.Connect(ctx, c.List(), natsbus.Options{Prefix: prefix, Replicas: 3, Logger: slog.New(slog.NewTextHandler(tlog{t}, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, err := jetstream.New(b0.Conn())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := js.Stream(ctx, strings.ToUpper(prefix)+"_TASKS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil || info.Cluster == nil {
+		t.Fatalf("stream info: %v %+v", err, info)
+	}
+	leader, err := strconv.Atoi(strings.TrimPrefix(info.Cluster.Leader, "skeintest-n"))
+	if err != nil || leader < 1 || leader > 3 {
+		t.Fatalf("stream leader %q is not a node of the test cluster", info.Cluster.Leader)
+	}
+	_ = b0.Close()
+	// The publisher is connected to another node only.
+	other := leader%3 + 1
+	b, err := natsbus.Connect(ctx, c.URLs[other-1], natsbus.Options{Prefix: prefix, Replicas: 3, Logger: slog.New(slog.NewTextHandler(tlog{t}, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	if err := b.Enqueue(ctx, "work", bus.Message{Data: []byte("before")}); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("task stream led by node %d; publishing through node %d; pausing the leader", leader, other)
+	t.Cleanup(func() { _, _ = c.Ctl("resume-node", strconv.Itoa(leader)) })
+	if _, err := c.Ctl("pause-node", strconv.Itoa(leader)); err != nil {
+		t.Fatal(err)
+	}
+	msgs := make([]bus.Message, 100)
+	for i := range msgs {
+		msgs[i] = bus.Message{Key: "k", Data: []byte(strconv.Itoa(i))}
+	}
+	start := time.Now()
+	errc := make(chan error, 1)
+	go func() { errc <- b.Enqueue(ctx, "work", msgs...) }()
+	time.Sleep(500 * time.Millisecond)
+	c.KillNode(t, leader)
+	select {
+	case err := <-errc:
+		t.Logf("enqueue while the leader was lost: %v after %s", err, time.Since(start).Round(time.Millisecond))
+	case <-time.After(30 * time.Second):
+		t.Fatalf("enqueue still waiting %s after the stream's leader was lost", time.Since(start).Round(time.Second))
+	}
+	// After the election the stream takes tasks again.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := b.Enqueue(ctx, "work", bus.Message{Data: []byte("after")})
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("enqueue after the election: %v", err)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	c.StartNode(t, leader)
+}

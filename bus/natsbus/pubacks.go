@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -26,7 +28,11 @@ import (
 //
 // A lost connection fails every batch waiting (as the library does): the
 // acknowledgements of its messages may never come, and the caller
-// publishes again.
+// publishes again. So does a batch that hears no acknowledgement for
+// ackTimeout on a connection that stays up: on a cluster, the node that
+// leads the stream may die (or hang) with the batch's messages on their
+// way to it through another node, and nothing would tell the publisher
+// (TestClusterEnqueueLeaderLost).
 type pubAcks struct {
 	nc *nats.Conn
 
@@ -43,6 +49,7 @@ type ackBatch struct {
 	left int
 	err  error
 	done chan struct{}
+	last time.Time // the last acknowledgement, or when the batch was sent
 }
 
 // finish records err (the first one wins) for one message of the batch.
@@ -52,8 +59,17 @@ func (b *ackBatch) finish(err error) {
 	}
 	if b.left--; b.left == 0 {
 		close(b.done)
+	} else {
+		b.last = time.Now()
 	}
 }
+
+// ackTimeout bounds the wait for a batch's next acknowledgement, as the
+// JetStream library's default timeout bounds a synchronous publish.
+const ackTimeout = 5 * time.Second
+
+// errNoAck is a batch's error when its acknowledgements stopped coming.
+var errNoAck = fmt.Errorf("%w: no acknowledgement from the stream for %s (its leader lost or overloaded?)", nats.ErrTimeout, ackTimeout)
 
 // publish publishes msgs, replies to the inbox, and waits until the
 // stream has acknowledged every one, one of them failed, or ctx ends.
@@ -84,12 +100,33 @@ func (p *pubAcks) publish(ctx context.Context, msgs []*nats.Msg) error {
 			return err
 		}
 	}
-	select {
-	case <-b.done:
-		return b.err
-	case <-ctx.Done():
-		p.forget(first, len(msgs))
-		return ctx.Err()
+	p.mu.Lock()
+	b.last = time.Now()
+	p.mu.Unlock()
+	timer := time.NewTimer(ackTimeout)
+	defer timer.Stop()
+	for {
+		select {
+		case <-b.done:
+			return b.err
+		case <-ctx.Done():
+			p.forget(first, len(msgs))
+			return ctx.Err()
+		case <-timer.C:
+			p.mu.Lock()
+			left, wait := b.left, time.Until(b.last.Add(ackTimeout))
+			p.mu.Unlock()
+			if left == 0 {
+				<-b.done
+				return b.err
+			}
+			if wait > 0 {
+				timer.Reset(wait)
+				continue
+			}
+			p.forget(first, len(msgs))
+			return fmt.Errorf("%w (%d of %d messages unacknowledged)", errNoAck, left, len(msgs))
+		}
 	}
 }
 

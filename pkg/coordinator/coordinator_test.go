@@ -31,6 +31,13 @@ func logger(t *testing.T) *slog.Logger {
 // test plays the runtime by hand.
 func setup(t *testing.T) (*natsbus.Bus, *coordinator.Coordinator, *client.Client) {
 	t.Helper()
+	return setupWrapped(t, func(b *natsbus.Bus) bus.Bus { return b })
+}
+
+// setupWrapped is setup with the coordinator on wrap's bus around the
+// server's connection.
+func setupWrapped(t *testing.T, wrap func(*natsbus.Bus) bus.Bus) (*natsbus.Bus, *coordinator.Coordinator, *client.Client) {
+	t.Helper()
 	srv, err := natsbus.StartEmbedded(natsbus.EmbeddedConfig{})
 	if err != nil {
 		t.Fatal(err)
@@ -40,7 +47,7 @@ func setup(t *testing.T) (*natsbus.Bus, *coordinator.Coordinator, *client.Client
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := coordinator.New(b, coordinator.Config{Logger: logger(t), ProgressInterval: 50 * time.Millisecond})
+	c, err := coordinator.New(wrap(b), coordinator.Config{Logger: logger(t), ProgressInterval: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

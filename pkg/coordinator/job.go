@@ -634,7 +634,7 @@ func (j *job) enqueue(t *wire.Task) {
 		return
 	}
 	if err == nil {
-		err = j.c.bus.Enqueue(j.ctx, pool, m)
+		err = j.enqueueRetrying(pool, []bus.Message{m})
 	}
 	if err != nil && j.ctx.Err() == nil {
 		j.requestEnd(wire.StateFailed, &wire.TaskError{Kind: wire.ErrInternal, Message: fmt.Sprintf("re-publishing task %d: %v", t.Index, err)}, t.Index)
@@ -902,13 +902,15 @@ func (j *job) failureState(e *wire.TaskError) wire.JobState {
 	return wire.StateFailed
 }
 
-// enqueueRetrying publishes a batch, retrying a few times on errors other
-// than a message too large: a broker may refuse the first declaration of
-// a queue that runtimes create at the same time. A task of a retried batch
-// may be queued twice (its first outcome wins, and the end-of-job purge
-// removes the copy).
+// enqueueRetrying publishes a batch, retrying for about 15 seconds on
+// errors other than a message too large: a broker may refuse the first
+// declaration of a queue that runtimes create at the same time, and a
+// clustered one has no task stream (or queue) leader for the seconds of
+// an election after its node is lost. A task of a retried batch may be
+// queued twice (its first outcome wins, and the end-of-job purge removes
+// the copy).
 func (j *job) enqueueRetrying(pool string, msgs []bus.Message) error {
-	return retry.Do(j.ctx, retry.Policy{Initial: 200 * time.Millisecond, Tries: 5, OnRetry: func(attempt int, err error, _ time.Duration) {
+	return retry.Do(j.ctx, retry.Policy{Initial: 200 * time.Millisecond, Max: 2 * time.Second, Tries: 10, OnRetry: func(attempt int, err error, _ time.Duration) {
 		j.c.log.Warn("publishing tasks failed; retrying", "job", j.id, "attempt", attempt, "err", err)
 	}}, func() error {
 		err := j.c.bus.Enqueue(j.ctx, pool, msgs...)

@@ -267,11 +267,12 @@ func (j *job) republish() {
 			}
 			m, err := j.encodeTask(t)
 			if err != nil {
+				j.requestEnd(wire.StateFailed, &wire.TaskError{Kind: wire.ErrInternal, Message: fmt.Sprintf("re-publishing task %d: encoding: %v", i, err)}, i)
 				return
 			}
 			msgs = append(msgs, m)
 		}
-		if err := j.c.bus.Enqueue(j.ctx, j.spec.Pool, msgs...); err != nil {
+		if err := j.enqueueRetrying(j.spec.Pool, msgs); err != nil {
 			if j.ctx.Err() == nil {
 				j.requestEnd(wire.StateFailed, &wire.TaskError{Kind: wire.ErrInternal, Message: "re-publishing tasks after a restart: " + err.Error()}, -1)
 			}

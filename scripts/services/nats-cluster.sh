@@ -10,6 +10,9 @@
 #   nats-cluster.sh stop           stop every node and remove the data
 #   nats-cluster.sh kill-node N    SIGKILL node N (1-3), as a crashed machine
 #   nats-cluster.sh stop-node N    stop node N cleanly (SIGTERM)
+#   nats-cluster.sh pause-node N   SIGSTOP node N: its connections stay up and
+#                                  what is sent to it waits unread (resume-node
+#                                  N sends SIGCONT; kill-node kills it paused)
 #   nats-cluster.sh start-node N   start node N again on its ports and store,
 #                                  wait until it serves and JetStream is current
 #   nats-cluster.sh status         exit 0 when every node is healthy
@@ -197,6 +200,14 @@ stop-node)
 	log "stopping node $n"
 	stop_node "$n" TERM
 	;;
+pause-node | resume-node)
+	n=$(node_arg "${2:-}")
+	setup
+	sig=STOP
+	[ "$1" = resume-node ] && sig=CONT
+	log "SIG$sig node $n"
+	kill -"$sig" "$(pid_of "$n")"
+	;;
 start-node)
 	n=$(node_arg "${2:-}")
 	setup
@@ -212,7 +223,7 @@ status)
 	;;
 env) print_env ;;
 *)
-	echo "usage: $0 start|stop|kill-node N|stop-node N|start-node N|status|env" >&2
+	echo "usage: $0 start|stop|kill-node N|stop-node N|pause-node N|resume-node N|start-node N|status|env" >&2
 	exit 2
 	;;
 esac
