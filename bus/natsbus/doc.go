@@ -84,7 +84,11 @@
 // job. On both versions the deliveries that were unsettled at the crash,
 // or whose acks were lost with it, are delivered again, sometimes with
 // Attempt() 1: runtimes settle such deliveries like any other, and the
-// coordinator keeps the first outcome of each task.
+// coordinator keeps the first outcome of each task. And an ack the server
+// applied just before the crash may fail at the client, its reply lost:
+// the message is gone from the stream and never comes again, the task
+// having run (its runtime logs the failed settle after its result went
+// out).
 //
 // # Windows
 //
