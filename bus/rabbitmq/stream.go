@@ -426,9 +426,15 @@ func (s *subscription) fromTail() bool {
 // internalOr returns err as retryable when the broker answered 541
 // INTERNAL_ERROR, or 406 PRECONDITION_FAILED because the stream's member
 // on this node is not started yet (a new stream, a node that has just
-// joined), else as permanent.
+// joined), or when the connection closed under the call (another call's
+// 541 on the same connection: a subscription attaches twice, its own
+// consumer and the shared tail, and both meet a new stream), else as
+// permanent.
 func internalOr(err error) error {
 	var ae *amqp.Error
+	if errors.Is(err, amqp.ErrClosed) {
+		return err
+	}
 	if errors.As(err, &ae) && (ae.Code == amqp.InternalError ||
 		ae.Code == amqp.PreconditionFailed && strings.Contains(ae.Reason, "does not have a replica on the local node")) {
 		return err
