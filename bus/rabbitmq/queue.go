@@ -553,9 +553,14 @@ func (d *delivery) settle() bool {
 }
 
 // expire returns an unsettled delivery to the queue when its lease runs
-// out: AMQP has no lease, so the bus keeps one.
+// out: AMQP has no lease, so the bus keeps one. A delivery whose channel
+// closed (the bus closed, or lost its connection) went back to its queue
+// with the channel, and its lease ended there.
 func (d *delivery) expire() {
 	if !d.settle() {
+		return
+	}
+	if d.c.b.isClosed() || d.ch.IsClosed() {
 		return
 	}
 	d.c.b.log.Warn("rabbitmq lease expired; returning the message to its queue", "queue", d.c.queue, "attempt", d.attempt, "lease", d.c.opts.Lease)
