@@ -61,8 +61,8 @@ func submitStream(t *testing.T, args ...string) ([]streamLine, int) {
 		}
 		code = ee.ExitCode()
 	}
-	if t.Failed() {
-		t.Logf("stderr:\n%s", stderr.String())
+	if t.Failed() || code != 0 {
+		t.Logf("submit exit %d, stderr:\n%s", code, stderr.String())
 	}
 	return lines, code
 }

@@ -30,6 +30,12 @@ type Client struct {
 	// LivenessInterval is how often a wait checks that the coordinator
 	// still holds the job. Default 5s.
 	LivenessInterval time.Duration
+	// CoordinatorGrace is how long a wait goes on while no coordinator
+	// answers for its job (at every check in that time) before it fails
+	// with ErrCoordinatorLost. A coordinator that restarts, or that
+	// reconnects after the broker's restart, answers again within
+	// seconds, and takes the job up. Default 30s.
+	CoordinatorGrace time.Duration
 	// Logger receives what the client ignores (a malformed record on a
 	// job's end subject); nil discards it.
 	Logger *slog.Logger
@@ -229,7 +235,10 @@ func (c *Client) waitEnd(ctx context.Context, st wire.JobStatus) (wire.JobStatus
 	// the job, so that a coordinator that died is a clear error, not a hang.
 	check := time.NewTicker(c.liveness())
 	defer check.Stop()
-	misses := 0
+	var (
+		misses    int
+		firstMiss time.Time // when the first check of the present streak of misses was sent
+	)
 	for {
 		select {
 		case m, ok := <-ch:
@@ -252,6 +261,7 @@ func (c *Client) waitEnd(ctx context.Context, st wire.JobStatus) (wire.JobStatus
 			}
 			return end, m.Seq, nil
 		case <-check.C:
+			asked := time.Now()
 			sctx, scancel := context.WithTimeout(ctx, 5*time.Second)
 			_, err := c.Status(sctx, id)
 			scancel()
@@ -261,8 +271,15 @@ func (c *Client) waitEnd(ctx context.Context, st wire.JobStatus) (wire.JobStatus
 			case ctx.Err() != nil:
 				return wire.JobStatus{}, 0, ctx.Err()
 			case errors.Is(err, ErrNoCoordinator):
-				if misses++; misses >= 2 {
-					return wire.JobStatus{}, 0, fmt.Errorf("job %s: %w: the coordinator running it stopped answering; the job's outcome is unknown (resubmit it)", id, ErrCoordinatorLost)
+				// Lost only when nobody has answered for the grace: two
+				// misses can come a second apart (a check that waited
+				// for the bus to come back, and the tick that queued
+				// meanwhile), while the coordinator is reconnecting too.
+				if misses++; misses == 1 {
+					firstMiss = asked
+				}
+				if misses >= 2 && time.Since(firstMiss) >= c.grace() {
+					return wire.JobStatus{}, 0, fmt.Errorf("job %s: %w: no coordinator has answered for the job for %s; its outcome is unknown (resubmit it)", id, ErrCoordinatorLost, time.Since(firstMiss).Round(time.Second))
 				}
 			case errors.Is(err, ErrUnknownJob):
 				return wire.JobStatus{}, 0, fmt.Errorf("job %s: %w: the coordinator no longer knows the job (it restarted); resubmit it", id, ErrCoordinatorLost)
@@ -280,6 +297,13 @@ func (c *Client) log() *slog.Logger {
 
 // ErrCoordinatorLost is returned by waits whose coordinator went away.
 var ErrCoordinatorLost = errors.New("coordinator lost")
+
+func (c *Client) grace() time.Duration {
+	if c.CoordinatorGrace > 0 {
+		return c.CoordinatorGrace
+	}
+	return 30 * time.Second
+}
 
 func (c *Client) liveness() time.Duration {
 	if c.LivenessInterval > 0 {
