@@ -30,11 +30,13 @@ type Client struct {
 	// LivenessInterval is how often a wait checks that the coordinator
 	// still holds the job. Default 5s.
 	LivenessInterval time.Duration
-	// CoordinatorGrace is how long a wait goes on while no coordinator
-	// answers for its job (at every check in that time) before it fails
-	// with ErrCoordinatorLost. A coordinator that restarts, or that
-	// reconnects after the broker's restart, answers again within
-	// seconds, and takes the job up. Default 30s.
+	// CoordinatorGrace is how long a wait goes on, from the first check
+	// that found no coordinator for its job, while every check finds none,
+	// before it fails with ErrCoordinatorLost. A coordinator that
+	// restarts, or that reconnects after the broker's restart, answers
+	// again within seconds, and takes the job up. A check that finds
+	// nobody has itself asked for about 5 s. Default LivenessInterval
+	// (5s): at least two checks that found nobody, that far apart.
 	CoordinatorGrace time.Duration
 	// Logger receives what the client ignores (a malformed record on a
 	// job's end subject); nil discards it.
@@ -237,7 +239,7 @@ func (c *Client) waitEnd(ctx context.Context, st wire.JobStatus) (wire.JobStatus
 	defer check.Stop()
 	var (
 		misses    int
-		firstMiss time.Time // when the first check of the present streak of misses was sent
+		firstMiss time.Time // when the first check of the present streak of misses found nobody
 	)
 	for {
 		select {
@@ -261,7 +263,6 @@ func (c *Client) waitEnd(ctx context.Context, st wire.JobStatus) (wire.JobStatus
 			}
 			return end, m.Seq, nil
 		case <-check.C:
-			asked := time.Now()
 			sctx, scancel := context.WithTimeout(ctx, 5*time.Second)
 			_, err := c.Status(sctx, id)
 			scancel()
@@ -271,12 +272,13 @@ func (c *Client) waitEnd(ctx context.Context, st wire.JobStatus) (wire.JobStatus
 			case ctx.Err() != nil:
 				return wire.JobStatus{}, 0, ctx.Err()
 			case errors.Is(err, ErrNoCoordinator):
-				// Lost only when nobody has answered for the grace: two
-				// misses can come a second apart (a check that waited
-				// for the bus to come back, and the tick that queued
-				// meanwhile), while the coordinator is reconnecting too.
+				// Lost only when nobody has answered for the grace,
+				// counted from the first miss: two misses can come a
+				// second apart (a check that waited for the bus to come
+				// back, and the tick that queued meanwhile), while the
+				// coordinator is still reconnecting.
 				if misses++; misses == 1 {
-					firstMiss = asked
+					firstMiss = time.Now()
 				}
 				if misses >= 2 && time.Since(firstMiss) >= c.grace() {
 					return wire.JobStatus{}, 0, fmt.Errorf("job %s: %w: no coordinator has answered for the job for %s; its outcome is unknown (resubmit it)", id, ErrCoordinatorLost, time.Since(firstMiss).Round(time.Second))
@@ -302,7 +304,7 @@ func (c *Client) grace() time.Duration {
 	if c.CoordinatorGrace > 0 {
 		return c.CoordinatorGrace
 	}
-	return 30 * time.Second
+	return c.liveness()
 }
 
 func (c *Client) liveness() time.Duration {
