@@ -51,7 +51,6 @@ type Bus struct {
 
 	declMu   sync.Mutex
 	declared map[string]time.Time // queue name -> last declare
-	started  map[string]bool      // quorum queues known started (ensureConsumable)
 
 	streamReads atomic.Uint64 // event-stream deliveries taken from the broker by subscriptions
 	tail        tail          // the shared live reader of the event stream
@@ -87,7 +86,6 @@ func Connect(ctx context.Context, rawURL string, opts Options) (*Bus, error) {
 		done:     make(chan struct{}),
 		ready:    make(chan struct{}),
 		declared: map[string]time.Time{},
-		started:  map[string]bool{},
 	}
 	b.tail.b = b
 	b.cfg = amqp.Config{

@@ -167,7 +167,7 @@ func (b *Bus) Consume(ctx context.Context, queue string, opts bus.QueueOptions) 
 	if opts.MaxAttempts == 0 {
 		opts.MaxAttempts = defaultMaxAttempts
 	}
-	if err := b.ensureConsumable(ctx, queue); err != nil {
+	if err := b.ensureQueue(ctx, queue); err != nil {
 		return nil, err
 	}
 	win := opts.Window
