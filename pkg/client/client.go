@@ -35,8 +35,11 @@ type Client struct {
 	// before it fails with ErrCoordinatorLost. A coordinator that
 	// restarts, or that reconnects after the broker's restart, answers
 	// again within seconds, and takes the job up. A check that finds
-	// nobody has itself asked for about 5 s. Default LivenessInterval
-	// (5s): at least two checks that found nobody, that far apart.
+	// nobody has itself asked for about 5 s, so checks a liveness
+	// interval apart find nobody about that far apart. Default half of
+	// LivenessInterval (2.5s): two misses a second apart (a check that
+	// waited for the client's own reconnect, then the tick queued
+	// meanwhile) are not enough; two a whole interval apart are.
 	CoordinatorGrace time.Duration
 	// Logger receives what the client ignores (a malformed record on a
 	// job's end subject); nil discards it.
@@ -304,7 +307,7 @@ func (c *Client) grace() time.Duration {
 	if c.CoordinatorGrace > 0 {
 		return c.CoordinatorGrace
 	}
-	return c.liveness()
+	return c.liveness() / 2
 }
 
 func (c *Client) liveness() time.Duration {
