@@ -235,26 +235,27 @@ func (i jsInspector) consumer(ctx context.Context, q string) (*jetstream.Consume
 // leftData is the data of key's messages still on the task stream.
 func (i jsInspector) leftData(ctx context.Context, t *testing.T, q, key string) map[string]bool {
 	t.Helper()
-	s, err := i.js.Stream(ctx, i.stream)
-	if err != nil {
-		t.Fatal(err)
-	}
 	out := map[string]bool{}
-	for _, seq := range i.left(ctx, t, q, key) {
-		m, err := s.GetMsg(ctx, seq)
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			continue // acked since
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		out[string(m.Data)] = true
+	for _, data := range i.scan(ctx, t, q, key) {
+		out[data] = true
 	}
 	return out
 }
 
 // left lists the sequences of key's messages still on the task stream.
 func (i jsInspector) left(ctx context.Context, t *testing.T, q, key string) []uint64 {
+	t.Helper()
+	var seqs []uint64
+	for seq := range i.scan(ctx, t, q, key) {
+		seqs = append(seqs, seq)
+	}
+	slices.Sort(seqs)
+	return seqs
+}
+
+// scan reads the task stream: the data of key's messages still on it, by
+// sequence.
+func (i jsInspector) scan(ctx context.Context, t *testing.T, q, key string) map[uint64]string {
 	t.Helper()
 	s, err := i.js.Stream(ctx, i.stream)
 	if err != nil {
@@ -265,9 +266,9 @@ func (i jsInspector) left(ctx context.Context, t *testing.T, q, key string) []ui
 		t.Fatal(err)
 	}
 	subj := fmt.Sprintf("skein.task.%s.%s", q, key)
-	var seqs []uint64
+	out := map[uint64]string{}
 	if info.State.Msgs == 0 {
-		return nil
+		return out
 	}
 	for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
 		m, err := s.GetMsg(ctx, seq)
@@ -278,9 +279,8 @@ func (i jsInspector) left(ctx context.Context, t *testing.T, q, key string) []ui
 			t.Fatal(err)
 		}
 		if m.Subject == subj {
-			seqs = append(seqs, seq)
+			out[seq] = string(m.Data)
 		}
 	}
-	slices.Sort(seqs)
-	return seqs
+	return out
 }
