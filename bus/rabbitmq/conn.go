@@ -186,15 +186,37 @@ func (b *Bus) MaxMessageSize() int { return b.opts.MaxMessageSize }
 // attempt is bounded by DialTimeout and ctx. When none answers, the error
 // is the first node's.
 func (b *Bus) dial(ctx context.Context, first int) (*amqp.Connection, error) {
+	conn, n, err := b.dialFrom(ctx, first, "")
+	if err != nil {
+		return nil, err
+	}
+	b.mu.Lock()
+	b.node, b.redacted = n, b.nodes[n].redacted
+	b.mu.Unlock()
+	return conn, nil
+}
+
+// dialOwn makes a connection of a consumer's own (see consumer), named
+// "<Options.Name> <what>", to the node of the bus's connection if it
+// answers, else the next one that does.
+func (b *Bus) dialOwn(ctx context.Context, what string) (*amqp.Connection, error) {
+	b.mu.Lock()
+	first := b.node
+	b.mu.Unlock()
+	conn, _, err := b.dialFrom(ctx, first, b.opts.Name+" "+what)
+	return conn, err
+}
+
+// dialFrom tries every node once, starting at node first, and returns
+// the first connection made and its node. name, when given, replaces
+// Options.Name as the connection's name.
+func (b *Bus) dialFrom(ctx context.Context, first int, name string) (*amqp.Connection, int, error) {
 	var firstErr error
 	for i := range b.nodes {
 		n := (first + i) % len(b.nodes)
-		conn, err := b.dialNode(ctx, b.nodes[n])
+		conn, err := b.dialNode(ctx, b.nodes[n], name)
 		if err == nil {
-			b.mu.Lock()
-			b.node, b.redacted = n, b.nodes[n].redacted
-			b.mu.Unlock()
-			return conn, nil
+			return conn, n, nil
 		}
 		if firstErr == nil {
 			firstErr = err
@@ -207,18 +229,21 @@ func (b *Bus) dial(ctx context.Context, first int) (*amqp.Connection, error) {
 		}
 	}
 	if len(b.nodes) > 1 {
-		return nil, fmt.Errorf("%w (and the other %d nodes of the list)", firstErr, len(b.nodes)-1)
+		return nil, 0, fmt.Errorf("%w (and the other %d nodes of the list)", firstErr, len(b.nodes)-1)
 	}
-	return nil, firstErr
+	return nil, 0, firstErr
 }
 
 // dialNode makes one connection attempt to one node.
-func (b *Bus) dialNode(ctx context.Context, n node) (*amqp.Connection, error) {
+func (b *Bus) dialNode(ctx context.Context, n node, name string) (*amqp.Connection, error) {
 	timeout := b.opts.DialTimeout
 	if d, ok := ctx.Deadline(); ok && time.Until(d) < timeout {
 		timeout = max(time.Until(d), time.Millisecond)
 	}
 	cfg := b.cfg
+	if name != "" {
+		cfg.Properties = amqp.Table{"connection_name": name}
+	}
 	if n.tls != nil {
 		cfg.TLSClientConfig = n.tls
 	}

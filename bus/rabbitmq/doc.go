@@ -87,7 +87,11 @@
 // resume after the last offset they delivered. A publish whose confirm
 // did not arrive is sent again on the new connection until its ctx ends:
 // nothing is silently lost, and a retried message may arrive twice.
-// Requests in flight fail. A server checks every 2 s that its RPC queue
+// Requests in flight fail. Each Consume has a connection of its own
+// (to the same node when it answers), redialled the same way: a consume
+// of a quorum queue whose members are still starting crashes its
+// connection (541), and that must not return what other consumers hold.
+// A server checks every 2 s that its RPC queue
 // still exists, and declares it again when it is gone (on a cluster,
 // the dead node's transient queue can be deleted after a server
 // subscribed to it again). On a cluster the quorum queues and the event

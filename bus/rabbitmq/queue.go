@@ -122,7 +122,15 @@ func (b *Bus) Enqueue(ctx context.Context, queue string, msgs ...bus.Message) er
 	return nil
 }
 
-// consumer is one Consume call: it survives reconnects.
+// consumer is one Consume call: it survives reconnects. It has a
+// connection of its own, so that one consumer's trouble costs only its
+// own deliveries: RabbitMQ answers a second declare of a new quorum
+// queue at once, while the first declarer is still starting the queue's
+// Raft members, and a consume in that window crashes the broker's
+// channel and closes the whole connection with 541 INTERNAL_ERROR. On a
+// shared connection the deliveries other consumers held went back to
+// their queues while their runtime ran them out: two runtimes starting
+// together on a new pool ran tasks twice (TestNewQueueConsumedTogether).
 type consumer struct {
 	b     *Bus
 	queue string
@@ -176,6 +184,19 @@ func (b *Bus) Consume(ctx context.Context, queue string, opts bus.QueueOptions) 
 	}
 	c := &consumer{b: b, queue: queue, opts: opts, out: make(chan bus.Delivery), ctx: ctx, win: win}
 	cs, err := c.subscribe()
+	for attempt := 0; err != nil && dropped(err); attempt++ {
+		// A new quorum queue's consume can crash its connection (see
+		// consumer), and a broker may be restarting: try again, as a
+		// consumer does when its connection drops later.
+		b.log.Warn("rabbitmq consume failed; trying again", "queue", queue, "err", err)
+		if !b.backoff(ctx, attempt) {
+			if ctx.Err() != nil {
+				return nil, fmt.Errorf("rabbitmq: consume %s: %w (after: %v)", queue, ctx.Err(), err)
+			}
+			return nil, bus.ErrClosed
+		}
+		cs, err = c.subscribe()
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -184,10 +205,12 @@ func (b *Bus) Consume(ctx context.Context, queue string, opts bus.QueueOptions) 
 	return c.out, nil
 }
 
-// parts is a consumer's channel and the AMQP consumers on it.
+// parts is a consumer's connection and channel, and the AMQP consumers
+// on it.
 type parts struct {
-	c  *consumer
-	ch *amqp.Channel
+	c    *consumer
+	conn *amqp.Connection // the consumer's own
+	ch   *amqp.Channel
 	// in carries every part's deliveries; a part's closing arrives as a
 	// zero delivery with its part.
 	in   chan partDelivery
@@ -221,19 +244,41 @@ type partDelivery struct {
 	ok bool
 }
 
+// subscribe connects the consumer and starts its AMQP consumer.
 func (c *consumer) subscribe() (*parts, error) {
-	ch, err := c.b.channel(c.ctx)
+	if c.b.isClosed() {
+		return nil, bus.ErrClosed
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, time.Duration(len(c.b.nodes))*c.b.opts.DialTimeout)
+	conn, err := c.b.dialOwn(ctx, "consume "+c.queue)
+	cancel()
 	if err != nil {
 		return nil, err
 	}
-	cs := &parts{c: c, ch: ch, in: make(chan partDelivery)}
+	ch, err := conn.Channel()
+	if err != nil {
+		_ = conn.Close()
+		return nil, fmt.Errorf("rabbitmq: open channel: %w", err)
+	}
+	cs := &parts{c: c, conn: conn, ch: ch, in: make(chan partDelivery)}
 	size, _ := c.win.Size()
 	cs.size = min(size, 65535)
 	if err := cs.add(cs.size); err != nil {
-		_ = ch.Close()
+		_ = conn.Close()
 		return nil, err
 	}
 	return cs, nil
+}
+
+// dropped reports whether err is a consumer's lost connection or channel
+// (the broker's 541 or 320, a closed connection, a broker that cannot be
+// reached right now) rather than a refusal of the consume itself.
+func dropped(err error) bool {
+	var ae *amqp.Error
+	if errors.Is(err, amqp.ErrClosed) || errors.Is(err, bus.ErrUnreachable) {
+		return true
+	}
+	return errors.As(err, &ae) && (ae.Code == amqp.InternalError || ae.Code == amqp.ConnectionForced || ae.Code == amqp.ChannelError)
 }
 
 // add starts one more AMQP consumer with prefetch n.
@@ -394,12 +439,12 @@ func (c *consumer) run(cs *parts) {
 	}
 }
 
-// close closes the channel and drains what its parts still deliver.
+// close closes the consumer's connection, draining what its parts still
+// deliver meanwhile (the library's close waits for them).
 func (cs *parts) close() {
 	cs.mu.Lock()
 	cs.closed = true // an ack's apply starts no part to be left undrained
 	cs.mu.Unlock()
-	_ = cs.ch.Close()
 	go func() {
 		for ; cs.live.Load() > 0; cs.live.Add(-1) {
 			for pd := range cs.in {
@@ -409,6 +454,7 @@ func (cs *parts) close() {
 			}
 		}
 	}()
+	_ = cs.conn.Close()
 }
 
 // forward hands deliveries to the reader until the channel ends, ctx
