@@ -63,6 +63,21 @@ type BatchAcker interface {
 	AckAll(ctx context.Context, ds []Delivery) []error
 }
 
+// Revocable is implemented by deliveries that the broker can take back
+// before they are settled: RabbitMQ returns a consumer's unsettled
+// messages to their queue when the consumer's channel or connection
+// closes, for another consumer to take. A revoked delivery must not be
+// run (it would run twice) and cannot be settled.
+type Revocable interface {
+	Revoked() bool
+}
+
+// Revoked reports whether the broker has taken d back (see Revocable).
+func Revoked(d Delivery) bool {
+	r, ok := d.(Revocable)
+	return ok && r.Revoked()
+}
+
 // QueueOptions configure a consumer of a work queue.
 type QueueOptions struct {
 	// Prefetch bounds the number of unsettled deliveries held by this

@@ -586,6 +586,11 @@ func (d *delivery) release(send func() error) error {
 func (d *delivery) Message() bus.Message { return d.msg }
 func (d *delivery) Attempt() int         { return d.attempt }
 
+// Revoked implements bus.Revocable: the delivery's channel closed (its
+// consumer's connection dropped, or the bus closed), so the broker has
+// put the message back on its queue.
+func (d *delivery) Revoked() bool { return d.ch.IsClosed() }
+
 // settle marks the delivery settled; false if it already was.
 func (d *delivery) settle() bool {
 	d.mu.Lock()

@@ -53,34 +53,42 @@ func eachBus(t *testing.T, f func(t *testing.T, b bus.Bus)) {
 	})
 	t.Run("rabbitmq", func(t *testing.T) {
 		url := testenv.Require(t, testenv.AMQPURL)
-		prefix := "rt" + randHex(4)
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		b, err := rabbitmq.Connect(ctx, url, rabbitmq.Options{Prefix: prefix, Logger: testLogger(t)})
+		f(t, rabbitBus(t, url, rabbitmq.Options{Prefix: "rt" + randHex(4)}))
+	})
+}
+
+// rabbitBus connects to the RabbitMQ at url with opts (a Prefix of the
+// test's own) and removes the prefix's queues and exchanges at the end.
+func rabbitBus(t *testing.T, url string, opts rabbitmq.Options) *rabbitmq.Bus {
+	t.Helper()
+	prefix := opts.Prefix
+	opts.Logger = testLogger(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	b, err := rabbitmq.Connect(ctx, url, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = b.Close()
+		conn, err := amqp.Dial(url)
 		if err != nil {
-			t.Fatal(err)
+			return
 		}
-		t.Cleanup(func() {
-			_ = b.Close()
-			conn, err := amqp.Dial(url)
-			if err != nil {
-				return
-			}
-			defer conn.Close()
-			for _, q := range []string{".events", ".default", ".default-reduce", ".default.dead", ".default-reduce.dead"} {
-				if ch, err := conn.Channel(); err == nil {
-					_, _ = ch.QueueDelete(prefix+q, false, false, false)
-					_ = ch.Close()
-				}
-			}
+		defer conn.Close()
+		for _, q := range []string{".events", ".default", ".default-reduce", ".default.dead", ".default-reduce.dead"} {
 			if ch, err := conn.Channel(); err == nil {
-				_ = ch.ExchangeDelete(prefix+".events", false, false)
-				_ = ch.ExchangeDelete(prefix+".broadcast", false, false)
+				_, _ = ch.QueueDelete(prefix+q, false, false, false)
 				_ = ch.Close()
 			}
-		})
-		f(t, b)
+		}
+		if ch, err := conn.Channel(); err == nil {
+			_ = ch.ExchangeDelete(prefix+".events", false, false)
+			_ = ch.ExchangeDelete(prefix+".broadcast", false, false)
+			_ = ch.Close()
+		}
 	})
+	return b
 }
 
 func randHex(n int) string {

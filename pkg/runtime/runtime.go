@@ -507,6 +507,13 @@ func (r *Runtime) handle(ctx context.Context, slot int, h *heldTask, done func()
 			done()
 		}
 	}()
+	if bus.Revoked(d) {
+		// It waited here while its consumer's connection dropped: the
+		// broker has put it back on the queue, for this runtime or
+		// another to take again. Running it would run it twice.
+		r.log.Info("runtime: dropping a task the broker took back (its consumer's connection dropped); it is delivered again", "subject", d.Message().Subject)
+		return
+	}
 	if r.cfg.Verifier != nil {
 		if err := r.cfg.Verifier.Verify(d.Message()); err != nil {
 			r.log.Error("runtime: refusing a task the coordinator did not sign", "err", err, "subject", d.Message().Subject)
