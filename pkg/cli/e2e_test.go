@@ -384,6 +384,8 @@ func TestBadInput(t *testing.T) {
 		{"chunk flags together", []string{"map", "--function", "add", "--iterdata", `[1]`, "--chunk-size", "10", "--chunk-n", "2"}, cli.ExitUsage, "chunk_size and chunk_n"},
 		{"no-wait embedded", []string{"map", "--function", "add", "--iterdata", `[1]`, "--no-wait"}, cli.ExitUsage, "--no-wait needs a bus"},
 		{"unknown command", []string{"frobnicate"}, cli.ExitUsage, "unknown command"},
+		{"negative coordinator grace", []string{"map", "--function", "add", "--iterdata", `[1]`, "--coordinator-grace", "-5s"}, cli.ExitUsage, "--coordinator-grace -5s: want 0 (the default) up to 24h0m0s"},
+		{"coordinator grace without unit", []string{"wait", "j1", "--bus", "nats://127.0.0.1:1", "--coordinator-grace", "30"}, cli.ExitUsage, `invalid value "30" for flag -coordinator-grace`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -543,6 +545,54 @@ func TestCoordinatorKilledMidJob(t *testing.T) {
 		}
 	case <-time.After(25 * time.Second):
 		t.Fatal("submit still waits 25s after its coordinator died")
+	}
+}
+
+// TestCoordinatorGraceRidesOutARestart: with --coordinator-grace, a
+// submit whose only coordinator dies waits for the next one, which takes
+// the job up, and prints the job's result. Without it the submit exits 5
+// about 13 s after the death (TestCoordinatorKilledMidJob); here no
+// coordinator runs for 20 s.
+func TestCoordinatorGraceRidesOutARestart(t *testing.T) {
+	url := namespaced(t, testenv.Require(t, testenv.NATSURL))
+	co := startEnv(t, nil, "coordinator", "--bus", url)
+	waitOutput(t, co, "coordinator serving", 10*time.Second)
+	start(t, "runtime", "--bus", url, "--slots", "2")
+	done := make(chan [3]any, 1)
+	go func() {
+		o, e, c := submit(t, "map", "--function", "sleep", "--iterdata", `[{"x":2,"value":1},{"x":2,"value":2},{"x":2,"value":3},{"x":2,"value":4}]`,
+			"--bus", url, "--coordinator-grace", "90s")
+		done <- [3]any{o, e, c}
+	}()
+	waitOutput(t, co, "job submitted", 20*time.Second)
+	_ = co.cmd.Process.Kill()
+	_ = co.cmd.Wait()
+	select {
+	case r := <-done:
+		t.Fatalf("submit ended while no coordinator ran: exit %v, stdout %s, stderr %s", r[2], r[0], r[1])
+	case <-time.After(20 * time.Second):
+	}
+	co2 := start(t, "coordinator", "--bus", url)
+	waitOutput(t, co2, "coordinator serving", 20*time.Second)
+	select {
+	case r := <-done:
+		if r[2].(int) != 0 || r[0].(string) != "[1,2,3,4]\n" {
+			t.Fatalf("exit %v, stdout %q, stderr %s", r[2], r[0], r[1])
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("submit still waits 60s after a new coordinator started")
+	}
+}
+
+// TestCoordinatorGraceFromEnv: SKEIN_COORDINATOR_GRACE is read when the
+// flag is not given, and a bad value names the variable (exit 2) before
+// anything is dialled.
+func TestCoordinatorGraceFromEnv(t *testing.T) {
+	for _, v := range []string{"soon", "-1m", "48h"} {
+		_, errOut, code := submitEnv(t, []string{"SKEIN_COORDINATOR_GRACE=" + v}, "wait", "j1", "--bus", "nats://127.0.0.1:1")
+		if code != cli.ExitUsage || !strings.Contains(errOut, "SKEIN_COORDINATOR_GRACE") {
+			t.Errorf("SKEIN_COORDINATOR_GRACE=%s: exit %d, want %d naming the variable; stderr:\n%s", v, code, cli.ExitUsage, errOut)
+		}
 	}
 }
 

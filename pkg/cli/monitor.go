@@ -204,6 +204,9 @@ func dialClient(ctx context.Context, o *Options, env Env, cmd string) (*client.C
 	if err != nil {
 		return nil, nil, usagef("%v", err)
 	}
+	if _, err := o.coordinatorGrace(env.Getenv); err != nil {
+		return nil, nil, err
+	}
 	if env.Bus != nil { // submit serve's open connection
 		c, err := o.newClient(env.Bus, env, log)
 		return c, func() {}, err

@@ -102,6 +102,9 @@ type Options struct {
 	Cleanup func(ctx context.Context, job string) error
 	// Monitoring is progress, plot and telemetry (monitor.go).
 	Monitoring MonitorOptions
+	// CoordinatorGrace is --coordinator-grace (client.CoordinatorGrace;
+	// 0: SKEIN_COORDINATOR_GRACE, else the client's default).
+	CoordinatorGrace time.Duration
 }
 
 const submitUsage = `usage: submit <command> [flags]
@@ -298,6 +301,30 @@ func commonFlags(fs *flag.FlagSet, o *Options) {
 	o.VerifyKey.registerVerify(fs)
 	fs.StringVar(&o.Logging.Level, "log-level", "warn", "log level: debug, info, warn, error")
 	fs.StringVar(&o.Logging.Format, "log-format", "text", "log format: text or json")
+	fs.DurationVar(&o.CoordinatorGrace, "coordinator-grace", 0, "how long a wait rides out having no coordinator for its job (one restarting, say) before it exits 5, e.g. 2m (env SKEIN_COORDINATOR_GRACE; default 2.5s: the wait exits about 13s after its only coordinator stops)")
+}
+
+// maxCoordinatorGrace bounds --coordinator-grace: a longer outage is a
+// wait of its own (submit wait JOB, once a coordinator is back).
+const maxCoordinatorGrace = 24 * time.Hour
+
+// coordinatorGrace resolves --coordinator-grace, or else
+// SKEIN_COORDINATOR_GRACE, and checks it.
+func (o *Options) coordinatorGrace(getenv func(string) string) (time.Duration, error) {
+	d, what := o.CoordinatorGrace, "--coordinator-grace"
+	if d == 0 {
+		if v := getenv("SKEIN_COORDINATOR_GRACE"); v != "" {
+			var err error
+			if d, err = time.ParseDuration(v); err != nil {
+				return 0, usagef("SKEIN_COORDINATOR_GRACE %q: want a duration such as 90s or 5m", v)
+			}
+			what = "SKEIN_COORDINATOR_GRACE"
+		}
+	}
+	if d < 0 || d > maxCoordinatorGrace {
+		return 0, usagef("%s %v: want 0 (the default) up to %v", what, d, maxCoordinatorGrace)
+	}
+	return d, nil
 }
 
 func newFlagSet(name string, env Env) *flag.FlagSet {
@@ -462,6 +489,9 @@ func runJob(ctx context.Context, kind wire.JobKind, args []string, env Env) erro
 	log, err := o.Logging.Logger(env.Stderr)
 	if err != nil {
 		return usagef("%v", err)
+	}
+	if _, err := o.coordinatorGrace(env.Getenv); err != nil {
+		return err
 	}
 
 	ctx, stop := context.WithCancel(ctx)
@@ -941,6 +971,9 @@ func runJobCommand(ctx context.Context, cmd string, args []string, env Env) erro
 	log, err := o.Logging.Logger(env.Stderr)
 	if err != nil {
 		return usagef("%v", err)
+	}
+	if _, err := o.coordinatorGrace(env.Getenv); err != nil {
+		return err
 	}
 	b, err := o.openBus(ctx, env, log)
 	if err != nil {
