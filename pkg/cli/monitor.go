@@ -204,7 +204,7 @@ func dialClient(ctx context.Context, o *Options, env Env, cmd string) (*client.C
 	if err != nil {
 		return nil, nil, usagef("%v", err)
 	}
-	if _, err := o.coordinatorGrace(env.Getenv); err != nil {
+	if err := o.resolveCoordinatorGrace(env.Getenv); err != nil {
 		return nil, nil, err
 	}
 	if env.Bus != nil { // submit serve's open connection

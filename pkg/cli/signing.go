@@ -70,11 +70,7 @@ func (k *keyFlag) verifier(getenv func(string) string) (*sign.Verifier, error) {
 func (o *Options) newClient(b bus.Bus, env Env, log *slog.Logger) (*client.Client, error) {
 	c := client.New(b)
 	c.Logger = log
-	grace, err := o.coordinatorGrace(env.Getenv)
-	if err != nil {
-		return nil, err
-	}
-	c.CoordinatorGrace = grace
+	c.CoordinatorGrace = o.CoordinatorGrace // resolved before the bus was dialled
 	v, err := o.VerifyKey.verifier(env.Getenv)
 	if err != nil {
 		return nil, err

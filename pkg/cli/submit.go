@@ -102,8 +102,8 @@ type Options struct {
 	Cleanup func(ctx context.Context, job string) error
 	// Monitoring is progress, plot and telemetry (monitor.go).
 	Monitoring MonitorOptions
-	// CoordinatorGrace is --coordinator-grace (client.CoordinatorGrace;
-	// 0: SKEIN_COORDINATOR_GRACE, else the client's default).
+	// CoordinatorGrace is --coordinator-grace, or SKEIN_COORDINATOR_GRACE
+	// once resolved (client.CoordinatorGrace; 0: the client's default).
 	CoordinatorGrace time.Duration
 }
 
@@ -308,23 +308,25 @@ func commonFlags(fs *flag.FlagSet, o *Options) {
 // wait of its own (submit wait JOB, once a coordinator is back).
 const maxCoordinatorGrace = 24 * time.Hour
 
-// coordinatorGrace resolves --coordinator-grace, or else
-// SKEIN_COORDINATOR_GRACE, and checks it.
-func (o *Options) coordinatorGrace(getenv func(string) string) (time.Duration, error) {
+// resolveCoordinatorGrace checks --coordinator-grace, or else
+// SKEIN_COORDINATOR_GRACE, and leaves the result in o.CoordinatorGrace
+// (newClient gives it to the client). Called before anything is dialled.
+func (o *Options) resolveCoordinatorGrace(getenv func(string) string) error {
 	d, what := o.CoordinatorGrace, "--coordinator-grace"
 	if d == 0 {
 		if v := getenv("SKEIN_COORDINATOR_GRACE"); v != "" {
 			var err error
 			if d, err = time.ParseDuration(v); err != nil {
-				return 0, usagef("SKEIN_COORDINATOR_GRACE %q: want a duration such as 90s or 5m", v)
+				return usagef("SKEIN_COORDINATOR_GRACE %q: want a duration such as 90s or 5m", v)
 			}
 			what = "SKEIN_COORDINATOR_GRACE"
 		}
 	}
 	if d < 0 || d > maxCoordinatorGrace {
-		return 0, usagef("%s %v: want 0 (the default) up to %v", what, d, maxCoordinatorGrace)
+		return usagef("%s %v: want 0 (the default) up to %v", what, d, maxCoordinatorGrace)
 	}
-	return d, nil
+	o.CoordinatorGrace = d
+	return nil
 }
 
 func newFlagSet(name string, env Env) *flag.FlagSet {
@@ -490,7 +492,7 @@ func runJob(ctx context.Context, kind wire.JobKind, args []string, env Env) erro
 	if err != nil {
 		return usagef("%v", err)
 	}
-	if _, err := o.coordinatorGrace(env.Getenv); err != nil {
+	if err := o.resolveCoordinatorGrace(env.Getenv); err != nil {
 		return err
 	}
 
@@ -972,7 +974,7 @@ func runJobCommand(ctx context.Context, cmd string, args []string, env Env) erro
 	if err != nil {
 		return usagef("%v", err)
 	}
-	if _, err := o.coordinatorGrace(env.Getenv); err != nil {
+	if err := o.resolveCoordinatorGrace(env.Getenv); err != nil {
 		return err
 	}
 	b, err := o.openBus(ctx, env, log)
