@@ -147,6 +147,9 @@ func (c *Coordinator) answer(ctx context.Context, op string, req *wire.Request, 
 // answerLocal answers op for a job this coordinator holds (c.job: not a
 // job held without the lease).
 func (c *Coordinator) answerLocal(ctx context.Context, op string, j *job, req *wire.Request, maxBytes int) (wire.Response, error) {
+	if err := j.rebuilt(ctx); err != nil {
+		return wire.Response{}, err
+	}
 	switch op {
 	case wire.APIResult:
 		return j.page(req.Offset, req.Limit, maxBytes)

@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,28 +16,9 @@ import (
 // all the same: status and cancel are forwarded to the owner, and once the
 // job has ended, its status comes from the job log.
 func TestAPIForwardsToTheOwner(t *testing.T) {
-	srv, err := natsbus.StartEmbedded(natsbus.EmbeddedConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	a, _ := joinEmbedded(t, ctx, srv, "a", Config{Lease: time.Second})
-	b, _ := joinEmbedded(t, ctx, srv, "b", Config{Lease: time.Second})
-	rb, err := srv.Connect(ctx, natsbus.Options{Name: "runtime"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = rb.Close() })
-	rt, err := runtime.New(rb, runtime.Config{Slots: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rctx, rstop := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { defer close(done); _, _ = rt.Run(rctx) }()
-	t.Cleanup(func() { rstop(); <-done })
+	a, _, b := ownerAndPeer(t, ctx)
 
 	id, err := a.Submit(ctx, &wire.JobSpec{Kind: wire.JobMap, Function: "sleep", Iterdata: wire.Value(`[{"x":30},{"x":30},{"x":30}]`)})
 	if err != nil {
@@ -59,6 +41,34 @@ func TestAPIForwardsToTheOwner(t *testing.T) {
 	if err != nil || resp.Status == nil || resp.Status.State != wire.StateCancelled {
 		t.Fatalf("status of the ended job from the job log: %+v, %v", resp.Status, err)
 	}
+}
+
+// ownerAndPeer starts an embedded server with two coordinators of one
+// namespace (a with its bus connection, and b; leases of a second) and a
+// runtime of two slots, all stopped with the test.
+func ownerAndPeer(t *testing.T, ctx context.Context) (a *Coordinator, ab bus.Bus, b *Coordinator) {
+	t.Helper()
+	srv, err := natsbus.StartEmbedded(natsbus.EmbeddedConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	a, ab = joinEmbedded(t, ctx, srv, "a", Config{Lease: time.Second})
+	b, _ = joinEmbedded(t, ctx, srv, "b", Config{Lease: time.Second})
+	rb, err := srv.Connect(ctx, natsbus.Options{Name: "runtime"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rb.Close() })
+	rt, err := runtime.New(rb, runtime.Config{Slots: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, rstop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _, _ = rt.Run(rctx) }()
+	t.Cleanup(func() { rstop(); <-done })
+	return a, ab, b
 }
 
 // joinEmbedded connects a coordinator named name to srv, joins its
@@ -85,4 +95,69 @@ func joinEmbedded(t *testing.T, ctx context.Context, srv *natsbus.Embedded, name
 		t.Fatal(err)
 	}
 	return c, b
+}
+
+// A finished job whose owner is gone is rebuilt from the event stream
+// when its results are asked for (replay.go). A request that comes while
+// the rebuild runs waits for it: it used to be answered from the
+// half-rebuilt job, "running", and a submit that had already seen the
+// job's end then failed with "has not finished (state running)" (found by
+// TestFleetRabbitMQ: a coordinator killed just after a job's end, the
+// submit's result request sent again to a coordinator still rebuilding).
+func TestAnswerDuringAReplay(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	a, ab, b := ownerAndPeer(t, ctx)
+
+	// Big enough that its rebuild takes a while.
+	const n = 50000
+	id, err := a.Submit(ctx, &wire.JobSpec{Kind: wire.JobMap, Function: "noop", Iterdata: wire.Value("[null" + strings.Repeat(",null", n-1) + "]")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, err := a.Wait(ctx, id); err != nil || st.State != wire.StateDone {
+		t.Fatalf("the job: %+v, %v", st, err)
+	}
+	a.Close()
+	_ = ab.Close() // gone: nothing answers for it any more
+
+	// The first request starts the rebuild.
+	check := func(what string, resp wire.Response, err error) {
+		t.Helper()
+		if err != nil || resp.Status == nil || resp.Status.State != wire.StateDone {
+			t.Errorf("%s: %+v, %v; want the job done", what, resp.Status, err)
+		}
+	}
+	first := make(chan struct{})
+	go func() {
+		defer close(first)
+		resp, err := b.answer(ctx, wire.APIResult, &wire.Request{Job: id}, 1<<20)
+		check("the result request that started the rebuild", resp, err)
+	}()
+	var j *job
+	for j == nil && ctx.Err() == nil {
+		select {
+		case <-first:
+			t.Fatal("first answered without a replay")
+		default:
+		}
+		b.mu.Lock()
+		j = b.jobs[id]
+		b.mu.Unlock()
+		time.Sleep(50 * time.Microsecond)
+	}
+	select {
+	case <-j.done:
+		t.Fatal("the rebuild ended before the test asked during it: make the job bigger")
+	default:
+	}
+	// Asked while it runs.
+	for _, op := range []string{wire.APIStatus, wire.APIResult} {
+		resp, err := b.answer(ctx, op, &wire.Request{Job: id}, 1<<20)
+		check(op+" during the rebuild", resp, err)
+		if op == wire.APIResult && err == nil && resp.Total != n {
+			t.Errorf("result during the rebuild: %d results, want %d", resp.Total, n)
+		}
+	}
+	<-first
 }

@@ -58,6 +58,7 @@ func (c *Coordinator) replay(ctx context.Context, id string, e entry) (*job, err
 					delete(c.jobs, id)
 				}
 				c.mu.Unlock()
+				nj.cancel() // releases whoever waits in rebuilt
 				return nil, err
 			}
 			c.log.Info("rebuilding a finished job's results from the event stream", "job", id, "from", e.spec, "to", e.endSeq)
@@ -70,6 +71,30 @@ func (c *Coordinator) replay(ctx context.Context, id string, e entry) (*job, err
 		return j, nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
+	}
+}
+
+// rebuilt waits, for a job that is a replay, until the replay has
+// rebuilt it: until then its status is not the job's (a job being rebuilt
+// ended long ago, but reads "running" with part of its results). Nil at
+// once for any other job. A replay that could not start is an error: the
+// request may be sent again.
+func (j *job) rebuilt(ctx context.Context) error {
+	if j.replayEnd == nil {
+		return nil
+	}
+	select {
+	case <-j.done:
+		return nil
+	case <-j.ctx.Done():
+		select {
+		case <-j.done: // a replay's end cancels its context too
+			return nil
+		default:
+			return fmt.Errorf("job %s: rebuilding its results from the event stream failed; ask again", j.id)
+		}
+	case <-ctx.Done():
+		return fmt.Errorf("job %s: waiting for its results to be rebuilt from the event stream: %w", j.id, ctx.Err())
 	}
 }
 
