@@ -146,6 +146,9 @@ func TestAnswerDuringAReplay(t *testing.T) {
 		b.mu.Unlock()
 		time.Sleep(50 * time.Microsecond)
 	}
+	if j == nil {
+		t.Fatalf("no rebuild started: %v", ctx.Err())
+	}
 	select {
 	case <-j.done:
 		t.Fatal("the rebuild ended before the test asked during it: make the job bigger")
