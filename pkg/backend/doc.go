@@ -20,8 +20,9 @@
 //
 // The coordinator program (pkg/cli) calls Dispatch from the coordinator's
 // Hooks.Published (Job.Queue "tasks"): once with all of a job's tasks when
-// they are all on the queue, or when coordinator.Config.JobBacklog of
-// them are queued or running (the rest follow as earlier ones end), then
+// they are all on the queue, or when the job's backlog (at most
+// coordinator.Config.JobBacklog, following the job's pace) is full (the
+// rest follow as earlier ones end), then
 // with Tasks 1 for each task enqueued later (a retry);
 // and from Hooks.PublishedReduce (Job.Queue "reduce") with Tasks 1 for
 // each reducer put on the pool's reduce queue. Each call means "make sure

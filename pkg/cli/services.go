@@ -90,7 +90,7 @@ func coordinatorMain(ctx context.Context, args []string, env Env, hooks ServiceH
 	fs.DurationVar(&retention, "retention", 15*time.Minute, "how long finished jobs' results stay available")
 	fs.DurationVar(&recoverWindow, "recover-window", 24*time.Hour, "on start, read the job log this far back: unfinished jobs submitted since then whose coordinator is gone are taken up (0: none from before the start)")
 	fs.DurationVar(&lease, "lease", coordinator.DefaultLease, "how long a coordinator that stopped being heard keeps its jobs before another coordinator of the namespace takes them over (200ms to 10m)")
-	fs.IntVar(&jobBacklog, "job-backlog", coordinator.DefaultJobBacklog, "how many of a job's tasks may be queued or running, not done, at once: publishing the rest waits, so that jobs submitted later are not queued behind all of a large job's tasks (-1: no bound)")
+	fs.IntVar(&jobBacklog, "job-backlog", coordinator.DefaultJobBacklog, "how many of a job's tasks may be queued or running, not done, at once: publishing the rest waits, so that jobs submitted later are not queued behind all of a large job's tasks; within it each job's bound follows its pace (-1: no bound)")
 	fs.DurationVar(&stallAfter, "stall-after", time.Minute, "ask the compute backend for runtimes again when a job has seen no event for this long (negative: never)")
 	fs.StringVar(&lf.Level, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&lf.Format, "log-format", "text", "text or json")

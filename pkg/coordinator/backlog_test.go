@@ -2,6 +2,7 @@ package coordinator_test
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -30,37 +31,12 @@ func TestJobBacklogLetsLaterJobsThrough(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var before wire.JobStatus
-		for {
-			if before, err = co.Status(bigID); err != nil {
-				t.Fatal(err)
-			}
-			if before.Done >= 2*backlog {
-				break
-			}
-			select {
-			case <-ctx.Done():
-				t.Fatalf("the large job did not get going: %+v", before)
-			case <-time.After(5 * time.Millisecond):
-			}
-		}
-		smallID, err := co.Submit(ctx, &wire.JobSpec{Kind: wire.JobMap, Function: "sleep", Iterdata: sleeps(small)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		st, err := co.Wait(ctx, smallID)
-		if err != nil || st.State != wire.StateDone {
-			t.Fatalf("small job: %+v, %v", st, err)
-		}
-		after, err := co.Status(bigID)
-		if err != nil {
-			t.Fatal(err)
-		}
+		ran, before := laterJobWaits(ctx, t, co, bigID, 2*backlog, sleeps(small))
 		// Ahead of the small job's tasks: at most the large job's backlog
 		// (and a batch it published as the small job was submitted); a
 		// slot may also take a task of the large job queued behind them
 		// while the other runs the small job's last ones.
-		if ran := after.Done - before.Done; ran > 2*backlog {
+		if ran > 2*backlog {
 			t.Fatalf("%d of the large job's tasks ended while the 4-task job submitted after it ran (its backlog is %d): the later job waited behind them", ran, backlog)
 		} else {
 			t.Logf("%d of the large job's tasks ended while the later job ran (backlog %d; %d of %d done before it)", ran, backlog, before.Done, big)
@@ -68,5 +44,138 @@ func TestJobBacklogLetsLaterJobsThrough(t *testing.T) {
 		if st, err := co.Wait(ctx, bigID); err != nil || st.State != wire.StateDone || st.Done != big {
 			t.Fatalf("large job: %+v, %v", st, err)
 		}
+	})
+}
+
+// laterJobWaits waits until done of bigID's tasks ended, calls each of
+// then (with the job at that point), submits a job of small's sleeps and
+// waits for it, and returns how many of bigID's tasks ended meanwhile,
+// and bigID's status from before.
+func laterJobWaits(ctx context.Context, t *testing.T, co *coordinator.Coordinator, bigID string, done int, small wire.Value, then ...func()) (int, wire.JobStatus) {
+	t.Helper()
+	var before wire.JobStatus
+	var err error
+	for {
+		if before, err = co.Status(bigID); err != nil {
+			t.Fatal(err)
+		}
+		if before.Done >= done {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the large job did not get going: %+v", before)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	for _, f := range then {
+		f()
+	}
+	smallID, err := co.Submit(ctx, &wire.JobSpec{Kind: wire.JobMap, Function: "sleep", Iterdata: small})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := co.Wait(ctx, smallID)
+	if err != nil || st.State != wire.StateDone {
+		t.Fatalf("small job: %+v, %v", st, err)
+	}
+	after, err := co.Status(bigID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return after.Done - before.Done, before
+}
+
+// TestJobBacklogFollowsThePace: with the default bound (8,192, which
+// suits floods of short tasks), a job of a function the coordinator has
+// seen before keeps about what its pace needs queued or running, so a
+// later job does not wait behind hundreds of its tasks. Structural: it
+// counts the large job's tasks that end while the small one runs (with a
+// fixed bound of 8,192, all of those left, over 500).
+func TestJobBacklogFollowsThePace(t *testing.T) {
+	eachBus(t, func(t *testing.T, tb *testBus) {
+		const big, small = 600, 4
+		co, _ := newCoordinator(t, tb.connect(t, "coordinator"), coordinator.Config{})
+		startRuntime(t, tb.connect(t, "runtime"), 2)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		sleeps := func(n int) wire.Value {
+			return wire.Value("[" + strings.TrimSuffix(strings.Repeat("0.02,", n), ",") + "]")
+		}
+		// A first job of the function: the coordinator learns its pace
+		// (about 100 tasks a second of 20 ms, over more than a second).
+		firstID, err := co.Submit(ctx, &wire.JobSpec{Kind: wire.JobMap, Function: "sleep", Iterdata: sleeps(160)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st, err := co.Wait(ctx, firstID); err != nil || st.State != wire.StateDone {
+			t.Fatalf("first job: %+v, %v", st, err)
+		}
+		bigID, err := co.Submit(ctx, &wire.JobSpec{Kind: wire.JobMap, Function: "sleep", Iterdata: sleeps(big)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var bound int64
+		ran, _ := laterJobWaits(ctx, t, co, bigID, 20, sleeps(small), func() {
+			bound = coordinator.Backlog(co, bigID)
+			if bound <= 0 || bound >= 300 {
+				t.Fatalf("the large job's backlog is %d, want the pace's (about 80)", bound)
+			}
+		})
+		if ran > 2*int(bound) {
+			t.Fatalf("%d of the large job's tasks ended while the 4-task job submitted after it ran (its backlog was %d): the later job waited behind them", ran, bound)
+		} else {
+			t.Logf("%d of the large job's tasks ended while the later job ran (backlog %d)", ran, bound)
+		}
+		if _, err := co.Cancel(ctx, bigID); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// TestJobBacklogGrowsToTheRuntimes: a job that starts from a pace
+// measured on a smaller fleet (its bound the floor, 8) grows its bound
+// until the runtimes' 16 slots run its tasks. Structural: the most tasks
+// seen running at once, which a bound stuck at 8 would cap at 8.
+func TestJobBacklogGrowsToTheRuntimes(t *testing.T) {
+	eachBus(t, func(t *testing.T, tb *testBus) {
+		const n, runtimes, slots = 400, 4, 4
+		co, _ := newCoordinator(t, tb.connect(t, "coordinator"), coordinator.Config{})
+		for i := range runtimes {
+			startRuntime(t, tb.connect(t, "runtime-"+strconv.Itoa(i)), slots)
+		}
+		coordinator.SeedPace(co, "sleep", 1, 200*time.Millisecond) // paceTarget 2: the floor
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		id, err := co.Submit(ctx, &wire.JobSpec{Kind: wire.JobMap, Function: "sleep", Iterdata: wire.Value("[" + strings.TrimSuffix(strings.Repeat("0.1,", n), ",") + "]")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b := coordinator.Backlog(co, id); b != 8 {
+			t.Fatalf("the job starts with a backlog of %d, want 8", b)
+		}
+		most, bound := 0, int64(0)
+		for {
+			st, err := co.Status(id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			most, bound = max(most, st.Running), max(bound, coordinator.Backlog(co, id))
+			if st.State.Terminal() {
+				if st.State != wire.StateDone || st.Done != n {
+					t.Fatalf("job: %+v", st)
+				}
+				break
+			}
+			select {
+			case <-ctx.Done():
+				t.Fatalf("job did not end: %+v", st)
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+		if most < 12 {
+			t.Fatalf("at most %d tasks ran at once on %d slots (the backlog reached %d)", most, runtimes*slots, bound)
+		}
+		t.Logf("up to %d tasks ran at once on %d slots; the backlog grew from 8 to %d", most, runtimes*slots, bound)
 	})
 }

@@ -40,8 +40,9 @@ type Config struct {
 	// end before it goes past it. A pool's queue is first in, first
 	// out, so without the bound a job submitted after a large one waits
 	// behind all of the large one's tasks; with it, behind at most
-	// JobBacklog of each job running. Default 8192 (deep enough that one
-	// job of short tasks keeps its runtimes busy); negative: no bound.
+	// JobBacklog of each job running. Within it each job's bound follows
+	// its pace (pace.go). Default 8192 (deep enough that one job of short
+	// tasks keeps its runtimes busy); negative: no bound.
 	JobBacklog int
 	// QueuedEvery bounds how often a job whose tasks are being published
 	// records on the job log how far the publishing got: after each
@@ -187,8 +188,8 @@ type Hooks struct {
 	Poll PollFunc
 	// Published is called after tasks of the job went on its pool's
 	// queue: once with all the map (or call) tasks when publishing ends,
-	// or earlier when JobBacklog of them are queued or running (the rest
-	// are published as earlier ones end), then
+	// or earlier when the job's backlog (at most JobBacklog, following
+	// its pace) is full (the rest are published as earlier ones end), then
 	// with 1 for every task enqueued later on the pool or its reduce
 	// queue (retry, reducer; not a reducer_wait_local reducer, which the
 	// submitter runs). A compute
@@ -237,6 +238,7 @@ type Coordinator struct {
 	mu   sync.Mutex
 	jobs map[string]*job
 	own  *ownership
+	pace pacer // the pace of the functions run (pace.go)
 
 	ctx    context.Context
 	cancel context.CancelFunc

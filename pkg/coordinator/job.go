@@ -78,8 +78,18 @@ type job struct {
 	wasQueued int
 	lastEvent atomic.Int64 // unix ns of the last event handled
 	// progress (of one) wakes a publishing that waits for the backlog to
-	// shrink (admit) when a map (or call) task is done.
+	// shrink (admit) when a map (or call) task is done, or for the
+	// backlog's bound to grow.
 	progress chan struct{}
+	// backlog is the job's present bound on its map tasks queued or
+	// running (pace.go); 0: none. admitted and admitBase are what the
+	// publishing counted last (admit), waiting whether it waits for room.
+	backlog             atomic.Int64
+	admitted, admitBase atomic.Int64
+	waiting, allQueued  atomic.Bool
+	pace                jobPace       // the run loop's
+	runTime             time.Duration // sum of the run times of map tasks done, under mu
+	publishing          time.Time     // when the publishing started (set before it starts)
 	// caughtUp is closed once a recovered job's replay has handled every
 	// event recorded before it was taken up (see catchUp).
 	caughtUp chan struct{}
@@ -107,6 +117,9 @@ type job struct {
 
 func newJob(ctx context.Context, c *Coordinator, spec *wire.JobSpec) (*job, error) {
 	j := &job{c: c, spec: spec, id: spec.ID, done: make(chan struct{}), endReq: make(chan endRequest, 4), progress: make(chan struct{}, 1)}
+	if limit := int64(c.cfg.JobBacklog); limit > 0 {
+		j.backlog.Store(c.pace.start(paceKey(spec.Pool, spec.Function), limit, time.Now()))
+	}
 	if err := j.makeInputs(ctx); err != nil {
 		return nil, err
 	}
@@ -211,9 +224,13 @@ func (j *job) start() error {
 	}
 	switch {
 	case !j.recovered:
+		j.publishing = time.Now()
 		j.spawn(j.publishAll)
 	case !j.wasPublished:
+		j.publishing = time.Now()
 		j.spawn(j.republish)
+	default:
+		j.allQueued.Store(true)
 	}
 	if !j.recovered {
 		j.c.wg.Add(1)
@@ -317,15 +334,16 @@ func (j *job) publishAll() {
 	announce := j.announcer(j.n)
 	msgs := make([]bus.Message, 0, batch)
 	marked := time.Now()
-	for i := 0; i < j.n; i += batch {
+	for i := 0; i < j.n; i += len(msgs) {
 		if j.ctx.Err() != nil {
 			return // the job ended (cancel, timeout, a failed task)
 		}
-		if !j.admit(int64(i), min(batch, j.n-i), 0, announce) || !j.acting() {
+		next, ok := j.admit(int64(i), min(batch, j.n-i), 0, announce)
+		if !ok || !j.acting() {
 			return
 		}
 		msgs = msgs[:0]
-		for k := i; k < i+batch && k < j.n; k++ {
+		for k := i; k < i+next; k++ {
 			t, err := j.task(k, 1)
 			var m bus.Message
 			if err == nil {
@@ -376,21 +394,90 @@ func (j *job) announcer(n int) func() {
 	}
 }
 
-// admit waits until the job's backlog (Config.JobBacklog) has room for
-// next more tasks: queued of its map tasks were put on the queue and, of
-// those, mapsDone grew by what it was at base. Before
-// it waits it calls full. False when the job ended first.
-func (j *job) admit(queued int64, next int, base int64, full func()) bool {
-	limit := int64(j.c.cfg.JobBacklog)
-	for limit > 0 && queued+int64(next)-(j.doneMaps()-base) > limit {
+// admit waits until the job's backlog (its bound, pace.go) has room for
+// more tasks and returns how many of want may go now: queued of its map
+// tasks were put on the queue and, of those, mapsDone grew by what it was
+// at base. It waits for room for want, or a quarter of the bound when
+// that is less (a bound below want would never have room for it), and
+// calls full before it waits. False when the job ended first.
+func (j *job) admit(queued int64, want int, base int64, full func()) (int, bool) {
+	for {
+		limit := j.backlog.Load()
+		if limit <= 0 {
+			j.admitted.Store(queued + int64(want))
+			return want, true
+		}
+		room := limit - (queued - (j.doneMaps() - base))
+		if room >= min(int64(want), max(limit/4, 1)) {
+			n := int(min(room, int64(want)))
+			j.admitted.Store(queued + int64(n))
+			j.admitBase.Store(base)
+			return n, true
+		}
+		j.admitted.Store(queued)
+		j.admitBase.Store(base)
 		full()
+		j.waiting.Store(true)
 		select {
 		case <-j.progress:
 		case <-j.ctx.Done():
-			return false
+			j.waiting.Store(false)
+			return 0, false
+		}
+		j.waiting.Store(false)
+	}
+}
+
+// repace sets the job's backlog bound from its pace (pace.go); the run
+// loop calls it at each progress tick.
+func (j *job) repace(now time.Time) {
+	limit := int64(j.c.cfg.JobBacklog)
+	if limit <= 0 || j.allQueued.Load() || j.publishing.IsZero() {
+		return
+	}
+	j.mu.Lock()
+	done, run, running := int64(j.mapsDone), j.runTime, int64(j.status.Running)
+	j.mu.Unlock()
+	rate, mean, ok := j.pace.measure(paceSample{at: now, done: done, run: run})
+	old := j.backlog.Load()
+	next := old
+	if ok {
+		next = paceTarget(rate, mean, limit)
+	}
+	// Held back by its bound, with nearly all it has out running (the
+	// runtimes announce tasks that run past a few milliseconds): the
+	// runtimes may have room for more than the rate shows yet.
+	if out := j.admitted.Load() - (done - j.admitBase.Load()); j.waiting.Load() && out > 0 && running >= out*3/4 {
+		next = max(next, min(2*old, limit))
+	}
+	if next == old {
+		return
+	}
+	j.backlog.Store(next)
+	j.c.log.Debug("job backlog follows the job's pace", "job", j.id, "backlog", next, "was", old, "rate", rate, "run", mean)
+	if next > old {
+		select {
+		case j.progress <- struct{}{}:
+		default:
 		}
 	}
-	return true
+}
+
+// learnPace tells the coordinator's pacer how fast the job's tasks went,
+// from the start of its publishing to its end (a job that ran for at
+// least the shortest window, so that its start does not decide).
+func (j *job) learnPace(end time.Time) {
+	if j.publishing.IsZero() || j.c.cfg.JobBacklog <= 0 {
+		return
+	}
+	j.mu.Lock()
+	done, run := j.mapsDone, j.runTime
+	j.mu.Unlock()
+	span := end.Sub(j.publishing)
+	if done < paceMinEnded || span < paceWindowMin {
+		return
+	}
+	j.c.pace.learn(paceKey(j.spec.Pool, j.spec.Function), float64(done)/span.Seconds(), run/time.Duration(done), end)
 }
 
 // doneMaps is mapsDone, read under j.mu.
@@ -460,10 +547,11 @@ func (j *job) run() {
 		case err := <-j.pollErrChan():
 			j.finish(wire.StateFailed, &wire.TaskError{Kind: wire.ErrInternal, Message: "polling status objects: " + err.Error()}, -1)
 			return
-		case <-tick.C:
+		case now := <-tick.C:
 			if j.replayEnd != nil {
 				continue
 			}
+			j.repace(now)
 			st := j.snapshot()
 			if after := j.c.cfg.StallAfter; after > 0 && j.c.cfg.Hooks.Published != nil {
 				idle := time.Since(time.Unix(0, j.lastEvent.Load()))
@@ -577,6 +665,9 @@ func (j *job) onEvent(ev wire.Event, seq uint64) {
 		j.results.set(i, v, seq)
 		j.taskDone(&ev)
 		j.mapsDone++
+		if ev.Finished > ev.Started && ev.Started > 0 {
+			j.runTime += time.Duration(ev.Finished - ev.Started)
+		}
 		select {
 		case j.progress <- struct{}{}:
 		default:
@@ -723,6 +814,9 @@ func (j *job) finish(state wire.JobState, e *wire.TaskError, task int) {
 	j.status.LatencyP50us, j.status.LatencyP99us = percentiles(j.lat)
 	st := j.status
 	j.mu.Unlock()
+	if state == wire.StateDone {
+		j.learnPace(j.ended)
+	}
 
 	bctx, cancel := context.WithTimeout(context.WithoutCancel(j.ctx), 10*time.Second)
 	defer cancel()

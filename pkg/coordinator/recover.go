@@ -193,6 +193,7 @@ func (j *job) catchUp(ev <-chan bus.Message) (<-chan bus.Message, error) {
 // markPublished records on the job log that every task of the job is
 // published: a coordinator taking the job over publishes none again.
 func (j *job) markPublished() {
+	j.allQueued.Store(true)
 	j.logRecord(wire.JobPublishedSubject(j.id), wire.KindPublished, wire.Published{Job: j.id, Tasks: j.n}, "-published",
 		"recording that the job's tasks are published")
 }
@@ -253,11 +254,12 @@ func (j *job) republish() {
 	waiting -= len(todo) // queued before the takeover, not done yet
 	batch := j.c.cfg.backlogBatch(500)
 	announce := j.announcer(len(todo))
-	for start := 0; start < len(todo); start += batch {
-		end := min(start+batch, len(todo))
-		if !j.admit(int64(waiting+start), end-start, base, announce) {
+	for start := 0; start < len(todo); {
+		next, ok := j.admit(int64(waiting+start), min(batch, len(todo)-start), base, announce)
+		if !ok {
 			return
 		}
+		end := start + next
 		var msgs []bus.Message
 		for k, i := range todo[start:end] {
 			t, err := j.task(i, attempts[start+k])
@@ -278,6 +280,7 @@ func (j *job) republish() {
 			}
 			return
 		}
+		start = end
 	}
 	j.markPublished()
 	announce()
