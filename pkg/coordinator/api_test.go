@@ -154,7 +154,11 @@ func TestAnswerDuringAReplay(t *testing.T) {
 		t.Fatal("the rebuild ended before the test asked during it: make the job bigger")
 	default:
 	}
-	// Asked while it runs.
+	// Asked while it runs: the in-process status (the dashboard's job
+	// page) first, before anything waits for the rebuild.
+	if st, err := b.Status(id); err != nil || st.State != wire.StateDone || st.Done != n {
+		t.Errorf("Status during the rebuild: %+v, %v; want the job done", st, err)
+	}
 	for _, op := range []string{wire.APIStatus, wire.APIResult} {
 		resp, err := b.answer(ctx, op, &wire.Request{Job: id}, 1<<20)
 		check(op+" during the rebuild", resp, err)

@@ -437,7 +437,7 @@ func (c *Coordinator) Status(id string) (wire.JobStatus, error) {
 	if err != nil {
 		return wire.JobStatus{}, err
 	}
-	return j.snapshot(), nil
+	return j.reported(), nil
 }
 
 // Wait blocks until the job ends or ctx is done.

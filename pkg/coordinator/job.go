@@ -907,6 +907,20 @@ func (j *job) snapshot() wire.JobStatus {
 	return j.status
 }
 
+// reported is the job's status as the coordinator reports it: a job
+// being rebuilt from the event stream (replay.go) is what its end record
+// says, not the half-rebuilt job its run loop sees (snapshot).
+func (j *job) reported() wire.JobStatus {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.replayEnd != nil && !j.status.State.Terminal() {
+		st := *j.replayEnd
+		st.From = j.from
+		return st
+	}
+	return j.status
+}
+
 func (j *job) endedAt() time.Time {
 	j.mu.Lock()
 	defer j.mu.Unlock()
