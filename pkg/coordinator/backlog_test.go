@@ -179,3 +179,44 @@ func TestJobBacklogGrowsToTheRuntimes(t *testing.T) {
 		t.Logf("up to %d tasks ran at once on %d slots; the backlog grew from 8 to %d", most, runtimes*slots, bound)
 	})
 }
+
+// TestJobBacklogPaceFromTheJobLog: a coordinator that joins a namespace
+// paces a function's jobs from the end records of the jobs others ran
+// (and a restarted one from those of its recover window), not from its
+// own memory only: a job submitted to it starts with the function's
+// pace, not 8,192.
+func TestJobBacklogPaceFromTheJobLog(t *testing.T) {
+	eachBus(t, func(t *testing.T, tb *testBus) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		a, _ := startCoordinator(t, tb.connect(t, "coordinator-a"), coordinator.Config{}, true)
+		startRuntime(t, tb.connect(t, "runtime"), 2)
+		sleeps := func(n int) wire.Value {
+			return wire.Value("[" + strings.TrimSuffix(strings.Repeat("0.02,", n), ",") + "]")
+		}
+		id, err := a.Submit(ctx, &wire.JobSpec{Kind: wire.JobMap, Function: "sleep", Iterdata: sleeps(160)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := a.Wait(ctx, id)
+		if err != nil || st.State != wire.StateDone {
+			t.Fatalf("first job: %+v, %v", st, err)
+		}
+		if st.TasksPerSec <= 0 || st.TaskRunMeanUs < 20000 {
+			t.Fatalf("the first job's status has no pace: %v tasks/s, %d µs a task", st.TasksPerSec, st.TaskRunMeanUs)
+		}
+		b, _ := startCoordinator(t, tb.connect(t, "coordinator-b"), coordinator.Config{}, true)
+		id2, err := b.Submit(ctx, &wire.JobSpec{Kind: wire.JobMap, Function: "sleep", Iterdata: sleeps(600)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bound := coordinator.Backlog(b, id2); bound <= 0 || bound >= 300 {
+			t.Fatalf("a job of the same function on the other coordinator starts with a backlog of %d, want the pace's (about 80; %v tasks/s of %d µs)", bound, st.TasksPerSec, st.TaskRunMeanUs)
+		} else {
+			t.Logf("the other coordinator's job starts with a backlog of %d (the first job: %.0f tasks/s of %d µs)", bound, st.TasksPerSec, st.TaskRunMeanUs)
+		}
+		if _, err := b.Cancel(ctx, id2); err != nil {
+			t.Fatal(err)
+		}
+	})
+}

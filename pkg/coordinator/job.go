@@ -463,21 +463,15 @@ func (j *job) repace(now time.Time) {
 	}
 }
 
-// learnPace tells the coordinator's pacer how fast the job's tasks went,
-// from the start of its publishing to its end (a job that ran for at
-// least the shortest window, so that its start does not decide).
-func (j *job) learnPace(end time.Time) {
-	if j.publishing.IsZero() || j.c.cfg.JobBacklog <= 0 {
+// setPace fills in the pace of a job ending done (under j.mu): how fast
+// its map tasks went from the start of their publishing to its end, and
+// their mean run time.
+func (j *job) setPace(end time.Time) {
+	if j.publishing.IsZero() || j.mapsDone == 0 || !end.After(j.publishing) {
 		return
 	}
-	j.mu.Lock()
-	done, run := j.mapsDone, j.runTime
-	j.mu.Unlock()
-	span := end.Sub(j.publishing)
-	if done < paceMinEnded || span < paceWindowMin {
-		return
-	}
-	j.c.pace.learn(paceKey(j.spec.Pool, j.spec.Function), float64(done)/span.Seconds(), run/time.Duration(done), end)
+	j.status.TasksPerSec = float64(j.mapsDone) / end.Sub(j.publishing).Seconds()
+	j.status.TaskRunMeanUs = (j.runTime / time.Duration(j.mapsDone)).Microseconds()
 }
 
 // doneMaps is mapsDone, read under j.mu.
@@ -809,14 +803,15 @@ func (j *job) finish(state wire.JobState, e *wire.TaskError, task int) {
 	if task >= 0 && e != nil {
 		j.status.FailedTask = task
 	}
-	j.status.Ended = time.Now().UnixNano()
 	j.ended = time.Now()
+	j.status.Ended = j.ended.UnixNano()
 	j.status.LatencyP50us, j.status.LatencyP99us = percentiles(j.lat)
+	if state == wire.StateDone {
+		j.setPace(j.ended)
+	}
 	st := j.status
 	j.mu.Unlock()
-	if state == wire.StateDone {
-		j.learnPace(j.ended)
-	}
+	j.c.pace.learnEnd(paceKey(j.spec.Pool, j.spec.Function), st)
 
 	bctx, cancel := context.WithTimeout(context.WithoutCancel(j.ctx), 10*time.Second)
 	defer cancel()

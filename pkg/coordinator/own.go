@@ -76,6 +76,7 @@ type member struct {
 type entry struct {
 	spec      uint64 // position of the spec record
 	kind      wire.JobKind
+	pace      string // the key of its function's pace (pace.go)
 	owner     string
 	term      int
 	published bool
@@ -355,7 +356,7 @@ func (c *Coordinator) record(m bus.Message) {
 			return
 		}
 		if e == nil { // the first record of a spec is where its job starts
-			o.ledger[id] = &entry{spec: m.Seq, kind: s.Kind, owner: s.Owner, term: 1}
+			o.ledger[id] = &entry{spec: m.Seq, kind: s.Kind, pace: paceKey(s.Pool, s.Function), owner: s.Owner, term: 1}
 			o.member(s.Owner)
 		}
 	case "owner":
@@ -401,6 +402,7 @@ func (c *Coordinator) record(m bus.Message) {
 		}
 		if e != nil && e.end == nil {
 			e.end, e.endSeq, e.ended = &st, m.Seq, time.Now()
+			c.pace.learnEnd(e.pace, st)
 			if j := c.held(id); j != nil && !j.snapshot().State.Terminal() {
 				dropJob = j // ended by an owner that lost its lease as it ended it
 			}

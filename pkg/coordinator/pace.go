@@ -4,6 +4,8 @@ import (
 	"math"
 	"sync"
 	"time"
+
+	"github.com/skeinrun/skein/pkg/wire"
 )
 
 // A job's backlog (Config.JobBacklog) bounds its map tasks queued or
@@ -23,12 +25,13 @@ import (
 //     each measurement until the runtimes' slots are full; a job whose
 //     runtimes are saturated settles at 1.5 × what they run plus the
 //     headroom.
-//   - A job starts from what the coordinator measured of earlier jobs of
-//     the same function on the same pool (pacer): the rate decays by half
-//     every paceMemoryHalfLife, so that a fleet that shrank is forgotten;
-//     a function never seen starts at JobBacklog, as a flood of short
-//     tasks must (starting small costs such a flood 6–9 %,
-//     docs/benchmarks.md).
+//   - A job starts from the pace of earlier jobs of the same function on
+//     the same pool (pacer), which every coordinator of the namespace
+//     reads from the end records on the job log (a restarted one from
+//     those in its recover window): the best rate, decaying by half every
+//     paceMemoryHalfLife so that a fleet that shrank is forgotten. A
+//     function never seen starts at JobBacklog, as a flood of short tasks
+//     must (starting small costs such a flood 6–9 %, docs/benchmarks.md).
 //
 // The bound never takes back tasks already queued: a first job of a
 // function of long tasks still queues JobBacklog of them.
@@ -124,10 +127,25 @@ func (p *pacer) start(key string, limit int64, now time.Time) int64 {
 	return paceTarget(m.decayed(now), m.run, limit)
 }
 
-// learn records a job's pace: its rate counts when it beats the decayed
-// memory (a job that shared the runtimes with others ran slower than the
-// function can), its run time always.
-func (p *pacer) learn(key string, rate float64, run time.Duration, now time.Time) {
+// learnEnd records the pace of a job that ended done (st, whose pace
+// fields the job's owner filled in: finish) if it ran long enough for its
+// pace to be its own, not its start's: paceMinEnded tasks over
+// paceWindowMin at least. Every coordinator of a namespace learns from
+// every end record on the job log (own.go), the owner from its own job.
+func (p *pacer) learnEnd(key string, st wire.JobStatus) {
+	if st.State != wire.StateDone || st.TasksPerSec <= 0 || st.Done < paceMinEnded ||
+		float64(st.Done)/st.TasksPerSec < paceWindowMin.Seconds() {
+		return
+	}
+	p.learn(key, st.TasksPerSec, time.Duration(st.TaskRunMeanUs)*time.Microsecond, time.Unix(0, st.Ended))
+}
+
+// learn records a pace measured at at: its rate counts when it beats the
+// decayed memory (a job that shared the runtimes with others ran slower
+// than the function can), its run time when it is the newest. A pace
+// measured before the one remembered (an older end record read later)
+// counts decayed by its age.
+func (p *pacer) learn(key string, rate float64, run time.Duration, at time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.fns == nil {
@@ -140,7 +158,13 @@ func (p *pacer) learn(key string, rate float64, run time.Duration, now time.Time
 			break
 		}
 	}
-	p.fns[key] = paceMemory{rate: max(rate, m.decayed(now)), run: run, at: now}
+	if ok && at.Before(m.at) {
+		older := paceMemory{rate: rate, at: at}
+		m.rate = max(m.rate, older.decayed(m.at))
+		p.fns[key] = m
+		return
+	}
+	p.fns[key] = paceMemory{rate: max(rate, m.decayed(at)), run: run, at: at}
 }
 
 func (m paceMemory) decayed(now time.Time) float64 {

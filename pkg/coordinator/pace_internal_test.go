@@ -3,6 +3,8 @@ package coordinator
 import (
 	"testing"
 	"time"
+
+	"github.com/skeinrun/skein/pkg/wire"
 )
 
 func TestPaceTarget(t *testing.T) {
@@ -74,6 +76,38 @@ func TestPacerRemembers(t *testing.T) {
 	// It decays: half after the half-life.
 	if got := p.start(k, 8192, now.Add(time.Second+paceMemoryHalfLife)); got < 75 || got > 78 {
 		t.Fatalf("start %d a half-life later, want about 77", got)
+	}
+	// A pace measured before the one remembered (an older end record
+	// read later) counts decayed by its age: it does not raise the rate
+	// as if it were new.
+	var o pacer
+	o.learn(k, 100, time.Millisecond, now)
+	o.learn(k, 400, time.Millisecond, now.Add(-2*paceMemoryHalfLife))
+	if m := o.fns[k]; m.rate != 100 || !m.at.Equal(now) {
+		t.Fatalf("after an older, faster pace: %+v, want 100 tasks/s at %v", m, now)
+	}
+	o.learn(k, 1000, time.Millisecond, now.Add(-paceMemoryHalfLife))
+	if m := o.fns[k]; m.rate != 500 {
+		t.Fatalf("after an older pace, twice as fast once decayed: %+v, want 500 tasks/s", m)
+	}
+	// From end records: only a done job that ran long enough.
+	var e pacer
+	st := wire.JobStatus{State: wire.StateDone, Done: 100, TasksPerSec: 50, TaskRunMeanUs: 20000, Ended: now.UnixNano()}
+	e.learnEnd(k, st)
+	if m, ok := e.fns[k]; !ok || m.rate != 50 || m.run != 20*time.Millisecond {
+		t.Fatalf("from an end record: %+v, %v", m, ok)
+	}
+	for _, bad := range []wire.JobStatus{
+		{State: wire.StateFailed, Done: 100, TasksPerSec: 50, Ended: now.UnixNano()},
+		{State: wire.StateDone, Done: 3, TasksPerSec: 1, Ended: now.UnixNano()},
+		{State: wire.StateDone, Done: 100, TasksPerSec: 1000, Ended: now.UnixNano()}, // 0.1 s
+		{State: wire.StateDone, Done: 100, Ended: now.UnixNano()},
+	} {
+		var b pacer
+		b.learnEnd(k, bad)
+		if len(b.fns) != 0 {
+			t.Errorf("learnt from %+v", bad)
+		}
 	}
 	for i := range paceMemoryFunctions + 10 {
 		p.learn(paceKey("default", string(rune('a'+i%26))+time.Duration(i).String()), 1, 0, now)

@@ -274,6 +274,12 @@ type JobStatus struct {
 	// microseconds, over the job's tasks.
 	LatencyP50us int64 `msgpack:"lat50,omitempty" json:"latency_p50_us,omitempty"`
 	LatencyP99us int64 `msgpack:"lat99,omitempty" json:"latency_p99_us,omitempty"`
+	// The pace of a map (or call) job that ended done: its tasks per
+	// second from the start of their publishing to the job's end, and
+	// their mean run time in microseconds. Coordinators reading the job
+	// log pace the function's next jobs from it (pkg/coordinator).
+	TasksPerSec   float64 `msgpack:"rate,omitempty" json:"tasks_per_second,omitempty"`
+	TaskRunMeanUs int64   `msgpack:"run_us,omitempty" json:"task_run_mean_us,omitempty"`
 	// Owner is the coordinator that holds the job (empty when none is
 	// known to, while a dead owner's job is being taken over).
 	Owner string `msgpack:"owner,omitempty" json:"owner,omitempty"`
