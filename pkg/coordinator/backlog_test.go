@@ -100,11 +100,11 @@ func TestJobBacklogFollowsThePace(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
 		sleeps := func(n int) wire.Value {
-			return wire.Value("[" + strings.TrimSuffix(strings.Repeat("0.02,", n), ",") + "]")
+			return wire.Value("[" + strings.TrimSuffix(strings.Repeat("0.05,", n), ",") + "]")
 		}
 		// A first job of the function: the coordinator learns its pace
-		// (about 100 tasks a second of 20 ms, over more than a second).
-		firstID, err := co.Submit(ctx, &wire.JobSpec{Kind: wire.JobMap, Function: "sleep", Iterdata: sleeps(160)})
+		// (about 40 tasks a second of 50 ms, over more than a second).
+		firstID, err := co.Submit(ctx, &wire.JobSpec{Kind: wire.JobMap, Function: "sleep", Iterdata: sleeps(60)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -119,7 +119,7 @@ func TestJobBacklogFollowsThePace(t *testing.T) {
 		ran, _ := laterJobWaits(ctx, t, co, bigID, 20, sleeps(small), func() {
 			bound = coordinator.Backlog(co, bigID)
 			if bound <= 0 || bound >= 300 {
-				t.Fatalf("the large job's backlog is %d, want the pace's (about 80)", bound)
+				t.Fatalf("the large job's backlog is %d, want the pace's (about 120)", bound)
 			}
 		})
 		if ran > 2*int(bound) {
@@ -192,9 +192,9 @@ func TestJobBacklogPaceFromTheJobLog(t *testing.T) {
 		a, _ := startCoordinator(t, tb.connect(t, "coordinator-a"), coordinator.Config{}, true)
 		startRuntime(t, tb.connect(t, "runtime"), 2)
 		sleeps := func(n int) wire.Value {
-			return wire.Value("[" + strings.TrimSuffix(strings.Repeat("0.02,", n), ",") + "]")
+			return wire.Value("[" + strings.TrimSuffix(strings.Repeat("0.05,", n), ",") + "]")
 		}
-		id, err := a.Submit(ctx, &wire.JobSpec{Kind: wire.JobMap, Function: "sleep", Iterdata: sleeps(160)})
+		id, err := a.Submit(ctx, &wire.JobSpec{Kind: wire.JobMap, Function: "sleep", Iterdata: sleeps(60)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -202,7 +202,7 @@ func TestJobBacklogPaceFromTheJobLog(t *testing.T) {
 		if err != nil || st.State != wire.StateDone {
 			t.Fatalf("first job: %+v, %v", st, err)
 		}
-		if st.TasksPerSec <= 0 || st.TaskRunMeanUs < 20000 {
+		if st.TasksPerSec <= 0 || st.TaskRunMeanUs < 50000 {
 			t.Fatalf("the first job's status has no pace: %v tasks/s, %d µs a task", st.TasksPerSec, st.TaskRunMeanUs)
 		}
 		b, _ := startCoordinator(t, tb.connect(t, "coordinator-b"), coordinator.Config{}, true)
@@ -211,7 +211,7 @@ func TestJobBacklogPaceFromTheJobLog(t *testing.T) {
 			t.Fatal(err)
 		}
 		if bound := coordinator.Backlog(b, id2); bound <= 0 || bound >= 300 {
-			t.Fatalf("a job of the same function on the other coordinator starts with a backlog of %d, want the pace's (about 80; %v tasks/s of %d µs)", bound, st.TasksPerSec, st.TaskRunMeanUs)
+			t.Fatalf("a job of the same function on the other coordinator starts with a backlog of %d, want the pace's (about 120; %v tasks/s of %d µs)", bound, st.TasksPerSec, st.TaskRunMeanUs)
 		} else {
 			t.Logf("the other coordinator's job starts with a backlog of %d (the first job: %.0f tasks/s of %d µs)", bound, st.TasksPerSec, st.TaskRunMeanUs)
 		}

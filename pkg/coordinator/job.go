@@ -397,9 +397,10 @@ func (j *job) announcer(n int) func() {
 // admit waits until the job's backlog (its bound, pace.go) has room for
 // more tasks and returns how many of want may go now: queued of its map
 // tasks were put on the queue and, of those, mapsDone grew by what it was
-// at base. It waits for room for want, or a quarter of the bound when
-// that is less (a bound below want would never have room for it), and
-// calls full before it waits. False when the job ended first.
+// at base. It waits for room for want, or half the bound when that is
+// less (a bound below want would never have room for it; publishing a
+// few tasks at a time costs a confirmation round trip each), and calls
+// full before it waits. False when the job ended first.
 func (j *job) admit(queued int64, want int, base int64, full func()) (int, bool) {
 	for {
 		limit := j.backlog.Load()
@@ -408,7 +409,7 @@ func (j *job) admit(queued int64, want int, base int64, full func()) (int, bool)
 			return want, true
 		}
 		room := limit - (queued - (j.doneMaps() - base))
-		if room >= min(int64(want), max(limit/4, 1)) {
+		if room >= min(int64(want), max(limit/2, 1)) {
 			n := int(min(room, int64(want)))
 			j.admitted.Store(queued + int64(n))
 			j.admitBase.Store(base)

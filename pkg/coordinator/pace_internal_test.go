@@ -15,10 +15,11 @@ func TestPaceTarget(t *testing.T) {
 		want  int64
 	}{
 		{25000, 0, 8192, 8192},                  // a flood: the whole bound
-		{200, 10 * time.Millisecond, 8192, 153}, // 1.5 × 200 × 0.51 s
-		{2, time.Second, 8192, 8},               // 4.5: the floor
-		{2, time.Second, 4, 4},                  // a bound below the floor
-		{40, 10 * time.Second, 8192, 630},       // 400 running at once
+		{200, 10 * time.Millisecond, 8192, 603}, // 1.5 × 200 × 2.01 s
+		{2, time.Second, 8192, 9},               // 1.5 × 2 × 3 s
+		{1, 200 * time.Millisecond, 8192, 8},    // 3.3: the floor
+		{1, 200 * time.Millisecond, 4, 4},       // a bound below the floor
+		{40, 10 * time.Second, 8192, 720},       // 400 running at once
 	} {
 		if got := paceTarget(c.rate, c.run, c.limit); got != c.want {
 			t.Errorf("paceTarget(%v, %v, %d) = %d, want %d", c.rate, c.run, c.limit, got, c.want)
@@ -65,17 +66,17 @@ func TestPacerRemembers(t *testing.T) {
 		t.Fatalf("unknown function starts at %d, want the bound", got)
 	}
 	p.learn(k, 200, 10*time.Millisecond, now)
-	if got := p.start(k, 8192, now); got != 153 {
-		t.Fatalf("start %d, want 153", got)
+	if got := p.start(k, 8192, now); got != 603 {
+		t.Fatalf("start %d, want 603", got)
 	}
 	// A slower job (it shared the runtimes) does not lower the rate.
 	p.learn(k, 20, 10*time.Millisecond, now.Add(time.Second))
-	if got := p.start(k, 8192, now.Add(time.Second)); got < 150 {
-		t.Fatalf("start %d after a slower job, want about 153", got)
+	if got := p.start(k, 8192, now.Add(time.Second)); got < 600 {
+		t.Fatalf("start %d after a slower job, want about 603", got)
 	}
 	// It decays: half after the half-life.
-	if got := p.start(k, 8192, now.Add(time.Second+paceMemoryHalfLife)); got < 75 || got > 78 {
-		t.Fatalf("start %d a half-life later, want about 77", got)
+	if got := p.start(k, 8192, now.Add(time.Second+paceMemoryHalfLife)); got < 300 || got > 303 {
+		t.Fatalf("start %d a half-life later, want about 302", got)
 	}
 	// A pace measured before the one remembered (an older end record
 	// read later) counts decayed by its age: it does not raise the rate
