@@ -466,12 +466,21 @@ func (j *job) repace(now time.Time) {
 
 // setPace fills in the pace of a job ending done (under j.mu): how fast
 // its map tasks went from the start of their publishing to its end, and
-// their mean run time.
+// their mean run time. A job taken over counts from its acceptance (by
+// the clock of the coordinator that accepted it), as its tasks done
+// count from there.
 func (j *job) setPace(end time.Time) {
-	if j.publishing.IsZero() || j.mapsDone == 0 || !end.After(j.publishing) {
+	start := j.publishing
+	if j.recovered {
+		start = time.Time{}
+		if j.spec.Accepted > 0 {
+			start = time.Unix(0, j.spec.Accepted)
+		}
+	}
+	if start.IsZero() || j.mapsDone == 0 || !end.After(start) {
 		return
 	}
-	j.status.TasksPerSec = float64(j.mapsDone) / end.Sub(j.publishing).Seconds()
+	j.status.TasksPerSec = float64(j.mapsDone) / end.Sub(start).Seconds()
 	j.status.TaskRunMeanUs = (j.runTime / time.Duration(j.mapsDone)).Microseconds()
 }
 
