@@ -32,7 +32,9 @@ type Client struct {
 	LivenessInterval time.Duration
 	// CoordinatorGrace is how long a wait goes on, from the first check
 	// that found no coordinator for its job, while every check finds none,
-	// before it fails with ErrCoordinatorLost. A coordinator that
+	// before it fails with ErrCoordinatorLost; when set, it is also how
+	// long a request (a submit, a result) goes on asking while no
+	// coordinator serves, before it fails with ErrNoCoordinator. A coordinator that
 	// restarts, or that reconnects after the broker's restart, answers
 	// again within seconds, and takes the job up. A check that finds
 	// nobody has itself asked for about 5 s, so checks a liveness
@@ -99,23 +101,43 @@ func (c *Client) call(ctx context.Context, subject string, req *wire.Request) (*
 		timeout = 15 * time.Second
 	}
 	var out []byte
+	// A coordinator that is starting or restarting: retry while nobody
+	// answers, for a few seconds (seven tries), or for CoordinatorGrace
+	// when it is set: a submit whose coordinator died after taking the
+	// job, before its answer, is answered by the next coordinator to
+	// start (the job is on the job log; the request is sent again as a
+	// retry of the same job id).
+	policy := retry.Policy{Initial: 50 * time.Millisecond, Max: time.Second, Tries: 7}
+	if c.CoordinatorGrace > 0 {
+		policy.Tries = 0
+	}
+	var nobodySince time.Time
 	for {
 		actx, cancel := context.WithTimeout(ctx, timeout)
-		// A coordinator that is starting or restarting: retry briefly
-		// (about two seconds) while nobody answers.
-		out, err = retry.Value(actx, retry.Policy{Initial: 50 * time.Millisecond, Max: time.Second, Tries: 7}, func() ([]byte, error) {
+		out, err = retry.Value(actx, policy, func() ([]byte, error) {
 			out, err := c.b.Request(actx, subject, data)
-			if err != nil && !errors.Is(err, bus.ErrNoResponders) {
+			switch {
+			case errors.Is(err, bus.ErrNoResponders):
+				if nobodySince.IsZero() {
+					nobodySince = time.Now()
+				}
+				if c.CoordinatorGrace > 0 && time.Since(nobodySince) >= c.CoordinatorGrace {
+					return nil, retry.Permanent(err)
+				}
+				return nil, err
+			case err != nil:
 				return nil, retry.Permanent(err)
 			}
-			return out, err
+			return out, nil
 		})
 		timedOut := actx.Err() != nil && ctx.Err() == nil
 		cancel()
 		if !timedOut {
 			break
 		}
-		c.log().Warn("no answer from the coordinator that took the request; sending it again", "subject", subject, "job", req.Job, "timeout", timeout)
+		if nobodySince.IsZero() {
+			c.log().Warn("no answer from the coordinator that took the request; sending it again", "subject", subject, "job", req.Job, "timeout", timeout)
+		}
 		if req.Spec != nil && !req.Retry {
 			r := *req
 			r.Retry = true
@@ -123,6 +145,11 @@ func (c *Client) call(ctx context.Context, subject string, req *wire.Request) (*
 				return nil, err
 			}
 		}
+	}
+	if err != nil && !nobodySince.IsZero() && errors.Is(ctx.Err(), context.DeadlineExceeded) && !errors.Is(err, bus.ErrNoResponders) {
+		// ctx ran out while nobody served: still no coordinator (a wait's
+		// liveness check counts it as such).
+		err = bus.ErrNoResponders
 	}
 	if err != nil {
 		if errors.Is(err, bus.ErrNoResponders) {
