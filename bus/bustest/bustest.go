@@ -67,6 +67,7 @@ func Run(t *testing.T, f Features, newBus func(t *testing.T) bus.Bus) {
 		t.Run("QueueConsumeStops", s.queueConsumeStops)
 		t.Run("QueueWindow", s.queueWindow)
 		t.Run("QueueWindowResize", s.queueWindowResize)
+		t.Run("QueueWindowChurn", s.queueWindowChurn)
 		t.Run("StreamWildcards", s.streamWildcards)
 		t.Run("StreamOrdering", s.streamOrdering)
 		t.Run("StreamReplaySince", s.streamReplaySince)

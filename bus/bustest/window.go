@@ -2,7 +2,9 @@ package bustest
 
 import (
 	"context"
+	"fmt"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -207,4 +209,87 @@ func (s *suite) queueWindowResize(t *testing.T) {
 		t.Fatalf("message %s still on the queue (attempt %d) after it was acked", d.Message().Data, d.Attempt())
 	case <-time.After(s.d(2 * time.Second)):
 	}
+}
+
+// queueWindowChurn: a window that changes every few hundred milliseconds
+// while a flood streams in and every delivery is acked as it comes (a
+// runtime's pacer on a busy machine) costs no message a delivery, for
+// longer than a bus may wait before it retires what a smaller window
+// leaves over. A bus that applies a smaller window by cancelling a
+// consumer with room left must not let what was on its way to it come
+// back counted as delivered once more, and must not let a message so
+// returned be handed back again by the next consumer it cancels: on
+// RabbitMQ that used up a task's deliveries within seconds
+// ("delivered 5 times without finishing") with no runtime failing.
+func (s *suite) queueWindowChurn(t *testing.T) {
+	t.Parallel()
+	ctx := s.ctx(t)
+	a, pub := s.newBus(t), s.newBus(t)
+	q := s.name(t, "churn")
+	// The publisher keeps the queue from running dry, a few thousand
+	// messages ahead of the consumer.
+	var acked atomic.Int64
+	pctx, stopPub := context.WithCancel(ctx)
+	published := make(chan int, 1)
+	go func() {
+		n := 0
+		defer func() { published <- n }()
+		for pctx.Err() == nil {
+			if int64(n)-acked.Load() > 3000 {
+				time.Sleep(time.Millisecond)
+				continue
+			}
+			msgs := make([]bus.Message, 200)
+			for i := range msgs {
+				msgs[i] = bus.Message{Data: []byte(strconv.Itoa(n + i))}
+			}
+			if err := pub.Enqueue(pctx, q, msgs...); err != nil {
+				return
+			}
+			n += len(msgs)
+		}
+	}()
+	win := bus.NewWindow(4)
+	cctx, stop := context.WithCancel(ctx)
+	ds, err := a.Consume(cctx, q, bus.QueueOptions{Window: win, Lease: s.d(30 * time.Second)})
+	settle(t, ctx, "consume", err)
+	sizes := []int{16, 3, 64, 8, 200, 2, 100, 5, 32}
+	change := time.NewTicker(200 * time.Millisecond)
+	defer change.Stop()
+	end := time.After(7 * time.Second)
+	seen := make(map[string]bool)
+	got, k := 0, 0
+	check := func(d bus.Delivery) {
+		t.Helper()
+		got++
+		body := string(d.Message().Data)
+		if seen[body] || d.Attempt() != 1 {
+			t.Fatalf("message %s delivered again (attempt %d) after %d deliveries while the window changed", body, d.Attempt(), got)
+		}
+		seen[body] = true
+		settle(t, ctx, "ack", d.Ack(ctx))
+		acked.Add(1)
+	}
+loop:
+	for {
+		select {
+		case d := <-ds:
+			check(d)
+		case <-change.C:
+			win.Set(sizes[k%len(sizes)])
+			k++
+		case <-end:
+			break loop
+		}
+	}
+	stopPub()
+	n := <-published
+	// The rest of what was published, once each.
+	for got < n {
+		check(recv(t, ds, s.d(10*time.Second), fmt.Sprintf("the rest (%d of %d)", got, n)))
+	}
+	stop()
+	for range ds {
+	}
+	t.Logf("%d messages, %d window changes", got, k)
 }

@@ -28,10 +28,12 @@
 // on its way to a cancelled consumer, counted as delivered once more. So
 // the channel carries AMQP consumers whose prefetches add up to the
 // window: it grows by starting one more, and shrinks by cancelling
-// consumers once all they may take is in the reader's hands (their acks
-// wait for the cancel), or once quiet for 250 ms; a consumer that neither
-// fills nor goes quiet (a flood of short tasks acked at once) is
-// cancelled after 5 s, and then a message on its way may come back once.
+// consumers once all they may take is in the reader's hands. The acks
+// and nacks of a consumer set to go are held until it is cancelled, so
+// that it fills with what is on its way; one that does not fill (the
+// queue ran dry) is cancelled once quiet for 250 ms or after 5 s, such
+// cancels at least 100 ms apart, and then a message on its way may come
+// back once.
 // Attempt() is 1 + the quorum queue's x-delivery-count (+ the attempts
 // carried in a header by a republished copy); on classic queues only the
 // redelivered flag is known, so Attempt() is 1 or 2 there.

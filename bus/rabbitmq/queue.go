@@ -221,6 +221,9 @@ type parts struct {
 	size     int        // the window applied
 	active   []*part    // their prefetches add up to size
 	retiring []*part
+	// risked is when a part with room left was last cancelled (see
+	// sweep).
+	risked time.Time
 }
 
 // part is one AMQP consumer of a consumer's channel.
@@ -231,11 +234,16 @@ type part struct {
 	// cancelled only while every message it may take is in the reader's
 	// hands (unacked == prefetch), and no ack may open room for another
 	// before the broker has the cancel.
-	mu      sync.Mutex
-	unacked int       // delivered and not yet released by an ack or nack
-	last    time.Time // its last delivery, or when it started
-	since   time.Time // when it was set to retire
-	gone    bool      // cancelled
+	mu       sync.Mutex
+	unacked  int       // delivered and not yet released by an ack or nack
+	last     time.Time // its last delivery, or when it started
+	since    time.Time // when it was set to retire
+	retiring bool
+	// held are the releases (acks, nacks) of its deliveries made while it
+	// retires: they go to the broker once it is cancelled, so that it
+	// fills up with what is on its way to it (see sweep).
+	held []func() error
+	gone bool // cancelled
 }
 
 type partDelivery struct {
@@ -366,20 +374,30 @@ func (cs *parts) resize(n int) error {
 func (cs *parts) retire(ps ...*part) {
 	now := time.Now()
 	for _, p := range ps {
-		p.since = now
+		p.mu.Lock()
+		p.since, p.retiring = now, true
+		p.mu.Unlock()
 		cs.retiring = append(cs.retiring, p)
 	}
 }
 
-// Retiring parts are cancelled once full (nothing can be on its way to
-// them: the usual case, as a window shrinks when tasks get longer and
-// wait in the runtime), or once quiet for retireQuiet (the queue is
-// likely empty), or at the latest after retireMax: a flood of short tasks
-// acked at once may never fill a part, and then a message on its way to
-// it comes back, counted as delivered once more.
+// A retiring part is cancelled once full: nothing can be on its way to
+// it then. A quorum queue hands back what was on its way to a consumer it
+// cancels, counted as delivered once more, and a message so returned
+// goes to the head of the queue and on its way to the next consumer with
+// room: cancelling several parts with room in a row passed the same
+// messages from one to the next, and a flood on a busy machine used up
+// tasks' deliveries within seconds. So the releases of a retiring part's
+// deliveries are held until it is cancelled (part.held): it stops making
+// room, and in a flood it fills within a few deliveries. A part that does
+// not fill (the queue ran dry) is cancelled once quiet for retireQuiet,
+// or at the latest after retireMax (a trickle); such cancels are spaced
+// by riskGap, so that what one hands back has reached the reader before
+// the next, and none of them is a cancel of a part whose acks flow.
 const (
 	retireQuiet = 250 * time.Millisecond
 	retireMax   = 5 * time.Second
+	riskGap     = 100 * time.Millisecond
 )
 
 // sweep cancels the retiring parts that may go; false when the channel
@@ -387,25 +405,44 @@ const (
 func (cs *parts) sweep() bool {
 	now := time.Now()
 	kept := cs.retiring[:0]
+	var failed error
 	for _, p := range cs.retiring {
+		if failed != nil {
+			kept = append(kept, p)
+			continue
+		}
 		p.mu.Lock()
-		if p.unacked < p.prefetch && now.Sub(p.last) < retireQuiet && now.Sub(p.since) < retireMax {
+		full := p.unacked >= p.prefetch
+		if !full && (now.Sub(p.last) < retireQuiet && now.Sub(p.since) < retireMax || now.Sub(cs.risked) < riskGap) {
 			p.mu.Unlock()
 			kept = append(kept, p)
 			continue
 		}
-		// Acks of its deliveries wait (p.mu) until the broker has the
-		// cancel: an ack before it would make room for one more message.
-		err := cs.ch.Cancel(p.tag, false)
-		p.gone = true
-		p.mu.Unlock()
-		if err != nil {
-			return false
+		if !full {
+			cs.risked = now
 		}
+		// Releases of its deliveries wait (p.mu, part.held) until the
+		// broker has the cancel: one before it would make room for one
+		// more message.
+		failed = cs.ch.Cancel(p.tag, false)
+		p.gone = true
+		p.flush(cs.c)
+		p.mu.Unlock()
 	}
 	clear(cs.retiring[len(kept):])
 	cs.retiring = kept
-	return true
+	return failed == nil
+}
+
+// flush sends the releases held while p retired. Called with p.mu held.
+func (p *part) flush(c *consumer) {
+	for _, send := range p.held {
+		if err := send(); err != nil {
+			c.b.log.Warn("rabbitmq: settling a delivery of a retired consumer failed; it will be delivered again", "queue", c.queue, "err", err)
+		}
+	}
+	clear(p.held)
+	p.held = nil
 }
 
 func (c *consumer) run(cs *parts) {
@@ -444,6 +481,14 @@ func (c *consumer) run(cs *parts) {
 func (cs *parts) close() {
 	cs.mu.Lock()
 	cs.closed = true // an ack's apply starts no part to be left undrained
+	// What retiring parts held goes out before the channel closes: an
+	// ack lost with it would run its task again.
+	for _, p := range cs.retiring {
+		p.mu.Lock()
+		p.gone = true
+		p.flush(cs.c)
+		p.mu.Unlock()
+	}
 	cs.mu.Unlock()
 	go func() {
 		for ; cs.live.Load() > 0; cs.live.Add(-1) {
@@ -576,11 +621,18 @@ func (d *delivery) release(send func() error) error {
 	}
 	d.p.mu.Lock()
 	defer d.p.mu.Unlock()
-	if !d.released {
-		d.released = true
-		d.p.unacked--
+	release := func() error {
+		if !d.released {
+			d.released = true
+			d.p.unacked--
+		}
+		return send()
 	}
-	return send()
+	if d.p.retiring && !d.p.gone {
+		d.p.held = append(d.p.held, release)
+		return nil
+	}
+	return release()
 }
 
 func (d *delivery) Message() bus.Message { return d.msg }
