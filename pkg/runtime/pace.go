@@ -38,8 +38,10 @@ type pacer struct {
 	// churnUntil: a redelivered task came (runtimes are dying or losing
 	// their connections); until then the window stays shallow.
 	churnUntil time.Time
-	// resized is when the pacer last changed the window itself.
+	// resized is when the pacer last changed the window itself, and
+	// shrank whether that change made it smaller.
 	resized time.Time
+	shrank  bool
 	now     func() time.Time // time.Now; tests replace it
 }
 
@@ -78,8 +80,19 @@ func (p *pacer) redelivered() {
 	}
 }
 
+// resizeGap is how long the pacer keeps a window before it changes it
+// again, except to grow it at least twofold while it has only grown (a
+// flood's first tasks) or to shrink it to a slot's worth and a spare
+// (long tasks must spread over runtimes at once). Short tasks on a busy
+// machine stray from their averages, and with them the target, by
+// several times from one task to the next: resized at every such change,
+// a window changed 150 times a second, and on RabbitMQ each change
+// starts or cancels a consumer.
+const resizeGap = 500 * time.Millisecond
+
 // setSize changes the window. Called with p.mu held.
 func (p *pacer) setSize(n int, now time.Time) {
+	p.shrank = n < p.size
 	p.size = n
 	p.resized = now
 	p.win.Set(n)
@@ -126,16 +139,18 @@ func (p *pacer) settled(run, settle, ack time.Duration) {
 	p.ack = ewma(p.ack, ack.Seconds(), first)
 	n := p.target()
 	// Resize on a real change only: a RabbitMQ consumer changes its
-	// window with a few round trips, and hands what was in flight back
-	// to the queue at a delivery's cost. Shrinking is prompt (long tasks
-	// must spread over runtimes); growing waits for a gain of a quarter,
-	// and of at least two, so that a target wobbling by one near the
-	// shallow end does not resize at every task.
+	// window with a few round trips. Shrinking takes a loss of a quarter
+	// and growing a gain of a quarter, and of at least two, so that a
+	// target wobbling by one near the shallow end does not resize at
+	// every task; and either waits for resizeGap, but for a prompt ramp
+	// and a prompt fall to long tasks' depth.
+	now := p.now()
+	settledDown := now.Sub(p.resized) >= resizeGap
 	switch d := n - p.size; {
-	case d < 0 && (4*-d >= p.size || n <= p.slots+2):
-		p.setSize(n, p.now())
-	case d > 0 && d >= max(2, p.size/4):
-		p.setSize(n, p.now())
+	case d < 0 && (n <= p.slots+2 || 4*-d >= p.size && settledDown):
+		p.setSize(n, now)
+	case d > 0 && d >= max(2, p.size/4) && (settledDown || !p.shrank && n >= 2*p.size):
+		p.setSize(n, now)
 	}
 }
 

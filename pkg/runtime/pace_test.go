@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"math/rand/v2"
 	"testing"
 	"time"
 )
@@ -129,5 +130,50 @@ func TestPacerSteadyNearShallow(t *testing.T) {
 	}
 	if last < 3 || last > 4 {
 		t.Errorf("window %d, want 3 or 4", last)
+	}
+}
+
+// TestPacerSteadyInANoisyFlood: a flood of 1 ms tasks on a busy machine
+// (run times from a third to three times that, settle and ack times
+// varying tenfold from task to task) resizes the window a few times a
+// second at most, not at every task that strays: on RabbitMQ a resize
+// starts or cancels a consumer, and a window resized 150 times a second
+// cancelled consumers faster than what was on its way to them arrived
+// (a task's deliveries used up within seconds, no runtime failing).
+// Growing fast from the start still happens at once.
+func TestPacerSteadyInANoisyFlood(t *testing.T) {
+	now := time.Unix(1000, 0)
+	p := newPacer(2)
+	p.now = func() time.Time { return now }
+	rng := rand.New(rand.NewPCG(1, 2))
+	span := func(lo, hi time.Duration) time.Duration {
+		return lo + time.Duration(rng.Int64N(int64(hi-lo)))
+	}
+	start := now
+	var ramped time.Duration // when the window first reached 50
+	resizes := 0
+	last, _ := p.win.Size()
+	for now.Sub(start) < 5*time.Second {
+		run := span(300*time.Microsecond, 3*time.Millisecond)
+		p.settled(run, span(10*time.Millisecond, 70*time.Millisecond), span(3*time.Millisecond, 50*time.Millisecond))
+		now = now.Add(run / 2) // two slots
+		n, _ := p.win.Size()
+		if n >= 50 && ramped == 0 {
+			ramped = now.Sub(start)
+		}
+		if n != last && now.Sub(start) > time.Second {
+			resizes++
+		}
+		last = n
+	}
+	t.Logf("%d resizes, ramped in %v, window %d", resizes, ramped, last)
+	if resizes > 10 {
+		t.Errorf("%d resizes in 4 s of one flood, want at most 10", resizes)
+	}
+	if ramped == 0 || ramped > 50*time.Millisecond {
+		t.Errorf("window reached 50 after %v, want within 50 ms of the first task", ramped)
+	}
+	if last < 20 {
+		t.Errorf("window %d at the end of the flood, want deep", last)
 	}
 }
