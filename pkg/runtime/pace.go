@@ -81,8 +81,8 @@ func (p *pacer) redelivered() {
 }
 
 // resizeGap is how long the pacer keeps a window before it changes it
-// again, except to grow it at least twofold while it has only grown (a
-// flood's first tasks) or to shrink it to a slot's worth and a spare
+// again, except to grow it once more after growing it (a ramp: a job of
+// 10,000 no-op tasks is over within half a second) or to shrink it to a slot's worth and a spare
 // (long tasks must spread over runtimes at once). Short tasks on a busy
 // machine stray from their averages, and with them the target, by
 // several times from one task to the next: resized at every such change,
@@ -149,7 +149,7 @@ func (p *pacer) settled(run, settle, ack time.Duration) {
 	switch d := n - p.size; {
 	case d < 0 && (n <= p.slots+2 || 4*-d >= p.size && settledDown):
 		p.setSize(n, now)
-	case d > 0 && d >= max(2, p.size/4) && (settledDown || !p.shrank && n >= 2*p.size):
+	case d > 0 && d >= max(2, p.size/4) && (settledDown || !p.shrank):
 		p.setSize(n, now)
 	}
 }
