@@ -436,10 +436,16 @@ func (cs *parts) sweep() bool {
 
 // flush sends the releases held while p retired. Called with p.mu held.
 func (p *part) flush(c *consumer) {
+	failed := 0
+	var last error
 	for _, send := range p.held {
 		if err := send(); err != nil {
-			c.b.log.Warn("rabbitmq: settling a delivery of a retired consumer failed; it will be delivered again", "queue", c.queue, "err", err)
+			failed, last = failed+1, err
 		}
+	}
+	if failed > 0 {
+		// The channel is gone: those messages come back with it.
+		c.b.log.Warn("rabbitmq: settling deliveries of a retired consumer failed; they will be delivered again", "queue", c.queue, "deliveries", failed, "err", last)
 	}
 	clear(p.held)
 	p.held = nil
