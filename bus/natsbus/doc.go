@@ -99,7 +99,13 @@
 // request goes out once a quarter of the window is free; an empty queue
 // parks one request for up to a second (the server's expiry is 0.9 s, so
 // that a request left by a consumer that died is gone before a one-second
-// lease runs out). Each request has an inbox subscription of its own, and
+// lease runs out). A request whose end (the server's 408) has not come
+// after the second lapses: its room goes back to the window, but its
+// subscription stays until the 408 comes, or for 10 s, and what the
+// server still sends to it is delivered (beyond the window for a
+// moment). On a cluster a consumer leader on another node learns late
+// that a request's inbox has nobody left, and a message it sent there
+// came back only after its lease. Each request has an inbox subscription of its own, and
 // its messages are handed over from that subscription's callback: the
 // JetStream library's Fetch did the same through two more goroutines, a
 // timer and a metadata parse per message.

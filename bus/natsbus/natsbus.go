@@ -73,9 +73,16 @@ type Options struct {
 
 	// server, when set, connects in-process to an embedded server.
 	server *server.Server
+	// pullWait and pullExpires are a windowed consumer's times for a
+	// pull request (window.go): windowExpiry and nine tenths of it,
+	// unless a test sets them.
+	pullWait, pullExpires time.Duration
 }
 
 func (o *Options) setDefaults() {
+	if o.pullWait == 0 {
+		o.pullWait, o.pullExpires = windowExpiry, windowExpiry*9/10
+	}
 	if o.Prefix == "" {
 		o.Prefix = "skein"
 	}

@@ -204,6 +204,9 @@ type puller struct {
 type pullReq struct {
 	n, got int
 	ended  bool
+	// lapsed: ended here by its timer, with no word from the server yet
+	// (its subscription stays until that word, or lingerAfterLapse).
+	lapsed bool
 	first  chan error // hears nil at the first message, or the error of an end without one
 	timer  *time.Timer
 	sub    *nats.Subscription
@@ -226,8 +229,8 @@ func (p *puller) request(consumer string, n int) (<-chan error, error) {
 	p.reqs[r] = struct{}{}
 	// The server ends the request at its expiry with a 408 status; if
 	// that is lost (a reconnection), it ends here after windowExpiry, as
-	// Fetch ended its requests.
-	r.timer = time.AfterFunc(windowExpiry, func() { p.end(r, nil, false) })
+	// Fetch ended its requests (lapse).
+	r.timer = time.AfterFunc(p.b.opts.pullWait, func() { p.lapse(r) })
 	p.mu.Unlock()
 	p.cr.add(n, nil)
 	// The server's expiry is a tenth short of windowExpiry, as Fetch's:
@@ -235,7 +238,7 @@ func (p *puller) request(consumer string, n int) (<-chan error, error) {
 	// a lease of windowExpiry runs out, or the server tries the
 	// redelivery on it first (nats-server 2.9 then counts that delivery
 	// once less: TestConformanceServer/Oldest/Core/QueueConsumerDies).
-	body := fmt.Appendf(nil, `{"batch":%d,"expires":%d}`, n, (windowExpiry * 9 / 10).Nanoseconds())
+	body := fmt.Appendf(nil, `{"batch":%d,"expires":%d}`, n, p.b.opts.pullExpires.Nanoseconds())
 	if err := p.b.nc.PublishRequest(jetstream.DefaultAPIPrefix+"CONSUMER.MSG.NEXT."+p.b.tasksStream+"."+consumer, inbox, body); err != nil {
 		p.end(r, err, false)
 		<-r.first
@@ -258,11 +261,12 @@ func (p *puller) end(r *pullReq, err error, drain bool) {
 	r.ended = true
 	delete(p.reqs, r)
 	r.timer.Stop()
-	got, n := r.got, r.n
+	got, n, lapsed := r.got, r.n, r.lapsed
 	p.mu.Unlock()
-	if drain {
+	switch {
+	case drain:
 		_ = r.sub.Drain()
-	} else {
+	case !lapsed: // a lapsed one lingers (lapse)
 		_ = r.sub.Unsubscribe()
 	}
 	if got > 0 || p.ctx.Err() != nil {
@@ -272,6 +276,31 @@ func (p *puller) end(r *pullReq, err error, drain bool) {
 	if got == 0 {
 		r.first <- err
 	}
+}
+
+// lingerAfterLapse is how long a lapsed request's subscription stays
+// for what the server may still send to it.
+const lingerAfterLapse = 10 * time.Second
+
+// lapse ends request r when the server's word of its end did not come in
+// time: a lost 408, or a request that reached a busy cluster's consumer
+// leader late, whose expiry the server counts from then. Its room goes
+// back to the window, but its subscription stays until the server's word
+// comes or lingerAfterLapse passes: what the server still sends to it is
+// taken as a delivery (onMsg). Unsubscribed at once, a lapsed request
+// left those messages to come back only after their lease (a flood on a
+// loaded three-node cluster, QueueWindowChurn: the last four of a
+// request's 194 messages came 190 in, lapsed, then nothing for 30 s).
+func (p *puller) lapse(r *pullReq) {
+	p.mu.Lock()
+	if r.ended {
+		p.mu.Unlock()
+		return
+	}
+	r.lapsed = true
+	p.mu.Unlock()
+	time.AfterFunc(lingerAfterLapse, func() { _ = r.sub.Unsubscribe() })
+	p.end(r, nil, false)
 }
 
 // onMsg takes what the server sends to request r: a message, or a status
@@ -285,9 +314,21 @@ func (p *puller) onMsg(r *pullReq, m *nats.Msg) {
 	}
 	p.mu.Lock()
 	if r.ended {
+		lapsed := r.lapsed
 		p.mu.Unlock()
-		// Its request ended here already (stopping, or its expiry
-		// passed): hand it back at once rather than at its lease.
+		if lapsed && p.ctx.Err() == nil {
+			// Late, not lost: a delivery beyond the window's room for
+			// now, which its settle frees as any other.
+			p.cr.add(1, nil)
+			d := p.b.newDeliveryMsg(m, p.queue)
+			d.release = func() { p.cr.add(-1, nil) }
+			if !p.handOver(d) {
+				_ = d.Nak(context.Background(), 0)
+			}
+			return
+		}
+		// Its request ended here already (stopping): hand it back at
+		// once rather than at its lease.
 		_ = p.b.nc.Publish(m.Reply, []byte("-NAK"))
 		return
 	}
@@ -330,6 +371,13 @@ func (p *puller) handOver(d *delivery) bool {
 // deleted, changed leader, the server is shutting down…). 100 is an idle
 // heartbeat, which these requests do not ask for.
 func (p *puller) status(r *pullReq, status, descr string) {
+	p.mu.Lock()
+	lapsed := r.lapsed
+	p.mu.Unlock()
+	if lapsed && status != "100" {
+		_ = r.sub.Unsubscribe() // the server's word came: nothing follows
+		return
+	}
 	var err error
 	switch status {
 	case "100":
