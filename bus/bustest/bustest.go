@@ -41,6 +41,11 @@ type Features struct {
 	StreamPrefix string
 	// Slow scales every wait (1 when zero), for slow brokers or machines.
 	Slow float64
+	// ShrinkHandsBack: a window that shrinks may hand back a message on
+	// its way to the consumer, counted as delivered once more (RabbitMQ:
+	// a consumer with room left that is cancelled; bus/rabbitmq). Such a
+	// message may come with Attempt 2, never more, and never twice.
+	ShrinkHandsBack bool
 }
 
 // Run runs the conformance suite. newBus returns a fresh connection to

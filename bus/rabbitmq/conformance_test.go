@@ -87,7 +87,8 @@ func TestConformance(t *testing.T) {
 			}
 			return out, err
 		},
-		Slow: 1,
+		Slow:            1,
+		ShrinkHandsBack: true,
 	}
 	if restart {
 		f.StopBroker, f.StartBroker = ctl(t, line, "stop-broker"), ctl(t, line, "start-broker")
@@ -304,7 +305,8 @@ func TestConformanceCluster(t *testing.T) {
 			_, err := c.Ctl("start-node", strconv.Itoa(killed))
 			return err
 		},
-		Slow: 2,
+		Slow:            2,
+		ShrinkHandsBack: true,
 	}
 	t.Cleanup(func() {
 		if killed != 0 {
