@@ -320,11 +320,7 @@ func (p *puller) onMsg(r *pullReq, m *nats.Msg) {
 			// Late, not lost: a delivery beyond the window's room for
 			// now, which its settle frees as any other.
 			p.cr.add(1, nil)
-			d := p.b.newDeliveryMsg(m, p.queue)
-			d.release = func() { p.cr.add(-1, nil) }
-			if !p.handOver(d) {
-				_ = d.Nak(context.Background(), 0)
-			}
+			p.deliver(m)
 			return
 		}
 		// Its request ended here already (stopping): hand it back at
@@ -338,17 +334,22 @@ func (p *puller) onMsg(r *pullReq, m *nats.Msg) {
 	}
 	full := r.got == r.n
 	p.mu.Unlock()
-	d := p.b.newDeliveryMsg(m, p.queue)
-	d.release = func() { p.cr.add(-1, nil) }
 	if full {
 		// Everything asked for came: the server sends nothing more.
 		p.end(r, nil, false)
 	}
-	if p.handOver(d) {
-		return
+	p.deliver(m)
+}
+
+// deliver hands m to the reader as a delivery whose final settle frees
+// its room in the window, or, when the pulling stops first, hands it
+// back at once rather than at its lease.
+func (p *puller) deliver(m *nats.Msg) {
+	d := p.b.newDeliveryMsg(m, p.queue)
+	d.release = func() { p.cr.add(-1, nil) }
+	if !p.handOver(d) {
+		_ = d.Nak(context.Background(), 0)
 	}
-	// Stopping: hand it back at once rather than at its lease.
-	_ = d.Nak(context.Background(), 0)
 }
 
 // handOver sends d to the reader unless the pulling stops first.
