@@ -301,30 +301,26 @@ func checkURLs(urls string) error {
 	return nil
 }
 
-// ensureStreams looks up (or creates) the task and event streams, both
-// at once: every process that connects, a submit included, waits for
-// them, and one after the other they cost two round trips.
 func (b *Bus) ensureStreams(ctx context.Context) error {
 	maxMsg := int32(b.nc.MaxPayload())
 	storage := jetstream.FileStorage
 	if b.opts.MemoryStorage {
 		storage = jetstream.MemoryStorage
 	}
-	var tasksErr error
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		tasksErr = b.ensureStream(ctx, jetstream.StreamConfig{
-			Name:        b.tasksStream,
-			Description: "Skein task queues",
-			Subjects:    []string{b.opts.Prefix + ".task.>"},
-			Retention:   jetstream.WorkQueuePolicy,
-			Storage:     storage,
-			Replicas:    b.opts.Replicas,
-			MaxMsgSize:  maxMsg,
-			Duplicates:  b.opts.DedupWindow,
-		})
+	err := b.ensureStream(ctx, jetstream.StreamConfig{
+		Name:        b.tasksStream,
+		Description: "Skein task queues",
+		Subjects:    []string{b.opts.Prefix + ".task.>"},
+		Retention:   jetstream.WorkQueuePolicy,
+		Storage:     storage,
+		Replicas:    b.opts.Replicas,
+		MaxMsgSize:  maxMsg,
+		Duplicates:  b.opts.DedupWindow,
 	})
-	eventsErr := b.ensureStream(ctx, jetstream.StreamConfig{
+	if err != nil {
+		return fmt.Errorf("natsbus: create stream %s: %w", b.tasksStream, err)
+	}
+	err = b.ensureStream(ctx, jetstream.StreamConfig{
 		Name:        b.eventsStream,
 		Description: "Skein events and job log",
 		Subjects:    []string{b.opts.Prefix + ".ev.>"},
@@ -335,12 +331,8 @@ func (b *Bus) ensureStreams(ctx context.Context) error {
 		MaxMsgSize:  maxMsg,
 		Duplicates:  b.opts.DedupWindow,
 	})
-	wg.Wait()
-	if tasksErr != nil {
-		return fmt.Errorf("natsbus: create stream %s: %w", b.tasksStream, tasksErr)
-	}
-	if eventsErr != nil {
-		return fmt.Errorf("natsbus: create stream %s: %w", b.eventsStream, eventsErr)
+	if err != nil {
+		return fmt.Errorf("natsbus: create stream %s: %w", b.eventsStream, err)
 	}
 	return nil
 }
