@@ -36,24 +36,7 @@ func (c *Coordinator) Serve(ctx context.Context) error {
 	}
 	routes := map[string]bus.Handler{
 		wire.APISubmit: handle(func(ctx context.Context, req *wire.Request) (wire.Response, error) {
-			if req.Spec == nil {
-				return wire.Response{}, fmt.Errorf("%w: submit without a job spec", ErrInvalid)
-			}
-			if req.Retry && req.Spec.ID != "" {
-				// The first attempt may have arrived: read the job log to
-				// its end, and answer with the job's status if it did.
-				if err := c.syncLedger(ctx); err != nil {
-					return wire.Response{}, err
-				}
-				if c.knows(req.Spec.ID) {
-					return c.answer(ctx, wire.APIStatus, &wire.Request{Job: req.Spec.ID}, maxBytes*3/4)
-				}
-			}
-			id, err := c.Submit(ctx, req.Spec)
-			if err != nil {
-				return wire.Response{}, err
-			}
-			return c.answer(ctx, wire.APIStatus, &wire.Request{Job: id}, maxBytes*3/4)
+			return c.answerSubmit(ctx, req, maxBytes*3/4)
 		}),
 	}
 	routes[wire.APIInput] = handle(c.recordInput)
@@ -75,6 +58,36 @@ func (c *Coordinator) Serve(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// answerSubmit answers a submit request: it starts the job and answers
+// with its status. A client sends a request again, or a copy of it beside
+// the first, when no answer came (client.HedgeAfter, RequestTimeout), as
+// a retry of the same job id; so two coordinators can get the same job at
+// once, or one get it again. One that has joined its namespace reads the
+// job log before starting a retry's job (the first attempt may be there),
+// and for every submit the first spec record of the id on the job log
+// wins (as for SubmitOnce): the others drop their copy, and each answers
+// with the status of the one job.
+func (c *Coordinator) answerSubmit(ctx context.Context, req *wire.Request, maxBytes int) (wire.Response, error) {
+	if req.Spec == nil {
+		return wire.Response{}, fmt.Errorf("%w: submit without a job spec", ErrInvalid)
+	}
+	if req.Retry && req.Spec.ID != "" {
+		// The first attempt may have arrived: read the job log to
+		// its end, and answer with the job's status if it did.
+		if err := c.syncLedger(ctx); err != nil {
+			return wire.Response{}, err
+		}
+		if c.knows(req.Spec.ID) {
+			return c.answer(ctx, wire.APIStatus, &wire.Request{Job: req.Spec.ID}, maxBytes)
+		}
+	}
+	id, err := c.submit(ctx, req.Spec, req.Spec.ID != "")
+	if err != nil && !errors.Is(err, ErrJobExists) {
+		return wire.Response{}, err
+	}
+	return c.answer(ctx, wire.APIStatus, &wire.Request{Job: id}, maxBytes)
 }
 
 // answer answers op (status, result or cancel) for req.Job: from memory
@@ -183,7 +196,13 @@ func (c *Coordinator) forward(ctx context.Context, op, node string, req *wire.Re
 }
 
 // syncLedger reads the job log to its present end (a mark recorded now).
+// A coordinator that has not joined a namespace (no Recover: embedded)
+// keeps no ledger and reads no job log: there is nothing to read to, and
+// waiting for it would wait for ever.
 func (c *Coordinator) syncLedger(ctx context.Context) error {
+	if !c.joined() {
+		return nil
+	}
 	mark, err := c.bus.PublishSeq(ctx, wire.JobLogMarkSubject("sync-"+c.own.id), bus.Message{})
 	if err != nil {
 		return fmt.Errorf("marking the end of the job log: %w", err)

@@ -3,6 +3,7 @@ package coordinator
 import (
 	"context"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -167,4 +168,45 @@ func TestAnswerDuringAReplay(t *testing.T) {
 		}
 	}
 	<-first
+}
+
+// A submit and its copy (a client's retry of the same job id, sent when
+// no answer came soon enough) that reach two coordinators at once start
+// one job, not two: the first spec record of the id on the job log wins,
+// and both answer with that job's status. (A client sends a copy beside a
+// request unanswered for a second, client.HedgeAfter, so a coordinator
+// slow to record the spec meets its copy on another.)
+func TestSubmitAndItsCopyStartOneJob(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	a, _, b := ownerAndPeer(t, ctx)
+	const n = 20
+	for k := range n {
+		id := NewJobID()
+		spec := func() *wire.JobSpec {
+			return &wire.JobSpec{ID: id, Kind: wire.JobMap, Function: "sleep", Iterdata: wire.Value(`[{"x":1000},{"x":1000}]`)}
+		}
+		var wg sync.WaitGroup
+		var sa, sb wire.Response
+		var ea, eb error
+		wg.Add(2)
+		go func() { defer wg.Done(); sa, ea = a.answerSubmit(ctx, &wire.Request{Spec: spec()}, 1<<20) }()
+		go func() { defer wg.Done(); sb, eb = b.answerSubmit(ctx, &wire.Request{Spec: spec(), Retry: true}, 1<<20) }()
+		wg.Wait()
+		if ea != nil || eb != nil || sa.Status == nil || sb.Status == nil || sa.Status.ID != id || sb.Status.ID != id {
+			t.Fatalf("job %d: the answers: %+v, %v and %+v, %v", k, sa.Status, ea, sb.Status, eb)
+		}
+		a.mu.Lock()
+		_, inA := a.jobs[id]
+		a.mu.Unlock()
+		b.mu.Lock()
+		_, inB := b.jobs[id]
+		b.mu.Unlock()
+		if inA == inB {
+			t.Fatalf("job %d: held by the first coordinator %v, by the second %v; want exactly one", k, inA, inB)
+		}
+		if sa.Status.Owner != sb.Status.Owner {
+			t.Fatalf("job %d: the answers name owners %s and %s", k, sa.Status.Owner, sb.Status.Owner)
+		}
+	}
 }
