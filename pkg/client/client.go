@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/skeinrun/skein/bus"
@@ -55,6 +56,15 @@ type Client struct {
 	// submit as a retry of the same job id, which a coordinator that has
 	// the job answers with its status). Default 15s.
 	RequestTimeout time.Duration
+	// HedgeAfter is how long a request waits for its answer before a copy
+	// is sent beside it, and then another each HedgeAfter (32 at most)
+	// within RequestTimeout; the first answer wins. A coordinator that is
+	// stopped or cut off behind a connection the broker still holds open
+	// keeps taking its share of the requests, and a copy reaches a live
+	// one. Every request is safe to send twice: a submit's copies are
+	// retries of the same job id, and status, result and cancel change
+	// nothing the second time. Default 1s; negative sends no copies.
+	HedgeAfter time.Duration
 }
 
 // New returns a client on b.
@@ -100,28 +110,44 @@ func (c *Client) call(ctx context.Context, subject string, req *wire.Request) (*
 	if timeout <= 0 {
 		timeout = 15 * time.Second
 	}
-	var out []byte
+	// A submit sent again is marked as a retry of the same job id.
+	again := data
+	if req.Spec != nil && !req.Retry {
+		r := *req
+		r.Retry = true
+		if again, err = wire.Encode(wire.KindReq, &r); err != nil {
+			return nil, err
+		}
+	}
 	// A coordinator that is starting or restarting: retry while nobody
 	// answers, for a few seconds (seven tries), or for CoordinatorGrace
 	// when it is set: a submit whose coordinator died after taking the
 	// job, before its answer, is answered by the next coordinator to
 	// start (the job is on the job log; the request is sent again as a
 	// retry of the same job id).
+	grace := c.CoordinatorGrace
 	policy := retry.Policy{Initial: 50 * time.Millisecond, Max: time.Second, Tries: 7}
-	if c.CoordinatorGrace > 0 {
+	if grace > 0 {
 		policy.Tries = 0
 	}
-	var nobodySince time.Time
-	for {
-		actx, cancel := context.WithTimeout(ctx, timeout)
-		out, err = retry.Value(actx, policy, func() ([]byte, error) {
+	var (
+		mu          sync.Mutex
+		nobodySince time.Time // guarded by mu: the copies of a request run at once
+	)
+	nobody := func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		if nobodySince.IsZero() {
+			nobodySince = time.Now()
+		}
+		return nobodySince
+	}
+	send := func(actx context.Context, data []byte) ([]byte, error) {
+		return retry.Value(actx, policy, func() ([]byte, error) {
 			out, err := c.b.Request(actx, subject, data)
 			switch {
 			case errors.Is(err, bus.ErrNoResponders):
-				if nobodySince.IsZero() {
-					nobodySince = time.Now()
-				}
-				if c.CoordinatorGrace > 0 && time.Since(nobodySince) >= c.CoordinatorGrace {
+				if grace > 0 && time.Since(nobody()) >= grace {
 					return nil, retry.Permanent(err)
 				}
 				return nil, err
@@ -130,23 +156,22 @@ func (c *Client) call(ctx context.Context, subject string, req *wire.Request) (*
 			}
 			return out, nil
 		})
+	}
+	var out []byte
+	for {
+		actx, cancel := context.WithTimeout(ctx, timeout)
+		out, err = c.hedged(actx, subject, req.Job, data, again, send)
 		timedOut := actx.Err() != nil && ctx.Err() == nil
 		cancel()
 		if !timedOut {
 			break
 		}
-		if nobodySince.IsZero() {
+		if nobody := nobodySeen(&mu, &nobodySince); nobody.IsZero() {
 			c.log().Warn("no answer from the coordinator that took the request; sending it again", "subject", subject, "job", req.Job, "timeout", timeout)
 		}
-		if req.Spec != nil && !req.Retry {
-			r := *req
-			r.Retry = true
-			if data, err = wire.Encode(wire.KindReq, &r); err != nil {
-				return nil, err
-			}
-		}
+		data = again
 	}
-	if err != nil && !nobodySince.IsZero() && errors.Is(ctx.Err(), context.DeadlineExceeded) && !errors.Is(err, bus.ErrNoResponders) {
+	if err != nil && !nobodySeen(&mu, &nobodySince).IsZero() && errors.Is(ctx.Err(), context.DeadlineExceeded) && !errors.Is(err, bus.ErrNoResponders) {
 		// ctx ran out while nobody served: still no coordinator (a wait's
 		// liveness check counts it as such).
 		err = bus.ErrNoResponders
@@ -169,6 +194,68 @@ func (c *Client) call(ctx context.Context, subject string, req *wire.Request) (*
 		return nil, err
 	}
 	return &resp, nil
+}
+
+// nobodySeen reads *since under mu: when a request's copies first found
+// no coordinator serving (zero: never).
+func nobodySeen(mu *sync.Mutex, since *time.Time) time.Time {
+	mu.Lock()
+	defer mu.Unlock()
+	return *since
+}
+
+// hedged runs send(ctx, data) and, while no copy has come back, sends a
+// copy of the request (again) beside it each HedgeAfter, up to maxCopies.
+// It returns what the first copy to come back brought, answer or error,
+// once the others have ended (no copy outlives the call). The interval stays the same: where one of two
+// coordinators is stuck, each copy reaches it by chance (NATS picks a
+// queue member at random), and doubling intervals turned four unlucky
+// copies into 13 s.
+func (c *Client) hedged(ctx context.Context, subject, job string, data, again []byte,
+	send func(context.Context, []byte) ([]byte, error)) ([]byte, error) {
+	type result struct {
+		out []byte
+		err error
+	}
+	const maxCopies = 32
+	results := make(chan result, maxCopies) // a copy that comes back late never blocks
+	ctx, stop := context.WithCancel(ctx)
+	var running sync.WaitGroup
+	defer func() { stop(); running.Wait() }()
+	copies := 0
+	start := func(data []byte) {
+		copies++
+		running.Go(func() {
+			out, err := send(ctx, data)
+			results <- result{out, err}
+		})
+	}
+	start(data)
+	wait := c.HedgeAfter
+	if wait == 0 {
+		wait = time.Second
+	}
+	var hedge <-chan time.Time // nil: no copies
+	if wait > 0 {
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		hedge = t.C
+	}
+	for {
+		select {
+		case r := <-results:
+			if copies > 1 {
+				c.log().Info("a request went unanswered for a while; copies were sent beside it", "subject", subject, "job", job, "copies", copies)
+			}
+			return r.out, r.err
+		case <-hedge:
+			start(again)
+			hedge = nil
+			if copies < maxCopies {
+				hedge = time.After(wait)
+			}
+		}
+	}
 }
 
 // Submit sends spec to the coordinator and returns the job id.
