@@ -166,7 +166,7 @@ func (c *Client) call(ctx context.Context, subject string, req *wire.Request) (*
 		if !timedOut {
 			break
 		}
-		if nobody := nobodySeen(&mu, &nobodySince); nobody.IsZero() {
+		if nobodySeen(&mu, &nobodySince).IsZero() {
 			c.log().Warn("no answer from the coordinator that took the request; sending it again", "subject", subject, "job", req.Job, "timeout", timeout)
 		}
 		data = again
@@ -207,10 +207,10 @@ func nobodySeen(mu *sync.Mutex, since *time.Time) time.Time {
 // hedged runs send(ctx, data) and, while no copy has come back, sends a
 // copy of the request (again) beside it each HedgeAfter, up to maxCopies.
 // It returns what the first copy to come back brought, answer or error,
-// once the others have ended (no copy outlives the call). The interval stays the same: where one of two
-// coordinators is stuck, each copy reaches it by chance (NATS picks a
-// queue member at random), and doubling intervals turned four unlucky
-// copies into 13 s.
+// once the others have ended (no copy outlives the call). The interval
+// stays the same: where one of two coordinators is stuck, each copy
+// reaches it by chance (NATS picks a queue member at random), and
+// doubling intervals turned four unlucky copies into 13 s.
 func (c *Client) hedged(ctx context.Context, subject, job string, data, again []byte,
 	send func(context.Context, []byte) ([]byte, error)) ([]byte, error) {
 	type result struct {
@@ -235,9 +235,9 @@ func (c *Client) hedged(ctx context.Context, subject, job string, data, again []
 	if wait == 0 {
 		wait = time.Second
 	}
-	var hedge <-chan time.Time // nil: no copies
+	var hedge <-chan time.Time // nil: no (more) copies
 	if wait > 0 {
-		t := time.NewTimer(wait)
+		t := time.NewTicker(wait)
 		defer t.Stop()
 		hedge = t.C
 	}
@@ -250,9 +250,8 @@ func (c *Client) hedged(ctx context.Context, subject, job string, data, again []
 			return r.out, r.err
 		case <-hedge:
 			start(again)
-			hedge = nil
-			if copies < maxCopies {
-				hedge = time.After(wait)
+			if copies == maxCopies {
+				hedge = nil
 			}
 		}
 	}
