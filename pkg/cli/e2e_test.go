@@ -551,7 +551,7 @@ func TestCoordinatorKilledMidJob(t *testing.T) {
 // TestCoordinatorGraceRidesOutARestart: with --coordinator-grace, a
 // submit whose only coordinator dies waits for the next one, which takes
 // the job up, and prints the job's result. Without it the submit exits 5
-// about 13 s after the death (TestCoordinatorKilledMidJob); here no
+// about 20 s after the death (TestCoordinatorKilledMidJob); here no
 // coordinator runs for 20 s.
 func TestCoordinatorGraceRidesOutARestart(t *testing.T) {
 	url := namespaced(t, testenv.Require(t, testenv.NATSURL))

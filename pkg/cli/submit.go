@@ -301,7 +301,7 @@ func commonFlags(fs *flag.FlagSet, o *Options) {
 	o.VerifyKey.registerVerify(fs)
 	fs.StringVar(&o.Logging.Level, "log-level", "warn", "log level: debug, info, warn, error")
 	fs.StringVar(&o.Logging.Format, "log-format", "text", "log format: text or json")
-	fs.DurationVar(&o.CoordinatorGrace, "coordinator-grace", 0, "how long submit rides out having no coordinator (one restarting, say), for its requests and its wait, before it exits 5, e.g. 2m (env SKEIN_COORDINATOR_GRACE; default 2.5s: the wait exits about 13s after its only coordinator stops)")
+	fs.DurationVar(&o.CoordinatorGrace, "coordinator-grace", 0, "how long submit rides out having no coordinator (one restarting, say), for its requests and its wait, before it exits 5, e.g. 2m (env SKEIN_COORDINATOR_GRACE; default 2.5s: the wait exits about 20s after its only coordinator stops)")
 }
 
 // maxCoordinatorGrace bounds --coordinator-grace: a longer outage is a
