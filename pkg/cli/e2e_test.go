@@ -548,10 +548,36 @@ func TestCoordinatorKilledMidJob(t *testing.T) {
 	}
 }
 
+// TestStatusWatchCoordinatorKilled: `status --watch` of a job whose
+// only coordinator dies ends with the "unreachable" exit code and says
+// the coordinator was lost, not exit 0 with the job still "running".
+func TestStatusWatchCoordinatorKilled(t *testing.T) {
+	url := namespaced(t, testenv.Require(t, testenv.NATSURL))
+	co := start(t, "coordinator", "--bus", url)
+	waitOutput(t, co, "coordinator serving", 10*time.Second)
+	start(t, "runtime", "--bus", url, "--slots", "2")
+	id := submitNoWait(t, "map", "--function", "sleep", "--iterdata", `[30,30,30,30]`, "--bus", url)
+	done := make(chan [3]any, 1)
+	go func() {
+		o, e, c := submit(t, "status", id, "--watch", "--progress", "none", "--bus", url)
+		done <- [3]any{o, e, c}
+	}()
+	time.Sleep(time.Second) // the watch is on
+	_ = co.cmd.Process.Kill()
+	select {
+	case r := <-done:
+		if r[2].(int) != cli.ExitUnreachable || !strings.Contains(r[1].(string), "coordinator lost") {
+			t.Fatalf("exit %v (want %d), stdout %s, stderr %s", r[2], cli.ExitUnreachable, r[0], r[1])
+		}
+	case <-time.After(40 * time.Second):
+		t.Fatal("status --watch still waits 40s after its coordinator died")
+	}
+}
+
 // TestCoordinatorGraceRidesOutARestart: with --coordinator-grace, a
 // submit whose only coordinator dies waits for the next one, which takes
 // the job up, and prints the job's result. Without it the submit exits 5
-// about 20 s after the death (TestCoordinatorKilledMidJob); here no
+// about 14 s after the death (TestCoordinatorKilledMidJob); here no
 // coordinator runs for 20 s.
 func TestCoordinatorGraceRidesOutARestart(t *testing.T) {
 	url := namespaced(t, testenv.Require(t, testenv.NATSURL))

@@ -301,7 +301,7 @@ func commonFlags(fs *flag.FlagSet, o *Options) {
 	o.VerifyKey.registerVerify(fs)
 	fs.StringVar(&o.Logging.Level, "log-level", "warn", "log level: debug, info, warn, error")
 	fs.StringVar(&o.Logging.Format, "log-format", "text", "log format: text or json")
-	fs.DurationVar(&o.CoordinatorGrace, "coordinator-grace", 0, "how long submit rides out having no coordinator (one restarting, say), for its requests and its wait, before it exits 5, e.g. 2m (env SKEIN_COORDINATOR_GRACE; default 2.5s: the wait exits about 20s after its only coordinator stops)")
+	fs.DurationVar(&o.CoordinatorGrace, "coordinator-grace", 0, "how long submit rides out having no coordinator (one restarting, say), for its requests and its wait, before it exits 5, e.g. 2m (env SKEIN_COORDINATOR_GRACE; default 2.5s: the wait exits about 14s after its only coordinator stops)")
 }
 
 // maxCoordinatorGrace bounds --coordinator-grace: a longer outage is a
@@ -818,7 +818,7 @@ func waitWithProgress(ctx context.Context, c *client.Client, sub wire.JobStatus,
 	if o.Quiet || o.Monitoring.Progress == "none" {
 		return c.WaitFrom(ctx, sub)
 	}
-	updates, err := c.WatchFrom(ctx, sub)
+	w, err := c.WatchFrom(ctx, sub)
 	if err != nil {
 		return wire.JobStatus{}, err
 	}
@@ -827,7 +827,7 @@ func waitWithProgress(ctx context.Context, c *client.Client, sub wire.JobStatus,
 		return wire.JobStatus{}, err
 	}
 	var last wire.JobStatus
-	for st := range updates {
+	for st := range w.C {
 		last = st
 		p.Update(st)
 		if st.State.Terminal() {
@@ -835,11 +835,17 @@ func waitWithProgress(ctx context.Context, c *client.Client, sub wire.JobStatus,
 			return st, nil
 		}
 	}
-	if err := ctx.Err(); err != nil {
-		return last, err
+	// The wait for the end failed, and says why (the coordinator lost,
+	// ctx): asking the coordinator again would only repeat the checks.
+	return last, watchEnded(w, sub.ID)
+}
+
+// watchEnded is why w closed before its job's final status.
+func watchEnded(w *client.Watcher, id string) error {
+	if err := w.Err(); err != nil {
+		return err
 	}
-	// The wait for the end failed: Wait asks the coordinator, and says why.
-	return c.Wait(ctx, sub.ID)
+	return fmt.Errorf("job %s: the watch ended before the job did", id)
 }
 
 func firstNonSpace(s string) byte {
@@ -1021,7 +1027,7 @@ func runJobCommand(ctx context.Context, cmd string, args []string, env Env) erro
 			}
 			return printJSON(env.Stdout, st)
 		}
-		updates, err := c.Watch(ctx, id)
+		w, err := c.Watch(ctx, id)
 		if err != nil {
 			return err
 		}
@@ -1030,9 +1036,13 @@ func runJobCommand(ctx context.Context, cmd string, args []string, env Env) erro
 			return err
 		}
 		var last wire.JobStatus
-		for st := range updates {
+		for st := range w.C {
 			last = st
 			p.Update(st)
+		}
+		if !last.State.Terminal() {
+			// The watch ended before the job: say why, not "running".
+			return watchEnded(w, id)
 		}
 		p.Done(last)
 		return printJSON(env.Stdout, last)

@@ -533,10 +533,35 @@ func (c *Client) Run(ctx context.Context, spec *wire.JobSpec) (json.RawMessage, 
 	return res, st, err
 }
 
+// A Watcher follows one job's progress. C carries the job's statuses:
+// the one the watch started from, then its progress notices, and last
+// its final status, unless the watch ended first; Err then says why.
+type Watcher struct {
+	// C is closed when the job has ended, or the watch has.
+	C <-chan wire.JobStatus
+
+	mu  sync.Mutex
+	err error
+}
+
+// Err is nil while C is open and once C has carried the job's final
+// status. After C closes without it, Err says why: ctx's error, or the
+// wait's (ErrCoordinatorLost when no coordinator holds the job any more,
+// a check the caller need not make again).
+func (w *Watcher) Err() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.err
+}
+
+func (w *Watcher) fail(err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.err = err
+}
+
 // Watch follows a job's progress notices until it ends or ctx is done.
-// The channel is always closed; the last status sent is terminal unless
-// ctx ended first.
-func (c *Client) Watch(ctx context.Context, id string) (<-chan wire.JobStatus, error) {
+func (c *Client) Watch(ctx context.Context, id string) (*Watcher, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	notes, err := c.b.Listen(ctx, wire.ProgressSubject(id))
 	if err != nil {
@@ -555,7 +580,7 @@ func (c *Client) Watch(ctx context.Context, id string) (<-chan wire.JobStatus, e
 // status is the first one sent. The notices sent before WatchFrom
 // listens are missed; each notice is a whole status, so the next one
 // makes up for them, and the end is read from the stream.
-func (c *Client) WatchFrom(ctx context.Context, st wire.JobStatus) (<-chan wire.JobStatus, error) {
+func (c *Client) WatchFrom(ctx context.Context, st wire.JobStatus) (*Watcher, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	notes, err := c.b.Listen(ctx, wire.ProgressSubject(st.ID))
 	if err != nil {
@@ -566,9 +591,12 @@ func (c *Client) WatchFrom(ctx context.Context, st wire.JobStatus) (<-chan wire.
 }
 
 // watch sends st, then the progress notices of notes, until the job's end
-// (read from st.From) is sent or ctx ends; it calls cancel when done.
-func (c *Client) watch(ctx context.Context, cancel context.CancelFunc, notes <-chan bus.Message, st wire.JobStatus) <-chan wire.JobStatus {
+// (read from st.From) is sent or the wait for it fails or ctx ends; it
+// calls cancel when done. Notices are a courtesy: when their
+// subscription closes, the watch goes on waiting for the end.
+func (c *Client) watch(ctx context.Context, cancel context.CancelFunc, notes <-chan bus.Message, st wire.JobStatus) *Watcher {
 	out := make(chan wire.JobStatus, 16)
+	w := &Watcher{C: out}
 	go func() {
 		defer cancel()
 		defer close(out)
@@ -576,20 +604,21 @@ func (c *Client) watch(ctx context.Context, cancel context.CancelFunc, notes <-c
 		if st.State.Terminal() {
 			return
 		}
-		endc := make(chan wire.JobStatus, 1)
-		lost := make(chan struct{})
+		type end struct {
+			st  wire.JobStatus
+			err error
+		}
+		endc := make(chan end, 1)
 		go func() {
-			if s, _, err := c.waitEnd(ctx, st); err == nil {
-				endc <- s
-			} else {
-				close(lost) // the caller's next Wait reports why
-			}
+			s, _, err := c.waitEnd(ctx, st)
+			endc <- end{s, err}
 		}()
 		for {
 			select {
 			case m, ok := <-notes:
 				if !ok {
-					return
+					notes = nil
+					continue
 				}
 				var resp wire.Response
 				if wire.Decode(m.Data, wire.KindResp, &resp) != nil || resp.Status == nil {
@@ -599,17 +628,20 @@ func (c *Client) watch(ctx context.Context, cancel context.CancelFunc, notes <-c
 				case out <- *resp.Status:
 				default:
 				}
-			case s := <-endc:
-				out <- s
-				return
-			case <-lost:
+			case e := <-endc:
+				if e.err != nil {
+					w.fail(e.err)
+					return
+				}
+				out <- e.st
 				return
 			case <-ctx.Done():
+				w.fail(ctx.Err())
 				return
 			}
 		}
 	}()
-	return out
+	return w
 }
 
 // Events replays every event of a job recorded on the bus (for plots and

@@ -81,6 +81,12 @@ func TestWaitRidesOutCoordinatorGap(t *testing.T) {
 	}
 	cl.CoordinatorGrace = time.Second
 	go func() { _, err := cl.WaitFrom(ctx, st); ended <- err }()
+	// A watch of the job ends with the same verdict, for its caller to
+	// report without asking again.
+	w, err := cl.WatchFrom(ctx, st)
+	if err != nil {
+		t.Fatal(err)
+	}
 	time.Sleep(200 * time.Millisecond)
 	killB()
 	select {
@@ -90,5 +96,12 @@ func TestWaitRidesOutCoordinatorGap(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("the wait went on 30 s after the last coordinator was gone")
+	}
+	var last wire.JobStatus
+	for s := range w.C {
+		last = s
+	}
+	if last.State.Terminal() || !errors.Is(w.Err(), client.ErrCoordinatorLost) {
+		t.Fatalf("watch with no coordinator left: last status %s, Err %v; want a running job and %v", last.State, w.Err(), client.ErrCoordinatorLost)
 	}
 }
