@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/skeinrun/skein/bus"
@@ -73,14 +74,27 @@ func (c *Coordinator) answerSubmit(ctx context.Context, req *wire.Request, maxBy
 	if req.Spec == nil {
 		return wire.Response{}, fmt.Errorf("%w: submit without a job spec", ErrInvalid)
 	}
-	if req.Retry && req.Spec.ID != "" {
-		// The first attempt may have arrived: read the job log to
-		// its end, and answer with the job's status if it did.
-		if err := c.syncLedger(ctx); err != nil {
+	if id := req.Spec.ID; id != "" {
+		// A copy of a submit still being taken here (the client sends
+		// one beside an attempt slow to be answered) waits for it, and
+		// then finds the job: answered half-registered, it would get no
+		// stream position, or "a job with this id exists".
+		release, err := c.holdSubmit(ctx, id)
+		if err != nil {
 			return wire.Response{}, err
 		}
-		if c.knows(req.Spec.ID) {
-			return c.answer(ctx, wire.APIStatus, &wire.Request{Job: req.Spec.ID}, maxBytes)
+		defer release()
+		if req.Retry {
+			// The first attempt may have reached another coordinator:
+			// read the job log to its end, and answer with the job's
+			// status if it did.
+			if err := c.syncLedger(ctx); err != nil {
+				return wire.Response{}, err
+			}
+		}
+		if c.knows(id) {
+			release()
+			return c.answer(ctx, wire.APIStatus, &wire.Request{Job: id}, maxBytes)
 		}
 	}
 	id, err := c.submit(ctx, req.Spec, req.Spec.ID != "")
@@ -88,6 +102,36 @@ func (c *Coordinator) answerSubmit(ctx context.Context, req *wire.Request, maxBy
 		return wire.Response{}, err
 	}
 	return c.answer(ctx, wire.APIStatus, &wire.Request{Job: id}, maxBytes)
+}
+
+// holdSubmit waits until no other submit of id is being taken by this
+// coordinator, and marks id as taken until release (which may be called
+// more than once).
+func (c *Coordinator) holdSubmit(ctx context.Context, id string) (release func(), err error) {
+	for {
+		c.mu.Lock()
+		busy, ok := c.submitting[id]
+		if !ok {
+			done := make(chan struct{})
+			c.submitting[id] = done
+			c.mu.Unlock()
+			var once sync.Once
+			return func() {
+				once.Do(func() {
+					c.mu.Lock()
+					delete(c.submitting, id)
+					c.mu.Unlock()
+					close(done)
+				})
+			}, nil
+		}
+		c.mu.Unlock()
+		select {
+		case <-busy:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 }
 
 // answer answers op (status, result or cancel) for req.Job: from memory

@@ -210,3 +210,55 @@ func TestSubmitAndItsCopyStartOneJob(t *testing.T) {
 		}
 	}
 }
+
+// TestSubmitAndItsCopyOnOneCoordinator: a submit and the copy the client
+// sent beside it (a first attempt slow to be answered) reach the same
+// coordinator at once. Both are answered with the one job's status and
+// its stream position; neither is told "a job with this id exists"
+// (the first answer wins at the client: such an answer failed a submit
+// whose job ran).
+func TestSubmitAndItsCopyOnOneCoordinator(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, joined := range []bool{true, false} {
+		var a *Coordinator
+		if joined {
+			a, _, _ = ownerAndPeer(t, ctx)
+		} else {
+			srv, err := natsbus.StartEmbedded(natsbus.EmbeddedConfig{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(srv.Shutdown)
+			ab, err := srv.Connect(ctx, natsbus.Options{Name: "standalone"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = ab.Close() })
+			if a, err = New(ab, Config{}); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = a.Close() })
+		}
+		const n = 20
+		for k := range n {
+			id := NewJobID()
+			spec := func() *wire.JobSpec {
+				return &wire.JobSpec{ID: id, Kind: wire.JobMap, Function: "sleep", Iterdata: wire.Value(`[{"x":1000},{"x":1000}]`)}
+			}
+			var wg sync.WaitGroup
+			var sa, sb wire.Response
+			var ea, eb error
+			wg.Add(2)
+			go func() { defer wg.Done(); sa, ea = a.answerSubmit(ctx, &wire.Request{Spec: spec()}, 1<<20) }()
+			go func() { defer wg.Done(); sb, eb = a.answerSubmit(ctx, &wire.Request{Spec: spec(), Retry: true}, 1<<20) }()
+			wg.Wait()
+			if ea != nil || eb != nil || sa.Status == nil || sb.Status == nil || sa.Status.ID != id || sb.Status.ID != id {
+				t.Fatalf("joined %v, job %d: the answers: %+v, %v and %+v, %v", joined, k, sa.Status, ea, sb.Status, eb)
+			}
+			if sa.Status.From == 0 || sa.Status.From != sb.Status.From {
+				t.Fatalf("joined %v, job %d: the answers give stream positions %d and %d", joined, k, sa.Status.From, sb.Status.From)
+			}
+		}
+	}
+}

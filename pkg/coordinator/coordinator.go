@@ -237,8 +237,11 @@ type Coordinator struct {
 
 	mu   sync.Mutex
 	jobs map[string]*job
-	own  *ownership
-	pace pacer // the pace of the functions run (pace.go)
+	// submitting holds the ids of the API submits being taken here, each
+	// closed when its submit is done (api.go's holdSubmit).
+	submitting map[string]chan struct{}
+	own        *ownership
+	pace       pacer // the pace of the functions run (pace.go)
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -253,7 +256,7 @@ func New(b bus.Bus, cfg Config) (*Coordinator, error) {
 	}
 	cfg.setDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &Coordinator{bus: b, cfg: cfg, log: cfg.Logger, jobs: make(map[string]*job), ctx: ctx, cancel: cancel}
+	c := &Coordinator{bus: b, cfg: cfg, log: cfg.Logger, jobs: make(map[string]*job), submitting: make(map[string]chan struct{}), ctx: ctx, cancel: cancel}
 	c.own = newOwnership(cfg.Lease)
 	c.wg.Add(1)
 	go c.reap()
