@@ -183,19 +183,7 @@ func TestSubmitAndItsCopyStartOneJob(t *testing.T) {
 	const n = 20
 	for k := range n {
 		id := NewJobID()
-		spec := func() *wire.JobSpec {
-			return &wire.JobSpec{ID: id, Kind: wire.JobMap, Function: "sleep", Iterdata: wire.Value(`[{"x":1000},{"x":1000}]`)}
-		}
-		var wg sync.WaitGroup
-		var sa, sb wire.Response
-		var ea, eb error
-		wg.Add(2)
-		go func() { defer wg.Done(); sa, ea = a.answerSubmit(ctx, &wire.Request{Spec: spec()}, 1<<20) }()
-		go func() { defer wg.Done(); sb, eb = b.answerSubmit(ctx, &wire.Request{Spec: spec(), Retry: true}, 1<<20) }()
-		wg.Wait()
-		if ea != nil || eb != nil || sa.Status == nil || sb.Status == nil || sa.Status.ID != id || sb.Status.ID != id {
-			t.Fatalf("job %d: the answers: %+v, %v and %+v, %v", k, sa.Status, ea, sb.Status, eb)
-		}
+		sa, sb := submitAndCopy(t, ctx, a, b, id)
 		a.mu.Lock()
 		_, inA := a.jobs[id]
 		a.mu.Unlock()
@@ -242,23 +230,30 @@ func TestSubmitAndItsCopyOnOneCoordinator(t *testing.T) {
 		}
 		const n = 20
 		for k := range n {
-			id := NewJobID()
-			spec := func() *wire.JobSpec {
-				return &wire.JobSpec{ID: id, Kind: wire.JobMap, Function: "sleep", Iterdata: wire.Value(`[{"x":1000},{"x":1000}]`)}
-			}
-			var wg sync.WaitGroup
-			var sa, sb wire.Response
-			var ea, eb error
-			wg.Add(2)
-			go func() { defer wg.Done(); sa, ea = a.answerSubmit(ctx, &wire.Request{Spec: spec()}, 1<<20) }()
-			go func() { defer wg.Done(); sb, eb = a.answerSubmit(ctx, &wire.Request{Spec: spec(), Retry: true}, 1<<20) }()
-			wg.Wait()
-			if ea != nil || eb != nil || sa.Status == nil || sb.Status == nil || sa.Status.ID != id || sb.Status.ID != id {
-				t.Fatalf("joined %v, job %d: the answers: %+v, %v and %+v, %v", joined, k, sa.Status, ea, sb.Status, eb)
-			}
+			sa, sb := submitAndCopy(t, ctx, a, a, NewJobID())
 			if sa.Status.From == 0 || sa.Status.From != sb.Status.From {
 				t.Fatalf("joined %v, job %d: the answers give stream positions %d and %d", joined, k, sa.Status.From, sb.Status.From)
 			}
 		}
 	}
+}
+
+// submitAndCopy sends a submit of job id to a and its copy (a retry) to
+// b at once, as a client that sent a copy beside a slow first attempt,
+// and returns both answers, each of which must be the job's status.
+func submitAndCopy(t *testing.T, ctx context.Context, a, b *Coordinator, id string) (sa, sb wire.Response) {
+	t.Helper()
+	spec := func() *wire.JobSpec {
+		return &wire.JobSpec{ID: id, Kind: wire.JobMap, Function: "sleep", Iterdata: wire.Value(`[{"x":1000},{"x":1000}]`)}
+	}
+	var wg sync.WaitGroup
+	var ea, eb error
+	wg.Add(2)
+	go func() { defer wg.Done(); sa, ea = a.answerSubmit(ctx, &wire.Request{Spec: spec()}, 1<<20) }()
+	go func() { defer wg.Done(); sb, eb = b.answerSubmit(ctx, &wire.Request{Spec: spec(), Retry: true}, 1<<20) }()
+	wg.Wait()
+	if ea != nil || eb != nil || sa.Status == nil || sb.Status == nil || sa.Status.ID != id || sb.Status.ID != id {
+		t.Fatalf("job %s: the answers: %+v, %v and %+v, %v", id, sa.Status, ea, sb.Status, eb)
+	}
+	return sa, sb
 }
