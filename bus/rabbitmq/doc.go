@@ -16,7 +16,10 @@
 // routes them to the auto-delete queue "<prefix>.rpc.<subject>" of each
 // subject (bound under its own name; a requester then needs no write on
 // the default exchange, which reaches every queue); replies use direct
-// reply-to (amq.rabbitmq.reply-to), and a server answers only there.
+// reply-to (amq.rabbitmq.reply-to), and a server answers only there. A
+// server takes one request at a time off its queue (basic.qos 1),
+// acknowledges it as its handler starts, and runs up to RPCConcurrency
+// handlers: a server that is stopped holds one request per subject.
 //
 // # Delivery
 //

@@ -256,7 +256,14 @@ func (b *Bus) serve(ctx context.Context, subject string) (*amqp.Channel, <-chan 
 		err = ch.QueueBind(q, q, b.rpcExchange(), false, nil)
 	}
 	if err == nil {
-		err = ch.Qos(b.opts.RPCConcurrency, 0, false)
+		// One request unacknowledged at a time: handle acks each as it
+		// takes it. A server that is stopped (SIGSTOP, a frozen machine)
+		// keeps its connection until the broker misses its heartbeats,
+		// and meanwhile holds what the broker handed it; with the
+		// handlers' concurrency as the prefetch, it held every other
+		// request (the queue hands them round) up to that many, each
+		// answered only by the client's copy a HedgeAfter later.
+		err = ch.Qos(1, 0, false)
 	}
 	var deliveries <-chan amqp.Delivery
 	if err == nil {
@@ -282,33 +289,37 @@ var rpcQueueCheck = 2 * time.Second
 // basic.cancel (RabbitMQ 3.10), serving nothing from then on. So every
 // rpcQueueCheck the queue's existence is checked, and a server whose
 // queue is gone declares it again.
+//
+// A request is acknowledged as its handler starts, and the next one is
+// taken only while fewer than Options.RPCConcurrency handlers run: the
+// prefetch of one is then all a stopped server holds. A server that dies
+// while it handles a request leaves it unanswered, and the requester
+// sends it again (the client sends a copy of a request unanswered for a
+// second).
 func (b *Bus) handle(ctx context.Context, subject string, ch *amqp.Channel, deliveries <-chan amqp.Delivery, h bus.Handler) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	check := time.NewTicker(rpcQueueCheck)
 	defer check.Stop()
+	running := make(chan struct{}, b.opts.RPCConcurrency)
 	for {
-		var d amqp.Delivery
-		var ok bool
+		// A handler's place first: while every one is taken, the next
+		// request waits in the queue, where another server can take it.
 		select {
-		case d, ok = <-deliveries:
-			if !ok {
-				return
-			}
-		case <-check.C:
-			if b.rpcQueueGone(ctx, subject) {
-				b.log.Warn("rabbitmq RPC queue gone under its consumer; declaring it again", "subject", subject, "url", b.ConnectedURL())
-				return
-			}
-			continue
+		case running <- struct{}{}:
 		case <-ctx.Done():
 			return
 		case <-b.done:
 			return
 		}
+		d, ok := b.nextRequest(ctx, subject, deliveries, check.C)
+		if !ok {
+			return
+		}
+		_ = ch.Ack(d.DeliveryTag, false)
 		wg.Add(1)
 		go func() {
-			defer wg.Done()
+			defer func() { <-running; wg.Done() }()
 			req := message(&d, subject)
 			data, err := h(ctx, req)
 			p := amqp.Publishing{CorrelationId: d.CorrelationId, Headers: amqp.Table{}}
@@ -337,7 +348,27 @@ func (b *Bus) handle(ctx context.Context, subject string, ch *amqp.Channel, deli
 					b.log.Warn("rabbitmq reply failed", "subject", subject, "err", err)
 				}
 			}
-			_ = ch.Ack(d.DeliveryTag, false)
 		}()
+	}
+}
+
+// nextRequest waits for a request of deliveries; false once deliveries
+// end, ctx ends, the bus closes, or subject's queue is found gone (a
+// check on each tick of check).
+func (b *Bus) nextRequest(ctx context.Context, subject string, deliveries <-chan amqp.Delivery, check <-chan time.Time) (amqp.Delivery, bool) {
+	for {
+		select {
+		case d, ok := <-deliveries:
+			return d, ok
+		case <-check:
+			if b.rpcQueueGone(ctx, subject) {
+				b.log.Warn("rabbitmq RPC queue gone under its consumer; declaring it again", "subject", subject, "url", b.ConnectedURL())
+				return amqp.Delivery{}, false
+			}
+		case <-ctx.Done():
+			return amqp.Delivery{}, false
+		case <-b.done:
+			return amqp.Delivery{}, false
+		}
 	}
 }
