@@ -58,12 +58,13 @@ type Client struct {
 	RequestTimeout time.Duration
 	// HedgeAfter is how long a request waits for its answer before a copy
 	// is sent beside it, and then another each quarter of HedgeAfter (32
-	// at most) within RequestTimeout; the first answer wins. A coordinator that is
-	// stopped or cut off behind a connection the broker still holds open
-	// keeps taking its share of the requests, and a copy reaches a live
-	// one. Every request is safe to send twice: a submit's copies are
-	// retries of the same job id, and status, result and cancel change
-	// nothing the second time. Default 1s; negative sends no copies.
+	// at most) within RequestTimeout; the first answer wins. A
+	// coordinator that is stopped or cut off behind a connection the
+	// broker still holds open keeps taking its share of the requests, and
+	// a copy reaches a live one. Every request is safe to send twice: a
+	// submit's copies are retries of the same job id, and status, result
+	// and cancel change nothing the second time. Default 1s; negative
+	// sends no copies.
 	HedgeAfter time.Duration
 }
 
