@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/skeinrun/skein/bus/natsbus"
+	"github.com/skeinrun/skein/internal/natstest"
 	"github.com/skeinrun/skein/pkg/client"
 	"github.com/skeinrun/skein/pkg/coordinator"
 )
@@ -17,18 +18,10 @@ import (
 // answered by the next one to start; without it, a request fails within
 // seconds (ErrNoCoordinator).
 func TestGraceWaitsForACoordinator(t *testing.T) {
-	srv, err := natsbus.StartEmbedded(natsbus.EmbeddedConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
+	srv := natstest.Server(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cb, err := srv.Connect(ctx, natsbus.Options{Name: "client"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cb.Close()
+	cb := natstest.Connect(t, srv, natsbus.Options{Name: "client"})
 
 	// Without a grace: no coordinator is a clear error within seconds.
 	start := time.Now()
@@ -41,7 +34,7 @@ func TestGraceWaitsForACoordinator(t *testing.T) {
 	g := client.New(cb)
 	g.CoordinatorGrace = 30 * time.Second
 	sctx, scancel := context.WithTimeout(ctx, 2*time.Second)
-	_, err = g.Status(sctx, "j1")
+	_, err := g.Status(sctx, "j1")
 	scancel()
 	if !errors.Is(err, client.ErrNoCoordinator) {
 		t.Fatalf("grace 30s, a request of 2s, no coordinator: %v, want ErrNoCoordinator", err)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/skeinrun/skein/bus"
 	"github.com/skeinrun/skein/bus/natsbus"
+	"github.com/skeinrun/skein/internal/natstest"
 	"github.com/skeinrun/skein/pkg/client"
 	"github.com/skeinrun/skein/pkg/wire"
 )
@@ -18,18 +19,10 @@ import (
 // by chance; copies a whole HedgeAfter apart left one request in eight
 // unanswered after 3 s.
 func TestCopiesComeFasterAfterTheFirst(t *testing.T) {
-	srv, err := natsbus.StartEmbedded(natsbus.EmbeddedConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
+	srv := natstest.Server(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	sb, err := srv.Connect(ctx, natsbus.Options{Name: "stuck"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sb.Close()
+	sb := natstest.Connect(t, srv, natsbus.Options{Name: "stuck"})
 	unstick := make(chan struct{})
 	defer close(unstick)
 	var took atomic.Int64
@@ -40,16 +33,12 @@ func TestCopiesComeFasterAfterTheFirst(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	cb, err := srv.Connect(ctx, natsbus.Options{Name: "client"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cb.Close()
+	cb := natstest.Connect(t, srv, natsbus.Options{Name: "client"})
 	c := client.New(cb)
 	c.HedgeAfter = 400 * time.Millisecond
 	c.RequestTimeout = time.Minute
 	rctx, rcancel := context.WithTimeout(ctx, 1450*time.Millisecond)
-	_, err = c.Status(rctx, "j1")
+	_, err := c.Status(rctx, "j1")
 	rcancel()
 	if err == nil {
 		t.Fatal("a stuck coordinator answered")

@@ -9,6 +9,7 @@ import (
 
 	"github.com/skeinrun/skein/bus"
 	"github.com/skeinrun/skein/bus/natsbus"
+	"github.com/skeinrun/skein/internal/natstest"
 	"github.com/skeinrun/skein/pkg/runtime"
 	"github.com/skeinrun/skein/pkg/wire"
 )
@@ -49,18 +50,10 @@ func TestAPIForwardsToTheOwner(t *testing.T) {
 // runtime of two slots, all stopped with the test.
 func ownerAndPeer(t *testing.T, ctx context.Context) (a *Coordinator, ab bus.Bus, b *Coordinator) {
 	t.Helper()
-	srv, err := natsbus.StartEmbedded(natsbus.EmbeddedConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
+	srv := natstest.Server(t)
 	a, ab = joinEmbedded(t, ctx, srv, "a", Config{Lease: time.Second})
 	b, _ = joinEmbedded(t, ctx, srv, "b", Config{Lease: time.Second})
-	rb, err := srv.Connect(ctx, natsbus.Options{Name: "runtime"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = rb.Close() })
+	rb := natstest.Connect(t, srv, natsbus.Options{Name: "runtime"})
 	rt, err := runtime.New(rb, runtime.Config{Slots: 2})
 	if err != nil {
 		t.Fatal(err)
@@ -77,11 +70,7 @@ func ownerAndPeer(t *testing.T, ctx context.Context) (a *Coordinator, ab bus.Bus
 // coordinator and its bus connection, both closed with the test.
 func joinEmbedded(t *testing.T, ctx context.Context, srv *natsbus.Embedded, name string, cfg Config) (*Coordinator, bus.Bus) {
 	t.Helper()
-	b, err := srv.Connect(ctx, natsbus.Options{Name: name})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = b.Close() })
+	b := natstest.Connect(t, srv, natsbus.Options{Name: name})
 	c, err := New(b, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -213,16 +202,9 @@ func TestSubmitAndItsCopyOnOneCoordinator(t *testing.T) {
 		if joined {
 			a, _, _ = ownerAndPeer(t, ctx)
 		} else {
-			srv, err := natsbus.StartEmbedded(natsbus.EmbeddedConfig{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(srv.Shutdown)
-			ab, err := srv.Connect(ctx, natsbus.Options{Name: "standalone"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = ab.Close() })
+			srv := natstest.Server(t)
+			ab := natstest.Connect(t, srv, natsbus.Options{Name: "standalone"})
+			var err error
 			if a, err = New(ab, Config{}); err != nil {
 				t.Fatal(err)
 			}

@@ -18,6 +18,7 @@ import (
 	"github.com/skeinrun/skein/bus"
 	"github.com/skeinrun/skein/bus/natsbus"
 	"github.com/skeinrun/skein/bus/rabbitmq"
+	"github.com/skeinrun/skein/internal/natstest"
 	"github.com/skeinrun/skein/internal/testenv"
 	"github.com/skeinrun/skein/pkg/coordinator"
 	"github.com/skeinrun/skein/pkg/runtime"
@@ -36,18 +37,9 @@ type testBus struct {
 // The subtests run one after another: the machine is small.
 func eachBus(t *testing.T, f func(t *testing.T, tb *testBus)) {
 	t.Run("embedded", func(t *testing.T) {
-		srv, err := natsbus.StartEmbedded(natsbus.EmbeddedConfig{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(srv.Shutdown)
+		srv := natstest.Server(t)
 		f(t, &testBus{connect: func(t *testing.T, name string) bus.Bus {
-			b, err := srv.Connect(context.Background(), natsbus.Options{Name: name, Logger: busLogger(t)})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = b.Close() })
-			return b
+			return natstest.Connect(t, srv, natsbus.Options{Name: name, Logger: busLogger(t)})
 		}})
 	})
 	t.Run("nats-server", func(t *testing.T) {

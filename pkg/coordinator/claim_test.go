@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/skeinrun/skein/bus"
-	"github.com/skeinrun/skein/bus/natsbus"
+	"github.com/skeinrun/skein/internal/natstest"
 	"github.com/skeinrun/skein/internal/testenv"
 	"github.com/skeinrun/skein/pkg/wire"
 )
@@ -18,11 +18,7 @@ import (
 // before it held the job (it was paused in between: the fleet chaos
 // suite saw it), logs that it dropped the job and never acts on it.
 func TestClaimLostBeforeTakeUp(t *testing.T) {
-	srv, err := natsbus.StartEmbedded(natsbus.EmbeddedConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
+	srv := natstest.Server(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	var bLog testenv.Buffer

@@ -14,6 +14,7 @@ import (
 
 	"github.com/skeinrun/skein/bus"
 	"github.com/skeinrun/skein/bus/natsbus"
+	"github.com/skeinrun/skein/internal/natstest"
 	"github.com/skeinrun/skein/pkg/client"
 	"github.com/skeinrun/skein/pkg/coordinator"
 	"github.com/skeinrun/skein/pkg/wire"
@@ -38,15 +39,9 @@ func setup(t *testing.T) (*natsbus.Bus, *coordinator.Coordinator, *client.Client
 // server's connection.
 func setupWrapped(t *testing.T, wrap func(*natsbus.Bus) bus.Bus) (*natsbus.Bus, *coordinator.Coordinator, *client.Client) {
 	t.Helper()
-	srv, err := natsbus.StartEmbedded(natsbus.EmbeddedConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv := natstest.Server(t)
 	ctx := context.Background()
-	b, err := srv.Connect(ctx, natsbus.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := natstest.Connect(t, srv, natsbus.Options{})
 	c, err := coordinator.New(wrap(b), coordinator.Config{Logger: logger(t), ProgressInterval: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -58,8 +53,6 @@ func setupWrapped(t *testing.T, wrap func(*natsbus.Bus) bus.Bus) (*natsbus.Bus, 
 	t.Cleanup(func() {
 		cancel()
 		c.Close()
-		b.Close()
-		srv.Shutdown()
 	})
 	return b, c, client.New(b)
 }
@@ -286,18 +279,10 @@ func TestSplitElement(t *testing.T) {
 // A job whose runtimes vanished (no event for StallAfter) asks the compute
 // backend again for the outstanding tasks.
 func TestStalledJobAsksForRuntimesAgain(t *testing.T) {
-	srv, err := natsbus.StartEmbedded(natsbus.EmbeddedConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Shutdown()
+	srv := natstest.Server(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	b, err := srv.Connect(ctx, natsbus.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b := natstest.Connect(t, srv, natsbus.Options{})
 	calls := make(chan int, 10)
 	c, err := coordinator.New(b, coordinator.Config{Logger: logger(t), ProgressInterval: 50 * time.Millisecond, StallAfter: 300 * time.Millisecond,
 		Hooks: coordinator.Hooks{Published: func(ctx context.Context, spec *wire.JobSpec, tasks int) error { calls <- tasks; return nil }}})

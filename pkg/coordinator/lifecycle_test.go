@@ -13,6 +13,7 @@ import (
 
 	"github.com/skeinrun/skein/bus"
 	"github.com/skeinrun/skein/bus/natsbus"
+	"github.com/skeinrun/skein/internal/natstest"
 	"github.com/skeinrun/skein/pkg/coordinator"
 	"github.com/skeinrun/skein/pkg/wire"
 )
@@ -215,16 +216,10 @@ func TestEventsOfUnpublishedAttemptsAreIgnored(t *testing.T) {
 // the reducer's next attempt; the result is the list of the reducers'
 // results in object order.
 func TestReducerGroups(t *testing.T) {
-	srv, err := natsbus.StartEmbedded(natsbus.EmbeddedConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv := natstest.Server(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	b, err := srv.Connect(ctx, natsbus.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := natstest.Connect(t, srv, natsbus.Options{})
 	groups := []int{0, 0, 0, 1, 1}
 	expand := func(ctx context.Context, spec *wire.JobSpec, elems []wire.Value, extra map[string]wire.Value) ([]coordinator.Input, []*wire.Object, error) {
 		ins := make([]coordinator.Input, len(groups))
@@ -239,7 +234,7 @@ func TestReducerGroups(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { c.Close(); b.Close(); srv.Shutdown() })
+	t.Cleanup(func() { c.Close() })
 	id, err := c.Submit(ctx, &wire.JobSpec{Kind: wire.JobMapReduce, Pool: "grp", Function: "echo", Iterdata: wire.Value(`["local:///obj"]`),
 		ReduceFunction: "sum", ReducerOnePerObject: true, Retries: 1})
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/skeinrun/skein/bus/natsbus"
+	"github.com/skeinrun/skein/internal/natstest"
 	"github.com/skeinrun/skein/pkg/client"
 	"github.com/skeinrun/skein/pkg/coordinator"
 	"github.com/skeinrun/skein/pkg/wire"
@@ -21,19 +22,11 @@ import (
 // TestStreamAcrossBrokerRestart exited 5 so). A coordinator that never
 // comes back is a clear error once the grace has passed.
 func TestWaitRidesOutCoordinatorGap(t *testing.T) {
-	srv, err := natsbus.StartEmbedded(natsbus.EmbeddedConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
+	srv := natstest.Server(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	connect := func(name string) *natsbus.Bus {
-		b, err := srv.Connect(ctx, natsbus.Options{Name: name})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = b.Close() })
+		b := natstest.Connect(t, srv, natsbus.Options{Name: name})
 		return b
 	}
 	cfg := coordinator.Config{Lease: time.Second}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/skeinrun/skein/bus/natsbus"
+	"github.com/skeinrun/skein/internal/natstest"
 	"github.com/skeinrun/skein/pkg/coordinator"
 	"github.com/skeinrun/skein/pkg/runtime"
 	"github.com/skeinrun/skein/pkg/wire"
@@ -20,23 +21,11 @@ import (
 // task (a retry), and that a hook error fails the job.
 func TestPublishedHook(t *testing.T) {
 	log := logger(t)
-	srv, err := natsbus.StartEmbedded(natsbus.EmbeddedConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Shutdown()
+	srv := natstest.Server(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cb, err := srv.Connect(ctx, natsbus.Options{Name: "coord", Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cb.Close()
-	rb, err := srv.Connect(ctx, natsbus.Options{Name: "rt", Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rb.Close()
+	cb := natstest.Connect(t, srv, natsbus.Options{Name: "coord", Logger: log})
+	rb := natstest.Connect(t, srv, natsbus.Options{Name: "rt", Logger: log})
 
 	var mu sync.Mutex
 	calls := map[string][]int{}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/skeinrun/skein/bus/natsbus"
+	"github.com/skeinrun/skein/internal/natstest"
 	"github.com/skeinrun/skein/pkg/client"
 	"github.com/skeinrun/skein/pkg/coordinator"
 	"github.com/skeinrun/skein/pkg/dashboard"
@@ -35,24 +36,13 @@ type stack struct {
 
 func newStack(t *testing.T, auth dashboard.Auth, slots int) *stack {
 	t.Helper()
-	srv, err := natsbus.StartEmbedded(natsbus.EmbeddedConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
+	srv := natstest.Server(t)
 	ctx := context.Background()
 	log := slog.New(slog.NewTextHandler(tlog{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	cb, err := srv.Connect(ctx, natsbus.Options{Name: "coordinator", Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cb.Close() })
-	rb, err := srv.Connect(ctx, natsbus.Options{Name: "runtime", Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { rb.Close() })
+	cb := natstest.Connect(t, srv, natsbus.Options{Name: "coordinator", Logger: log})
+	rb := natstest.Connect(t, srv, natsbus.Options{Name: "runtime", Logger: log})
 	s := &stack{}
+	var err error
 	if s.c, err = coordinator.New(cb, coordinator.Config{Logger: log}); err != nil {
 		t.Fatal(err)
 	}

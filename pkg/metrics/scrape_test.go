@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/skeinrun/skein/bus/natsbus"
+	"github.com/skeinrun/skein/internal/natstest"
 	"github.com/skeinrun/skein/pkg/client"
 	"github.com/skeinrun/skein/pkg/coordinator"
 	"github.com/skeinrun/skein/pkg/fn"
@@ -40,24 +41,13 @@ type stack struct {
 
 func newStack(t *testing.T) *stack {
 	t.Helper()
-	srv, err := natsbus.StartEmbedded(natsbus.EmbeddedConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
+	srv := natstest.Server(t)
 	ctx := context.Background()
 	log := slog.New(slog.NewTextHandler(tlog{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	cb, err := srv.Connect(ctx, natsbus.Options{Name: "coordinator", Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cb.Close() })
-	rb, err := srv.Connect(ctx, natsbus.Options{Name: "runtime", Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { rb.Close() })
+	cb := natstest.Connect(t, srv, natsbus.Options{Name: "coordinator", Logger: log})
+	rb := natstest.Connect(t, srv, natsbus.Options{Name: "runtime", Logger: log})
 
+	var err error
 	s := &stack{m: metrics.NewCoordinator(), bus: cb}
 	cfg := coordinator.Config{Observer: s.m, Logger: log}
 	cfg.Hooks.Ended = func(_ context.Context, _ *wire.JobSpec, st wire.JobStatus) { s.m.JobEnded(st) }

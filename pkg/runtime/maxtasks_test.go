@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/skeinrun/skein/bus/natsbus"
+	"github.com/skeinrun/skein/internal/natstest"
 	"github.com/skeinrun/skein/pkg/coordinator"
 	"github.com/skeinrun/skein/pkg/runtime"
 	"github.com/skeinrun/skein/pkg/wire"
@@ -17,18 +18,10 @@ import (
 // and the tasks still waiting in the runtime's buffer are run, not handed
 // back.
 func TestMaxTasksRunsEveryTaskTaken(t *testing.T) {
-	srv, err := natsbus.StartEmbedded(natsbus.EmbeddedConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Shutdown()
+	srv := natstest.Server(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cb, err := srv.Connect(ctx, natsbus.Options{Name: "coordinator"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cb.Close()
+	cb := natstest.Connect(t, srv, natsbus.Options{Name: "coordinator"})
 	co, err := coordinator.New(cb, coordinator.Config{})
 	if err != nil {
 		t.Fatal(err)
@@ -38,11 +31,7 @@ func TestMaxTasksRunsEveryTaskTaken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rb, err := srv.Connect(ctx, natsbus.Options{Name: "runtime"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rb.Close()
+	rb := natstest.Connect(t, srv, natsbus.Options{Name: "runtime"})
 	rt, err := runtime.New(rb, runtime.Config{Slots: 1, MaxTasks: 3, Idle: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -63,18 +52,10 @@ func TestMaxTasksRunsEveryTaskTaken(t *testing.T) {
 // when its one reducer is delivered but runs it until the maps, run by
 // the others, are all in; the map runtimes never take the reducer.
 func TestQueuesReducerApart(t *testing.T) {
-	srv, err := natsbus.StartEmbedded(natsbus.EmbeddedConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Shutdown()
+	srv := natstest.Server(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cb, err := srv.Connect(ctx, natsbus.Options{Name: "coordinator"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cb.Close()
+	cb := natstest.Connect(t, srv, natsbus.Options{Name: "coordinator"})
 	co, err := coordinator.New(cb, coordinator.Config{})
 	if err != nil {
 		t.Fatal(err)
@@ -85,11 +66,7 @@ func TestQueuesReducerApart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rb, err := srv.Connect(ctx, natsbus.Options{Name: "runtime"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rb.Close()
+	rb := natstest.Connect(t, srv, natsbus.Options{Name: "runtime"})
 	type result struct {
 		sum runtime.Summary
 		err error

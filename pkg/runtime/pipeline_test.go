@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/skeinrun/skein/bus/natsbus"
+	"github.com/skeinrun/skein/internal/natstest"
 	"github.com/skeinrun/skein/internal/testenv"
 	"github.com/skeinrun/skein/pkg/coordinator"
 	"github.com/skeinrun/skein/pkg/fn"
@@ -83,26 +84,14 @@ func pyRuntime(t *testing.T, ctx context.Context) (*coordinator.Coordinator, str
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { host.Close() })
-	srv, err := natsbus.StartEmbedded(natsbus.EmbeddedConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	cb, err := srv.Connect(ctx, natsbus.Options{Name: "coordinator"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cb.Close() })
+	srv := natstest.Server(t)
+	cb := natstest.Connect(t, srv, natsbus.Options{Name: "coordinator"})
 	co, err := coordinator.New(cb, coordinator.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { co.Close() })
-	rb, err := srv.Connect(ctx, natsbus.Options{Name: "runtime"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { rb.Close() })
+	rb := natstest.Connect(t, srv, natsbus.Options{Name: "runtime"})
 	rt, err := runtime.New(rb, runtime.Config{Slots: 2, Hosts: map[string]fn.Host{"py": host},
 		Prepare: func(_ context.Context, _ *wire.Task, c *fn.Call) error { c.ModulesDir = dir; return nil }})
 	if err != nil {

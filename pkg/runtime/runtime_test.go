@@ -9,6 +9,7 @@ import (
 
 	"github.com/skeinrun/skein/bus"
 	"github.com/skeinrun/skein/bus/natsbus"
+	"github.com/skeinrun/skein/internal/natstest"
 	"github.com/skeinrun/skein/pkg/coordinator"
 	"github.com/skeinrun/skein/pkg/fn"
 	"github.com/skeinrun/skein/pkg/runtime"
@@ -17,16 +18,7 @@ import (
 
 func setup(t *testing.T) *natsbus.Bus {
 	t.Helper()
-	srv, err := natsbus.StartEmbedded(natsbus.EmbeddedConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := srv.Connect(context.Background(), natsbus.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Close(); srv.Shutdown() })
-	return b
+	return natstest.Connect(t, natstest.Server(t), natsbus.Options{})
 }
 
 func feed(t *testing.T, b bus.Bus, job string, f wire.Feed) {

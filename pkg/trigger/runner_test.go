@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/skeinrun/skein/bus/natsbus"
+	"github.com/skeinrun/skein/internal/natstest"
 	"github.com/skeinrun/skein/internal/testenv"
 	"github.com/skeinrun/skein/pkg/wire"
 )
@@ -34,19 +35,11 @@ func (w tlogWriter) Write(p []byte) (int, error) { w.t.Log(string(p)); return le
 // again before its record is dropped, and a runner that starts later
 // still finds it.
 func TestTriggerOutlivesRetention(t *testing.T) {
-	srv, err := natsbus.StartEmbedded(natsbus.EmbeddedConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Shutdown()
+	srv := natstest.Server(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	const retention = 2 * time.Second
-	b, err := srv.Connect(ctx, natsbus.Options{EventRetention: retention, DedupWindow: retention / 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b := natstest.Connect(t, srv, natsbus.Options{EventRetention: retention, DedupWindow: retention / 4})
 	log := slog.New(slog.NewTextHandler(tlogWriter{t}, nil))
 	jobs := Def{Name: "later", Source: Source{Jobs: "trigger:none"}, Job: Template{Kind: wire.JobCall, Function: "noop", Param: "x"}}
 	start := func(refresh time.Duration) *Runner {
@@ -89,18 +82,10 @@ func TestTriggerOutlivesRetention(t *testing.T) {
 // runs any: a trigger created and deleted since never runs, and Start
 // returns knowing every trigger.
 func TestStartReadsRecordsFirst(t *testing.T) {
-	srv, err := natsbus.StartEmbedded(natsbus.EmbeddedConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Shutdown()
+	srv := natstest.Server(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	b, err := srv.Connect(ctx, natsbus.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b := natstest.Connect(t, srv, natsbus.Options{})
 	var logs testenv.Buffer
 	r := New(Config{Bus: b, Coordinator: leaseOnly{}, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err := r.Start(ctx); err != nil {
@@ -176,14 +161,10 @@ func TestNATSSourceBatches(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer srv.Shutdown()
+	t.Cleanup(srv.Shutdown)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	b, err := srv.Connect(ctx, natsbus.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b := natstest.Connect(t, srv, natsbus.Options{})
 	fc := &fakeCoordinator{seen: map[string]bool{}}
 	r := New(Config{Bus: b, Coordinator: fc, ErrJobExists: errExists, Logger: slog.New(slog.NewTextHandler(tlogWriter{t}, nil)),
 		DialNATS: func(ctx context.Context, url string) (*nats.Conn, error) { return nats.Connect(srv.ClientURL()) }})

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/skeinrun/skein/bus/natsbus"
+	"github.com/skeinrun/skein/internal/natstest"
 	"github.com/skeinrun/skein/pkg/backend"
 	"github.com/skeinrun/skein/pkg/backend/local"
 	"github.com/skeinrun/skein/pkg/coordinator"
@@ -25,23 +26,11 @@ func (w tlog) Write(p []byte) (int, error) {
 
 func TestLocalRunsJobs(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(tlog{t}, nil))
-	srv, err := natsbus.StartEmbedded(natsbus.EmbeddedConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Shutdown()
+	srv := natstest.Server(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cb, err := srv.Connect(ctx, natsbus.Options{Name: "coord", Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cb.Close()
-	rb, err := srv.Connect(ctx, natsbus.Options{Name: "rt", Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rb.Close()
+	cb := natstest.Connect(t, srv, natsbus.Options{Name: "coord", Logger: log})
+	rb := natstest.Connect(t, srv, natsbus.Options{Name: "rt", Logger: log})
 
 	if _, err := local.Start(rb, runtime.Config{Slots: -1}); err == nil {
 		t.Fatal("Start with -1 slots succeeded")
