@@ -17,6 +17,7 @@ import (
 
 	"github.com/skeinrun/skein/bus"
 	"github.com/skeinrun/skein/bus/dial"
+	"github.com/skeinrun/skein/pkg/client"
 	"github.com/skeinrun/skein/pkg/coordinator"
 	"github.com/skeinrun/skein/pkg/trigger"
 )
@@ -252,7 +253,7 @@ func runTrigger(ctx context.Context, args []string, env Env) error {
 	defer b.Close()
 	resp, err := trigger.Call(ctx, b, req)
 	if err != nil {
-		if errors.Is(err, bus.ErrNoResponders) {
+		if errors.Is(err, client.ErrNoCoordinator) {
 			return fmt.Errorf("%w: no coordinator answers on the bus", bus.ErrUnreachable)
 		}
 		return err

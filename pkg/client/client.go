@@ -107,10 +107,6 @@ func (c *Client) call(ctx context.Context, subject string, req *wire.Request) (*
 	if err != nil {
 		return nil, err
 	}
-	timeout := c.RequestTimeout
-	if timeout <= 0 {
-		timeout = 15 * time.Second
-	}
 	// A submit sent again is marked as a retry of the same job id.
 	again := data
 	if req.Spec != nil && !req.Retry {
@@ -119,6 +115,42 @@ func (c *Client) call(ctx context.Context, subject string, req *wire.Request) (*
 		if again, err = wire.Encode(wire.KindReq, &r); err != nil {
 			return nil, err
 		}
+	}
+	out, err := c.request(ctx, subject, req.Job, data, again)
+	if err != nil {
+		var re *bus.RemoteError
+		if errors.As(err, &re) && strings.HasPrefix(re.Msg, "invalid job") {
+			return nil, &InvalidError{Msg: re.Msg}
+		}
+		if errors.As(err, &re) && strings.HasPrefix(re.Msg, "unknown job") {
+			return nil, fmt.Errorf("%w%s", ErrUnknownJob, strings.TrimPrefix(re.Msg, "unknown job"))
+		}
+		return nil, err
+	}
+	var resp wire.Response
+	if err := wire.Decode(out, wire.KindResp, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+// Request sends data to a coordinator on subject and returns its answer,
+// as the client's own requests go: asked again while no coordinator
+// serves (a few seconds, or CoordinatorGrace), a copy sent beside it
+// after HedgeAfter, and sent again after RequestTimeout. For requests to
+// the coordinators that are safe to send twice (the trigger API). A
+// handler's error is a *bus.RemoteError; no coordinator serving is
+// ErrNoCoordinator.
+func (c *Client) Request(ctx context.Context, subject string, data []byte) ([]byte, error) {
+	return c.request(ctx, subject, "", data, data)
+}
+
+// request is Request, with the copies and later attempts sending again
+// (a submit's marked as a retry); job names the request in the log.
+func (c *Client) request(ctx context.Context, subject, job string, data, again []byte) ([]byte, error) {
+	timeout := c.RequestTimeout
+	if timeout <= 0 {
+		timeout = 15 * time.Second
 	}
 	// A coordinator that is starting or restarting: retry while nobody
 	// answers, for a few seconds (seven tries), or for CoordinatorGrace
@@ -158,17 +190,20 @@ func (c *Client) call(ctx context.Context, subject string, req *wire.Request) (*
 			return out, nil
 		})
 	}
-	var out []byte
+	var (
+		out []byte
+		err error
+	)
 	for {
 		actx, cancel := context.WithTimeout(ctx, timeout)
-		out, err = c.hedged(actx, subject, req.Job, data, again, send)
+		out, err = c.hedged(actx, subject, job, data, again, send)
 		timedOut := actx.Err() != nil && ctx.Err() == nil
 		cancel()
 		if !timedOut {
 			break
 		}
 		if nobodySeen(&mu, &nobodySince).IsZero() {
-			c.log().Warn("no answer from the coordinator that took the request; sending it again", "subject", subject, "job", req.Job, "timeout", timeout)
+			c.log().Warn("no answer from the coordinator that took the request; sending it again", "subject", subject, "job", job, "timeout", timeout)
 		}
 		data = again
 	}
@@ -177,24 +212,10 @@ func (c *Client) call(ctx context.Context, subject string, req *wire.Request) (*
 		// liveness check counts it as such).
 		err = bus.ErrNoResponders
 	}
-	if err != nil {
-		if errors.Is(err, bus.ErrNoResponders) {
-			return nil, fmt.Errorf("%w (start one with `coordinator --bus …`)", ErrNoCoordinator)
-		}
-		var re *bus.RemoteError
-		if errors.As(err, &re) && strings.HasPrefix(re.Msg, "invalid job") {
-			return nil, &InvalidError{Msg: re.Msg}
-		}
-		if errors.As(err, &re) && strings.HasPrefix(re.Msg, "unknown job") {
-			return nil, fmt.Errorf("%w%s", ErrUnknownJob, strings.TrimPrefix(re.Msg, "unknown job"))
-		}
-		return nil, err
+	if errors.Is(err, bus.ErrNoResponders) {
+		return nil, fmt.Errorf("%w (start one with `coordinator --bus …`)", ErrNoCoordinator)
 	}
-	var resp wire.Response
-	if err := wire.Decode(out, wire.KindResp, &resp); err != nil {
-		return nil, err
-	}
-	return &resp, nil
+	return out, err
 }
 
 // nobodySeen reads *since under mu: when a request's copies first found

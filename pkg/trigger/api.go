@@ -114,13 +114,18 @@ func (r *Runner) List() []Def {
 	return out
 }
 
-// Call sends a trigger API request on b (what `submit trigger` does).
+// Call sends a trigger API request on b (what `submit trigger` does), as
+// the client sends its own (client.Request): a copy beside a request
+// that a stopped coordinator took, and again after a while. Each request
+// is safe to send twice: a create records the same definition again, a
+// list changes nothing, and a delete of a trigger already deleted is
+// "unknown" only once the first has answered.
 func Call(ctx context.Context, b bus.Bus, req Request) (Response, error) {
 	data, err := json.Marshal(req)
 	if err != nil {
 		return Response{}, err
 	}
-	out, err := b.Request(ctx, APISubject, data)
+	out, err := client.New(b).Request(ctx, APISubject, data)
 	if err != nil {
 		var re *bus.RemoteError
 		if errors.As(err, &re) {
