@@ -17,7 +17,6 @@ import (
 
 	"github.com/skeinrun/skein/bus"
 	"github.com/skeinrun/skein/bus/dial"
-	"github.com/skeinrun/skein/pkg/client"
 	"github.com/skeinrun/skein/pkg/coordinator"
 	"github.com/skeinrun/skein/pkg/trigger"
 )
@@ -253,10 +252,7 @@ func runTrigger(ctx context.Context, args []string, env Env) error {
 	defer b.Close()
 	resp, err := trigger.Call(ctx, b, req)
 	if err != nil {
-		if errors.Is(err, client.ErrNoCoordinator) {
-			return fmt.Errorf("%w: no coordinator answers on the bus", bus.ErrUnreachable)
-		}
-		return err
+		return err // no coordinator: client.ErrNoCoordinator, exit 5
 	}
 	for _, d := range resp.Triggers {
 		if err := printJSON(env.Stdout, d); err != nil {
