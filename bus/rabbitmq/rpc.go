@@ -303,8 +303,10 @@ func (b *Bus) handle(ctx context.Context, subject string, ch *amqp.Channel, deli
 	defer check.Stop()
 	running := make(chan struct{}, b.opts.RPCConcurrency)
 	for {
-		// A handler's place first: while every one is taken, the next
-		// request waits in the queue, where another server can take it.
+		// A handler's place first: while every one is taken, this server
+		// holds at most the one request the broker has handed it
+		// (prefetch 1), and the others wait in the queue, where another
+		// server can take them.
 		select {
 		case running <- struct{}{}:
 		case <-ctx.Done():
