@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"bytes"
+	"container/list"
 	"context"
 	"encoding/json"
 	"errors"
@@ -37,8 +38,9 @@ type Config struct {
 	// leases of tasks waiting for a slot are renewed as those of running
 	// ones.
 	Prefetch int
-	// Lease is the queue's redelivery lease; a running task's lease is
-	// renewed every Lease/3. Default 30s.
+	// Lease is the queue's redelivery lease; a held or running task's
+	// lease is renewed once Lease/3 has passed since it last started
+	// (looked at every Lease/12). Default 30s.
 	Lease time.Duration
 	// MaxAttempts is how often the bus may deliver one task before the
 	// runtime reports it lost. Default 5.
@@ -177,9 +179,9 @@ type Runtime struct {
 	cfg Config
 	log *slog.Logger
 
-	cancelled sync.Map           // job id -> time cancelled
-	held      taskSet[*heldTask] // taken from the bus, not yet running
-	running   taskSet[*runningTask]
+	cancelled sync.Map               // job id -> time cancelled
+	held      taskList[*heldTask]    // taken from the bus, not yet running
+	running   taskList[*runningTask] // in the order they started
 	ran       atomic.Int64
 	pending   sync.WaitGroup // event publications and reducers in flight
 	reducer   *Reducer
@@ -193,7 +195,8 @@ type Runtime struct {
 // reducer's turn). The heartbeat renews its lease as it renews a running
 // task's, so that a task is never redelivered for waiting here.
 type heldTask struct {
-	d bus.Delivery
+	d  bus.Delivery
+	el *list.Element // in r.held
 
 	mu      sync.Mutex
 	renewed time.Time // when its lease last started or was renewed
@@ -205,6 +208,7 @@ type runningTask struct {
 	task    *wire.Task
 	d       bus.Delivery
 	started time.Time
+	el      *list.Element // in r.running
 
 	mu        sync.Mutex // guards the fields below
 	finished  bool
@@ -331,7 +335,7 @@ func (r *Runtime) Run(parent context.Context) (Summary, error) {
 					// Pulling has stopped: a reducer taken now goes back
 					// at once, for a runtime that still pulls.
 					mu.Unlock()
-					r.held.remove(h)
+					r.held.remove(&h.el)
 					_ = h.d.Nak(context.Background(), 0)
 					continue
 				}
@@ -368,7 +372,7 @@ func (r *Runtime) Run(parent context.Context) (Summary, error) {
 			defer wg.Done()
 			for h := range deliveries {
 				if r.cfg.MaxTasks > 0 && started.Add(1) > int64(r.cfg.MaxTasks) {
-					r.held.remove(h)
+					r.held.remove(&h.el)
 					_ = h.d.Nak(context.Background(), 0)
 					stop()
 					continue
@@ -445,7 +449,7 @@ func (r *Runtime) hold(ctx context.Context, in <-chan bus.Delivery) <-chan *held
 					continue
 				}
 				h := &heldTask{d: d, renewed: time.Now()}
-				r.held.add(h)
+				r.held.add(h, &h.el)
 				q = append(q, h)
 			case d, ok := <-in:
 				if !ok {
@@ -456,7 +460,7 @@ func (r *Runtime) hold(ctx context.Context, in <-chan bus.Delivery) <-chan *held
 					r.pacer.redelivered()
 				}
 				h := &heldTask{d: d, renewed: time.Now()}
-				r.held.add(h)
+				r.held.add(h, &h.el)
 				q = append(q, h)
 			case send <- first:
 				q[0] = nil
@@ -464,7 +468,7 @@ func (r *Runtime) hold(ctx context.Context, in <-chan bus.Delivery) <-chan *held
 			}
 		}
 		for _, h := range q {
-			r.held.remove(h)
+			r.held.remove(&h.el)
 			_ = h.d.Nak(context.Background(), 0)
 		}
 	}()
@@ -501,7 +505,7 @@ func (r *Runtime) handle(ctx context.Context, slot int, h *heldTask, done func()
 	ran, async := false, false
 	defer func() {
 		if !ran {
-			r.held.remove(h)
+			r.held.remove(&h.el)
 		}
 		if !async && done != nil {
 			done()
@@ -586,8 +590,8 @@ func (r *Runtime) execute(parent context.Context, slot int, h *heldTask, t *wire
 	h.mu.Lock()
 	rt := &runningTask{job: t.Job, cancel: cancel, task: t, d: d, started: started, renewed: h.renewed}
 	h.mu.Unlock()
-	r.running.add(rt)
-	r.held.remove(h)
+	r.running.add(rt, &rt.el)
+	r.held.remove(&h.el)
 
 	var logBuf boundedBuffer
 	var arrivals []int64
@@ -605,7 +609,7 @@ func (r *Runtime) execute(parent context.Context, slot int, h *heldTask, t *wire
 		// The runtime is stopping (cancelled, or its activation's deadline
 		// came): the task did not finish here, so it goes back to the
 		// queue at once for another runtime, not after its lease.
-		r.running.remove(rt)
+		r.running.remove(&rt.el)
 		nctx, ncancel := context.WithTimeout(context.Background(), 5*time.Second)
 		_ = d.Nak(nctx, 0)
 		ncancel()
@@ -633,7 +637,10 @@ func (r *Runtime) execute(parent context.Context, slot int, h *heldTask, t *wire
 // heartbeat is the runtime's one timer loop: it renews the lease of tasks
 // held (running, or waiting for a slot) longer than a third of it, and
 // announces (a "started" event) tasks still running after StartedAfter.
-// Short tasks cost no timer.
+// Short tasks cost no timer, and a tick walks only the running tasks old
+// enough to announce (the oldest first); the lease renewals look at every
+// task only each Lease/12, so that a lease is renewed at most 5/12 of it
+// after it last started.
 func (r *Runtime) heartbeat(ctx context.Context) {
 	every := r.cfg.StartedAfter
 	if every <= 0 || every > r.cfg.Lease/3 {
@@ -642,20 +649,31 @@ func (r *Runtime) heartbeat(ctx context.Context) {
 	if every > 10*time.Millisecond {
 		every = every / 2
 	}
+	renewEvery := max(r.cfg.Lease/12, every)
 	tick := time.NewTicker(every)
 	defer tick.Stop()
+	renewScan := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case now := <-tick.C:
-			r.running.each(func(rt *runningTask) {
-				age := now.Sub(rt.started)
+			r.running.oldest(func(rt *runningTask) bool {
+				return now.Sub(rt.started) >= r.cfg.StartedAfter
+			}, func(rt *runningTask) {
 				rt.mu.Lock()
-				if !rt.finished && !rt.announced && (r.cfg.StartedAfter < 0 || age >= r.cfg.StartedAfter) {
+				if !rt.finished && !rt.announced {
 					rt.announced = true
 					r.publishStarted(ctx, rt.task, rt.d, rt.started)
 				}
+				rt.mu.Unlock()
+			})
+			if now.Sub(renewScan) < renewEvery {
+				continue
+			}
+			renewScan = now
+			r.running.each(func(rt *runningTask) {
+				rt.mu.Lock()
 				if now.Sub(rt.renewed) >= r.cfg.Lease/3 {
 					rt.renewed = now
 					if err := rt.d.InProgress(ctx); err != nil && !errors.Is(err, bus.ErrSettled) {
@@ -787,7 +805,7 @@ func (r *Runtime) publishGroup(ctx context.Context, job string, group []outcome)
 	r.settleGroup(ctx, job, group, err)
 	for _, o := range group {
 		if o.rt != nil {
-			r.running.remove(o.rt)
+			r.running.remove(&o.rt.el)
 		}
 		r.pending.Done()
 	}
