@@ -116,6 +116,21 @@ func ewma(avg, x float64, first bool) float64 {
 // settled records one task that ran for run, was acked settle after it
 // ended, the ack taking ack; and resizes the window.
 func (p *pacer) settled(run, settle, ack time.Duration) {
+	p.settledMany([]settledTask{{run, settle, ack}})
+}
+
+// settledTask is what the pacer learns of one settled task.
+type settledTask struct {
+	run, settle, ack time.Duration
+}
+
+// settledMany records the tasks of one acked batch and resizes the window
+// once for them all: taken one by one, the lock, the clock and the target
+// were a twentieth of the runtime's processor time in a flood.
+func (p *pacer) settledMany(ts []settledTask) {
+	if len(ts) == 0 {
+		return
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	first := !p.observed
@@ -123,28 +138,34 @@ func (p *pacer) settled(run, settle, ack time.Duration) {
 	// The run time is the median of the last few: a short task that was
 	// descheduled (a GC pause, a busy machine) must not collapse the
 	// window, and a job of long tasks still shows within a few tasks.
-	p.runs[p.next%len(p.runs)] = run
-	p.next++
 	// The median moves only when run times change: it is taken again
 	// (sorting a copy on the stack) for a run time far from it, and every
 	// eighth task otherwise, which in a flood of short tasks halves what
 	// the pacer costs.
-	if x := run.Seconds(); first || p.next%8 == 0 || x > 2*p.run || x < p.run/2 {
+	median := first
+	for i, t := range ts {
+		p.runs[p.next%len(p.runs)] = t.run
+		p.next++
+		if x := t.run.Seconds(); p.next%8 == 0 || x > 2*p.run || x < p.run/2 {
+			median = true
+		}
+		p.settle = ewma(p.settle, t.settle.Seconds(), first && i == 0)
+		p.ack = ewma(p.ack, t.ack.Seconds(), first && i == 0)
+	}
+	if median {
 		recent := p.runs
 		sorted := recent[:min(p.next, len(p.runs))]
 		slices.Sort(sorted)
 		p.run = stats.Sorted(sorted, 50).Seconds()
 	}
-	p.settle = ewma(p.settle, settle.Seconds(), first)
-	p.ack = ewma(p.ack, ack.Seconds(), first)
-	n := p.target()
+	now := p.now()
+	n := p.targetAt(now)
 	// Resize on a real change only: a RabbitMQ consumer changes its
 	// window with a few round trips. Shrinking takes a loss of a quarter
 	// and growing a gain of a quarter, and of at least two, so that a
 	// target wobbling by one near the shallow end does not resize at
 	// every task; and either waits for resizeGap, but for a prompt ramp
 	// and a prompt fall to long tasks' depth.
-	now := p.now()
 	settledDown := now.Sub(p.resized) >= resizeGap
 	switch d := n - p.size; {
 	case d < 0 && (n <= p.slots+2 || 4*-d >= p.size && settledDown):
@@ -156,8 +177,10 @@ func (p *pacer) settled(run, settle, ack time.Duration) {
 
 // target is the window the averages ask for (shallow while runtimes
 // churn).
-func (p *pacer) target() int {
-	if p.now().Before(p.churnUntil) {
+func (p *pacer) target() int { return p.targetAt(p.now()) }
+
+func (p *pacer) targetAt(now time.Time) int {
+	if now.Before(p.churnUntil) {
 		return p.slots + 1
 	}
 	perSlot := (p.settle + p.ack) / math.Max(p.run, 1e-6)

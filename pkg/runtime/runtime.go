@@ -378,7 +378,9 @@ func (r *Runtime) Run(parent context.Context) (Summary, error) {
 					continue
 				}
 				r.handle(mctx, slot, h, nil)
-				lastTask.Store(time.Now().UnixNano())
+				if r.cfg.Idle > 0 {
+					lastTask.Store(time.Now().UnixNano())
+				}
 				if r.cfg.MaxTasks > 0 && r.ran.Load() >= int64(r.cfg.MaxTasks) {
 					stop()
 				}
@@ -836,15 +838,25 @@ func (r *Runtime) settleGroup(ctx context.Context, job string, group []outcome, 
 			}
 			ackStart := time.Now()
 			errs := ba.AckAll(ctx, ds)
+			var ts []settledTask
+			if r.pacer != nil {
+				ts = make([]settledTask, 0, len(acks))
+			}
+			now := time.Now()
 			for i, o := range acks {
 				switch {
 				case errs[i] == nil:
-					r.acked(o, ackStart)
+					if t, ok := r.observe(o, ackStart, now); ok {
+						ts = append(ts, t)
+					}
 				case errors.Is(errs[i], bus.ErrSettled):
 					r.log.Warn("runtime: settling task", "job", job, "task", o.t.Index, "err", errs[i])
 				default:
 					rest = append(rest, o) // tried again one by one
 				}
+			}
+			if r.pacer != nil {
+				r.pacer.settledMany(ts)
 			}
 		}
 	}
@@ -892,11 +904,22 @@ func (r *Runtime) settleOne(ctx context.Context, job string, o outcome, publishe
 // acked tells the pacer how long o's task ran, waited for its event and
 // waited for its ack, begun at ackStart.
 func (r *Runtime) acked(o outcome, ackStart time.Time) {
-	if r.pacer != nil && o.rt != nil && o.ev.Finished > 0 {
-		now := time.Now()
-		finished := time.Unix(0, o.ev.Finished)
-		r.pacer.settled(finished.Sub(o.rt.started), now.Sub(finished), now.Sub(ackStart))
+	if r.pacer == nil {
+		return
 	}
+	if t, ok := r.observe(o, ackStart, time.Now()); ok {
+		r.pacer.settled(t.run, t.settle, t.ack)
+	}
+}
+
+// observe is what the pacer learns of o, acked at now after an ack begun
+// at ackStart: nothing for a task that did not run.
+func (r *Runtime) observe(o outcome, ackStart, now time.Time) (settledTask, bool) {
+	if o.rt == nil || o.ev.Finished <= 0 {
+		return settledTask{}, false
+	}
+	finished := time.Unix(0, o.ev.Finished)
+	return settledTask{run: finished.Sub(o.rt.started), settle: now.Sub(finished), ack: now.Sub(ackStart)}, true
 }
 
 // publish stores an event message, retrying a few times (about 50 s in
