@@ -18,7 +18,7 @@ import (
 // positional arguments fill the declared parameters in order, keyword
 // arguments fill them by name (Lithops' rules).
 type Args struct {
-	named map[string]wire.Value
+	named []namedArg // few: a list costs less than a map to build
 	// Rest holds positional arguments beyond the declared parameters
 	// (only for functions declared variadic).
 	Rest []wire.Value
@@ -41,16 +41,29 @@ type Object struct {
 	Body io.Reader
 }
 
+// namedArg is an argument bound to a parameter's name.
+type namedArg struct {
+	name string
+	v    wire.Value
+}
+
 // Has reports whether name was passed.
-func (a *Args) Has(name string) bool { _, ok := a.named[name]; return ok }
+func (a *Args) Has(name string) bool { _, ok := a.Raw(name); return ok }
 
 // Raw returns the JSON text of argument name.
-func (a *Args) Raw(name string) (wire.Value, bool) { v, ok := a.named[name]; return v, ok }
+func (a *Args) Raw(name string) (wire.Value, bool) {
+	for _, n := range a.named {
+		if n.name == name {
+			return n.v, true
+		}
+	}
+	return nil, false
+}
 
 // Get decodes argument name into out. A missing argument is a bad-input
 // error naming it.
 func (a *Args) Get(name string, out any) error {
-	v, ok := a.named[name]
+	v, ok := a.Raw(name)
 	if !ok {
 		return BadInput(fmt.Errorf("missing argument %q", name))
 	}
@@ -74,8 +87,8 @@ func (a *Args) Number(name string) (json.Number, error) {
 // Names lists the bound argument names, sorted.
 func (a *Args) Names() []string {
 	out := make([]string, 0, len(a.named))
-	for k := range a.named {
-		out = append(out, k)
+	for _, n := range a.named {
+		out = append(out, n.name)
 	}
 	sort.Strings(out)
 	return out
@@ -149,10 +162,13 @@ func (r *Registry) Names() []string {
 // Bind applies the argument rules of s to positional and keyword
 // arguments.
 func (s *Spec) Bind(args []wire.Value, kwargs map[string]wire.Value) (*Args, error) {
-	a := &Args{named: make(map[string]wire.Value, len(args)+len(kwargs))}
+	a := &Args{}
+	if n := min(len(args), len(s.Params)) + len(kwargs); n > 0 {
+		a.named = make([]namedArg, 0, n)
+	}
 	for i, v := range args {
 		if i < len(s.Params) {
-			a.named[s.Params[i]] = v
+			a.named = append(a.named, namedArg{s.Params[i], v})
 			continue
 		}
 		if !s.Variadic {
@@ -162,14 +178,14 @@ func (s *Spec) Bind(args []wire.Value, kwargs map[string]wire.Value) (*Args, err
 		a.Rest = append(a.Rest, v)
 	}
 	for k, v := range kwargs {
-		if _, dup := a.named[k]; dup {
+		if a.Has(k) {
 			return nil, BadInput(fmt.Errorf("%s got multiple values for argument %q", s.Name, k))
 		}
 		if !s.AnyKwargs && !contains(s.Params, k) {
 			return nil, BadInput(fmt.Errorf("%s got an unexpected keyword argument %q (parameters: %s)",
 				s.Name, k, strings.Join(s.Params, ", ")))
 		}
-		a.named[k] = v
+		a.named = append(a.named, namedArg{k, v})
 	}
 	return a, nil
 }

@@ -2,7 +2,6 @@ package runtime
 
 import (
 	"bytes"
-	"container/list"
 	"context"
 	"encoding/json"
 	"errors"
@@ -195,12 +194,14 @@ type Runtime struct {
 // reducer's turn). The heartbeat renews its lease as it renews a running
 // task's, so that a task is never redelivered for waiting here.
 type heldTask struct {
-	d  bus.Delivery
-	el *list.Element // in r.held
+	d    bus.Delivery
+	link links[*heldTask] // in r.held
 
 	mu      sync.Mutex
 	renewed time.Time // when its lease last started or was renewed
 }
+
+func (h *heldTask) links() *links[*heldTask] { return &h.link }
 
 type runningTask struct {
 	job     string
@@ -208,13 +209,15 @@ type runningTask struct {
 	task    *wire.Task
 	d       bus.Delivery
 	started time.Time
-	el      *list.Element // in r.running
+	link    links[*runningTask] // in r.running
 
 	mu        sync.Mutex // guards the fields below
 	finished  bool
 	announced bool
 	renewed   time.Time
 }
+
+func (rt *runningTask) links() *links[*runningTask] { return &rt.link }
 
 // New builds a runtime on b.
 func New(b bus.Bus, cfg Config) (*Runtime, error) {
@@ -335,7 +338,7 @@ func (r *Runtime) Run(parent context.Context) (Summary, error) {
 					// Pulling has stopped: a reducer taken now goes back
 					// at once, for a runtime that still pulls.
 					mu.Unlock()
-					r.held.remove(&h.el)
+					r.held.remove(h)
 					_ = h.d.Nak(context.Background(), 0)
 					continue
 				}
@@ -372,7 +375,7 @@ func (r *Runtime) Run(parent context.Context) (Summary, error) {
 			defer wg.Done()
 			for h := range deliveries {
 				if r.cfg.MaxTasks > 0 && started.Add(1) > int64(r.cfg.MaxTasks) {
-					r.held.remove(&h.el)
+					r.held.remove(h)
 					_ = h.d.Nak(context.Background(), 0)
 					stop()
 					continue
@@ -451,7 +454,7 @@ func (r *Runtime) hold(ctx context.Context, in <-chan bus.Delivery) <-chan *held
 					continue
 				}
 				h := &heldTask{d: d, renewed: time.Now()}
-				r.held.add(h, &h.el)
+				r.held.add(h)
 				q = append(q, h)
 			case d, ok := <-in:
 				if !ok {
@@ -462,7 +465,7 @@ func (r *Runtime) hold(ctx context.Context, in <-chan bus.Delivery) <-chan *held
 					r.pacer.redelivered()
 				}
 				h := &heldTask{d: d, renewed: time.Now()}
-				r.held.add(h, &h.el)
+				r.held.add(h)
 				q = append(q, h)
 			case send <- first:
 				q[0] = nil
@@ -470,7 +473,7 @@ func (r *Runtime) hold(ctx context.Context, in <-chan bus.Delivery) <-chan *held
 			}
 		}
 		for _, h := range q {
-			r.held.remove(&h.el)
+			r.held.remove(h)
 			_ = h.d.Nak(context.Background(), 0)
 		}
 	}()
@@ -507,7 +510,7 @@ func (r *Runtime) handle(ctx context.Context, slot int, h *heldTask, done func()
 	ran, async := false, false
 	defer func() {
 		if !ran {
-			r.held.remove(&h.el)
+			r.held.remove(h)
 		}
 		if !async && done != nil {
 			done()
@@ -592,8 +595,8 @@ func (r *Runtime) execute(parent context.Context, slot int, h *heldTask, t *wire
 	h.mu.Lock()
 	rt := &runningTask{job: t.Job, cancel: cancel, task: t, d: d, started: started, renewed: h.renewed}
 	h.mu.Unlock()
-	r.running.add(rt, &rt.el)
-	r.held.remove(&h.el)
+	r.running.add(rt)
+	r.held.remove(h)
 
 	var logBuf boundedBuffer
 	var arrivals []int64
@@ -611,7 +614,7 @@ func (r *Runtime) execute(parent context.Context, slot int, h *heldTask, t *wire
 		// The runtime is stopping (cancelled, or its activation's deadline
 		// came): the task did not finish here, so it goes back to the
 		// queue at once for another runtime, not after its lease.
-		r.running.remove(&rt.el)
+		r.running.remove(rt)
 		nctx, ncancel := context.WithTimeout(context.Background(), 5*time.Second)
 		_ = d.Nak(nctx, 0)
 		ncancel()
@@ -807,7 +810,7 @@ func (r *Runtime) publishGroup(ctx context.Context, job string, group []outcome)
 	r.settleGroup(ctx, job, group, err)
 	for _, o := range group {
 		if o.rt != nil {
-			r.running.remove(&o.rt.el)
+			r.running.remove(o.rt)
 		}
 		r.pending.Done()
 	}

@@ -3,6 +3,7 @@ package wire
 import (
 	"bytes"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -108,7 +109,10 @@ func decodeTask(r *reader, t *Task) error {
 	return r.fields("task", func(key []byte) (err error) {
 		switch string(key) {
 		case "job":
-			t.Job, err = r.str()
+			var s []byte
+			if s, err = r.strBytes(); err == nil {
+				t.Job = lastTaskJob.get(s)
+			}
 		case "i":
 			t.Index, err = r.intField()
 		case "a":
@@ -118,7 +122,10 @@ func decodeTask(r *reader, t *Task) error {
 			s, err = r.strBytes()
 			t.Kind = taskKind(s)
 		case "fn":
-			t.Function, err = r.str()
+			var s []byte
+			if s, err = r.strBytes(); err == nil {
+				t.Function = lastTaskFunction.get(s)
+			}
 		case "args":
 			t.Args, err = r.values()
 		case "kwargs":
@@ -315,6 +322,25 @@ func decodeEvent(r *reader, ev *Event, last *Event) error {
 		}
 		return err
 	})
+}
+
+// lastTaskJob and lastTaskFunction are the job id and function of the
+// task decoded last: a runtime decodes a flood of one job's tasks, and
+// taking these strings anew for each was a tenth of its allocations.
+var lastTaskJob, lastTaskFunction lastString
+
+// lastString is a string read last, shared by goroutines.
+type lastString struct{ p atomic.Pointer[string] }
+
+// get returns the last string when it holds the bytes of b, else a new
+// one, which becomes the last.
+func (l *lastString) get(b []byte) string {
+	if p := l.p.Load(); p != nil && *p == string(b) {
+		return *p
+	}
+	s := string(b)
+	l.p.Store(&s)
+	return s
 }
 
 // reuse returns prev when it holds the bytes of s, else a new string.
