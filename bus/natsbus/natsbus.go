@@ -416,15 +416,6 @@ func headerSize(h map[string]string) int {
 	return n
 }
 
-// taskMsg is a queue message on its queue's subject. Its key is the
-// subject's last token, not a header: a message without headers costs
-// less to publish, store, deliver and parse (taskKey reads it back).
-func (b *Bus) taskMsg(queue string, m Message) *nats.Msg {
-	subject := b.taskSubject(queue, m.Key)
-	m.Key = ""
-	return toNats(subject, m)
-}
-
 // taskKey is the key of a queue message on subject (taskSubject).
 func taskKey(subject string) string {
 	if i := strings.LastIndexByte(subject, '.'); i >= 0 && subject[i+1:] != "_" {
@@ -477,11 +468,21 @@ func (b *Bus) Enqueue(ctx context.Context, queue string, msgs ...Message) error 
 		return fmt.Errorf("natsbus: queue name %q: must be one subject token", queue)
 	}
 	nms := make([]*nats.Msg, len(msgs))
+	// A queue message goes on its queue's subject. Its key is the
+	// subject's last token, not a header: a message without headers costs
+	// less to publish, store, deliver and parse (taskKey reads it back).
+	// The last key's subject serves the next message: a batch is mostly
+	// one job's.
+	var key, subject string
 	for i, m := range msgs {
 		if err := b.checkSize(m); err != nil {
 			return err
 		}
-		nms[i] = b.taskMsg(queue, m)
+		if subject == "" || m.Key != key {
+			key, subject = m.Key, b.taskSubject(queue, m.Key)
+		}
+		m.Key = ""
+		nms[i] = toNats(subject, m)
 		if m.ID != "" {
 			if nms[i].Header == nil {
 				nms[i].Header = nats.Header{}

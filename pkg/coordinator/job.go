@@ -314,7 +314,13 @@ func (j *job) encodeTask(t *wire.Task) (bus.Message, error) {
 	// JetStream parses, stores and delivers a message without headers for
 	// less).
 	m := bus.Message{Key: j.id, Data: data}
-	j.c.sign(&m)
+	if s := j.c.cfg.Signer; s != nil {
+		// A copy: m itself does not escape, and an unsigned task costs
+		// no allocation for its message.
+		sm := m
+		s.Sign(&sm)
+		return sm, nil
+	}
 	return m, nil
 }
 

@@ -43,24 +43,25 @@ const (
 // map {"v": version, "k": kind, "b": body} written in that order, so that
 // readers can find the body without decoding it twice.
 func Encode(kind Kind, body any) ([]byte, error) {
-	var buf bytes.Buffer
-	buf.Grow(128)
-	buf.Write([]byte{0x83, 0xa1, 'v', byte(Version), 0xa1, 'k'})
 	if len(kind) > 31 {
 		return nil, fmt.Errorf("wire: kind %q too long", kind)
 	}
-	buf.WriteByte(0xa0 | byte(len(kind)))
-	buf.WriteString(string(kind))
-	buf.Write([]byte{0xa1, 'b'})
-	if b, ok, err := appendFast(buf.Bytes(), body); ok {
+	// One allocation for a task or an event: a bytes.Buffer's own header
+	// would be another (the encoder below keeps it).
+	b := make([]byte, 0, 128)
+	b = append(b, 0x83, 0xa1, 'v', byte(Version), 0xa1, 'k', 0xa0|byte(len(kind)))
+	b = append(b, kind...)
+	b = append(b, 0xa1, 'b')
+	if b, ok, err := appendFast(b, body); ok {
 		if err != nil {
 			return nil, fmt.Errorf("wire: encode %s: %w", kind, err)
 		}
 		return b, nil
 	}
+	buf := bytes.NewBuffer(b)
 	enc := msgpack.GetEncoder()
 	defer msgpack.PutEncoder(enc)
-	enc.Reset(&buf)
+	enc.Reset(buf)
 	enc.SetOmitEmpty(false)
 	if err := enc.Encode(body); err != nil {
 		return nil, fmt.Errorf("wire: encode %s: %w", kind, err)
