@@ -816,6 +816,10 @@ func (j *job) finish(state wire.JobState, e *wire.TaskError, task int) {
 	}
 	j.status.State = state
 	j.status.Error = e
+	if state != wire.StateDone {
+		// The runtimes stop what still runs (the cancel notice below).
+		j.status.Stopped, j.status.Running = j.status.Running, 0
+	}
 	if task >= 0 && e != nil {
 		j.status.FailedTask = task
 	}

@@ -171,6 +171,20 @@ func TestCancelTellsRuntimesAndPurges(t *testing.T) {
 	if err != nil || st.State != wire.StateCancelled || st.Error == nil || st.Error.Kind != wire.ErrCancelled {
 		t.Fatalf("cancel: %+v, %v", st, err)
 	}
+	// Nothing of an ended job runs any more: the task that ran is counted
+	// as stopped, in the answer, in the job's status and on its end
+	// record, and its runtime's report of the stop changes nothing.
+	if st.Running != 0 || st.Stopped != 1 {
+		t.Fatalf("the cancelled job's status: running %d, stopped %d; want 0 and 1", st.Running, st.Stopped)
+	}
+	publishEvents(t, b, id, wire.Event{Job: id, Task: running.Index, Attempt: 1, Kind: running.Kind, Type: wire.EventFailed,
+		Error: &wire.TaskError{Kind: wire.ErrCancelled, Message: "job cancelled"}})
+	time.Sleep(200 * time.Millisecond)
+	for _, get := range []func(string) (wire.JobStatus, error){c.Status, func(id string) (wire.JobStatus, error) { return c.Wait(ctx, id) }} {
+		if st, err := get(id); err != nil || st.Running != 0 || st.Stopped != 1 || st.Failed != 0 {
+			t.Fatalf("after the runtime's report, the cancelled job's status: %+v, %v; want running 0, stopped 1, failed 0", st, err)
+		}
+	}
 	select {
 	case m := <-notices:
 		var n wire.Cancel

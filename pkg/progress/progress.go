@@ -258,6 +258,9 @@ func (r *Reporter) draw(now time.Time, s wire.JobStatus, final bool) {
 		fmt.Fprintf(&b, " %d finished", fin)
 	}
 	fmt.Fprintf(&b, " done %d, running %d, failed %d, retried %d", s.Done, s.Running, s.Failed, s.Retried)
+	if s.Stopped > 0 {
+		fmt.Fprintf(&b, ", stopped %d", s.Stopped)
+	}
 	elapsed := now.Sub(r.start)
 	if s.Submitted > 0 {
 		if e := now.Sub(time.Unix(0, s.Submitted)); e > 0 {

@@ -259,6 +259,10 @@ type JobStatus struct {
 	Failed  int      `msgpack:"failed" json:"failed"`
 	Running int      `msgpack:"running" json:"running"`
 	Retried int      `msgpack:"retried" json:"retried"`
+	// Stopped counts the tasks that were running when the job ended
+	// other than done (cancelled, failed, timed out): the runtimes stop
+	// them, and the job's status no longer counts them as running.
+	Stopped int `msgpack:"stopped,omitempty" json:"stopped,omitempty"`
 	// Submitted is when the coordinator accepted the job, by its clock
 	// (the clock of Ended).
 	Submitted int64 `msgpack:"submitted" json:"submitted"`
