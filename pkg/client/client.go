@@ -107,16 +107,20 @@ func (c *Client) call(ctx context.Context, subject string, req *wire.Request) (*
 	if err != nil {
 		return nil, err
 	}
-	// A submit sent again is marked as a retry of the same job id.
+	// A submit sent again is marked as a retry of the same job id, and
+	// takes a Held answer: the coordinator still taking an earlier copy
+	// answers the later ones at once.
 	again := data
-	if req.Spec != nil && !req.Retry {
+	var held func([]byte) bool
+	if req.Spec != nil {
 		r := *req
-		r.Retry = true
+		r.Retry, r.AcceptHeld = true, true
 		if again, err = wire.Encode(wire.KindReq, &r); err != nil {
 			return nil, err
 		}
+		held = isHeld
 	}
-	out, err := c.request(ctx, subject, req.Job, data, again)
+	out, err := c.request(ctx, subject, req.Job, data, again, held)
 	if err != nil {
 		var re *bus.RemoteError
 		if errors.As(err, &re) && strings.HasPrefix(re.Msg, "invalid job") {
@@ -142,12 +146,21 @@ func (c *Client) call(ctx context.Context, subject string, req *wire.Request) (*
 // handler's error is a *bus.RemoteError; no coordinator serving is
 // ErrNoCoordinator.
 func (c *Client) Request(ctx context.Context, subject string, data []byte) ([]byte, error) {
-	return c.request(ctx, subject, "", data, data)
+	return c.request(ctx, subject, "", data, data, nil)
 }
 
 // request is Request, with the copies and later attempts sending again
 // (a submit's marked as a retry); job names the request in the log.
-func (c *Client) request(ctx context.Context, subject, job string, data, again []byte) ([]byte, error) {
+// isHeld reports whether a submit's answer is Response.Held.
+func isHeld(out []byte) bool {
+	var resp wire.Response
+	return wire.Decode(out, wire.KindResp, &resp) == nil && resp.Held
+}
+
+// request sends data on subject (hedged), again when no answer came. An
+// answer that held says is not the answer: the request is being taken
+// by a coordinator, which answers another copy.
+func (c *Client) request(ctx context.Context, subject, job string, data, again []byte, held func([]byte) bool) ([]byte, error) {
 	timeout := c.RequestTimeout
 	if timeout <= 0 {
 		timeout = 15 * time.Second
@@ -196,7 +209,7 @@ func (c *Client) request(ctx context.Context, subject, job string, data, again [
 	)
 	for {
 		actx, cancel := context.WithTimeout(ctx, timeout)
-		out, err = c.hedged(actx, subject, job, data, again, send)
+		out, err = c.hedged(actx, subject, job, data, again, held, send)
 		timedOut := actx.Err() != nil && ctx.Err() == nil
 		cancel()
 		if !timedOut {
@@ -234,7 +247,12 @@ func nobodySeen(mu *sync.Mutex, since *time.Time) time.Time {
 // two coordinators is stuck, each copy reaches it by chance (NATS picks a
 // queue member at random), and doubling intervals turned four unlucky
 // copies into 13 s.
-func (c *Client) hedged(ctx context.Context, subject, job string, data, again []byte,
+//
+// An answer that held (non-nil) says is a live coordinator taking the
+// request from an earlier copy: no more copies are sent while the others
+// are out (one of them gets the answer), and one more after HedgeAfter
+// when none is (the earlier copy was of a call that timed out).
+func (c *Client) hedged(ctx context.Context, subject, job string, data, again []byte, held func([]byte) bool,
 	send func(context.Context, []byte) ([]byte, error)) ([]byte, error) {
 	type result struct {
 		out []byte
@@ -245,9 +263,10 @@ func (c *Client) hedged(ctx context.Context, subject, job string, data, again []
 	ctx, stop := context.WithCancel(ctx)
 	var running sync.WaitGroup
 	defer func() { stop(); running.Wait() }()
-	copies := 0
+	copies, pending := 0, 0
 	start := func(data []byte) {
 		copies++
+		pending++
 		running.Go(func() {
 			out, err := send(ctx, data)
 			results <- result{out, err}
@@ -268,6 +287,24 @@ func (c *Client) hedged(ctx context.Context, subject, job string, data, again []
 	for {
 		select {
 		case r := <-results:
+			pending--
+			if held != nil && r.err == nil && held(r.out) {
+				hedge = nil
+				if t != nil {
+					t.Stop()
+				}
+				if pending == 0 {
+					if t == nil || copies == maxCopies {
+						// Nothing out and no copy left to send: the
+						// caller sends the request again when ctx ends.
+						<-ctx.Done()
+						return nil, ctx.Err()
+					}
+					t.Reset(wait)
+					hedge = t.C
+				}
+				continue
+			}
 			if copies > 1 {
 				c.log().Info("a request went unanswered for a while; copies were sent beside it", "subject", subject, "job", job, "copies", copies)
 			}

@@ -79,7 +79,10 @@ func (c *Coordinator) answerSubmit(ctx context.Context, req *wire.Request, maxBy
 		// one beside an attempt slow to be answered) waits for it, and
 		// then finds the job: answered half-registered, it would get no
 		// stream position, or "a job with this id exists".
-		release, err := c.holdSubmit(ctx, id)
+		release, err := c.holdSubmit(ctx, id, req.AcceptHeld)
+		if errors.Is(err, errHeld) {
+			return wire.Response{Held: true}, nil
+		}
 		if err != nil {
 			return wire.Response{}, err
 		}
@@ -104,10 +107,14 @@ func (c *Coordinator) answerSubmit(ctx context.Context, req *wire.Request, maxBy
 	return c.answer(ctx, wire.APIStatus, &wire.Request{Job: id}, maxBytes)
 }
 
+// errHeld is holdSubmit's answer to a copy that need not wait.
+var errHeld = errors.New("a submit of the job id is being taken here")
+
 // holdSubmit waits until no other submit of id is being taken by this
 // coordinator, and marks id as taken until release (which may be called
-// more than once).
-func (c *Coordinator) holdSubmit(ctx context.Context, id string) (release func(), err error) {
+// more than once). With noWait, a submit of id being taken returns
+// errHeld at once.
+func (c *Coordinator) holdSubmit(ctx context.Context, id string, noWait bool) (release func(), err error) {
 	for {
 		c.mu.Lock()
 		busy, ok := c.submitting[id]
@@ -126,6 +133,9 @@ func (c *Coordinator) holdSubmit(ctx context.Context, id string) (release func()
 			}, nil
 		}
 		c.mu.Unlock()
+		if noWait {
+			return nil, errHeld
+		}
 		select {
 		case <-busy:
 		case <-ctx.Done():

@@ -328,6 +328,11 @@ type Request struct {
 	// coordinator that knows the job (the first attempt arrived) answers
 	// with its status instead of refusing the id.
 	Retry bool `msgpack:"retry,omitempty"`
+	// AcceptHeld marks a submit's copy whose sender takes a Held answer:
+	// a coordinator still taking the same job id from an earlier copy
+	// answers it at once with Response.Held, instead of holding the
+	// copy (and one of its request handlers) until that copy is done.
+	AcceptHeld bool `msgpack:"accept_held,omitempty"`
 	// Chunk is one chunk of a large job input (APIInput).
 	Chunk *InputChunk `msgpack:"chunk,omitempty"`
 }
@@ -370,6 +375,10 @@ type Response struct {
 	List bool `msgpack:"list,omitempty"`
 	// Seq is the stream position of a recorded input chunk (APIInput).
 	Seq uint64 `msgpack:"seq,omitempty"`
+	// Held answers a submit's copy (Request.AcceptHeld) that reached a
+	// coordinator still taking the same job id from an earlier copy: the
+	// answer goes to that one. It carries nothing else.
+	Held bool `msgpack:"held,omitempty"`
 }
 
 // API subjects served by the coordinator.
