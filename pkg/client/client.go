@@ -149,17 +149,16 @@ func (c *Client) Request(ctx context.Context, subject string, data []byte) ([]by
 	return c.request(ctx, subject, "", data, data, nil)
 }
 
-// request is Request, with the copies and later attempts sending again
-// (a submit's marked as a retry); job names the request in the log.
 // isHeld reports whether a submit's answer is Response.Held.
 func isHeld(out []byte) bool {
 	var resp wire.Response
 	return wire.Decode(out, wire.KindResp, &resp) == nil && resp.Held
 }
 
-// request sends data on subject (hedged), again when no answer came. An
-// answer that held says is not the answer: the request is being taken
-// by a coordinator, which answers another copy.
+// request is Request, with the copies and later attempts sending again
+// (a submit's marked as a retry); job names the request in the log. An
+// answer that held (non-nil) says is not the answer: the request is
+// being taken by a coordinator, which answers another copy.
 func (c *Client) request(ctx context.Context, subject, job string, data, again []byte, held func([]byte) bool) ([]byte, error) {
 	timeout := c.RequestTimeout
 	if timeout <= 0 {
