@@ -159,7 +159,7 @@ func (p *pacer) settledMany(ts []settledTask) {
 		p.run = stats.Sorted(sorted, 50).Seconds()
 	}
 	now := p.now()
-	n := p.targetAt(now)
+	n := p.target(now)
 	// Resize on a real change only: a RabbitMQ consumer changes its
 	// window with a few round trips. Shrinking takes a loss of a quarter
 	// and growing a gain of a quarter, and of at least two, so that a
@@ -175,11 +175,9 @@ func (p *pacer) settledMany(ts []settledTask) {
 	}
 }
 
-// target is the window the averages ask for (shallow while runtimes
-// churn).
-func (p *pacer) target() int { return p.targetAt(p.now()) }
-
-func (p *pacer) targetAt(now time.Time) int {
+// target is the window the averages ask for at now (shallow while
+// runtimes churn).
+func (p *pacer) target(now time.Time) int {
 	if now.Before(p.churnUntil) {
 		return p.slots + 1
 	}
