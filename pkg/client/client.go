@@ -42,7 +42,9 @@ type Client struct {
 	// interval apart find nobody about that far apart. Default half of
 	// LivenessInterval (2.5s): two misses a second apart (a check that
 	// waited for the client's own reconnect, then the tick queued
-	// meanwhile) are not enough; two a whole interval apart are.
+	// meanwhile) are not enough; two a whole interval apart are. A check
+	// made while the client has lost its bus counts nothing and starts
+	// the count afresh (a bus that tells: Connected).
 	CoordinatorGrace time.Duration
 	// Logger receives what the client ignores (a malformed record on a
 	// job's end subject); nil discards it.
@@ -450,9 +452,20 @@ func (c *Client) waitEnd(ctx context.Context, st wire.JobStatus) (wire.JobStatus
 			}
 			return end, m.Seq, nil
 		case <-check.C:
+			// Absence counts only while this client has the bus: while it
+			// is away nobody can answer, and after it is back the
+			// coordinator may still be reconnecting, or being replaced.
+			if !c.connected() {
+				misses = 0
+				continue
+			}
 			sctx, scancel := context.WithTimeout(ctx, 5*time.Second)
 			_, err := c.Status(sctx, id)
 			scancel()
+			if err != nil && !errors.Is(err, ErrUnknownJob) && ctx.Err() == nil && !c.connected() {
+				misses = 0
+				continue
+			}
 			switch {
 			case err == nil:
 				misses = 0
@@ -486,6 +499,13 @@ func (c *Client) log() *slog.Logger {
 
 // ErrCoordinatorLost is returned by waits whose coordinator went away.
 var ErrCoordinatorLost = errors.New("coordinator lost")
+
+// connected reports whether the client has its bus (true for a bus that
+// does not tell).
+func (c *Client) connected() bool {
+	cs, ok := c.b.(interface{ Connected() bool })
+	return !ok || cs.Connected()
+}
 
 func (c *Client) grace() time.Duration {
 	if c.CoordinatorGrace > 0 {
