@@ -43,14 +43,7 @@ func TestWaitCountsNoAbsenceWhileTheBusIsAway(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	co := natstest.Connect(t, srv, natsbus.Options{Name: "coordinator"})
-	c, err := coordinator.New(co, coordinator.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
-	if err := c.Serve(ctx); err != nil {
-		t.Fatal(err)
-	}
+	serveCoordinator(t, ctx, co, coordinator.Config{})
 	ab := &awayBus{Bus: natstest.Connect(t, srv, natsbus.Options{Name: "client"})}
 	cl := client.New(ab)
 	cl.LivenessInterval = time.Second // lost after two misses half a second apart at least
@@ -76,5 +69,19 @@ func TestWaitCountsNoAbsenceWhileTheBusIsAway(t *testing.T) {
 	case err := <-waited:
 		t.Fatalf("the wait ended once the bus was back: %v", err)
 	case <-time.After(3 * time.Second):
+	}
+}
+
+// serveCoordinator starts a coordinator with cfg on b, serving until the
+// test ends.
+func serveCoordinator(t *testing.T, ctx context.Context, b bus.Bus, cfg coordinator.Config) {
+	t.Helper()
+	c, err := coordinator.New(b, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	if err := c.Serve(ctx); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -80,14 +80,7 @@ func TestCopiesOfASlowSubmitAreHeld(t *testing.T) {
 		time.Sleep(2 * time.Second)
 		return nil, nil, nil // Lithops' plain rules
 	}
-	c, err := coordinator.New(co, coordinator.Config{Hooks: coordinator.Hooks{Expand: slow}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
-	if err := c.Serve(ctx); err != nil {
-		t.Fatal(err)
-	}
+	serveCoordinator(t, ctx, co, coordinator.Config{Hooks: coordinator.Hooks{Expand: slow}})
 	cb := natstest.Connect(t, srv, natsbus.Options{Name: "client"})
 	var sent atomic.Int64
 	sub, err := cb.Conn().Subscribe("skein.rpc."+wire.APISubmit, func(*nats.Msg) { sent.Add(1) })
