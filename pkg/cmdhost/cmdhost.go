@@ -221,6 +221,10 @@ func (h *Host) Call(ctx context.Context, c *fn.Call) (wire.Value, error) {
 	pgid := cmd.Process.Pid
 	h.running[pgid] = struct{}{}
 	h.mu.Unlock()
+	release, gerr := fnproc.Guard(pgid)
+	if gerr != nil {
+		h.log.Warn("cmdhost: the command's processes may outlive this runtime should it be killed", "err", gerr)
+	}
 	// The child was spawned sharing this process's memory (vfork) and
 	// Linux folds that memory's peak into the child's maxrss at its exec:
 	// only a maxrss above this process's peak, read once the exec is done,
@@ -236,6 +240,7 @@ func (h *Host) Call(ctx context.Context, c *fn.Call) (wire.Value, error) {
 	}
 	// Kill what the command left behind in its group.
 	_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	release()
 	h.mu.Lock()
 	delete(h.running, pgid)
 	h.mu.Unlock()

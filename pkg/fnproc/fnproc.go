@@ -143,10 +143,12 @@ func (s *Setup) makeDirs(parent string, u *account) error {
 func (s *Setup) Env() []string { return append([]string(nil), s.env...) }
 
 // SysProcAttr returns the attributes of a function process: its own
-// process group, and the run-as user's credential when it is not the
-// runtime's own.
+// process group (which Guard has killed should the runtime die), SIGKILL
+// when the runtime dies, and the run-as user's credential when it is not
+// the runtime's own (Go sets the death signal after the credential, which
+// would clear it).
 func (s *Setup) SysProcAttr() *syscall.SysProcAttr {
-	a := &syscall.SysProcAttr{Setpgid: true}
+	a := &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if s.cred != nil {
 		c := *s.cred
 		c.Groups = append([]uint32{}, s.cred.Groups...)

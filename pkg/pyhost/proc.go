@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/skeinrun/skein/pkg/fn"
+	"github.com/skeinrun/skein/pkg/fnproc"
 	"github.com/skeinrun/skein/pkg/wire"
 )
 
@@ -103,9 +104,16 @@ func (h *Host) start(ctx context.Context, c *fn.Call) (*proc, *wire.TaskError) {
 		out: newOutput(idle), exited: make(chan struct{}), memMB: c.MemoryMB, idle: idle,
 	}
 	p.drained = sync.NewCond(&p.qmu)
+	release, gerr := fnproc.Guard(p.pid)
+	if gerr != nil {
+		h.log.Warn("pyhost: the interpreter's subprocesses may outlive this runtime should it be killed", "err", gerr)
+	}
 	go p.out.run(outR)
 	go func() {
 		p.waitErr = cmd.Wait()
+		// What the interpreter left behind in its group goes with it.
+		p.kill()
+		release()
 		close(p.exited)
 	}()
 	h.log.Debug("python host started", "slot", c.Slot, "pid", p.pid, "memory_mb", c.MemoryMB, "modules", c.ModulesDir)
