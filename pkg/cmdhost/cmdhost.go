@@ -41,8 +41,9 @@ type Config struct {
 	StderrTail int
 	// Shell runs the memory-limit wrapper (ulimit -v, then exec).
 	Shell string
-	// WaitDelay bounds the wait for the command's pipes after it exits or
-	// is killed.
+	// WaitDelay bounds the wait for the command's output once it has
+	// exited and its group has been killed (a process that left the group
+	// may hold the pipes), and for it to exit once it has been killed.
 	WaitDelay time.Duration
 	// Logger receives the host's own messages. Nil means slog.Default().
 	Logger *slog.Logger
@@ -187,15 +188,14 @@ func (h *Host) Call(ctx context.Context, c *fn.Call) (wire.Value, error) {
 		}
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
+	var stdin io.Reader = bytes.NewReader(input)
 	if c.Obj != nil {
 		meta, _ := json.Marshal(c.Obj.Object)
 		cmd.Env = append(cmd.Env, "SKEIN_OBJ="+string(meta))
 		if len(input) <= maxEnvInput {
 			cmd.Env = append(cmd.Env, "SKEIN_INPUT="+string(input))
 		}
-		cmd.Stdin = c.Obj.Body
-	} else {
-		cmd.Stdin = bytes.NewReader(input)
+		stdin = c.Obj.Body
 	}
 	stdout := &capped{max: h.cfg.MaxOutput}
 	logw := c.Log
@@ -203,8 +203,15 @@ func (h *Host) Call(ctx context.Context, c *fn.Call) (wire.Value, error) {
 		logw = io.Discard
 	}
 	stderr := &tail{max: h.cfg.StderrTail}
-	cmd.Stdout = stdout
-	cmd.Stderr = io.MultiWriter(stderr, logw)
+	// The command's standard streams are pipes this host feeds and drains
+	// itself, not os/exec's: Wait then returns when the command exits,
+	// even if something it started still holds them, and that is killed
+	// with its group right after (see pipes).
+	p, err := newPipes()
+	if err != nil {
+		return nil, &wire.TaskError{Kind: wire.ErrInternal, Retryable: true, Message: fmt.Sprintf("cmd:%s: %v", c.Ref, err)}
+	}
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = p.inR, p.outW, p.errW
 	cmd.SysProcAttr = h.cfg.Proc.SysProcAttr()
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = h.cfg.WaitDelay
@@ -212,12 +219,15 @@ func (h *Host) Call(ctx context.Context, c *fn.Call) (wire.Value, error) {
 	h.mu.Lock()
 	if h.closed {
 		h.mu.Unlock()
+		p.abort()
 		return nil, &wire.TaskError{Kind: wire.ErrInternal, Message: "cmdhost: host is closed", Retryable: true}
 	}
 	if err := cmd.Start(); err != nil {
 		h.mu.Unlock()
+		p.abort()
 		return nil, &wire.TaskError{Kind: wire.ErrInternal, Retryable: true, Message: fmt.Sprintf("cmd:%s: starting: %v", c.Ref, err)}
 	}
+	p.run(stdin, stdout, io.MultiWriter(stderr, logw))
 	pgid := cmd.Process.Pid
 	h.running[pgid] = struct{}{}
 	h.mu.Unlock()
@@ -238,9 +248,11 @@ func (h *Host) Call(ctx context.Context, c *fn.Call) (wire.Value, error) {
 			c.PeakKB = ru.Maxrss // KiB on Linux
 		}
 	}
-	// Kill what the command left behind in its group.
+	// Kill what the command left behind in its group; its ends of the
+	// pipes close with it.
 	_ = syscall.Kill(-pgid, syscall.SIGKILL)
 	release()
+	p.finish(h.cfg.WaitDelay)
 	h.mu.Lock()
 	delete(h.running, pgid)
 	h.mu.Unlock()
@@ -393,3 +405,86 @@ func (t *tail) Write(p []byte) (int, error) {
 }
 
 func (t *tail) String() string { return string(t.b) }
+
+// pipes are a command's standard streams. The host feeds stdin and drains
+// stdout and stderr in goroutines of its own, so that the command's exit,
+// not the pipes' closing, ends its Wait.
+type pipes struct {
+	inR, inW, outR, outW, errR, errW *os.File
+	fed, drained                     chan struct{}
+}
+
+func newPipes() (*pipes, error) {
+	p := &pipes{fed: make(chan struct{}), drained: make(chan struct{})}
+	var err error
+	if p.inR, p.inW, err = os.Pipe(); err != nil {
+		return nil, fmt.Errorf("making pipes: %w", err)
+	}
+	if p.outR, p.outW, err = os.Pipe(); err != nil {
+		p.inR.Close()
+		p.inW.Close()
+		return nil, fmt.Errorf("making pipes: %w", err)
+	}
+	if p.errR, p.errW, err = os.Pipe(); err != nil {
+		for _, f := range []*os.File{p.inR, p.inW, p.outR, p.outW} {
+			f.Close()
+		}
+		return nil, fmt.Errorf("making pipes: %w", err)
+	}
+	return p, nil
+}
+
+// abort closes every end: the command did not start.
+func (p *pipes) abort() {
+	for _, f := range []*os.File{p.inR, p.inW, p.outR, p.outW, p.errR, p.errW} {
+		f.Close()
+	}
+}
+
+// run closes the command's ends here (it holds its own copies) and starts
+// feeding stdin and draining stdout and stderr.
+func (p *pipes) run(stdin io.Reader, stdout, stderr io.Writer) {
+	p.inR.Close()
+	p.outW.Close()
+	p.errW.Close()
+	go func() {
+		defer close(p.fed)
+		// A command that does not read its input ends the copy with
+		// EPIPE; one that has exited, by finish closing inW.
+		_, _ = io.Copy(p.inW, stdin)
+		p.inW.Close()
+	}()
+	go func() {
+		defer close(p.drained)
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, _ = io.Copy(stderr, p.errR)
+		}()
+		_, _ = io.Copy(stdout, p.outR)
+		wg.Wait()
+	}()
+}
+
+// finish waits, once the command's group has been killed, for its output
+// to be read to the end. A process outside the group (setsid) may still
+// hold the pipes: after wait, the output read so far is the output.
+func (p *pipes) finish(wait time.Duration) {
+	p.inW.Close() // unblocks a feed the command did not read
+	select {
+	case <-p.drained:
+	case <-time.After(wait):
+		p.outR.Close()
+		p.errR.Close()
+		<-p.drained
+	}
+	p.outR.Close()
+	p.errR.Close()
+	select {
+	case <-p.fed:
+	case <-time.After(wait):
+		// Stuck reading its source (an object's body); the caller owns
+		// that and ends it.
+	}
+}

@@ -282,6 +282,28 @@ func TestTimeoutKillsGroup(t *testing.T) {
 	}
 }
 
+// TestLeftoverChildDoesNotHoldTheResult: a command that exits leaving a
+// child behind that holds its stdout and stderr open (`cmd &` in a shell)
+// has its result as soon as it exits, and the child is killed. Waiting
+// for the pipes to close instead ran out WaitDelay and reported the
+// successful command as failed ("ExitError: exit status 0").
+func TestLeftoverChildDoesNotHoldTheResult(t *testing.T) {
+	h := newHost(t)
+	marker := filepath.Join(t.TempDir(), "child-ran")
+	start := time.Now()
+	got := mustRun(t, h, &fn.Call{Ref: fmt.Sprintf(`sh -c '(sleep 3; touch %s) & echo 42; echo warn >&2'`, marker)})
+	if got != "42" {
+		t.Errorf("result %s, want 42", got)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("the result took %v, want it when the command exits", d)
+	}
+	time.Sleep(time.Until(start.Add(3500 * time.Millisecond)))
+	if _, err := os.Stat(marker); err == nil {
+		t.Error("the command's leftover child outlived it")
+	}
+}
+
 func TestMemoryLimit(t *testing.T) {
 	h := newHost(t)
 	py := os.Getenv(testenv.Python)
