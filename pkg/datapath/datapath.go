@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/skeinrun/skein/internal/retry"
 	"github.com/skeinrun/skein/pkg/coordinator"
 	"github.com/skeinrun/skein/pkg/fn"
 	"github.com/skeinrun/skein/pkg/partition"
@@ -277,7 +278,11 @@ func (p *Path) Prepare(ctx context.Context, t *wire.Task, c *fn.Call) error {
 		return err
 	}
 	if t.InputRef != "" {
-		data, err := p.art.Get(ctx, t.InputRef)
+		var data []byte
+		err := p.patiently(ctx, "loading the task's input", func(ctx context.Context) (err error) {
+			data, err = p.art.Get(ctx, t.InputRef)
+			return err
+		})
 		if err != nil {
 			return storageFailure("loading the task's input", err)
 		}
@@ -319,13 +324,51 @@ func (b *chunkBody) Close() error { return b.rc.Close() }
 // change on a retry (no such object or bucket, access denied, a bad
 // reference) is not retried.
 func storageFailure(what string, err error) error {
-	retry := !(errors.Is(err, storage.ErrNotFound) || errors.Is(err, storage.ErrNoBucket) ||
-		errors.Is(err, storage.ErrAccessDenied) || errors.Is(err, storage.ErrBadURL) || errors.Is(err, storage.ErrInvalid))
+	retry := !lasting(err)
 	kind := wire.ErrInternal
 	if !retry {
 		kind = wire.ErrBadInput
 	}
 	return &wire.TaskError{Kind: kind, Message: what + ": " + err.Error(), Retryable: retry}
+}
+
+// lasting reports a storage error that trying again will not mend: a
+// missing object or bucket, refused access, a bad URL or request.
+func lasting(err error) bool {
+	return errors.Is(err, storage.ErrNotFound) || errors.Is(err, storage.ErrNoBucket) ||
+		errors.Is(err, storage.ErrAccessDenied) || errors.Is(err, storage.ErrBadURL) || errors.Is(err, storage.ErrInvalid)
+}
+
+// outageFor is how long a task's storage operation is tried again while
+// the storage fails in a way that may pass (unreachable, resetting
+// connections, timing out, answering 5xx): a server restarting, a network
+// blip. Failing at the first such error failed the task, and with it the
+// job under the default of no retries.
+var outageFor = 30 * time.Second
+
+// patiently runs op, and again with backoff (¼ s doubling to 4 s) while it
+// fails with an error that is not lasting, for up to outageFor.
+func (p *Path) patiently(ctx context.Context, what string, op func(context.Context) error) error {
+	octx, cancel := context.WithTimeout(ctx, outageFor)
+	defer cancel()
+	var last error
+	err := retry.Do(octx, retry.Policy{Initial: 250 * time.Millisecond, Max: 4 * time.Second,
+		OnRetry: func(attempt int, err error, wait time.Duration) {
+			p.log.Warn("storage: "+what+" failed; trying again", "attempt", attempt, "wait", wait.Round(time.Millisecond), "err", err)
+		}}, func() error {
+		err := op(octx)
+		if err != nil && lasting(err) {
+			return retry.Permanent(err)
+		}
+		if err != nil && octx.Err() == nil {
+			last = err
+		}
+		return err
+	})
+	if err != nil && ctx.Err() == nil && octx.Err() != nil && last != nil {
+		return fmt.Errorf("%w (still failing after %v of tries)", last, outageFor)
+	}
+	return err
 }
 
 // Finish is runtime.Config.Finish: a result above the inline limit is
@@ -339,7 +382,11 @@ func (p *Path) Finish(ctx context.Context, t *wire.Task, ev *wire.Event) error {
 	if t.Kind == wire.TaskReduce {
 		name = fmt.Sprintf("red/%d.%d", t.Index, t.Attempt)
 	}
-	ref, err := p.art.Put(ctx, t.Job, name, ev.Result)
+	var ref string
+	err := p.patiently(ctx, "storing a result", func(ctx context.Context) (err error) {
+		ref, err = p.art.Put(ctx, t.Job, name, ev.Result)
+		return err
+	})
 	if err != nil {
 		return err
 	}
@@ -351,7 +398,11 @@ func (p *Path) Finish(ctx context.Context, t *wire.Task, ev *wire.Event) error {
 // Resolve is runtime.Config.Resolve and client.Client.Resolve: it loads
 // a value stored by reference.
 func (p *Path) Resolve(ctx context.Context, ref string) (wire.Value, error) {
-	data, err := p.art.Get(ctx, ref)
+	var data []byte
+	err := p.patiently(ctx, "loading a stored value", func(ctx context.Context) (err error) {
+		data, err = p.art.Get(ctx, ref)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}

@@ -9,3 +9,11 @@ func SetHaveFor(d time.Duration) func() {
 	haveFor = d
 	return func() { haveFor = old }
 }
+
+// SetOutageFor sets how long a storage operation rides out an outage,
+// until the returned function restores it.
+func SetOutageFor(d time.Duration) func() {
+	old := outageFor
+	outageFor = d
+	return func() { outageFor = old }
+}

@@ -82,7 +82,8 @@ type Config struct {
 	// the task needs locally (storage inputs, shipped modules).
 	Prepare func(ctx context.Context, t *wire.Task, c *fn.Call) error
 	// Finish, when set, may replace a large result by a storage
-	// reference before the event is published.
+	// reference before the event is published. It runs in the task's
+	// slot once the function has returned, under the runtime's context.
 	Finish func(ctx context.Context, t *wire.Task, ev *wire.Event) error
 	// Resolve loads a value stored by reference (reducer inputs).
 	Resolve func(ctx context.Context, ref string) (wire.Value, error)
@@ -634,6 +635,24 @@ func (r *Runtime) execute(parent context.Context, slot int, h *heldTask, t *wire
 		}
 	} else {
 		ev.Result = result
+		// A large result goes to storage here, in the task's slot (the
+		// task keeps its lease meanwhile): an upload, or a storage outage
+		// it rides out, holds up this task alone, not the events of the
+		// others.
+		if r.cfg.Finish != nil {
+			if ferr := r.cfg.Finish(parent, t, ev); ferr != nil {
+				if parent.Err() != nil {
+					// Stopping: the task goes back for another runtime.
+					r.running.remove(rt)
+					nctx, ncancel := context.WithTimeout(context.Background(), 5*time.Second)
+					_ = d.Nak(nctx, 0)
+					ncancel()
+					return
+				}
+				ev.Type, ev.Result = wire.EventFailed, nil
+				ev.Error = &wire.TaskError{Kind: wire.ErrInternal, Message: "storing the result: " + ferr.Error(), Retryable: true}
+			}
+		}
 	}
 	r.ran.Add(1)
 	r.settleRunning(rt, ev)
@@ -758,12 +777,6 @@ func (r *Runtime) publishBatch(batch []outcome) {
 	byJob := make(map[string][]outcome, 1)
 	var jobs []string
 	for _, o := range batch {
-		if r.cfg.Finish != nil && o.ev.Type == wire.EventDone {
-			if err := r.cfg.Finish(bctx, o.t, o.ev); err != nil {
-				o.ev.Type, o.ev.Result = wire.EventFailed, nil
-				o.ev.Error = &wire.TaskError{Kind: wire.ErrInternal, Message: "storing the result: " + err.Error(), Retryable: true}
-			}
-		}
 		if _, ok := byJob[o.t.Job]; !ok {
 			jobs = append(jobs, o.t.Job)
 		}
