@@ -264,6 +264,16 @@ func (h *Host) Call(ctx context.Context, c *fn.Call) (wire.Value, error) {
 		}
 		return nil, &wire.TaskError{Kind: wire.ErrCancelled, Message: fmt.Sprintf("cmd:%s was cancelled", c.Ref)}
 	}
+	if rerr := p.inputError(); rerr != nil {
+		// The command saw its input end early: whatever it printed is
+		// about part of it.
+		te := fn.Classify(rerr)
+		if te.Kind == wire.ErrUser {
+			te = &wire.TaskError{Kind: wire.ErrInternal, Retryable: true}
+		}
+		return nil, &wire.TaskError{Kind: te.Kind, Retryable: te.Retryable, Stack: stderr.String(),
+			Message: fmt.Sprintf("cmd:%s: reading its input: %v", c.Ref, rerr)}
+	}
 	if err != nil {
 		return nil, h.failure(c, cmd, err, stderr.String())
 	}
@@ -412,6 +422,23 @@ func (t *tail) String() string { return string(t.b) }
 type pipes struct {
 	inR, inW, outR, outW, errR, errW *os.File
 	fed, drained                     chan struct{}
+	// readErr is the error reading the command's input stopped on (not
+	// the command's not reading it all); set before fed closes.
+	readErr error
+}
+
+// errReader remembers the error its reader failed with.
+type errReader struct {
+	r   io.Reader
+	err *error
+}
+
+func (e errReader) Read(b []byte) (int, error) {
+	n, err := e.r.Read(b)
+	if err != nil && err != io.EOF {
+		*e.err = err
+	}
+	return n, err
 }
 
 func newPipes() (*pipes, error) {
@@ -451,7 +478,7 @@ func (p *pipes) run(stdin io.Reader, stdout, stderr io.Writer) {
 		defer close(p.fed)
 		// A command that does not read its input ends the copy with
 		// EPIPE; one that has exited, by finish closing inW.
-		_, _ = io.Copy(p.inW, stdin)
+		_, _ = io.Copy(p.inW, errReader{stdin, &p.readErr})
 		p.inW.Close()
 	}()
 	go func() {
@@ -486,5 +513,17 @@ func (p *pipes) finish(wait time.Duration) {
 	case <-time.After(wait):
 		// Stuck reading its source (an object's body); the caller owns
 		// that and ends it.
+	}
+}
+
+// inputError is the error reading the command's input failed with, once
+// finish has returned: nil when the input was read to its end, or the
+// command stopped reading it. A feed still stuck counts as no error.
+func (p *pipes) inputError() error {
+	select {
+	case <-p.fed:
+		return p.readErr
+	default:
+		return nil
 	}
 }

@@ -304,6 +304,44 @@ func TestLeftoverChildDoesNotHoldTheResult(t *testing.T) {
 	}
 }
 
+// failingReader gives data, then err: a chunk whose storage fails midway.
+type failingReader struct {
+	data string
+	err  error
+}
+
+func (r *failingReader) Read(p []byte) (int, error) {
+	if r.data == "" {
+		return 0, r.err
+	}
+	n := copy(p, r.data)
+	r.data = r.data[n:]
+	return n, nil
+}
+
+// TestInputReadErrorFailsTheTask: a chunk that cannot be read to its end
+// fails the task, even though the command, seeing its input end early,
+// exits 0 with an answer for part of it. A failure the storage may mend is
+// internal and retried; one it will not (fn.BadInput) is bad input.
+func TestInputReadErrorFailsTheTask(t *testing.T) {
+	h := newHost(t)
+	for _, tc := range []struct {
+		err       error
+		kind      wire.ErrorKind
+		retryable bool
+	}{
+		{errors.New("connection reset by peer"), wire.ErrInternal, true},
+		{fn.BadInput(errors.New("object gone")), wire.ErrBadInput, false},
+	} {
+		body := &failingReader{data: "one two three\nfour five\n", err: tc.err}
+		v, err := run(t, h, &fn.Call{Ref: "wc -w", Obj: &fn.Object{Object: wire.Object{Key: "k"}, Body: body}})
+		te := wantKind(t, err, tc.kind)
+		if te.Retryable != tc.retryable || !strings.Contains(te.Message, "reading its input") {
+			t.Errorf("%v: got %+v (result %s), want kind %s retryable %v, saying the input could not be read", tc.err, te, v, tc.kind, tc.retryable)
+		}
+	}
+}
+
 func TestMemoryLimit(t *testing.T) {
 	h := newHost(t)
 	py := os.Getenv(testenv.Python)
