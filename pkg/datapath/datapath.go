@@ -324,19 +324,12 @@ func (b *chunkBody) Close() error { return b.rc.Close() }
 // change on a retry (no such object or bucket, access denied, a bad
 // reference) is not retried.
 func storageFailure(what string, err error) error {
-	retry := !lasting(err)
+	retry := !storage.Lasting(err)
 	kind := wire.ErrInternal
 	if !retry {
 		kind = wire.ErrBadInput
 	}
 	return &wire.TaskError{Kind: kind, Message: what + ": " + err.Error(), Retryable: retry}
-}
-
-// lasting reports a storage error that trying again will not mend: a
-// missing object or bucket, refused access, a bad URL or request.
-func lasting(err error) bool {
-	return errors.Is(err, storage.ErrNotFound) || errors.Is(err, storage.ErrNoBucket) ||
-		errors.Is(err, storage.ErrAccessDenied) || errors.Is(err, storage.ErrBadURL) || errors.Is(err, storage.ErrInvalid)
 }
 
 // outageFor is how long a task's storage operation is tried again while
@@ -347,7 +340,7 @@ func lasting(err error) bool {
 var outageFor = 30 * time.Second
 
 // patiently runs op, and again with backoff (¼ s doubling to 4 s) while it
-// fails with an error that is not lasting, for up to outageFor.
+// fails with an error that is not lasting (storage.Lasting), for up to outageFor.
 func (p *Path) patiently(ctx context.Context, what string, op func(context.Context) error) error {
 	octx, cancel := context.WithTimeout(ctx, outageFor)
 	defer cancel()
@@ -357,7 +350,7 @@ func (p *Path) patiently(ctx context.Context, what string, op func(context.Conte
 			p.log.Warn("storage: "+what+" failed; trying again", "attempt", attempt, "wait", wait.Round(time.Millisecond), "err", err)
 		}}, func() error {
 		err := op(octx)
-		if err != nil && lasting(err) {
+		if err != nil && storage.Lasting(err) {
 			return retry.Permanent(err)
 		}
 		if err != nil && octx.Err() == nil {

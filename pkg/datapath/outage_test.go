@@ -4,13 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
 	"net/url"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,53 +16,6 @@ import (
 	"github.com/skeinrun/skein/pkg/storage"
 	"github.com/skeinrun/skein/pkg/wire"
 )
-
-// outageProxy forwards TCP connections to target, except while down:
-// then it takes each connection and closes it at once, as a storage
-// server that is restarting does.
-type outageProxy struct {
-	ln     net.Listener
-	target string
-	down   atomic.Bool
-	wg     sync.WaitGroup
-}
-
-func newOutageProxy(t *testing.T, target string) *outageProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &outageProxy{ln: ln, target: target}
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			if p.down.Load() {
-				c.Close()
-				continue
-			}
-			p.wg.Add(1)
-			go func() {
-				defer p.wg.Done()
-				defer c.Close()
-				s, err := net.Dial("tcp", target)
-				if err != nil {
-					return
-				}
-				defer s.Close()
-				go func() { _, _ = io.Copy(s, c); s.Close() }()
-				_, _ = io.Copy(c, s)
-			}()
-		}
-	}()
-	t.Cleanup(func() { ln.Close() })
-	return p
-}
 
 // TestStorageOutageIsRidden: a task's storage operations (storing a large
 // result, loading a stored value) ride out a storage server that refuses
@@ -78,12 +27,12 @@ func TestStorageOutageIsRidden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	proxy := newOutageProxy(t, u.Host)
+	proxy := testenv.NewOutageProxy(t, u.Host)
 	cfg := storage.DefaultConfig()
 	cfg.LocalRoot = t.TempDir()
 	cfg.InlineLimit = 1024
 	cfg.ArtifactsURL = fmt.Sprintf("s3://outage-%d/jobs/", time.Now().UnixNano()%1e9)
-	cfg.COS = storage.COSConfig{Endpoint: "http://" + proxy.ln.Addr().String(), Region: storage.DefaultRegion, PathStyle: true,
+	cfg.COS = storage.COSConfig{Endpoint: "http://" + proxy.Addr(), Region: storage.DefaultRegion, PathStyle: true,
 		AccessKey: testenv.Require(t, testenv.S3Access), SecretKey: storage.Secret(testenv.Require(t, testenv.S3Secret))}
 	p, err := datapath.FromConfig(cfg, slog.New(slog.NewTextHandler(tlog{t}, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {
@@ -99,8 +48,8 @@ func TestStorageOutageIsRidden(t *testing.T) {
 	}
 
 	outage := func(d time.Duration) {
-		proxy.down.Store(true)
-		time.AfterFunc(d, func() { proxy.down.Store(false) })
+		proxy.Down(true)
+		time.AfterFunc(d, func() { proxy.Down(false) })
 	}
 	outage(2 * time.Second)
 	start := time.Now()
@@ -138,7 +87,7 @@ func TestStorageOutageIsRidden(t *testing.T) {
 	if d := time.Since(start); d < time.Second || d > 2*time.Second {
 		t.Fatalf("gave up after %v, want after about 1s", d)
 	}
-	for proxy.down.Load() {
+	for proxy.IsDown() {
 		time.Sleep(50 * time.Millisecond)
 	}
 

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/skeinrun/skein/pkg/storage"
 	"github.com/skeinrun/skein/pkg/wire"
@@ -71,6 +72,12 @@ func openChunk(ctx context.Context, s storage.Store, obj *wire.Object, window in
 	return &chunkReader{src: src, br: bufio.NewReaderSize(src, 64<<10), pos: from, start: obj.Start, end: obj.End, url: obj.URL}, nil
 }
 
+// outageFor is how long a chunk's reading rides out storage failures that
+// may pass (storage.Lasting): a Get that fails, or a body cut midway, is
+// made again from the position reached, with backoff (¼ s doubling to
+// 4 s), until the reading goes on or the failures have lasted this long.
+var outageFor = 30 * time.Second
+
 // windowReader reads an object sequentially from pos with ranged Gets:
 // up to limit first, then windows of doubling size, never past obj.Size.
 type windowReader struct {
@@ -81,6 +88,43 @@ type windowReader struct {
 	limit  int64 // end of the current window
 	window int64
 	body   io.ReadCloser
+	// failing is when the current run of failures began (zero: none);
+	// wait is the next pause.
+	failing time.Time
+	wait    time.Duration
+}
+
+// again pauses after err and reports whether to read again: not for a
+// lasting error, nor once failures have gone on for outageFor, nor once
+// the context has ended.
+func (w *windowReader) again(err error) bool {
+	if storage.Lasting(err) || w.ctx.Err() != nil {
+		return false
+	}
+	now := time.Now()
+	if w.failing.IsZero() {
+		w.failing, w.wait = now, 250*time.Millisecond
+	}
+	if now.Sub(w.failing)+w.wait > outageFor {
+		return false
+	}
+	t := time.NewTimer(w.wait)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-w.ctx.Done():
+		return false
+	}
+	w.wait = min(2*w.wait, 4*time.Second)
+	return true
+}
+
+// gaveUp is err after a run of failures that again refused to go on with.
+func (w *windowReader) gaveUp(err error) error {
+	if !w.failing.IsZero() && !storage.Lasting(err) && w.ctx.Err() == nil {
+		return fmt.Errorf("%w (still failing after %v of tries)", err, time.Since(w.failing).Round(100*time.Millisecond))
+	}
+	return err
 }
 
 func (w *windowReader) Read(p []byte) (int, error) {
@@ -96,12 +140,31 @@ func (w *windowReader) Read(p []byte) (int, error) {
 			end := min(w.limit, w.obj.Size)
 			body, err := w.s.Get(w.ctx, w.obj.Bucket, w.obj.Key, w.pos, end-w.pos)
 			if err != nil {
-				return 0, err
+				if w.again(err) {
+					continue
+				}
+				return 0, w.gaveUp(err)
 			}
 			w.body = body
 		}
 		n, err := w.body.Read(p)
 		w.pos += int64(n)
+		if n > 0 {
+			w.failing = time.Time{}
+		}
+		if err != nil && err != io.EOF {
+			// Cut midway: what came is good; the rest is read again
+			// from the position reached.
+			w.body.Close()
+			w.body = nil
+			if n > 0 {
+				return n, nil
+			}
+			if w.again(err) {
+				continue
+			}
+			return 0, w.gaveUp(err)
+		}
 		if err == io.EOF {
 			w.body.Close()
 			w.body = nil

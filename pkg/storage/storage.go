@@ -58,6 +58,19 @@ var (
 	ErrNoConfig     = errors.New("storage is not configured for this URL")
 )
 
+// Lasting reports an error that trying the operation again will not
+// mend: a missing object or bucket, refused access, a bad URL or
+// argument, an operation the store cannot do, or storage not configured.
+// Anything else (unreachable, reset, timed out, 5xx) may pass.
+func Lasting(err error) bool {
+	for _, e := range []error{ErrNotFound, ErrNoBucket, ErrAccessDenied, ErrBadURL, ErrInvalid, ErrReadOnly, ErrUnsupported, ErrNoConfig} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
 // Error is a failed storage operation on one URL.
 type Error struct {
 	Op  string // "get", "put", "head", "list", "delete", "resolve"
