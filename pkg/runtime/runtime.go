@@ -612,13 +612,7 @@ func (r *Runtime) execute(parent context.Context, slot int, h *heldTask, t *wire
 	rt.mu.Unlock()
 
 	if parent.Err() != nil && err != nil {
-		// The runtime is stopping (cancelled, or its activation's deadline
-		// came): the task did not finish here, so it goes back to the
-		// queue at once for another runtime, not after its lease.
-		r.running.remove(rt)
-		nctx, ncancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_ = d.Nak(nctx, 0)
-		ncancel()
+		r.handBack(rt)
 		return
 	}
 	ev := r.event(t, d, wire.EventDone)
@@ -642,11 +636,7 @@ func (r *Runtime) execute(parent context.Context, slot int, h *heldTask, t *wire
 		if r.cfg.Finish != nil {
 			if ferr := r.cfg.Finish(parent, t, ev); ferr != nil {
 				if parent.Err() != nil {
-					// Stopping: the task goes back for another runtime.
-					r.running.remove(rt)
-					nctx, ncancel := context.WithTimeout(context.Background(), 5*time.Second)
-					_ = d.Nak(nctx, 0)
-					ncancel()
+					r.handBack(rt)
 					return
 				}
 				ev.Type, ev.Result = wire.EventFailed, nil
@@ -656,6 +646,16 @@ func (r *Runtime) execute(parent context.Context, slot int, h *heldTask, t *wire
 	}
 	r.ran.Add(1)
 	r.settleRunning(rt, ev)
+}
+
+// handBack gives a running task back to its queue at once, for another
+// runtime, not after its lease: the runtime is stopping (cancelled, or its
+// activation's deadline came) and the task did not finish here.
+func (r *Runtime) handBack(rt *runningTask) {
+	r.running.remove(rt)
+	nctx, ncancel := context.WithTimeout(context.Background(), 5*time.Second)
+	_ = rt.d.Nak(nctx, 0)
+	ncancel()
 }
 
 // heartbeat is the runtime's one timer loop: it renews the lease of tasks
