@@ -443,20 +443,13 @@ func (e errReader) Read(b []byte) (int, error) {
 
 func newPipes() (*pipes, error) {
 	p := &pipes{fed: make(chan struct{}), drained: make(chan struct{})}
-	var err error
-	if p.inR, p.inW, err = os.Pipe(); err != nil {
-		return nil, fmt.Errorf("making pipes: %w", err)
-	}
-	if p.outR, p.outW, err = os.Pipe(); err != nil {
-		p.inR.Close()
-		p.inW.Close()
-		return nil, fmt.Errorf("making pipes: %w", err)
-	}
-	if p.errR, p.errW, err = os.Pipe(); err != nil {
-		for _, f := range []*os.File{p.inR, p.inW, p.outR, p.outW} {
-			f.Close()
+	for _, ends := range [][2]**os.File{{&p.inR, &p.inW}, {&p.outR, &p.outW}, {&p.errR, &p.errW}} {
+		r, w, err := os.Pipe()
+		if err != nil {
+			p.abort()
+			return nil, fmt.Errorf("making pipes: %w", err)
 		}
-		return nil, fmt.Errorf("making pipes: %w", err)
+		*ends[0], *ends[1] = r, w
 	}
 	return p, nil
 }

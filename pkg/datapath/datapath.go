@@ -332,20 +332,14 @@ func storageFailure(what string, err error) error {
 	return &wire.TaskError{Kind: kind, Message: what + ": " + err.Error(), Retryable: retry}
 }
 
-// outageFor is how long a task's storage operation is tried again while
-// the storage fails in a way that may pass (unreachable, resetting
-// connections, timing out, answering 5xx): a server restarting, a network
-// blip. Failing at the first such error failed the task, and with it the
-// job under the default of no retries.
-var outageFor = 30 * time.Second
-
-// patiently runs op, and again with backoff (¼ s doubling to 4 s) while it
-// fails with an error that is not lasting (storage.Lasting), for up to outageFor.
+// patiently runs op, and again while it fails with an error that is not
+// lasting, as storage.RideOut says. Failing at the first such error failed
+// the task, and with it the job under the default of no retries.
 func (p *Path) patiently(ctx context.Context, what string, op func(context.Context) error) error {
-	octx, cancel := context.WithTimeout(ctx, outageFor)
+	octx, cancel := context.WithTimeout(ctx, storage.RideOut)
 	defer cancel()
 	var last error
-	err := retry.Do(octx, retry.Policy{Initial: 250 * time.Millisecond, Max: 4 * time.Second,
+	err := retry.Do(octx, retry.Policy{Initial: storage.RideOutFirst, Max: storage.RideOutMax,
 		OnRetry: func(attempt int, err error, wait time.Duration) {
 			p.log.Warn("storage: "+what+" failed; trying again", "attempt", attempt, "wait", wait.Round(time.Millisecond), "err", err)
 		}}, func() error {
@@ -359,7 +353,7 @@ func (p *Path) patiently(ctx context.Context, what string, op func(context.Conte
 		return err
 	})
 	if err != nil && ctx.Err() == nil && octx.Err() != nil && last != nil {
-		return fmt.Errorf("%w (still failing after %v of tries)", last, outageFor)
+		return fmt.Errorf("%w (still failing after %v of tries)", last, storage.RideOut)
 	}
 	return err
 }

@@ -1,6 +1,10 @@
 package datapath
 
-import "time"
+import (
+	"time"
+
+	"github.com/skeinrun/skein/pkg/storage"
+)
 
 // SetHaveFor sets how long a modules directory seen on disk is trusted,
 // until the returned function restores it.
@@ -13,7 +17,7 @@ func SetHaveFor(d time.Duration) func() {
 // SetOutageFor sets how long a storage operation rides out an outage,
 // until the returned function restores it.
 func SetOutageFor(d time.Duration) func() {
-	old := outageFor
-	outageFor = d
-	return func() { outageFor = old }
+	old := storage.RideOut
+	storage.RideOut = d
+	return func() { storage.RideOut = old }
 }

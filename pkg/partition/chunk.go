@@ -72,12 +72,6 @@ func openChunk(ctx context.Context, s storage.Store, obj *wire.Object, window in
 	return &chunkReader{src: src, br: bufio.NewReaderSize(src, 64<<10), pos: from, start: obj.Start, end: obj.End, url: obj.URL}, nil
 }
 
-// outageFor is how long a chunk's reading rides out storage failures that
-// may pass (storage.Lasting): a Get that fails, or a body cut midway, is
-// made again from the position reached, with backoff (¼ s doubling to
-// 4 s), until the reading goes on or the failures have lasted this long.
-var outageFor = 30 * time.Second
-
 // windowReader reads an object sequentially from pos with ranged Gets:
 // up to limit first, then windows of doubling size, never past obj.Size.
 type windowReader struct {
@@ -94,18 +88,19 @@ type windowReader struct {
 	wait    time.Duration
 }
 
-// again pauses after err and reports whether to read again: not for a
-// lasting error, nor once failures have gone on for outageFor, nor once
-// the context has ended.
+// again pauses after err and reports whether to read again (a failed Get,
+// or a body cut midway, is made again from the position reached): not for
+// a lasting error, nor once failures have gone on for storage.RideOut, nor
+// once the context has ended.
 func (w *windowReader) again(err error) bool {
 	if storage.Lasting(err) || w.ctx.Err() != nil {
 		return false
 	}
 	now := time.Now()
 	if w.failing.IsZero() {
-		w.failing, w.wait = now, 250*time.Millisecond
+		w.failing, w.wait = now, storage.RideOutFirst
 	}
-	if now.Sub(w.failing)+w.wait > outageFor {
+	if now.Sub(w.failing)+w.wait > storage.RideOut {
 		return false
 	}
 	t := time.NewTimer(w.wait)
@@ -115,7 +110,7 @@ func (w *windowReader) again(err error) bool {
 	case <-w.ctx.Done():
 		return false
 	}
-	w.wait = min(2*w.wait, 4*time.Second)
+	w.wait = min(2*w.wait, storage.RideOutMax)
 	return true
 }
 

@@ -17,7 +17,7 @@ import (
 
 // TestChunkReadRidesOutAnOutage: a chunk whose reading is cut midway and
 // whose storage then refuses connections for 2 s is read to its end, byte
-// for byte, from where the cut left it; an outage longer than outageFor
+// for byte, from where the cut left it; an outage longer than storage.RideOut
 // fails the read, saying so.
 func TestChunkReadRidesOutAnOutage(t *testing.T) {
 	_, direct, bucket := s3Env(t)
@@ -67,9 +67,9 @@ func TestChunkReadRidesOutAnOutage(t *testing.T) {
 		t.Fatalf("read %d bytes, want the object's %d, byte for byte", len(got), len(data))
 	}
 
-	old := outageFor
-	outageFor = time.Second
-	defer func() { outageFor = old }()
+	old := storage.RideOut
+	storage.RideOut = time.Second
+	defer func() { storage.RideOut = old }()
 	rc2, err := OpenChunk(ctx, r, obj)
 	if err != nil {
 		t.Fatal(err)

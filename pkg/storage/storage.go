@@ -71,6 +71,18 @@ func Lasting(err error) bool {
 	return false
 }
 
+// How the data path rides out failures that are not Lasting (a server
+// restarting, a network blip): the operation is tried again after a pause
+// that starts at RideOutFirst and doubles up to RideOutMax, for up to
+// RideOut in all. datapath (stored inputs, results, values) and partition
+// (chunk reads) both use it.
+var RideOut = 30 * time.Second
+
+const (
+	RideOutFirst = 250 * time.Millisecond
+	RideOutMax   = 4 * time.Second
+)
+
 // Error is a failed storage operation on one URL.
 type Error struct {
 	Op  string // "get", "put", "head", "list", "delete", "resolve"
