@@ -43,7 +43,7 @@ func TestBufferedTasksOfALostConnectionRunOnce(t *testing.T) {
 	msgs := make([]bus.Message, tasks)
 	for i := range msgs {
 		data, _ := wire.Encode(wire.KindTask, wire.Task{Job: job, Index: i, Kind: wire.TaskMap, Attempt: 1, Function: "sleep",
-			Args: []json.RawMessage{json.RawMessage("1.5")}})
+			Args: []json.RawMessage{json.RawMessage("3")}})
 		msgs[i] = bus.Message{Data: data, Key: job}
 	}
 	rt, err := runtime.New(b, runtime.Config{Registry: fn.Builtins(), Slots: 1, Prefetch: tasks, StartedAfter: -1, WorkerID: "a", Logger: testLogger(t)})
@@ -58,6 +58,9 @@ func TestBufferedTasksOfALostConnectionRunOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The runtime takes all four at once (prefetch 4): one runs, three wait.
+	// Each runs 3 s, so that the cut lands while the first runs even when
+	// rabbitmqctl is slow (it took 1.5 s under CI's load, and the cut then
+	// came as the first task, at 1.5 s then, ended and the second began).
 	time.Sleep(500 * time.Millisecond)
 	consumer := name + " consume " + prefix + ".default"
 	// The pid as rabbitmqctl prints it in a table (the JSON form is not
