@@ -211,6 +211,16 @@ type Purger interface {
 	Purge(ctx context.Context, queue, key string) error
 }
 
+// StoreWatcher is implemented by buses that notice their broker coming
+// back without its store (bus/natsbus): StoreLost's channel receives once
+// each time the bus finds its event stream made again. The bus reads the
+// new stream from its start, but a reader that waits for a position on
+// it learns of the loss only from the next record; the coordinator writes
+// one (a mark) when it hears of the loss.
+type StoreWatcher interface {
+	StoreLost() <-chan struct{}
+}
+
 // Limits is implemented by buses that know their largest message.
 type Limits interface {
 	MaxMessageSize() int

@@ -103,7 +103,7 @@ func brokerKilledMidJob(t *testing.T, bin string, count int) {
 	srv.Kill()
 	killedAt := ackCount.Load()
 	srv.Restart()
-	t.Logf("%s: killed after %d acks", srv.version(t), killedAt)
+	t.Logf("%s: killed after %d acks", srv.Version(t), killedAt)
 
 	// Every task is acked, or was delivered and its ack took effect on the
 	// server while the reply was lost in the crash: the ack returned an
@@ -142,7 +142,7 @@ func brokerKilledMidJob(t *testing.T, bin string, count int) {
 			settledUnseen = settledUnseen && n > 0 && !onStream[d]
 		}
 		if settledUnseen {
-			t.Logf("%s: %d tasks whose acks took effect while their replies were lost in the crash: %v", srv.version(t), len(missing), missing)
+			t.Logf("%s: %d tasks whose acks took effect while their replies were lost in the crash: %v", srv.Version(t), len(missing), missing)
 			break
 		}
 		if time.Now().After(deadline) {
@@ -163,7 +163,7 @@ func brokerKilledMidJob(t *testing.T, bin string, count int) {
 	for _, n := range seen {
 		again += n - 1
 	}
-	t.Logf("%s: %d deliveries of a message seen before had Attempt() == 1", srv.version(t), firstAgain)
+	t.Logf("%s: %d deliveries of a message seen before had Attempt() == 1", srv.Version(t), firstAgain)
 	mu.Unlock()
 	var below, above int
 	for _, seq := range left {
@@ -174,7 +174,7 @@ func brokerKilledMidJob(t *testing.T, bin string, count int) {
 		}
 	}
 	t.Logf("%s: after the crash: %d deliveries beyond the first; %d messages of the finished job left on the stream (%d below the consumer's ack floor %d, %d above); consumer: %d pending, %d ack pending, %d redelivered",
-		srv.version(t), again, len(left), below, ci.AckFloor.Stream, above, ci.NumPending, ci.NumAckPending, ci.NumRedelivered)
+		srv.Version(t), again, len(left), below, ci.AckFloor.Stream, above, ci.NumPending, ci.NumAckPending, ci.NumRedelivered)
 
 	if len(left) > 0 {
 		// Leftovers are never delivered again: an observation window
@@ -189,7 +189,7 @@ func brokerKilledMidJob(t *testing.T, bin string, count int) {
 		}
 		before := n()
 		time.Sleep(2 * lease)
-		t.Logf("%s: leftovers delivered within two leases: %d", srv.version(t), n()-before)
+		t.Logf("%s: leftovers delivered within two leases: %d", srv.Version(t), n()-before)
 	}
 
 	if err := prod.(bus.Purger).Purge(ctx, q, key); err != nil {

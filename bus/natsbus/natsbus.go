@@ -156,11 +156,14 @@ type Bus struct {
 	closed    chan struct{}
 	closeOnce sync.Once
 	wg        sync.WaitGroup
+
+	streams streamState // restore.go
 }
 
 var _ bus.Bus = (*Bus)(nil)
 var _ bus.Purger = (*Bus)(nil)
 var _ bus.Limits = (*Bus)(nil)
+var _ bus.StoreWatcher = (*Bus)(nil)
 
 // Connect dials a NATS server ("nats://user:pass@host:4222", "tls://…",
 // several comma-separated URLs for a cluster) and makes sure Skein's
@@ -178,6 +181,7 @@ func Connect(ctx context.Context, urls string, opts Options) (*Bus, error) {
 	log := opts.Logger
 	deny := &denials{}
 	acks := &pubAcks{}
+	var self atomic.Pointer[Bus] // for the handlers, once connected
 	nopts := []nats.Option{
 		nats.Name(opts.Name),
 		nats.Timeout(opts.ConnectTimeout),
@@ -192,6 +196,10 @@ func Connect(ctx context.Context, urls string, opts Options) (*Bus, error) {
 		}),
 		nats.ReconnectHandler(func(c *nats.Conn) {
 			log.Info("nats reconnected", "server", redact(c.ConnectedUrl()))
+			// The server may have come back without its store.
+			if b := self.Load(); b != nil {
+				b.restoreStreams("reconnecting")
+			}
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, s *nats.Subscription, err error) {
 			subj := ""
@@ -228,11 +236,13 @@ func Connect(ctx context.Context, urls string, opts Options) (*Bus, error) {
 		consumers:    make(map[string]jetstream.Consumer),
 		closed:       make(chan struct{}),
 		denied:       deny,
+		streams:      streamState{lost: make(chan struct{}, 1)},
 	}
-	if err := b.ensureStreams(ctx); err != nil {
+	if _, err := b.ensureStreams(ctx); err != nil {
 		nc.Close()
 		return nil, err
 	}
+	self.Store(b)
 	return b, nil
 }
 
@@ -301,13 +311,15 @@ func checkURLs(urls string) error {
 	return nil
 }
 
-func (b *Bus) ensureStreams(ctx context.Context) error {
+// ensureStreams makes Skein's streams where they do not exist and returns
+// the names of those it made.
+func (b *Bus) ensureStreams(ctx context.Context) (made []string, err error) {
 	maxMsg := int32(b.nc.MaxPayload())
 	storage := jetstream.FileStorage
 	if b.opts.MemoryStorage {
 		storage = jetstream.MemoryStorage
 	}
-	err := b.ensureStream(ctx, jetstream.StreamConfig{
+	info, created, err := b.ensureStream(ctx, jetstream.StreamConfig{
 		Name:        b.tasksStream,
 		Description: "Skein task queues",
 		Subjects:    []string{b.opts.Prefix + ".task.>"},
@@ -318,9 +330,15 @@ func (b *Bus) ensureStreams(ctx context.Context) error {
 		Duplicates:  b.opts.DedupWindow,
 	})
 	if err != nil {
-		return fmt.Errorf("natsbus: create stream %s: %w", b.tasksStream, err)
+		return made, fmt.Errorf("natsbus: create stream %s: %w", b.tasksStream, err)
 	}
-	err = b.ensureStream(ctx, jetstream.StreamConfig{
+	if created {
+		made = append(made, b.tasksStream)
+	}
+	if info != nil {
+		b.sawTasks(info.Created)
+	}
+	info, created, err = b.ensureStream(ctx, jetstream.StreamConfig{
 		Name:        b.eventsStream,
 		Description: "Skein events and job log",
 		Subjects:    []string{b.opts.Prefix + ".ev.>"},
@@ -332,9 +350,15 @@ func (b *Bus) ensureStreams(ctx context.Context) error {
 		Duplicates:  b.opts.DedupWindow,
 	})
 	if err != nil {
-		return fmt.Errorf("natsbus: create stream %s: %w", b.eventsStream, err)
+		return made, fmt.Errorf("natsbus: create stream %s: %w", b.eventsStream, err)
 	}
-	return nil
+	if created {
+		made = append(made, b.eventsStream)
+	}
+	if info != nil {
+		b.sawEvents(info.Created)
+	}
+	return made, nil
 }
 
 // ensureStream creates the stream when it does not exist and leaves an
@@ -346,47 +370,53 @@ func (b *Bus) ensureStreams(ctx context.Context) error {
 // In a cluster a JetStream API request can go unanswered while a stream's
 // leader changes: each attempt is bounded by apiAttempt and tried again
 // while ctx lasts.
-func (b *Bus) ensureStream(ctx context.Context, cfg jetstream.StreamConfig) error {
-	return retry.Do(ctx, retry.Policy{Initial: 200 * time.Millisecond, Max: 2 * time.Second}, func() error {
+//
+// It returns the stream's information (nil when the server did not give
+// it) and whether this call made the stream.
+func (b *Bus) ensureStream(ctx context.Context, cfg jetstream.StreamConfig) (info *jetstream.StreamInfo, made bool, err error) {
+	err = retry.Do(ctx, retry.Policy{Initial: 200 * time.Millisecond, Max: 2 * time.Second}, func() error {
 		actx, cancel := context.WithTimeout(ctx, apiAttempt)
 		defer cancel()
-		err := b.ensureStreamOnce(actx, cfg)
+		var err error
+		info, made, err = b.ensureStreamOnce(actx, cfg)
 		if err != nil && errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
 			b.log.Debug("natsbus: stream request unanswered; trying again", "stream", cfg.Name, "err", err)
 			return err
 		}
 		return retry.Permanent(err)
 	})
+	return info, made, err
 }
 
 // apiAttempt bounds one JetStream API request that is tried again.
 const apiAttempt = 4 * time.Second
 
-func (b *Bus) ensureStreamOnce(ctx context.Context, cfg jetstream.StreamConfig) error {
+func (b *Bus) ensureStreamOnce(ctx context.Context, cfg jetstream.StreamConfig) (*jetstream.StreamInfo, bool, error) {
 	ctx, stop := b.denied.watch(ctx, "$JS.API.STREAM.INFO."+cfg.Name, "$JS.API.STREAM.CREATE."+cfg.Name)
 	defer stop()
-	if _, err := b.js.Stream(ctx, cfg.Name); err == nil {
-		return nil
+	if st, err := b.js.Stream(ctx, cfg.Name); err == nil {
+		return st.CachedInfo(), false, nil
 	} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
-		return deniedErr(ctx, err)
+		return nil, false, deniedErr(ctx, err)
 	}
-	_, err := b.js.CreateStream(ctx, cfg)
+	st, err := b.js.CreateStream(ctx, cfg)
 	err = deniedErr(ctx, err)
+	if err == nil {
+		return st.CachedInfo(), true, nil
+	}
+	// Made by another connection first (ErrStreamNameAlreadyInUse), or
+	// two connections making it at once: nats-server 2.9 may answer the
+	// second "subjects overlap with an existing stream" (the stream the
+	// first one has just made). It exists now: done.
+	if st, serr := b.js.Stream(ctx, cfg.Name); serr == nil {
+		return st.CachedInfo(), false, nil
+	}
 	if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-		return nil // another connection created it first
+		return nil, false, nil
 	}
-	if err != nil {
-		// Two connections creating it at once: nats-server 2.9 may answer
-		// the second "subjects overlap with an existing stream" (the
-		// stream the first one has just made). It exists now: done.
-		if _, serr := b.js.Stream(ctx, cfg.Name); serr == nil {
-			return nil
-		}
-		// A runtime's or submitter's credentials may not create streams
-		// (deploy/nats): the coordinator creates them on its first start.
-		return fmt.Errorf("%w (the stream does not exist yet and this connection could not create it: start the coordinator first)", err)
-	}
-	return nil
+	// A runtime's or submitter's credentials may not create streams
+	// (deploy/nats): the coordinator creates them on its first start.
+	return nil, false, fmt.Errorf("%w (the stream does not exist yet and this connection could not create it: start the coordinator first)", err)
 }
 
 // MaxMessageSize is the server's max_payload.
@@ -491,6 +521,7 @@ func (b *Bus) Enqueue(ctx context.Context, queue string, msgs ...Message) error 
 		}
 	}
 	if err := b.acks.publish(ctx, nms); err != nil {
+		b.noStream(err, "enqueueing")
 		return fmt.Errorf("natsbus: enqueue on %s: %w", queue, err)
 	}
 	return nil
@@ -524,6 +555,7 @@ func (b *Bus) consumer(ctx context.Context, queue string, o bus.QueueOptions) (j
 	err = deniedErr(wctx, err)
 	stop()
 	if err != nil {
+		b.noStream(err, "opening a queue")
 		return nil, fmt.Errorf("natsbus: consumer for queue %s: %w", queue, err)
 	}
 	b.mu.Lock()
@@ -588,7 +620,10 @@ const reopenTimeout = 5 * time.Second
 // delivered), a failed iterator is stopped and reopen makes a new one;
 // without it the same iterator is asked again, and its end
 // (ErrMsgIteratorClosed) ends the pump.
-func pump[T any](b *Bus, ctx context.Context, it jetstream.MessagesContext, reopen func(context.Context) (jetstream.MessagesContext, error), out chan<- T, what string, conv func(jetstream.Msg) T) {
+//
+// The function returned stops the current iterator: with reopen set, the
+// pump makes a new one.
+func pump[T any](b *Bus, ctx context.Context, it jetstream.MessagesContext, reopen func(context.Context) (jetstream.MessagesContext, error), out chan<- T, what string, conv func(jetstream.Msg) T) (restart func()) {
 	pctx, cancel := context.WithCancel(ctx)
 	var mu sync.Mutex // guards cur
 	cur := it
@@ -685,6 +720,13 @@ func pump[T any](b *Bus, ctx context.Context, it jetstream.MessagesContext, reop
 			}
 		}
 	}()
+	return func() {
+		mu.Lock()
+		if cur != nil {
+			cur.Stop()
+		}
+		mu.Unlock()
+	}
 }
 
 func (b *Bus) isClosed() bool {
@@ -939,6 +981,7 @@ func (b *Bus) PublishSeq(ctx context.Context, subject string, m Message) (uint64
 	}
 	ack, err := b.js.PublishMsg(ctx, toNats(b.opts.Prefix+".ev."+subject, m), po...)
 	if err != nil {
+		b.noStream(err, "publishing")
 		return 0, fmt.Errorf("natsbus: publish %s: %w", subject, err)
 	}
 	return ack.Sequence, nil
@@ -962,6 +1005,7 @@ func (b *Bus) Subscribe(ctx context.Context, pattern string, o bus.SubscribeOpti
 		InactiveThreshold: 30 * time.Second,
 		MaxResetAttempts:  1,
 	}
+	var created time.Time // the stream's, when known here (else the bus's)
 	switch {
 	case o.From > 0:
 		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
@@ -973,10 +1017,13 @@ func (b *Bus) Subscribe(ctx context.Context, pattern string, o bus.SubscribeOpti
 		// what was published in between.
 		st, err := b.js.Stream(ctx, b.eventsStream)
 		if err != nil {
+			b.noStream(err, "subscribing")
 			return nil, fmt.Errorf("natsbus: subscribe %s: %w", pattern, err)
 		}
 		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
 		cfg.OptStartSeq = st.CachedInfo().State.LastSeq + 1
+		created = st.CachedInfo().Created
+		b.sawEvents(created)
 	default:
 		t := o.Since
 		cfg.DeliverPolicy = jetstream.DeliverByStartTimePolicy
@@ -987,17 +1034,36 @@ func (b *Bus) Subscribe(ctx context.Context, pattern string, o bus.SubscribeOpti
 	pullOpts := []jetstream.PullMessagesOpt{jetstream.PullMaxMessages(1024), jetstream.PullExpiry(5 * time.Second)}
 	c, err := b.js.OrderedConsumer(ctx, b.eventsStream, cfg)
 	if err != nil {
+		b.noStream(err, "subscribing")
 		return nil, fmt.Errorf("natsbus: subscribe %s: %w", pattern, err)
 	}
 	it, err := c.Messages(pullOpts...)
 	if err != nil {
 		return nil, fmt.Errorf("natsbus: subscribe %s: %w", pattern, err)
 	}
+	// The subscription follows its stream by creation time (restore.go).
+	sub, unfollow := b.follow(created)
 	var last atomic.Uint64 // stream sequence of the last message delivered
 	reopen := func(ctx context.Context) (jetstream.MessagesContext, error) {
 		rc := cfg
-		if seq := last.Load(); seq > 0 {
-			rc.DeliverPolicy, rc.OptStartSeq, rc.OptStartTime = jetstream.DeliverByStartSequencePolicy, seq+1, nil
+		st, err := b.js.Stream(ctx, b.eventsStream)
+		if err != nil {
+			b.noStream(err, "subscribing again")
+			return nil, err
+		}
+		now := st.CachedInfo().Created
+		same := sub.sameStream(now)
+		switch {
+		case !same && o.To > 0:
+			return nil, retry.Permanent(errStreamReplaced)
+		case !same:
+			// Made again since this subscription read it: the new
+			// stream's messages are all new to it.
+			b.sawEvents(now)
+			rc.DeliverPolicy, rc.OptStartSeq, rc.OptStartTime = jetstream.DeliverAllPolicy, 0, nil
+			last.Store(0)
+		case last.Load() > 0:
+			rc.DeliverPolicy, rc.OptStartSeq, rc.OptStartTime = jetstream.DeliverByStartSequencePolicy, last.Load()+1, nil
 		}
 		c, err := b.js.OrderedConsumer(ctx, b.eventsStream, rc)
 		if err != nil {
@@ -1017,10 +1083,11 @@ func (b *Bus) Subscribe(ctx context.Context, pattern string, o bus.SubscribeOpti
 	}
 	if o.To == 0 {
 		out := make(chan Message, 256)
-		pump(b, ctx, it, reopen, out, "stream "+pattern, func(m jetstream.Msg) Message { return conv(m).Message })
+		sub.pumping(pump(b, ctx, it, reopen, out, "stream "+pattern, func(m jetstream.Msg) Message { return conv(m).Message }))
+		context.AfterFunc(ctx, unfollow)
 		return out, nil
 	}
-	return b.readTo(ctx, it, reopen, c.CachedInfo(), pattern, o, conv), nil
+	return b.readTo(ctx, it, reopen, c.CachedInfo(), pattern, o, conv, sub, unfollow), nil
 }
 
 // positioned is a stream message and how many messages matching its
@@ -1035,10 +1102,11 @@ type positioned struct {
 // server's count of the matching messages left: the messages up to To
 // are all stored before the subscription starts, so once none is left
 // (at creation, or after a delivered message) every one has been read.
-func (b *Bus) readTo(ctx context.Context, it jetstream.MessagesContext, reopen func(context.Context) (jetstream.MessagesContext, error), info *jetstream.ConsumerInfo, pattern string, o bus.SubscribeOptions, conv func(jetstream.Msg) positioned) <-chan Message {
+func (b *Bus) readTo(ctx context.Context, it jetstream.MessagesContext, reopen func(context.Context) (jetstream.MessagesContext, error), info *jetstream.ConsumerInfo, pattern string, o bus.SubscribeOptions, conv func(jetstream.Msg) positioned, sub *eventsSub, unfollow func()) <-chan Message {
 	ctx, cancel := context.WithCancel(ctx)
+	context.AfterFunc(ctx, unfollow)
 	raw := make(chan positioned, 256)
-	pump(b, ctx, it, reopen, raw, "stream "+pattern, conv)
+	sub.pumping(pump(b, ctx, it, reopen, raw, "stream "+pattern, conv))
 	out := make(chan Message, 256)
 	if (info != nil && info.NumPending == 0) || o.From > o.To {
 		cancel()

@@ -2,166 +2,22 @@ package natsbus_test
 
 import (
 	"context"
-	"fmt"
-	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/skeinrun/skein/internal/testenv"
 )
 
-// natsServers returns the nats-server binaries of the oldest and newest
-// supported versions, by name ("Oldest", "Newest").
-func natsServers(t *testing.T) map[string]string {
-	t.Helper()
-	bins := strings.Split(testenv.Require(t, testenv.NATSServers), string(os.PathListSeparator))
-	if len(bins) != 2 {
-		t.Fatalf("%s = %q: want two binaries, oldest and newest", testenv.NATSServers, bins)
-	}
-	return map[string]string{"Oldest": bins[0], "Newest": bins[1]}
-}
+// The oldest and newest supported nats-server binaries, and a server
+// process of a test's own (internal/testenv).
+type natsProcess = testenv.NATSProcess
 
-// natsProcess is a nats-server process owned by one test: its own port
-// and file store, so that the test may kill and restart it.
-type natsProcess struct {
-	t    *testing.T
-	bin  string
-	dir  string
-	port int
-	cmd  *exec.Cmd
-	done chan struct{}
-}
+func natsServers(t *testing.T) map[string]string { return testenv.NATSServerBins(t) }
 
-func startNATSProcess(t *testing.T, bin string) *natsProcess {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	_ = l.Close()
-	p := &natsProcess{t: t, bin: bin, dir: t.TempDir(), port: port}
-	conf := fmt.Sprintf("listen: \"127.0.0.1:%d\"\nmax_payload: 8MB\njetstream { store_dir: %q }\n", port, filepath.Join(p.dir, "js"))
-	if err := os.WriteFile(filepath.Join(p.dir, "server.conf"), []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	p.start()
-	t.Cleanup(func() {
-		if p.cmd != nil {
-			p.Kill()
-		}
-	})
-	return p
-}
-
-// start runs the server on the same port and store and waits until it
-// accepts connections.
-func (p *natsProcess) start() {
-	p.t.Helper()
-	p.cmd = exec.Command(p.bin, "-c", filepath.Join(p.dir, "server.conf"), "-l", filepath.Join(p.dir, "server.log"))
-	if err := p.cmd.Start(); err != nil {
-		p.t.Fatalf("start %s: %v", p.bin, err)
-	}
-	p.done = make(chan struct{})
-	go func(cmd *exec.Cmd, done chan struct{}) { _ = cmd.Wait(); close(done) }(p.cmd, p.done)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", p.port), time.Second)
-		if err == nil {
-			_ = c.Close()
-			return
-		}
-		select {
-		case <-p.done:
-			log, _ := os.ReadFile(filepath.Join(p.dir, "server.log"))
-			p.t.Fatalf("%s exited at start; log:\n%s", p.bin, log)
-		default:
-		}
-		if time.Now().After(deadline) {
-			p.t.Fatalf("%s does not accept connections after 20s", p.bin)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// Kill sends SIGKILL and waits for the process to be gone.
-func (p *natsProcess) Kill() {
-	p.t.Helper()
-	_ = p.cmd.Process.Signal(syscall.SIGKILL)
-	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
-		p.t.Fatalf("nats-server pid %d still running 10s after SIGKILL", p.cmd.Process.Pid)
-	}
-	p.cmd = nil
-}
-
-// Restart starts the server again on the same port and store.
-func (p *natsProcess) Restart() { p.start() }
-
-func (p *natsProcess) URL() string { return fmt.Sprintf("nats://127.0.0.1:%d", p.port) }
+func startNATSProcess(t *testing.T, bin string) *natsProcess { return testenv.StartNATS(t, bin) }
 
 func ctxFor(t *testing.T, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
-}
-
-// version is the server's --version line.
-func (p *natsProcess) version(t *testing.T) string {
-	out, err := exec.Command(p.bin, "--version").Output()
-	if err != nil {
-		t.Fatalf("%s --version: %v", p.bin, err)
-	}
-	return strings.TrimSpace(string(out))
-}
-
-// Freeze stops the server with SIGSTOP (its connections stay open,
-// nothing is answered) and waits until every thread of it is stopped:
-// kill(2) returns before a running thread has stopped.
-func (p *natsProcess) Freeze() {
-	p.t.Helper()
-	if err := p.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
-		p.t.Fatal(err)
-	}
-	p.t.Cleanup(p.Thaw)
-	pid := p.cmd.Process.Pid
-	deadline := time.Now().Add(10 * time.Second)
-	for !allStopped(pid) {
-		if time.Now().After(deadline) {
-			p.t.Fatalf("nats-server pid %d not stopped 10s after SIGSTOP", pid)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
-// Thaw resumes a frozen server.
-func (p *natsProcess) Thaw() {
-	if p.cmd != nil {
-		_ = p.cmd.Process.Signal(syscall.SIGCONT)
-	}
-}
-
-func allStopped(pid int) bool {
-	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", pid))
-	if err != nil || len(tasks) == 0 {
-		return false
-	}
-	for _, f := range tasks {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			return false
-		}
-		// pid (comm) STATE ...; comm may hold spaces, so split after ')'.
-		i := strings.LastIndexByte(string(b), ')')
-		if i < 0 || i+2 >= len(b) || (b[i+2] != 'T' && b[i+2] != 't') {
-			return false
-		}
-	}
-	return true
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -141,8 +142,23 @@ func (b *Bus) consumeWindow(ctx context.Context, queue string, c jetstream.Consu
 			}
 			return err
 		}
+		// A task stream made again (restore.go) has lost the queue's
+		// durable consumer: make it again, and give up the requests sent
+		// to the old one.
+		var reset atomic.Bool
+		defer b.followTasks(func() {
+			reset.Store(true)
+			select {
+			case cr.wake <- struct{}{}:
+			default:
+			}
+		})()
 		failing := false
 		for pctx.Err() == nil {
+			if reset.Swap(false) {
+				c = nil
+				pl.abandon()
+			}
 			size, changed := win.Size()
 			held, err := cr.state()
 			if err != nil {
@@ -392,6 +408,10 @@ func (p *puller) status(r *pullReq, status, descr string) {
 	p.end(r, err, false)
 }
 
+// abandon ends the requests in flight, which will bring nothing: their
+// consumer is gone.
+func (p *puller) abandon() { p.endAll(false) }
+
 // stop ends the pulling: requests in flight are abandoned, and what they
 // still bring goes back at once (onMsg).
 func (p *puller) stop() {
@@ -400,6 +420,11 @@ func (p *puller) stop() {
 	p.sending.Lock()
 	p.stopped = true
 	p.sending.Unlock()
+	p.endAll(true)
+}
+
+// endAll ends every request in flight (end's drain).
+func (p *puller) endAll(drain bool) {
 	p.mu.Lock()
 	rs := make([]*pullReq, 0, len(p.reqs))
 	for r := range p.reqs {
@@ -407,6 +432,6 @@ func (p *puller) stop() {
 	}
 	p.mu.Unlock()
 	for _, r := range rs {
-		p.end(r, nil, true)
+		p.end(r, nil, drain)
 	}
 }

@@ -257,11 +257,12 @@ func (c *Coordinator) syncLedger(ctx context.Context) error {
 	if !c.joined() {
 		return nil
 	}
+	read := c.logAt()
 	mark, err := c.bus.PublishSeq(ctx, wire.JobLogMarkSubject("sync-"+c.own.id), bus.Message{})
 	if err != nil {
 		return fmt.Errorf("marking the end of the job log: %w", err)
 	}
-	return c.readTo(ctx, mark)
+	return c.readToWritten(ctx, mark, read)
 }
 
 // knows reports whether the job is held here or on the job log.

@@ -364,6 +364,7 @@ func (c *Coordinator) submit(ctx context.Context, spec *wire.JobSpec, once bool)
 
 	// The job log lets a restarted coordinator find running jobs; the
 	// spec's position is where the job's records start.
+	read := c.logAt()
 	data, err := wire.Encode(wire.KindJob, spec)
 	if err == nil {
 		m := bus.Message{Data: data, ID: spec.ID + "-spec"}
@@ -376,7 +377,7 @@ func (c *Coordinator) submit(ctx context.Context, spec *wire.JobSpec, once bool)
 		return "", fmt.Errorf("recording the job spec on the job log: %w", err)
 	}
 	if once {
-		if err := c.firstSpec(ctx, spec.ID, j.from); err != nil {
+		if err := c.firstSpec(ctx, spec.ID, j.from, read); err != nil {
 			drop()
 			return spec.ID, err
 		}

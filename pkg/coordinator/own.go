@@ -110,6 +110,8 @@ type ownership struct {
 	ledger  map[string]*entry
 	pos     uint64        // job log position handled
 	moved   chan struct{} // closed when pos moves
+	// restarts counts the times the job log was found made again.
+	restarts int
 }
 
 func newOwnership(lease time.Duration) *ownership {
@@ -279,6 +281,56 @@ func (c *Coordinator) heardSelf(seq uint64) {
 	c.sweep()
 }
 
+// restartedLog handles a job log record at position seq: one below the
+// position handled means that the log was made again, its positions
+// starting anew — the broker came back without its store (memory
+// storage, a volume not kept), and the bus reads the new log from its
+// start (bus/natsbus). The jobs of the old log are lost with their tasks
+// and events: the ledger forgets them, and those this coordinator holds
+// fail with a message that says why, instead of waiting for ever.
+func (c *Coordinator) restartedLog(seq uint64) {
+	o := c.own
+	o.mu.Lock()
+	if seq >= o.pos {
+		o.mu.Unlock()
+		return
+	}
+	lost := o.ledger
+	o.ledger = map[string]*entry{}
+	o.pos = 0 // record moves it to seq
+	o.restarts++
+	o.mu.Unlock()
+	var held []*job
+	for id := range lost {
+		if j := c.held(id); j != nil && !j.snapshot().State.Terminal() {
+			held = append(held, j)
+		}
+	}
+	c.log.Error("the job log was made again (the broker lost its store?): the jobs it recorded are lost", "position", seq, "jobs", len(lost), "failing", len(held))
+	for _, j := range held {
+		go j.requestEnd(wire.StateFailed, &wire.TaskError{Kind: wire.ErrInternal, Message: "the broker lost the job's tasks and events: it came back without its store"}, -1)
+	}
+}
+
+// watchStore writes a mark on the job log each time the bus finds its
+// broker back without its store: the follower learns of the new log from
+// the mark's position (restartedLog) at once, rather than from the next
+// job submitted, and the jobs that were running fail then.
+func (c *Coordinator) watchStore(lost <-chan struct{}) {
+	for {
+		select {
+		case <-lost:
+		case <-c.ctx.Done():
+			return
+		}
+		ctx, cancel := context.WithTimeout(c.ctx, 30*time.Second)
+		if err := c.syncLedger(ctx); err != nil && c.ctx.Err() == nil {
+			c.log.Warn("reading the job log made again", "err", err)
+		}
+		cancel()
+	}
+}
+
 // enforceLease drops every job the coordinator holds once its lease has
 // run out: another coordinator may take them over from now on.
 func (c *Coordinator) enforceLease() {
@@ -326,6 +378,7 @@ func (c *Coordinator) follow(log <-chan bus.Message) {
 // record applies one job log record to the ledger.
 func (c *Coordinator) record(m bus.Message) {
 	o := c.own
+	c.restartedLog(m.Seq)
 	defer func() {
 		o.mu.Lock()
 		if m.Seq > o.pos {
@@ -580,6 +633,46 @@ func (c *Coordinator) readTo(ctx context.Context, seq uint64) error {
 		case <-moved:
 		case <-ctx.Done():
 			return fmt.Errorf("reading the job log to position %d (at %d): %w", seq, pos, ctx.Err())
+		}
+	}
+}
+
+// logPoint is how far the coordinator has read the job log: the position
+// handled, and how often it found the log made again.
+type logPoint struct {
+	pos      uint64
+	restarts int
+}
+
+// logAt returns how far the coordinator has read the job log.
+func (c *Coordinator) logAt() logPoint {
+	o := c.own
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return logPoint{o.pos, o.restarts}
+}
+
+// readToWritten reads the job log to position seq of a record written
+// after the log was read to before. A position not beyond before means
+// that the log was made again (restartedLog) with its positions starting
+// anew: then the read waits until the coordinator has found that and read
+// the new log to seq.
+func (c *Coordinator) readToWritten(ctx context.Context, seq uint64, before logPoint) error {
+	if seq > before.pos {
+		return c.readTo(ctx, seq)
+	}
+	o := c.own
+	for {
+		o.mu.Lock()
+		pos, restarts, moved := o.pos, o.restarts, o.moved
+		o.mu.Unlock()
+		if restarts > before.restarts && pos >= seq {
+			return nil
+		}
+		select {
+		case <-moved:
+		case <-ctx.Done():
+			return fmt.Errorf("reading the job log, made again, to position %d (at %d): %w", seq, pos, ctx.Err())
 		}
 	}
 }

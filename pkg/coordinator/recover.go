@@ -101,6 +101,10 @@ func (c *Coordinator) Recover(ctx context.Context, window time.Duration) ([]stri
 	c.wg.Add(2)
 	go func() { defer c.wg.Done(); c.follow(log) }()
 	go func() { defer c.wg.Done(); c.heartbeats(alive) }()
+	if sw, ok := c.bus.(bus.StoreWatcher); ok {
+		c.wg.Add(1)
+		go func() { defer c.wg.Done(); c.watchStore(sw.StoreLost()) }()
+	}
 
 	// Wait until each job that was running is held by a live coordinator.
 	settled := func() bool {

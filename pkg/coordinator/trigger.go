@@ -39,12 +39,13 @@ func (c *Coordinator) SubmitOnce(ctx context.Context, spec *wire.JobSpec) (strin
 
 // firstSpec checks, for a coordinator that has joined its namespace, that
 // the spec record of job id at position at is the first of its id on the
-// job log and this coordinator's.
-func (c *Coordinator) firstSpec(ctx context.Context, id string, at uint64) error {
+// job log and this coordinator's; before is how far the log was read
+// before the record was written.
+func (c *Coordinator) firstSpec(ctx context.Context, id string, at uint64, before logPoint) error {
 	if !c.joined() {
 		return nil
 	}
-	if err := c.readTo(ctx, at); err != nil {
+	if err := c.readToWritten(ctx, at, before); err != nil {
 		return fmt.Errorf("reading the job log to the job's spec: %w", err)
 	}
 	e, _, ok := c.ledgerEntry(id)
