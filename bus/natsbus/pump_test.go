@@ -39,11 +39,12 @@ func (h countingHandler) WithAttrs(as []slog.Attr) slog.Handler {
 }
 
 // TestPullErrorBacksOff deletes the task stream under a running
-// Consume: from then on every pull and every attempt to open the queue's
-// consumer again fails, until another connection creates the stream
-// again. The consumer retries with a growing wait (a handful of
+// Consume, and puts a stream of another name on its subjects so that the
+// bus cannot make it again (restore.go): from then on every pull and
+// every attempt to open the queue's consumer again fails, until the other
+// stream goes. The consumer retries with a growing wait (a handful of
 // JetStream API calls in 3 s, not thousands), logs the streak once, and
-// delivers on the same channel once the stream is back.
+// delivers on the same channel once the bus has made the stream again.
 func TestPullErrorBacksOff(t *testing.T) {
 	e, err := natsbus.StartEmbedded(natsbus.EmbeddedConfig{})
 	if err != nil {
@@ -80,6 +81,9 @@ func TestPullErrorBacksOff(t *testing.T) {
 	if err := js.DeleteStream(ctx, "SKEIN_TASKS"); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "SQUATTER", Subjects: []string{"skein.task.>"}, Storage: jetstream.MemoryStorage}); err != nil {
+		t.Fatal(err)
+	}
 	before := apiCalls()
 	// An observation window: how often the failing pull is retried and
 	// logged.
@@ -96,15 +100,20 @@ func TestPullErrorBacksOff(t *testing.T) {
 	}
 	t.Logf("3s of failing pulls: %d log lines, %d API calls", n, calls)
 
-	// Another connection creates the stream again; the consumer comes
-	// back by itself.
-	other, err := e.Connect(ctx, natsbus.Options{MemoryStorage: true})
-	if err != nil {
+	// The other stream goes; the bus makes its own again, and the
+	// consumer comes back by itself.
+	if err := js.DeleteStream(ctx, "SQUATTER"); err != nil {
 		t.Fatal(err)
 	}
-	defer other.Close()
-	if err := other.Enqueue(ctx, "backoff", bus.Message{Data: []byte("after")}); err != nil {
-		t.Fatal(err)
+	for {
+		err := b.Enqueue(ctx, "backoff", bus.Message{Data: []byte("after")})
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("enqueue after the other stream went: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 	select {
 	case d, ok := <-ds:
