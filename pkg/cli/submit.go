@@ -226,6 +226,10 @@ func printJobError(w io.Writer, st *wire.JobStatus) {
 		return
 	}
 	e := st.Error
+	if st.FailedTask < 0 {
+		fmt.Fprintf(w, "submit: job %s failed: %s\n", st.ID, e.Error())
+		return
+	}
 	fmt.Fprintf(w, "submit: job %s failed: task %d: %s\n", st.ID, st.FailedTask, e.Error())
 	if e.Stack != "" {
 		fmt.Fprintf(w, "remote traceback of task %d:\n%s\n", st.FailedTask, strings.TrimRight(e.Stack, "\n"))

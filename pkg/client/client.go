@@ -98,7 +98,10 @@ func (e *JobError) Error() string {
 	case wire.StateCancelled:
 		return fmt.Sprintf("job %s was cancelled", e.Status.ID)
 	}
-	if e.Status.Error != nil {
+	switch {
+	case e.Status.Error != nil && e.Status.FailedTask < 0:
+		return fmt.Sprintf("job %s failed: %s", e.Status.ID, e.Status.Error.Error())
+	case e.Status.Error != nil:
 		return fmt.Sprintf("job %s failed: task %d: %s", e.Status.ID, e.Status.FailedTask, e.Status.Error.Error())
 	}
 	return fmt.Sprintf("job %s ended %s", e.Status.ID, e.Status.State)

@@ -130,7 +130,7 @@ func (c *Client) Results(ctx context.Context, id string) (*ResultStream, error) 
 						}
 					}
 				}
-				if e.st.Error != nil && !f.seen(e.st.FailedTask) {
+				if e.st.Error != nil && e.st.FailedTask >= 0 && !f.seen(e.st.FailedTask) {
 					select {
 					case out <- TaskResult{Index: e.st.FailedTask, Error: e.st.Error}:
 					case <-ctx.Done():

@@ -820,8 +820,8 @@ func (j *job) finish(state wire.JobState, e *wire.TaskError, task int) {
 		// The runtimes stop what still runs (the cancel notice below).
 		j.status.Stopped, j.status.Running = j.status.Running, 0
 	}
-	if task >= 0 && e != nil {
-		j.status.FailedTask = task
+	if e != nil {
+		j.status.FailedTask = max(task, -1) // -1: the job's failure, no task's
 	}
 	j.ended = time.Now()
 	j.status.Ended = j.ended.UnixNano()

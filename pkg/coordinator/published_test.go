@@ -11,6 +11,7 @@ import (
 
 	"github.com/skeinrun/skein/bus/natsbus"
 	"github.com/skeinrun/skein/internal/natstest"
+	"github.com/skeinrun/skein/pkg/client"
 	"github.com/skeinrun/skein/pkg/coordinator"
 	"github.com/skeinrun/skein/pkg/runtime"
 	"github.com/skeinrun/skein/pkg/wire"
@@ -77,11 +78,31 @@ func TestPublishedHook(t *testing.T) {
 	if st.State != wire.StateFailed || st.Error == nil || !strings.Contains(st.Error.Message, "compute backend: no runtime for you") {
 		t.Fatalf("job whose backend failed: %+v (error %v)", st, st.Error)
 	}
-	mu.Lock()
-	defer mu.Unlock()
+	// A failure of the job, not of one of its tasks, names no task: it
+	// was reported as task 0's, and a results stream gave task 0 the
+	// job's error.
+	if st.FailedTask != -1 {
+		t.Fatalf("job whose backend failed: FailedTask %d, want -1 (no task)", st.FailedTask)
+	}
+	if msg := (&client.JobError{Status: st}).Error(); strings.Contains(msg, "task") {
+		t.Fatalf("job whose backend failed: error %q names a task", msg)
+	}
+	// The hook of a retry is called once the retry is on the queue, and
+	// a loaded machine can run and end the job before that: wait for it.
+	deadline := time.Now().Add(10 * time.Second)
 	for id, want := range map[string]string{mapID: "[5]", failID: "[1 1]", hookID: "[2]"} {
-		if got := fmt.Sprint(calls[id]); got != want {
-			t.Errorf("job %s: Published called with %s, want %s", id, got, want)
+		for {
+			mu.Lock()
+			got := fmt.Sprint(calls[id])
+			mu.Unlock()
+			if got == want {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("job %s: Published called with %s, want %s", id, got, want)
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
 		}
 	}
 }

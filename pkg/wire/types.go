@@ -272,7 +272,9 @@ type JobStatus struct {
 	From  uint64     `msgpack:"from,omitempty" json:"from,omitempty"`
 	Ended int64      `msgpack:"ended,omitempty" json:"ended,omitempty"`
 	Error *TaskError `msgpack:"err,omitempty" json:"error,omitempty"`
-	// FailedTask is the index of the task whose failure ended the job.
+	// FailedTask is the index of the task whose failure ended the job;
+	// -1 when the job failed of itself (its compute backend, its broker),
+	// not because of one of its tasks.
 	FailedTask int `msgpack:"failed_task,omitempty" json:"failed_task,omitempty"`
 	// Completion latency (function end -> coordinator recorded), in
 	// microseconds, over the job's tasks.
