@@ -262,7 +262,7 @@ func (c *Coordinator) syncLedger(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("marking the end of the job log: %w", err)
 	}
-	return c.readToWritten(ctx, mark, read)
+	return c.readToWritten(ctx, mark, read, func() bool { return false }) // a mark is never a copy
 }
 
 // knows reports whether the job is held here or on the job log.

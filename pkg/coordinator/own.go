@@ -653,12 +653,13 @@ func (c *Coordinator) logAt() logPoint {
 }
 
 // readToWritten reads the job log to position seq of a record written
-// after the log was read to before. A position not beyond before means
-// that the log was made again (restartedLog) with its positions starting
-// anew: then the read waits until the coordinator has found that and read
-// the new log to seq.
-func (c *Coordinator) readToWritten(ctx context.Context, seq uint64, before logPoint) error {
-	if seq > before.pos {
+// after the log was read to before. A position not beyond before is that
+// of a record read already — a publish the bus deduplicated returns the
+// first copy's position — when handled says so; otherwise the log was made
+// again (restartedLog), its positions starting anew, and the read waits
+// until the coordinator has found that and read the new log to seq.
+func (c *Coordinator) readToWritten(ctx context.Context, seq uint64, before logPoint, handled func() bool) error {
+	if seq > before.pos || handled() {
 		return c.readTo(ctx, seq)
 	}
 	o := c.own

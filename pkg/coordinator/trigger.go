@@ -45,7 +45,10 @@ func (c *Coordinator) firstSpec(ctx context.Context, id string, at uint64, befor
 	if !c.joined() {
 		return nil
 	}
-	if err := c.readToWritten(ctx, at, before); err != nil {
+	// A copy of the submit (a retry) records the spec again: the bus
+	// answers with the first record's position, which the ledger has.
+	known := func() bool { _, _, ok := c.ledgerEntry(id); return ok }
+	if err := c.readToWritten(ctx, at, before, known); err != nil {
 		return fmt.Errorf("reading the job log to the job's spec: %w", err)
 	}
 	e, _, ok := c.ledgerEntry(id)
