@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/skeinrun/skein/bus"
+	"github.com/skeinrun/skein/bus/natsbus"
 )
 
 // TestBrokerBackWithAnEmptyStore: a nats-server that comes back without
@@ -39,6 +40,14 @@ func backWithAnEmptyStore(t *testing.T, bin string) {
 	b := connect(t, srv.URL())
 	const q = "wiped"
 	events, err := b.Subscribe(ctx, "wiped.>", bus.SubscribeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// As submit waits for a job's end: from a position on the old stream,
+	// on a subject that has nothing before the loss. Reopened more than
+	// once after it, it must still read the new stream from its start,
+	// not from the old position again.
+	ends, err := b.Subscribe(ctx, "wiped-end.>", bus.SubscribeOptions{From: 3})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,6 +106,14 @@ func backWithAnEmptyStore(t *testing.T, bin string) {
 	})
 	if got := string(receive(t, ctx, events, "the event published after").Data); got != "after" {
 		t.Fatalf("event %q after the broker came back empty, want %q", got, "after")
+	}
+	// Kick the subscriptions once more, as a missed heartbeat does.
+	natsbus.RestartSubscriptions(b.(*natsbus.Bus))
+	again("publish the end", func(ctx context.Context) error {
+		return b.Publish(ctx, "wiped-end.job", bus.Message{Data: []byte("end")})
+	})
+	if got := string(receive(t, ctx, ends, "the end published after").Data); got != "end" {
+		t.Fatalf("end %q after the broker came back empty, want %q", got, "end")
 	}
 	d = receiveTask(t, ctx, tasks, "the task enqueued after")
 	if got := string(d.Message().Data); got != "task after" {

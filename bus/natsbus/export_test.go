@@ -15,3 +15,21 @@ func WithPullTimes(o Options, wait, expires time.Duration) Options {
 	o.pullWait, o.pullExpires = wait, expires
 	return o
 }
+
+// RestartSubscriptions makes every event subscription of b open a new
+// consumer, as a failed pull (a missed heartbeat) does.
+func RestartSubscriptions(b *Bus) {
+	b.streams.mu.Lock()
+	var rs []func()
+	for s := range b.streams.subs {
+		s.mu.Lock()
+		if s.restart != nil {
+			rs = append(rs, s.restart)
+		}
+		s.mu.Unlock()
+	}
+	b.streams.mu.Unlock()
+	for _, r := range rs {
+		r()
+	}
+}

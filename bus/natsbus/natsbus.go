@@ -1058,9 +1058,12 @@ func (b *Bus) Subscribe(ctx context.Context, pattern string, o bus.SubscribeOpti
 			return nil, retry.Permanent(errStreamReplaced)
 		case !same:
 			// Made again since this subscription read it: the new
-			// stream's messages are all new to it.
+			// stream's messages are all new to it, also at a later
+			// reopen before any of them came (the start position it
+			// was made with is the old stream's).
 			b.sawEvents(now)
-			rc.DeliverPolicy, rc.OptStartSeq, rc.OptStartTime = jetstream.DeliverAllPolicy, 0, nil
+			cfg.DeliverPolicy, cfg.OptStartSeq, cfg.OptStartTime = jetstream.DeliverAllPolicy, 0, nil
+			rc = cfg
 			last.Store(0)
 		case last.Load() > 0:
 			rc.DeliverPolicy, rc.OptStartSeq, rc.OptStartTime = jetstream.DeliverByStartSequencePolicy, last.Load()+1, nil
