@@ -21,8 +21,8 @@ import (
 //     reconnection and whenever the server says a stream is missing, so
 //     that publishing, enqueueing and the queues' consumers carry on
 //     without waiting for a new client to make them. A connection whose
-//     credentials may not make streams (a runtime's, deploy/nats) leaves
-//     that to the coordinator's.
+//     credentials may not make streams (a runtime's, deploy/nats) checks
+//     again every few seconds until the coordinator's has made them.
 //   - A queue's consumer whose task stream was made again makes its
 //     durable consumer again: nats-server 2.9 leaves a pull request to a
 //     consumer that no longer exists unanswered, and the queue would wait
@@ -35,8 +35,9 @@ import (
 //     A bounded replay (SubscribeOptions.To) ends instead, as its
 //     positions name messages of the old stream.
 //
-// Tasks and events stored before are lost with the store: the jobs that
-// were running end by their timeouts, or wait.
+// Tasks and events stored before are lost with the store. The bus tells
+// the coordinator (StoreLost), which fails the jobs that were running at
+// once (pkg/coordinator, restartedLog).
 
 // restoreTimeout bounds one attempt to make the streams again.
 const restoreTimeout = 30 * time.Second
@@ -113,8 +114,9 @@ func (b *Bus) sawEvents(created time.Time) {
 	b.streams.mu.Lock()
 	old := b.streams.created
 	b.streams.created = created
+	replaced := !old.IsZero() && !old.Equal(created)
 	var restarts []func()
-	if !old.IsZero() && !old.Equal(created) {
+	if replaced {
 		for s := range b.streams.subs {
 			s.mu.Lock()
 			if s.restart != nil {
@@ -123,7 +125,6 @@ func (b *Bus) sawEvents(created time.Time) {
 			s.mu.Unlock()
 		}
 	}
-	replaced := !old.IsZero() && !old.Equal(created)
 	b.streams.mu.Unlock()
 	if replaced {
 		select {
