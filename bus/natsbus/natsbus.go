@@ -1371,7 +1371,12 @@ func (b *Bus) stopping(nm *nats.Msg) {
 // server after their lease.
 func (b *Bus) Close() error {
 	b.closeOnce.Do(func() {
+		// Under streams.mu: restoreStreams, run by the connection's
+		// reconnect handler at any time, adds to wg only while the bus
+		// is open, so never during the Wait.
+		b.streams.mu.Lock()
 		close(b.closed)
+		b.streams.mu.Unlock()
 		b.wg.Wait()
 		b.nc.Close()
 	})
