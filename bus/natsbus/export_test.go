@@ -20,14 +20,7 @@ func WithPullTimes(o Options, wait, expires time.Duration) Options {
 // consumer, as a failed pull (a missed heartbeat) does.
 func RestartSubscriptions(b *Bus) {
 	b.streams.mu.Lock()
-	var rs []func()
-	for s := range b.streams.subs {
-		s.mu.Lock()
-		if s.restart != nil {
-			rs = append(rs, s.restart)
-		}
-		s.mu.Unlock()
-	}
+	rs := b.subRestarts()
 	b.streams.mu.Unlock()
 	for _, r := range rs {
 		r()

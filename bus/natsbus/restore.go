@@ -117,13 +117,7 @@ func (b *Bus) sawEvents(created time.Time) {
 	replaced := !old.IsZero() && !old.Equal(created)
 	var restarts []func()
 	if replaced {
-		for s := range b.streams.subs {
-			s.mu.Lock()
-			if s.restart != nil {
-				restarts = append(restarts, s.restart)
-			}
-			s.mu.Unlock()
-		}
+		restarts = b.subRestarts()
 	}
 	b.streams.mu.Unlock()
 	if replaced {
@@ -138,6 +132,20 @@ func (b *Bus) sawEvents(created time.Time) {
 	for _, r := range restarts {
 		r()
 	}
+}
+
+// subRestarts returns how to make each subscription open a new
+// consumer. Called with b.streams.mu held.
+func (b *Bus) subRestarts() []func() {
+	var rs []func()
+	for s := range b.streams.subs {
+		s.mu.Lock()
+		if s.restart != nil {
+			rs = append(rs, s.restart)
+		}
+		s.mu.Unlock()
+	}
+	return rs
 }
 
 // sawTasks records the task stream's creation time. When it differs from
