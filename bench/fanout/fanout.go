@@ -162,19 +162,20 @@ func Floor(ctx context.Context, n int, prefetch int) (Result, error) {
 		return Result{}, err
 	}
 	defer srv.Shutdown()
-	// The same storage as Skein's embedded mode: files (in the server's
+	// The same storage as Skein's embedded mode: the tasks in memory (its
+	// job backlog bounds them), the events on files (in the server's
 	// temporary directory), so that a million-task job's events do not
 	// stay in memory.
-	return floor(ctx, n, prefetch, "", jetstream.FileStorage, nats.InProcessServer(srv.Server()))
+	return floor(ctx, n, prefetch, "", jetstream.MemoryStorage, jetstream.FileStorage, nats.InProcessServer(srv.Server()))
 }
 
 // FloorURL is Floor against a NATS server at url (streams of its own,
 // removed afterwards).
 func FloorURL(ctx context.Context, url string, n int, prefetch int) (Result, error) {
-	return floor(ctx, n, prefetch, url, jetstream.FileStorage)
+	return floor(ctx, n, prefetch, url, jetstream.FileStorage, jetstream.FileStorage)
 }
 
-func floor(ctx context.Context, n int, prefetch int, url string, storage jetstream.StorageType, opts ...nats.Option) (Result, error) {
+func floor(ctx context.Context, n int, prefetch int, url string, taskStorage, eventStorage jetstream.StorageType, opts ...nats.Option) (Result, error) {
 	// Two connections, like Skein's coordinator and runtime.
 	pub, err := nats.Connect(url, opts...)
 	if err != nil {
@@ -190,10 +191,10 @@ func floor(ctx context.Context, n int, prefetch int, url string, storage jetstre
 	wjs, _ := jetstream.New(work, jetstream.WithPublishAsyncMaxPending(4096))
 	_ = pjs.DeleteStream(ctx, "FT")
 	_ = pjs.DeleteStream(ctx, "FE")
-	if _, err := pjs.CreateStream(ctx, jetstream.StreamConfig{Name: "FT", Subjects: []string{"ft.task.>"}, Retention: jetstream.WorkQueuePolicy, Storage: storage}); err != nil {
+	if _, err := pjs.CreateStream(ctx, jetstream.StreamConfig{Name: "FT", Subjects: []string{"ft.task.>"}, Retention: jetstream.WorkQueuePolicy, Storage: taskStorage}); err != nil {
 		return Result{}, err
 	}
-	if _, err := pjs.CreateStream(ctx, jetstream.StreamConfig{Name: "FE", Subjects: []string{"ft.ev.>"}, Storage: storage}); err != nil {
+	if _, err := pjs.CreateStream(ctx, jetstream.StreamConfig{Name: "FE", Subjects: []string{"ft.ev.>"}, Storage: eventStorage}); err != nil {
 		return Result{}, err
 	}
 	defer pjs.DeleteStream(context.Background(), "FT")

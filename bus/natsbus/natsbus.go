@@ -43,6 +43,12 @@ type Options struct {
 	// MemoryStorage keeps the streams in memory instead of files: for an
 	// embedded server whose jobs live only as long as its process.
 	MemoryStorage bool
+	// MemoryTasks keeps only the task stream in memory; the events and
+	// the job log stay on files. For an embedded server whose jobs live
+	// only as long as its process and whose coordinator bounds the tasks
+	// queued (Config.JobBacklog): the queue then holds a bounded number,
+	// while a job's events grow with its tasks.
+	MemoryTasks bool
 	// DedupWindow is how long the streams remember message ids to drop a
 	// duplicate publish (a publish retried after a lost ack). The server
 	// keeps every id of the window in memory: about 90 bytes a message,
@@ -319,12 +325,16 @@ func (b *Bus) ensureStreams(ctx context.Context) (made []string, err error) {
 	if b.opts.MemoryStorage {
 		storage = jetstream.MemoryStorage
 	}
+	taskStorage := storage
+	if b.opts.MemoryTasks {
+		taskStorage = jetstream.MemoryStorage
+	}
 	info, created, err := b.ensureStream(ctx, jetstream.StreamConfig{
 		Name:        b.tasksStream,
 		Description: "Skein task queues",
 		Subjects:    []string{b.opts.Prefix + ".task.>"},
 		Retention:   jetstream.WorkQueuePolicy,
-		Storage:     storage,
+		Storage:     taskStorage,
 		Replicas:    b.opts.Replicas,
 		MaxMsgSize:  maxMsg,
 		Duplicates:  b.opts.DedupWindow,

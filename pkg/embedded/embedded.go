@@ -60,13 +60,20 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	}
 	// Two connections: the coordinator's and the runtime's each get their
 	// own read loop.
-	// The streams are files (in a temporary directory unless Dir is
-	// set), so that a job's events do not stay in the process's memory:
-	// a million-task job records about 300 MB of them. The connections
-	// are in-process, so a publish's ack is not lost: a short window of
-	// message ids (kept in memory) is enough to drop the copies of a
-	// publish retried after a timeout.
-	bo := natsbus.Options{Logger: cfg.Logger, DedupWindow: 2 * time.Second}
+	// The events and the job log are files (in a temporary directory
+	// unless Dir is set), so that a job's events do not stay in the
+	// process's memory: a million-task job records about 300 MB of them.
+	// The task queue is in memory: the coordinator's job backlog bounds
+	// what it holds (DefaultJobBacklog tasks a job, about 2 MB), and
+	// nothing outlives the process that runs the job, so files would only
+	// cost every task a write and a deletion record (a quarter of a
+	// 100,000-task job's time, docs/benchmarks.md). Without a backlog
+	// bound the tasks stay on files. The connections are in-process, so
+	// a publish's ack is not lost: a short window of message ids (kept
+	// in memory) is enough to drop the copies of a publish retried after
+	// a timeout.
+	cc := cfg.Coordinator
+	bo := natsbus.Options{Logger: cfg.Logger, DedupWindow: 2 * time.Second, MemoryTasks: cc.JobBacklog >= 0}
 	bo.Name = "skein-coordinator"
 	if c.coordBus, err = srv.Connect(ctx, bo); err != nil {
 		return fail(fmt.Errorf("embedded: %w", err))
@@ -75,7 +82,6 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	if c.runBus, err = srv.Connect(ctx, bo); err != nil {
 		return fail(fmt.Errorf("embedded: %w", err))
 	}
-	cc := cfg.Coordinator
 	if cc.Logger == nil {
 		cc.Logger = cfg.Logger
 	}
