@@ -133,14 +133,21 @@ type JobView struct {
 	ElapsedMS      int64           `json:"elapsed_ms"` // submitted to ended, or to now
 	Rate           float64         `json:"rate"`       // tasks finished per second since the start
 	Error          *wire.TaskError `json:"error,omitempty"`
-	FailedTask     int             `json:"failed_task,omitempty"`
+	// FailedTask is the task whose failure ended the job; absent while
+	// no task did (a job that failed of itself has an error but no
+	// failed task).
+	FailedTask *int `json:"failed_task,omitempty"`
 }
 
 func view(j coordinator.JobInfo, now time.Time) JobView {
 	st := j.Status
 	v := JobView{ID: st.ID, State: st.State, Kind: st.Kind, Function: j.Function, ReduceFunction: j.ReduceFunction, Pool: j.Pool,
 		Total: st.Total, Done: st.Done, Failed: st.Failed, Running: st.Running, Retried: st.Retried,
-		Submitted: st.Submitted / 1e6, Ended: st.Ended / 1e6, Error: st.Error, FailedTask: st.FailedTask}
+		Submitted: st.Submitted / 1e6, Ended: st.Ended / 1e6, Error: st.Error}
+	if st.Error != nil && st.FailedTask >= 0 {
+		task := st.FailedTask
+		v.FailedTask = &task
+	}
 	end := now.UnixNano()
 	if st.Ended > 0 {
 		end = st.Ended

@@ -107,7 +107,7 @@
         stat("pool", s.pool), stat("kind", s.kind));
       if (s.error) {
         jobError.hidden = false;
-        jobError.textContent = "The job " + s.state + (s.failed_task || s.failed_task === 0 ? " (task " + s.failed_task + ")" : "") + ": " +
+        jobError.textContent = "The job " + s.state + (typeof s.failed_task === "number" ? " (task " + s.failed_task + ")" : "") + ": " +
           s.error.kind + (s.error.type ? ": " + s.error.type : "") + ": " + s.error.message;
       }
       cancelBtn.hidden = !me.cancel || terminal(s.state);
