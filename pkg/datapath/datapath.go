@@ -412,12 +412,16 @@ func (p *Path) StoreInput(ctx context.Context, job string, r io.Reader) (string,
 
 // LoadInput is coordinator.Hooks.LoadInput: it opens the input the
 // submitter stored, which must be the job's own input artifact (a spec
-// cannot make the coordinator read anything else).
+// cannot make the coordinator read anything else). Opening and reading
+// ride out a storage outage (storage.Patience): a read cut midway goes on
+// from the byte reached.
 func (p *Path) LoadInput(ctx context.Context, spec *wire.JobSpec, url string) (io.ReadCloser, error) {
 	if want := p.art.JobURL(spec.ID) + inputName; url != want {
 		return nil, fmt.Errorf("%w: the job's input %s is not its artifact %s", coordinator.ErrInvalid, storage.Redact(url), storage.Redact(want))
 	}
-	return p.art.Open(ctx, url)
+	return p.art.OpenPatiently(ctx, url, func(err error, wait time.Duration) {
+		p.log.Warn("storage: reading the job's stored input failed; trying again", "job", spec.ID, "wait", wait.Round(time.Millisecond), "err", err)
+	})
 }
 
 // inputStored reports whether the submitter stored the job's input.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/url"
 	"strings"
@@ -74,6 +75,43 @@ func TestStorageOutageIsRidden(t *testing.T) {
 	// read and refused for its form, not for the storage.
 	if te := fn.Classify(err); err == nil || te.Kind != wire.ErrBadInput {
 		t.Fatalf("preparing across a 2 s outage: %v, want the stored value read (and refused as bad input)", err)
+	}
+
+	// A job's stored input, opened and read by the coordinator: an outage
+	// when it is opened, and another that cuts the read midway (32 MB,
+	// more than the sockets between hold, so that most of it is unread).
+	var in32 strings.Builder
+	in32.WriteString(`[`)
+	for i := 0; in32.Len() < 32<<20; i++ {
+		fmt.Fprintf(&in32, "%q,", fmt.Sprintf("element %d of the input, with a few words more", i))
+	}
+	input := strings.TrimSuffix(in32.String(), ",") + `]`
+	spec := &wire.JobSpec{ID: "job2"}
+	ref, err := p.StoreInput(ctx, spec.ID, strings.NewReader(input))
+	if err != nil {
+		t.Fatal(err)
+	}
+	outage(2 * time.Second)
+	start = time.Now()
+	rc, err := p.LoadInput(ctx, spec, ref)
+	if err != nil {
+		t.Fatalf("opening a stored input across a 2 s outage: %v (after %v)", err, time.Since(start))
+	}
+	head := make([]byte, 64<<10)
+	if _, err := io.ReadFull(rc, head); err != nil {
+		t.Fatal(err)
+	}
+	outage(2 * time.Second)
+	rest, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil {
+		t.Fatalf("reading a stored input across a 2 s outage: %v", err)
+	}
+	if got := append(head, rest...); string(got) != input {
+		t.Fatalf("read %d bytes of the input, want its %d, byte for byte", len(got), len(input))
+	}
+	for proxy.IsDown() {
+		time.Sleep(50 * time.Millisecond)
 	}
 
 	// An outage longer than the tries: the task fails, saying so.

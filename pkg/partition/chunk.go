@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"time"
 
 	"github.com/skeinrun/skein/pkg/storage"
 	"github.com/skeinrun/skein/pkg/wire"
@@ -82,44 +81,9 @@ type windowReader struct {
 	limit  int64 // end of the current window
 	window int64
 	body   io.ReadCloser
-	// failing is when the current run of failures began (zero: none);
-	// wait is the next pause.
-	failing time.Time
-	wait    time.Duration
-}
-
-// again pauses after err and reports whether to read again (a failed Get,
-// or a body cut midway, is made again from the position reached): not for
-// a lasting error, nor once failures have gone on for storage.RideOut, nor
-// once the context has ended.
-func (w *windowReader) again(err error) bool {
-	if storage.Lasting(err) || w.ctx.Err() != nil {
-		return false
-	}
-	now := time.Now()
-	if w.failing.IsZero() {
-		w.failing, w.wait = now, storage.RideOutFirst
-	}
-	if now.Sub(w.failing)+w.wait > storage.RideOut {
-		return false
-	}
-	t := time.NewTimer(w.wait)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-w.ctx.Done():
-		return false
-	}
-	w.wait = min(2*w.wait, storage.RideOutMax)
-	return true
-}
-
-// gaveUp is err after a run of failures that again refused to go on with.
-func (w *windowReader) gaveUp(err error) error {
-	if !w.failing.IsZero() && !storage.Lasting(err) && w.ctx.Err() == nil {
-		return fmt.Errorf("%w (still failing after %v of tries)", err, time.Since(w.failing).Round(100*time.Millisecond))
-	}
-	return err
+	// patience paces the tries again of a failed Get, or of a body cut
+	// midway, from the position reached.
+	patience storage.Patience
 }
 
 func (w *windowReader) Read(p []byte) (int, error) {
@@ -135,17 +99,17 @@ func (w *windowReader) Read(p []byte) (int, error) {
 			end := min(w.limit, w.obj.Size)
 			body, err := w.s.Get(w.ctx, w.obj.Bucket, w.obj.Key, w.pos, end-w.pos)
 			if err != nil {
-				if w.again(err) {
+				if w.patience.Again(w.ctx, err) {
 					continue
 				}
-				return 0, w.gaveUp(err)
+				return 0, w.patience.GaveUp(w.ctx, err)
 			}
 			w.body = body
 		}
 		n, err := w.body.Read(p)
 		w.pos += int64(n)
 		if n > 0 {
-			w.failing = time.Time{}
+			w.patience.Mended()
 		}
 		if err != nil && err != io.EOF {
 			// Cut midway: what came is good; the rest is read again
@@ -155,10 +119,10 @@ func (w *windowReader) Read(p []byte) (int, error) {
 			if n > 0 {
 				return n, nil
 			}
-			if w.again(err) {
+			if w.patience.Again(w.ctx, err) {
 				continue
 			}
-			return 0, w.gaveUp(err)
+			return 0, w.patience.GaveUp(w.ctx, err)
 		}
 		if err == io.EOF {
 			w.body.Close()

@@ -74,8 +74,9 @@ func Lasting(err error) bool {
 // How the data path rides out failures that are not Lasting (a server
 // restarting, a network blip): the operation is tried again after a pause
 // that starts at RideOutFirst and doubles up to RideOutMax, for up to
-// RideOut in all. datapath (stored inputs, results, values) and partition
-// (chunk reads) both use it.
+// RideOut in all. datapath (tasks' stored inputs, results, values, and
+// with Patience a job's stored input) and partition (chunk reads, with
+// Patience) use it.
 var RideOut = 30 * time.Second
 
 const (
