@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 
@@ -97,7 +98,7 @@ func (w *windowReader) Read(p []byte) (int, error) {
 				w.limit = w.pos + w.window
 			}
 			end := min(w.limit, w.obj.Size)
-			body, err := w.s.Get(w.ctx, w.obj.Bucket, w.obj.Key, w.pos, end-w.pos)
+			body, err := w.get(end - w.pos)
 			if err != nil {
 				if w.patience.Again(w.ctx, err) {
 					continue
@@ -137,6 +138,19 @@ func (w *windowReader) Read(p []byte) (int, error) {
 		}
 		return n, err
 	}
+}
+
+// get reads n bytes from pos: of the version of the object the job split
+// when the chunk carries its ETag and the store can pin a read to it.
+func (w *windowReader) get(n int64) (io.ReadCloser, error) {
+	if vg, ok := w.s.(storage.VersionGetter); ok && storage.Pinnable(w.obj.ETag) {
+		body, err := vg.GetVersion(w.ctx, w.obj.Bucket, w.obj.Key, w.obj.ETag, w.pos, n)
+		if errors.Is(err, storage.ErrChanged) {
+			err = fmt.Errorf("partition: %s was written again after the job split it into chunks (read from byte %d): %w", w.obj.URL, w.pos, err)
+		}
+		return body, err
+	}
+	return w.s.Get(w.ctx, w.obj.Bucket, w.obj.Key, w.pos, n)
 }
 
 func (w *windowReader) Close() error {

@@ -20,20 +20,7 @@ import (
 // for byte, from where the cut left it; an outage longer than storage.RideOut
 // fails the read, saying so.
 func TestChunkReadRidesOutAnOutage(t *testing.T) {
-	_, direct, bucket := s3Env(t)
-	u, err := url.Parse(testenv.Require(t, testenv.S3Endpoint))
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy := testenv.NewOutageProxy(t, u.Host)
-	c := storage.DefaultConfig()
-	c.LocalRoot = t.TempDir()
-	c.COS = storage.COSConfig{Endpoint: "http://" + proxy.Addr(), Region: storage.DefaultRegion, PathStyle: true,
-		AccessKey: testenv.Require(t, testenv.S3Access), SecretKey: storage.Secret(testenv.Require(t, testenv.S3Secret))}
-	r, err := storage.NewResolver(c, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, direct, bucket, proxy := proxiedS3(t)
 	// 32 MB of numbered lines: more than the sockets between hold, so the
 	// cut comes with most of the chunk unread.
 	var b strings.Builder
@@ -84,4 +71,23 @@ func TestChunkReadRidesOutAnOutage(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "still failing after") {
 		t.Fatalf("reading through an outage longer than the tries: %v, want an error saying it gave up", err)
 	}
+}
+
+// proxiedS3 is s3Env with the resolver's requests going through an outage
+// proxy: the resolver reads through it, direct (and bucket) do not.
+func proxiedS3(t *testing.T) (r *storage.Resolver, direct storage.Store, bucket string, proxy *testenv.OutageProxy) {
+	_, direct, bucket = s3Env(t)
+	u, err := url.Parse(testenv.Require(t, testenv.S3Endpoint))
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy = testenv.NewOutageProxy(t, u.Host)
+	c := storage.DefaultConfig()
+	c.LocalRoot = t.TempDir()
+	c.COS = storage.COSConfig{Endpoint: "http://" + proxy.Addr(), Region: storage.DefaultRegion, PathStyle: true,
+		AccessKey: testenv.Require(t, testenv.S3Access), SecretKey: storage.Secret(testenv.Require(t, testenv.S3Secret))}
+	if r, err = storage.NewResolver(c, nil); err != nil {
+		t.Fatal(err)
+	}
+	return r, direct, bucket, proxy
 }

@@ -234,12 +234,16 @@ func Expand(ctx context.Context, r *storage.Resolver, iterdata []wire.Value, opt
 			}
 			ranges := Ranges(info.Size, opt)
 			ou := e.url.Object(info.Key)
+			etag := ""
+			if storage.Pinnable(info.ETag) {
+				etag = info.ETag
+			}
 			for p, rg := range ranges {
 				items = append(items, Item{
 					Source: i,
 					Obj: &wire.Object{
 						URL: ou.String(), Store: storeName(ou), Bucket: ou.Bucket, Key: ou.Key,
-						Part: p, Parts: len(ranges), Start: rg[0], End: rg[1], Size: info.Size, Group: group,
+						Part: p, Parts: len(ranges), Start: rg[0], End: rg[1], Size: info.Size, Group: group, ETag: etag,
 					},
 					Kwargs: e.kwargs,
 				})

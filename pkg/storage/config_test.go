@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -185,4 +186,55 @@ func TestHTTPStore(t *testing.T) {
 	checkErr(t, err, ErrReadOnly, ranged.URL+"/x")
 	_, err = h.List(ctx, host, "")
 	checkErr(t, err, ErrUnsupported, ranged.URL)
+}
+
+// TestHTTPGetVersion pins reads to the ETag a server gives: the version it
+// names reads as Get does, ranged or not; once the server's content (and
+// ETag) changed, the read fails with ErrChanged; a weak ETag cannot be
+// pinned.
+func TestHTTPGetVersion(t *testing.T) {
+	var mu sync.Mutex
+	body, etag := "line one\nline two\n", `"v1"`
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		b, e := body, etag
+		mu.Unlock()
+		w.Header().Set("ETag", e)
+		http.ServeContent(w, r, "data.txt", time.Unix(1700000000, 0), strings.NewReader(b))
+	}))
+	defer srv.Close()
+	ctx := context.Background()
+	h := NewHTTP("http", 5*time.Second, testLogger(t))
+	host := strings.TrimPrefix(srv.URL, "http://")
+	info, err := h.Head(ctx, host, "data.txt")
+	if err != nil || info.ETag != "v1" || !Pinnable(info.ETag) {
+		t.Fatalf("head: %+v, %v; want ETag v1, pinnable", info, err)
+	}
+	for _, c := range []struct {
+		off, n int64
+		want   string
+	}{{0, -1, body}, {5, 3, "one"}, {9, -1, body[9:]}} {
+		rc, err := h.GetVersion(ctx, host, "data.txt", info.ETag, c.off, c.n)
+		if err != nil {
+			t.Fatalf("get [%d,+%d) of v1: %v", c.off, c.n, err)
+		}
+		b, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil || string(b) != c.want {
+			t.Errorf("get [%d,+%d) of v1 = %q, %v; want %q", c.off, c.n, b, err, c.want)
+		}
+	}
+	mu.Lock()
+	body, etag = "line ONE\nline TWO\n", `"v2"`
+	mu.Unlock()
+	_, err = h.GetVersion(ctx, host, "data.txt", info.ETag, 5, 3)
+	checkErr(t, err, ErrChanged, srv.URL+"/data.txt")
+	if !Lasting(err) {
+		t.Errorf("a changed object is worth trying again: %v", err)
+	}
+	if Pinnable(`W/"v2`) || Pinnable("") {
+		t.Error("a weak or missing ETag is pinnable")
+	}
+	_, err = h.GetVersion(ctx, host, "data.txt", `W/"v2`, 0, -1)
+	checkErr(t, err, ErrInvalid, srv.URL+"/data.txt")
 }

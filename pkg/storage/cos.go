@@ -139,10 +139,26 @@ func (c *COS) probe404(ctx context.Context, op, bucket, key string) error {
 
 // Get implements Store.
 func (c *COS) Get(ctx context.Context, bucket, key string, off, n int64) (io.ReadCloser, error) {
+	return c.get(ctx, bucket, key, "", off, n)
+}
+
+// GetVersion implements VersionGetter: the request carries If-Match, and
+// the store answers 412 when the object's ETag is no longer etag.
+func (c *COS) GetVersion(ctx context.Context, bucket, key, etag string, off, n int64) (io.ReadCloser, error) {
+	if err := checkPin(c.url(bucket, key), etag); err != nil {
+		return nil, err
+	}
+	return c.get(ctx, bucket, key, etag, off, n)
+}
+
+func (c *COS) get(ctx context.Context, bucket, key, etag string, off, n int64) (io.ReadCloser, error) {
 	if off < 0 {
 		return nil, opErr("get", c.url(bucket, key), detailed(ErrInvalid, fmt.Sprintf("negative offset %d", off)))
 	}
 	in := &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)}
+	if etag != "" {
+		in.IfMatch = aws.String(`"` + etag + `"`)
+	}
 	switch {
 	case n == 0:
 		return empty(), nil
@@ -156,6 +172,9 @@ func (c *COS) Get(ctx context.Context, bucket, key string, off, n int64) (io.Rea
 		var rf awserr.RequestFailure
 		if errors.As(err, &rf) && rf.StatusCode() == http.StatusRequestedRangeNotSatisfiable {
 			return empty(), nil // off at or past the end
+		}
+		if etag != "" && errors.As(err, &rf) && rf.StatusCode() == http.StatusPreconditionFailed {
+			return nil, opErr("get", c.url(bucket, key), detailed(ErrChanged, "its ETag is no longer "+etag))
 		}
 		return nil, c.mapErr(ctx, "get", bucket, key, err)
 	}

@@ -63,12 +63,28 @@ func (h *HTTP) do(ctx context.Context, method, op, bucket, key string, hdr http.
 		return nil, opErr(op, u, ErrNotFound)
 	case http.StatusUnauthorized, http.StatusForbidden:
 		return nil, opErr(op, u, detailed(ErrAccessDenied, resp.Status))
+	case http.StatusPreconditionFailed: // only GetVersion sends a precondition (If-Match)
+		return nil, opErr(op, u, detailed(ErrChanged, "its ETag is no longer "+hdr.Get("If-Match")))
 	}
 	return nil, opErr(op, u, fmt.Errorf("HTTP %s", resp.Status))
 }
 
 // Get implements Store.
 func (h *HTTP) Get(ctx context.Context, bucket, key string, off, n int64) (io.ReadCloser, error) {
+	return h.get(ctx, bucket, key, "", off, n)
+}
+
+// GetVersion implements VersionGetter with If-Match: a server that keeps
+// entity tags answers 412 when the object's is no longer etag (one that
+// ignores the header cannot be pinned).
+func (h *HTTP) GetVersion(ctx context.Context, bucket, key, etag string, off, n int64) (io.ReadCloser, error) {
+	if err := checkPin(h.url(bucket, key), etag); err != nil {
+		return nil, err
+	}
+	return h.get(ctx, bucket, key, etag, off, n)
+}
+
+func (h *HTTP) get(ctx context.Context, bucket, key, etag string, off, n int64) (io.ReadCloser, error) {
 	if off < 0 {
 		return nil, opErr("get", h.url(bucket, key), detailed(ErrInvalid, fmt.Sprintf("negative offset %d", off)))
 	}
@@ -76,6 +92,9 @@ func (h *HTTP) Get(ctx context.Context, bucket, key string, off, n int64) (io.Re
 		return empty(), nil
 	}
 	hdr := http.Header{}
+	if etag != "" {
+		hdr.Set("If-Match", `"`+etag+`"`)
+	}
 	switch {
 	case n > 0:
 		hdr.Set("Range", fmt.Sprintf("bytes=%d-%d", off, off+n-1))

@@ -3,7 +3,9 @@ package storage
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"strings"
 	"time"
 )
 
@@ -32,6 +34,28 @@ type Store interface {
 	Delete(ctx context.Context, bucket, key string) error
 }
 
+// VersionGetter is implemented by stores whose objects carry an entity tag
+// that a read can be pinned to (S3, COS, and HTTP servers that send a
+// strong ETag): GetVersion is Get if the object's ETag is still etag (as
+// Info gives it), and an error wrapping ErrChanged if not, so that a read
+// made of several requests never mixes two versions of an object.
+type VersionGetter interface {
+	GetVersion(ctx context.Context, bucket, key, etag string, off, n int64) (io.ReadCloser, error)
+}
+
+// Pinnable reports whether a read can be pinned to an ETag that Info gave:
+// a strong one (a weak W/"…" tag never matches the If-Match of a read).
+func Pinnable(etag string) bool { return etag != "" && !strings.HasPrefix(etag, "W/") }
+
+// checkPin refuses a GetVersion of the object at url to an etag that
+// cannot pin a read.
+func checkPin(url, etag string) error {
+	if !Pinnable(etag) {
+		return opErr("get", url, detailed(ErrInvalid, fmt.Sprintf("cannot pin a read to ETag %q", etag)))
+	}
+	return nil
+}
+
 // BucketMaker is implemented by stores that can create a bucket. Artifacts
 // uses it to create its bucket on first use when configured to.
 type BucketMaker interface {
@@ -56,6 +80,9 @@ var (
 	ErrUnsupported  = errors.New("operation not supported by this store")
 	ErrInvalid      = errors.New("invalid argument")
 	ErrNoConfig     = errors.New("storage is not configured for this URL")
+	// ErrChanged: the object is no longer the version a read was pinned
+	// to (VersionGetter): it was written again meanwhile.
+	ErrChanged = errors.New("the object changed (written again since it was looked up)")
 )
 
 // Lasting reports an error that trying the operation again will not
@@ -63,7 +90,7 @@ var (
 // argument, an operation the store cannot do, or storage not configured.
 // Anything else (unreachable, reset, timed out, 5xx) may pass.
 func Lasting(err error) bool {
-	for _, e := range []error{ErrNotFound, ErrNoBucket, ErrAccessDenied, ErrBadURL, ErrInvalid, ErrReadOnly, ErrUnsupported, ErrNoConfig} {
+	for _, e := range []error{ErrNotFound, ErrNoBucket, ErrAccessDenied, ErrBadURL, ErrInvalid, ErrReadOnly, ErrUnsupported, ErrNoConfig, ErrChanged} {
 		if errors.Is(err, e) {
 			return true
 		}

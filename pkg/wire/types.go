@@ -116,6 +116,11 @@ type Object struct {
 	// Group is the index of the input object within the job (for
 	// reducer_one_per_object).
 	Group int `msgpack:"group" json:"group"`
+	// ETag is the object's entity tag when the job split it, where the
+	// store gives a strong one: every read of the chunk is pinned to it,
+	// so that an object written again meanwhile fails the read instead
+	// of mixing two versions (storage.VersionGetter).
+	ETag string `msgpack:"etag,omitempty" json:"etag,omitempty"`
 }
 
 // Task is one unit of work on a pool's queue.
