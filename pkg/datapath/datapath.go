@@ -405,9 +405,12 @@ func (p *Path) Resolve(ctx context.Context, ref string) (wire.Value, error) {
 const inputName = "input/spec"
 
 // StoreInput is client.Client.StoreInput: it stores a job's large data or
-// iterdata as the job's artifact input/spec, read from r to its end.
+// iterdata as the job's artifact input/spec, read from r to its end. The
+// upload rides out a storage outage (storage.Artifacts.PutReaderPatiently).
 func (p *Path) StoreInput(ctx context.Context, job string, r io.Reader) (string, error) {
-	return p.art.PutReader(ctx, job, inputName, r, -1)
+	return p.art.PutReaderPatiently(ctx, job, inputName, r, func(err error, wait time.Duration) {
+		p.log.Warn("storage: storing the job's input failed; trying again", "job", job, "wait", wait.Round(time.Millisecond), "err", err)
+	})
 }
 
 // LoadInput is coordinator.Hooks.LoadInput: it opens the input the

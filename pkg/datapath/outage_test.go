@@ -87,9 +87,15 @@ func TestStorageOutageIsRidden(t *testing.T) {
 	}
 	input := strings.TrimSuffix(in32.String(), ",") + `]`
 	spec := &wire.JobSpec{ID: "job2"}
+	// Stored by submit across an outage.
+	outage(2 * time.Second)
+	start = time.Now()
 	ref, err := p.StoreInput(ctx, spec.ID, strings.NewReader(input))
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("storing a job's input across a 2 s outage: %v (after %v)", err, time.Since(start))
+	}
+	for proxy.IsDown() {
+		time.Sleep(50 * time.Millisecond)
 	}
 	outage(2 * time.Second)
 	start = time.Now()

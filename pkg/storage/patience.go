@@ -138,3 +138,29 @@ func (r *patientReader) Close() error {
 	r.body = nil
 	return err
 }
+
+// PutReaderPatiently is PutReader of a reader of unknown size, riding out
+// an outage: a remote store needs the whole body before it sends it (it
+// buffers a reader of unknown size), so the body is read into memory
+// first and its upload tried again as Patience says; onRetry (may be nil)
+// hears of each try again. A local store streams the reader to its file
+// once (a disk has no outage to ride out).
+func (a *Artifacts) PutReaderPatiently(ctx context.Context, job, name string, r io.Reader, onRetry func(err error, wait time.Duration)) (string, error) {
+	if _, local := a.store.(*Local); local {
+		return a.PutReader(ctx, job, name, r, -1)
+	}
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return "", err
+	}
+	p := Patience{OnRetry: onRetry}
+	for {
+		ref, err := a.Put(ctx, job, name, data)
+		if err == nil {
+			return ref, nil
+		}
+		if !p.Again(ctx, err) {
+			return "", p.GaveUp(ctx, err)
+		}
+	}
+}
