@@ -216,7 +216,9 @@ type Purger interface {
 // each time the bus finds its event stream made again. The bus reads the
 // new stream from its start, but a reader that waits for a position on
 // it learns of the loss only from the next record; the coordinator writes
-// one (a mark) when it hears of the loss.
+// one (a mark) when it hears of the loss. A bus that cannot tell a broker
+// that lost its store from one that kept it (bus/rabbitmq) sends at each
+// reconnection: the coordinator's mark then shows which it was.
 type StoreWatcher interface {
 	StoreLost() <-chan struct{}
 }

@@ -40,7 +40,10 @@ type Bus struct {
 
 	done     chan struct{} // closed by Close
 	closeOne sync.Once
-	wg       sync.WaitGroup // background goroutines
+	// reconnected receives at each reconnection (StoreLost): the broker
+	// may have come back without its data, which the bus cannot tell.
+	reconnected chan struct{}
+	wg          sync.WaitGroup // background goroutines
 
 	mu    sync.Mutex
 	conn  *amqp.Connection
@@ -58,6 +61,14 @@ type Bus struct {
 
 var _ bus.Bus = (*Bus)(nil)
 var _ bus.Limits = (*Bus)(nil)
+var _ bus.StoreWatcher = (*Bus)(nil)
+
+// StoreLost implements bus.StoreWatcher. A broker that comes back without
+// its data (a volume not kept) makes the event stream anew, its offsets
+// starting again at 0, and the bus cannot tell it from one that kept its
+// data: the channel receives at each reconnection, and the coordinator
+// checks its job log then (a mark written and read back).
+func (b *Bus) StoreLost() <-chan struct{} { return b.reconnected }
 
 // node is one broker of the list given to Connect.
 type node struct {
@@ -81,11 +92,12 @@ func Connect(ctx context.Context, rawURL string, opts Options) (*Bus, error) {
 		return nil, err
 	}
 	b := &Bus{
-		opts:     opts,
-		log:      opts.Logger,
-		done:     make(chan struct{}),
-		ready:    make(chan struct{}),
-		declared: map[string]time.Time{},
+		opts:        opts,
+		log:         opts.Logger,
+		done:        make(chan struct{}),
+		reconnected: make(chan struct{}, 1),
+		ready:       make(chan struct{}),
+		declared:    map[string]time.Time{},
 	}
 	b.tail.b = b
 	b.cfg = amqp.Config{
@@ -428,8 +440,18 @@ func (b *Bus) watch(conn *amqp.Connection, closed <-chan *amqp.Error) {
 		cancel()
 		if err == nil {
 			if err = b.declareTopology(c); err == nil {
+				// The broker may have come back without its data: the
+				// queues this process declared are declared again at
+				// their next use.
+				b.declMu.Lock()
+				clear(b.declared)
+				b.declMu.Unlock()
 				b.setConn(c)
 				b.log.Info("rabbitmq reconnected", "url", b.ConnectedURL(), "lost", lost, "attempts", attempt, "down", time.Since(start).Round(time.Millisecond))
+				select {
+				case b.reconnected <- struct{}{}:
+				default:
+				}
 				return
 			}
 			_ = c.Close()

@@ -487,7 +487,7 @@ func (c *Client) waitEnd(ctx context.Context, st wire.JobStatus) (wire.JobStatus
 					return wire.JobStatus{}, 0, fmt.Errorf("job %s: %w: no coordinator has answered for the job for %s; its outcome is unknown (resubmit it)", id, ErrCoordinatorLost, time.Since(firstMiss).Round(time.Second))
 				}
 			case errors.Is(err, ErrUnknownJob):
-				return wire.JobStatus{}, 0, fmt.Errorf("job %s: %w: the coordinator no longer knows the job (it restarted); resubmit it", id, ErrCoordinatorLost)
+				return wire.JobStatus{}, 0, fmt.Errorf("job %s: %w: the coordinators no longer know the job (they restarted, or the broker lost its data); resubmit it", id, ErrCoordinatorLost)
 			}
 		}
 	}

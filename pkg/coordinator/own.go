@@ -112,6 +112,14 @@ type ownership struct {
 	moved   chan struct{} // closed when pos moves
 	// restarts counts the times the job log was found made again.
 	restarts int
+	// follower is the job log subscription's generation (refollow); stop
+	// ends the current one.
+	follower     int
+	stopFollower context.CancelFunc
+	refollowing  bool
+	// followMu serialises applying records with the change of follower,
+	// so that no record of a replaced subscription is applied after it.
+	followMu sync.Mutex
 }
 
 func newOwnership(lease time.Duration) *ownership {
@@ -366,11 +374,25 @@ func (c *Coordinator) drop(j *job, why string) {
 }
 
 // follow applies the job log to the ledger until the subscription ends.
-func (c *Coordinator) follow(log <-chan bus.Message) {
+func (c *Coordinator) follow(gen int, log <-chan bus.Message) {
+	o := c.own
 	for m := range log {
-		c.record(m)
+		o.followMu.Lock()
+		o.mu.Lock()
+		current := o.follower == gen
+		o.mu.Unlock()
+		if current {
+			c.record(m)
+		}
+		o.followMu.Unlock()
+		if !current {
+			return // replaced (refollow)
+		}
 	}
-	if c.ctx.Err() == nil {
+	o.mu.Lock()
+	current := o.follower == gen
+	o.mu.Unlock()
+	if c.ctx.Err() == nil && current {
 		c.log.Error("the job log subscription closed: this coordinator no longer sees owner changes")
 	}
 }
@@ -658,11 +680,19 @@ func (c *Coordinator) logAt() logPoint {
 // first copy's position — when handled says so; otherwise the log was made
 // again (restartedLog), its positions starting anew, and the read waits
 // until the coordinator has found that and read the new log to seq.
+//
+// A bus whose subscriptions do not follow a stream made again by
+// themselves (RabbitMQ: its offsets start again at 0, below the one the
+// subscription waits for) never brings the new log's records: when no
+// restart comes within refollowAfter, the coordinator reads the job log
+// again from its start on a new subscription (refollow).
 func (c *Coordinator) readToWritten(ctx context.Context, seq uint64, before logPoint, handled func() bool) error {
 	if seq > before.pos || handled() {
 		return c.readTo(ctx, seq)
 	}
 	o := c.own
+	refollow := time.NewTimer(refollowAfter)
+	defer refollow.Stop()
 	for {
 		o.mu.Lock()
 		pos, restarts, moved := o.pos, o.restarts, o.moved
@@ -672,10 +702,57 @@ func (c *Coordinator) readToWritten(ctx context.Context, seq uint64, before logP
 		}
 		select {
 		case <-moved:
+		case <-refollow.C:
+			if restarts == before.restarts {
+				c.refollow(seq)
+			}
 		case <-ctx.Done():
 			return fmt.Errorf("reading the job log, made again, to position %d (at %d): %w", seq, pos, ctx.Err())
 		}
 	}
+}
+
+// refollowAfter is how long a coordinator that wrote a record below the
+// position it had read waits for its job log subscription to find the new
+// log before it subscribes again from the start.
+const refollowAfter = 2 * time.Second
+
+// refollow replaces the job log subscription with one from the log's
+// first record: the bus's did not find the log made again (seen from a
+// record written at position at, below the one handled). The new
+// subscription's records then show the restart (restartedLog).
+func (c *Coordinator) refollow(at uint64) {
+	o := c.own
+	o.mu.Lock()
+	if o.refollowing || o.stopFollower == nil {
+		o.mu.Unlock()
+		return
+	}
+	o.refollowing = true
+	o.mu.Unlock()
+	defer func() {
+		o.mu.Lock()
+		o.refollowing = false
+		o.mu.Unlock()
+	}()
+	ctx, cancel := context.WithCancel(c.ctx)
+	log, err := c.bus.Subscribe(ctx, "job.>", bus.SubscribeOptions{From: 1})
+	if err != nil {
+		cancel()
+		c.log.Warn("reading the job log, made again, from its start", "err", err)
+		return
+	}
+	o.followMu.Lock()
+	o.mu.Lock()
+	o.follower++
+	gen, stop := o.follower, o.stopFollower
+	o.stopFollower = cancel
+	o.mu.Unlock()
+	o.followMu.Unlock()
+	stop()
+	c.log.Warn("the job log's subscription did not find the log made again (the broker lost its store?): reading it from its start", "written at", at)
+	c.wg.Add(1)
+	go func() { defer c.wg.Done(); c.follow(gen, log) }()
 }
 
 // readSpec reads a job's spec record at its position on the job log.

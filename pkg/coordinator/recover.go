@@ -54,7 +54,15 @@ func (c *Coordinator) Recover(ctx context.Context, window time.Duration) ([]stri
 			scancel()
 		}
 	}()
-	log, err := c.bus.Subscribe(sctx, "job.>", bus.SubscribeOptions{Since: time.Now().Add(-window)})
+	// The log's subscription has a context of its own: refollow replaces
+	// it.
+	lctx, lcancel := context.WithCancel(sctx)
+	defer func() {
+		if !ok {
+			lcancel()
+		}
+	}()
+	log, err := c.bus.Subscribe(lctx, "job.>", bus.SubscribeOptions{Since: time.Now().Add(-window)})
 	if err != nil {
 		return nil, fmt.Errorf("reading the job log: %w", err)
 	}
@@ -98,8 +106,12 @@ func (c *Coordinator) Recover(ctx context.Context, window time.Duration) ([]stri
 		}
 	}
 	o.mu.Unlock()
+	o.mu.Lock()
+	o.stopFollower = lcancel
+	gen := o.follower
+	o.mu.Unlock()
 	c.wg.Add(2)
-	go func() { defer c.wg.Done(); c.follow(log) }()
+	go func() { defer c.wg.Done(); c.follow(gen, log) }()
 	go func() { defer c.wg.Done(); c.heartbeats(alive) }()
 	if sw, ok := c.bus.(bus.StoreWatcher); ok {
 		c.wg.Add(1)

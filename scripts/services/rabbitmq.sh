@@ -7,6 +7,7 @@
 #   rabbitmq.sh stop          stop the node and the epmd it started
 #   rabbitmq.sh stop-broker   stop only the node (data and ports are kept)
 #   rabbitmq.sh start-broker  start the node again on the same ports and data
+#   rabbitmq.sh wipe-broker   stop the node, remove its data, start it again
 #   rabbitmq.sh status        exit 0 when the node answers
 #   rabbitmq.sh ctl ARGS...   run rabbitmqctl ARGS against the node (users,
 #                             vhosts, permissions; stdin is passed through)
@@ -267,6 +268,15 @@ stop)
 	;;
 stop-broker) stop_broker ;;
 start-broker) start_broker ;;
+wipe-broker)
+	# A broker back without its data (a volume not kept, a replaced
+	# machine): stopped, its database removed, started again. The
+	# configured default user is made again at boot, so clients can
+	# reconnect; their queues, streams and messages are gone.
+	stop_broker
+	rm -rf "$dir/mnesia"
+	start_broker
+	;;
 status) running ;;
 env) print_env ;;
 ctl)
@@ -276,7 +286,7 @@ ctl)
 	ctl "$@"
 	;;
 *)
-	echo "usage: $0 start|stop|stop-broker|start-broker|status|env|ctl ARGS..." >&2
+	echo "usage: $0 start|stop|stop-broker|start-broker|wipe-broker|status|env|ctl ARGS..." >&2
 	exit 2
 	;;
 esac
