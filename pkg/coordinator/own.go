@@ -703,8 +703,8 @@ func (c *Coordinator) readToWritten(ctx context.Context, seq uint64, before logP
 		select {
 		case <-moved:
 		case <-refollow.C:
-			if restarts == before.restarts {
-				c.refollow(seq)
+			if restarts == before.restarts && !c.refollow(seq) {
+				refollow.Reset(refollowAfter) // try again
 			}
 		case <-ctx.Done():
 			return fmt.Errorf("reading the job log, made again, to position %d (at %d): %w", seq, pos, ctx.Err())
@@ -720,13 +720,14 @@ const refollowAfter = 2 * time.Second
 // refollow replaces the job log subscription with one from the log's
 // first record: the bus's did not find the log made again (seen from a
 // record written at position at, below the one handled). The new
-// subscription's records then show the restart (restartedLog).
-func (c *Coordinator) refollow(at uint64) {
+// subscription's records then show the restart (restartedLog). It
+// reports false when it could not subscribe (the caller tries again).
+func (c *Coordinator) refollow(at uint64) bool {
 	o := c.own
 	o.mu.Lock()
 	if o.refollowing || o.stopFollower == nil {
 		o.mu.Unlock()
-		return
+		return true // under way, or not following yet
 	}
 	o.refollowing = true
 	o.mu.Unlock()
@@ -740,7 +741,7 @@ func (c *Coordinator) refollow(at uint64) {
 	if err != nil {
 		cancel()
 		c.log.Warn("reading the job log, made again, from its start", "err", err)
-		return
+		return false
 	}
 	o.followMu.Lock()
 	o.mu.Lock()
@@ -753,6 +754,7 @@ func (c *Coordinator) refollow(at uint64) {
 	c.log.Warn("the job log's subscription did not find the log made again (the broker lost its store?): reading it from its start", "written at", at)
 	c.wg.Add(1)
 	go func() { defer c.wg.Done(); c.follow(gen, log) }()
+	return true
 }
 
 // readSpec reads a job's spec record at its position on the job log.
