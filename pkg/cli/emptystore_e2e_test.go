@@ -78,10 +78,12 @@ func TestRabbitMQBackWithoutItsData(t *testing.T) {
 	if out, err := wipe.CombinedOutput(); err != nil {
 		t.Fatalf("wiping the broker: %v\n%s", err, out)
 	}
+	// The coordinator's connections come back one after another, and its
+	// API serves again once they have: a grace rides that out.
 	waitOutput(t, co, "rabbitmq reconnected", 30*time.Second)
 	for i := range 6 {
 		want := fmt.Sprintf("[%d,%d]\n", i+1, i+2)
-		out, errOut, code := submit(t, "map", "--function", "add", "--iterdata", "[1,2]", "--extra-params", fmt.Sprintf(`{"y":%d}`, i), "--bus", url, "--timeout", "60")
+		out, errOut, code := submit(t, "map", "--function", "add", "--iterdata", "[1,2]", "--extra-params", fmt.Sprintf(`{"y":%d}`, i), "--bus", url, "--timeout", "60", "--coordinator-grace", "30s")
 		if code != 0 || out != want {
 			t.Fatalf("job %d after the broker lost its data: exit %d, %q (want %q):\n%s", i, code, out, want, errOut)
 		}

@@ -413,7 +413,9 @@ func (c *Client) WaitFrom(ctx context.Context, st wire.JobStatus) (wire.JobStatu
 // waitEnd reads the job's end record from the job's position on the
 // stream (st.From, which the coordinator reported) and returns it with its
 // position. Only a well-formed end record of this job with a final state
-// decides; anything else on the subject is logged and ignored.
+// decides; anything else on the subject is logged and ignored. A job the
+// coordinator reports ended at two checks in a row while no end record
+// came is returned as the coordinator reports it, at position 0.
 func (c *Client) waitEnd(ctx context.Context, st wire.JobStatus) (wire.JobStatus, uint64, error) {
 	id := st.ID
 	if st.From == 0 {
@@ -432,6 +434,7 @@ func (c *Client) waitEnd(ctx context.Context, st wire.JobStatus) (wire.JobStatus
 	var (
 		misses    int
 		firstMiss time.Time // when the first check of the present streak of misses found nobody
+		ended     bool      // the last check found the job ended, its end record not read
 	)
 	for {
 		select {
@@ -463,15 +466,25 @@ func (c *Client) waitEnd(ctx context.Context, st wire.JobStatus) (wire.JobStatus
 				continue
 			}
 			sctx, scancel := context.WithTimeout(ctx, 5*time.Second)
-			_, err := c.Status(sctx, id)
+			now, err := c.Status(sctx, id)
 			scancel()
 			if err != nil && !errors.Is(err, ErrUnknownJob) && ctx.Err() == nil && !c.connected() {
 				misses = 0
 				continue
 			}
 			switch {
+			case err == nil && now.State.Terminal() && ended:
+				// Ended a check ago and its end record still not read:
+				// the record went where this subscription does not
+				// look (a RabbitMQ broker back without its data starts
+				// its stream's offsets anew, and a subscription that
+				// reconnected after the record was written resumes
+				// past it). The coordinator's word decides; position
+				// 0: the end record was not read.
+				c.log().Warn("the job ended but its end record did not come; taking the coordinator's status", "job", id, "state", now.State)
+				return now, 0, nil
 			case err == nil:
-				misses = 0
+				misses, ended = 0, now.State.Terminal()
 			case ctx.Err() != nil:
 				return wire.JobStatus{}, 0, ctx.Err()
 			case errors.Is(err, ErrNoCoordinator):
@@ -749,6 +762,9 @@ func (c *Client) Events(ctx context.Context, id string) ([]wire.Event, wire.JobS
 	st, end, err := c.waitEnd(ctx, st)
 	if err != nil {
 		return nil, st, err
+	}
+	if end == 0 {
+		return nil, st, fmt.Errorf("job %s: its end record is not on the bus (the broker lost its data?): its events cannot be read", id)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
