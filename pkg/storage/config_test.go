@@ -238,3 +238,65 @@ func TestHTTPGetVersion(t *testing.T) {
 	_, err = h.GetVersion(ctx, host, "data.txt", `W/"v2`, 0, -1)
 	checkErr(t, err, ErrInvalid, srv.URL+"/data.txt")
 }
+
+// TestHTTPETagForms pins reads only to an ETag sent as a strong entity tag
+// ("…"): a weak, unquoted or malformed one leaves the object unpinned
+// rather than failing every pinned read with 412; and a server that
+// ignores If-Match but sends the object's new ETag is caught.
+func TestHTTPETagForms(t *testing.T) {
+	var mu sync.Mutex
+	etag, honour := "", true
+	body := "line one\nline two\n"
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		e, h := etag, honour
+		mu.Unlock()
+		if !h {
+			r.Header.Del("If-Match")
+		}
+		if e != "" {
+			w.Header().Set("ETag", e)
+		}
+		http.ServeContent(w, r, "data.txt", time.Unix(1700000000, 0), strings.NewReader(body))
+	}))
+	defer srv.Close()
+	ctx := context.Background()
+	h := NewHTTP("http", 5*time.Second, testLogger(t))
+	host := strings.TrimPrefix(srv.URL, "http://")
+	for _, c := range []struct{ sent, want string }{
+		{`"v1"`, "v1"}, {`W/"v1"`, ""}, {`v1`, ""}, {`"v1`, ""}, {`""`, ""},
+		{`"v 1"`, ""}, {`"a"b"`, ""}, {``, ""},
+	} {
+		mu.Lock()
+		etag = c.sent
+		mu.Unlock()
+		info, err := h.Head(ctx, host, "data.txt")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.ETag != c.want || Pinnable(info.ETag) != (c.want != "") {
+			t.Errorf("ETag header %q: Info.ETag %q (pinnable %v), want %q", c.sent, info.ETag, Pinnable(info.ETag), c.want)
+		}
+	}
+	for _, bad := range []string{`v"1`, "v 1", "v\x001"} {
+		if Pinnable(bad) {
+			t.Errorf("Pinnable(%q): a value that cannot be sent quoted is pinnable", bad)
+		}
+	}
+	// A server that ignores If-Match: the read of a version it no longer
+	// has fails by the ETag it answers with.
+	mu.Lock()
+	etag, honour = `"v2"`, false
+	mu.Unlock()
+	_, err := h.GetVersion(ctx, host, "data.txt", "v1", 5, 3)
+	checkErr(t, err, ErrChanged, srv.URL+"/data.txt")
+	rc, err := h.GetVersion(ctx, host, "data.txt", "v2", 5, 3)
+	if err != nil {
+		t.Fatalf("read of the current version from a server that ignores If-Match: %v", err)
+	}
+	b, _ := io.ReadAll(rc)
+	rc.Close()
+	if string(b) != "one" {
+		t.Errorf("read %q, want %q", b, "one")
+	}
+}

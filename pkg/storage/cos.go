@@ -219,7 +219,7 @@ func (c *COS) Head(ctx context.Context, bucket, key string) (Info, error) {
 		}
 		return Info{}, c.mapErr(ctx, "head", bucket, key, err)
 	}
-	return Info{Key: key, Size: aws.Int64Value(out.ContentLength), Modified: aws.TimeValue(out.LastModified), ETag: strings.Trim(aws.StringValue(out.ETag), `"`)}, nil
+	return Info{Key: key, Size: aws.Int64Value(out.ContentLength), Modified: aws.TimeValue(out.LastModified), ETag: strongETag(aws.StringValue(out.ETag))}, nil
 }
 
 // List implements Store; it follows continuation tokens to the end.
@@ -240,7 +240,7 @@ func (c *COS) List(ctx context.Context, bucket, prefix string) ([]Info, error) {
 			if o.LastModified != nil {
 				mod = *o.LastModified
 			}
-			out = append(out, Info{Key: k, Size: aws.Int64Value(o.Size), Modified: mod, ETag: strings.Trim(aws.StringValue(o.ETag), `"`)})
+			out = append(out, Info{Key: k, Size: aws.Int64Value(o.Size), Modified: mod, ETag: strongETag(aws.StringValue(o.ETag))})
 		}
 		return true
 	})

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 )
 
@@ -105,6 +104,12 @@ func (h *HTTP) get(ctx context.Context, bucket, key, etag string, off, n int64) 
 	if err != nil {
 		return nil, err
 	}
+	// A server that ignores If-Match answers with the object it has: its
+	// ETag, when it sends one, tells whether that is the version pinned.
+	if got := resp.Header.Get("ETag"); etag != "" && got != "" && strongETag(got) != etag {
+		resp.Body.Close()
+		return nil, opErr("get", h.url(bucket, key), detailed(ErrChanged, fmt.Sprintf("its ETag is no longer %q but %s", etag, got)))
+	}
 	switch resp.StatusCode {
 	case http.StatusRequestedRangeNotSatisfiable:
 		resp.Body.Close()
@@ -147,7 +152,7 @@ func (h *HTTP) Head(ctx context.Context, bucket, key string) (Info, error) {
 		size = cl
 	}
 	mod, _ := http.ParseTime(resp.Header.Get("Last-Modified"))
-	return Info{Key: key, Size: size, Modified: mod, ETag: strings.Trim(resp.Header.Get("ETag"), `"`)}, nil
+	return Info{Key: key, Size: size, Modified: mod, ETag: strongETag(resp.Header.Get("ETag"))}, nil
 }
 
 // List implements Store: http has no listing.

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 	"time"
 )
 
@@ -44,8 +43,34 @@ type VersionGetter interface {
 }
 
 // Pinnable reports whether a read can be pinned to an ETag that Info gave:
-// a strong one (a weak W/"…" tag never matches the If-Match of a read).
-func Pinnable(etag string) bool { return etag != "" && !strings.HasPrefix(etag, "W/") }
+// the value of a strong entity tag, without its quotes. Info gives no ETag
+// for a weak tag (W/"…" never matches the If-Match of a read) nor for one
+// that is not a quoted entity tag at all.
+func Pinnable(etag string) bool {
+	if etag == "" {
+		return false
+	}
+	for i := 0; i < len(etag); i++ {
+		// etagc (RFC 9110, 8.8.3): visible characters but '"', and obs-text.
+		if c := etag[i]; c < 0x21 || c == '"' || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// strongETag is the value of an ETag header that holds a strong entity tag
+// ("…"), and "" for a missing, weak (W/"…") or malformed one, which no read
+// can be pinned to.
+func strongETag(header string) string {
+	if len(header) < 2 || header[0] != '"' || header[len(header)-1] != '"' {
+		return ""
+	}
+	if v := header[1 : len(header)-1]; Pinnable(v) {
+		return v
+	}
+	return ""
+}
 
 // checkPin refuses a GetVersion of the object at url to an etag that
 // cannot pin a read.
