@@ -327,6 +327,13 @@ func (b *Bus) detectFeatures(conn *amqp.Connection) {
 func (b *Bus) eventsName() string    { return b.opts.Prefix + ".events" }
 func (b *Bus) broadcastName() string { return b.opts.Prefix + ".broadcast" }
 
+// requeueName is the direct exchange through which a consumer hands
+// messages back: a Nak to its work queue or a delay queue, a Term to the
+// dead-letter queue. Only those queues are bound to it, each under its own
+// name, so that a runtime needs no write on the default exchange, which
+// reaches every queue of the vhost (the API's included).
+func (b *Bus) requeueName() string { return b.opts.Prefix + ".requeue" }
+
 // declareTopology declares the exchanges and the event stream. Durable
 // objects survive broker restarts; declaring them again is harmless. A
 // user without configure permission on them (a submitter or runtime on
@@ -360,7 +367,13 @@ func (b *Bus) declareObjects(conn *amqp.Connection, passive bool) error {
 		{b.eventsName(), amqp.ExchangeTopic},
 		{b.broadcastName(), amqp.ExchangeTopic},
 		{b.rpcExchange(), amqp.ExchangeDirect},
+		{b.requeueName(), amqp.ExchangeDirect},
 	} {
+		if passive && x.name == b.requeueName() {
+			// Only consumers use it, and they find out when they bind
+			// their queues to it (a coordinator older than it).
+			continue
+		}
 		if err := exchange(x.name, x.kind, true, false, false, false, nil); err != nil {
 			return fmt.Errorf("rabbitmq: declare exchange %s: %w", x.name, err)
 		}

@@ -71,9 +71,13 @@
 //
 // Nak(0) on a quorum queue is basic.nack with requeue. Nak with a delay
 // republishes the message (with its attempt count) to a classic delay
-// queue "<prefix>.delay.<queue>.<ms>" whose message TTL dead-letters it
+// queue "<prefix>.delay.<queue>.<ms>ms" whose message TTL dead-letters it
 // back into the work queue, then acks the original; delays are rounded up
-// to two significant digits. Term publishes the message to "<queue>.dead"
+// to two significant digits. Messages handed back go through the direct
+// exchange "<prefix>.requeue", to which the work, dead-letter and delay
+// queues are bound under their own names (and no other queue), so that a
+// consumer needs no write on the default exchange, which reaches every
+// queue of the vhost. Term publishes the message to "<queue>.dead"
 // with headers skein-reason, skein-queue, skein-attempt and skein-dead-at,
 // then acks it; DeadLetters reads them without removing them. A delivery
 // whose Attempt() exceeds MaxAttempts+1 (the consumer was given its last

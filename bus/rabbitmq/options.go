@@ -33,8 +33,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Prefix names the objects the bus declares: the event exchange and
 	// stream queue "<prefix>.events", the broadcast exchange
-	// "<prefix>.broadcast", RPC queues "<prefix>.rpc.<subject>" and delay
-	// queues "<prefix>.delay.<queue>.<ms>".
+	// "<prefix>.broadcast", RPC queues "<prefix>.rpc.<subject>", the
+	// requeue exchange "<prefix>.requeue" and delay queues
+	// "<prefix>.delay.<queue>.<ms>ms".
 	Prefix string
 	// QueueType of work queues and their dead-letter queues: QueueTypeAuto,
 	// QueueTypeQuorum or QueueTypeClassic. A queue that already exists

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,7 +36,7 @@ func (b *Bus) queueArgs(queue string, dlq bool) amqp.Table {
 		args[amqp.QueueTypeArg] = amqp.QueueTypeClassic
 	}
 	if !dlq {
-		args["x-dead-letter-exchange"] = ""
+		args["x-dead-letter-exchange"] = b.requeueName()
 		args["x-dead-letter-routing-key"] = DeadLetterQueue(queue)
 		if b.quorum {
 			args["x-delivery-limit"] = int64(b.opts.DeliveryLimit)
@@ -71,7 +72,13 @@ func (b *Bus) declare(ctx context.Context, fn func(ch *amqp.Channel) error) erro
 	}
 }
 
-// ensureQueue declares queue and its dead-letter queue once per process.
+// ensureQueue declares queue and its dead-letter queue once per process,
+// and binds both to the requeue exchange under their own names.
+//
+// A work queue declared before the requeue exchange existed dead-letters
+// through the default exchange: declaring it again with other arguments
+// is refused (406 PRECONDITION_FAILED), and it is taken as it is. Its dead
+// letters still reach "<queue>.dead" by name.
 func (b *Bus) ensureQueue(ctx context.Context, queue string) error {
 	b.declMu.Lock()
 	_, ok := b.declared[queue]
@@ -79,15 +86,31 @@ func (b *Bus) ensureQueue(ctx context.Context, queue string) error {
 	if ok {
 		return nil
 	}
+	dlq := DeadLetterQueue(queue)
 	err := b.declare(ctx, func(ch *amqp.Channel) error {
-		if _, err := ch.QueueDeclare(DeadLetterQueue(queue), true, false, false, false, b.queueArgs(queue, true)); err != nil {
-			return fmt.Errorf("rabbitmq: declare dead-letter queue %s: %w", DeadLetterQueue(queue), err)
-		}
-		if _, err := ch.QueueDeclare(queue, true, false, false, false, b.queueArgs(queue, false)); err != nil {
-			return fmt.Errorf("rabbitmq: declare queue %s: %w", queue, err)
+		if _, err := ch.QueueDeclare(dlq, true, false, false, false, b.queueArgs(queue, true)); err != nil {
+			return fmt.Errorf("rabbitmq: declare dead-letter queue %s: %w", dlq, err)
 		}
 		return nil
 	})
+	if err == nil {
+		err = b.declare(ctx, func(ch *amqp.Channel) error {
+			_, err := ch.QueueDeclare(queue, true, false, false, false, b.queueArgs(queue, false))
+			return err
+		})
+		if olderArgs(err) {
+			err = b.declare(ctx, func(ch *amqp.Channel) error {
+				_, err := ch.QueueDeclarePassive(queue, true, false, false, false, nil)
+				return err
+			})
+		}
+		if err != nil {
+			err = fmt.Errorf("rabbitmq: declare queue %s: %w", queue, err)
+		}
+	}
+	if err == nil {
+		err = b.bindRequeue(ctx, queue, dlq)
+	}
 	if err != nil {
 		return err
 	}
@@ -730,7 +753,7 @@ func (d *delivery) Nak(ctx context.Context, delay time.Duration) error {
 	}
 	p := d.copy()
 	p.Headers[hdrAttempts] = int64(d.attempt)
-	if err := d.c.b.publishConfirmed(ctx, []*pending{{key: key, msg: p}}); err != nil {
+	if err := d.c.b.publishConfirmed(ctx, []*pending{{exchange: d.c.b.requeueName(), key: key, msg: p}}); err != nil {
 		_ = d.nack()
 		return fmt.Errorf("rabbitmq: nak with delay on %s: %w", d.c.queue, err)
 	}
@@ -751,7 +774,7 @@ func (d *delivery) Term(ctx context.Context, reason string) error {
 	p.Headers[hdrQueue] = d.c.queue
 	p.Headers[hdrAttempt] = int64(d.attempt)
 	p.Headers[hdrDeadAt] = time.Now().UTC().Format(time.RFC3339Nano)
-	if err := d.c.b.publishConfirmed(ctx, []*pending{{key: DeadLetterQueue(d.c.queue), msg: p}}); err != nil {
+	if err := d.c.b.publishConfirmed(ctx, []*pending{{exchange: d.c.b.requeueName(), key: DeadLetterQueue(d.c.queue), msg: p}}); err != nil {
 		_ = d.nack()
 		return fmt.Errorf("rabbitmq: term on %s: dead-lettering failed, the message goes back to the queue: %w", d.c.queue, err)
 	}
@@ -789,7 +812,10 @@ func (d *delivery) copy() amqp.Publishing {
 // before they do.
 func (b *Bus) ensureDelayQueue(ctx context.Context, queue string, delay time.Duration) (string, error) {
 	ms := roundDelay(delay.Milliseconds())
-	name := b.opts.Prefix + ".delay." + queue + "." + strconv.FormatInt(ms, 10)
+	// The "ms" suffix keeps these apart from the delay queues of older
+	// releases ("<prefix>.delay.<queue>.<ms>", dead-lettering through the
+	// default exchange), which drain and expire by themselves.
+	name := b.opts.Prefix + ".delay." + queue + "." + strconv.FormatInt(ms, 10) + "ms"
 	b.declMu.Lock()
 	last, ok := b.declared[name]
 	b.declMu.Unlock()
@@ -800,7 +826,7 @@ func (b *Bus) ensureDelayQueue(ctx context.Context, queue string, delay time.Dur
 		amqp.QueueTypeArg:           amqp.QueueTypeClassic,
 		amqp.QueueMessageTTLArg:     ms,
 		"x-expires":                 ms + int64(2*declareRefresh/time.Millisecond),
-		"x-dead-letter-exchange":    "",
+		"x-dead-letter-exchange":    b.requeueName(),
 		"x-dead-letter-routing-key": queue,
 	}
 	err := b.declare(ctx, func(ch *amqp.Channel) error {
@@ -810,10 +836,38 @@ func (b *Bus) ensureDelayQueue(ctx context.Context, queue string, delay time.Dur
 	if err != nil {
 		return "", fmt.Errorf("rabbitmq: declare delay queue %s: %w", name, err)
 	}
+	if err := b.bindRequeue(ctx, name); err != nil {
+		return "", err
+	}
 	b.declMu.Lock()
 	b.declared[name] = time.Now()
 	b.declMu.Unlock()
 	return name, nil
+}
+
+// olderArgs reports whether a declare was refused because the queue
+// exists with the dead-letter exchange of an older release (the default
+// exchange).
+func olderArgs(err error) bool {
+	var aerr *amqp.Error
+	return errors.As(err, &aerr) && aerr.Code == amqp.PreconditionFailed && strings.Contains(aerr.Reason, "x-dead-letter-exchange")
+}
+
+// bindRequeue binds queues to the requeue exchange, each under its own
+// name: what a consumer hands back reaches them, and no other queue.
+func (b *Bus) bindRequeue(ctx context.Context, queues ...string) error {
+	return b.declare(ctx, func(ch *amqp.Channel) error {
+		for _, q := range queues {
+			if err := ch.QueueBind(q, q, b.requeueName(), false, nil); err != nil {
+				var aerr *amqp.Error
+				if errors.As(err, &aerr) && aerr.Code == amqp.NotFound && strings.Contains(aerr.Reason, "exchange") {
+					return fmt.Errorf("rabbitmq: bind %s to the exchange %s: %w (a coordinator of this release declares it: upgrade and start the coordinators first)", q, b.requeueName(), err)
+				}
+				return fmt.Errorf("rabbitmq: bind %s to the exchange %s: %w", q, b.requeueName(), err)
+			}
+		}
+		return nil
+	})
 }
 
 func roundDelay(ms int64) int64 {

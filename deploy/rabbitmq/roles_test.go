@@ -17,6 +17,8 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/skeinrun/skein/bus"
+	rbus "github.com/skeinrun/skein/bus/rabbitmq"
 	"github.com/skeinrun/skein/internal/testenv"
 )
 
@@ -179,6 +181,10 @@ func bind(exchange, key string) func(ch *amqp.Channel) error {
 	}
 }
 
+func bindQueue(queue, exchange string) func(ch *amqp.Channel) error {
+	return func(ch *amqp.Channel) error { return ch.QueueBind(queue, queue, exchange, false, nil) }
+}
+
 func consume(queue string) func(ch *amqp.Channel) error {
 	return func(ch *amqp.Channel) error {
 		_, err := ch.Consume(queue, "", false, false, false, false, nil)
@@ -247,8 +253,17 @@ func TestRoleRights(t *testing.T) {
 		"publish a reducer feed":  publish(a.ns+".events", "feed.j1.0"),
 		"publish a cancel notice": publish(a.ns+".broadcast", "cancel"),
 		"publish a request":       publish(a.ns+".rpc", a.ns+".rpc.api.submit"),
-		"consume the API queue":   consume(a.ns + ".rpc.api.submit"),
-		"listen to progress":      bind(a.ns+".broadcast", "progress.*"),
+		// The default exchange reaches every queue of the vhost by its
+		// name: the API's included.
+		"publish into the API queue directly":        publish("", a.ns+".rpc.api.submit"),
+		"publish a task (default exchange)":          publish("", task),
+		"bind the API queue to the requeue exchange": bindQueue(a.ns+".rpc.api.submit", a.ns+".requeue"),
+		"declare another pool's delay queue": func(ch *amqp.Channel) error {
+			_, err := ch.QueueDeclare(a.ns+".delay."+a.ns+".gpu.1000ms", true, false, false, false, nil)
+			return err
+		},
+		"consume the API queue": consume(a.ns + ".rpc.api.submit"),
+		"listen to progress":    bind(a.ns+".broadcast", "progress.*"),
 		"take another pool's tasks": func(ch *amqp.Channel) error {
 			_, err := ch.QueueDeclare(a.ns+".gpu", true, false, false, false, amqp.Table{"x-queue-type": "quorum"})
 			return err
@@ -260,6 +275,58 @@ func TestRoleRights(t *testing.T) {
 	}
 	if refused(t, rt, publish(a.ns+".events", "task.j1")) {
 		t.Errorf("a runtime cannot publish a task event")
+	}
+}
+
+// TestRuntimeHandsBackUnderRoles: with the runtime's rights alone (no
+// write on the default exchange), a runtime's bus hands a task back with a
+// delay and dead-letters it, through the exchange "<ns>.requeue".
+func TestRuntimeHandsBackUnderRoles(t *testing.T) {
+	a := makeTenant(t, "h")
+	c := start(t, a.env("coordinator"), "coordinator")
+	waitFor(t, c, "coordinator serving")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	connect := func(role string) *rbus.Bus {
+		u := fmt.Sprintf("amqp://%s-%s:%s@%s/%s", a.ns, role, a.pw[role], a.host, url.PathEscape(a.vhost))
+		b, err := rbus.Connect(ctx, u, rbus.Options{Prefix: a.ns})
+		if err != nil {
+			t.Fatalf("connect as %s: %v", role, err)
+		}
+		t.Cleanup(func() { _ = b.Close() })
+		return b
+	}
+	co, rt := connect("coordinator"), connect("runtime")
+	if err := co.Enqueue(ctx, "default", bus.Message{Data: []byte("task")}); err != nil {
+		t.Fatal(err)
+	}
+	c2, err := rt.Consume(ctx, "default", bus.QueueOptions{Prefetch: 1, Lease: time.Minute})
+	if err != nil {
+		t.Fatalf("the runtime consumes its pool: %v", err)
+	}
+	next := func() bus.Delivery {
+		select {
+		case d := <-c2:
+			return d
+		case <-ctx.Done():
+			t.Fatal("no delivery")
+			return nil
+		}
+	}
+	if err := next().Nak(ctx, 200*time.Millisecond); err != nil {
+		t.Fatalf("the runtime naks with a delay: %v", err)
+	}
+	if err := next().Term(ctx, "given up"); err != nil {
+		t.Fatalf("the runtime dead-letters: %v", err)
+	}
+	var dls []rbus.DeadLetter
+	for deadline := time.Now().Add(10 * time.Second); len(dls) == 0 && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if dls, err = co.DeadLetters(ctx, "default", 10); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(dls) != 1 || dls[0].Reason != "given up" {
+		t.Fatalf("dead letters %+v; want the task, given up", dls)
 	}
 }
 

@@ -41,18 +41,21 @@ ctl() { ${RABBITMQCTL:-rabbitmqctl} "$@"; }
 V=$(echo "$ns" | tr 'a-z-' 'A-Z_')
 
 # Object names (bus/rabbitmq): exchanges NS.events (topic, with the stream
-# queue NS.events), NS.broadcast (topic) and NS.rpc (direct, to the queues
-# NS.rpc.<subject>); work queues are named as the pool in the default
-# namespace "skein" and NS.<pool> in any other, each with <queue>.dead;
-# delayed retries wait in NS.delay.*; listeners use server-named amq.gen-*
-# queues.
+# queue NS.events), NS.broadcast (topic), NS.rpc (direct, to the queues
+# NS.rpc.<subject>) and NS.requeue (direct, to the work, dead-letter and
+# delay queues, each bound under its own name); work queues are named as
+# the pool in the default namespace "skein" and NS.<pool> in any other,
+# each with <queue>.dead; delayed retries wait in NS.delay.*; listeners use
+# server-named amq.gen-* queues.
 if [ "$ns" = skein ]; then qp=""; else qp="$ns\\."; fi
 queues=""
 for p in $pools; do
 	queues="$queues${queues:+|}$qp$p|$qp$p-reduce"
 done
 n=$ns
-ev="$n\\.events" bc="$n\\.broadcast" rpc="$n\\.rpc"
+ev="$n\\.events" bc="$n\\.broadcast" rpc="$n\\.rpc" rq="$n\\.requeue"
+# the delay queues of the pools' queues (older releases: no "ms")
+dl="$n\\.delay\\.($queues)\\.[0-9]+(ms)?"
 
 ctl list_vhosts name | grep -qx "$vhost" || ctl add_vhost "$vhost" >/dev/null
 
@@ -87,10 +90,12 @@ ctl set_topic_permissions -p "$vhost" "$ns-coordinator" "$n.events" '^(job|jobev
 ctl set_topic_permissions -p "$vhost" "$ns-coordinator" "$n.broadcast" '.*' '.*' >/dev/null
 
 # runtime: takes tasks of its pools' queues, writes task events only,
-# reads the stream (reducer feeds), hears cancel notices; delayed retries
-# and dead letters go through the default exchange.
+# reads the stream (reducer feeds), hears cancel notices; hands tasks back
+# (retries, delayed retries, dead letters) through NS.requeue, binding its
+# queues to it. No write on the default exchange: it reaches every queue of
+# the vhost, the API's included.
 user "$ns-runtime" runtime
-ctl set_permissions -p "$vhost" "$ns-runtime" "^(($queues)(\\.dead)?|$n\\.delay\\..*|amq\\.gen-.*)\$" "^($ev|amq\\.default|amq\\.gen-.*)\$" "^($queues|$ev|$bc|amq\\.gen-.*)\$" >/dev/null
+ctl set_permissions -p "$vhost" "$ns-runtime" "^(($queues)(\\.dead)?|$dl|amq\\.gen-.*)\$" "^($ev|$rq|($queues)(\\.dead)?|$dl|amq\\.gen-.*)\$" "^($queues|$ev|$bc|$rq|$dl|amq\\.gen-.*)\$" >/dev/null
 ctl set_topic_permissions -p "$vhost" "$ns-runtime" "$n.events" '^task\.[^.]+$' '^$' >/dev/null
 ctl set_topic_permissions -p "$vhost" "$ns-runtime" "$n.broadcast" '^$' '^cancel$' >/dev/null
 
