@@ -72,7 +72,7 @@ func startTriggers(ctx context.Context, c *coordinator.Coordinator, b bus.Bus, b
 		plain = append(plain, u.String())
 	}
 	r := trigger.New(trigger.Config{
-		Bus: b, Coordinator: c, ErrJobExists: coordinator.ErrJobExists, ErrInvalid: coordinator.ErrInvalid, Verify: c.SignedByUs, Result: c.JobResult, Namespace: ns, BusKind: kind, Triggers: defs,
+		Bus: b, Coordinator: c, ErrJobExists: coordinator.ErrJobExists, ErrInvalid: coordinator.ErrInvalid, Verify: c.SignedByUs, Sign: c.Sign, Result: c.JobResult, Namespace: ns, BusKind: kind, Triggers: defs,
 		Logger: log.With("component", "trigger"),
 		DialNATS: func(ctx context.Context, u string) (*nats.Conn, error) {
 			own := u != ""

@@ -65,6 +65,10 @@ func (c *Coordinator) firstSpec(ctx context.Context, id string, at uint64, befor
 // signing is off: a trigger that reads job end records checks them so.
 func (c *Coordinator) SignedByUs(m bus.Message) bool { return c.signedByUs(m) }
 
+// Sign signs m when the coordinators sign (--sign-key): the trigger
+// runner's records.
+func (c *Coordinator) Sign(m *bus.Message) { c.sign(m) }
+
 // JobResult returns a finished job of the namespace's result as JSON, as
 // client.Result does (a list for map jobs), answered in-process as the
 // API would answer it: a trigger chained to other jobs reads their

@@ -59,7 +59,9 @@ func (r *Runner) serve(ctx context.Context, m bus.Message) ([]byte, error) {
 			return nil, fmt.Errorf("%w %q", ErrUnknown, req.Name)
 		}
 		b, _ := json.Marshal(recordBody{})
-		if _, err := r.cfg.Bus.PublishSeq(ctx, TriggerSubject(req.Name), bus.Message{Data: b}); err != nil {
+		m := bus.Message{Data: b}
+		r.sign(&m)
+		if _, err := r.cfg.Bus.PublishSeq(ctx, TriggerSubject(req.Name), m); err != nil {
 			return nil, fmt.Errorf("recording the trigger's deletion: %w", err)
 		}
 	default:
@@ -89,10 +91,18 @@ func (r *Runner) put(ctx context.Context, d Def, dedup bool) (Def, error) {
 	if dedup {
 		m.ID = "trigger-" + d.JobID([]string{string(b)})
 	}
+	r.sign(&m)
 	if _, err := r.cfg.Bus.PublishSeq(ctx, TriggerSubject(d.Name), m); err != nil {
 		return Def{}, fmt.Errorf("recording the trigger: %w", err)
 	}
 	return d, nil
+}
+
+// sign signs a record the runner writes, when the coordinators sign.
+func (r *Runner) sign(m *bus.Message) {
+	if r.cfg.Sign != nil {
+		r.cfg.Sign(m)
+	}
 }
 
 func (r *Runner) known(name string) bool {

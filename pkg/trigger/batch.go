@@ -80,7 +80,9 @@ func (r *Runner) recordBatch(ctx context.Context, d Def, evs []Event, jobID stri
 		r.log.Warn("a batch too large to record: delivered again after a crash, its events may be grouped anew", "trigger", d.Name, "job", jobID, "bytes", len(b))
 		return nil
 	}
-	if _, err := r.cfg.Bus.PublishSeq(ctx, TriggerSubject(batchPrefix+d.Name), bus.Message{Data: b, ID: "batch-" + jobID}); err != nil {
+	m := bus.Message{Data: b, ID: "batch-" + jobID}
+	r.sign(&m)
+	if _, err := r.cfg.Bus.PublishSeq(ctx, TriggerSubject(batchPrefix+d.Name), m); err != nil {
 		return fmt.Errorf("recording the batch: %w", err)
 	}
 	return nil

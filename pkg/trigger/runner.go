@@ -43,9 +43,15 @@ type Config struct {
 	// Result returns a finished job's result as JSON, a list for a map
 	// job (coordinator.JobResult): the inputs of a jobs source.
 	Result func(ctx context.Context, job string) (json.RawMessage, error)
-	// Verify, when set, checks that a job end record read by a jobs
-	// source was signed by the coordinators (coordinator --sign-key).
+	// Verify, when set, checks that a message was signed by the
+	// coordinators (coordinator --sign-key): the trigger and batch
+	// records, and the job end records a jobs source reads. Sign signs
+	// the records this runner writes. A trigger record is a job template
+	// the coordinators run and sign the tasks of: on a bus shared with
+	// publishers that are not trusted, an unsigned one would be a way
+	// round the signatures.
 	Verify func(bus.Message) bool
+	Sign   func(*bus.Message)
 	// DialNATS and DialAMQP connect to a NATS or AMQP source's broker;
 	// url is the source's (empty: the coordinator's bus). A source of a
 	// kind without a dialer fails.
@@ -228,6 +234,10 @@ const markName = "~mark"
 func (r *Runner) apply(m bus.Message, live bool) {
 	name := strings.TrimPrefix(m.Subject, "trigger.")
 	if name == markName {
+		return
+	}
+	if v := r.cfg.Verify; v != nil && !v(m) {
+		r.log.Warn("ignoring a trigger record the coordinators did not sign", "subject", m.Subject)
 		return
 	}
 	if strings.HasPrefix(name, batchPrefix) {

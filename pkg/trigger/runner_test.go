@@ -2,6 +2,7 @@ package trigger
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -14,9 +15,11 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/skeinrun/skein/bus"
 	"github.com/skeinrun/skein/bus/natsbus"
 	"github.com/skeinrun/skein/internal/natstest"
 	"github.com/skeinrun/skein/internal/testenv"
+	"github.com/skeinrun/skein/pkg/sign"
 	"github.com/skeinrun/skein/pkg/wire"
 )
 
@@ -256,5 +259,68 @@ func TestNATSSourceBatches(t *testing.T) {
 			t.Fatalf("messages left unacknowledged: %+v", info)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// With the coordinators signing, a runner takes up only the trigger and
+// batch records they signed: a trigger record is a job template whose
+// tasks the coordinators sign, so a forged one would be a way round the
+// signatures for whoever may publish on the bus.
+func TestUnsignedTriggerRecordsIgnored(t *testing.T) {
+	srv := natstest.Server(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	b := natstest.Connect(t, srv, natsbus.Options{})
+	_, key, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := sign.NewSigner(key)
+	verify := func(m bus.Message) bool { return s.Verify(m) == nil }
+	forge := func(name string, body any) {
+		data, _ := json.Marshal(body)
+		if _, err := b.PublishSeq(ctx, TriggerSubject(name), bus.Message{Data: data}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	def := func(name string) *Def {
+		return &Def{Name: name, Source: Source{Jobs: "*"}, Job: Template{Kind: wire.JobCall, Function: "cmd:sh -c id", Param: "x"}}
+	}
+	forge("before", recordBody{Def: def("before")})
+	forge(batchPrefix+"before", batchRecord{Trigger: "before", Events: []batchedEvent{{ID: "e1"}}})
+	var logs testenv.Buffer
+	r := New(Config{Bus: b, Coordinator: leaseOnly{}, Verify: verify, Sign: s.Sign, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err := r.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if _, err := Call(ctx, b, Request{Op: "create", Def: def("kept")}); err != nil {
+		t.Fatal(err)
+	}
+	forge("after", recordBody{Def: def("after")})
+	forge("kept", recordBody{}) // a forged deletion
+	if err := r.readRecords(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if l := r.List(); len(l) != 1 || l[0].Name != "kept" {
+		t.Errorf("triggers %+v; want kept alone (the signed one)", l)
+	}
+	r.mu.Lock()
+	batches := len(r.batches)
+	r.mu.Unlock()
+	if batches != 0 {
+		t.Errorf("a forged batch record was taken up")
+	}
+	if n := strings.Count(logs.String(), "ignoring a trigger record the coordinators did not sign"); n != 4 {
+		t.Errorf("%d forged records logged, want 4:\n%s", n, logs.String())
+	}
+	// The runner's own records are signed: a second runner takes kept up.
+	r2 := New(Config{Bus: b, Coordinator: leaseOnly{}, Verify: verify, Sign: s.Sign, Logger: slog.New(slog.NewTextHandler(tlogWriter{t}, nil))})
+	if err := r2.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer r2.Close()
+	if l := r2.List(); len(l) != 1 || l[0].Name != "kept" {
+		t.Errorf("a second runner's triggers %+v; want kept", l)
 	}
 }
