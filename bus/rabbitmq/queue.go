@@ -487,11 +487,19 @@ func (c *consumer) run(cs *parts) {
 		if c.ctx.Err() != nil || c.b.isClosed() {
 			return
 		}
-		var err error
-		cs, err = c.subscribe()
+		// The queue may be gone (a broker that came back without its
+		// data): declare it again rather than wait for a producer to.
+		err := c.b.ensureQueue(c.ctx, c.queue)
+		if err == nil {
+			cs, err = c.subscribe()
+		}
 		if err != nil {
 			if c.ctx.Err() != nil || c.b.isClosed() {
 				return
+			}
+			var aerr *amqp.Error
+			if errors.As(err, &aerr) && aerr.Code == amqp.NotFound {
+				c.b.forget(c.queue)
 			}
 			c.b.log.Warn("rabbitmq resubscribe failed", "queue", c.queue, "err", err)
 			if !c.b.backoff(c.ctx, attempt) {
@@ -843,6 +851,14 @@ func (b *Bus) ensureDelayQueue(ctx context.Context, queue string, delay time.Dur
 	b.declared[name] = time.Now()
 	b.declMu.Unlock()
 	return name, nil
+}
+
+// forget drops queue from the queues declared, so that the next
+// ensureQueue declares it again.
+func (b *Bus) forget(queue string) {
+	b.declMu.Lock()
+	delete(b.declared, queue)
+	b.declMu.Unlock()
 }
 
 // olderArgs reports whether a declare was refused because the queue

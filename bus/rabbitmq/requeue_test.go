@@ -90,3 +90,67 @@ func TestHandBackThroughTheRequeueExchange(t *testing.T) {
 		}
 	}
 }
+
+// TestConsumerDeclaresItsQueueAgain: a work queue deleted under its
+// consumer (a broker that came back without its data, an operator) is
+// declared again by the consumer as it subscribes again, so that what a
+// producer that still takes the queue for declared publishes lands in it
+// rather than nowhere.
+func TestConsumerDeclaresItsQueueAgain(t *testing.T) {
+	url := testenv.Require(t, testenv.AMQPURL)
+	prefix := fmt.Sprintf("skein-redeclare-%d", time.Now().UnixNano())
+	producer, _ := connect(t, url, rabbitmq.Options{Prefix: prefix})
+	consumer, _ := connect(t, url, rabbitmq.Options{Prefix: prefix})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := producer.Enqueue(ctx, "work", bus.Message{Data: []byte("first")}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := consumer.Consume(ctx, "work", bus.QueueOptions{Prefetch: 1, Lease: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := func() bus.Delivery {
+		select {
+		case d := <-c:
+			return d
+		case <-ctx.Done():
+			t.Fatal("no delivery")
+			return nil
+		}
+	}
+	if err := next().Ack(ctx); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := amqp.Dial(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := prefix + ".work"
+	t.Cleanup(func() { _, _ = ch.QueueDelete(q, false, false, false); _, _ = ch.QueueDelete(q+".dead", false, false, false) })
+	if _, err := ch.QueueDelete(q, false, false, false); err != nil {
+		t.Fatal(err)
+	}
+	// The consumer is back once the queue exists again.
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if _, err := ch.QueueDeclarePassive(q, true, false, false, false, nil); err == nil {
+			break
+		} else if ch, err = conn.Channel(); err != nil {
+			t.Fatal(err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the consumer did not declare its queue again")
+		}
+	}
+	if err := producer.Enqueue(ctx, "work", bus.Message{Data: []byte("second")}); err != nil {
+		t.Fatal(err)
+	}
+	if d := next(); string(d.Message().Data) != "second" {
+		t.Fatalf("got %q, want second", d.Message().Data)
+	}
+}

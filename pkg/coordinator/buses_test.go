@@ -148,7 +148,7 @@ func dropRabbitObjects(t *testing.T, url, prefix string) {
 			}
 		}
 	}
-	for _, x := range []string{".events", ".broadcast"} {
+	for _, x := range []string{".events", ".broadcast", ".rpc", ".requeue"} {
 		_ = ch.ExchangeDelete(prefix+x, false, false)
 	}
 }

@@ -85,6 +85,8 @@ func rabbitBus(t *testing.T, url string, opts rabbitmq.Options) *rabbitmq.Bus {
 		if ch, err := conn.Channel(); err == nil {
 			_ = ch.ExchangeDelete(prefix+".events", false, false)
 			_ = ch.ExchangeDelete(prefix+".broadcast", false, false)
+			_ = ch.ExchangeDelete(prefix+".rpc", false, false)
+			_ = ch.ExchangeDelete(prefix+".requeue", false, false)
 			_ = ch.Close()
 		}
 	})
