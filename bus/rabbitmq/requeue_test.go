@@ -27,15 +27,7 @@ func TestHandBackThroughTheRequeueExchange(t *testing.T) {
 	defer cancel()
 
 	// The queue "old" as an older release declared it.
-	conn, err := amqp.Dial(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, ch := adminChannel(t, url)
 	old := prefix + ".old"
 	if _, err := ch.QueueDeclare(old+".dead", true, false, false, false, amqp.Table{amqp.QueueTypeArg: amqp.QueueTypeQuorum}); err != nil {
 		t.Fatal(err)
@@ -122,17 +114,12 @@ func TestConsumerDeclaresItsQueueAgain(t *testing.T) {
 	if err := next().Ack(ctx); err != nil {
 		t.Fatal(err)
 	}
-	conn, err := amqp.Dial(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn, ch := adminChannel(t, url)
 	q := prefix + ".work"
-	t.Cleanup(func() { _, _ = ch.QueueDelete(q, false, false, false); _, _ = ch.QueueDelete(q+".dead", false, false, false) })
+	t.Cleanup(func() {
+		_, _ = ch.QueueDelete(q, false, false, false)
+		_, _ = ch.QueueDelete(q+".dead", false, false, false)
+	})
 	if _, err := ch.QueueDelete(q, false, false, false); err != nil {
 		t.Fatal(err)
 	}
@@ -153,4 +140,20 @@ func TestConsumerDeclaresItsQueueAgain(t *testing.T) {
 	if d := next(); string(d.Message().Data) != "second" {
 		t.Fatalf("got %q, want second", d.Message().Data)
 	}
+}
+
+// adminChannel is a connection of the broker's test user, closed when the
+// test ends, and a channel on it.
+func adminChannel(t *testing.T, url string) (*amqp.Connection, *amqp.Channel) {
+	t.Helper()
+	conn, err := amqp.Dial(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return conn, ch
 }
