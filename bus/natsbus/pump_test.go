@@ -2,6 +2,7 @@ package natsbus_test
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -78,11 +79,20 @@ func TestPullErrorBacksOff(t *testing.T) {
 		}
 		return jsz.API.Total
 	}
-	if err := js.DeleteStream(ctx, "SKEIN_TASKS"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "SQUATTER", Subjects: []string{"skein.task.>"}, Storage: jetstream.MemoryStorage}); err != nil {
-		t.Fatal(err)
+	// The bus may make its stream again between the two steps (its pull
+	// failed at once): then the squatter finds the subjects taken, and
+	// both steps are done again.
+	for attempt := 0; ; attempt++ {
+		if err := js.DeleteStream(ctx, "SKEIN_TASKS"); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+			t.Fatal(err)
+		}
+		_, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "SQUATTER", Subjects: []string{"skein.task.>"}, Storage: jetstream.MemoryStorage})
+		if err == nil {
+			break
+		}
+		if attempt == 20 {
+			t.Fatal(err)
+		}
 	}
 	before := apiCalls()
 	// An observation window: how often the failing pull is retried and
