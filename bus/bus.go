@@ -66,8 +66,12 @@ type BatchAcker interface {
 // Revocable is implemented by deliveries that the broker can take back
 // before they are settled: RabbitMQ returns a consumer's unsettled
 // messages to their queue when the consumer's channel or connection
-// closes, for another consumer to take. A revoked delivery must not be
-// run (it would run twice) and cannot be settled.
+// closes, for another consumer to take; on NATS a delivery is gone with
+// its task stream when the stream is made again (a server back without
+// its store, a stream deleted). A revoked delivery must not be run (it
+// would run twice, or for a job the broker lost) and cannot be settled:
+// a settle fails without reaching the broker, which frees what the
+// delivery held (its room in a consumer's window).
 type Revocable interface {
 	Revoked() bool
 }

@@ -164,6 +164,9 @@ type Bus struct {
 	wg        sync.WaitGroup
 
 	streams streamState // restore.go
+	// tasksGen counts the task stream's remakes seen (sawTasks): a
+	// delivery of an earlier one is gone with its stream (revoked).
+	tasksGen atomic.Uint64
 }
 
 var _ bus.Bus = (*Bus)(nil)
@@ -568,6 +571,12 @@ func (b *Bus) consumer(ctx context.Context, queue string, o bus.QueueOptions) (j
 		b.noStream(err, "opening a queue")
 		return nil, fmt.Errorf("natsbus: consumer for queue %s: %w", queue, err)
 	}
+	// The stream may have been made again by another program, this
+	// bus's pulls finding only its consumer gone: what was delivered from
+	// the old one must not be settled on the new one (delivery.Revoked).
+	if s, err := b.js.Stream(ctx, b.tasksStream); err == nil {
+		b.sawTasks(s.CachedInfo().Created)
+	}
 	b.mu.Lock()
 	b.consumers[queue] = c
 	b.mu.Unlock()
@@ -753,6 +762,10 @@ type delivery struct {
 	nc      *nats.Conn
 	queue   string
 	attempt int
+	// gen is the task stream's generation the delivery came from, and
+	// gens the bus's current one (nil: not a queue's delivery).
+	gen     uint64
+	gens    *atomic.Uint64
 	mu      sync.Mutex
 	settled bool
 	// release, when set, is called once by the first final settle (Ack,
@@ -762,11 +775,13 @@ type delivery struct {
 }
 
 func (b *Bus) newDelivery(m jetstream.Msg, queue string) *delivery {
-	return b.newDeliveryMsg(&nats.Msg{Subject: m.Subject(), Reply: m.Reply(), Data: m.Data(), Header: m.Headers()}, queue)
+	return b.newDeliveryMsg(&nats.Msg{Subject: m.Subject(), Reply: m.Reply(), Data: m.Data(), Header: m.Headers()}, queue, b.tasksGen.Load())
 }
 
-func (b *Bus) newDeliveryMsg(m *nats.Msg, queue string) *delivery {
-	d := &delivery{m: m, nc: b.nc, queue: queue, attempt: 1}
+// newDeliveryMsg is a delivery of queue from the task stream's generation
+// gen.
+func (b *Bus) newDeliveryMsg(m *nats.Msg, queue string, gen uint64) *delivery {
+	d := &delivery{m: m, nc: b.nc, queue: queue, attempt: 1, gen: gen, gens: &b.tasksGen}
 	if n, ok := numDelivered(m.Reply); ok {
 		d.attempt = int(n)
 	}
@@ -838,6 +853,16 @@ func (d *delivery) settle(ctx context.Context, what string, final bool, f func(c
 	if d.settled {
 		return bus.ErrSettled
 	}
+	if d.Revoked() {
+		// Sent, it would reach the durable consumer of the stream made
+		// again, under the same name, and settle whatever that stream
+		// holds at the old sequence.
+		if final && d.release != nil {
+			d.release()
+			d.release = nil
+		}
+		return fmt.Errorf("natsbus: %s: %w", what, errGone)
+	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, settleTimeout)
@@ -860,6 +885,13 @@ func (d *delivery) settle(ctx context.Context, what string, final bool, f func(c
 	d.settled = final
 	return nil
 }
+
+// errGone is the settle of a delivery whose task stream was made again.
+var errGone = errors.New("the task stream was made again (the server lost its store?): the message is gone with the stream it came from")
+
+// Revoked implements bus.Revocable: the task stream the delivery came
+// from was made again (restore.go), and the message is gone with it.
+func (d *delivery) Revoked() bool { return d.gens != nil && d.gens.Load() != d.gen }
 
 // request sends an acknowledgement body to the delivery's reply subject
 // and waits for the server's answer.
@@ -908,6 +940,12 @@ func (b *Bus) AckAll(ctx context.Context, ds []bus.Delivery) []error {
 		switch {
 		case d.settled:
 			errs[i] = bus.ErrSettled
+		case d.Revoked():
+			errs[i] = fmt.Errorf("natsbus: ack: %w", errGone)
+			if d.release != nil {
+				d.release()
+				d.release = nil
+			}
 		default:
 			// Published here rather than with jetstream's Ack, which
 			// would refuse the DoubleAck of a retry after a failed

@@ -157,6 +157,7 @@ func (b *Bus) sawTasks(created time.Time) {
 	b.streams.tasks = created
 	var resets []func()
 	if !old.IsZero() && !old.Equal(created) {
+		b.tasksGen.Add(1)
 		for r := range b.streams.queues {
 			resets = append(resets, *r)
 		}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -97,6 +96,10 @@ func (b *Bus) consumeWindow(ctx context.Context, queue string, c jetstream.Consu
 				cancel()
 			}
 		}()
+		// cgen is the task stream's generation c was opened on (Bus.tasksGen),
+		// seen the one the loop last acted on.
+		cgen := b.tasksGen.Load()
+		seen := cgen
 		failures := 0
 		p := pullRetry
 		p.OnRetry = func(_ int, err error, wait time.Duration) {
@@ -119,7 +122,7 @@ func (b *Bus) consumeWindow(ctx context.Context, queue string, c jetstream.Consu
 					}
 					return err
 				}
-				c = nc
+				c, cgen = nc, b.tasksGen.Load()
 			}
 			first, err := pl.request(c.CachedInfo().Name, n)
 			if err != nil {
@@ -142,12 +145,12 @@ func (b *Bus) consumeWindow(ctx context.Context, queue string, c jetstream.Consu
 			}
 			return err
 		}
-		// A task stream made again (restore.go) has lost the queue's
-		// durable consumer: make it again, and give up the requests sent
-		// to the old one.
-		var reset atomic.Bool
+		// A task stream made again (restore.go, or found so as a
+		// consumer opened: Bus.consumer) has lost the queue's durable
+		// consumer: make it again (unless it was opened on the new
+		// stream), and give up the requests sent to the old one, which
+		// no message will answer.
 		defer b.followTasks(func() {
-			reset.Store(true)
 			select {
 			case cr.wake <- struct{}{}:
 			default:
@@ -155,9 +158,12 @@ func (b *Bus) consumeWindow(ctx context.Context, queue string, c jetstream.Consu
 		})()
 		failing := false
 		for pctx.Err() == nil {
-			if reset.Swap(false) {
-				c = nil
-				pl.abandon()
+			if g := b.tasksGen.Load(); g != seen {
+				seen = g
+				if cgen != g {
+					c = nil
+				}
+				pl.abandonOlder(g)
 			}
 			size, changed := win.Size()
 			held, err := cr.state()
@@ -224,6 +230,7 @@ type pullReq struct {
 	// (its subscription stays until that word, or lingerAfterLapse).
 	lapsed bool
 	first  chan error // hears nil at the first message, or the error of an end without one
+	gen    uint64     // the task stream's generation it was sent to (Bus.tasksGen)
 	timer  *time.Timer
 	sub    *nats.Subscription
 }
@@ -231,7 +238,7 @@ type pullReq struct {
 // request sends a pull request for n messages to the consumer and
 // returns the channel that hears its first message or its end.
 func (p *puller) request(consumer string, n int) (<-chan error, error) {
-	r := &pullReq{n: n, first: make(chan error, 1)}
+	r := &pullReq{n: n, first: make(chan error, 1), gen: p.b.tasksGen.Load()}
 	inbox := p.b.nc.NewInbox()
 	p.mu.Lock()
 	sub, err := p.b.nc.Subscribe(inbox, func(m *nats.Msg) { p.onMsg(r, m) })
@@ -336,7 +343,7 @@ func (p *puller) onMsg(r *pullReq, m *nats.Msg) {
 			// Late, not lost: a delivery beyond the window's room for
 			// now, which its settle frees as any other.
 			p.cr.add(1, nil)
-			p.deliver(m)
+			p.deliver(m, r.gen)
 			return
 		}
 		// Its request ended here already (stopping): hand it back at
@@ -354,14 +361,14 @@ func (p *puller) onMsg(r *pullReq, m *nats.Msg) {
 		// Everything asked for came: the server sends nothing more.
 		p.end(r, nil, false)
 	}
-	p.deliver(m)
+	p.deliver(m, r.gen)
 }
 
 // deliver hands m to the reader as a delivery whose final settle frees
 // its room in the window, or, when the pulling stops first, hands it
 // back at once rather than at its lease.
-func (p *puller) deliver(m *nats.Msg) {
-	d := p.b.newDeliveryMsg(m, p.queue)
+func (p *puller) deliver(m *nats.Msg, gen uint64) {
+	d := p.b.newDeliveryMsg(m, p.queue, gen)
 	d.release = func() { p.cr.add(-1, nil) }
 	if !p.handOver(d) {
 		_ = d.Nak(context.Background(), 0)
@@ -411,6 +418,22 @@ func (p *puller) status(r *pullReq, status, descr string) {
 // abandon ends the requests in flight, which will bring nothing: their
 // consumer is gone.
 func (p *puller) abandon() { p.endAll(false) }
+
+// abandonOlder ends the requests sent to a task stream's generation
+// before gen: the stream they went to is gone.
+func (p *puller) abandonOlder(gen uint64) {
+	p.mu.Lock()
+	var rs []*pullReq
+	for r := range p.reqs {
+		if r.gen < gen {
+			rs = append(rs, r)
+		}
+	}
+	p.mu.Unlock()
+	for _, r := range rs {
+		p.end(r, nil, false)
+	}
+}
 
 // stop ends the pulling: requests in flight are abandoned, and what they
 // still bring goes back at once (onMsg).

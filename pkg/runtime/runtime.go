@@ -518,10 +518,14 @@ func (r *Runtime) handle(ctx context.Context, slot int, h *heldTask, done func()
 		}
 	}()
 	if bus.Revoked(d) {
-		// It waited here while its consumer's connection dropped: the
+		// It waited here while its consumer's connection dropped (the
 		// broker has put it back on the queue, for this runtime or
-		// another to take again. Running it would run it twice.
-		r.log.Info("runtime: dropping a task the broker took back (its consumer's connection dropped); it is delivered again", "subject", d.Message().Subject)
+		// another to take again: running it would run it twice), or its
+		// task stream was made again (NATS: the message is gone with the
+		// old stream). The settle fails without reaching the broker, and
+		// frees the room the delivery held in its consumer's window.
+		r.log.Info("runtime: dropping a task the broker took back (its consumer's connection dropped, or its stream was made again)", "subject", d.Message().Subject)
+		_ = d.Ack(ctx)
 		return
 	}
 	if r.cfg.Verifier != nil {
