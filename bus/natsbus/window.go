@@ -124,7 +124,7 @@ func (b *Bus) consumeWindow(ctx context.Context, queue string, c jetstream.Consu
 				}
 				c, cgen = nc, b.tasksGen.Load()
 			}
-			first, err := pl.request(c.CachedInfo().Name, n)
+			first, err := pl.request(c.CachedInfo().Name, n, cgen)
 			if err != nil {
 				if pctx.Err() != nil {
 					return retry.Permanent(pctx.Err())
@@ -235,10 +235,11 @@ type pullReq struct {
 	sub    *nats.Subscription
 }
 
-// request sends a pull request for n messages to the consumer and
-// returns the channel that hears its first message or its end.
-func (p *puller) request(consumer string, n int) (<-chan error, error) {
-	r := &pullReq{n: n, first: make(chan error, 1), gen: p.b.tasksGen.Load()}
+// request sends a pull request for n messages to the consumer, opened on
+// the task stream's generation gen, and returns the channel that hears its
+// first message or its end.
+func (p *puller) request(consumer string, n int, gen uint64) (<-chan error, error) {
+	r := &pullReq{n: n, first: make(chan error, 1), gen: gen}
 	inbox := p.b.nc.NewInbox()
 	p.mu.Lock()
 	sub, err := p.b.nc.Subscribe(inbox, func(m *nats.Msg) { p.onMsg(r, m) })
