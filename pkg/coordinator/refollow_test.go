@@ -3,6 +3,7 @@ package coordinator_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync/atomic"
@@ -69,7 +70,12 @@ func (b *hidingBus) Subscribe(ctx context.Context, subject string, opts bus.Subs
 // A coordinator whose job log subscription does not find the log made
 // again (the broker came back without its store) reads the log again from
 // its start; a subscription that fails is tried again every 2 s until one
-// succeeds, and the job submitted meanwhile runs.
+// succeeds, and jobs run after it.
+//
+// The loss is found from the mark the coordinator writes when its bus
+// reports it (StoreLost), at a position below the one it had read: the
+// jobs before the loss put the old log well ahead of what the new one gets
+// before that mark, and no job is submitted until the log was read again.
 func TestRefollowTriesAgain(t *testing.T) {
 	srv := natstest.Server(t)
 	var logs testenv.Buffer
@@ -78,7 +84,7 @@ func TestRefollowTriesAgain(t *testing.T) {
 	hb := &hidingBus{Bus: b}
 	startRuntime(t, natstest.Connect(t, srv, natsbus.Options{Name: "runtime", Logger: busLogger(t)}), 2)
 	c, _ := startCoordinator(t, hb, coordinator.Config{Logger: log}, true)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	run := func(what string) {
 		t.Helper()
@@ -99,14 +105,15 @@ func TestRefollowTriesAgain(t *testing.T) {
 			t.Fatalf("%s: %+v, %v\n%s", what, st, err, logs.String())
 		}
 	}
-	run("the job before")
+	for i := range 4 {
+		run(fmt.Sprintf("job %d before the loss", i))
+	}
 	hb.refuse.Store(2)
 	dropNATSStreams(t, b, "skein")
-	run("the job after the store was lost")
-	// The coordinator heard of the loss (StoreLost) and wrote a mark below
+	// The coordinator hears of the loss (StoreLost) and writes a mark below
 	// the position it had read, which its subscription never brings: it
 	// subscribes from the log's start, twice refused, then reads it.
-	waitFor(t, 20*time.Second, "the job log read again from its start", func() bool {
+	waitFor(t, 45*time.Second, "the job log read again from its start", func() bool {
 		return strings.Contains(logs.String(), "reading it from its start")
 	})
 	if n := hb.fromOne.Load(); n != 3 {
