@@ -857,9 +857,8 @@ func (d *delivery) settle(ctx context.Context, what string, final bool, f func(c
 		// Sent, it would reach the durable consumer of the stream made
 		// again, under the same name, and settle whatever that stream
 		// holds at the old sequence.
-		if final && d.release != nil {
-			d.release()
-			d.release = nil
+		if final {
+			d.releaseRoom()
 		}
 		return fmt.Errorf("natsbus: %s: %w", what, errGone)
 	}
@@ -875,15 +874,23 @@ func (d *delivery) settle(ctx context.Context, what string, final bool, f func(c
 		}
 		return err
 	})
-	if final && d.release != nil {
-		d.release()
-		d.release = nil
+	if final {
+		d.releaseRoom()
 	}
 	if err != nil {
 		return fmt.Errorf("natsbus: %s: %w", what, err)
 	}
 	d.settled = final
 	return nil
+}
+
+// releaseRoom frees the delivery's room in its consumer's window, once.
+// Called with d.mu held.
+func (d *delivery) releaseRoom() {
+	if d.release != nil {
+		d.release()
+		d.release = nil
+	}
 }
 
 // errGone is the settle of a delivery whose task stream was made again.
@@ -942,10 +949,7 @@ func (b *Bus) AckAll(ctx context.Context, ds []bus.Delivery) []error {
 			errs[i] = bus.ErrSettled
 		case d.Revoked():
 			errs[i] = fmt.Errorf("natsbus: ack: %w", errGone)
-			if d.release != nil {
-				d.release()
-				d.release = nil
-			}
+			d.releaseRoom()
 		default:
 			// Published here rather than with jetstream's Ack, which
 			// would refuse the DoubleAck of a retry after a failed
@@ -976,10 +980,7 @@ func (b *Bus) AckAll(ctx context.Context, ds []bus.Delivery) []error {
 		} else {
 			d.settled = true
 		}
-		if d.release != nil {
-			d.release()
-			d.release = nil
-		}
+		d.releaseRoom()
 		d.mu.Unlock()
 	}
 	return errs
