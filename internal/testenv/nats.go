@@ -36,31 +36,62 @@ type NATSProcess struct {
 
 func StartNATS(t testing.TB, bin string) *NATSProcess {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	_ = l.Close()
-	p := &NATSProcess{t: t, bin: bin, dir: t.TempDir(), port: port}
-	conf := fmt.Sprintf("listen: \"127.0.0.1:%d\"\nmax_payload: 8MB\njetstream { store_dir: %q }\n", port, filepath.Join(p.dir, "js"))
-	if err := os.WriteFile(filepath.Join(p.dir, "server.conf"), []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	p.start()
+	p := &NATSProcess{t: t, bin: bin, dir: t.TempDir()}
 	t.Cleanup(func() {
 		if p.cmd != nil {
 			p.Kill()
 		}
 	})
-	return p
+	// A free port is free only until another test of the machine takes
+	// it: the server then fails to listen, and another port is tried.
+	for attempt := 1; ; attempt++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.port = l.Addr().(*net.TCPAddr).Port
+		_ = l.Close()
+		conf := fmt.Sprintf("listen: \"127.0.0.1:%d\"\nmax_payload: 8MB\njetstream { store_dir: %q }\n", p.port, filepath.Join(p.dir, "js"))
+		if err := os.WriteFile(filepath.Join(p.dir, "server.conf"), []byte(conf), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		log, err := p.startOnce()
+		if err == nil {
+			return p
+		}
+		if attempt == 5 || !strings.Contains(log, "address already in use") {
+			t.Fatalf("%v; log:\n%s", err, log)
+		}
+	}
 }
 
 // start runs the server on the same port and store and waits until it
-// accepts connections.
+// is ready.
 func (p *NATSProcess) start() {
 	p.t.Helper()
-	p.cmd = exec.Command(p.bin, "-c", filepath.Join(p.dir, "server.conf"), "-l", filepath.Join(p.dir, "server.log"))
+	if log, err := p.startOnce(); err != nil {
+		p.t.Fatalf("%v; log:\n%s", err, log)
+	}
+}
+
+// startOnce runs the server and waits until it says it is ready and
+// accepts connections. A connection alone could reach another program
+// that holds the port a moment. On failure it returns what the server
+// logged.
+func (p *NATSProcess) startOnce() (string, error) {
+	logPath := filepath.Join(p.dir, "server.log")
+	var from int64 // the log is appended to across restarts
+	if fi, err := os.Stat(logPath); err == nil {
+		from = fi.Size()
+	}
+	newLog := func() string {
+		b, _ := os.ReadFile(logPath)
+		if int64(len(b)) < from {
+			return string(b)
+		}
+		return string(b[from:])
+	}
+	p.cmd = exec.Command(p.bin, "-c", filepath.Join(p.dir, "server.conf"), "-l", logPath)
 	if err := p.cmd.Start(); err != nil {
 		p.t.Fatalf("start %s: %v", p.bin, err)
 	}
@@ -68,19 +99,21 @@ func (p *NATSProcess) start() {
 	go func(cmd *exec.Cmd, done chan struct{}) { _ = cmd.Wait(); close(done) }(p.cmd, p.done)
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", p.port), time.Second)
-		if err == nil {
-			_ = c.Close()
-			return
+		if strings.Contains(newLog(), "Server is ready") {
+			c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", p.port), time.Second)
+			if err == nil {
+				_ = c.Close()
+				return "", nil
+			}
 		}
 		select {
 		case <-p.done:
-			log, _ := os.ReadFile(filepath.Join(p.dir, "server.log"))
-			p.t.Fatalf("%s exited at start; log:\n%s", p.bin, log)
+			p.cmd = nil
+			return newLog(), fmt.Errorf("%s exited at start", p.bin)
 		default:
 		}
 		if time.Now().After(deadline) {
-			p.t.Fatalf("%s does not accept connections after 20s", p.bin)
+			return newLog(), fmt.Errorf("%s is not ready after 20s", p.bin)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
