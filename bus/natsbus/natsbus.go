@@ -1054,6 +1054,7 @@ func (b *Bus) Subscribe(ctx context.Context, pattern string, o bus.SubscribeOpti
 		InactiveThreshold: 30 * time.Second,
 		MaxResetAttempts:  1,
 	}
+	b.watchCreations()
 	var created time.Time // the stream's, when known here (else the bus's)
 	switch {
 	case o.From > 0:

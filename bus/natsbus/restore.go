@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/skeinrun/skein/internal/retry"
@@ -54,6 +55,7 @@ type streamState struct {
 	queues    map[*func()]struct{}
 	restoring bool
 	lost      chan struct{} // StoreLost
+	watching  bool          // subscribed to the event stream's creations
 }
 
 // StoreLost implements bus.StoreWatcher: the channel receives when the
@@ -146,6 +148,48 @@ func (b *Bus) subRestarts() []func() {
 		s.mu.Unlock()
 	}
 	return rs
+}
+
+// watchCreations subscribes, once, to the server's advisory of the event
+// stream's creation, and records the creation time of every new stream
+// (sawEvents).
+//
+// A subscription's ordered consumer that the server tells its consumer
+// was deleted makes itself again (nats.go), resuming after its position;
+// when another client has made the stream again meanwhile, that succeeds
+// on the new stream and the bus never hears of it: no StoreLost, and the
+// subscription waits for the new stream to reach the old position. The
+// advisory tells every bus of the stream made again while it stays
+// connected (an operator's `nats stream rm`); a reconnection checks the
+// streams itself (restoreStreams). A credential without the right to
+// subscribe to it gets the server's permissions violation logged and
+// goes on without it.
+func (b *Bus) watchCreations() {
+	b.streams.mu.Lock()
+	if b.streams.watching {
+		b.streams.mu.Unlock()
+		return
+	}
+	b.streams.watching = true
+	b.streams.mu.Unlock()
+	subject := "$JS.EVENT.ADVISORY.STREAM.CREATED." + b.eventsStream
+	_, err := b.nc.Subscribe(subject, func(*nats.Msg) {
+		if b.isClosed() {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), restoreTimeout)
+		defer cancel()
+		st, err := b.js.Stream(ctx, b.eventsStream)
+		if err != nil {
+			b.log.Debug("natsbus: reading the event stream made again", "err", err)
+			b.noStream(err, "the event stream's creation advisory")
+			return
+		}
+		b.sawEvents(st.CachedInfo().Created)
+	})
+	if err != nil {
+		b.log.Warn("natsbus: cannot follow the event stream's creations; a stream made again by another client while connected goes unnoticed", "subject", subject, "err", err)
+	}
 }
 
 // sawTasks records the task stream's creation time. When it differs from

@@ -49,6 +49,9 @@ for ns in "$@"; do
 	# so that the filter, and with it what may be read, is in the subject.
 	ev="$api.CONSUMER.CREATE.${S}_EVENTS.*.$ns.ev"
 	next="\"$api.CONSUMER.MSG.NEXT.${S}_EVENTS.*\""
+	# Every role that reads the event stream hears of it made again (the
+	# server's advisory), and then reads the new one from its start.
+	made="\"\$JS.EVENT.ADVISORY.STREAM.CREATED.${S}_EVENTS\""
 	# Triggers' NATS sources: the notification stream <NS>_NOTIFY keeps
 	# NS.notify.>, and each trigger is a durable consumer of it. The
 	# coordinator records its webhook's events on NS.notify.webhook.>.
@@ -77,7 +80,7 @@ for ns in "$@"; do
       permissions: {
         publish: { allow: ["$ns.rpc.api.*", $info,
                            "$ev.job.*.end", "$ev.task.*", "$ev.jobevents.*", $next] }
-        subscribe: { allow: ["_INBOX.$ns.submitter.>", "_INBOX.$ns.watcher.>", "$ns.bc.progress.*"] }
+        subscribe: { allow: ["_INBOX.$ns.submitter.>", "_INBOX.$ns.watcher.>", "$ns.bc.progress.*", $made] }
       } }
 
     # coordinator (serves the API, and its direct API subjects
@@ -96,7 +99,7 @@ for ns in "$@"; do
                            "$api.STREAM.PURGE.${S}_TASKS", "$api.STREAM.MSG.GET.${S}_TASKS", "$api.STREAM.MSG.DELETE.${S}_TASKS",
                            "$api.CONSUMER.CREATE.${S}_EVENTS.>", $next,
                            "$api.CONSUMER.INFO.${S}_EVENTS.*", "$api.CONSUMER.DELETE.${S}_EVENTS.*", $notify] }
-        subscribe: { allow: ["_INBOX.$ns.coordinator.>", "$ns.rpc.api.*", "$ns.bc.coord.alive"] }
+        subscribe: { allow: ["_INBOX.$ns.coordinator.>", "$ns.rpc.api.*", "$ns.bc.coord.alive", $made] }
         allow_responses: true
       } }
 
@@ -107,7 +110,7 @@ for ns in "$@"; do
         publish: { allow: ["$ns.ev.task.*", $info,
                            $take,
                            "$ev.feed.*.*", $next] }
-        subscribe: { allow: ["_INBOX.$ns.runtime.>", "$ns.bc.cancel"] }
+        subscribe: { allow: ["_INBOX.$ns.runtime.>", "$ns.bc.cancel", $made] }
       } }
 
     # watcher (reads the namespace's job events, CloudEvents;
@@ -115,7 +118,7 @@ for ns in "$@"; do
     { user: "$ns-watcher", password: \$SKEIN_${V}_WATCHER_PASSWORD
       permissions: {
         publish: { allow: [$info, "$ev.jobevents.*", $next] }
-        subscribe: { allow: ["_INBOX.$ns.watcher.>"] }
+        subscribe: { allow: ["_INBOX.$ns.watcher.>", $made] }
       } }
 
     # notifier (an S3 server's bucket notifications, or any program
